@@ -1,0 +1,141 @@
+/**
+ * `safehouse demo`: three providers upload encrypted tables, enterprises grant (and some revoke or let expire)
+ * consents, a bank registers a scorecard that every provider approves, the bank scores all enterprises, and the result
+ * is compared with the same scorecard evaluated on the plaintext CSVs; then the ledger is verified.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Safehouse, type ConsentGrant } from './embedded.ts';
+import { generateDemo, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID } from './demo-data.ts';
+import { parseCsv } from './csv.ts';
+import { evaluatePlain } from '../models/plain.ts';
+import { parseModel } from '../models/model.ts';
+import { parseUscc } from '../sandbox/uscc.ts';
+import type { FieldSpec } from '../sandbox/catalog.ts';
+
+export interface DemoSummary {
+  subjects: number;
+  scored: number;
+  refused: Record<string, number>;
+  expectedRefused: Record<string, number>;
+  matchesPlaintext: boolean;
+  mismatches: number;
+  ledger: { ok: boolean; size: number; checkpoints: number };
+  seconds: number;
+  timings: Record<string, number>;
+  plaintextScoringSeconds: number;
+  encryptedScoringSeconds: number;
+  home: string;
+}
+
+export async function runDemo(opts: { subjects: number; home?: string; log?: (line: string) => void; progress?: (label: string, done: number, total: number) => void; poolSize?: number }): Promise<DemoSummary> {
+  const t0 = performance.now();
+  const log = opts.log ?? (() => {});
+  const timings: Record<string, number> = {};
+  const lap = (name: string, since: number) => { timings[name] = Number(((performance.now() - since) / 1000).toFixed(3)); };
+  const keepHome = opts.home !== undefined;
+  const home = opts.home ?? mkdtempSync(join(tmpdir(), 'safehouse-demo-'));
+  const data = generateDemo(opts.subjects);
+  const sh = await Safehouse.open({ home, create: true, ...(opts.poolSize ? { poolSize: opts.poolSize } : {}) });
+  try {
+    let t = performance.now();
+    await sh.addParty('bank', DEMO_BANK);
+    await sh.addParty('auditor', 'auditor_pboc');
+    for (const p of Object.values(data.providers)) await sh.addParty('provider', p.provider);
+    lap('parties', t);
+    log(`parties: bank ${DEMO_BANK}, auditor, providers ${Object.values(data.providers).map((p) => p.provider).join(', ')}`);
+
+    t = performance.now();
+    for (const p of Object.values(data.providers)) {
+      const r = await sh.ingest(p.provider, p.schema, p.csv);
+      log(`ingest ${p.provider}: ${r.subjects} subjects in ${r.blocks} block(s), dataset ${r.datasetId}`);
+    }
+    lap('ingest', t);
+
+    t = performance.now();
+    const day = 86_400_000;
+    const now = sh.engine.now();
+    const grants: ConsentGrant[] = [];
+    for (const u of data.subjects) {
+      const plan = data.plan.get(u)!;
+      if (plan === 'NO_CONSENT') continue;
+      const base = { subject: u, bank: DEMO_BANK, purpose: DEMO_PURPOSE, operations: ['score' as const], categories: ['tax', 'utilities', 'housing_fund'], days: 365 };
+      if (plan === 'EXPIRED') grants.push({ ...base, days: 30, notBefore: new Date(now.getTime() - 60 * day) });
+      else if (plan === 'OUT_OF_SCOPE') grants.push({ ...base, categories: ['tax', 'utilities'] });
+      else grants.push(base);
+    }
+    const chunk = 2000;
+    for (let i = 0; i < grants.length; i += chunk) {
+      sh.grantConsents(grants.slice(i, i + chunk));
+      opts.progress?.('consents', Math.min(grants.length, i + chunk), grants.length);
+    }
+    let revoked = 0;
+    for (const u of data.subjects) if (data.plan.get(u) === 'REVOKED') { sh.revoke({ subject: u, bank: DEMO_BANK }); revoked++; }
+    lap('consents', t);
+    log(`consents: ${grants.length} granted (${grants.length - revoked - [...data.plan.values()].filter((s) => s === 'EXPIRED' || s === 'OUT_OF_SCOPE').length} plain, some expired or out of scope), ${revoked} revoked`);
+
+    t = performance.now();
+    const compiled = sh.registerModel(DEMO_BANK, data.model);
+    for (const p of new Set(compiled.terms.map((x) => x.provider))) await sh.approveModel(p, DEMO_MODEL_ID);
+    lap('model', t);
+    log(`model ${DEMO_MODEL_ID} (${compiled.terms.length} terms) registered, hash ${compiled.hash.slice(0, 16)}…, approved by all providers`);
+
+    t = performance.now();
+    const { rows } = await sh.score(DEMO_BANK, DEMO_MODEL_ID, DEMO_PURPOSE, data.subjects, (p) => opts.progress?.(`score:${p.phase}`, p.done, p.total));
+    const encryptedScoringSeconds = (performance.now() - t) / 1000;
+    lap('score', t);
+
+    // The same scorecard on the plaintext CSVs.
+    t = performance.now();
+    const spec = parseModel(data.model);
+    const tables = new Map<string, Map<string, Map<string, string>>>();
+    const fieldSpecs = new Map<string, FieldSpec>();
+    for (const p of Object.values(data.providers)) {
+      const csv = parseCsv(p.csv);
+      const rowsBy = new Map<string, Map<string, string>>();
+      for (const r of csv.rows) rowsBy.set(parseUscc(r[0]!), new Map(csv.header.map((h, i) => [h, r[i]!])));
+      tables.set(p.provider, rowsBy);
+      const ds = sh.engine.currentDatasets(p.provider)[0]!;
+      for (const f of ds.schema.fields) fieldSpecs.set(`${p.provider}/${f.name}`, f);
+    }
+    const expected = new Map<string, { status: string; score: string }>();
+    for (const u of data.subjects) {
+      const plan = data.plan.get(u)!;
+      if (plan !== 'OK') { expected.set(u, { status: plan, score: '' }); continue; }
+      const r = evaluatePlain(spec, (p, f) => fieldSpecs.get(`${p}/${f}`)!, (p, f) => tables.get(p)!.get(u)?.get(f) ?? (tables.get(p)!.has(u) ? '' : undefined));
+      expected.set(u, r.status === 'OK' ? { status: 'OK', score: r.score } : { status: 'NO_DATA', score: '' });
+    }
+    const plaintextScoringSeconds = (performance.now() - t) / 1000;
+    lap('plaintext', t);
+
+    let mismatches = 0;
+    const refused: Record<string, number> = {};
+    const expectedRefused: Record<string, number> = {};
+    for (const r of rows) {
+      const e = expected.get(r.uscc)!;
+      if (e.status !== r.status || e.score !== r.score) mismatches++;
+      if (r.status !== 'OK') refused[r.status] = (refused[r.status] ?? 0) + 1;
+      if (e.status !== 'OK') expectedRefused[e.status] = (expectedRefused[e.status] ?? 0) + 1;
+    }
+    t = performance.now();
+    const audit = sh.engine.auditVerify();
+    lap('audit', t);
+    return {
+      subjects: data.subjects.length,
+      scored: rows.filter((r) => r.status === 'OK').length,
+      refused, expectedRefused,
+      matchesPlaintext: mismatches === 0 && rows.length === data.subjects.length,
+      mismatches,
+      ledger: audit.ok ? { ok: true, size: audit.size, checkpoints: audit.checkpoints } : { ok: false, size: sh.engine.ledger.size(), checkpoints: 0 },
+      seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
+      timings,
+      plaintextScoringSeconds: Number(plaintextScoringSeconds.toFixed(4)),
+      encryptedScoringSeconds: Number(encryptedScoringSeconds.toFixed(3)),
+      home: keepHome ? home : '(temporary, removed)',
+    };
+  } finally {
+    await sh.close();
+    if (!keepHome) rmSync(home, { recursive: true, force: true });
+  }
+}

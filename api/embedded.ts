@@ -1,0 +1,199 @@
+/**
+ * Embedded mode: one process plays every party over one data directory. Each method acts *as* a party — it loads that
+ * party's keys from the wallet, builds the signed message the party would send, and hands it to the engine — so the
+ * engine code path is the one a networked deployment uses. The CLI, the demo and the tests all go through here.
+ */
+import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { fail } from '../engine/errors.ts';
+import { Engine, type PartyRole } from '../engine/engine.ts';
+import { ProviderAgent, type ProviderTable } from '../engine/custodian/provider.ts';
+import type { CustodianView } from '../engine/custodian/custodian.ts';
+import { WorkerPool } from '../engine/pool/pool.ts';
+import { signJson } from '../engine/crypto/sign.ts';
+import { buildScoreRequest, openScoreResult, runScoreJob, type ScoreProgress, type ScoreResult, type ScoreStatus } from '../engine/protocols/score.ts';
+import { createConsent, createRevocation, type ConsentOp, type SignedConsent } from '../sandbox/consent.ts';
+import { parseUscc } from '../sandbox/uscc.ts';
+import { parseModel, type CompiledModel } from '../models/model.ts';
+import { Wallet } from './wallet.ts';
+import type { Policy } from '../sandbox/policy.ts';
+
+export interface EmbeddedOptions {
+  home: string;
+  create?: boolean;
+  poolSize?: number;
+  policy?: Partial<Policy>;
+  /** Test hook: every custodian's view of what it decrypts. */
+  observe?: (provider: string, view: CustodianView) => void;
+}
+
+export interface ConsentGrant {
+  subject: string;
+  bank: string;
+  purpose: string;
+  categories: string[];
+  operations: ConsentOp[];
+  days: number;
+  /** Start of validity; default now. */
+  notBefore?: Date;
+}
+
+export class Safehouse {
+  readonly engine: Engine;
+  readonly wallet: Wallet;
+  private readonly opts: EmbeddedOptions;
+  private providerPool: WorkerPool | undefined;
+  private readonly agents = new Map<string, ProviderAgent>();
+
+  private constructor(engine: Engine, wallet: Wallet, opts: EmbeddedOptions) {
+    this.engine = engine;
+    this.wallet = wallet;
+    this.opts = opts;
+  }
+
+  /** Open (or create) a data directory in embedded mode and connect the custodians of its providers. */
+  static async open(opts: EmbeddedOptions): Promise<Safehouse> {
+    const engine = Engine.open({ home: opts.home, create: opts.create, ...(opts.poolSize ? { poolSize: opts.poolSize } : {}), ...(opts.policy ? { policy: opts.policy } : {}) });
+    const sh = new Safehouse(engine, new Wallet(opts.home), opts);
+    for (const p of engine.parties('provider')) sh.connect(p.id);
+    return sh;
+  }
+
+  async close(): Promise<void> {
+    await this.engine.close();
+    await this.providerPool?.close();
+    this.wallet.close();
+  }
+
+  private get pool(): WorkerPool {
+    this.providerPool ??= new WorkerPool(this.opts.poolSize ? { size: this.opts.poolSize } : {});
+    return this.providerPool;
+  }
+
+  private agent(id: string): ProviderAgent {
+    let a = this.agents.get(id);
+    if (!a) {
+      const k = this.wallet.require(id, 'provider');
+      const dir = this.wallet.providerDir(id);
+      const sk = this.wallet.readSecret(join(dir, 'bfv.sk'));
+      const pk = this.wallet.readSecret(join(dir, 'bfv.pk'));
+      if (!sk || !pk) fail('SH_ERR_UNKNOWN_PARTY', `provider ${id} has no BFV keys in the wallet`, { party: id });
+      a = new ProviderAgent(id, this.engine.params, { bfvSecretKey: sk, bfvPublicKey: pk, ed25519SecretKey: k.ed25519.secretKey, ed25519PublicKey: k.ed25519.publicKey }, this.pool);
+      this.agents.set(id, a);
+    }
+    return a;
+  }
+
+  private connect(provider: string): void {
+    const a = this.agent(provider);
+    const observe = this.opts.observe;
+    this.engine.connectCustodian(a.custodian(this.engine.keys.ed25519.publicKey, {
+      logFile: join(this.wallet.providerDir(provider), 'custodian.log'),
+      ...(observe ? { observe: (v: CustodianView) => observe(provider, v) } : {}),
+    }));
+  }
+
+  /** `safehouse party add`: create the party's keys (in its wallet) and register the public halves. */
+  async addParty(role: PartyRole, id: string): Promise<void> {
+    if (role === 'enterprise') parseUscc(id);
+    if (this.engine.party(id)) fail('SH_ERR_ALREADY_EXISTS', `party ${id} is already registered`, { party: id });
+    const k = this.wallet.create(id, role);
+    if (role === 'provider') {
+      const dir = this.wallet.providerDir(id);
+      let pk = this.wallet.readSecret(join(dir, 'bfv.pk'));
+      if (!pk || !this.wallet.readSecret(join(dir, 'bfv.sk'))) {
+        const keys = await ProviderAgent.generateBfvKeys(this.engine.params);
+        this.wallet.writeSecret(join(dir, 'bfv.sk'), keys.secretKey);
+        this.wallet.writeSecret(join(dir, 'bfv.pk'), keys.publicKey);
+        keys.secretKey.fill(0);
+        pk = keys.publicKey;
+      }
+      this.engine.registerParty({ id, role, ed25519: k.ed25519.publicKey, bfvPublicKey: pk });
+      this.connect(id);
+      return;
+    }
+    this.engine.registerParty({ id, role, ed25519: k.ed25519.publicKey, ...(k.x25519 ? { x25519: k.x25519.publicKey } : {}) });
+  }
+
+  /** `safehouse provider ingest`: as the provider, validate + encrypt + sign; the engine verifies and stores. */
+  async ingest(provider: string, schema: unknown, csvText: string): Promise<{ datasetId: string; subjects: number; blocks: number; version: number }> {
+    this.engine.requireParty(provider, 'provider');
+    const agent = this.agent(provider);
+    const datasetId = `${provider}.${(schema as { category?: string })?.category ?? 'x'}.${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+    const up = await agent.prepareUpload(schema, csvText, datasetId);
+    const ds = this.engine.acceptUpload(up.manifest, up.blobs);
+    this.wallet.writeSecret(join(this.wallet.providerDir(provider), `${ds.category}.json`), JSON.stringify(up.table));
+    return { datasetId: ds.id, subjects: ds.subjects, blocks: ds.blocks, version: ds.version };
+  }
+
+  /**
+   * `safehouse consent grant`: as each enterprise (its key created on first use, standing in for real-name
+   * registration), sign consents; the engine verifies and records them all or none.
+   */
+  grantConsents(grants: readonly ConsentGrant[]): SignedConsent[] {
+    const subjects = grants.map((g) => parseUscc(g.subject));
+    const keys = this.wallet.ensureEnterprises(subjects);
+    this.engine.registerEnterprises(subjects.map((s) => ({ uscc: s, ed25519: keys.get(s)!.ed25519.publicKey })));
+    const signed = grants.map((g, i) => {
+      const nb = g.notBefore ?? this.engine.now();
+      if (!Number.isFinite(g.days) || g.days <= 0) fail('SH_ERR_CONSENT_INVALID', `"days" expected a positive number, got ${g.days}`);
+      return createConsent({ subject: subjects[i]!, grantee: g.bank, purpose: g.purpose, categories: g.categories, operations: g.operations, notBefore: nb, notAfter: new Date(nb.getTime() + g.days * 86_400_000) }, keys.get(subjects[i]!)!.ed25519.secretKey);
+    });
+    this.engine.addConsents(signed);
+    return signed;
+  }
+
+  /** `safehouse consent revoke --id` / `--subject --bank`: the enterprise signs a revocation for each matching consent. */
+  revoke(sel: { consentId: string } | { subject: string; bank: string }): string[] {
+    let targets: Array<{ id: string; subject: string }>;
+    if ('consentId' in sel) {
+      const row = this.engine.store.db.prepare('SELECT subject FROM consents WHERE id = ?').get(sel.consentId) as { subject: string } | undefined;
+      if (!row) fail('SH_ERR_CONSENT_NOT_FOUND', `no consent ${sel.consentId}`, { consent: sel.consentId });
+      targets = [{ id: sel.consentId, subject: row.subject }];
+    } else {
+      const subject = parseUscc(sel.subject);
+      targets = this.engine.consentsOf(subject, sel.bank).map((c) => ({ id: c.statement.id, subject }));
+      if (targets.length === 0) fail('SH_ERR_CONSENT_NOT_FOUND', `no consent of ${subject} for ${sel.bank}`);
+    }
+    for (const t of targets) {
+      const k = this.wallet.require(t.subject, 'enterprise');
+      this.engine.addRevocation(createRevocation(t.id, t.subject, k.ed25519.secretKey, this.engine.now()));
+    }
+    return targets.map((t) => t.id);
+  }
+
+  /** `safehouse model register`: as the bank. */
+  registerModel(bank: string, modelJson: unknown): CompiledModel {
+    const k = this.wallet.require(bank, 'bank');
+    const spec = parseModel(modelJson);
+    return this.engine.registerModel(signJson({ type: 'safehouse.model.register.v1', bank, model: spec }, bank, k.ed25519.secretKey));
+  }
+
+  /** `safehouse model approve`: as the provider, review the model, derive its bin columns, sign the approval. */
+  async approveModel(provider: string, modelId: string): Promise<void> {
+    const m = this.engine.model(modelId);
+    if (!m) fail('SH_ERR_NOT_FOUND', `no model ${JSON.stringify(modelId)} is registered`, { model: modelId });
+    const agent = this.agent(provider);
+    const fields = m.spec.terms.filter((t) => t.provider === provider).map((t) => t.field);
+    if (fields.length === 0) fail('SH_ERR_INVALID_ARGUMENT', `model ${modelId} does not use provider ${provider}`);
+    const ds = this.engine.datasetWithField(provider, fields[0]!);
+    if (!ds) fail('SH_ERR_UNKNOWN_FIELD', `provider ${provider} has no dataset with ${fields[0]}`);
+    const tablePath = join(this.wallet.providerDir(provider), `${ds.category}.json`);
+    if (!existsSync(tablePath)) fail('SH_ERR_MODEL_STALE', `provider ${provider} has no local copy of dataset ${ds.id}`);
+    const table = JSON.parse(readFileSync(tablePath, 'utf8')) as ProviderTable;
+    if (table.datasetId !== ds.id) fail('SH_ERR_MODEL_STALE', `provider ${provider}'s local table is ${table.datasetId}, engine's current dataset is ${ds.id}`);
+    const { approval, blobs } = await agent.approve(m.spec, table);
+    this.engine.approveModel(approval, blobs);
+  }
+
+  /** `safehouse score`: as the bank, sign the request; the engine runs it; the bank opens the result. */
+  async score(bank: string, modelId: string, purpose: string, subjects: string[], onProgress?: (p: ScoreProgress) => void): Promise<{ jobId: string; rows: Array<{ uscc: string; status: ScoreStatus; score: string }>; result: ScoreResult }> {
+    const k = this.wallet.require(bank, 'bank');
+    const m = this.engine.model(modelId);
+    if (!m) fail('SH_ERR_NOT_FOUND', `no model ${JSON.stringify(modelId)} is registered`, { model: modelId });
+    const jobId = this.engine.newJobId('score');
+    const signed = buildScoreRequest({ jobId, bank, modelId, modelHash: m.hash, purpose, subjects, requestedAt: this.engine.now().toISOString() }, k.ed25519.secretKey);
+    const result = await runScoreJob(this.engine, signed, onProgress ? { onProgress } : {});
+    return { jobId, rows: openScoreResult(result, bank, k.x25519!.secretKey), result };
+  }
+}

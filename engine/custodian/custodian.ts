@@ -1,0 +1,215 @@
+/**
+ * The custodian: a provider's key-holding service (DESIGN §1, §4.2). It holds the provider's BFV secret key and
+ * answers **masked decryptions** only; it never returns v itself.
+ *
+ * `Custodian` is the interface the engine talks to. `LocalCustodian` runs in-process (embedded mode) but behaves like
+ * the networked one will: it holds its own key material, takes only signed requests, checks the parameter set, the
+ * job and the ciphertext hash **before** SEAL deserializes a byte, refuses ciphertexts that were not switched down to
+ * the transfer level or lack the noise margin, and logs every request/response hash on its own side.
+ *
+ * Modes (DESIGN §4.2):
+ *  - `seal`: the vector v + m (mod t, uniform to the custodian) sealed to a named party (X25519+HKDF+AES-GCM);
+ *  - `sum`:  sums of (v + m) mod t over groups of g slots, returned to the engine, which removes Σ m per group;
+ *  - `sign`: per slot, 1 if the centered value is ≥ 0 else 0, sealed to a named party (masked comparisons).
+ *
+ * The custodian's view (what `observe` reports, for tests): the decrypted residues of each request — uniform for
+ * `seal`/`sum` because the engine adds a fresh uniform mask, r·(x−c)+r' for `sign`.
+ */
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Ciphertext, Decryptor, SecretKey } from 'node-seal';
+import { fail } from '../errors.ts';
+import { canonicalize } from '../jcs.ts';
+import { BlockOps } from '../he/block.ts';
+import { heContext, paramSet, type ParamSet } from '../he/params.ts';
+import { centered } from '../he/codec.ts';
+import { sealCall } from '../he/seal.ts';
+import { sha256Hex } from '../store/store.ts';
+import { sealTo, type SealedBox } from '../crypto/sealbox.ts';
+import { requireSignature, signJson, hexToBytes, type Signed } from '../crypto/sign.ts';
+
+export type DecryptMode = 'seal' | 'sum' | 'sign';
+
+export interface DecryptRequest {
+  type: 'safehouse.custodian.decrypt.v1';
+  paramsId: string;
+  provider: string;
+  jobId: string;
+  /** Hash of the job request (and through it the model hash): peers agree on what is being computed. */
+  jobHash: string;
+  /** Label of this request inside the job (e.g. "score/tax/block/0"); bound into sealed boxes. */
+  label: string;
+  mode: DecryptMode;
+  /** SHA-256 (hex) of the serialized ciphertext sent with the request. */
+  ciphertext: string;
+  recipient?: { party: string; x25519: string };
+  groupSize?: number;
+}
+
+export interface DecryptResponse {
+  type: 'safehouse.custodian.response.v1';
+  provider: string;
+  jobId: string;
+  label: string;
+  /** SHA-256 of the canonical signed request. */
+  requestHash: string;
+  mode: DecryptMode;
+  sealed?: SealedBox;
+  /** `sum` mode: group sums of (v + m) mod t, as decimal strings. */
+  sums?: string[];
+}
+
+export interface Custodian {
+  readonly provider: string;
+  readonly paramsId: string;
+  /** Serialized BFV public key (what the engine re-randomizes with and other providers transfer to). */
+  readonly bfvPublicKey: Uint8Array;
+  /** Ed25519 key the custodian signs responses with. */
+  readonly signingPublicKey: Uint8Array;
+  decrypt(request: Signed<DecryptRequest>, ciphertext: Uint8Array): Promise<Signed<DecryptResponse>>;
+}
+
+export interface CustodianKeys {
+  bfvSecretKey: Uint8Array;
+  bfvPublicKey: Uint8Array;
+  ed25519SecretKey: Uint8Array;
+  ed25519PublicKey: Uint8Array;
+}
+
+export interface CustodianView {
+  label: string;
+  mode: DecryptMode;
+  /** The residues the custodian decrypted, exactly as it sees them. */
+  values: BigUint64Array;
+}
+
+export interface LocalCustodianOptions {
+  provider: string;
+  params: ParamSet;
+  keys: CustodianKeys;
+  /** Engine Ed25519 public key: only requests it signed are answered. */
+  enginePublicKey: Uint8Array;
+  /** JSONL file for the custodian's own request log. */
+  logFile?: string;
+  /** Test hook: receives the custodian's view of every decryption. */
+  observe?: (view: CustodianView) => void;
+}
+
+export class LocalCustodian implements Custodian {
+  readonly provider: string;
+  readonly paramsId: string;
+  readonly bfvPublicKey: Uint8Array;
+  readonly signingPublicKey: Uint8Array;
+  private readonly params: ParamSet;
+  private readonly keys: CustodianKeys;
+  private readonly enginePublicKey: Uint8Array;
+  private readonly logFile: string | undefined;
+  private readonly observe: ((view: CustodianView) => void) | undefined;
+  private state: Promise<{ ops: BlockOps; sk: SecretKey; decryptor: Decryptor }> | undefined;
+
+  constructor(opts: LocalCustodianOptions) {
+    this.provider = opts.provider;
+    this.params = opts.params;
+    this.paramsId = opts.params.id;
+    this.keys = opts.keys;
+    this.bfvPublicKey = opts.keys.bfvPublicKey;
+    this.signingPublicKey = opts.keys.ed25519PublicKey;
+    this.enginePublicKey = opts.enginePublicKey;
+    this.logFile = opts.logFile;
+    this.observe = opts.observe;
+  }
+
+  private init() {
+    this.state ??= heContext(this.params).then((he) => {
+      const ops = new BlockOps(he);
+      const sk = ops.loadSecretKey(this.keys.bfvSecretKey);
+      return { ops, sk, decryptor: new he.seal.Decryptor(he.context, sk) };
+    });
+    return this.state;
+  }
+
+  async decrypt(request: Signed<DecryptRequest>, ciphertext: Uint8Array): Promise<Signed<DecryptResponse>> {
+    // 1. Who is asking, and do we agree on what is computed — all before SEAL sees the ciphertext.
+    requireSignature(request, this.enginePublicKey, 'safehouse.custodian.decrypt.v1', `custodian ${this.provider}`);
+    const req = request.body;
+    if (req.paramsId !== this.paramsId) fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider} uses ${this.paramsId}, request names ${req.paramsId}`);
+    paramSet(req.paramsId);
+    if (req.provider !== this.provider) fail('SH_ERR_PARAMS_MISMATCH', `request for ${req.provider} sent to custodian ${this.provider}`);
+    if (!/^[0-9a-f]{64}$/.test(req.jobHash)) fail('SH_ERR_PARAMS_MISMATCH', `"jobHash" expected a SHA-256 hex digest`);
+    if (ciphertext.length > this.params.maxCiphertextBytes) {
+      fail('SH_ERR_CIPHERTEXT_SIZE', `"ciphertext" expected at most ${this.params.maxCiphertextBytes} bytes, got ${ciphertext.length}`, { bytes: ciphertext.length });
+    }
+    if (sha256Hex(ciphertext) !== req.ciphertext) fail('SH_ERR_CIPHERTEXT_INVALID', `"ciphertext" does not match the hash in the signed request (${req.label})`);
+    if ((req.mode === 'seal' || req.mode === 'sign') && !req.recipient) fail('SH_ERR_INVALID_ARGUMENT', `"recipient" is required for mode ${req.mode}`);
+    if (req.mode === 'sum' && !(Number.isInteger(req.groupSize) && req.groupSize! >= 1 && this.params.slots % req.groupSize! === 0)) {
+      fail('SH_ERR_INVALID_ARGUMENT', `"groupSize" expected a divisor of ${this.params.slots}, got ${req.groupSize}`);
+    }
+    const requestHash = sha256Hex(canonicalize(request));
+
+    // 2. Decrypt, refusing ciphertexts that skipped re-randomization/modulus switching or lack the noise margin.
+    const { ops, decryptor } = await this.init();
+    const ct: Ciphertext = ops.load(ciphertext, `ciphertext for ${req.label}`);
+    let values: BigUint64Array;
+    try {
+      const level = ops.chainIndex(ct);
+      if (level !== this.params.transferChainIndex) {
+        fail('SH_ERR_CIPHERTEXT_INVALID', `ciphertext for ${req.label} is at level ${level}, expected the transfer level ${this.params.transferChainIndex} (re-randomize and switch down first)`);
+      }
+      const budget = sealCall('SH_ERR_CIPHERTEXT_INVALID', 'noise budget', () => decryptor.invariantNoiseBudget(ct));
+      if (budget < this.params.minNoiseBudget) {
+        fail('SH_ERR_NOISE_BUDGET', `ciphertext for ${req.label} has ${budget} bits of noise budget, the minimum is ${this.params.minNoiseBudget}`, { budget });
+      }
+      const pt = new ops.he.seal.Plaintext();
+      try {
+        sealCall('SH_ERR_CIPHERTEXT_INVALID', 'decrypt', () => decryptor.decrypt(ct, pt));
+        values = ops.decode(pt);
+      } finally {
+        pt.delete();
+      }
+    } finally {
+      ct.delete();
+    }
+    this.observe?.({ label: req.label, mode: req.mode, values: values.slice() });
+
+    // 3. Answer in the requested mode; v itself never leaves.
+    const t = this.params.t;
+    const body: DecryptResponse = { type: 'safehouse.custodian.response.v1', provider: this.provider, jobId: req.jobId, label: req.label, requestHash, mode: req.mode };
+    const boxContext = { jobId: req.jobId, jobHash: req.jobHash, provider: this.provider, label: req.label, mode: req.mode, recipient: req.recipient?.party ?? '' };
+    if (req.mode === 'seal') {
+      body.sealed = sealTo(hexToBytes(req.recipient!.x25519), new Uint8Array(values.buffer, values.byteOffset, values.byteLength), boxContext);
+    } else if (req.mode === 'sign') {
+      const bits = new Uint8Array(Math.ceil(values.length / 8));
+      for (let i = 0; i < values.length; i++) if (centered(values[i]!, t) >= 0n) bits[i >> 3]! |= 1 << (i & 7);
+      body.sealed = sealTo(hexToBytes(req.recipient!.x25519), bits, boxContext);
+    } else {
+      const g = req.groupSize!;
+      const sums: string[] = [];
+      for (let s = 0; s < values.length; s += g) {
+        let acc = 0n;
+        for (let i = s; i < s + g; i++) acc += values[i]!;
+        sums.push((acc % t).toString());
+      }
+      body.sums = sums;
+    }
+    values.fill(0n);
+    const response = signJson(body, this.provider, this.keys.ed25519SecretKey);
+    this.log({ at: new Date().toISOString(), jobId: req.jobId, label: req.label, mode: req.mode, requestHash, responseHash: sha256Hex(canonicalize(response)) });
+    return response;
+  }
+
+  private log(entry: Record<string, unknown>): void {
+    if (!this.logFile) return;
+    mkdirSync(dirname(this.logFile), { recursive: true });
+    appendFileSync(this.logFile, canonicalize(entry) + '\n');
+  }
+
+  /** Free the WASM objects holding the secret key. JS cannot wipe copies the GC may have made of the key bytes. */
+  async dispose(): Promise<void> {
+    if (!this.state) return;
+    const { ops, sk, decryptor } = await this.state;
+    decryptor.delete();
+    sk.delete();
+    ops.dispose();
+    this.state = undefined;
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * Embedded store (DESIGN §9): node:sqlite for metadata and the ledger, content-addressed blobs on disk.
+ *
+ * Layout of a data directory (`--home`, default ./.safehouse):
+ *   engine.db          metadata + ledger (the engine's view: public keys, ciphertext addresses, consents, models, jobs)
+ *   blobs/ab/<sha256>  ciphertexts and other binary payloads, named by the SHA-256 of their bytes
+ *   wallet/            embedded mode only: the parties' own key material (see api/wallet.ts), never read by the engine
+ *
+ * Blobs are written to a temp file and renamed, so a crash never leaves a half blob under a valid address, and every
+ * read re-hashes the bytes before anyone deserializes them.
+ */
+import { DatabaseSync } from 'node:sqlite';
+import { mkdirSync, existsSync, readFileSync, writeFileSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { fail } from '../errors.ts';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS parties (
+  id TEXT PRIMARY KEY, role TEXT NOT NULL, ed25519_pub TEXT NOT NULL, x25519_pub TEXT,
+  bfv_pub TEXT, params_id TEXT, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS datasets (
+  id TEXT PRIMARY KEY, provider TEXT NOT NULL, category TEXT NOT NULL, version INTEGER NOT NULL,
+  schema_json TEXT NOT NULL, manifest_json TEXT NOT NULL, signature TEXT NOT NULL, params_id TEXT NOT NULL,
+  subjects INTEGER NOT NULL, blocks INTEGER NOT NULL, stats_json TEXT NOT NULL, created_at TEXT NOT NULL,
+  current INTEGER NOT NULL DEFAULT 1);
+CREATE INDEX IF NOT EXISTS datasets_provider ON datasets(provider, category, current);
+CREATE TABLE IF NOT EXISTS dataset_subjects (
+  dataset_id TEXT NOT NULL, uscc TEXT NOT NULL, block INTEGER NOT NULL, slot INTEGER NOT NULL,
+  missing TEXT NOT NULL DEFAULT '', PRIMARY KEY (dataset_id, uscc));
+CREATE TABLE IF NOT EXISTS columns (
+  dataset_id TEXT NOT NULL, column_name TEXT NOT NULL, block INTEGER NOT NULL, blob TEXT NOT NULL,
+  PRIMARY KEY (dataset_id, column_name, block));
+CREATE TABLE IF NOT EXISTS consents (
+  id TEXT PRIMARY KEY, subject TEXT NOT NULL, grantee TEXT NOT NULL, signed_json TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS consents_subject ON consents(subject, grantee);
+CREATE TABLE IF NOT EXISTS revocations (
+  consent_id TEXT NOT NULL, subject TEXT NOT NULL, signed_json TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS revocations_subject ON revocations(subject);
+CREATE TABLE IF NOT EXISTS models (
+  id TEXT PRIMARY KEY, bank TEXT NOT NULL, kind TEXT NOT NULL, spec_json TEXT NOT NULL, hash TEXT NOT NULL,
+  scale INTEGER NOT NULL, bound TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS approvals (
+  model_id TEXT NOT NULL, provider TEXT NOT NULL, model_hash TEXT NOT NULL, signed_json TEXT NOT NULL,
+  created_at TEXT NOT NULL, PRIMARY KEY (model_id, provider));
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY, kind TEXT NOT NULL, bank TEXT NOT NULL, request_json TEXT NOT NULL, status TEXT NOT NULL,
+  summary_json TEXT, created_at TEXT NOT NULL, finished_at TEXT);
+`;
+
+export class Store {
+  readonly home: string;
+  readonly db: DatabaseSync;
+  private readonly blobDir: string;
+
+  private constructor(home: string, db: DatabaseSync) {
+    this.home = home;
+    this.db = db;
+    this.blobDir = join(home, 'blobs');
+  }
+
+  /**
+   * Open (or with `create`, initialize) a data directory.
+   * @throws SH_ERR_HOME_NOT_INITIALIZED when the directory has no engine.db and `create` is false.
+   */
+  static open(home: string, opts: { create?: boolean } = {}): Store {
+    const dbPath = join(home, 'engine.db');
+    if (!existsSync(dbPath) && !opts.create) {
+      fail('SH_ERR_HOME_NOT_INITIALIZED', `no Safehouse data directory at ${home} (run \`safehouse init --home ${home}\`)`);
+    }
+    mkdirSync(join(home, 'blobs'), { recursive: true });
+    const db = new DatabaseSync(dbPath);
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;');
+    db.exec(SCHEMA);
+    return new Store(home, db);
+  }
+
+  close(): void {
+    if (this.db.isOpen) this.db.close();
+  }
+
+  getMeta(key: string): string | undefined {
+    const row = this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+    return row?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  /** Run `fn` in one SQLite transaction: all of its writes land, or none do. */
+  transaction<T>(fn: () => T): T {
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      const out = fn();
+      this.db.exec('COMMIT');
+      return out;
+    } catch (err) {
+      this.db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  /** Store bytes under their SHA-256 (hex). Idempotent. */
+  putBlob(bytes: Uint8Array): string {
+    const hash = sha256Hex(bytes);
+    const path = this.blobPath(hash);
+    if (!existsSync(path)) {
+      mkdirSync(join(this.blobDir, hash.slice(0, 2)), { recursive: true });
+      const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+      writeFileSync(tmp, bytes);
+      renameSync(tmp, path);
+    }
+    return hash;
+  }
+
+  /** Read a blob and check it hashes to its address. @throws SH_ERR_BLOB_MISSING, SH_ERR_BLOB_CORRUPT */
+  getBlob(hash: string): Uint8Array {
+    return readBlobVerified(this.blobPath(hash), hash);
+  }
+
+  blobPath(hash: string): string {
+    if (!/^[0-9a-f]{64}$/.test(hash)) fail('SH_ERR_INVALID_ARGUMENT', `"blob" expected a SHA-256 hex address, got ${JSON.stringify(hash)}`);
+    return join(this.blobDir, hash.slice(0, 2), hash);
+  }
+
+  /** Remove a blob (used only to roll back an upload that failed before its metadata committed). */
+  dropBlob(hash: string): void {
+    rmSync(this.blobPath(hash), { force: true });
+  }
+}
+
+/** Read a content-addressed file and verify its hash (usable from workers, which have no Store). */
+export function readBlobVerified(path: string, hash: string): Uint8Array {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    return fail('SH_ERR_BLOB_MISSING', `blob ${hash} is missing from the store`, { blob: hash }, err);
+  }
+  bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a plain view: embind rejects Buffer
+  if (sha256Hex(bytes) !== hash) fail('SH_ERR_BLOB_CORRUPT', `blob ${hash} does not hash to its address`, { blob: hash });
+  return bytes;
+}
+
+export function sha256Hex(bytes: Uint8Array | string): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
