@@ -1,0 +1,195 @@
+/**
+ * `safehouse` CLI, embedded mode on a data directory (`--home DIR`, default ./.safehouse). Each command acts as the
+ * party it names (keys from the wallet) and exits non-zero with `CODE: message` on stderr when it fails.
+ */
+import { parseArgs } from 'node:util';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { SafehouseError, isCoded } from '../engine/errors.ts';
+import { Safehouse, type ConsentGrant } from './embedded.ts';
+import { parseCsv, toCsv } from './csv.ts';
+import { runDemo } from './demo.ts';
+import type { PartyRole } from '../engine/engine.ts';
+import type { ConsentOp } from '../sandbox/consent.ts';
+
+const USAGE = `safehouse — privacy-preserving computation for SME credit-information sharing (数据安全屋)
+
+  safehouse init [--home DIR]
+  safehouse party add --role provider|bank|enterprise|auditor --id ID
+  safehouse provider ingest --provider ID --schema schema.json --csv data.csv
+  safehouse consent grant --subject USCC --bank ID --purpose P --categories a,b --ops score[,verify,train] --days N
+  safehouse consent grant --file consents.csv        (header uscc,bank,purpose,categories,ops,days; lists use ;)
+  safehouse consent revoke --id CONSENT_ID | --subject USCC --bank ID
+  safehouse model register --bank ID --file model.json
+  safehouse model approve --provider ID --model MODEL_ID
+  safehouse score --bank ID --model MODEL_ID --purpose P --subjects subjects.txt --out scores.csv
+  safehouse audit verify
+  safehouse demo [--subjects N] [--json]
+
+Every command accepts --home DIR (default ./.safehouse).`;
+
+type Opts = Record<string, string | boolean | undefined>;
+
+function need(o: Opts, name: string): string {
+  const v = o[name];
+  if (typeof v !== 'string' || v === '') throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--${name}" is required`, { option: name });
+  return v;
+}
+
+function list(s: string, sep: string | RegExp = ','): string[] {
+  return s.split(sep).map((x) => x.trim()).filter(Boolean);
+}
+
+function readText(path: string, what: string): string {
+  try {
+    return readFileSync(resolve(path), 'utf8');
+  } catch (err) {
+    throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `cannot read ${what} ${path}`, { option: what }, { cause: err });
+  }
+}
+
+function readJson(path: string, what: string): unknown {
+  try {
+    return JSON.parse(readText(path, what));
+  } catch (err) {
+    if (isCoded(err)) throw err;
+    throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `${what} ${path} is not valid JSON`, { option: what }, { cause: err });
+  }
+}
+
+const OPTIONS = {
+  home: { type: 'string' }, role: { type: 'string' }, id: { type: 'string' }, provider: { type: 'string' },
+  schema: { type: 'string' }, csv: { type: 'string' }, subject: { type: 'string' }, bank: { type: 'string' },
+  purpose: { type: 'string' }, categories: { type: 'string' }, ops: { type: 'string' }, days: { type: 'string' },
+  file: { type: 'string' }, model: { type: 'string' }, subjects: { type: 'string' }, out: { type: 'string' },
+  json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+} as const;
+
+function progressBar(label: string, done: number, total: number): void {
+  if (!process.stderr.isTTY && done !== total) return;
+  const width = 30;
+  const filled = total === 0 ? width : Math.round((done / total) * width);
+  process.stderr.write(`\r${label.padEnd(16)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}${done === total ? '\n' : ''}`);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', (err as Error).message);
+  }
+  const o = parsed.values as Opts;
+  const [cmd, sub] = parsed.positionals;
+  if (o.help || !cmd) {
+    process.stdout.write(USAGE + '\n');
+    return cmd || o.help ? 0 : 1;
+  }
+  const home = resolve((o.home as string | undefined) ?? './.safehouse');
+  const key = sub && !['init', 'score', 'demo'].includes(cmd) ? `${cmd} ${sub}` : cmd;
+
+  if (key === 'demo') {
+    const n = o.subjects === undefined ? 20000 : Number(o.subjects);
+    if (!Number.isInteger(n) || n < 0 || n > 200_000) throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--subjects" expected an integer in [0, 200000], got ${o.subjects}`);
+    const summary = await runDemo({
+      subjects: n,
+      ...(o.home ? { home } : {}),
+      ...(o.json ? {} : { log: (l: string) => process.stdout.write(l + '\n'), progress: progressBar }),
+    });
+    if (o.json) process.stdout.write(JSON.stringify(summary) + '\n');
+    else {
+      process.stdout.write(`scored ${summary.scored}/${summary.subjects}; refused ${JSON.stringify(summary.refused)} (generator made ${JSON.stringify(summary.expectedRefused)})\n`);
+      process.stdout.write(`matches plaintext: ${summary.matchesPlaintext}; ledger ${summary.ledger.ok ? 'intact' : 'BROKEN'} (${summary.ledger.size} entries)\n`);
+      process.stdout.write(`encrypted scoring ${summary.encryptedScoringSeconds}s vs plaintext ${summary.plaintextScoringSeconds}s; whole demo ${summary.seconds}s\n`);
+    }
+    return summary.matchesPlaintext && summary.ledger.ok ? 0 : 1;
+  }
+
+  const sh = await Safehouse.open({ home, create: key === 'init' });
+  try {
+    switch (key) {
+      case 'init':
+        process.stdout.write(`initialized ${home} (parameters ${sh.engine.params.id})\n`);
+        return 0;
+      case 'party add': {
+        const role = need(o, 'role') as PartyRole;
+        if (!['provider', 'bank', 'enterprise', 'auditor'].includes(role)) throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--role" expected provider|bank|enterprise|auditor, got ${role}`);
+        await sh.addParty(role, need(o, 'id'));
+        process.stdout.write(`registered ${role} ${o.id}\n`);
+        return 0;
+      }
+      case 'provider ingest': {
+        const r = await sh.ingest(need(o, 'provider'), readJson(need(o, 'schema'), 'schema'), readText(need(o, 'csv'), 'csv'));
+        process.stdout.write(`ingested ${r.subjects} subjects in ${r.blocks} block(s) as dataset ${r.datasetId} (version ${r.version})\n`);
+        return 0;
+      }
+      case 'consent grant': {
+        let grants: ConsentGrant[];
+        if (o.file) {
+          const csv = parseCsv(readText(o.file as string, 'file'), { requiredHeader: ['uscc', 'bank', 'purpose', 'categories', 'ops', 'days'] });
+          const col = (r: string[], h: string) => r[csv.header.indexOf(h)]!;
+          grants = csv.rows.map((r) => ({ subject: col(r, 'uscc'), bank: col(r, 'bank'), purpose: col(r, 'purpose'), categories: list(col(r, 'categories'), ';'), operations: list(col(r, 'ops'), ';') as ConsentOp[], days: Number(col(r, 'days')) }));
+        } else {
+          grants = [{ subject: need(o, 'subject'), bank: need(o, 'bank'), purpose: need(o, 'purpose'), categories: list(need(o, 'categories')), operations: list(need(o, 'ops')) as ConsentOp[], days: Number(need(o, 'days')) }];
+        }
+        const signed = sh.grantConsents(grants);
+        for (const c of signed) process.stdout.write(`${c.statement.id} ${c.statement.subject} → ${c.statement.grantee} until ${c.statement.notAfter}\n`);
+        return 0;
+      }
+      case 'consent revoke': {
+        const ids = o.id ? sh.revoke({ consentId: o.id as string }) : sh.revoke({ subject: need(o, 'subject'), bank: need(o, 'bank') });
+        process.stdout.write(`revoked ${ids.join(', ')}\n`);
+        return 0;
+      }
+      case 'model register': {
+        const m = sh.registerModel(need(o, 'bank'), readJson(need(o, 'file'), 'file'));
+        process.stdout.write(`registered model ${m.spec.id} hash ${m.hash} (scale 10^${m.scale}, |score·10^${m.scale}| ≤ ${m.bound})\n`);
+        return 0;
+      }
+      case 'model approve': {
+        await sh.approveModel(need(o, 'provider'), need(o, 'model'));
+        process.stdout.write(`provider ${o.provider} approved model ${o.model}\n`);
+        return 0;
+      }
+      case 'score': {
+        const subjects = readText(need(o, 'subjects'), 'subjects').split(/\r?\n/).map((s) => s.trim()).filter(Boolean);
+        const out = need(o, 'out');
+        const { jobId, rows } = await sh.score(need(o, 'bank'), need(o, 'model'), need(o, 'purpose'), subjects, (p) => { if (p.phase === 'compute') progressBar('scoring blocks', p.done, p.total); });
+        writeFileSync(resolve(out), toCsv(['uscc', 'status', 'score'], rows.map((r) => [r.uscc, r.status, r.score])));
+        const ok = rows.filter((r) => r.status === 'OK').length;
+        process.stdout.write(`job ${jobId}: ${ok} scored, ${rows.length - ok} refused → ${out}\n`);
+        return 0;
+      }
+      case 'audit verify': {
+        const r = sh.engine.auditVerify();
+        if (r.ok) {
+          process.stdout.write(`ledger intact: ${r.size} entries, ${r.checkpoints} signed checkpoints, root ${r.root}\n`);
+          return 0;
+        }
+        process.stderr.write(`${r.code}: ledger check failed at ${r.index !== undefined ? `entry ${r.index}` : `checkpoint ${r.checkpointSize}`}: ${r.reason}\n`);
+        return 2;
+      }
+      default:
+        throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `unknown command ${JSON.stringify([cmd, sub].filter(Boolean).join(' '))}; see safehouse --help`);
+    }
+  } finally {
+    await sh.close();
+  }
+}
+
+export async function run(argv: string[]): Promise<void> {
+  try {
+    process.exitCode = await main(argv);
+  } catch (err) {
+    if (err instanceof SafehouseError) {
+      const p = err.toPublic();
+      process.stderr.write(`${p.code}: ${p.message}\n`);
+      if (err.kind === 'internal' && err.cause) process.stderr.write(`  cause: ${String((err.cause as Error)?.message ?? err.cause)}\n`);
+    } else {
+      process.stderr.write(`SH_ERR_INTERNAL: ${(err as Error)?.stack ?? String(err)}\n`);
+    }
+    process.exitCode = 1;
+  }
+}
+
+if (import.meta.main) await run(process.argv.slice(2));
