@@ -14,6 +14,7 @@
  * different content: {@link validateConsentStatement} recomputes it.
  */
 import { ed25519 } from '@noble/curves/ed25519.js';
+import { ed25519Verify } from '../engine/crypto/sign.ts';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, hexToBytes, randomBytes } from '@noble/hashes/utils.js';
 import { fail, describe } from '../engine/errors.ts';
@@ -208,7 +209,7 @@ function verifyTagged(type: string, statement: unknown, signature: unknown, publ
     if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) return false;
     if ('type' in statement) return false; // a statement may not carry its own tag
     const msg = canonicalBytes({ ...statement, type });
-    return ed25519.verify(hexToBytes(signature), msg, publicKey, { zip215: false });
+    return ed25519Verify(hexToBytes(signature), msg, publicKey);
   } catch {
     return false;
   }

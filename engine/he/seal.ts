@@ -33,7 +33,9 @@ export function sealCall<T>(code: ErrorCode, what: string, fn: () => T): T {
   } catch (err) {
     if (err instanceof SafehouseError) throw err;
     const text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-    if (/deleted object/i.test(text)) fail('SH_ERR_HANDLE_DELETED', `${what}: SEAL object used after delete()`, {}, err);
+    // embind: "Cannot pass deleted object as a pointer of type X" (a method or argument), "X instance already
+    // deleted" (delete() twice).
+    if (/deleted object|instance already deleted/i.test(text)) fail('SH_ERR_HANDLE_DELETED', `${what}: SEAL object used after delete()`, {}, err);
     return fail(code, `${what}: SEAL rejected the operation`, {}, err);
   }
 }
