@@ -182,7 +182,7 @@ export class Safehouse {
     if (!existsSync(tablePath)) fail('SH_ERR_MODEL_STALE', `provider ${provider} has no local copy of dataset ${ds.id}`);
     const table = JSON.parse(readFileSync(tablePath, 'utf8')) as ProviderTable;
     if (table.datasetId !== ds.id) fail('SH_ERR_MODEL_STALE', `provider ${provider}'s local table is ${table.datasetId}, engine's current dataset is ${ds.id}`);
-    const { approval, blobs } = await agent.approve(m.spec, table);
+    const { approval, blobs } = await agent.approve(m.spec, table, this.engine.policy);
     this.engine.approveModel(approval, blobs);
   }
 

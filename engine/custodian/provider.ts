@@ -20,7 +20,9 @@ import { parseCsv } from '../../api/csv.ts';
 import { validateSchema, type DatasetSchema, type FieldSpec } from '../../sandbox/catalog.ts';
 import { parseUscc } from '../../sandbox/uscc.ts';
 import { encodeValue } from '../../sandbox/values.ts';
-import { modelHash, isScorecardTerm, binColumn, binIndex, type ModelSpec } from '../../models/model.ts';
+import { modelHash, isScorecardTerm, binColumn, binIndex, compileModel, type ModelSpec } from '../../models/model.ts';
+import { vetModel } from '../../sandbox/vetting.ts';
+import { DEFAULT_POLICY, type Policy } from '../../sandbox/policy.ts';
 import type { UploadManifest, ApprovalStatement } from '../engine.ts';
 
 /** The provider's own encoded table (its system of record), kept on the provider's side. */
@@ -108,9 +110,18 @@ export class ProviderAgent {
    * scorecard terms, derives one indicator column per bin from its own records, encrypted like any other column.
    * @throws SH_ERR_INVALID_ARGUMENT when the model does not use this provider or the table lacks a field.
    */
-  async approve(spec: ModelSpec, table: ProviderTable): Promise<{ approval: Signed<ApprovalStatement>; blobs: Map<string, Uint8Array> }> {
+  async approve(spec: ModelSpec, table: ProviderTable, policy: Policy = DEFAULT_POLICY): Promise<{ approval: Signed<ApprovalStatement>; blobs: Map<string, Uint8Array> }> {
     const hash = modelHash(spec);
     if (!spec.terms.some((t) => t.provider === this.id)) fail('SH_ERR_INVALID_ARGUMENT', `model ${spec.id} does not use provider ${this.id}`);
+    // The provider's own review, independent of the engine's: its terms must compile against its own schema and pass
+    // the anti-extraction rules with its own (unrounded) statistics.
+    const mine: ModelSpec = { ...spec, intercept: '0', terms: spec.terms.filter((t) => t.provider === this.id) };
+    const stats = fieldStats(table.schema.fields.filter((f) => f.type !== 'id'), table);
+    const own = (provider: string, name: string) => {
+      const f = provider === this.id ? table.schema.fields.find((x) => x.name === name) : undefined;
+      return f && stats[name] ? { ...f, std: stats[name].std } : f;
+    };
+    vetModel(compileModel(mine, own, this.params.t), policy);
     const slots = this.params.slots;
     const n = table.subjects.length;
     const blocks = Math.ceil(n / slots);
