@@ -470,6 +470,15 @@ describe('mask: HKDF-SHA256 key, AES-256-CTR stream, uniform mod t (DESIGN §4.2
     expect(chi2).toBeLessThan(50);
   });
 
+  it('small moduli draw only bitlen(t) bits: t = 65537 and t = 3 finish and stay uniform', () => {
+    for (const t of [65537n, 3n]) {
+      const v = maskVector(deriveMaskKey(seed, `small/${t}`), t, N);
+      expect(v.every((x) => x < t)).toBe(true);
+      const mean = v.reduce((a, x) => a + Number(x), 0) / N / Number(t - 1n);
+      expect(Math.abs(mean - 0.5)).toBeLessThan(0.03);
+    }
+  });
+
   it('refuses a short seed, a key that is not 32 bytes and t ≥ 2^40', () => {
     expectCode(() => deriveMaskKey(new Uint8Array(31), 'x'), 'SH_ERR_INVALID_ARGUMENT');
     expectCode(() => maskVector(new Uint8Array(16), T, 8), 'SH_ERR_INVALID_ARGUMENT');

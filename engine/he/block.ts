@@ -90,7 +90,7 @@ export class BlockOps {
 
   /** Chain index of a ciphertext's level (3 = fresh for bfv-8192-t40-v1, 0 = last). */
   chainIndex(ct: Ciphertext): number {
-    return this.he.context.getContextData(ct.parmsId()).chainIndex();
+    return sealCall('SH_ERR_CIPHERTEXT_INVALID', 'chainIndex', () => this.he.context.getContextData(ct.parmsId()).chainIndex());
   }
 
   /**
@@ -98,6 +98,10 @@ export class BlockOps {
    * transparent zero ciphertext by design).
    */
   linear(terms: readonly LinearTerm[]): Ciphertext {
+    return sealCall('SH_ERR_CIPHERTEXT_INVALID', 'linear evaluation', () => this.linearUnchecked(terms));
+  }
+
+  private linearUnchecked(terms: readonly LinearTerm[]): Ciphertext {
     const half = (this.he.params.t - 1n) / 2n;
     let acc: Ciphertext | undefined;
     const tmp = new this.he.seal.Ciphertext();
@@ -132,7 +136,7 @@ export class BlockOps {
   addVector(ct: Ciphertext, values: BigUint64Array): void {
     const pt = this.encode(values);
     try {
-      this.evaluator.addPlainInplace(ct, pt);
+      sealCall('SH_ERR_CIPHERTEXT_INVALID', 'addVector', () => this.evaluator.addPlainInplace(ct, pt));
     } finally {
       pt.delete();
     }
@@ -142,7 +146,7 @@ export class BlockOps {
   multiplyVector(ct: Ciphertext, values: BigUint64Array): void {
     const pt = this.encode(values);
     try {
-      this.evaluator.multiplyPlainInplace(ct, pt);
+      sealCall('SH_ERR_CIPHERTEXT_INVALID', 'multiplyVector', () => this.evaluator.multiplyPlainInplace(ct, pt));
     } finally {
       pt.delete();
     }
@@ -155,6 +159,10 @@ export class BlockOps {
    * size (~430 KB → ~214 KB).
    */
   rerandomizeForTransfer(ct: Ciphertext, publicKey: PublicKey): void {
+    sealCall('SH_ERR_CIPHERTEXT_INVALID', 'rerandomizeForTransfer', () => this.rerandomizeUnchecked(ct, publicKey));
+  }
+
+  private rerandomizeUnchecked(ct: Ciphertext, publicKey: PublicKey): void {
     const encryptor = new this.he.seal.Encryptor(this.he.context, publicKey);
     const zero = new this.he.seal.Ciphertext();
     try {

@@ -1,7 +1,7 @@
 /**
  * Replayable uniform masks (DESIGN §4.2). A job has a 32-byte seed (escrowed to the auditor); each (provider, block)
  * gets its own key = HKDF-SHA256(seed, salt "safehouse.mask.v1", info label) (RFC 5869), and the mask vector is read
- * from an AES-256-CTR keystream under that key: 5 bytes per slot, little-endian, rejected when ≥ t so every slot is
+ * from an AES-256-CTR keystream under that key: bitlen(t) bits per slot, little-endian, rejected when ≥ t so every slot is
  * exactly uniform mod t (t < 2^40; rejection rate ≈ 1.3·10^-7 for the 40-bit t). Same seed and label ⇒ same mask,
  * which is what lets the auditor replay a job.
  */
@@ -27,14 +27,19 @@ export function maskVector(key: Uint8Array, t: bigint, n: number): BigUint64Arra
   if (t <= 1n || t >= 1n << 40n) fail('SH_ERR_INVALID_ARGUMENT', `"t" expected 1 < t < 2^40, got ${t}`);
   const out = new BigUint64Array(n);
   const cipher = createCipheriv('aes-256-ctr', key, new Uint8Array(16));
+  // Draw exactly bitlen(t) bits per candidate (⌈bits/8⌉ bytes, top bits masked) so the rejection rate stays < 1/2
+  // for any t; for the 40-bit t that is 5 bytes with no masking.
+  const bits = t.toString(2).length;
+  const width = Math.ceil(bits / 8);
+  const top = 2 ** (bits - 8 * (width - 1));
   const tNum = Number(t);
   let filled = 0;
   while (filled < n) {
-    const want = (n - filled) * 5 + 64;
-    const ks = cipher.update(new Uint8Array(want));
-    for (let o = 0; o + 5 <= ks.length && filled < n; o += 5) {
-      // 40-bit little-endian value; exact in a double (< 2^53).
-      const v = ks[o]! + ks[o + 1]! * 0x100 + ks[o + 2]! * 0x10000 + ks[o + 3]! * 0x1000000 + ks[o + 4]! * 0x100000000;
+    const ks = cipher.update(new Uint8Array((n - filled) * width + 64));
+    for (let o = 0; o + width <= ks.length && filled < n; o += width) {
+      // little-endian, exact in a double (< 2^53)
+      let v = ks[o + width - 1]! % top;
+      for (let j = width - 2; j >= 0; j--) v = v * 256 + ks[o + j]!;
       if (v < tNum) out[filled++] = BigInt(v);
     }
   }
