@@ -6,8 +6,8 @@
  * by k is c^k mod n². Plaintexts live in Z_n and are read back centered (values above n/2 are negative).
  *
  * This is a *baseline*, not a product: it is correct and reasonably tuned (fixed-window exponentiation, CRT
- * decryption, one modular inverse per weighted sum however many weights are negative, as python-paillier / FATE do
- * with one inverse per negative scalar), but it has no constant-time guarantees and no key hygiene.
+ * decryption, one modular inverse per weighted sum however many weights are negative — python-paillier / FATE take one
+ * inverse per negative scalar), but it has no constant-time guarantees and no key hygiene.
  *
  * Exponentiation is pluggable. `modPowJs` is pure JS BigInt (what the bench reports as "Paillier"). FATE runs on
  * gmpy2 (GMP), which is several times faster than BigInt for 2048–4096-bit moduli, so `modPowOpenSsl` offers native

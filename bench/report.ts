@@ -115,10 +115,10 @@ export function runBenchmarks(cases: readonly BenchCase[], opts: { maxTime: numb
       }
     }
     suite.on('cycle', (ev: Benchmark.Event) => {
-      const b = ev.target as Benchmark;
+      const b = ev.target as unknown as Benchmark;
       opts.log(`  ${b.name}: ${fmt(b.hz ?? 0)} ops/s, ${fmt((b.stats?.mean ?? 0) * 1000)} ms ±${fmt(b.stats?.rme ?? 0, 2)}% (${b.stats?.sample.length ?? 0} samples)`);
     });
-    suite.on('error', (ev: Benchmark.Event) => failures.push((ev.target as Benchmark).error));
+    suite.on('error', (ev: Benchmark.Event) => failures.push((ev.target as unknown as Benchmark).error));
     suite.on('complete', () => {
       if (failures.length) {
         reject(failures[0] instanceof Error ? failures[0] : new Error(String(failures[0])));

@@ -90,7 +90,16 @@ export class BlockOps {
 
   /** Chain index of a ciphertext's level (3 = fresh for bfv-8192-t40-v1, 0 = last). */
   chainIndex(ct: Ciphertext): number {
-    return sealCall('SH_ERR_CIPHERTEXT_INVALID', 'chainIndex', () => this.he.context.getContextData(ct.parmsId()).chainIndex());
+    return sealCall('SH_ERR_CIPHERTEXT_INVALID', 'chainIndex', () => {
+      const id = ct.parmsId();
+      const data = this.he.context.getContextData(id);
+      try {
+        return data.chainIndex();
+      } finally {
+        data.delete();
+        id.delete();
+      }
+    });
   }
 
   /**
