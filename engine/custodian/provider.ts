@@ -189,7 +189,9 @@ export function encodeTable(schema: DatasetSchema, csvText: string, datasetId: s
     seen.add(uscc);
     subjects.push(uscc);
     cols.forEach((f, c) => {
-      const v = encodeValue(f, row[c + 1]!, `line ${line}`);
+      const v = encodeValue(f, row[c + 1]!, line);
+      // Token (id) fields are not numeric columns: encodeValue refuses a value, an empty cell has nothing to store.
+      if (f.type === 'id') return;
       if (v !== null && (v > half || -v > half)) fail('SH_ERR_CSV_VALUE', `line ${line}: "${f.name}" does not fit the plain modulus`, { line, field: f.name });
       values[f.name]!.push(v === null ? null : v.toString());
     });

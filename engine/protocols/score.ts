@@ -30,6 +30,9 @@ import type { ConsentStatus } from '../../sandbox/consent.ts';
 
 export type ScoreStatus = ConsentStatus | 'NO_DATA';
 
+/** Largest difference between a request's `requestedAt` and the engine's clock that a job accepts. */
+export const MAX_REQUEST_SKEW_MS = 5 * 60_000;
+
 export interface ScoreRequest {
   type: 'safehouse.score.request.v1';
   jobId: string;
@@ -106,7 +109,8 @@ interface Group {
 /**
  * Engine side: run a score job end to end.
  * @throws SH_ERR_BAD_SIGNATURE, SH_ERR_NOT_FOUND, SH_ERR_PARAMS_MISMATCH, SH_ERR_MODEL_NOT_APPROVED,
- *   SH_ERR_MODEL_STALE, SH_ERR_JOB_TOO_LARGE, SH_ERR_USCC_*, and custodian errors.
+ *   SH_ERR_MODEL_STALE, SH_ERR_JOB_TOO_LARGE, SH_ERR_USCC_*, SH_ERR_INVALID_ARGUMENT (requestedAt not now),
+ *   SH_ERR_ALREADY_EXISTS (job id already used), and custodian errors.
  */
 export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, opts: { onProgress?: (p: ScoreProgress) => void } = {}): Promise<ScoreResult> {
   // 1. Who asks, for what, under which pinned model.
@@ -115,6 +119,13 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   const req = signed.body;
   if (req.bank !== bank.id) fail('SH_ERR_BAD_SIGNATURE', `request names bank ${req.bank} but is signed by ${bank.id}`);
   if (!bank.x25519) fail('SH_ERR_INVALID_ARGUMENT', `bank ${bank.id} has no X25519 key to receive results`);
+  // Consents are checked at the request's time (so a replay by the auditor gets the same statuses); the engine runs
+  // only requests made now — otherwise a bank could backdate a request into an expired or revoked consent's window.
+  const requestedAt = Date.parse(req.requestedAt);
+  if (!Number.isFinite(requestedAt) || Math.abs(requestedAt - engine.now().getTime()) > MAX_REQUEST_SKEW_MS) {
+    fail('SH_ERR_INVALID_ARGUMENT', `"requestedAt" expected within ${MAX_REQUEST_SKEW_MS / 60_000} minutes of the engine's clock, got ${JSON.stringify(req.requestedAt)}`);
+  }
+  if (engine.store.db.prepare('SELECT 1 FROM jobs WHERE id = ?').get(req.jobId)) fail('SH_ERR_ALREADY_EXISTS', `job ${req.jobId} already exists; a signed request runs once`, { job: req.jobId });
   const registered = engine.model(req.modelId);
   if (!registered) fail('SH_ERR_NOT_FOUND', `no model ${JSON.stringify(req.modelId)} is registered`, { model: req.modelId });
   if (registered.bank !== bank.id) fail('SH_ERR_PARTY_ROLE', `model ${req.modelId} belongs to ${registered.bank}, not ${bank.id}`);
