@@ -15,7 +15,8 @@ export interface DemoData {
   model: unknown;
 }
 
-function mulberry32(seed: number): () => number {
+/** mulberry32: a small seeded PRNG, so demo data, tests and benchmarks are reproducible (not for secrets). */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

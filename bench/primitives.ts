@@ -21,6 +21,7 @@ import { sha256Hex } from '../engine/store/store.ts';
 import { canonicalize } from '../engine/jcs.ts';
 import { generatePaillierKeys, paillierSelfCheck, Paillier, modPowJs, modPowOpenSsl } from './paillier.ts';
 import { runBenchmarks, formatTable, fmt, type BenchCase, type BenchResult, type Ratio } from './report.ts';
+import { mulberry32 } from '../api/demo-data.ts';
 
 /** Signed fixed-point multipliers (scorecard points × 100 scale), two negative; none is ±1 so every term multiplies. */
 export const WEIGHTS: readonly bigint[] = [1550n, -2000n, 6000n, 1200n, -3000n, 1425n];
@@ -46,16 +47,6 @@ export interface PrimitivesReport {
   ratios: Ratio[];
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export async function runPrimitives(opts: { maxTime?: number; minSamples?: number; log?: (line: string) => void } = {}): Promise<PrimitivesReport> {
   const log = opts.log ?? ((line: string) => console.log(line));

@@ -29,6 +29,7 @@ import { canonicalize } from '../engine/jcs.ts';
 import { sha256Hex } from '../engine/store/store.ts';
 import { WorkerPool } from '../engine/pool/pool.ts';
 import type { EncryptTask, EvalBlockTask } from '../engine/pool/worker.ts';
+import { expectCode } from './fixtures/expect.ts';
 
 const T = BFV_8192_T40.t;
 const HALF = (T - 1n) / 2n;
@@ -37,15 +38,6 @@ const N = BFV_8192_T40.slots;
 // ---------------------------------------------------------------------------------------------------------------------
 // helpers
 
-function expectCode(fn: () => unknown, code: ErrorCode): void {
-  try {
-    fn();
-  } catch (err) {
-    if (!isCoded(err, code)) throw err;
-    return;
-  }
-  expect.fail(`expected ${code}, nothing was thrown`);
-}
 
 async function expectReject(p: Promise<unknown>, code: ErrorCode): Promise<void> {
   try {

@@ -2,18 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { openSealed, sealTo, x25519KeyPair, type SealedBox } from '../engine/crypto/sealbox.ts';
 import { isCoded, type ErrorCode } from '../engine/errors.ts';
+import { expectCode } from './fixtures/expect.ts';
 
 const ctx = { job: 'j-001', provider: 'tax', block: 3, recipient: 'bank-a' };
 
-function expectCode(fn: () => unknown, code: ErrorCode): void {
-  try {
-    fn();
-  } catch (err) {
-    if (!isCoded(err, code)) throw err;
-    return;
-  }
-  expect.fail(`expected ${code}, nothing was thrown`);
-}
 
 /** Flip one bit of byte `i` of a hex field. */
 function flipHex(hex: string, i: number): string {
