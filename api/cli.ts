@@ -11,6 +11,7 @@ import { parseCsv, toCsv } from './csv.ts';
 import { runDemo } from './demo.ts';
 import type { PartyRole } from '../engine/engine.ts';
 import type { ConsentOp } from '../sandbox/consent.ts';
+import type { Claim } from '../engine/protocols/verify.ts';
 
 const USAGE = `safehouse — privacy-preserving computation for SME credit-information sharing (数据安全屋)
 
@@ -23,6 +24,8 @@ const USAGE = `safehouse — privacy-preserving computation for SME credit-infor
   safehouse model register --bank ID --file model.json
   safehouse model approve --provider ID --model MODEL_ID
   safehouse score --bank ID --model MODEL_ID --purpose P --subjects subjects.txt --out scores.csv
+  safehouse verify --bank ID --purpose P --claims claims.csv --out results.csv
+                                                   (header claim_id,uscc,provider,field,op,value[,value2]; in: a;b;c)
   safehouse audit verify
   safehouse demo [--subjects N] [--json]
 
@@ -86,7 +89,7 @@ export async function main(argv: string[]): Promise<number> {
     return cmd || o.help ? 0 : 1;
   }
   const home = resolve((o.home as string | undefined) ?? './.safehouse');
-  const key = sub && !['init', 'score', 'demo'].includes(cmd) ? `${cmd} ${sub}` : cmd;
+  const key = sub && !['init', 'score', 'verify', 'demo'].includes(cmd) ? `${cmd} ${sub}` : cmd;
 
   if (key === 'demo') {
     const n = o.subjects === undefined ? 20000 : Number(o.subjects);
@@ -100,9 +103,10 @@ export async function main(argv: string[]): Promise<number> {
     else {
       process.stdout.write(`scored ${summary.scored}/${summary.subjects}; refused ${JSON.stringify(summary.refused)} (generator made ${JSON.stringify(summary.expectedRefused)})\n`);
       process.stdout.write(`matches plaintext: ${summary.matchesPlaintext}; ledger ${summary.ledger.ok ? 'intact' : 'BROKEN'} (${summary.ledger.size} entries)\n`);
+      process.stdout.write(`verification: ${summary.verification.claims} claims ${JSON.stringify(summary.verification.results)}, matches plaintext: ${summary.verification.matchesPlaintext} (${summary.verification.seconds}s)\n`);
       process.stdout.write(`encrypted scoring ${summary.encryptedScoringSeconds}s vs plaintext ${summary.plaintextScoringSeconds}s; whole demo ${summary.seconds}s\n`);
     }
-    return summary.matchesPlaintext && summary.ledger.ok ? 0 : 1;
+    return summary.matchesPlaintext && summary.verification.matchesPlaintext && summary.ledger.ok ? 0 : 1;
   }
 
   const sh = await Safehouse.open({ home, create: key === 'init' });
@@ -158,6 +162,24 @@ export async function main(argv: string[]): Promise<number> {
         writeFileSync(resolve(out), toCsv(['uscc', 'status', 'score'], rows.map((r) => [r.uscc, r.status, r.score])));
         const ok = rows.filter((r) => r.status === 'OK').length;
         process.stdout.write(`job ${jobId}: ${ok} scored, ${rows.length - ok} refused → ${out}\n`);
+        return 0;
+      }
+      case 'verify': {
+        const csv = parseCsv(readText(need(o, 'claims'), 'claims'), { requiredHeader: ['claim_id', 'uscc', 'provider', 'field', 'op', 'value'] });
+        const col = (h: string) => csv.header.indexOf(h);
+        const claims: Claim[] = csv.rows.map((r) => {
+          const op = r[col('op')]!.trim() as Claim['op'];
+          const value = r[col('value')]!;
+          const value2 = col('value2') >= 0 ? r[col('value2')]! : '';
+          const values = op === 'in' ? list(value, ';') : op === 'between' ? [value, value2] : [value];
+          return { claimId: r[col('claim_id')]!.trim(), subject: r[col('uscc')]!.trim(), provider: r[col('provider')]!.trim(), field: r[col('field')]!.trim(), op, values };
+        });
+        const out = need(o, 'out');
+        const { jobId, results } = await sh.verify(need(o, 'bank'), need(o, 'purpose'), claims, (p) => { if (p.phase !== 'check' && p.phase !== 'done') progressBar(`verify ${p.phase}`, p.done, p.total); });
+        writeFileSync(resolve(out), toCsv(['claim_id', 'result'], claims.map((c) => [c.claimId, results.get(c.claimId) ?? ''])));
+        const counts: Record<string, number> = {};
+        for (const r of results.values()) counts[r] = (counts[r] ?? 0) + 1;
+        process.stdout.write(`job ${jobId}: ${claims.length} claims ${JSON.stringify(counts)} → ${out}\n`);
         return 0;
       }
       case 'audit verify': {

@@ -11,9 +11,17 @@ export type PlannedStatus = 'OK' | 'NO_CONSENT' | 'EXPIRED' | 'REVOKED' | 'OUT_O
 export interface DemoData {
   subjects: string[];
   plan: Map<string, PlannedStatus>;
-  providers: Record<'tax' | 'utilities' | 'housing_fund', { provider: string; schema: unknown; csv: string }>;
+  providers: Record<'tax' | 'utilities' | 'housing_fund' | 'property', { provider: string; schema: unknown; csv: string }>;
   model: unknown;
+  /** Property registry rows (certificate numbers, mortgage holder) for making realistic claims. */
+  property: Map<string, { certs: string[]; holder: string }>;
 }
+
+/** Categories an OUT_OF_SCOPE consent leaves out (the others are granted). */
+export const OUT_OF_SCOPE_CATEGORIES = ['tax', 'utilities'];
+export const ALL_CATEGORIES = ['tax', 'utilities', 'housing_fund', 'property'];
+
+const BANKS = ['中国工商银行股份有限公司深圳分行', '中国建设银行股份有限公司深圳市分行', '招商银行股份有限公司深圳分行', '平安银行股份有限公司深圳分行', '深圳农村商业银行股份有限公司'];
 
 /** mulberry32: a small seeded PRNG, so demo data, tests and benchmarks are reproducible (not for secrets). */
 export function mulberry32(seed: number): () => number {
@@ -45,6 +53,8 @@ export function generateDemo(n: number, seed = 20261123): DemoData {
   const tax: string[][] = [];
   const util: string[][] = [];
   const hf: string[][] = [];
+  const prop: string[][] = [];
+  const property = new Map<string, { certs: string[]; holder: string }>();
   const plan = new Map<string, PlannedStatus>();
   for (const u of subjects) {
     const size = lognormal(0, 1.2); // enterprise size factor
@@ -68,6 +78,12 @@ export function generateDemo(n: number, seed = 20261123): DemoData {
       const hfMonths = Math.round(clamp(48 + 24 * health + 24 * normal(), 0, 360));
       hf.push([u, String(staff), (staff * clamp(700 + 300 * normal(), 200, 5000)).toFixed(2), String(hfMonths), health < -1.6 && rnd() < 0.5 ? 'true' : 'false']);
     }
+    if (rnd() < 0.35) {
+      const certs = Array.from({ length: rnd() < 0.25 ? 2 : 1 }, () => `粤(${2012 + Math.floor(rnd() * 13)})深圳市不动产权第${String(Math.floor(rnd() * 1e7)).padStart(7, '0')}号`);
+      const holder = rnd() < 0.55 ? BANKS[Math.floor(rnd() * BANKS.length)]! : '';
+      property.set(u, { certs, holder });
+      prop.push([u, certs.join(';'), holder, (clamp(lognormal(Math.log(800 * size), 0.6), 10, 9999999)).toFixed(2), String(certs.length), holder ? 'true' : 'false']);
+    }
     const r = rnd();
     plan.set(u, r < 0.82 ? 'OK' : r < 0.87 ? 'NO_CONSENT' : r < 0.92 ? 'EXPIRED' : r < 0.96 ? 'REVOKED' : 'OUT_OF_SCOPE');
   }
@@ -90,8 +106,14 @@ export function generateDemo(n: number, seed = 20261123): DemoData {
         schema: { category: 'housing_fund', fields: ['hf_contributors', 'hf_monthly_amount', 'hf_months_continuous', 'hf_arrears'].map((name) => ({ name })) },
         csv: toCsv(['uscc', 'hf_contributors', 'hf_monthly_amount', 'hf_months_continuous', 'hf_arrears'], hf),
       },
+      property: {
+        provider: 'sz_property_registry',
+        schema: { category: 'property', fields: ['property_cert_no', 'mortgage_holder', 'property_area_sqm', 'property_count', 'mortgage_registered'].map((name) => ({ name })) },
+        csv: toCsv(['uscc', 'property_cert_no', 'mortgage_holder', 'property_area_sqm', 'property_count', 'mortgage_registered'], prop),
+      },
     },
     model: demoScorecard(),
+    property,
   };
 }
 
@@ -114,4 +136,60 @@ export function demoScorecard(): unknown {
       { provider: 'sz_housing_fund', field: 'hf_arrears', bins: [{ lo: null, hi: '1', points: '10' }, { lo: '1', hi: null, points: '-20' }], missingPoints: '0' },
     ],
   };
+}
+
+export interface DemoClaim { claimId: string; subject: string; provider: string; field: string; op: 'eq' | 'in' | 'ne' | 'gte' | 'lte' | 'between'; values: string[] }
+
+/** How a person might type a certificate number: full-width digits and brackets, 《》, stray spaces. */
+function retype(cert: string, rnd: () => number): string {
+  const r = rnd();
+  if (r < 0.25) return cert.replace(/[0-9()]/g, (ch) => String.fromCharCode(ch.charCodeAt(0) + 0xfee0));
+  if (r < 0.45) return `《${cert}》`;
+  if (r < 0.6) return cert.replace('第', '第 ').replace('号', ' 号');
+  if (r < 0.7) return cert.replace('(', '〔').replace(')', '〕');
+  return cert;
+}
+
+/**
+ * `n` verification claims, half on token fields (certificate numbers, mortgage holders: true values retyped, false
+ * values, `in` lists) and half numeric (AUTH_QUERY fields, thresholds at and around real values and bounds).
+ */
+export function generateClaims(data: DemoData, n: number, seed = 99): DemoClaim[] {
+  const rnd = mulberry32(seed);
+  const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+  const withProperty = [...data.property.keys()];
+  const claims: DemoClaim[] = [];
+  const fakeCert = () => `粤(${2012 + Math.floor(rnd() * 13)})深圳市不动产权第${String(Math.floor(rnd() * 1e7)).padStart(7, '0')}号`;
+  const P = data.providers;
+  const numeric: Array<() => Omit<DemoClaim, 'claimId' | 'subject'>> = [
+    () => ({ provider: P.tax.provider, field: 'months_continuous_tax', op: 'gte', values: [pick(['12', '24', '36', '0', '120', '60'])] }),
+    () => ({ provider: P.tax.provider, field: 'tax_credit_grade', op: pick(['eq', 'ne'] as const), values: [pick(['A', 'B', 'M', 'C', 'D'])] }),
+    () => ({ provider: P.tax.provider, field: 'tax_arrears', op: 'eq', values: [pick(['false', 'true', '0'])] }),
+    () => ({ provider: P.tax.provider, field: 'tax_penalties_3y', op: 'lte', values: [pick(['0', '1', '2', '100'])] }),
+    () => ({ provider: P.utilities.provider, field: 'utility_arrears_months', op: pick(['lte', 'eq'] as const), values: [pick(['0', '1', '3', '12'])] }),
+    () => ({ provider: P.housing_fund.provider, field: 'hf_contributors', op: 'between', values: [pick(['1', '5', '10']), pick(['20', '50', '1000000'])] }),
+    () => ({ provider: P.housing_fund.provider, field: 'hf_months_continuous', op: 'gte', values: [pick(['6', '12', '36.5', '360'])] }),
+    () => ({ provider: P.property.provider, field: 'property_count', op: 'gte', values: [pick(['1', '2'])] }),
+    () => ({ provider: P.property.provider, field: 'mortgage_registered', op: 'eq', values: [pick(['true', 'false'])] }),
+  ];
+  for (let i = 0; i < n; i++) {
+    const claimId = `c${String(i + 1).padStart(6, '0')}`;
+    if (i % 2 === 0) {
+      // Token claims mostly about enterprises the registry knows, some about ones it does not.
+      const subject = rnd() < 0.85 && withProperty.length ? pick(withProperty) : pick(data.subjects);
+      const rec = data.property.get(subject);
+      if (rnd() < 0.7) {
+        const truth = rec && rnd() < 0.6;
+        const value = truth ? retype(pick(rec.certs), rnd) : fakeCert();
+        if (rnd() < 0.3) claims.push({ claimId, subject, provider: P.property.provider, field: 'property_cert_no', op: 'in', values: [fakeCert(), value, fakeCert()] });
+        else claims.push({ claimId, subject, provider: P.property.provider, field: 'property_cert_no', op: 'eq', values: [value] });
+      } else {
+        const value = rec?.holder && rnd() < 0.6 ? rec.holder.replace('(', '（') : pick(BANKS);
+        claims.push({ claimId, subject, provider: P.property.provider, field: 'mortgage_holder', op: 'eq', values: [value] });
+      }
+    } else {
+      claims.push({ claimId, subject: pick(data.subjects), ...pick(numeric)() });
+    }
+  }
+  return claims;
 }

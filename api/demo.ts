@@ -1,5 +1,5 @@
 /**
- * `safehouse demo`: three providers upload encrypted tables, enterprises grant (and some revoke or let expire)
+ * `safehouse demo`: four providers upload encrypted tables and tokens, enterprises grant (and some revoke or let expire)
  * consents, a bank registers a scorecard that every provider approves, the bank scores all enterprises, and the result
  * is compared with the same scorecard evaluated on the plaintext CSVs; then the ledger is verified.
  */
@@ -7,9 +7,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Safehouse, type ConsentGrant } from './embedded.ts';
-import { generateDemo, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID } from './demo-data.ts';
+import { generateDemo, generateClaims, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID, ALL_CATEGORIES, OUT_OF_SCOPE_CATEGORIES } from './demo-data.ts';
 import { parseCsv } from './csv.ts';
-import { evaluatePlain } from '../models/plain.ts';
+import { evaluatePlain, claimPlain } from '../models/plain.ts';
+import { normalizeId, idRuleFor } from '../engine/tokens/normalize.ts';
 import { parseModel } from '../models/model.ts';
 import { parseUscc } from '../sandbox/uscc.ts';
 import type { FieldSpec } from '../sandbox/catalog.ts';
@@ -26,10 +27,11 @@ export interface DemoSummary {
   timings: Record<string, number>;
   plaintextScoringSeconds: number;
   encryptedScoringSeconds: number;
+  verification: { claims: number; matchesPlaintext: boolean; mismatches: number; results: Record<string, number>; seconds: number; ranges: Record<string, string> };
   home: string;
 }
 
-export async function runDemo(opts: { subjects: number; home?: string; log?: (line: string) => void; progress?: (label: string, done: number, total: number) => void; poolSize?: number }): Promise<DemoSummary> {
+export async function runDemo(opts: { subjects: number; claims?: number; home?: string; log?: (line: string) => void; progress?: (label: string, done: number, total: number) => void; poolSize?: number }): Promise<DemoSummary> {
   const t0 = performance.now();
   const log = opts.log ?? (() => {});
   const timings: Record<string, number> = {};
@@ -60,9 +62,9 @@ export async function runDemo(opts: { subjects: number; home?: string; log?: (li
     for (const u of data.subjects) {
       const plan = data.plan.get(u)!;
       if (plan === 'NO_CONSENT') continue;
-      const base = { subject: u, bank: DEMO_BANK, purpose: DEMO_PURPOSE, operations: ['score' as const], categories: ['tax', 'utilities', 'housing_fund'], days: 365 };
+      const base = { subject: u, bank: DEMO_BANK, purpose: DEMO_PURPOSE, operations: ['score' as const, 'verify' as const], categories: ALL_CATEGORIES, days: 365 };
       if (plan === 'EXPIRED') grants.push({ ...base, days: 30, notBefore: new Date(now.getTime() - 60 * day) });
-      else if (plan === 'OUT_OF_SCOPE') grants.push({ ...base, categories: ['tax', 'utilities'] });
+      else if (plan === 'OUT_OF_SCOPE') grants.push({ ...base, categories: OUT_OF_SCOPE_CATEGORIES });
       else grants.push(base);
     }
     const chunk = 2000;
@@ -118,6 +120,26 @@ export async function runDemo(opts: { subjects: number; home?: string; log?: (li
       if (r.status !== 'OK') refused[r.status] = (refused[r.status] ?? 0) + 1;
       if (e.status !== 'OK') expectedRefused[e.status] = (expectedRefused[e.status] ?? 0) + 1;
     }
+    // Verification (数据核验): half token claims, half numeric, against the same CSVs in plaintext.
+    t = performance.now();
+    const claims = generateClaims(data, opts.claims ?? Math.min(10_000, Math.max(2, Math.floor(data.subjects.length / 2))));
+    const { results: got, result: vres } = await sh.verify(DEMO_BANK, DEMO_PURPOSE, claims, (p) => opts.progress?.(`verify:${p.phase}`, p.done, p.total));
+    const verifySeconds = (performance.now() - t) / 1000;
+    lap('verify', t);
+    let vMismatch = 0;
+    const vCounts: Record<string, number> = {};
+    const categoryOf = new Map(Object.entries(data.providers).map(([cat, p]) => [p.provider, cat]));
+    for (const c of claims) {
+      const plan = data.plan.get(c.subject)!;
+      const category = categoryOf.get(c.provider)!;
+      const refused = plan === 'OK' ? undefined : plan === 'OUT_OF_SCOPE' ? (OUT_OF_SCOPE_CATEGORIES.includes(category) ? undefined : plan) : plan;
+      const f = fieldSpecs.get(`${c.provider}/${c.field}`)!;
+      const want = refused ? `refused:${refused}` : claimPlain(f, tables.get(c.provider)!.get(c.subject)?.get(c.field), c.op, c.values, (v) => normalizeId(idRuleFor(c.field), v));
+      const r = got.get(c.claimId) ?? '';
+      vCounts[r] = (vCounts[r] ?? 0) + 1;
+      if (r !== want) vMismatch++;
+    }
+
     t = performance.now();
     const audit = sh.engine.auditVerify();
     lap('audit', t);
@@ -132,6 +154,7 @@ export async function runDemo(opts: { subjects: number; home?: string; log?: (li
       timings,
       plaintextScoringSeconds: Number(plaintextScoringSeconds.toFixed(4)),
       encryptedScoringSeconds: Number(encryptedScoringSeconds.toFixed(3)),
+      verification: { claims: claims.length, matchesPlaintext: vMismatch === 0 && got.size === claims.length, mismatches: vMismatch, results: vCounts, seconds: Number(verifySeconds.toFixed(3)), ranges: vres.ranges },
       home: keepHome ? home : '(temporary, removed)',
     };
   } finally {

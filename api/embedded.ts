@@ -10,8 +10,10 @@ import { Engine, type PartyRole } from '../engine/engine.ts';
 import { ProviderAgent, type ProviderTable } from '../engine/custodian/provider.ts';
 import type { CustodianView } from '../engine/custodian/custodian.ts';
 import { WorkerPool } from '../engine/pool/pool.ts';
+import { generateOprfKeyPair } from '../engine/tokens/oprf.ts';
 import { signJson } from '../engine/crypto/sign.ts';
 import { buildScoreRequest, openScoreResult, runScoreJob, type ScoreProgress, type ScoreResult, type ScoreStatus } from '../engine/protocols/score.ts';
+import { buildVerifyRequest, openVerifyResult, runVerifyJob, type Claim, type ClaimResult, type VerifyProgress, type VerifyResult } from '../engine/protocols/verify.ts';
 import { createConsent, createRevocation, type ConsentOp, type SignedConsent } from '../sandbox/consent.ts';
 import { parseUscc } from '../sandbox/uscc.ts';
 import { parseModel, type CompiledModel } from '../models/model.ts';
@@ -77,8 +79,13 @@ export class Safehouse {
       const dir = this.wallet.providerDir(id);
       const sk = this.wallet.readSecret(join(dir, 'bfv.sk'));
       const pk = this.wallet.readSecret(join(dir, 'bfv.pk'));
+      const oprfSk = this.wallet.readSecret(join(dir, 'oprf.sk'));
+      const oprfPk = this.wallet.readSecret(join(dir, 'oprf.pk'));
       if (!sk || !pk) fail('SH_ERR_UNKNOWN_PARTY', `provider ${id} has no BFV keys in the wallet`, { party: id });
-      a = new ProviderAgent(id, this.engine.params, { bfvSecretKey: sk, bfvPublicKey: pk, ed25519SecretKey: k.ed25519.secretKey, ed25519PublicKey: k.ed25519.publicKey }, this.pool);
+      a = new ProviderAgent(id, this.engine.params, {
+        bfvSecretKey: sk, bfvPublicKey: pk, ed25519SecretKey: k.ed25519.secretKey, ed25519PublicKey: k.ed25519.publicKey,
+        ...(oprfSk && oprfPk ? { oprfSecretKey: oprfSk, oprfPublicKey: oprfPk } : {}),
+      }, this.pool);
       this.agents.set(id, a);
     }
     return a;
@@ -89,6 +96,8 @@ export class Safehouse {
     const observe = this.opts.observe;
     this.engine.connectCustodian(a.custodian(this.engine.keys.ed25519.publicKey, {
       logFile: join(this.wallet.providerDir(provider), 'custodian.log'),
+      // The platform's public registry of bank keys, which a networked custodian would fetch.
+      bankKey: (bank: string) => { const p = this.engine.party(bank); return p?.role === 'bank' ? p.ed25519 : undefined; },
       ...(observe ? { observe: (v: CustodianView) => observe(provider, v) } : {}),
     }));
   }
@@ -108,7 +117,14 @@ export class Safehouse {
         keys.secretKey.fill(0);
         pk = keys.publicKey;
       }
-      this.engine.registerParty({ id, role, ed25519: k.ed25519.publicKey, bfvPublicKey: pk });
+      let oprfPk = this.wallet.readSecret(join(dir, 'oprf.pk'));
+      if (!oprfPk || !this.wallet.readSecret(join(dir, 'oprf.sk'))) {
+        const kp = generateOprfKeyPair();
+        this.wallet.writeSecret(join(dir, 'oprf.sk'), kp.secretKey);
+        this.wallet.writeSecret(join(dir, 'oprf.pk'), kp.publicKey);
+        oprfPk = kp.publicKey;
+      }
+      this.engine.registerParty({ id, role, ed25519: k.ed25519.publicKey, bfvPublicKey: pk, oprfPublicKey: oprfPk });
       this.connect(id);
       return;
     }
@@ -195,5 +211,14 @@ export class Safehouse {
     const signed = buildScoreRequest({ jobId, bank, modelId, modelHash: m.hash, purpose, subjects, requestedAt: this.engine.now().toISOString() }, k.ed25519.secretKey);
     const result = await runScoreJob(this.engine, signed, onProgress ? { onProgress } : {});
     return { jobId, rows: openScoreResult(result, bank, k.x25519!.secretKey), result };
+  }
+
+  /** `safehouse verify`: as the bank, sign the claims (values committed); the engine runs them; the bank opens the answers. */
+  async verify(bank: string, purpose: string, claims: readonly Claim[], onProgress?: (p: VerifyProgress) => void): Promise<{ jobId: string; results: Map<string, ClaimResult>; result: VerifyResult }> {
+    const k = this.wallet.require(bank, 'bank');
+    const jobId = this.engine.newJobId('verify');
+    const { signed, openings } = buildVerifyRequest({ jobId, bank, purpose, claims, requestedAt: this.engine.now().toISOString() }, k.ed25519.secretKey);
+    const result = await runVerifyJob(this.engine, signed, openings, onProgress ? { onProgress } : {});
+    return { jobId, results: openVerifyResult(result, bank, k.x25519!.secretKey), result };
   }
 }

@@ -33,6 +33,8 @@ export interface PartyRecord {
   ed25519: Uint8Array;
   x25519?: Uint8Array;
   bfvPublicKeyBlob?: string;
+  /** RFC 9497 POPRF public key (33-byte compressed P-256 point) of a provider with token fields. */
+  oprfPublicKey?: Uint8Array;
 }
 
 export interface UploadManifest {
@@ -47,6 +49,8 @@ export interface UploadManifest {
   subjectCount: number;
   blocks: number;
   columns: Array<{ column: string; block: number; blob: string }>;
+  /** RFC 9497 POPRF tokens per id field: a blob of sorted 32-byte outputs (DESIGN §2, §4.4). */
+  tokens: Array<{ field: string; epoch: number; count: number; blob: string }>;
   /** Published field statistics (count of present values, population std in field units), rounded to 3 digits. */
   stats: Record<string, { count: number; std: number }>;
   createdAt: string;
@@ -165,12 +169,13 @@ export class Engine {
    * Register a party's public keys (DESIGN §1). Providers also publish their BFV public key.
    * @throws SH_ERR_INVALID_ARGUMENT, SH_ERR_ALREADY_EXISTS
    */
-  registerParty(p: { id: string; role: PartyRole; ed25519: Uint8Array; x25519?: Uint8Array; bfvPublicKey?: Uint8Array }): PartyRecord {
+  registerParty(p: { id: string; role: PartyRole; ed25519: Uint8Array; x25519?: Uint8Array; bfvPublicKey?: Uint8Array; oprfPublicKey?: Uint8Array }): PartyRecord {
     if (!PARTY_ID.test(p.id)) fail('SH_ERR_INVALID_ARGUMENT', `"id" expected ${PARTY_ID}, got ${JSON.stringify(p.id)}`);
     if (!['provider', 'bank', 'enterprise', 'auditor'].includes(p.role)) fail('SH_ERR_INVALID_ARGUMENT', `"role" expected provider|bank|enterprise|auditor, got ${JSON.stringify(p.role)}`);
     if (p.ed25519.length !== 32) fail('SH_ERR_INVALID_ARGUMENT', `"ed25519" expected 32 bytes, got ${p.ed25519.length}`);
     if ((p.role === 'bank' || p.role === 'auditor') && p.x25519?.length !== 32) fail('SH_ERR_INVALID_ARGUMENT', `"x25519" expected 32 bytes for a ${p.role}`);
     if (p.role === 'provider' && !p.bfvPublicKey) fail('SH_ERR_INVALID_ARGUMENT', '"bfvPublicKey" is required for a provider');
+    if (p.oprfPublicKey && (p.role !== 'provider' || p.oprfPublicKey.length !== 33)) fail('SH_ERR_INVALID_ARGUMENT', `"oprfPublicKey" expected a 33-byte P-256 point of a provider`);
     if (p.role === 'enterprise') parseUscc(p.id);
     const existing = this.party(p.id);
     if (existing) {
@@ -179,9 +184,10 @@ export class Engine {
     }
     return this.store.transaction(() => {
       const bfv = p.bfvPublicKey ? this.store.putBlob(p.bfvPublicKey) : null;
-      this.store.db.prepare('INSERT INTO parties (id, role, ed25519_pub, x25519_pub, bfv_pub, params_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
-        p.id, p.role, bytesToHex(p.ed25519), p.x25519 ? bytesToHex(p.x25519) : null, bfv, bfv ? this.params.id : null, this.now().toISOString());
-      this.ledger.append('party.registered', { party: p.id, role: p.role, ed25519: bytesToHex(p.ed25519), ...(bfv ? { bfvPublicKey: bfv } : {}) }, p.role === 'enterprise' ? [p.id] : []);
+      const oprf = p.oprfPublicKey ? bytesToHex(p.oprfPublicKey) : null;
+      this.store.db.prepare('INSERT INTO parties (id, role, ed25519_pub, x25519_pub, bfv_pub, params_id, oprf_pub, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run(
+        p.id, p.role, bytesToHex(p.ed25519), p.x25519 ? bytesToHex(p.x25519) : null, bfv, bfv ? this.params.id : null, oprf, this.now().toISOString());
+      this.ledger.append('party.registered', { party: p.id, role: p.role, ed25519: bytesToHex(p.ed25519), ...(bfv ? { bfvPublicKey: bfv } : {}), ...(oprf ? { oprfPublicKey: oprf } : {}) }, p.role === 'enterprise' ? [p.id] : []);
       return this.party(p.id)!;
     });
   }
@@ -206,6 +212,7 @@ export class Engine {
       id, role: r.role as PartyRole, ed25519: hexToBytes(r.ed25519_pub!),
       ...(r.x25519_pub ? { x25519: hexToBytes(r.x25519_pub) } : {}),
       ...(r.bfv_pub ? { bfvPublicKeyBlob: r.bfv_pub } : {}),
+      ...(r.oprf_pub ? { oprfPublicKey: hexToBytes(r.oprf_pub) } : {}),
     };
   }
 
@@ -276,11 +283,20 @@ export class Engine {
       fetchBlob(c.blob, `column ${c.column} block ${c.block}`, this.params.maxCiphertextBytes);
     }
     if (want.size > 0) fail('SH_ERR_INVALID_ARGUMENT', `upload lacks columns: ${[...want].slice(0, 5).join(', ')}`);
+    const idFields = new Set(schema.fields.filter((f) => f.type === 'id').map((f) => f.name));
+    const tokenSets = (m.tokens ?? []).map((tk) => {
+      if (!idFields.delete(tk.field)) fail('SH_ERR_INVALID_ARGUMENT', `token set for ${tk.field} is not an id field of the schema or is repeated`);
+      if (!provider.oprfPublicKey) fail('SH_ERR_INVALID_ARGUMENT', `provider ${provider.id} published no OPRF key`);
+      const b = fetchBlob(tk.blob, `tokens of ${tk.field}`);
+      if (!Number.isInteger(tk.count) || b.length !== tk.count * 32) fail('SH_ERR_TOKEN_INVALID', `tokens of ${tk.field}: ${b.length} bytes is not ${tk.count} × 32`);
+      return { field: tk.field, bytes: b };
+    });
+    if (idFields.size > 0) fail('SH_ERR_INVALID_ARGUMENT', `upload lacks token sets for: ${[...idFields].join(', ')}`);
 
     const written: string[] = [];
     try {
       return this.store.transaction(() => {
-        for (const hash of [m.subjectsBlob, ...m.columns.map((c) => c.blob)]) {
+        for (const hash of [m.subjectsBlob, ...m.columns.map((c) => c.blob), ...(m.tokens ?? []).map((t) => t.blob)]) {
           if (!existsSync(this.store.blobPath(hash))) written.push(hash);
           this.store.putBlob(blobs.get(hash)!);
         }
@@ -293,6 +309,8 @@ export class Engine {
         for (const s of index) insS.run(m.datasetId, s.uscc, s.block, s.slot, s.missing);
         const insC = this.store.db.prepare('INSERT INTO columns (dataset_id, column_name, block, blob) VALUES (?, ?, ?, ?)');
         for (const c of m.columns) insC.run(m.datasetId, c.column, c.block, c.blob);
+        const insT = this.store.db.prepare('INSERT OR IGNORE INTO tokens (dataset_id, field, token) VALUES (?, ?, ?)');
+        for (const tk of tokenSets) for (let o = 0; o < tk.bytes.length; o += 32) insT.run(m.datasetId, tk.field, tk.bytes.subarray(o, o + 32));
         this.ledger.append('dataset.uploaded', { provider: m.provider, category: m.category, datasetId: m.datasetId, version, manifest: sha256Hex(JSON.stringify(m)), signature: signed.signature, subjects: index.length, blocks });
         return this.dataset(m.datasetId)!;
       });
@@ -335,6 +353,11 @@ export class Engine {
       if (r) out.set(u, { block: r.block, slot: r.slot, missing: new Set(r.missing ? r.missing.split(';') : []) });
     }
     return out;
+  }
+
+  /** Whether a finalized token is in a dataset's token set for a field. */
+  hasToken(datasetId: string, field: string, token: Uint8Array): boolean {
+    return this.store.db.prepare('SELECT 1 FROM tokens WHERE dataset_id = ? AND field = ? AND token = ?').get(datasetId, field, token) !== undefined;
   }
 
   columnBlob(datasetId: string, column: string, block: number): string | undefined {

@@ -31,6 +31,7 @@ export const ERRORS = {
   SH_ERR_CSV_MALFORMED: e('input', 400, 'A CSV file cannot be parsed (quotes, column count, encoding, header).'),
   SH_ERR_CSV_UNKNOWN_FIELD: e('input', 400, 'A CSV column names a field the schema does not declare.'),
   SH_ERR_CSV_VALUE: e('input', 400, 'A CSV cell is not a valid value of its field (type, decimals, bounds).'),
+  SH_ERR_ID_VALUE: e('input', 400, 'An id value is empty or invalid after normalization.'),
   SH_ERR_CSV_DUPLICATE_SUBJECT: e('input', 400, 'A subject appears twice in one CSV.'),
   SH_ERR_SCHEMA_INVALID: e('input', 400, 'A dataset schema is malformed.'),
   SH_ERR_UNKNOWN_CATEGORY: e('input', 400, 'A schema names a category the catalog does not have.'),
@@ -53,10 +54,15 @@ export const ERRORS = {
   SH_ERR_BOUND_OVERFLOW: e('limit', 422, 'The bound calculator cannot prove |result| < t/2 for this computation.'),
   // --- jobs and custodians
   SH_ERR_JOB_TOO_LARGE: e('limit', 413, 'A job names more subjects than the output policy allows.'),
+  SH_ERR_CLAIM_INVALID: e('input', 400, 'A verification claim is malformed: op not allowed for the field type, bad value, or commitment mismatch.'),
+  SH_ERR_VERIFY_FIELD_CLASS: e('auth', 403, 'A claim names a field whose class does not allow verification (e.g. MODEL_ONLY).'),
+  SH_ERR_VERIFY_BUDGET: e('limit', 429, 'More evaluations than the bank-signed request allows, or the verification budget is spent.'),
   SH_ERR_PARAMS_MISMATCH: e('integrity', 409, 'Peers disagree on the parameter set, job or model hash.'),
   SH_ERR_CIPHERTEXT_SIZE: e('limit', 413, 'A ciphertext is larger than the cap for its parameter set.'),
   SH_ERR_CIPHERTEXT_INVALID: e('integrity', 422, 'A ciphertext fails to load or is not valid for the parameter set.'),
   SH_ERR_SEALED_BOX: e('integrity', 422, 'A sealed result fails authentication or was not sealed to this recipient.'),
+  SH_ERR_TOKEN_PROOF: e('integrity', 422, 'An OPRF evaluation fails its DLEQ proof against the provider\'s published key.'),
+  SH_ERR_TOKEN_INVALID: e('input', 400, 'An OPRF element is malformed, the identity point, or not on the curve.'),
   SH_ERR_NOISE_BUDGET: e('integrity', 500, 'A ciphertext reached the key holder without its required noise margin.'),
   // --- HE runtime
   SH_ERR_SEAL_RUNTIME: e('internal', 500, 'The SEAL WebAssembly runtime failed to load or threw.'),

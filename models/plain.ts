@@ -59,3 +59,43 @@ export function evaluatePlain(
   }
   return { status: 'OK', score: formatFixed(total.v, total.exp) };
 }
+
+/**
+ * Plaintext reference for a verification claim (DESIGN §5): the predicate on the provider's CSV cell. Numeric
+ * comparisons are exact decimal comparisons; id cells may list several values separated by ';', compared after the
+ * field's normalization (passed in, so the reference and the token path share only the written-down rules).
+ * Returns 'no_data' for an empty cell or a subject the provider does not have.
+ */
+export function claimPlain(
+  spec: FieldSpec,
+  cell: string | undefined,
+  op: 'eq' | 'in' | 'ne' | 'gte' | 'lte' | 'between',
+  values: readonly string[],
+  normalize: (v: string) => string,
+): 'yes' | 'no' | 'no_data' {
+  if (cell === undefined || cell.trim() === '') return 'no_data';
+  if (spec.type === 'id') {
+    const have = new Set(cell.split(';').map(normalize));
+    return values.some((v) => have.has(normalize(v))) ? 'yes' : 'no';
+  }
+  const x: Dec = { v: encodeValue(spec, cell)!, exp: spec.decimals };
+  const asDec = (v: string): Dec => {
+    const t = v.trim();
+    if (spec.type === 'bool') return { v: t.toLowerCase() === 'true' || t === '1' ? 1n : 0n, exp: 0 };
+    if (spec.type === 'enum') {
+      const i = (spec.values ?? []).indexOf(t);
+      return { v: BigInt(i >= 0 ? i : Number(t)), exp: 0 };
+    }
+    return dec(t.replace(/^\+/, ''));
+  };
+  const c = values.map(asDec);
+  const yes = (b: boolean) => (b ? 'yes' : 'no');
+  switch (op) {
+    case 'eq': return yes(cmp(x, c[0]!) === 0);
+    case 'ne': return yes(cmp(x, c[0]!) !== 0);
+    case 'gte': return yes(cmp(x, c[0]!) >= 0);
+    case 'lte': return yes(cmp(x, c[0]!) <= 0);
+    case 'between': return yes(cmp(x, c[0]!) >= 0 && cmp(x, c[1]!) <= 0);
+    default: throw new Error(`op ${op} is not numeric`);
+  }
+}

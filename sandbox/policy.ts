@@ -10,12 +10,24 @@ export interface Policy {
   maxFieldVarianceShare: number;
   /** Maximum subjects per scoring job. */
   maxSubjectsPerJob: number;
+  /** Maximum claims per verification job. */
+  maxClaimsPerJob: number;
+  /** Verification budget: claims a bank may make per subject per field per epoch (DESIGN §7). */
+  verifyBudgetPerEpoch: number;
+  /** Length of a budget epoch in days (epochs are counted from 1970-01-01 UTC). */
+  verifyEpochDays: number;
+  /** Smallest randomizer range R accepted for a masked numeric comparison (custodian leakage bound, DESIGN §5). */
+  minComparisonR: number;
 }
 
 export const DEFAULT_POLICY: Readonly<Policy> = Object.freeze({
   minFieldsPerProvider: 3,
   maxFieldVarianceShare: 0.8,
   maxSubjectsPerJob: 200_000,
+  maxClaimsPerJob: 200_000,
+  verifyBudgetPerEpoch: 10,
+  verifyEpochDays: 30,
+  minComparisonR: 2,
 });
 
 /** Fill and validate a policy. @throws SH_ERR_INVALID_ARGUMENT */
@@ -24,5 +36,13 @@ export function policy(overrides: Partial<Policy> = {}): Policy {
   if (!Number.isInteger(p.minFieldsPerProvider) || p.minFieldsPerProvider < 1) fail('SH_ERR_INVALID_ARGUMENT', `"minFieldsPerProvider" expected an integer ≥ 1, got ${p.minFieldsPerProvider}`);
   if (!(p.maxFieldVarianceShare > 0 && p.maxFieldVarianceShare <= 1)) fail('SH_ERR_INVALID_ARGUMENT', `"maxFieldVarianceShare" expected (0, 1], got ${p.maxFieldVarianceShare}`);
   if (!Number.isInteger(p.maxSubjectsPerJob) || p.maxSubjectsPerJob < 1) fail('SH_ERR_INVALID_ARGUMENT', `"maxSubjectsPerJob" expected an integer ≥ 1, got ${p.maxSubjectsPerJob}`);
+  for (const k of ['maxClaimsPerJob', 'verifyBudgetPerEpoch', 'verifyEpochDays', 'minComparisonR'] as const) {
+    if (!Number.isInteger(p[k]) || p[k] < 1) fail('SH_ERR_INVALID_ARGUMENT', `"${k}" expected an integer ≥ 1, got ${p[k]}`);
+  }
   return p;
+}
+
+/** The budget epoch a time falls in. */
+export function budgetEpoch(p: Policy, at: Date): number {
+  return Math.floor(at.getTime() / (p.verifyEpochDays * 86_400_000));
 }

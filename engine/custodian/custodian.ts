@@ -26,7 +26,9 @@ import { centered } from '../he/codec.ts';
 import { sealCall } from '../he/seal.ts';
 import { sha256Hex } from '../store/store.ts';
 import { sealTo, type SealedBox } from '../crypto/sealbox.ts';
-import { requireSignature, signJson, hexToBytes, type Signed } from '../crypto/sign.ts';
+import { requireSignature, signJson, hexToBytes, bytesToHex, type Signed } from '../crypto/sign.ts';
+import { TOKEN_SUITE, TOKEN_MODE, tokenInfo, evaluateBlinded } from '../tokens/oprf.ts';
+import type { WorkerPool } from '../pool/pool.ts';
 
 export type DecryptMode = 'seal' | 'sum' | 'sign';
 
@@ -59,6 +61,40 @@ export interface DecryptResponse {
   sums?: string[];
 }
 
+/** Engine → custodian: evaluate blinded token claims (RFC 9497 POPRF, DESIGN §4.4). */
+export interface TokenEvalRequest {
+  type: 'safehouse.custodian.oprf.v1';
+  suite: 'P256-SHA256';
+  mode: 'POPRF';
+  provider: string;
+  jobId: string;
+  /** SHA-256 of the canonical bank-signed verify request this evaluation serves. */
+  jobHash: string;
+  field: string;
+  epoch: number;
+  label: string;
+  /** Blinded points (hex), each tagged with the bank-signed claim it serves. */
+  elements: Array<{ claimId: string; blinded: string }>;
+}
+
+export interface TokenEvalResponse {
+  type: 'safehouse.custodian.oprf.response.v1';
+  provider: string;
+  jobId: string;
+  label: string;
+  requestHash: string;
+  evaluated: string[];
+  /** One batch DLEQ proof (hex) over all elements. */
+  proof: string;
+}
+
+/** The bank-signed request a token evaluation must be counted against (see protocols/verify.ts). */
+export interface BankClaims {
+  body: { type: string; jobId: string; bank: string; claims: Array<{ claimId: string; provider: string; field: string; op: string; count: number }> };
+  signer: string;
+  signature: string;
+}
+
 export interface Custodian {
   readonly provider: string;
   readonly paramsId: string;
@@ -67,6 +103,11 @@ export interface Custodian {
   /** Ed25519 key the custodian signs responses with. */
   readonly signingPublicKey: Uint8Array;
   decrypt(request: Signed<DecryptRequest>, ciphertext: Uint8Array): Promise<Signed<DecryptResponse>>;
+  /**
+   * Evaluate blinded token claims in one batch with a DLEQ proof, refusing more evaluations per claim than the
+   * bank-signed request allows (SH_ERR_VERIFY_BUDGET) and identity or invalid points (SH_ERR_TOKEN_INVALID).
+   */
+  evaluateTokens(request: Signed<TokenEvalRequest>, bankRequest: BankClaims): Promise<Signed<TokenEvalResponse>>;
 }
 
 export interface CustodianKeys {
@@ -74,6 +115,9 @@ export interface CustodianKeys {
   bfvPublicKey: Uint8Array;
   ed25519SecretKey: Uint8Array;
   ed25519PublicKey: Uint8Array;
+  /** RFC 9497 POPRF key pair (P256-SHA256) for token fields. */
+  oprfSecretKey?: Uint8Array;
+  oprfPublicKey?: Uint8Array;
 }
 
 export interface CustodianView {
@@ -93,6 +137,10 @@ export interface LocalCustodianOptions {
   logFile?: string;
   /** Test hook: receives the custodian's view of every decryption. */
   observe?: (view: CustodianView) => void;
+  /** Looks up a bank's registered Ed25519 key (the platform's public registry) to check bank-signed requests. */
+  bankKey?: (bank: string) => Uint8Array | undefined;
+  /** Pool for OPRF evaluations (P-256 scalar multiplications, ~2.3 ms each); in-process when absent. */
+  pool?: WorkerPool;
 }
 
 export class LocalCustodian implements Custodian {
@@ -105,6 +153,10 @@ export class LocalCustodian implements Custodian {
   private readonly enginePublicKey: Uint8Array;
   private readonly logFile: string | undefined;
   private readonly observe: ((view: CustodianView) => void) | undefined;
+  private readonly bankKey: ((bank: string) => Uint8Array | undefined) | undefined;
+  private readonly pool: WorkerPool | undefined;
+  /** Evaluations already answered per job and claim: the bank-signed count bounds their sum. */
+  private readonly evaluations = new Map<string, Map<string, number>>();
   private state: Promise<{ ops: BlockOps; sk: SecretKey; decryptor: Decryptor }> | undefined;
 
   constructor(opts: LocalCustodianOptions) {
@@ -117,6 +169,8 @@ export class LocalCustodian implements Custodian {
     this.enginePublicKey = opts.enginePublicKey;
     this.logFile = opts.logFile;
     this.observe = opts.observe;
+    this.bankKey = opts.bankKey;
+    this.pool = opts.pool;
   }
 
   private init() {
@@ -194,6 +248,46 @@ export class LocalCustodian implements Custodian {
     values.fill(0n);
     const response = signJson(body, this.provider, this.keys.ed25519SecretKey);
     this.log({ at: new Date().toISOString(), jobId: req.jobId, label: req.label, mode: req.mode, requestHash, responseHash: sha256Hex(canonicalize(response)) });
+    return response;
+  }
+
+  async evaluateTokens(request: Signed<TokenEvalRequest>, bankRequest: BankClaims): Promise<Signed<TokenEvalResponse>> {
+    requireSignature(request, this.enginePublicKey, 'safehouse.custodian.oprf.v1', `custodian ${this.provider}`);
+    const req = request.body;
+    if (req.provider !== this.provider) fail('SH_ERR_PARAMS_MISMATCH', `token request for ${req.provider} sent to custodian ${this.provider}`);
+    if (req.suite !== TOKEN_SUITE || req.mode !== TOKEN_MODE) fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider} evaluates ${TOKEN_SUITE} ${TOKEN_MODE}, request names ${req.suite} ${req.mode}`);
+    if (!this.keys.oprfSecretKey) fail('SH_ERR_INVALID_ARGUMENT', `custodian ${this.provider} has no OPRF key`);
+    // The bank's own signature over its claims, and the engine's request bound to exactly that document.
+    const bankKey = this.bankKey?.(bankRequest?.signer);
+    if (!bankKey) fail('SH_ERR_BAD_SIGNATURE', `custodian ${this.provider}: unknown bank ${JSON.stringify(bankRequest?.signer)}`);
+    requireSignature(bankRequest, bankKey, 'safehouse.verify.request.v1', `custodian ${this.provider}: bank request`);
+    if (sha256Hex(canonicalize(bankRequest)) !== req.jobHash || bankRequest.body.jobId !== req.jobId) fail('SH_ERR_PARAMS_MISMATCH', `token request ${req.label} is not bound to the bank-signed request`);
+    if (!Array.isArray(req.elements) || req.elements.length === 0 || req.elements.length > 4096) fail('SH_ERR_INVALID_ARGUMENT', `"elements" expected 1..4096 blinded points, got ${req.elements?.length}`);
+    const allowed = new Map(bankRequest.body.claims.filter((c) => c.provider === this.provider && c.field === req.field && (c.op === 'eq' || c.op === 'in')).map((c) => [c.claimId, c.count]));
+    const used = this.evaluations.get(req.jobId) ?? new Map<string, number>();
+    const next = new Map(used);
+    for (const el of req.elements) {
+      const n = (next.get(el.claimId) ?? 0) + 1;
+      const limit = allowed.get(el.claimId);
+      if (limit === undefined || n > limit) {
+        this.log({ at: new Date().toISOString(), jobId: req.jobId, label: req.label, refused: 'SH_ERR_VERIFY_BUDGET', claim: el.claimId });
+        fail('SH_ERR_VERIFY_BUDGET', `custodian ${this.provider}: claim ${el.claimId} asks for evaluation ${n}, the bank signed for ${limit ?? 0} on ${req.field}`, { claim: el.claimId });
+      }
+      next.set(el.claimId, n);
+    }
+    const blinded = req.elements.map((el) => {
+      if (typeof el.blinded !== 'string' || !/^[0-9a-f]+$/.test(el.blinded) || el.blinded.length % 2) fail('SH_ERR_TOKEN_INVALID', `blinded element for ${el.claimId} is not hex`);
+      return hexToBytes(el.blinded);
+    });
+    const info = tokenInfo(this.provider, req.field, req.epoch);
+    const out = this.pool
+      ? await this.pool.run<{ evaluated: Uint8Array[]; proof: Uint8Array }>({ op: 'oprf', fn: 'evaluateBlinded', secretKey: this.keys.oprfSecretKey, info, blinded })
+      : evaluateBlinded(this.keys.oprfSecretKey, info, blinded);
+    this.evaluations.set(req.jobId, next);
+    const requestHash = sha256Hex(canonicalize(request));
+    const body: TokenEvalResponse = { type: 'safehouse.custodian.oprf.response.v1', provider: this.provider, jobId: req.jobId, label: req.label, requestHash, evaluated: out.evaluated.map((e) => bytesToHex(e)), proof: bytesToHex(out.proof) };
+    const response = signJson(body, this.provider, this.keys.ed25519SecretKey);
+    this.log({ at: new Date().toISOString(), jobId: req.jobId, label: req.label, mode: 'oprf', elements: blinded.length, requestHash, responseHash: sha256Hex(canonicalize(response)) });
     return response;
   }
 

@@ -7,7 +7,7 @@
  * b·slots + i of the CSV (DESIGN §2). Missing cells encode as 0 and are listed in the subject index, so a model can
  * refuse or substitute them. Encryption is symmetric (seeded), half the size of public-key encryption (DESIGN §3).
  */
-import { fail } from '../errors.ts';
+import { fail, isCoded } from '../errors.ts';
 import { sha256Hex } from '../store/store.ts';
 import { canonicalize } from '../jcs.ts';
 import { toSlot } from '../he/codec.ts';
@@ -16,6 +16,8 @@ import { generateBfvKeys } from '../he/block.ts';
 import { WorkerPool } from '../pool/pool.ts';
 import { signJson, type Signed } from '../crypto/sign.ts';
 import { LocalCustodian, type CustodianKeys, type CustodianView } from './custodian.ts';
+import { normalizeId, idRuleFor } from '../tokens/normalize.ts';
+import { tokenInfo, tokenInput } from '../tokens/oprf.ts';
 import { parseCsv } from '../../api/csv.ts';
 import { validateSchema, type DatasetSchema, type FieldSpec } from '../../sandbox/catalog.ts';
 import { parseUscc } from '../../sandbox/uscc.ts';
@@ -33,7 +35,12 @@ export interface ProviderTable {
   subjects: string[];
   /** field → fixed-point values as decimal strings, null = missing. */
   values: Record<string, Array<string | null>>;
+  /** id field → normalized values per subject (a cell may list several, separated by ';'); [] = missing. */
+  ids: Record<string, string[][]>;
 }
+
+/** Token key epoch: tokens are computed under POPRF info (provider, field, epoch); rotation bumps it. */
+export const TOKEN_EPOCH = 1;
 
 export interface ProviderUpload {
   manifest: Signed<UploadManifest>;
@@ -89,16 +96,47 @@ export class ProviderAgent {
         }));
       }
     }
+    const idFields = schema.fields.filter((f) => f.type === 'id');
+    if (idFields.length > 0 && !this.keys.oprfSecretKey) fail('SH_ERR_INVALID_ARGUMENT', `provider ${this.id} has no OPRF key for token fields`);
+    const tokenTasks = idFields.map(async (f) => {
+      const tokens = await this.tokensFor(f.name, table.subjects, table.ids[f.name]!);
+      const bytes = new Uint8Array(tokens.length * 32);
+      tokens.forEach((t, i) => bytes.set(t, i * 32));
+      const blob = sha256Hex(bytes);
+      blobs.set(blob, bytes);
+      return { field: f.name, epoch: TOKEN_EPOCH, count: tokens.length, blob };
+    });
     const columns = await this.pool.all(tasks);
-    const index = table.subjects.map((u, i) => [u, Math.floor(i / slots), i % slots, numeric.filter((f) => table.values[f.name]![i] === null).map((f) => f.name).join(';')]);
+    const tokens = await this.pool.all(tokenTasks);
+    const missingOf = (i: number) => [
+      ...numeric.filter((f) => table.values[f.name]![i] === null).map((f) => f.name),
+      ...idFields.filter((f) => table.ids[f.name]![i]!.length === 0).map((f) => f.name),
+    ].join(';');
+    const index = table.subjects.map((u, i) => [u, Math.floor(i / slots), i % slots, missingOf(i)]);
     const indexBytes = new TextEncoder().encode(JSON.stringify(index));
     const subjectsBlob = sha256Hex(indexBytes);
     blobs.set(subjectsBlob, indexBytes);
     const manifest: UploadManifest = {
       type: 'safehouse.upload.v1', provider: this.id, category: schema.category, datasetId, paramsId: this.params.id,
-      schema, subjectsBlob, subjectCount: n, blocks, columns, stats: fieldStats(numeric, table), createdAt: new Date().toISOString(),
+      schema, subjectsBlob, subjectCount: n, blocks, columns, tokens, stats: fieldStats(numeric, table), createdAt: new Date().toISOString(),
     };
     return { manifest: signJson(manifest, this.id, this.keys.ed25519SecretKey), blobs, table };
+  }
+
+  /**
+   * RFC 9497 POPRF tokens of (subject, field, normalized value) under this provider's OPRF key, computed by the key
+   * holder itself (non-interactive evaluation), in pool-sized chunks. Returned sorted, so the upload's order says
+   * nothing about which subject a token belongs to.
+   */
+  private async tokensFor(field: string, subjects: readonly string[], values: ReadonlyArray<readonly string[]>): Promise<Uint8Array[]> {
+    const info = tokenInfo(this.id, field, TOKEN_EPOCH);
+    const inputs = subjects.flatMap((u, i) => values[i]!.map((v) => tokenInput(u, field, v)));
+    const chunks: Array<Promise<Uint8Array[]>> = [];
+    for (let i = 0; i < inputs.length; i += 512) {
+      chunks.push(this.pool.run<Uint8Array[]>({ op: 'oprf', fn: 'evaluate', secretKey: this.keys.oprfSecretKey!, info, inputs: inputs.slice(i, i + 512) }));
+    }
+    const out = (await this.pool.all(chunks)).flat();
+    return out.sort((a, b) => Buffer.compare(a, b));
   }
 
   private encrypt(values: BigUint64Array): Promise<Uint8Array> {
@@ -152,8 +190,8 @@ export class ProviderAgent {
   }
 
   /** This provider's custodian, answering only requests signed with `enginePublicKey`. */
-  custodian(enginePublicKey: Uint8Array, opts: { logFile?: string; observe?: (v: CustodianView) => void } = {}): LocalCustodian {
-    return new LocalCustodian({ provider: this.id, params: this.params, keys: this.keys, enginePublicKey, ...opts });
+  custodian(enginePublicKey: Uint8Array, opts: { logFile?: string; observe?: (v: CustodianView) => void; bankKey?: (bank: string) => Uint8Array | undefined } = {}): LocalCustodian {
+    return new LocalCustodian({ provider: this.id, params: this.params, keys: this.keys, enginePublicKey, pool: this.pool, ...opts });
   }
 }
 
@@ -176,6 +214,7 @@ export function encodeTable(schema: DatasetSchema, csvText: string, datasetId: s
   const subjects: string[] = [];
   const seen = new Set<string>();
   const values: Record<string, Array<string | null>> = Object.fromEntries(numeric.map((f) => [f.name, [] as Array<string | null>]));
+  const ids: Record<string, string[][]> = Object.fromEntries(schema.fields.filter((f) => f.type === 'id').map((f) => [f.name, [] as string[][]]));
   csv.rows.forEach((row, r) => {
     const line = csv.lines[r]!;
     let uscc: string;
@@ -189,14 +228,32 @@ export function encodeTable(schema: DatasetSchema, csvText: string, datasetId: s
     seen.add(uscc);
     subjects.push(uscc);
     cols.forEach((f, c) => {
+      if (f.type === 'id') {
+        ids[f.name]!.push(parseIdCell(f.name, row[c + 1]!, line));
+        return;
+      }
       const v = encodeValue(f, row[c + 1]!, line);
-      // Token (id) fields are not numeric columns: encodeValue refuses a value, an empty cell has nothing to store.
-      if (f.type === 'id') return;
       if (v !== null && (v > half || -v > half)) fail('SH_ERR_CSV_VALUE', `line ${line}: "${f.name}" does not fit the plain modulus`, { line, field: f.name });
       values[f.name]!.push(v === null ? null : v.toString());
     });
   });
-  return { datasetId, category: schema.category, schema, subjects, values };
+  for (const f of schema.fields) if (f.type === 'id' && !cols.includes(f)) ids[f.name] = subjects.map(() => []);
+  return { datasetId, category: schema.category, schema, subjects, values, ids };
+}
+
+/** An id cell: one value, or several separated by ';', each normalized by its field's rule; '' = none. */
+function parseIdCell(field: string, cell: string, line: number): string[] {
+  if (cell.trim() === '') return [];
+  const out = new Set<string>();
+  for (const part of cell.split(';')) {
+    try {
+      out.add(normalizeId(idRuleFor(field), part));
+    } catch (err) {
+      if (isCoded(err)) fail('SH_ERR_CSV_VALUE', `line ${line}: "${field}" ${err.message}`, { line, field }, err);
+      throw err;
+    }
+  }
+  return [...out];
 }
 
 /** Published statistics: count and population std (field units), rounded to 3 significant digits. */

@@ -11,6 +11,7 @@ import { BlockOps } from '../he/block.ts';
 import { maskVector } from '../he/mask.ts';
 import { readBlobVerified } from '../store/store.ts';
 import { SafehouseError } from '../errors.ts';
+import { evaluateTokens, blindInputs, evaluateBlinded, finalizeTokens, type Blinded } from '../tokens/oprf.ts';
 
 const ops = new Map<string, Promise<BlockOps>>();
 const publicKeys = new Map<string, PublicKey>();
@@ -43,7 +44,26 @@ export interface EncryptTask {
   values: BigUint64Array;
 }
 
-export type Task = EvalBlockTask | EncryptTask;
+/** Masked comparison block (DESIGN §5 verification): Enc(m ⊙ x + o), then re-randomized for transfer. */
+export interface CompareBlockTask {
+  op: 'compareBlock';
+  paramsId: string;
+  publicKey: { path: string; hash: string };
+  column: { path: string; hash: string };
+  /** Per-slot multiplier r·d mod t (0 for unused slots). */
+  multipliers: BigUint64Array;
+  /** Per-slot offset r' − r·d·c mod t (uniform for unused slots). */
+  offsets: BigUint64Array;
+}
+
+/** RFC 9497 POPRF work (engine/tokens/oprf.ts), moved off the main thread: ~2.3 ms per element on P-256. */
+export type OprfTask =
+  | { op: 'oprf'; fn: 'evaluate'; secretKey: Uint8Array; info: Uint8Array; inputs: Uint8Array[] }
+  | { op: 'oprf'; fn: 'blind'; publicKey: Uint8Array; info: Uint8Array; inputs: Uint8Array[] }
+  | { op: 'oprf'; fn: 'evaluateBlinded'; secretKey: Uint8Array; info: Uint8Array; blinded: Uint8Array[] }
+  | { op: 'oprf'; fn: 'finalize'; publicKey: Uint8Array; info: Uint8Array; inputs: Uint8Array[]; blinded: Blinded[]; evaluated: Uint8Array[]; proof: Uint8Array };
+
+export type Task = EvalBlockTask | EncryptTask | CompareBlockTask | OprfTask;
 
 export interface TaskError { error: { code: string; message: string; details: Record<string, unknown> } }
 
@@ -54,6 +74,10 @@ export default async function run(task: Task): Promise<unknown> {
         return await evalBlock(task);
       case 'encrypt':
         return await encrypt(task);
+      case 'compareBlock':
+        return await compareBlock(task);
+      case 'oprf':
+        return oprf(task);
       default:
         throw new Error(`unknown task ${(task as { op: string }).op}`);
     }
@@ -66,11 +90,7 @@ export default async function run(task: Task): Promise<unknown> {
 
 async function evalBlock(task: EvalBlockTask): Promise<unknown> {
   const o = await blockOps(task.paramsId);
-  let pk = publicKeys.get(task.publicKey.hash);
-  if (!pk) {
-    pk = o.loadPublicKey(readBlobVerified(task.publicKey.path, task.publicKey.hash));
-    publicKeys.set(task.publicKey.hash, pk);
-  }
+  const pk = await publicKeyFor(o, task.publicKey);
   const cts = task.columns.map((c) => o.load(readBlobVerified(c.path, c.hash), `column ${c.hash.slice(0, 12)}`));
   try {
     const acc = o.linear(cts.map((ct, i) => ({ ct, multiplier: BigInt(task.columns[i]!.multiplier) })));
@@ -84,6 +104,42 @@ async function evalBlock(task: EvalBlockTask): Promise<unknown> {
     }
   } finally {
     for (const ct of cts) ct.delete();
+  }
+}
+
+async function publicKeyFor(o: BlockOps, ref: { path: string; hash: string }): Promise<PublicKey> {
+  let pk = publicKeys.get(ref.hash);
+  if (!pk) {
+    pk = o.loadPublicKey(readBlobVerified(ref.path, ref.hash));
+    publicKeys.set(ref.hash, pk);
+  }
+  return pk;
+}
+
+async function compareBlock(task: CompareBlockTask): Promise<unknown> {
+  const o = await blockOps(task.paramsId);
+  const pk = await publicKeyFor(o, task.publicKey);
+  const ct = o.load(readBlobVerified(task.column.path, task.column.hash), `column ${task.column.hash.slice(0, 12)}`);
+  try {
+    o.multiplyVector(ct, task.multipliers);
+    o.addVector(ct, task.offsets);
+    o.rerandomizeForTransfer(ct, pk);
+    return move(o.save(ct));
+  } finally {
+    ct.delete();
+  }
+}
+
+function oprf(task: OprfTask): unknown {
+  switch (task.fn) {
+    case 'evaluate':
+      return evaluateTokens(task.secretKey, task.info, task.inputs);
+    case 'blind':
+      return blindInputs(task.publicKey, task.info, task.inputs);
+    case 'evaluateBlinded':
+      return evaluateBlinded(task.secretKey, task.info, task.blinded);
+    case 'finalize':
+      return finalizeTokens(task.inputs, task.blinded, task.evaluated, task.proof, task.publicKey, task.info);
   }
 }
 

@@ -186,7 +186,7 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
     engine.store.db.prepare('INSERT INTO jobs (id, kind, bank, request_json, status, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(req.jobId, 'score', bank.id, JSON.stringify({ signed, escrow }), 'running', engine.now().toISOString());
     engine.ledger.append('job.requested', {
       jobId: req.jobId, job: 'score', bank: bank.id, modelId: req.modelId, modelHash: model.hash, purpose: req.purpose, jobHash,
-      subjects: subjects.length, subjectsHash: sha256Hex(subjects.join('\n')), consentIds: sha256Hex(consentIds.join('\n')), signature: signed.signature,
+      subjects: subjects.length, consentIds: sha256Hex(consentIds.join('\n')), signature: signed.signature,
       escrow: escrow.map((e) => ({ auditor: e.auditor, hash: sha256Hex(canonicalize(e.sealed)) })),
     }, subjects);
   });

@@ -19,7 +19,7 @@ const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS parties (
   id TEXT PRIMARY KEY, role TEXT NOT NULL, ed25519_pub TEXT NOT NULL, x25519_pub TEXT,
-  bfv_pub TEXT, params_id TEXT, created_at TEXT NOT NULL);
+  bfv_pub TEXT, params_id TEXT, oprf_pub TEXT, created_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS datasets (
   id TEXT PRIMARY KEY, provider TEXT NOT NULL, category TEXT NOT NULL, version INTEGER NOT NULL,
   schema_json TEXT NOT NULL, manifest_json TEXT NOT NULL, signature TEXT NOT NULL, params_id TEXT NOT NULL,
@@ -32,6 +32,11 @@ CREATE TABLE IF NOT EXISTS dataset_subjects (
 CREATE TABLE IF NOT EXISTS columns (
   dataset_id TEXT NOT NULL, column_name TEXT NOT NULL, block INTEGER NOT NULL, blob TEXT NOT NULL,
   PRIMARY KEY (dataset_id, column_name, block));
+CREATE TABLE IF NOT EXISTS tokens (
+  dataset_id TEXT NOT NULL, field TEXT NOT NULL, token BLOB NOT NULL, PRIMARY KEY (dataset_id, field, token)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS verify_budget (
+  bank TEXT NOT NULL, subject TEXT NOT NULL, provider TEXT NOT NULL, field TEXT NOT NULL, epoch INTEGER NOT NULL,
+  used INTEGER NOT NULL, PRIMARY KEY (bank, subject, provider, field, epoch));
 CREATE TABLE IF NOT EXISTS consents (
   id TEXT PRIMARY KEY, subject TEXT NOT NULL, grantee TEXT NOT NULL, signed_json TEXT NOT NULL, created_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS consents_subject ON consents(subject, grantee);
