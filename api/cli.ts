@@ -64,7 +64,7 @@ const OPTIONS = {
   home: { type: 'string' }, role: { type: 'string' }, id: { type: 'string' }, provider: { type: 'string' },
   schema: { type: 'string' }, csv: { type: 'string' }, subject: { type: 'string' }, bank: { type: 'string' },
   purpose: { type: 'string' }, categories: { type: 'string' }, ops: { type: 'string' }, days: { type: 'string' },
-  file: { type: 'string' }, model: { type: 'string' }, subjects: { type: 'string' }, out: { type: 'string' },
+  file: { type: 'string' }, model: { type: 'string' }, subjects: { type: 'string' }, out: { type: 'string' }, claims: { type: 'string' },
   json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
 } as const;
 

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { parseCsv } from '../api/csv.ts';
 import { parseModel } from '../models/model.ts';
-import { evaluatePlain } from '../models/plain.ts';
+import { evaluatePlain, claimPlain } from '../models/plain.ts';
+import { normalizeId, idRuleFor } from '../engine/tokens/normalize.ts';
 import { validateSchema, type FieldSpec } from '../sandbox/catalog.ts';
 
 const BIN = join(import.meta.dirname, '..', 'api', 'bin', 'safehouse.js');
@@ -37,12 +38,12 @@ describe('safehouse CLI (embedded mode)', () => {
 
   it('runs the README walkthrough and matches the plaintext scorecard', () => {
     expect(sh('init').code).toBe(0);
-    for (const [role, id] of [['bank', 'bank_icbc_sz'], ['auditor', 'auditor_pboc'], ['provider', 'sz_tax_bureau'], ['provider', 'sz_power_water'], ['provider', 'sz_housing_fund']]) {
+    for (const [role, id] of [['bank', 'bank_icbc_sz'], ['auditor', 'auditor_pboc'], ['provider', 'sz_tax_bureau'], ['provider', 'sz_power_water'], ['provider', 'sz_housing_fund'], ['provider', 'sz_property_registry']]) {
       const r = sh('party', 'add', '--role', role!, '--id', id!);
       expect(r.err).toBe('');
       expect(r.code).toBe(0);
     }
-    const providers = { tax: 'sz_tax_bureau', utilities: 'sz_power_water', housing_fund: 'sz_housing_fund' } as const;
+    const providers = { tax: 'sz_tax_bureau', utilities: 'sz_power_water', housing_fund: 'sz_housing_fund', property: 'sz_property_registry' } as const;
     for (const [cat, p] of Object.entries(providers)) {
       expect(sh('provider', 'ingest', '--provider', p, '--schema', join(EX, `${cat}.schema.json`), '--csv', join(EX, `${cat}.csv`)).code).toBe(0);
     }
@@ -55,7 +56,7 @@ describe('safehouse CLI (embedded mode)', () => {
     const early = sh('score', '--bank', 'bank_icbc_sz', '--model', 'sme-scorecard-v1', '--purpose', 'sme_credit_line', '--subjects', join(EX, 'subjects.txt'), '--out', out);
     expect(early.code).not.toBe(0);
     expect(early.err).toMatch(/^SH_ERR_MODEL_NOT_APPROVED: /);
-    for (const p of Object.values(providers)) expect(sh('model', 'approve', '--provider', p, '--model', 'sme-scorecard-v1').code).toBe(0);
+    for (const p of ['sz_tax_bureau', 'sz_power_water', 'sz_housing_fund']) expect(sh('model', 'approve', '--provider', p, '--model', 'sme-scorecard-v1').code).toBe(0);
     const r = sh('score', '--bank', 'bank_icbc_sz', '--model', 'sme-scorecard-v1', '--purpose', 'sme_credit_line', '--subjects', join(EX, 'subjects.txt'), '--out', out);
     expect(r.code).toBe(0);
 
@@ -79,6 +80,26 @@ describe('safehouse CLI (embedded mode)', () => {
       const e = evaluatePlain(spec, (p, f) => fields.get(`${p}/${f}`)!, (p, f) => (cells.get(p)!.has(uscc!) ? cells.get(p)!.get(uscc!)!.get(f) ?? '' : undefined));
       expect(e).toEqual({ status: 'OK', score });
     }
+
+    // Verification (数据核验) of the example claims, against the plaintext predicate on the same CSVs.
+    const results = join(home, 'results.csv');
+    const v = sh('verify', '--bank', 'bank_icbc_sz', '--purpose', 'sme_credit_line', '--claims', join(EX, 'claims.csv'), '--out', results);
+    expect(v.err).not.toMatch(/SH_ERR/);
+    expect(v.code).toBe(0);
+    const claims = parseCsv(readFileSync(join(EX, 'claims.csv'), 'utf8'));
+    const answers = new Map(parseCsv(readFileSync(results, 'utf8')).rows.map(([id, r]) => [id!, r!]));
+    expect(answers.size).toBe(claims.rows.length);
+    const seen = new Set<string>();
+    for (const [id, uscc, provider, field, op, value, value2] of claims.rows) {
+      const values = op === 'in' ? value!.split(';') : op === 'between' ? [value!, value2!] : [value!];
+      const f = fields.get(`${provider}/${field}`)!;
+      const want = uscc === subjects[1] ? 'refused:REVOKED' : !consented.has(uscc!) ? 'refused:NO_CONSENT'
+        : claimPlain(f, cells.get(provider!)!.get(uscc!)?.get(field!), op as 'eq', values, (x) => normalizeId(idRuleFor(field!), x));
+      expect(answers.get(id!), `claim ${id} ${op} ${values.join('|')}`).toBe(want);
+      seen.add(answers.get(id!)!);
+    }
+    expect(seen.has('yes') && seen.has('no')).toBe(true);
+
     const audit = sh('audit', 'verify');
     expect(audit.code).toBe(0);
     expect(audit.out).toMatch(/ledger intact: \d+ entries/);
