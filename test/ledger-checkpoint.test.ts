@@ -15,16 +15,9 @@ import {
 } from '../engine/ledger/checkpoint.ts';
 import { leafHash } from '../engine/ledger/merkle.ts';
 import go from './vectors/signed-note.json' with { type: 'json' };
+import { expectCode as expectCodeOf } from './fixtures/expect.ts';
+const expectCode = (code: ErrorCode, f: () => unknown): void => expectCodeOf(f, code);
 
-function expectCode(code: ErrorCode, f: () => unknown): void {
-  try {
-    f();
-  } catch (err) {
-    expect(isCoded(err) ? err.code : err).toBe(code);
-    return;
-  }
-  expect.fail(`expected ${code}`);
-}
 
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
 const goSeed = new Uint8Array(Buffer.from(go.signerKey.split('+').slice(4).join('+'), 'base64')).slice(1);

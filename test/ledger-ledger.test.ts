@@ -8,6 +8,8 @@ import { canonicalize } from '../engine/jcs.ts';
 import { signCheckpoint, verifyCheckpoint } from '../engine/ledger/checkpoint.ts';
 import { Ledger } from '../engine/ledger/ledger.ts';
 import { EMPTY_ROOT, leafHash, verifyConsistency, verifyInclusion } from '../engine/ledger/merkle.ts';
+import { expectCode as expectCodeOf } from './fixtures/expect.ts';
+const expectCode = (code: ErrorCode, f: () => unknown): void => expectCodeOf(f, code);
 
 const ORIGIN = 'safehouse.test/ledger';
 const KEY_NAME = 'safehouse.test/ledger';
@@ -33,15 +35,6 @@ function filled(n: number, checkpointsAt: number[] = []) {
   return l;
 }
 
-function expectCode(code: ErrorCode, f: () => unknown): void {
-  try {
-    f();
-  } catch (err) {
-    expect(isCoded(err) ? err.code : err).toBe(code);
-    return;
-  }
-  expect.fail(`expected ${code}`);
-}
 
 /** Rewrite entry `idx` the way a careful attacker would: a new body and its matching leaf hash. */
 function rewrite(db: DatabaseSync, idx: number): void {

@@ -2,15 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { isCoded } from '../engine/errors.ts';
 import type { FieldClass, FieldOp } from '../sandbox/catalog.ts';
 import { CATALOG, classAllows, decimalToScaled, getCategory, validateSchema } from '../sandbox/catalog.ts';
+import { thrownCode as code } from './fixtures/expect.ts';
 
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    return isCoded(e) ? e.code : 'uncoded';
-  }
-  return undefined;
-}
 
 /** The error's message, for checking that it names the field. */
 function message(fn: () => unknown): string {

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { isCoded } from '../engine/errors.ts';
 import { canonicalBytes } from '../engine/jcs.ts';
 import type { ConsentInput, ConsentRequest, SignedConsent, SignedRevocation } from '../sandbox/consent.ts';
+import { thrownCode as code } from './fixtures/expect.ts';
 import {
   consentStatus, createConsent, createRevocation, validateConsentStatement, validateRevocationStatement,
   verifyConsentSignature, verifyRevocation,
@@ -31,14 +32,6 @@ const REQ: ConsentRequest = {
   at: new Date('2025-06-01T00:00:00Z'),
 };
 
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    return isCoded(e) ? e.code : 'uncoded';
-  }
-  return undefined;
-}
 
 const consent = (over: Partial<ConsentInput> = {}, key = sk): SignedConsent => createConsent({ ...BASE, ...over }, key);
 const status = (req: Partial<ConsentRequest>, cs: SignedConsent[], rs: SignedRevocation[] = []) =>

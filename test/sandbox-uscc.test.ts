@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isCoded } from '../engine/errors.ts';
+import { thrownCode as code } from './fixtures/expect.ts';
 import {
   USCC_ALPHABET, isValidUscc, orgCodeCheckChar, parseUscc, randomUscc, usccCheckChar,
 } from '../sandbox/uscc.ts';
@@ -26,14 +27,6 @@ const PUBLISHED = [
 /** Codes from early pilot registries (Fujian, 2015) that are quoted as real but violate GB 32100's check rule. */
 const PILOT_NONCONFORMING = ['91350211M00013FA1N', '91350200M000000510', '91350128M00000019A', '91350203M0001QAY9B'];
 
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    return isCoded(e) ? e.code : 'uncoded';
-  }
-  return undefined;
-}
 
 /** mulberry32: a small seeded PRNG for reproducible generated codes. */
 function seeded(seed: number): () => number {
