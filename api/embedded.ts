@@ -219,6 +219,6 @@ export class Safehouse {
     const jobId = this.engine.newJobId('verify');
     const { signed, openings } = buildVerifyRequest({ jobId, bank, purpose, claims, requestedAt: this.engine.now().toISOString() }, k.ed25519.secretKey);
     const result = await runVerifyJob(this.engine, signed, openings, onProgress ? { onProgress } : {});
-    return { jobId, results: openVerifyResult(result, bank, k.x25519!.secretKey), result };
+    return { jobId, results: openVerifyResult(result, bank, k.x25519!.secretKey, claims.map((c) => c.claimId)), result };
   }
 }

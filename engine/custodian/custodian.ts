@@ -15,7 +15,7 @@
  * The custodian's view (what `observe` reports, for tests): the decrypted residues of each request — uniform for
  * `seal`/`sum` because the engine adds a fresh uniform mask, r·(x−c)+r' for `sign`.
  */
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync, existsSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Ciphertext, Decryptor, SecretKey } from 'node-seal';
 import { fail } from '../errors.ts';
@@ -31,6 +31,9 @@ import { TOKEN_SUITE, TOKEN_MODE, tokenInfo, evaluateBlinded } from '../tokens/o
 import type { WorkerPool } from '../pool/pool.ts';
 
 export type DecryptMode = 'seal' | 'sum' | 'sign';
+
+/** How long a bank-signed verify request may be used for token evaluations. */
+export const BANK_REQUEST_TTL_MS = 15 * 60_000;
 
 export interface DecryptRequest {
   type: 'safehouse.custodian.decrypt.v1';
@@ -264,6 +267,13 @@ export class LocalCustodian implements Custodian {
     if (sha256Hex(canonicalize(bankRequest)) !== req.jobHash || bankRequest.body.jobId !== req.jobId) fail('SH_ERR_PARAMS_MISMATCH', `token request ${req.label} is not bound to the bank-signed request`);
     if (!Array.isArray(req.elements) || req.elements.length === 0 || req.elements.length > 4096) fail('SH_ERR_INVALID_ARGUMENT', `"elements" expected 1..4096 blinded points, got ${req.elements?.length}`);
     const allowed = new Map(bankRequest.body.claims.filter((c) => c.provider === this.provider && c.field === req.field && (c.op === 'eq' || c.op === 'in')).map((c) => [c.claimId, c.count]));
+    // A signed request is honoured only while fresh, and the counts survive restarts (rebuilt from the custodian's own
+    // log), so one bank-signed request can never buy more evaluations than it names.
+    const requestedAt = Date.parse((bankRequest.body as { requestedAt?: string }).requestedAt ?? '');
+    if (!Number.isFinite(requestedAt) || Math.abs(Date.now() - requestedAt) > BANK_REQUEST_TTL_MS) {
+      fail('SH_ERR_VERIFY_BUDGET', `custodian ${this.provider}: the bank request of job ${req.jobId} is not fresh (requestedAt ${JSON.stringify((bankRequest.body as { requestedAt?: string }).requestedAt)})`);
+    }
+    this.loadEvaluations();
     const used = this.evaluations.get(req.jobId) ?? new Map<string, number>();
     const next = new Map(used);
     for (const el of req.elements) {
@@ -287,8 +297,32 @@ export class LocalCustodian implements Custodian {
     const requestHash = sha256Hex(canonicalize(request));
     const body: TokenEvalResponse = { type: 'safehouse.custodian.oprf.response.v1', provider: this.provider, jobId: req.jobId, label: req.label, requestHash, evaluated: out.evaluated.map((e) => bytesToHex(e)), proof: bytesToHex(out.proof) };
     const response = signJson(body, this.provider, this.keys.ed25519SecretKey);
-    this.log({ at: new Date().toISOString(), jobId: req.jobId, label: req.label, mode: 'oprf', elements: blinded.length, requestHash, responseHash: sha256Hex(canonicalize(response)) });
+    const perClaim: Record<string, number> = {};
+    for (const el of req.elements) perClaim[el.claimId] = (perClaim[el.claimId] ?? 0) + 1;
+    this.log({ at: new Date().toISOString(), jobId: req.jobId, label: req.label, mode: 'oprf', elements: blinded.length, evaluations: perClaim, requestHash, responseHash: sha256Hex(canonicalize(response)) });
     return response;
+  }
+
+  private evaluationsLoaded = false;
+
+  /** Rebuild per-claim evaluation counts from the custodian's own log (once per process). */
+  private loadEvaluations(): void {
+    if (this.evaluationsLoaded) return;
+    this.evaluationsLoaded = true;
+    if (!this.logFile || !existsSync(this.logFile)) return;
+    const cutoff = Date.now() - 2 * BANK_REQUEST_TTL_MS;
+    for (const line of readFileSync(this.logFile, 'utf8').split('\n')) {
+      if (!line.includes('"evaluations"')) continue;
+      try {
+        const e = JSON.parse(line) as { at: string; jobId: string; evaluations: Record<string, number> };
+        if (Date.parse(e.at) < cutoff) continue;
+        const m = this.evaluations.get(e.jobId) ?? new Map<string, number>();
+        for (const [claim, n] of Object.entries(e.evaluations)) m.set(claim, (m.get(claim) ?? 0) + n);
+        this.evaluations.set(e.jobId, m);
+      } catch {
+        // a torn last line after a crash: ignore it
+      }
+    }
   }
 
   private log(entry: Record<string, unknown>): void {

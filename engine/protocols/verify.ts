@@ -113,10 +113,12 @@ export function buildVerifyRequest(
 }
 
 /**
- * Bank side: open the result. @throws SH_ERR_SEALED_BOX when a box was not sealed to this key or was altered.
+ * Bank side: open the result; with `expected` (the signed claim ids), check every claim got an answer.
+ * @throws SH_ERR_SEALED_BOX when a box was not sealed to this key or was altered; SH_ERR_PARAMS_MISMATCH when a claim
+ *   is unanswered.
  * @example openVerifyResult(result, 'bank1', x25519SecretKey).get('c1') === 'yes'
  */
-export function openVerifyResult(result: VerifyResult, bank: string, bankX25519Secret: Uint8Array): Map<string, ClaimResult> {
+export function openVerifyResult(result: VerifyResult, bank: string, bankX25519Secret: Uint8Array, expected?: readonly string[]): Map<string, ClaimResult> {
   const direct = JSON.parse(new TextDecoder().decode(openSealed(bankX25519Secret, result.direct, { type: 'safehouse.verify.direct.v1', jobId: result.jobId, jobHash: result.jobHash, recipient: bank }))) as Record<string, ClaimResult>;
   const bits = result.boxes.map((b) => openSealed(bankX25519Secret, b.sealed, { jobId: result.jobId, jobHash: result.jobHash, provider: b.provider, label: b.label, mode: 'sign', recipient: bank }));
   const out = new Map<string, ClaimResult>(Object.entries(direct));
@@ -124,6 +126,8 @@ export function openVerifyResult(result: VerifyResult, bank: string, bankX25519S
     const all = n.parts.every(([box, slot]) => ((bits[box]![slot >> 3]! >> (slot & 7)) & 1) === 1);
     out.set(n.claimId, all !== n.negate ? 'yes' : 'no');
   }
+  const missing = (expected ?? []).filter((id) => !out.has(id));
+  if (missing.length) fail('SH_ERR_PARAMS_MISMATCH', `the result answers no claim ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ' …' : ''}`);
   return out;
 }
 
@@ -212,6 +216,10 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
   });
 
   const seed = new Uint8Array(randomBytes(32));
+  // The seed (randomizers of numeric comparisons) is escrowed to the auditors, as for scoring, so a job can be replayed.
+  const escrow = engine.parties('auditor').filter((a) => a.x25519).map((a) => ({ auditor: a.id, sealed: sealTo(a.x25519!, seed, { type: 'safehouse.escrow.v1', jobId: req.jobId, jobHash }) }));
+  engine.store.db.prepare('UPDATE jobs SET request_json = ? WHERE id = ?').run(JSON.stringify({ signed, escrow }), req.jobId);
+  engine.ledger.append('job.escrowed', { jobId: req.jobId, escrow: escrow.map((e) => ({ auditor: e.auditor, hash: sha256Hex(canonicalize(e.sealed)) })) });
   const boxes: SignBox[] = [];
   const numeric: VerifyResult['numeric'] = [];
   const ranges: Record<string, string> = {};
@@ -323,6 +331,9 @@ function prepareClaim(engine: Engine, claim: SignedClaim, opening: { values: str
   if (!classAllows(spec.class, 'verify')) fail('SH_ERR_VERIFY_FIELD_CLASS', `${at}: ${claim.provider}/${claim.field} is ${spec.class} and cannot be verified`, { claim: claim.claimId, field: claim.field });
   const ops = spec.type === 'id' ? TOKEN_OPS : NUMERIC_OPS;
   if (!ops.includes(claim.op)) fail('SH_ERR_CLAIM_INVALID', `${at}: op ${JSON.stringify(claim.op)} is not allowed on ${spec.type} field ${claim.field} (allowed: ${ops.join(', ')})`, { claim: claim.claimId });
+  // The bound calculator runs before any work (DESIGN §3): a field too wide for a masked comparison is refused here,
+  // not after the job is recorded, the budget spent and custodians called (test/verify.test.ts, "bound calculator").
+  if (spec.type !== 'id') comparisonRange(engine, spec);
   if (!opening || !Array.isArray(opening.values) || typeof opening.salt !== 'string' || commitment(claim.claimId, opening.values, opening.salt) !== claim.commitment) {
     fail('SH_ERR_CLAIM_INVALID', `${at}: the claimed value does not match the bank-signed commitment`, { claim: claim.claimId });
   }
