@@ -140,16 +140,22 @@ describe('ingest: bad CSV rows are refused with coded errors, nothing stored', (
     expect(storeCounts(sh)).toEqual(before);
   });
 
-  it('token (id) columns: a value is refused (tokens are uploaded separately), empty cells are accepted without a column', async () => {
+  it('token (id) columns: values become OPRF tokens (no column), an invalid id value is refused with its line, empty cells are missing', async () => {
     const schema = { category: 'property', fields: [{ name: 'property_cert_no' }, { name: 'property_count' }, { name: 'mortgage_registered' }] };
     const csv = (cert: (i: number) => string) => 'uscc,property_cert_no,property_count,mortgage_registered\n' + SUBJECTS.map((u, i) => `${u},${cert(i)},${i},${i % 2}`).join('\n') + '\n';
     const before = storeCounts(sh);
-    await expect(sh.ingest(PROPI, schema, csv((i) => (i === 3 ? '粤(2021)深圳市不动产权第0000001号' : '')))).rejects.toMatchObject({ ...coded('SH_ERR_CSV_VALUE'), details: { field: 'property_cert_no' } });
+    // A value that normalizes to nothing (only spaces and 《》) is refused, naming line and field; nothing is stored.
+    await expect(sh.ingest(PROPI, schema, csv((i) => (i === 3 ? '《 》' : '')))).rejects.toMatchObject({ ...coded('SH_ERR_CSV_VALUE'), details: { field: 'property_cert_no', line: 5 } });
     expect(storeCounts(sh)).toEqual(before);
-    const ds = await sh.ingest(PROPI, schema, csv(() => ''));
+    const ds = await sh.ingest(PROPI, schema, csv((i) => (i === 3 ? '粤(2021)深圳市不动产权第0000001号;粤(2021)深圳市不动产权第0000002号' : i === 4 ? '粤(2022)深圳市不动产权第0000003号' : '')));
     expect(ds).toMatchObject({ subjects: 10, blocks: 1, version: 1 });
     const cols = sh.engine.store.db.prepare('SELECT column_name FROM columns WHERE dataset_id = ? ORDER BY column_name').all(ds.datasetId) as Array<{ column_name: string }>;
     expect(cols.map((c) => c.column_name)).toEqual(['mortgage_registered', 'property_count']);
+    const tokens = sh.engine.store.db.prepare('SELECT COUNT(*) AS n FROM tokens WHERE dataset_id = ? AND field = ?').get(ds.datasetId, 'property_cert_no') as { n: number };
+    expect(tokens.n).toBe(3);
+    const missing = sh.engine.subjectSlots(ds.datasetId, [SUBJECTS[3]!, SUBJECTS[5]!]);
+    expect(missing.get(SUBJECTS[3]!)!.missing.has('property_cert_no')).toBe(false);
+    expect(missing.get(SUBJECTS[5]!)!.missing.has('property_cert_no')).toBe(true);
   });
 });
 
