@@ -9,6 +9,7 @@ import { SafehouseError, isCoded } from '../engine/errors.ts';
 import { Safehouse, type ConsentGrant } from './embedded.ts';
 import { parseCsv, toCsv } from './csv.ts';
 import { runDemo } from './demo.ts';
+import { runTrain } from './train-run.ts';
 import type { PartyRole } from '../engine/engine.ts';
 import type { ConsentOp } from '../sandbox/consent.ts';
 import type { Claim } from '../engine/protocols/verify.ts';
@@ -26,6 +27,9 @@ const USAGE = `safehouse — privacy-preserving computation for SME credit-infor
   safehouse score --bank ID --model MODEL_ID --purpose P --subjects subjects.txt --out scores.csv
   safehouse verify --bank ID --purpose P --claims claims.csv --out results.csv
                                                    (header claim_id,uscc,provider,field,op,value[,value2]; in: a;b;c)
+  safehouse train --bank ID --providers P --purpose model_training --labels labels.csv --fields P.a,P.b,...
+                  --out model.json [--iterations N] [--bins K] [--seed S] [--model-id ID]
+                  [--pdo 20 --base-score 600 --base-odds 50] [--json]      (labels.csv: uscc,label; 1 = default)
   safehouse audit verify
   safehouse demo [--subjects N] [--json]
 
@@ -65,6 +69,9 @@ const OPTIONS = {
   schema: { type: 'string' }, csv: { type: 'string' }, subject: { type: 'string' }, bank: { type: 'string' },
   purpose: { type: 'string' }, categories: { type: 'string' }, ops: { type: 'string' }, days: { type: 'string' },
   file: { type: 'string' }, model: { type: 'string' }, subjects: { type: 'string' }, out: { type: 'string' }, claims: { type: 'string' },
+  providers: { type: 'string' }, labels: { type: 'string' }, fields: { type: 'string' }, iterations: { type: 'string' },
+  bins: { type: 'string' }, seed: { type: 'string' }, 'model-id': { type: 'string' }, pdo: { type: 'string' },
+  'base-score': { type: 'string' }, 'base-odds': { type: 'string' },
   json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -89,7 +96,7 @@ export async function main(argv: string[]): Promise<number> {
     return cmd || o.help ? 0 : 1;
   }
   const home = resolve((o.home as string | undefined) ?? './.safehouse');
-  const key = sub && !['init', 'score', 'verify', 'demo'].includes(cmd) ? `${cmd} ${sub}` : cmd;
+  const key = sub && !['init', 'score', 'verify', 'train', 'demo'].includes(cmd) ? `${cmd} ${sub}` : cmd;
 
   if (key === 'demo') {
     const n = o.subjects === undefined ? 20000 : Number(o.subjects);
@@ -104,9 +111,12 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`scored ${summary.scored}/${summary.subjects}; refused ${JSON.stringify(summary.refused)} (generator made ${JSON.stringify(summary.expectedRefused)})\n`);
       process.stdout.write(`matches plaintext: ${summary.matchesPlaintext}; ledger ${summary.ledger.ok ? 'intact' : 'BROKEN'} (${summary.ledger.size} entries)\n`);
       process.stdout.write(`verification: ${summary.verification.claims} claims ${JSON.stringify(summary.verification.results)}, matches plaintext: ${summary.verification.matchesPlaintext} (${summary.verification.seconds}s)\n`);
+      if ('holdoutAuc' in summary.training) process.stdout.write(`training: ${summary.training.iterations} iterations, hold-out AUC ${summary.training.holdoutAuc.toFixed(4)} (plaintext ${summary.training.plaintextAuc.toFixed(4)}), ${summary.training.seconds}s\n`);
+      else process.stdout.write(`training: skipped (${summary.training.skipped})\n`);
       process.stdout.write(`encrypted scoring ${summary.encryptedScoringSeconds}s vs plaintext ${summary.plaintextScoringSeconds}s; whole demo ${summary.seconds}s\n`);
     }
-    return summary.matchesPlaintext && summary.verification.matchesPlaintext && summary.ledger.ok ? 0 : 1;
+    const trainOk = !('holdoutAuc' in summary.training) || Math.abs(summary.training.holdoutAuc - summary.training.plaintextAuc) <= 0.01;
+    return summary.matchesPlaintext && summary.verification.matchesPlaintext && trainOk && summary.ledger.ok ? 0 : 1;
   }
 
   const sh = await Safehouse.open({ home, create: key === 'init' });
@@ -180,6 +190,39 @@ export async function main(argv: string[]): Promise<number> {
         const counts: Record<string, number> = {};
         for (const r of results.values()) counts[r] = (counts[r] ?? 0) + 1;
         process.stdout.write(`job ${jobId}: ${claims.length} claims ${JSON.stringify(counts)} → ${out}\n`);
+        return 0;
+      }
+      case 'train': {
+        const providers = list(need(o, 'providers'));
+        if (providers.length !== 1) throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--providers" takes one provider for now (multi-provider training through domain transfer is not built yet), got ${providers.length}`);
+        const provider = providers[0]!;
+        const fields = list(need(o, 'fields')).map((f) => {
+          const [p, name] = f.includes('.') ? [f.slice(0, f.indexOf('.')), f.slice(f.indexOf('.') + 1)] : [provider, f];
+          if (p !== provider) throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--fields" entry ${f} names provider ${p}, not ${provider}`);
+          return name;
+        });
+        const csv = parseCsv(readText(need(o, 'labels'), 'labels'), { requiredHeader: ['uscc', 'label'] });
+        const labels = new Map<string, 0 | 1>();
+        csv.rows.forEach((row, i) => {
+          const y = row[csv.header.indexOf('label')]!.trim();
+          if (y !== '0' && y !== '1') throw new SafehouseError('SH_ERR_CSV_VALUE', `line ${csv.lines[i]}: "label" expected 0 or 1, got ${JSON.stringify(y)}`, { line: csv.lines[i]!, field: 'label' });
+          labels.set(row[csv.header.indexOf('uscc')]!.trim(), y === '1' ? 1 : 0);
+        });
+        const num = (name: string) => (o[name] === undefined ? undefined : Number(o[name]));
+        const out = need(o, 'out');
+        const modelId = (o['model-id'] as string | undefined) ?? out.replace(/^.*[\\/]/, '').replace(/\.json$/i, '');
+        const iterations = num('iterations');
+        const pdo = num('pdo');
+        const r = await runTrain(sh, {
+          bank: need(o, 'bank'), provider, purpose: need(o, 'purpose'), fields, labels, modelId,
+          ...(num('seed') !== undefined ? { seed: num('seed')! } : {}), ...(num('bins') !== undefined ? { bins: num('bins')! } : {}),
+          ...(iterations !== undefined ? { options: { iterations } } : {}),
+          ...(pdo !== undefined ? { pdo: { pdo, baseScore: num('base-score') ?? 600, baseOdds: num('base-odds') ?? 50 } } : {}),
+          ...(o.json ? {} : { onProgress: (p: { iteration: number; iterations: number }) => progressBar('training', p.iteration, p.iterations) }),
+        });
+        writeFileSync(resolve(out), JSON.stringify(r.model, null, 2) + '\n');
+        const summary = { iterations: r.iterations, trainAuc: r.trainAuc, holdoutAuc: r.holdoutAuc, plaintextAuc: r.plaintextAuc, holdoutKs: r.holdoutKs, cohort: r.cohort, excluded: r.excluded, seconds: r.seconds, secondsPerIteration: r.secondsPerIteration, jobId: r.jobId, model: r.model.id };
+        process.stdout.write(o.json ? JSON.stringify(summary) + '\n' : `job ${r.jobId}: ${r.iterations} iterations on ${r.cohort} subjects; hold-out AUC ${r.holdoutAuc.toFixed(4)} (plaintext ${r.plaintextAuc.toFixed(4)}), KS ${r.holdoutKs.toFixed(4)} → ${out}\n`);
         return 0;
       }
       case 'audit verify': {

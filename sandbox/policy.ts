@@ -16,6 +16,8 @@ export interface Policy {
   verifyBudgetPerEpoch: number;
   /** Length of a budget epoch in days (epochs are counted from 1970-01-01 UTC). */
   verifyEpochDays: number;
+  /** Minimum training cohort: gradients the engine sees aggregate at least this many subjects (DESIGN §7). */
+  minTrainingCohort: number;
   /** Smallest randomizer range R accepted for a masked numeric comparison (custodian leakage bound, DESIGN §5). */
   minComparisonR: number;
 }
@@ -28,6 +30,7 @@ export const DEFAULT_POLICY: Readonly<Policy> = Object.freeze({
   verifyBudgetPerEpoch: 10,
   verifyEpochDays: 30,
   minComparisonR: 2,
+  minTrainingCohort: 200,
 });
 
 /** Fill and validate a policy. @throws SH_ERR_INVALID_ARGUMENT */
@@ -36,7 +39,7 @@ export function policy(overrides: Partial<Policy> = {}): Policy {
   if (!Number.isInteger(p.minFieldsPerProvider) || p.minFieldsPerProvider < 1) fail('SH_ERR_INVALID_ARGUMENT', `"minFieldsPerProvider" expected an integer ≥ 1, got ${p.minFieldsPerProvider}`);
   if (!(p.maxFieldVarianceShare > 0 && p.maxFieldVarianceShare <= 1)) fail('SH_ERR_INVALID_ARGUMENT', `"maxFieldVarianceShare" expected (0, 1], got ${p.maxFieldVarianceShare}`);
   if (!Number.isInteger(p.maxSubjectsPerJob) || p.maxSubjectsPerJob < 1) fail('SH_ERR_INVALID_ARGUMENT', `"maxSubjectsPerJob" expected an integer ≥ 1, got ${p.maxSubjectsPerJob}`);
-  for (const k of ['maxClaimsPerJob', 'verifyBudgetPerEpoch', 'verifyEpochDays', 'minComparisonR'] as const) {
+  for (const k of ['maxClaimsPerJob', 'verifyBudgetPerEpoch', 'verifyEpochDays', 'minComparisonR', 'minTrainingCohort'] as const) {
     if (!Number.isInteger(p[k]) || p[k] < 1) fail('SH_ERR_INVALID_ARGUMENT', `"${k}" expected an integer ≥ 1, got ${p[k]}`);
   }
   return p;

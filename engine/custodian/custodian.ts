@@ -205,7 +205,8 @@ export class LocalCustodian implements Custodian {
 
     // 2. Decrypt, refusing ciphertexts that skipped re-randomization/modulus switching or lack the noise margin.
     const { ops, decryptor } = await this.init();
-    const ct: Ciphertext = ops.load(ciphertext, `ciphertext for ${req.label}`);
+    // Joint-training products (feature × residual) arrive unrelinearized (size 3) and are only summed, never returned.
+    const ct: Ciphertext = ops.load(ciphertext, `ciphertext for ${req.label}`, req.mode === 'sum' ? 3 : 2);
     let values: BigUint64Array;
     try {
       const level = ops.chainIndex(ct);

@@ -26,6 +26,8 @@ import { modelHash, isScorecardTerm, binColumn, binIndex, compileModel, type Mod
 import { vetModel } from '../../sandbox/vetting.ts';
 import { DEFAULT_POLICY, type Policy } from '../../sandbox/policy.ts';
 import type { UploadManifest, ApprovalStatement } from '../engine.ts';
+import type { TrainColumns } from '../protocols/train.ts';
+import { quantileBins, binOf, type BinSpec } from '../../models/train.ts';
 
 /** The provider's own encoded table (its system of record), kept on the provider's side. */
 export interface ProviderTable {
@@ -187,6 +189,51 @@ export class ProviderAgent {
     const derived = await this.pool.all(tasks);
     const body: ApprovalStatement = { type: 'safehouse.approval.v1', provider: this.id, modelId: spec.id, modelHash: hash, datasetId: table.datasetId, derived, approvedAt: new Date().toISOString() };
     return { approval: signJson(body, this.id, this.keys.ed25519SecretKey), blobs };
+  }
+
+  /**
+   * Joint training (DESIGN §5), the provider's part: bin each field from its own cohort records and encrypt one-hot
+   * 0/1 columns for the cohort only (column i = bin i, fields in order), zeros at every other slot. The bin edges are
+   * aggregates and are signed into the statement; no row leaves.
+   * @throws SH_ERR_PARAMS_MISMATCH when the engine's slot map disagrees with this provider's own layout.
+   */
+  async prepareTraining(plan: { jobId: string; datasetId: string; fields: readonly string[]; bins: number; cohort: ReadonlyArray<{ uscc: string; block: number; slot: number }> }, table: ProviderTable): Promise<{ signed: Signed<TrainColumns>; blobs: Map<string, Uint8Array> }> {
+    if (table.datasetId !== plan.datasetId) fail('SH_ERR_MODEL_STALE', `provider ${this.id}'s table is ${table.datasetId}, the job uses ${plan.datasetId}`);
+    const slots = this.params.slots;
+    const row = new Map(table.subjects.map((u, i) => [u, i]));
+    for (const c of plan.cohort) {
+      if (row.get(c.uscc) !== c.block * slots + c.slot) fail('SH_ERR_PARAMS_MISMATCH', `subject ${c.uscc} is not at block ${c.block} slot ${c.slot} of ${this.id}'s dataset`);
+    }
+    const bins: BinSpec[] = plan.fields.map((name) => {
+      const f = table.schema.fields.find((x) => x.name === name);
+      const col = table.values[name];
+      if (!f || !col) fail('SH_ERR_UNKNOWN_FIELD', `provider ${this.id}'s dataset has no numeric field ${name}`, { field: name });
+      const values = plan.cohort.map((c) => { const v = col[row.get(c.uscc)!]; return v === null || v === undefined ? null : BigInt(v); });
+      return { provider: this.id, field: name, decimals: f.decimals, bins: quantileBins(f, values, plan.bins) };
+    });
+    const blocks = [...new Set(plan.cohort.map((c) => c.block))].sort((a, b) => a - b);
+    const blobs = new Map<string, Uint8Array>();
+    const tasks: Array<Promise<TrainColumns['columns'][number]>> = [];
+    let index = 0;
+    for (const spec of bins) {
+      const col = table.values[spec.field]!;
+      const which = plan.cohort.map((c) => { const v = col[row.get(c.uscc)!]; return binOf(spec.bins, v === null || v === undefined ? null : BigInt(v), spec.decimals); });
+      spec.bins.forEach((_, j) => {
+        const i = index++;
+        for (const block of blocks) {
+          const vec = new BigUint64Array(slots);
+          plan.cohort.forEach((c, k) => { if (c.block === block && which[k] === j) vec[c.slot] = 1n; });
+          tasks.push(this.encrypt(vec).then((bytes) => {
+            const blob = sha256Hex(bytes);
+            blobs.set(blob, bytes);
+            return { index: i, block, blob };
+          }));
+        }
+      });
+    }
+    const columns = await this.pool.all(tasks);
+    const body: TrainColumns = { type: 'safehouse.train.columns.v1', jobId: plan.jobId, provider: this.id, datasetId: plan.datasetId, bins, columns };
+    return { signed: signJson(body, this.id, this.keys.ed25519SecretKey), blobs };
   }
 
   /** This provider's custodian, answering only requests signed with `enginePublicKey`. */

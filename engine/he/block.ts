@@ -66,15 +66,15 @@ export class BlockOps {
    * the caller's job and must come first (SEAL 4.1.2 predates the 4.4.0 deserialization hardening).
    * @throws SH_ERR_CIPHERTEXT_SIZE, SH_ERR_CIPHERTEXT_INVALID
    */
-  load(bytes: Uint8Array, what = 'ciphertext'): Ciphertext {
+  load(bytes: Uint8Array, what = 'ciphertext', maxSize = 2): Ciphertext {
     if (bytes.length > this.he.params.maxCiphertextBytes) {
       fail('SH_ERR_CIPHERTEXT_SIZE', `"${what}" expected at most ${this.he.params.maxCiphertextBytes} bytes, got ${bytes.length}`, { bytes: bytes.length });
     }
     const ct = new this.he.seal.Ciphertext();
     try {
       sealCall('SH_ERR_CIPHERTEXT_INVALID', what, () => ct.loadFromArray(this.he.context, bytes));
-      if (ct.size() !== 2 || ct.polyModulusDegree() !== this.he.params.polyModulusDegree) {
-        fail('SH_ERR_CIPHERTEXT_INVALID', `"${what}" expected a size-2 ciphertext for ${this.he.params.id}`);
+      if (ct.size() < 2 || ct.size() > maxSize || ct.polyModulusDegree() !== this.he.params.polyModulusDegree) {
+        fail('SH_ERR_CIPHERTEXT_INVALID', `"${what}" expected a ciphertext of size 2${maxSize > 2 ? `..${maxSize}` : ''} for ${this.he.params.id}, got size ${ct.size()}`);
       }
     } catch (err) {
       ct.delete();
@@ -149,6 +149,21 @@ export class BlockOps {
     } finally {
       pt.delete();
     }
+  }
+
+  /**
+   * a ⊙ b of two ciphertexts (joint training: feature × Taylor residual), without relinearization: the result has size 3,
+   * which the key holder decrypts directly, so no relinearization keys need to be published (DESIGN §5).
+   */
+  multiply(a: Ciphertext, b: Ciphertext): Ciphertext {
+    const out = new this.he.seal.Ciphertext();
+    try {
+      sealCall('SH_ERR_CIPHERTEXT_INVALID', 'multiply', () => this.evaluator.multiply(a, b, out));
+    } catch (err) {
+      out.delete();
+      throw err;
+    }
+    return out;
   }
 
   /** ct ⊙= vector (slot-wise product with a full plaintext vector; ~4 ms, used for per-slot randomizers). */

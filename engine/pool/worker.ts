@@ -5,7 +5,8 @@
  */
 import { move } from 'piscina';
 import { createHash } from 'node:crypto';
-import type { PublicKey, SecretKey, Encryptor } from 'node-seal';
+import type { Ciphertext, PublicKey, SecretKey, Encryptor } from 'node-seal';
+import { toSlot } from '../he/codec.ts';
 import { heContext, paramSet } from '../he/params.ts';
 import { BlockOps } from '../he/block.ts';
 import { maskVector } from '../he/mask.ts';
@@ -63,7 +64,27 @@ export type OprfTask =
   | { op: 'oprf'; fn: 'evaluateBlinded'; secretKey: Uint8Array; info: Uint8Array; blinded: Uint8Array[] }
   | { op: 'oprf'; fn: 'finalize'; publicKey: Uint8Array; info: Uint8Array; inputs: Uint8Array[]; blinded: Blinded[]; evaluated: Uint8Array[]; proof: Uint8Array };
 
-export type Task = EvalBlockTask | EncryptTask | CompareBlockTask | OprfTask;
+/**
+ * Joint-training gradient block (DESIGN §5): D = Σ W_b·X_b + L + W0·T (L = the bank's Enc(s·(2 − 4y)), T the cohort
+ * indicator), then D and each X_b ⊙ D, every one masked, re-randomized and switched down for a `sum` decryption.
+ */
+export interface GradBlockTask {
+  op: 'gradBlock';
+  paramsId: string;
+  publicKey: { path: string; hash: string };
+  columns: Array<{ path: string; hash: string }>;
+  labels: { path: string; hash: string };
+  weights: string[];
+  intercept: string;
+  cohort: BigUint64Array;
+  /** Whether to return D itself (for G_0), and which products X_b·D to return (tasks of one block split the columns). */
+  withD: boolean;
+  products: number[];
+  /** One mask key per output, in output order: [D (if withD), X_b·D for b in products]. */
+  maskKeys: Uint8Array[];
+}
+
+export type Task = EvalBlockTask | EncryptTask | CompareBlockTask | OprfTask | GradBlockTask;
 
 export interface TaskError { error: { code: string; message: string; details: Record<string, unknown> } }
 
@@ -78,6 +99,8 @@ export default async function run(task: Task): Promise<unknown> {
         return await compareBlock(task);
       case 'oprf':
         return oprf(task);
+      case 'gradBlock':
+        return await gradBlock(task);
       default:
         throw new Error(`unknown task ${(task as { op: string }).op}`);
     }
@@ -128,6 +151,48 @@ async function compareBlock(task: CompareBlockTask): Promise<unknown> {
   } finally {
     ct.delete();
   }
+}
+
+async function gradBlock(task: GradBlockTask): Promise<unknown> {
+  const o = await blockOps(task.paramsId);
+  const pk = await publicKeyFor(o, task.publicKey);
+  const t = o.he.params.t;
+  const xs = task.columns.map((c) => o.load(readBlobVerified(c.path, c.hash), `training column ${c.hash.slice(0, 12)}`));
+  const labels = o.load(readBlobVerified(task.labels.path, task.labels.hash), 'label ciphertext');
+  const out: Uint8Array[] = [];
+  try {
+    const terms = xs.map((ct, i) => ({ ct, multiplier: BigInt(task.weights[i]!) })).filter((x) => x.multiplier !== 0n);
+    const d = terms.length ? o.linear(terms) : labels.clone();
+    try {
+      if (terms.length) o.evaluator.addInplace(d, labels);
+      const w0 = BigInt(task.intercept);
+      if (w0 !== 0n) o.addVector(d, task.cohort.map((v) => (v ? toSlot(w0, t) : 0n)));
+      const emit = (ct: Ciphertext, k: number) => {
+        o.addVector(ct, maskVector(task.maskKeys[k]!, t, o.slots));
+        o.rerandomizeForTransfer(ct, pk);
+        out.push(o.save(ct));
+      };
+      const first = task.withD ? 1 : 0;
+      task.products.forEach((b, k) => {
+        const p = o.multiply(xs[b]!, d);
+        try {
+          emit(p, first + k);
+        } finally {
+          p.delete();
+        }
+      });
+      if (task.withD) {
+        emit(d, 0);
+        out.unshift(out.pop()!);
+      }
+    } finally {
+      d.delete();
+    }
+  } finally {
+    for (const ct of xs) ct.delete();
+    labels.delete();
+  }
+  return out; // structured-cloned: one copy of ~0.3 MB per product
 }
 
 function oprf(task: OprfTask): unknown {

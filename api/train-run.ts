@@ -1,0 +1,88 @@
+/**
+ * `safehouse train` end to end, as a bank would run it: split its labels into training and hold-out sets (seeded,
+ * stratified by label),
+ * train on the training set with the provider's encrypted features, convert the model into a scorecard, register it,
+ * have the provider approve it, score every labeled subject through the normal scoring protocol, and compute AUC and
+ * KS from the returned scores — the engine never learns a hold-out label. For comparison it also trains the same
+ * Taylor-LR on plaintext (embedded mode can read the provider's own table; a real bank cannot) and reports its AUC.
+ */
+import { fail } from '../engine/errors.ts';
+import type { Safehouse } from './embedded.ts';
+import type { TrainOutcome, TrainProgress } from '../engine/protocols/train.ts';
+import { binOf, toScorecard, trainPlainFloat, trainOptions, type BinSpec, type TrainOptions } from '../models/train.ts';
+import { auc, ks } from '../models/metrics.ts';
+import { trainTestSplit } from '../models/german.ts';
+import type { ModelSpec } from '../models/model.ts';
+
+export interface TrainRunResult {
+  jobId: string;
+  model: ModelSpec;
+  iterations: number;
+  cohort: number;
+  excluded: Record<string, number>;
+  trainAuc: number;
+  holdoutAuc: number;
+  holdoutKs: number;
+  plaintextAuc: number;
+  seconds: number;
+  secondsPerIteration: number;
+}
+
+export async function runTrain(sh: Safehouse, r: {
+  bank: string; provider: string; purpose: string; fields: string[]; labels: ReadonlyMap<string, 0 | 1>;
+  modelId: string; seed?: number; bins?: number; options?: Partial<TrainOptions>; pdo?: { pdo: number; baseScore: number; baseOdds: number };
+  onProgress?: (p: TrainProgress) => void;
+}): Promise<TrainRunResult> {
+  const t0 = performance.now();
+  const { train, test } = trainTestSplit([...r.labels.keys()], r.labels, { seed: r.seed ?? 42, testFraction: 0.3 });
+  const outcome: TrainOutcome = await sh.train({ bank: r.bank, provider: r.provider, purpose: r.purpose, fields: r.fields, subjects: train, labels: r.labels, bins: r.bins ?? 5, options: r.options ?? {}, ...(r.onProgress ? { onProgress: r.onProgress } : {}) });
+  const trainSeconds = (performance.now() - t0) / 1000;
+  const opts = trainOptions(r.options);
+  const model = toScorecard(r.modelId, outcome.bins, outcome.model, opts.scaleBits, r.pdo);
+
+  // Hold-out metrics through the scoring protocol: register, approve, score; the bank computes AUC and KS.
+  sh.registerModel(r.bank, model);
+  await sh.approveModel(r.provider, model.id);
+  const { rows } = await sh.score(r.bank, model.id, r.purpose, [...train, ...test]);
+  // A logit scorecard rises with the risk of default; PDO points rise with creditworthiness.
+  const sign = r.pdo ? -1 : 1;
+  const score = new Map(rows.filter((x) => x.status === 'OK').map((x) => [x.uscc, sign * Number(x.score)]));
+  const metric = (subjects: readonly string[], f: typeof auc) => {
+    const s = subjects.filter((u) => score.has(u));
+    if (s.length < 2) fail('SH_ERR_INVALID_ARGUMENT', 'too few scored subjects for metrics (consent op `score` for the purpose is needed)');
+    return f(s.map((u) => score.get(u)!), s.map((u) => r.labels.get(u)!));
+  };
+
+  // The same Taylor-LR on plaintext one-hot data with the same bins (embedded-mode comparison only).
+  const ds = sh.engine.datasetWithField(r.provider, r.fields[0]!)!;
+  const table = sh.providerTable(r.provider, ds.category);
+  const rowOf = new Map(table.subjects.map((u, i) => [u, i]));
+  const onehot = (subjects: readonly string[]) => oneHot(outcome.bins, subjects, (u, f) => {
+    const i = rowOf.get(u);
+    const v = i === undefined ? null : table.values[f]![i];
+    return v === null || v === undefined ? null : BigInt(v);
+  });
+  const cohort = train.filter((u) => !(u in outcome.excluded));
+  const plain = trainPlainFloat(onehot(cohort), Uint8Array.from(cohort.map((u) => r.labels.get(u)!)), opts);
+  const Xtest = onehot(test);
+  const plainScores = test.map((_, i) => plain.w0 + plain.w.reduce((a, w, b) => a + w * Xtest[b]![i]!, 0));
+  const excluded: Record<string, number> = {};
+  for (const st of Object.values(outcome.excluded)) excluded[st] = (excluded[st] ?? 0) + 1;
+  return {
+    jobId: outcome.jobId, model, iterations: outcome.iterations, cohort: outcome.cohort, excluded,
+    trainAuc: metric(train, auc), holdoutAuc: metric(test, auc), holdoutKs: metric(test, ks),
+    plaintextAuc: auc(plainScores, test.map((u) => r.labels.get(u)!)),
+    seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
+    secondsPerIteration: Number((trainSeconds / Math.max(1, outcome.iterations)).toFixed(3)),
+  };
+}
+
+/** One-hot columns (bins of every field, in order) for `subjects`. */
+export function oneHot(bins: readonly BinSpec[], subjects: readonly string[], value: (uscc: string, field: string) => bigint | null): Uint8Array[] {
+  const cols: Uint8Array[] = [];
+  for (const spec of bins) {
+    const which = subjects.map((u) => binOf(spec.bins, value(u, spec.field), spec.decimals));
+    spec.bins.forEach((_, j) => cols.push(Uint8Array.from(which.map((w) => (w === j ? 1 : 0)))));
+  }
+  return cols;
+}
