@@ -99,7 +99,7 @@ export async function main(argv: string[]): Promise<number> {
   const key = sub && !['init', 'score', 'verify', 'train', 'demo'].includes(cmd) ? `${cmd} ${sub}` : cmd;
 
   if (key === 'demo') {
-    const n = o.subjects === undefined ? 20000 : Number(o.subjects);
+    const n = o.subjects === undefined ? 10000 : Number(o.subjects);
     if (!Number.isInteger(n) || n < 0 || n > 200_000) throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--subjects" expected an integer in [0, 200000], got ${o.subjects}`);
     const summary = await runDemo({
       subjects: n,
