@@ -13,7 +13,7 @@ import { WorkerPool } from '../engine/pool/pool.ts';
 import { generateOprfKeyPair } from '../engine/tokens/oprf.ts';
 import { signJson } from '../engine/crypto/sign.ts';
 import { buildScoreRequest, openScoreResult, runScoreJob, type ScoreProgress, type ScoreResult, type ScoreStatus } from '../engine/protocols/score.ts';
-import { buildTrainRequest, planTraining, encryptLabels, acceptTrainingInputs, runTraining, type TrainOutcome, type TrainProgress } from '../engine/protocols/train.ts';
+import { buildTrainRequest, planTraining, encryptLabels, acceptTrainingInputs, transferTrainingColumns, runTraining, type TrainOutcome, type TrainProgress } from '../engine/protocols/train.ts';
 import type { TrainOptions } from '../models/train.ts';
 import { buildVerifyRequest, openVerifyResult, runVerifyJob, type Claim, type ClaimResult, type VerifyProgress, type VerifyResult } from '../engine/protocols/verify.ts';
 import { createConsent, createRevocation, type ConsentOp, type SignedConsent } from '../sandbox/consent.ts';
@@ -229,19 +229,28 @@ export class Safehouse {
    * minimum); as the provider, bin and encrypt the cohort's one-hot columns; as the bank, encrypt the labels under the
    * provider's key; then the engine iterates with masked `sum` decryptions at the custodian.
    */
-  async train(r: { bank: string; provider: string; purpose: string; fields: string[]; subjects: string[]; labels: ReadonlyMap<string, 0 | 1>; bins?: number; options?: Partial<TrainOptions>; onProgress?: (p: TrainProgress) => void }): Promise<TrainOutcome> {
+  async train(r: { bank: string; provider: string; purpose: string; fields: string[]; others?: Array<{ provider: string; fields: string[] }>; subjects: string[]; labels: ReadonlyMap<string, 0 | 1>; bins?: number; options?: Partial<TrainOptions>; onProgress?: (p: TrainProgress) => void }): Promise<TrainOutcome> {
     const k = this.wallet.require(r.bank, 'bank');
     const jobId = this.engine.newJobId('train');
-    const signed = buildTrainRequest({ jobId, bank: r.bank, purpose: r.purpose, provider: r.provider, fields: r.fields, subjects: r.subjects, bins: r.bins ?? 5, options: r.options ?? {}, requestedAt: this.engine.now().toISOString() }, k.ed25519.secretKey);
+    const signed = buildTrainRequest({ jobId, bank: r.bank, purpose: r.purpose, provider: r.provider, fields: r.fields, ...(r.others?.length ? { others: r.others } : {}), subjects: r.subjects, bins: r.bins ?? 5, options: r.options ?? {}, requestedAt: this.engine.now().toISOString() }, k.ed25519.secretKey);
     const plan = planTraining(this.engine, signed);
-    const ds = this.engine.dataset(plan.datasetId)!;
-    const tablePath = join(this.wallet.providerDir(r.provider), `${ds.category}.json`);
-    if (!existsSync(tablePath)) fail('SH_ERR_MODEL_STALE', `provider ${r.provider} has no local copy of dataset ${ds.id}`);
-    const table = JSON.parse(readFileSync(tablePath, 'utf8')) as ProviderTable;
-    const columns = await this.agent(r.provider).prepareTraining(plan, table);
+    const parts = [{ provider: plan.provider, datasetId: plan.datasetId, fields: plan.fields, slots: plan.cohort }, ...plan.others];
+    const columns = [];
+    const blobs = new Map<string, Uint8Array>();
+    for (const part of parts) {
+      const ds = this.engine.dataset(part.datasetId)!;
+      const tablePath = join(this.wallet.providerDir(part.provider), `${ds.category}.json`);
+      if (!existsSync(tablePath)) fail('SH_ERR_MODEL_STALE', `provider ${part.provider} has no local copy of dataset ${ds.id}`);
+      const table = JSON.parse(readFileSync(tablePath, 'utf8')) as ProviderTable;
+      const c = await this.agent(part.provider).prepareTraining({ jobId, datasetId: part.datasetId, fields: part.fields, bins: plan.bins, cohort: part.slots }, table);
+      columns.push(c.signed);
+      for (const [h, b] of c.blobs) blobs.set(h, b);
+    }
     const labels = await encryptLabels(this.engine, plan, r.labels, r.bank, k.ed25519.secretKey);
-    acceptTrainingInputs(this.engine, plan, columns.signed, labels.signed, new Map([...columns.blobs, ...labels.blobs]));
-    return runTraining(this.engine, plan, columns.signed.body.bins, r.onProgress);
+    for (const [h, b] of labels.blobs) blobs.set(h, b);
+    const bins = acceptTrainingInputs(this.engine, plan, columns, labels.signed, blobs);
+    if (plan.others.length) await transferTrainingColumns(this.engine, plan, columns);
+    return runTraining(this.engine, plan, bins, r.onProgress);
   }
 
   /** The provider's own table (embedded mode stand-in for its system of record), for plaintext comparisons. */

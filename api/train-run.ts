@@ -29,20 +29,20 @@ export interface TrainRunResult {
 }
 
 export async function runTrain(sh: Safehouse, r: {
-  bank: string; provider: string; purpose: string; fields: string[]; labels: ReadonlyMap<string, 0 | 1>;
+  bank: string; provider: string; purpose: string; fields: string[]; others?: Array<{ provider: string; fields: string[] }>; labels: ReadonlyMap<string, 0 | 1>;
   modelId: string; seed?: number; bins?: number; options?: Partial<TrainOptions>; pdo?: { pdo: number; baseScore: number; baseOdds: number };
   onProgress?: (p: TrainProgress) => void;
 }): Promise<TrainRunResult> {
   const t0 = performance.now();
   const { train, test } = trainTestSplit([...r.labels.keys()], r.labels, { seed: r.seed ?? 42, testFraction: 0.3 });
-  const outcome: TrainOutcome = await sh.train({ bank: r.bank, provider: r.provider, purpose: r.purpose, fields: r.fields, subjects: train, labels: r.labels, bins: r.bins ?? 5, options: r.options ?? {}, ...(r.onProgress ? { onProgress: r.onProgress } : {}) });
+  const outcome: TrainOutcome = await sh.train({ bank: r.bank, provider: r.provider, purpose: r.purpose, fields: r.fields, ...(r.others ? { others: r.others } : {}), subjects: train, labels: r.labels, bins: r.bins ?? 5, options: r.options ?? {}, ...(r.onProgress ? { onProgress: r.onProgress } : {}) });
   const trainSeconds = (performance.now() - t0) / 1000;
   const opts = trainOptions(r.options);
   const model = toScorecard(r.modelId, outcome.bins, outcome.model, opts.scaleBits, r.pdo);
 
   // Hold-out metrics through the scoring protocol: register, approve, score; the bank computes AUC and KS.
   sh.registerModel(r.bank, model);
-  await sh.approveModel(r.provider, model.id);
+  for (const p of [r.provider, ...(r.others ?? []).map((o) => o.provider)]) await sh.approveModel(p, model.id);
   const { rows } = await sh.score(r.bank, model.id, r.purpose, [...train, ...test]);
   // A logit scorecard rises with the risk of default; PDO points rise with creditworthiness.
   const sign = r.pdo ? -1 : 1;
@@ -54,11 +54,14 @@ export async function runTrain(sh: Safehouse, r: {
   };
 
   // The same Taylor-LR on plaintext one-hot data with the same bins (embedded-mode comparison only).
-  const ds = sh.engine.datasetWithField(r.provider, r.fields[0]!)!;
-  const table = sh.providerTable(r.provider, ds.category);
-  const rowOf = new Map(table.subjects.map((u, i) => [u, i]));
-  const onehot = (subjects: readonly string[]) => oneHot(outcome.bins, subjects, (u, f) => {
-    const i = rowOf.get(u);
+  const tables = new Map([{ provider: r.provider, fields: r.fields }, ...(r.others ?? [])].map((p) => {
+    const ds = sh.engine.datasetWithField(p.provider, p.fields[0]!)!;
+    const table = sh.providerTable(p.provider, ds.category);
+    return [p.provider, { table, row: new Map(table.subjects.map((u, i) => [u, i])) }] as const;
+  }));
+  const onehot = (subjects: readonly string[]) => oneHot(outcome.bins, subjects, (u, f, provider) => {
+    const { table, row } = tables.get(provider)!;
+    const i = row.get(u);
     const v = i === undefined ? null : table.values[f]![i];
     return v === null || v === undefined ? null : BigInt(v);
   });
@@ -78,10 +81,10 @@ export async function runTrain(sh: Safehouse, r: {
 }
 
 /** One-hot columns (bins of every field, in order) for `subjects`. */
-export function oneHot(bins: readonly BinSpec[], subjects: readonly string[], value: (uscc: string, field: string) => bigint | null): Uint8Array[] {
+export function oneHot(bins: readonly BinSpec[], subjects: readonly string[], value: (uscc: string, field: string, provider: string) => bigint | null): Uint8Array[] {
   const cols: Uint8Array[] = [];
   for (const spec of bins) {
-    const which = subjects.map((u) => binOf(spec.bins, value(u, spec.field), spec.decimals));
+    const which = subjects.map((u) => binOf(spec.bins, value(u, spec.field, spec.provider), spec.decimals));
     spec.bins.forEach((_, j) => cols.push(Uint8Array.from(which.map((w) => (w === j ? 1 : 0)))));
   }
   return cols;

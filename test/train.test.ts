@@ -129,3 +129,47 @@ describe('train: what the bank and the engine are given', () => {
     expect(sh.engine.auditVerify().ok).toBe(true);
   });
 });
+
+describe('train: two providers under two keys, through domain transfer (German Credit split)', () => {
+  it('gradients equal the plaintext fixed-point ones exactly; the transfer custodian sees uniform values only', async () => {
+    const { germanSplit } = await import('../models/german.ts');
+    const gc = germanSplit({ seed: 7, providers: 2 });
+    const [p1, p2] = gc.providers as [typeof gc.providers[0], typeof gc.providers[0]];
+    for (const p of [p1, p2]) {
+      await sh.addParty('provider', p.provider);
+      await sh.ingest(p.provider, p.schema, p.csv);
+    }
+    const cats = [p1, p2].map((p) => (p.schema as { category: string }).category);
+    sh.grantConsents(gc.subjects.map((u) => ({ subject: u, bank: BANK, purpose: PURPOSE, categories: cats, operations: ['train' as const], days: 30 })));
+    const f1 = (p1.schema as { fields: Array<{ name: string }> }).fields.map((f) => f.name);
+    const f2 = (p2.schema as { fields: Array<{ name: string }> }).fields.map((f) => f.name);
+    const subjects = gc.subjects.slice(0, 400);
+    views.length = 0;
+    const out = await sh.train({ bank: BANK, provider: p1.provider, purpose: PURPOSE, fields: f1, others: [{ provider: p2.provider, fields: f2 }], subjects, labels: gc.labels, bins: 4, options: { iterations: 3 } });
+    expect(out.cohort).toBe(400);
+    expect(new Set(out.bins.map((b) => b.provider))).toEqual(new Set([p1.provider, p2.provider]));
+    const tables = new Map([p1, p2].map((p) => {
+      const table = sh.providerTable(p.provider, (p.schema as { category: string }).category);
+      return [p.provider, { table, row: new Map(table.subjects.map((u, i) => [u, i])) }] as const;
+    }));
+    const X = oneHot(out.bins, subjects, (u, f, provider) => {
+      const { table, row } = tables.get(provider)!;
+      const v = table.values[f]![row.get(u)!];
+      return v === null || v === undefined ? null : BigInt(v);
+    });
+    const ref = trainPlainFixed(X, Uint8Array.from(subjects.map((u) => gc.labels.get(u)!)), trainOptions({ iterations: 3 }));
+    out.history.forEach((h, it) => {
+      expect(h.G0).toBe(ref.history[it]!.G0);
+      expect(h.G).toEqual(ref.history[it]!.G);
+    });
+    expect(out.model).toEqual(ref.model);
+    // What the second provider's custodian decrypted during the transfers: masked, uniform values.
+    const transfers = views.filter((v) => v.label.includes('/transfer/'));
+    expect(transfers.length).toBeGreaterThan(0);
+    const t = Number(sh.engine.params.t);
+    const mean = transfers.flatMap((v) => [...v.values].slice(0, 1000)).reduce((a, x) => a + Number(x) / t, 0) / (transfers.length * 1000);
+    expect(Math.abs(mean - 0.5)).toBeLessThan(0.02);
+    const ledger = sh.engine.store.db.prepare("SELECT COUNT(*) AS n FROM ledger_entries WHERE kind = 'custodian.request' AND body LIKE '%\"mode\":\"transfer\"%'").get() as { n: number };
+    expect(ledger.n).toBe(transfers.length);
+  });
+});

@@ -170,6 +170,7 @@ function installWrapper(): void {
   const wrapper: Custodian & { dispose(): Promise<void> } = {
     provider: real.provider, paramsId: real.paramsId, bfvPublicKey: real.bfvPublicKey, signingPublicKey: real.signingPublicKey,
     decrypt: (request, ct) => real.decrypt(request, ct),
+    transfer: (request, ct, pk) => real.transfer(request, ct, pk),
     evaluateTokens: async (request, bank) => {
       tokenCalls.push({ request: structuredClone(request), bank: structuredClone(bank) });
       const res = await real.evaluateTokens(request, bank);

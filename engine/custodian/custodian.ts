@@ -64,6 +64,33 @@ export interface DecryptResponse {
   sums?: string[];
 }
 
+/**
+ * Engine → custodian: domain transfer (DESIGN §4.3). The custodian decrypts a masked vector v + m under its own key,
+ * moves slots (`moves`: [from, to] pairs, relaying the vector into another provider's subject layout, zeros elsewhere)
+ * and encrypts the result under the target provider's public key. The engine then subtracts the moved mask.
+ */
+export interface TransferRequest {
+  type: 'safehouse.custodian.transfer.v1';
+  paramsId: string;
+  provider: string;
+  jobId: string;
+  jobHash: string;
+  label: string;
+  ciphertext: string;
+  target: { provider: string; bfvPublicKey: string };
+  moves: Array<[from: number, to: number]>;
+}
+
+export interface TransferResponse {
+  type: 'safehouse.custodian.transfer.response.v1';
+  provider: string;
+  jobId: string;
+  label: string;
+  requestHash: string;
+  /** SHA-256 of the returned ciphertext (sent alongside). */
+  ciphertext: string;
+}
+
 /** Engine → custodian: evaluate blinded token claims (RFC 9497 POPRF, DESIGN §4.4). */
 export interface TokenEvalRequest {
   type: 'safehouse.custodian.oprf.v1';
@@ -111,6 +138,8 @@ export interface Custodian {
    * bank-signed request allows (SH_ERR_VERIFY_BUDGET) and identity or invalid points (SH_ERR_TOKEN_INVALID).
    */
   evaluateTokens(request: Signed<TokenEvalRequest>, bankRequest: BankClaims): Promise<Signed<TokenEvalResponse>>;
+  /** Domain transfer with relayout (DESIGN §4.3): returns Enc_target(π(v + m)) and a signed receipt. */
+  transfer(request: Signed<TransferRequest>, ciphertext: Uint8Array, targetPublicKey: Uint8Array): Promise<{ response: Signed<TransferResponse>; ciphertext: Uint8Array }>;
 }
 
 export interface CustodianKeys {
@@ -253,6 +282,64 @@ export class LocalCustodian implements Custodian {
     const response = signJson(body, this.provider, this.keys.ed25519SecretKey);
     this.log({ at: new Date().toISOString(), jobId: req.jobId, label: req.label, mode: req.mode, requestHash, responseHash: sha256Hex(canonicalize(response)) });
     return response;
+  }
+
+  async transfer(request: Signed<TransferRequest>, ciphertext: Uint8Array, targetPublicKey: Uint8Array): Promise<{ response: Signed<TransferResponse>; ciphertext: Uint8Array }> {
+    requireSignature(request, this.enginePublicKey, 'safehouse.custodian.transfer.v1', `custodian ${this.provider}`);
+    const req = request.body;
+    if (req.paramsId !== this.paramsId) fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider} uses ${this.paramsId}, request names ${req.paramsId}`);
+    if (req.provider !== this.provider) fail('SH_ERR_PARAMS_MISMATCH', `transfer for ${req.provider} sent to custodian ${this.provider}`);
+    if (ciphertext.length > this.params.maxCiphertextBytes) fail('SH_ERR_CIPHERTEXT_SIZE', `"ciphertext" expected at most ${this.params.maxCiphertextBytes} bytes, got ${ciphertext.length}`);
+    if (sha256Hex(ciphertext) !== req.ciphertext) fail('SH_ERR_CIPHERTEXT_INVALID', `"ciphertext" does not match the hash in the signed request (${req.label})`);
+    if (sha256Hex(targetPublicKey) !== req.target.bfvPublicKey) fail('SH_ERR_PARAMS_MISMATCH', `target public key does not match the signed request (${req.label})`);
+    const n = this.params.slots;
+    const seen = new Set<number>();
+    if (!Array.isArray(req.moves) || req.moves.length === 0) fail('SH_ERR_INVALID_ARGUMENT', '"moves" expected a non-empty list');
+    for (const [from, to] of req.moves) {
+      if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || from >= n || to < 0 || to >= n || seen.has(to)) fail('SH_ERR_INVALID_ARGUMENT', `"moves" has an invalid or repeated slot pair [${from}, ${to}]`);
+      seen.add(to);
+    }
+    const { ops, decryptor } = await this.init();
+    const ct = ops.load(ciphertext, `ciphertext for ${req.label}`);
+    let values: BigUint64Array;
+    try {
+      if (ops.chainIndex(ct) !== this.params.transferChainIndex) fail('SH_ERR_CIPHERTEXT_INVALID', `ciphertext for ${req.label} is not at the transfer level`);
+      const budget = sealCall('SH_ERR_CIPHERTEXT_INVALID', 'noise budget', () => decryptor.invariantNoiseBudget(ct));
+      if (budget < this.params.minNoiseBudget) fail('SH_ERR_NOISE_BUDGET', `ciphertext for ${req.label} has ${budget} bits of noise budget`);
+      const pt = new ops.he.seal.Plaintext();
+      try {
+        sealCall('SH_ERR_CIPHERTEXT_INVALID', 'decrypt', () => decryptor.decrypt(ct, pt));
+        values = ops.decode(pt);
+      } finally {
+        pt.delete();
+      }
+    } finally {
+      ct.delete();
+    }
+    this.observe?.({ label: req.label, mode: 'sum', values: values.slice() });
+    const moved = new BigUint64Array(n);
+    for (const [from, to] of req.moves) moved[to] = values[from]!;
+    values.fill(0n);
+    const pk = ops.loadPublicKey(targetPublicKey);
+    const encryptor = new ops.he.seal.Encryptor(ops.he.context, pk);
+    const pt = ops.encode(moved);
+    const out = new ops.he.seal.Ciphertext();
+    let bytes: Uint8Array;
+    try {
+      encryptor.encrypt(pt, out);
+      bytes = ops.save(out);
+    } finally {
+      moved.fill(0n);
+      out.delete();
+      pt.delete();
+      encryptor.delete();
+      pk.delete();
+    }
+    const requestHash = sha256Hex(canonicalize(request));
+    const body: TransferResponse = { type: 'safehouse.custodian.transfer.response.v1', provider: this.provider, jobId: req.jobId, label: req.label, requestHash, ciphertext: sha256Hex(bytes) };
+    const response = signJson(body, this.provider, this.keys.ed25519SecretKey);
+    this.log({ at: new Date().toISOString(), jobId: req.jobId, label: req.label, mode: 'transfer', target: req.target.provider, requestHash, responseHash: sha256Hex(canonicalize(response)) });
+    return { response, ciphertext: bytes };
   }
 
   async evaluateTokens(request: Signed<TokenEvalRequest>, bankRequest: BankClaims): Promise<Signed<TokenEvalResponse>> {

@@ -84,7 +84,12 @@ export interface GradBlockTask {
   maskKeys: Uint8Array[];
 }
 
-export type Task = EvalBlockTask | EncryptTask | CompareBlockTask | OprfTask | GradBlockTask;
+/** Domain transfer, engine side: mask a stored column under its owner's key for transfer, or remove a moved mask. */
+export type TransferTask =
+  | { op: 'maskForTransfer'; paramsId: string; publicKey: { path: string; hash: string }; column: { path: string; hash: string }; maskKey: Uint8Array }
+  | { op: 'subtractVector'; paramsId: string; ciphertexts: Uint8Array[]; values: BigUint64Array };
+
+export type Task = EvalBlockTask | EncryptTask | CompareBlockTask | OprfTask | GradBlockTask | TransferTask;
 
 export interface TaskError { error: { code: string; message: string; details: Record<string, unknown> } }
 
@@ -101,6 +106,30 @@ export default async function run(task: Task): Promise<unknown> {
         return oprf(task);
       case 'gradBlock':
         return await gradBlock(task);
+      case 'maskForTransfer': {
+        const o = await blockOps(task.paramsId);
+        const pk = await publicKeyFor(o, task.publicKey);
+        const ct = o.load(readBlobVerified(task.column.path, task.column.hash), 'column for transfer');
+        try {
+          o.addVector(ct, maskVector(task.maskKey, o.he.params.t, o.slots));
+          o.rerandomizeForTransfer(ct, pk);
+          return move(o.save(ct));
+        } finally {
+          ct.delete();
+        }
+      }
+      case 'subtractVector': {
+        const o = await blockOps(task.paramsId);
+        const cts = task.ciphertexts.map((b) => o.load(b, 'transferred ciphertext'));
+        try {
+          const t = o.he.params.t;
+          for (const c of cts.slice(1)) o.evaluator.addInplace(cts[0]!, c);
+          o.addVector(cts[0]!, task.values.map((v) => (v === 0n ? 0n : t - v)));
+          return move(o.save(cts[0]!));
+        } finally {
+          for (const c of cts) c.delete();
+        }
+      }
       default:
         throw new Error(`unknown task ${(task as { op: string }).op}`);
     }

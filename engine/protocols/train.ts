@@ -31,7 +31,7 @@ import { heContext } from '../he/params.ts';
 import { BlockOps } from '../he/block.ts';
 import { requireSignature, signJson, verifyJson, type Signed } from '../crypto/sign.ts';
 import { sealTo } from '../crypto/sealbox.ts';
-import type { DecryptRequest } from '../custodian/custodian.ts';
+import type { DecryptRequest, TransferRequest } from '../custodian/custodian.ts';
 import type { Engine, DatasetRecord } from '../engine.ts';
 import { parseUscc } from '../../sandbox/uscc.ts';
 import { classAllows } from '../../sandbox/catalog.ts';
@@ -44,8 +44,11 @@ export interface TrainRequest {
   jobId: string;
   bank: string;
   purpose: string;
+  /** The key holder: its key and subject layout carry the training; its features stay in place. */
   provider: string;
   fields: string[];
+  /** Further providers: their features are moved under the key holder's key by domain transfer (DESIGN §4.3). */
+  others?: Array<{ provider: string; fields: string[] }>;
   subjects: string[];
   bins: number;
   options: Partial<TrainOptions>;
@@ -65,6 +68,8 @@ export interface TrainPlan {
   cohort: Array<{ uscc: string; block: number; slot: number }>;
   /** Subjects left out, and why. */
   excluded: Record<string, ConsentStatus | 'NO_DATA'>;
+  /** Further providers, with their slots for the cohort (same order as `cohort`). */
+  others: Array<{ provider: string; datasetId: string; fields: string[]; slots: Array<{ uscc: string; block: number; slot: number }> }>;
 }
 
 /** Provider → engine: bins and the one-hot cohort columns (column i = bin i in field order). */
@@ -120,17 +125,22 @@ export function planTraining(engine: Engine, signed: Signed<TrainRequest>): Trai
   if (engine.store.db.prepare('SELECT 1 FROM jobs WHERE id = ?').get(req.jobId)) fail('SH_ERR_ALREADY_EXISTS', `job ${req.jobId} already exists`, { job: req.jobId });
   const options = trainOptions(req.options);
   if (!Number.isInteger(req.bins) || req.bins < 2 || req.bins > 20) fail('SH_ERR_INVALID_ARGUMENT', `"bins" expected an integer in [2, 20], got ${req.bins}`);
-  engine.requireParty(req.provider, 'provider');
-  if (!Array.isArray(req.fields) || req.fields.length === 0) fail('SH_ERR_INVALID_ARGUMENT', '"fields" expected a non-empty list');
-  let dataset: DatasetRecord | undefined;
-  for (const f of req.fields) {
-    const ds = engine.datasetWithField(req.provider, f);
-    const spec = ds?.schema.fields.find((x) => x.name === f);
-    if (!ds || !spec) fail('SH_ERR_UNKNOWN_FIELD', `provider ${req.provider} has no field ${f}`, { field: f });
-    if (spec.type === 'id' || !classAllows(spec.class, 'train')) fail('SH_ERR_MODEL_FIELD_CLASS', `field ${req.provider}/${f} is ${spec.class} and may not be used for training`, { field: f });
-    if (dataset && dataset.id !== ds.id) fail('SH_ERR_INVALID_ARGUMENT', `training fields must come from one dataset of ${req.provider}`);
-    dataset = ds;
-  }
+  const parts = [{ provider: req.provider, fields: req.fields }, ...(req.others ?? [])];
+  if (new Set(parts.map((p) => p.provider)).size !== parts.length) fail('SH_ERR_INVALID_ARGUMENT', '"others" repeats a provider');
+  const datasets = parts.map(({ provider, fields }) => {
+    engine.requireParty(provider, 'provider');
+    if (!Array.isArray(fields) || fields.length === 0) fail('SH_ERR_INVALID_ARGUMENT', `"fields" of ${provider} expected a non-empty list`);
+    let dataset: DatasetRecord | undefined;
+    for (const f of fields) {
+      const ds = engine.datasetWithField(provider, f);
+      const spec = ds?.schema.fields.find((x) => x.name === f);
+      if (!ds || !spec) fail('SH_ERR_UNKNOWN_FIELD', `provider ${provider} has no field ${f}`, { field: f });
+      if (spec.type === 'id' || !classAllows(spec.class, 'train')) fail('SH_ERR_MODEL_FIELD_CLASS', `field ${provider}/${f} is ${spec.class} and may not be used for training`, { field: f });
+      if (dataset && dataset.id !== ds.id) fail('SH_ERR_INVALID_ARGUMENT', `training fields of ${provider} must come from one of its datasets`);
+      dataset = ds;
+    }
+    return dataset!;
+  });
   const subjects = [...new Set(req.subjects.map((s, i) => {
     try {
       return parseUscc(s);
@@ -140,27 +150,31 @@ export function planTraining(engine: Engine, signed: Signed<TrainRequest>): Trai
     }
   }))];
   if (subjects.length > engine.policy.maxSubjectsPerJob) fail('SH_ERR_JOB_TOO_LARGE', `job names ${subjects.length} subjects; the limit is ${engine.policy.maxSubjectsPerJob}`);
-  const consent = engine.consentStatuses({ bank: bank.id, purpose: req.purpose, operation: 'train', categories: [dataset!.category], at }, subjects);
+  const categories = [...new Set(datasets.map((d) => d.category))].sort();
+  const consent = engine.consentStatuses({ bank: bank.id, purpose: req.purpose, operation: 'train', categories, at }, subjects);
   const excluded: TrainPlan['excluded'] = {};
   const ok = subjects.filter((s) => {
     const st = consent.get(s)!.status;
     if (st !== 'OK') excluded[s] = st;
     return st === 'OK';
   });
-  const slots = engine.subjectSlots(dataset!.id, ok);
-  const cohort = ok.flatMap((s) => {
-    const sl = slots.get(s);
-    if (!sl) { excluded[s] = 'NO_DATA'; return []; }
-    return [{ uscc: s, block: sl.block, slot: sl.slot }];
+  const slotMaps = datasets.map((d) => engine.subjectSlots(d.id, ok));
+  const members = ok.filter((s) => {
+    if (slotMaps.every((m) => m.has(s))) return true;
+    excluded[s] = 'NO_DATA';
+    return false;
   });
+  const cohort = members.map((s) => ({ uscc: s, block: slotMaps[0]!.get(s)!.block, slot: slotMaps[0]!.get(s)!.slot }));
+  const others = parts.slice(1).map((p, k) => ({ provider: p.provider, datasetId: datasets[k + 1]!.id, fields: p.fields, slots: members.map((s) => ({ uscc: s, block: slotMaps[k + 1]!.get(s)!.block, slot: slotMaps[k + 1]!.get(s)!.slot })) }));
+  const dataset = datasets[0];
   if (cohort.length < engine.policy.minTrainingCohort) {
     fail('SH_ERR_JOB_TOO_LARGE', `training cohort of ${cohort.length} subjects is below the minimum of ${engine.policy.minTrainingCohort} (excluded: ${Object.keys(excluded).length})`, { cohort: cohort.length, minimum: engine.policy.minTrainingCohort });
   }
   const jobHash = sha256Hex(canonicalize(signed));
-  const plan: TrainPlan = { jobId: req.jobId, jobHash, provider: req.provider, datasetId: dataset!.id, fields: req.fields, bins: req.bins, options, cohort, excluded };
+  const plan: TrainPlan = { jobId: req.jobId, jobHash, provider: req.provider, datasetId: dataset!.id, fields: req.fields, bins: req.bins, options, cohort, excluded, others };
   engine.store.transaction(() => {
     engine.store.db.prepare('INSERT INTO jobs (id, kind, bank, request_json, status, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(req.jobId, 'train', bank.id, JSON.stringify({ signed }), 'planned', engine.now().toISOString());
-    engine.ledger.append('job.requested', { jobId: req.jobId, job: 'train', bank: bank.id, provider: req.provider, purpose: req.purpose, fields: req.fields, jobHash, subjects: subjects.length, cohort: cohort.length, excluded: Object.keys(excluded).length, signature: signed.signature }, subjects);
+    engine.ledger.append('job.requested', { jobId: req.jobId, job: 'train', bank: bank.id, provider: req.provider, others: others.map((o) => o.provider), purpose: req.purpose, fields: req.fields, jobHash, subjects: subjects.length, cohort: cohort.length, excluded: Object.keys(excluded).length, signature: signed.signature }, subjects);
   });
   return plan;
 }
@@ -208,37 +222,110 @@ export async function encryptLabels(engine: Engine, plan: TrainPlan, labels: Rea
 }
 
 /**
- * Engine side, steps 2–3 received: store the provider's signed columns and the bank's signed labels (hash-checked).
+ * Engine side, steps 2–3 received: store every provider's signed columns (the key holder's first, then `plan.others`
+ * in order) and the bank's signed labels, all hash-checked. Returns the bins of all columns, in column order.
  * @throws SH_ERR_BAD_SIGNATURE, SH_ERR_CIPHERTEXT_INVALID, SH_ERR_CIPHERTEXT_SIZE, SH_ERR_INVALID_ARGUMENT
  */
-export function acceptTrainingInputs(engine: Engine, plan: TrainPlan, columns: Signed<TrainColumns>, labels: Signed<TrainLabels>, blobs: ReadonlyMap<string, Uint8Array>): void {
-  const provider = engine.requireParty(plan.provider, 'provider');
-  requireSignature(columns, provider.ed25519, 'safehouse.train.columns.v1', `training columns from ${columns.signer}`);
-  if (columns.body.jobId !== plan.jobId || columns.body.provider !== plan.provider || columns.body.datasetId !== plan.datasetId) fail('SH_ERR_PARAMS_MISMATCH', 'training columns are for another job or dataset');
+export function acceptTrainingInputs(engine: Engine, plan: TrainPlan, columns: ReadonlyArray<Signed<TrainColumns>>, labels: Signed<TrainLabels>, blobs: ReadonlyMap<string, Uint8Array>): BinSpec[] {
+  const parts = [{ provider: plan.provider, datasetId: plan.datasetId, slots: plan.cohort }, ...plan.others];
+  if (columns.length !== parts.length) fail('SH_ERR_INVALID_ARGUMENT', `expected training columns from ${parts.length} provider(s), got ${columns.length}`);
   const bank = engine.requireParty(labels.signer, 'bank');
   requireSignature(labels, bank.ed25519, 'safehouse.train.labels.v1', `labels from ${labels.signer}`);
   if (labels.body.jobId !== plan.jobId || labels.body.scaleBits !== plan.options.scaleBits) fail('SH_ERR_PARAMS_MISMATCH', 'labels are for another job or scale');
-  const nCols = columns.body.bins.reduce((a, b) => a + b.bins.length, 0);
-  const blocks = [...new Set(plan.cohort.map((c) => c.block))].sort((a, b) => a - b);
-  const want = new Set(blocks.flatMap((b) => Array.from({ length: nCols }, (_, i) => `${i}#${b}`)));
-  for (const c of columns.body.columns) if (!want.delete(`${c.index}#${c.block}`)) fail('SH_ERR_INVALID_ARGUMENT', `unexpected training column ${c.index} block ${c.block}`);
-  if (want.size) fail('SH_ERR_INVALID_ARGUMENT', `training columns missing: ${[...want].slice(0, 3).join(', ')}`);
-  if (labels.body.blocks.map((b) => b.block).join() !== blocks.join()) fail('SH_ERR_INVALID_ARGUMENT', `labels expected for blocks ${blocks.join(',')}`);
+  const holderBlocks = [...new Set(plan.cohort.map((c) => c.block))].sort((a, b) => a - b);
+  if (labels.body.blocks.map((b) => b.block).join() !== holderBlocks.join()) fail('SH_ERR_INVALID_ARGUMENT', `labels expected for blocks ${holderBlocks.join(',')}`);
   const check = (hash: string, what: string) => {
     const b = blobs.get(hash);
     if (!b) fail('SH_ERR_INVALID_ARGUMENT', `${what}: blob ${hash} is not in the upload`);
     if (b.length > engine.params.maxCiphertextBytes) fail('SH_ERR_CIPHERTEXT_SIZE', `${what}: ${b.length} bytes exceeds the cap`);
     if (sha256Hex(b) !== hash) fail('SH_ERR_CIPHERTEXT_INVALID', `${what}: bytes do not hash to ${hash}`);
   };
-  for (const c of columns.body.columns) check(c.blob, `training column ${c.index}`);
+  parts.forEach((part, k) => {
+    const c = columns[k]!;
+    const provider = engine.requireParty(part.provider, 'provider');
+    requireSignature(c, provider.ed25519, 'safehouse.train.columns.v1', `training columns from ${c.signer}`);
+    if (c.body.jobId !== plan.jobId || c.body.provider !== part.provider || c.body.datasetId !== part.datasetId) fail('SH_ERR_PARAMS_MISMATCH', 'training columns are for another job, provider or dataset');
+    const nCols = c.body.bins.reduce((a, b) => a + b.bins.length, 0);
+    const blocks = [...new Set(part.slots.map((x) => x.block))].sort((a, b) => a - b);
+    const want = new Set(blocks.flatMap((b) => Array.from({ length: nCols }, (_, i) => `${i}#${b}`)));
+    for (const col of c.body.columns) if (!want.delete(`${col.index}#${col.block}`)) fail('SH_ERR_INVALID_ARGUMENT', `unexpected training column ${col.index} block ${col.block} from ${part.provider}`);
+    if (want.size) fail('SH_ERR_INVALID_ARGUMENT', `training columns missing from ${part.provider}: ${[...want].slice(0, 3).join(', ')}`);
+    for (const col of c.body.columns) check(col.blob, `training column ${col.index} of ${part.provider}`);
+  });
   for (const b of labels.body.blocks) check(b.blob, `labels block ${b.block}`);
   engine.store.transaction(() => {
     const ins = engine.store.db.prepare('INSERT INTO columns (dataset_id, column_name, block, blob) VALUES (?, ?, ?, ?)');
-    for (const c of columns.body.columns) { engine.store.putBlob(blobs.get(c.blob)!); ins.run(plan.datasetId, `train/${plan.jobId}/${c.index}`, c.block, c.blob); }
+    parts.forEach((part, k) => {
+      for (const col of columns[k]!.body.columns) {
+        engine.store.putBlob(blobs.get(col.blob)!);
+        ins.run(part.datasetId, k === 0 ? `train/${plan.jobId}/${col.index}` : `train/${plan.jobId}/raw/${col.index}`, col.block, col.blob);
+      }
+    });
     for (const b of labels.body.blocks) { engine.store.putBlob(blobs.get(b.blob)!); ins.run(`${plan.jobId}:labels`, 'labels', b.block, b.blob); }
-    engine.store.db.prepare("UPDATE jobs SET status = 'ready', summary_json = ? WHERE id = ?").run(JSON.stringify({ bins: columns.body.bins }), plan.jobId);
-    engine.ledger.append('train.inputs', { jobId: plan.jobId, provider: plan.provider, columns: columns.body.columns.length, columnsSignature: columns.signature, labelBlocks: labels.body.blocks.length, labelsSignature: labels.signature });
+    engine.store.db.prepare("UPDATE jobs SET status = 'ready', summary_json = ? WHERE id = ?").run(JSON.stringify({ bins: columns.flatMap((c) => c.body.bins) }), plan.jobId);
+    engine.ledger.append('train.inputs', { jobId: plan.jobId, providers: parts.map((p) => p.provider), columns: columns.map((c) => c.body.columns.length), columnsSignatures: columns.map((c) => c.signature), labelBlocks: labels.body.blocks.length, labelsSignature: labels.signature });
   });
+  return columns.flatMap((c) => c.body.bins);
+}
+
+/**
+ * Engine side: move every other provider's columns under the key holder's key and into its subject layout
+ * (domain transfer with relayout, DESIGN §4.3). Per (column, source block, target block): mask under the source key,
+ * the source custodian decrypts v + m, moves the cohort's slots and encrypts under the key holder's public key, and
+ * the engine subtracts the moved mask. The source custodian sees only uniform values; no one sees a feature.
+ */
+export async function transferTrainingColumns(engine: Engine, plan: TrainPlan, columns: ReadonlyArray<Signed<TrainColumns>>): Promise<void> {
+  const t = engine.params.t;
+  const holder = engine.requireParty(plan.provider, 'provider');
+  const holderPk = engine.store.getBlob(holder.bfvPublicKeyBlob!);
+  let offset = columns[0]!.body.bins.reduce((a, b) => a + b.bins.length, 0);
+  const seed = new Uint8Array(randomBytes(32));
+  for (const [k, part] of plan.others.entries()) {
+    const src = engine.requireParty(part.provider, 'provider');
+    const nCols = columns[k + 1]!.body.bins.reduce((a, b) => a + b.bins.length, 0);
+    const targetBlocks = [...new Set(plan.cohort.map((c) => c.block))].sort((a, b) => a - b);
+    const jobs: Array<Promise<void>> = [];
+    for (let i = 0; i < nCols; i++) {
+      for (const tb of targetBlocks) {
+        jobs.push((async () => {
+          // Which source blocks feed this target block, and the slot moves from each.
+          const bySource = new Map<number, Array<[number, number]>>();
+          plan.cohort.forEach((c, j) => {
+            if (c.block !== tb) return;
+            const s = part.slots[j]!;
+            bySource.set(s.block, [...(bySource.get(s.block) ?? []), [s.slot, c.slot]]);
+          });
+          const parts: Uint8Array[] = [];
+          const moved = new BigUint64Array(engine.params.slots);
+          for (const [sb, moves] of bySource) {
+            const blob = engine.columnBlob(part.datasetId, `train/${plan.jobId}/raw/${i}`, sb);
+            if (!blob) fail('SH_ERR_BLOB_MISSING', `training column ${i} block ${sb} of ${part.provider} missing`);
+            const label = `train/${plan.jobId}/transfer/${part.provider}/${i}/from/${sb}/to/${tb}`;
+            const maskKey = deriveMaskKey(seed, label);
+            const ct = await engine.pool.run<Uint8Array>({ op: 'maskForTransfer', paramsId: engine.params.id, publicKey: { path: engine.store.blobPath(src.bfvPublicKeyBlob!), hash: src.bfvPublicKeyBlob! }, column: { path: engine.store.blobPath(blob), hash: blob }, maskKey: maskKey.slice() });
+            const request: TransferRequest = { type: 'safehouse.custodian.transfer.v1', paramsId: engine.params.id, provider: part.provider, jobId: plan.jobId, jobHash: plan.jobHash, label, ciphertext: sha256Hex(ct), target: { provider: plan.provider, bfvPublicKey: holder.bfvPublicKeyBlob! }, moves };
+            const signedReq = signJson(request, 'engine', engine.keys.ed25519.secretKey);
+            const { response, ciphertext } = await engine.custodian(part.provider).transfer(signedReq, ct, holderPk);
+            if (!verifyJson(response, src.ed25519) || response.body.requestHash !== sha256Hex(canonicalize(signedReq)) || response.body.ciphertext !== sha256Hex(ciphertext)) {
+              fail('SH_ERR_BAD_SIGNATURE', `custodian ${part.provider} answered ${label} with an unsigned or mismatched response`);
+            }
+            engine.ledger.appendMany([
+              { kind: 'custodian.request', event: { jobId: plan.jobId, provider: part.provider, label, mode: 'transfer', target: plan.provider, requestHash: response.body.requestHash, ciphertext: request.ciphertext } },
+              { kind: 'custodian.response', event: { jobId: plan.jobId, provider: part.provider, label, responseHash: sha256Hex(canonicalize(response)), ciphertext: response.body.ciphertext } },
+            ]);
+            const m = maskVector(maskKey, t, engine.params.slots);
+            for (const [from, to] of moves) moved[to] = m[from]!;
+            parts.push(ciphertext);
+          }
+          const out = await engine.pool.run<Uint8Array>({ op: 'subtractVector', paramsId: engine.params.id, ciphertexts: parts, values: moved });
+          const hash = engine.store.putBlob(out);
+          engine.store.db.prepare('INSERT INTO columns (dataset_id, column_name, block, blob) VALUES (?, ?, ?, ?)').run(plan.datasetId, `train/${plan.jobId}/${offset + i}`, tb, hash);
+        })());
+      }
+    }
+    await engine.pool.all(jobs);
+    offset += nCols;
+  }
 }
 
 /**
