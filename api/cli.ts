@@ -27,7 +27,7 @@ const USAGE = `safehouse — privacy-preserving computation for SME credit-infor
   safehouse score --bank ID --model MODEL_ID --purpose P --subjects subjects.txt --out scores.csv
   safehouse verify --bank ID --purpose P --claims claims.csv --out results.csv
                                                    (header claim_id,uscc,provider,field,op,value[,value2]; in: a;b;c)
-  safehouse train --bank ID --providers P --purpose model_training --labels labels.csv --fields P.a,P.b,...
+  safehouse train --bank ID --providers P1[,P2] --purpose model_training --labels labels.csv --fields P1.a,P2.b,...
                   --out model.json [--iterations N] [--bins K] [--seed S] [--model-id ID]
                   [--pdo 20 --base-score 600 --base-odds 50] [--json]      (labels.csv: uscc,label; 1 = default)
   safehouse audit verify
@@ -194,13 +194,17 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'train': {
         const providers = list(need(o, 'providers'));
-        if (providers.length !== 1) throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--providers" takes one provider for now (multi-provider training through domain transfer is not built yet), got ${providers.length}`);
+        const byProvider = new Map<string, string[]>(providers.map((p) => [p, []]));
+        for (const f of list(need(o, 'fields'))) {
+          const dot = f.indexOf('.');
+          const [p, name] = dot > 0 ? [f.slice(0, dot), f.slice(dot + 1)] : [providers[0]!, f];
+          if (!byProvider.has(p)) throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--fields" entry ${f} names provider ${p}, which is not in --providers`);
+          byProvider.get(p)!.push(name);
+        }
+        for (const [p, fs] of byProvider) if (fs.length === 0) throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--fields" names no field of provider ${p}`);
         const provider = providers[0]!;
-        const fields = list(need(o, 'fields')).map((f) => {
-          const [p, name] = f.includes('.') ? [f.slice(0, f.indexOf('.')), f.slice(f.indexOf('.') + 1)] : [provider, f];
-          if (p !== provider) throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--fields" entry ${f} names provider ${p}, not ${provider}`);
-          return name;
-        });
+        const fields = byProvider.get(provider)!;
+        const others = providers.slice(1).map((p) => ({ provider: p, fields: byProvider.get(p)! }));
         const csv = parseCsv(readText(need(o, 'labels'), 'labels'), { requiredHeader: ['uscc', 'label'] });
         const labels = new Map<string, 0 | 1>();
         csv.rows.forEach((row, i) => {
@@ -214,7 +218,7 @@ export async function main(argv: string[]): Promise<number> {
         const iterations = num('iterations');
         const pdo = num('pdo');
         const r = await runTrain(sh, {
-          bank: need(o, 'bank'), provider, purpose: need(o, 'purpose'), fields, labels, modelId,
+          bank: need(o, 'bank'), provider, purpose: need(o, 'purpose'), fields, ...(others.length ? { others } : {}), labels, modelId,
           ...(num('seed') !== undefined ? { seed: num('seed')! } : {}), ...(num('bins') !== undefined ? { bins: num('bins')! } : {}),
           ...(iterations !== undefined ? { options: { iterations } } : {}),
           ...(pdo !== undefined ? { pdo: { pdo, baseScore: num('base-score') ?? 600, baseOdds: num('base-odds') ?? 50 } } : {}),

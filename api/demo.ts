@@ -150,15 +150,18 @@ export async function runDemo(opts: { subjects: number; claims?: number; train?:
     if (opts.train === false) training = { skipped: 'disabled' };
     else if (!existsSync(GERMAN_PATH)) training = { skipped: `German Credit data not found at ${GERMAN_PATH}` };
     else {
-      const gc = germanSplit({ seed: 7, providers: 1 });
-      const p = gc.providers[0]!;
-      await sh.addParty('provider', p.provider);
-      await sh.ingest(p.provider, p.schema, p.csv);
+      // Two providers under two keys: the second one's features reach the first key by domain transfer.
+      const gc = germanSplit({ seed: 7, providers: 2 });
+      for (const p of gc.providers) {
+        await sh.addParty('provider', p.provider);
+        await sh.ingest(p.provider, p.schema, p.csv);
+      }
+      const categories = gc.providers.map((p) => (p.schema as { category: string }).category);
       // Most applicants authorized training and scoring for model development; a few did not and are left out.
       const granted = gc.subjects.filter((_, i) => i % 37 !== 5);
-      sh.grantConsents(granted.map((u) => ({ subject: u, bank: DEMO_BANK, purpose: 'model_training', categories: [(p.schema as { category: string }).category], operations: ['train', 'score'], days: 365 })));
-      const fields = (p.schema as { fields: Array<{ name: string }> }).fields.map((f) => f.name);
-      const r = await runTrain(sh, { bank: DEMO_BANK, provider: p.provider, purpose: 'model_training', fields, labels: gc.labels, modelId: 'gc-scorecard-v1', seed: 42, ...(opts.progress ? { onProgress: (x: { iteration: number; iterations: number }) => opts.progress!('train', x.iteration, x.iterations) } : {}) });
+      sh.grantConsents(granted.map((u) => ({ subject: u, bank: DEMO_BANK, purpose: 'model_training', categories, operations: ['train', 'score'], days: 365 })));
+      const [p1, ...rest] = gc.providers.map((p) => ({ provider: p.provider, fields: (p.schema as { fields: Array<{ name: string }> }).fields.map((f) => f.name) }));
+      const r = await runTrain(sh, { bank: DEMO_BANK, provider: p1!.provider, fields: p1!.fields, others: rest, purpose: 'model_training', labels: gc.labels, modelId: 'gc-scorecard-v1', seed: 42, ...(opts.progress ? { onProgress: (x: { iteration: number; iterations: number }) => opts.progress!('train', x.iteration, x.iterations) } : {}) });
       training = { iterations: r.iterations, trainAuc: r.trainAuc, holdoutAuc: r.holdoutAuc, plaintextAuc: r.plaintextAuc, holdoutKs: r.holdoutKs, cohort: r.cohort, excluded: r.excluded, seconds: r.seconds, secondsPerIteration: r.secondsPerIteration };
       log(`training on German Credit: ${r.iterations} iterations, hold-out AUC ${r.holdoutAuc.toFixed(4)} vs plaintext ${r.plaintextAuc.toFixed(4)}`);
     }

@@ -24,7 +24,7 @@ const sh = (...args: string[]) => {
 beforeAll(() => { home = mkdtempSync(join(tmpdir(), 'sh-cli-train-')); });
 afterAll(() => rmSync(home, { recursive: true, force: true }));
 
-describe('safehouse train (German Credit, one provider)', () => {
+describe('safehouse train (German Credit)', () => {
   it('trains, reports AUCs within 0.01 of plaintext, and writes a scorecard the scoring path takes as is', () => {
     const gc = germanSplit({ seed: 7, providers: 1 });
     const p = gc.providers[0]!;
@@ -66,5 +66,31 @@ describe('safehouse train (German Credit, one provider)', () => {
     const all = auc(rows.map((x) => Number(x[2])), rows.map((x) => gc.labels.get(x[0]!)!));
     expect(all).toBeGreaterThan(0.7);
     expect(sh('audit', 'verify').code).toBe(0);
+  });
+
+  it('two providers (--providers p1,p2): features of the second move under the first key by domain transfer', () => {
+    const gc = germanSplit({ seed: 7, providers: 2 });
+    const [p1, p2] = gc.providers as [typeof gc.providers[0], typeof gc.providers[0]];
+    const cats: string[] = [];
+    for (const p of [p1, p2]) {
+      writeFileSync(join(home, `${p.provider}.schema.json`), JSON.stringify(p.schema));
+      writeFileSync(join(home, `${p.provider}.csv`), p.csv);
+      // The first provider is registered by the previous test; its table is re-ingested with this split's fields.
+      if (p === p2) expect(sh('party', 'add', '--role', 'provider', '--id', p.provider).code).toBe(0);
+      expect(sh('provider', 'ingest', '--provider', p.provider, '--schema', join(home, `${p.provider}.schema.json`), '--csv', join(home, `${p.provider}.csv`)).code).toBe(0);
+      cats.push((p.schema as { category: string }).category);
+    }
+    const consents = gc.subjects.map((u) => `${u},bank_gc,model_training_2,${cats.join(';')},train;score,365`);
+    writeFileSync(join(home, 'consents2.csv'), 'uscc,bank,purpose,categories,ops,days\n' + consents.join('\n') + '\n');
+    expect(sh('consent', 'grant', '--file', join(home, 'consents2.csv')).code).toBe(0);
+    const fields = [p1, p2].flatMap((p) => (p.schema as { fields: Array<{ name: string }> }).fields.map((f) => `${p.provider}.${f.name}`)).join(',');
+    const r = sh('train', '--bank', 'bank_gc', '--providers', `${p1.provider},${p2.provider}`, '--purpose', 'model_training_2', '--labels', join(home, 'labels.csv'), '--fields', fields, '--out', join(home, 'gc2.json'), '--iterations', '12', '--json');
+    expect(r.err).not.toMatch(/SH_ERR/);
+    expect(r.code).toBe(0);
+    const summary = JSON.parse(r.out) as { iterations: number; holdoutAuc: number; plaintextAuc: number };
+    console.log('German Credit, two providers (CLI):', JSON.stringify(summary));
+    expect(Math.abs(summary.holdoutAuc - summary.plaintextAuc)).toBeLessThanOrEqual(0.01);
+    const model = parseModel(JSON.parse(readFileSync(join(home, 'gc2.json'), 'utf8')));
+    expect(new Set(model.terms.map((x) => x.provider))).toEqual(new Set([p1.provider, p2.provider]));
   });
 });
