@@ -72,6 +72,11 @@ describe('train: encrypted gradients == plaintext fixed-point gradients', () => 
       expect(h.G).toEqual(ref.history[it]!.G);
     });
     expect(out.model).toEqual(ref.model);
+    // What the bank receives: the model, bin edges (aggregates) and gradient sums over the cohort — never a row.
+    expect(Object.keys(out).sort()).toEqual(['bins', 'cohort', 'excluded', 'history', 'iterations', 'jobId', 'model']);
+    for (const b of out.bins) expect(Object.keys(b).sort()).toEqual(['bins', 'decimals', 'field', 'provider']);
+    const rowsAsText = JSON.stringify(out, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+    for (const u of cohort.slice(0, 50)) expect(rowsAsText).not.toContain(u);
     // The scorecard it converts to scores, on plaintext, the logit of the fixed model (to the 6-decimal rounding).
     const card = toScorecard('t-card', out.bins, out.model, 16);
     const s = 2 ** 16;
