@@ -144,3 +144,18 @@ export function randomUscc(rng: () => number = cryptoRng): string {
   const first17 = '91' + pick(DIVISIONS) + body + orgCodeCheckChar(body);
   return first17 + usccCheckChar(first17);
 }
+
+/**
+ * Parse a job's subject list: each USCC validated (the error names its index), duplicates removed, order kept.
+ * @throws SH_ERR_USCC_FORMAT, SH_ERR_USCC_CHECK with `{ index }`.
+ */
+export function parseSubjectList(list: readonly string[]): string[] {
+  return [...new Set(list.map((s, i) => {
+    try {
+      return parseUscc(s);
+    } catch (err) {
+      const e = err as { code: 'SH_ERR_USCC_FORMAT'; message: string };
+      return fail(e.code, `subjects[${i}]: ${e.message}`, { index: i }, err);
+    }
+  }))];
+}

@@ -233,29 +233,8 @@ export class LocalCustodian implements Custodian {
     const requestHash = sha256Hex(canonicalize(request));
 
     // 2. Decrypt, refusing ciphertexts that skipped re-randomization/modulus switching or lack the noise margin.
-    const { ops, decryptor } = await this.init();
     // Joint-training products (feature × residual) arrive unrelinearized (size 3) and are only summed, never returned.
-    const ct: Ciphertext = ops.load(ciphertext, `ciphertext for ${req.label}`, req.mode === 'sum' ? 3 : 2);
-    let values: BigUint64Array;
-    try {
-      const level = ops.chainIndex(ct);
-      if (level !== this.params.transferChainIndex) {
-        fail('SH_ERR_CIPHERTEXT_INVALID', `ciphertext for ${req.label} is at level ${level}, expected the transfer level ${this.params.transferChainIndex} (re-randomize and switch down first)`);
-      }
-      const budget = sealCall('SH_ERR_CIPHERTEXT_INVALID', 'noise budget', () => decryptor.invariantNoiseBudget(ct));
-      if (budget < this.params.minNoiseBudget) {
-        fail('SH_ERR_NOISE_BUDGET', `ciphertext for ${req.label} has ${budget} bits of noise budget, the minimum is ${this.params.minNoiseBudget}`, { budget });
-      }
-      const pt = new ops.he.seal.Plaintext();
-      try {
-        sealCall('SH_ERR_CIPHERTEXT_INVALID', 'decrypt', () => decryptor.decrypt(ct, pt));
-        values = ops.decode(pt);
-      } finally {
-        pt.delete();
-      }
-    } finally {
-      ct.delete();
-    }
+    const values = await this.decryptChecked(ciphertext, req.label, req.mode === 'sum' ? 3 : 2);
     this.observe?.({ label: req.label, mode: req.mode, values: values.slice() });
 
     // 3. Answer in the requested mode; v itself never leaves.
@@ -299,23 +278,8 @@ export class LocalCustodian implements Custodian {
       if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || from >= n || to < 0 || to >= n || seen.has(to)) fail('SH_ERR_INVALID_ARGUMENT', `"moves" has an invalid or repeated slot pair [${from}, ${to}]`);
       seen.add(to);
     }
-    const { ops, decryptor } = await this.init();
-    const ct = ops.load(ciphertext, `ciphertext for ${req.label}`);
-    let values: BigUint64Array;
-    try {
-      if (ops.chainIndex(ct) !== this.params.transferChainIndex) fail('SH_ERR_CIPHERTEXT_INVALID', `ciphertext for ${req.label} is not at the transfer level`);
-      const budget = sealCall('SH_ERR_CIPHERTEXT_INVALID', 'noise budget', () => decryptor.invariantNoiseBudget(ct));
-      if (budget < this.params.minNoiseBudget) fail('SH_ERR_NOISE_BUDGET', `ciphertext for ${req.label} has ${budget} bits of noise budget`);
-      const pt = new ops.he.seal.Plaintext();
-      try {
-        sealCall('SH_ERR_CIPHERTEXT_INVALID', 'decrypt', () => decryptor.decrypt(ct, pt));
-        values = ops.decode(pt);
-      } finally {
-        pt.delete();
-      }
-    } finally {
-      ct.delete();
-    }
+    const values = await this.decryptChecked(ciphertext, req.label, 2);
+    const { ops } = await this.init();
     this.observe?.({ label: req.label, mode: 'sum', values: values.slice() });
     const moved = new BigUint64Array(n);
     for (const [from, to] of req.moves) moved[to] = values[from]!;
@@ -389,6 +353,34 @@ export class LocalCustodian implements Custodian {
     for (const el of req.elements) perClaim[el.claimId] = (perClaim[el.claimId] ?? 0) + 1;
     this.log({ at: new Date().toISOString(), jobId: req.jobId, label: req.label, mode: 'oprf', elements: blinded.length, evaluations: perClaim, requestHash, responseHash: sha256Hex(canonicalize(response)) });
     return response;
+  }
+
+  /**
+   * Load (size-capped, after the caller checked hash and signature), refuse anything not at the transfer level or below
+   * the noise margin, decrypt and decode.
+   */
+  private async decryptChecked(ciphertext: Uint8Array, label: string, maxSize: number): Promise<BigUint64Array> {
+    const { ops, decryptor } = await this.init();
+    const ct: Ciphertext = ops.load(ciphertext, `ciphertext for ${label}`, maxSize);
+    try {
+      const level = ops.chainIndex(ct);
+      if (level !== this.params.transferChainIndex) {
+        fail('SH_ERR_CIPHERTEXT_INVALID', `ciphertext for ${label} is at level ${level}, expected the transfer level ${this.params.transferChainIndex} (re-randomize and switch down first)`);
+      }
+      const budget = sealCall('SH_ERR_CIPHERTEXT_INVALID', 'noise budget', () => decryptor.invariantNoiseBudget(ct));
+      if (budget < this.params.minNoiseBudget) {
+        fail('SH_ERR_NOISE_BUDGET', `ciphertext for ${label} has ${budget} bits of noise budget, the minimum is ${this.params.minNoiseBudget}`, { budget });
+      }
+      const pt = new ops.he.seal.Plaintext();
+      try {
+        sealCall('SH_ERR_CIPHERTEXT_INVALID', 'decrypt', () => decryptor.decrypt(ct, pt));
+        return ops.decode(pt);
+      } finally {
+        pt.delete();
+      }
+    } finally {
+      ct.delete();
+    }
   }
 
   private evaluationsLoaded = false;

@@ -25,7 +25,7 @@ import { openSealed, sealTo, type SealedBox } from '../crypto/sealbox.ts';
 import type { DecryptRequest } from '../custodian/custodian.ts';
 import type { Engine, DatasetRecord, SubjectSlot } from '../engine.ts';
 import type { CompiledTerm } from '../../models/model.ts';
-import { parseUscc } from '../../sandbox/uscc.ts';
+import { parseSubjectList } from '../../sandbox/uscc.ts';
 import type { ConsentStatus } from '../../sandbox/consent.ts';
 
 export type ScoreStatus = ConsentStatus | 'NO_DATA';
@@ -137,14 +137,7 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   }
   if (!Array.isArray(req.subjects)) fail('SH_ERR_INVALID_ARGUMENT', '"subjects" expected an array');
   if (req.subjects.length > engine.policy.maxSubjectsPerJob) fail('SH_ERR_JOB_TOO_LARGE', `job names ${req.subjects.length} subjects; the limit is ${engine.policy.maxSubjectsPerJob}`, { subjects: req.subjects.length });
-  const subjects = [...new Set(req.subjects.map((s, i) => {
-    try {
-      return parseUscc(s);
-    } catch (err) {
-      const e = err as { code: 'SH_ERR_USCC_FORMAT'; message: string };
-      return fail(e.code, `subjects[${i}]: ${e.message}`, { index: i }, err);
-    }
-  }))];
+  const subjects = parseSubjectList(req.subjects);
   const jobHash = sha256Hex(canonicalize(signed));
 
   // 2. Which datasets, and each subject's status: consent first, then data availability.

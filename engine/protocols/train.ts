@@ -33,7 +33,7 @@ import { requireSignature, signJson, verifyJson, type Signed } from '../crypto/s
 import { sealTo } from '../crypto/sealbox.ts';
 import type { DecryptRequest, TransferRequest } from '../custodian/custodian.ts';
 import type { Engine, DatasetRecord } from '../engine.ts';
-import { parseUscc } from '../../sandbox/uscc.ts';
+import { parseSubjectList } from '../../sandbox/uscc.ts';
 import { classAllows } from '../../sandbox/catalog.ts';
 import type { ConsentStatus } from '../../sandbox/consent.ts';
 import { MAX_REQUEST_SKEW_MS } from './score.ts';
@@ -141,14 +141,7 @@ export function planTraining(engine: Engine, signed: Signed<TrainRequest>): Trai
     }
     return dataset!;
   });
-  const subjects = [...new Set(req.subjects.map((s, i) => {
-    try {
-      return parseUscc(s);
-    } catch (err) {
-      const e = err as { code: 'SH_ERR_USCC_FORMAT'; message: string };
-      return fail(e.code, `subjects[${i}]: ${e.message}`, { index: i }, err);
-    }
-  }))];
+  const subjects = parseSubjectList(req.subjects);
   if (subjects.length > engine.policy.maxSubjectsPerJob) fail('SH_ERR_JOB_TOO_LARGE', `job names ${subjects.length} subjects; the limit is ${engine.policy.maxSubjectsPerJob}`);
   const categories = [...new Set(datasets.map((d) => d.category))].sort();
   const consent = engine.consentStatuses({ bank: bank.id, purpose: req.purpose, operation: 'train', categories, at }, subjects);
