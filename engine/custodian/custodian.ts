@@ -17,7 +17,7 @@
  */
 import { appendFileSync, mkdirSync, existsSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Ciphertext, Decryptor, SecretKey } from 'node-seal';
+import type { Ciphertext, Decryptor, PublicKey, SecretKey } from 'node-seal';
 import { fail } from '../errors.ts';
 import { canonicalize } from '../jcs.ts';
 import { BlockOps } from '../he/block.ts';
@@ -189,6 +189,7 @@ export class LocalCustodian implements Custodian {
   private readonly pool: WorkerPool | undefined;
   /** Evaluations already answered per job and claim: the bank-signed count bounds their sum. */
   private readonly evaluations = new Map<string, Map<string, number>>();
+  private readonly targetKeys = new Map<string, PublicKey>();
   private state: Promise<{ ops: BlockOps; sk: SecretKey; decryptor: Decryptor }> | undefined;
 
   constructor(opts: LocalCustodianOptions) {
@@ -284,7 +285,12 @@ export class LocalCustodian implements Custodian {
     const moved = new BigUint64Array(n);
     for (const [from, to] of req.moves) moved[to] = values[from]!;
     values.fill(0n);
-    const pk = ops.loadPublicKey(targetPublicKey);
+    // Target keys are cached by hash: a training job transfers every column of a provider to the same key holder.
+    let pk = this.targetKeys.get(req.target.bfvPublicKey);
+    if (!pk) {
+      pk = ops.loadPublicKey(targetPublicKey);
+      this.targetKeys.set(req.target.bfvPublicKey, pk);
+    }
     const encryptor = new ops.he.seal.Encryptor(ops.he.context, pk);
     const pt = ops.encode(moved);
     const out = new ops.he.seal.Ciphertext();
@@ -297,7 +303,6 @@ export class LocalCustodian implements Custodian {
       out.delete();
       pt.delete();
       encryptor.delete();
-      pk.delete();
     }
     const requestHash = sha256Hex(canonicalize(request));
     const body: TransferResponse = { type: 'safehouse.custodian.transfer.response.v1', provider: this.provider, jobId: req.jobId, label: req.label, requestHash, ciphertext: sha256Hex(bytes) };
@@ -415,6 +420,8 @@ export class LocalCustodian implements Custodian {
   async dispose(): Promise<void> {
     if (!this.state) return;
     const { ops, sk, decryptor } = await this.state;
+    for (const pk of this.targetKeys.values()) pk.delete();
+    this.targetKeys.clear();
     decryptor.delete();
     sk.delete();
     ops.dispose();
