@@ -28,7 +28,7 @@ const USAGE = `safehouse — privacy-preserving computation for SME credit-infor
   safehouse verify --bank ID --purpose P --claims claims.csv --out results.csv
                                                    (header claim_id,uscc,provider,field,op,value[,value2]; in: a;b;c)
   safehouse train --bank ID --providers P1[,P2] --purpose model_training --labels labels.csv --fields P1.a,P2.b,...
-                  --out model.json [--iterations N] [--bins K] [--seed S] [--model-id ID]
+                  --out model.json [--features binned|standardized] [--iterations N] [--bins K] [--seed S] [--model-id ID]
                   [--pdo 20 --base-score 600 --base-odds 50] [--json]      (labels.csv: uscc,label; 1 = default)
   safehouse audit verify
   safehouse demo [--subjects N] [--json]
@@ -71,7 +71,7 @@ const OPTIONS = {
   file: { type: 'string' }, model: { type: 'string' }, subjects: { type: 'string' }, out: { type: 'string' }, claims: { type: 'string' },
   providers: { type: 'string' }, labels: { type: 'string' }, fields: { type: 'string' }, iterations: { type: 'string' },
   bins: { type: 'string' }, seed: { type: 'string' }, 'model-id': { type: 'string' }, pdo: { type: 'string' },
-  'base-score': { type: 'string' }, 'base-odds': { type: 'string' },
+  'base-score': { type: 'string' }, 'base-odds': { type: 'string' }, features: { type: 'string' },
   json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -219,6 +219,7 @@ export async function main(argv: string[]): Promise<number> {
         const pdo = num('pdo');
         const r = await runTrain(sh, {
           bank: need(o, 'bank'), provider, purpose: need(o, 'purpose'), fields, ...(others.length ? { others } : {}), labels, modelId,
+          ...(o.features !== undefined ? { features: o.features === 'standardized' ? 'standardized' as const : o.features === 'binned' ? 'binned' as const : (() => { throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--features" expected binned or standardized, got ${o.features}`); })() } : {}),
           ...(num('seed') !== undefined ? { seed: num('seed')! } : {}), ...(num('bins') !== undefined ? { bins: num('bins')! } : {}),
           ...(iterations !== undefined ? { options: { iterations } } : {}),
           ...(pdo !== undefined ? { pdo: { pdo, baseScore: num('base-score') ?? 600, baseOdds: num('base-odds') ?? 50 } } : {}),

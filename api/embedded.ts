@@ -229,10 +229,10 @@ export class Safehouse {
    * minimum); as the provider, bin and encrypt the cohort's one-hot columns; as the bank, encrypt the labels under the
    * provider's key; then the engine iterates with masked `sum` decryptions at the custodian.
    */
-  async train(r: { bank: string; provider: string; purpose: string; fields: string[]; others?: Array<{ provider: string; fields: string[] }>; subjects: string[]; labels: ReadonlyMap<string, 0 | 1>; bins?: number; options?: Partial<TrainOptions>; onProgress?: (p: TrainProgress) => void }): Promise<TrainOutcome> {
+  async train(r: { bank: string; provider: string; purpose: string; fields: string[]; others?: Array<{ provider: string; fields: string[] }>; subjects: string[]; labels: ReadonlyMap<string, 0 | 1>; bins?: number; features?: 'binned' | 'standardized'; options?: Partial<TrainOptions>; onProgress?: (p: TrainProgress) => void }): Promise<TrainOutcome> {
     const k = this.wallet.require(r.bank, 'bank');
     const jobId = this.engine.newJobId('train');
-    const signed = buildTrainRequest({ jobId, bank: r.bank, purpose: r.purpose, provider: r.provider, fields: r.fields, ...(r.others?.length ? { others: r.others } : {}), subjects: r.subjects, bins: r.bins ?? 5, options: r.options ?? {}, requestedAt: this.engine.now().toISOString() }, k.ed25519.secretKey);
+    const signed = buildTrainRequest({ jobId, bank: r.bank, purpose: r.purpose, provider: r.provider, fields: r.fields, ...(r.others?.length ? { others: r.others } : {}), ...(r.features ? { features: r.features } : {}), subjects: r.subjects, bins: r.bins ?? 5, options: r.options ?? {}, requestedAt: this.engine.now().toISOString() }, k.ed25519.secretKey);
     const plan = planTraining(this.engine, signed);
     const parts = [{ provider: plan.provider, datasetId: plan.datasetId, fields: plan.fields, slots: plan.cohort }, ...plan.others];
     const columns = [];
@@ -242,7 +242,7 @@ export class Safehouse {
       const tablePath = join(this.wallet.providerDir(part.provider), `${ds.category}.json`);
       if (!existsSync(tablePath)) fail('SH_ERR_MODEL_STALE', `provider ${part.provider} has no local copy of dataset ${ds.id}`);
       const table = JSON.parse(readFileSync(tablePath, 'utf8')) as ProviderTable;
-      const c = await this.agent(part.provider).prepareTraining({ jobId, datasetId: part.datasetId, fields: part.fields, bins: plan.bins, cohort: part.slots }, table);
+      const c = await this.agent(part.provider).prepareTraining({ jobId, datasetId: part.datasetId, fields: part.fields, bins: plan.bins, features: plan.features, cohort: part.slots }, table);
       columns.push(c.signed);
       for (const [h, b] of c.blobs) blobs.set(h, b);
     }

@@ -9,7 +9,7 @@
 import { fail } from '../engine/errors.ts';
 import type { Safehouse } from './embedded.ts';
 import type { TrainOutcome, TrainProgress } from '../engine/protocols/train.ts';
-import { binOf, toScorecard, trainPlainFloat, trainOptions, type BinSpec, type TrainOptions } from '../models/train.ts';
+import { binOf, toScorecard, toLinear, trainPlainFloat, trainOptions, standardizedValue, STD_BITS, type BinSpec, type Column, type TrainOptions } from '../models/train.ts';
 import { auc, ks } from '../models/metrics.ts';
 import { trainTestSplit } from '../models/german.ts';
 import type { ModelSpec } from '../models/model.ts';
@@ -30,15 +30,17 @@ export interface TrainRunResult {
 
 export async function runTrain(sh: Safehouse, r: {
   bank: string; provider: string; purpose: string; fields: string[]; others?: Array<{ provider: string; fields: string[] }>; labels: ReadonlyMap<string, 0 | 1>;
-  modelId: string; seed?: number; bins?: number; options?: Partial<TrainOptions>; pdo?: { pdo: number; baseScore: number; baseOdds: number };
+  modelId: string; seed?: number; bins?: number; features?: 'binned' | 'standardized'; options?: Partial<TrainOptions>; pdo?: { pdo: number; baseScore: number; baseOdds: number };
   onProgress?: (p: TrainProgress) => void;
 }): Promise<TrainRunResult> {
   const t0 = performance.now();
   const { train, test } = trainTestSplit([...r.labels.keys()], r.labels, { seed: r.seed ?? 42, testFraction: 0.3 });
-  const outcome: TrainOutcome = await sh.train({ bank: r.bank, provider: r.provider, purpose: r.purpose, fields: r.fields, ...(r.others ? { others: r.others } : {}), subjects: train, labels: r.labels, bins: r.bins ?? 5, options: r.options ?? {}, ...(r.onProgress ? { onProgress: r.onProgress } : {}) });
+  const outcome: TrainOutcome = await sh.train({ bank: r.bank, provider: r.provider, purpose: r.purpose, fields: r.fields, ...(r.others ? { others: r.others } : {}), ...(r.features ? { features: r.features } : {}), subjects: train, labels: r.labels, bins: r.bins ?? 5, options: r.options ?? {}, ...(r.onProgress ? { onProgress: r.onProgress } : {}) });
   const trainSeconds = (performance.now() - t0) / 1000;
   const opts = trainOptions(r.options);
-  const model = toScorecard(r.modelId, outcome.bins, outcome.model, opts.scaleBits, r.pdo);
+  const standardized = r.features === 'standardized';
+  if (standardized && r.pdo) fail('SH_ERR_INVALID_ARGUMENT', 'PDO points apply to scorecards (binned features), not to a linear model');
+  const model = standardized ? toLinear(r.modelId, outcome.bins, outcome.model, opts.scaleBits) : toScorecard(r.modelId, outcome.bins, outcome.model, opts.scaleBits, r.pdo);
 
   // Hold-out metrics through the scoring protocol: register, approve, score; the bank computes AUC and KS.
   sh.registerModel(r.bank, model);
@@ -66,9 +68,10 @@ export async function runTrain(sh: Safehouse, r: {
     return v === null || v === undefined ? null : BigInt(v);
   });
   const cohort = train.filter((u) => !(u in outcome.excluded));
-  const plain = trainPlainFloat(onehot(cohort), Uint8Array.from(cohort.map((u) => r.labels.get(u)!)), opts);
+  const cb = standardized ? STD_BITS : 0;
+  const plain = trainPlainFloat(onehot(cohort), Uint8Array.from(cohort.map((u) => r.labels.get(u)!)), opts, cb);
   const Xtest = onehot(test);
-  const plainScores = test.map((_, i) => plain.w0 + plain.w.reduce((a, w, b) => a + w * Xtest[b]![i]!, 0));
+  const plainScores = test.map((_, i) => plain.w0 + plain.w.reduce((a, w, b) => a + (w * Xtest[b]![i]!) / 2 ** cb, 0));
   const excluded: Record<string, number> = {};
   for (const st of Object.values(outcome.excluded)) excluded[st] = (excluded[st] ?? 0) + 1;
   return {
@@ -80,10 +83,15 @@ export async function runTrain(sh: Safehouse, r: {
   };
 }
 
-/** One-hot columns (bins of every field, in order) for `subjects`. */
-export function oneHot(bins: readonly BinSpec[], subjects: readonly string[], value: (uscc: string, field: string, provider: string) => bigint | null): Uint8Array[] {
-  const cols: Uint8Array[] = [];
+/** Training columns for `subjects`: one-hot bins of every field in order, or standardized values (Int16Array). */
+export function oneHot(bins: readonly BinSpec[], subjects: readonly string[], value: (uscc: string, field: string, provider: string) => bigint | null): Column[] {
+  const cols: Column[] = [];
   for (const spec of bins) {
+    const std = spec.standardize;
+    if (std) {
+      cols.push(Int16Array.from(subjects.map((u) => standardizedValue(value(u, spec.field, spec.provider), spec.decimals, std.mean, std.std))));
+      continue;
+    }
     const which = subjects.map((u) => binOf(spec.bins, value(u, spec.field, spec.provider), spec.decimals));
     spec.bins.forEach((_, j) => cols.push(Uint8Array.from(which.map((w) => (w === j ? 1 : 0)))));
   }

@@ -51,8 +51,8 @@ export interface UploadManifest {
   columns: Array<{ column: string; block: number; blob: string }>;
   /** RFC 9497 POPRF tokens per id field: a blob of sorted 32-byte outputs (DESIGN §2, §4.4). */
   tokens: Array<{ field: string; epoch: number; count: number; blob: string }>;
-  /** Published field statistics (count of present values, population std in field units), rounded to 3 digits. */
-  stats: Record<string, { count: number; std: number }>;
+  /** Published field statistics (count of present values, mean and population std in field units, 3 digits). */
+  stats: Record<string, { count: number; std: number; mean?: number }>;
   createdAt: string;
 }
 

@@ -33,6 +33,26 @@ export interface BinSpec {
   field: string;
   decimals: number;
   bins: Array<{ lo: string | null; hi: string | null }>;
+  /**
+   * Standardized (not binned) features: one column X' = clip(round((x − mean)/std·2^STD_BITS), ±STD_CLIP) from the
+   * provider's published statistics; `bins` is then the single bin [null, null].
+   */
+  standardize?: { mean: number; std: number };
+}
+
+/** Standardized features: value scale 2^STD_BITS and clip |X'| ≤ STD_CLIP (8 standard deviations). */
+export const STD_BITS = 5;
+export const STD_CLIP = 256;
+
+/**
+ * The standardized training value of one fixed-point field value (missing → 0, the mean), shared by the provider
+ * (which encrypts it) and every plaintext reference: clip(round((x/10^d − mean)/std·2^STD_BITS), ±STD_CLIP).
+ */
+export function standardizedValue(x: bigint | null, decimals: number, mean: number, std: number): number {
+  if (x === null) return 0;
+  if (!(std > 0)) return 0;
+  const v = Math.round(((Number(x) / 10 ** decimals - mean) / std) * 2 ** STD_BITS);
+  return Math.max(-STD_CLIP, Math.min(STD_CLIP, v));
 }
 
 /** Upper limit on `k` in {@link quantileBins}: more bins than this are noise on any cohort the policy admits. */
@@ -172,7 +192,10 @@ export interface GradientSums {
   G: bigint[];
 }
 
-function checkData(X: readonly Uint8Array[], y: Uint8Array, nCols?: number): number {
+/** A training column: one-hot 0/1 (Uint8Array) or standardized values (Int16Array, |x| ≤ STD_CLIP). */
+export type Column = Uint8Array | Int16Array;
+
+function checkData(X: readonly Column[], y: Uint8Array, nCols?: number): number {
   if (!(y instanceof Uint8Array)) fail('SH_ERR_INVALID_ARGUMENT', `"y" expected a Uint8Array, got ${describe(y)}`);
   const n = y.length;
   if (n === 0) fail('SH_ERR_INVALID_ARGUMENT', '"y" expected at least one subject, got 0');
@@ -180,8 +203,8 @@ function checkData(X: readonly Uint8Array[], y: Uint8Array, nCols?: number): num
   if (!Array.isArray(X)) fail('SH_ERR_INVALID_ARGUMENT', `"X" expected an array of Uint8Array columns, got ${describe(X)}`);
   if (nCols !== undefined && X.length !== nCols) fail('SH_ERR_INVALID_ARGUMENT', `"X" expected ${nCols} columns (one per weight), got ${X.length}`);
   X.forEach((col, b) => {
-    if (!(col instanceof Uint8Array) || col.length !== n) fail('SH_ERR_INVALID_ARGUMENT', `"X[${b}]" expected a Uint8Array of ${n} (one per label), got ${describe(col)}`);
-    for (let i = 0; i < n; i++) if (col[i]! > 1) fail('SH_ERR_INVALID_ARGUMENT', `"X[${b}][${i}]" expected 0 or 1, got ${col[i]}`);
+    if (!(col instanceof Uint8Array || col instanceof Int16Array) || col.length !== n) fail('SH_ERR_INVALID_ARGUMENT', `"X[${b}]" expected a Uint8Array or Int16Array of ${n} (one per label), got ${describe(col)}`);
+    if (col instanceof Uint8Array) for (let i = 0; i < n; i++) if (col[i]! > 1) fail('SH_ERR_INVALID_ARGUMENT', `"X[${b}][${i}]" expected 0 or 1, got ${col[i]}`);
   });
   return n;
 }
@@ -204,21 +227,23 @@ function checkModel(model: FixedModel): void {
  * @throws SH_ERR_INVALID_ARGUMENT for mismatched lengths, non-0/1 entries, or a bad scaleBits.
  * @example taylorGradientSums({ W0: 0n, W: [0n] }, [Uint8Array.of(1, 0)], Uint8Array.of(1, 0), 16) // { G0: 0n, G: [-131072n] }
  */
-export function taylorGradientSums(model: FixedModel, X: readonly Uint8Array[], y: Uint8Array, scaleBits: number): GradientSums {
+export function taylorGradientSums(model: FixedModel, X: readonly Column[], y: Uint8Array, scaleBits: number, columnBits = 0): GradientSums {
   checkModel(model);
   const s = checkScale(scaleBits);
   const n = checkData(X, y, model.W.length);
+  // With standardized columns (scale c = 2^columnBits): D_i = c·(W0 + s·(2 − 4y_i)) + Σ_b W_b·X_ib.
+  const c = 1n << BigInt(columnBits);
   const D = new Array<bigint>(n);
-  for (let i = 0; i < n; i++) D[i] = model.W0 + (y[i] === 1 ? -2n * s : 2n * s);
+  for (let i = 0; i < n; i++) D[i] = c * (model.W0 + (y[i] === 1 ? -2n * s : 2n * s));
   X.forEach((col, b) => {
     const w = model.W[b]!;
-    if (w !== 0n) for (let i = 0; i < n; i++) if (col[i] === 1) D[i]! += w;
+    if (w !== 0n) for (let i = 0; i < n; i++) if (col[i] !== 0) D[i]! += w * BigInt(col[i]!);
   });
   let G0 = 0n;
   for (let i = 0; i < n; i++) G0 += D[i]!;
   const G = X.map((col) => {
     let g = 0n;
-    for (let i = 0; i < n; i++) if (col[i] === 1) g += D[i]!;
+    for (let i = 0; i < n; i++) if (col[i] !== 0) g += BigInt(col[i]!) * D[i]!;
     return g;
   });
   return { G0, G };
@@ -232,12 +257,12 @@ export function taylorGradientSums(model: FixedModel, X: readonly Uint8Array[], 
  * @throws SH_ERR_INVALID_ARGUMENT for a column index out of range or listed twice.
  * @example maxAbsD({ W0: -3n, W: [1n, -5n, 2n] }, [[0, 1], [2]], 1) === 3n + 5n + 2n + 4n
  */
-export function maxAbsD(model: FixedModel, groups: ReadonlyArray<readonly number[]>, scaleBits: number): bigint {
+export function maxAbsD(model: FixedModel, groups: ReadonlyArray<readonly number[]>, scaleBits: number, columnBits = 0, columnMax = 1n): bigint {
   checkModel(model);
   const s = checkScale(scaleBits);
   const abs = (v: bigint): bigint => (v < 0n ? -v : v);
   const seen = new Uint8Array(model.W.length);
-  let total = abs(model.W0) + 2n * s;
+  let total = (abs(model.W0) + 2n * s) << BigInt(columnBits);
   groups.forEach((g, f) => {
     let m = 0n;
     for (const b of g) {
@@ -246,9 +271,9 @@ export function maxAbsD(model: FixedModel, groups: ReadonlyArray<readonly number
       seen[b] = 1;
       if (abs(model.W[b]!) > m) m = abs(model.W[b]!);
     }
-    total += m;
+    total += m * columnMax;
   });
-  model.W.forEach((w, b) => { if (!seen[b]) total += abs(w); });
+  model.W.forEach((w, b) => { if (!seen[b]) total += abs(w) * columnMax; });
   return total;
 }
 
@@ -282,7 +307,7 @@ export function sumGroupSize(maxD: bigint, t: bigint, slots: number): number {
  *   weight leaves the exactly representable range (|w·s| ≥ 2^53: a diverging learning rate).
  * @example updateModel(model, taylorGradientSums(model, X, y, 16), y.length, 0, trainOptions())
  */
-export function updateModel(model: FixedModel, sums: GradientSums, n: number, iteration: number, o: TrainOptions): { model: FixedModel; maxGrad: number } {
+export function updateModel(model: FixedModel, sums: GradientSums, n: number, iteration: number, o: TrainOptions, columnBits = 0): { model: FixedModel; maxGrad: number } {
   checkModel(model);
   const s = checkScale(o.scaleBits);
   if (typeof sums !== 'object' || sums === null || typeof sums.G0 !== 'bigint' || !Array.isArray(sums.G) || sums.G.length !== model.W.length || !sums.G.every((g) => typeof g === 'bigint')) {
@@ -298,12 +323,14 @@ export function updateModel(model: FixedModel, sums: GradientSums, n: number, it
     if (!Number.isSafeInteger(q)) fail('SH_ERR_BOUND_OVERFLOW', `training diverged: ${what} = ${w} at iteration ${iteration}; lower the learning rate`, { iteration });
     return BigInt(q);
   };
-  const g0 = Number(sums.G0) / denom;
+  // Standardized columns carry a factor c = 2^columnBits in D and another in X: g_0 = G_0/(4sn·c), g_b = G_b/(4sn·c²).
+  const c = 2 ** columnBits;
+  const g0 = Number(sums.G0) / (denom * c);
   let maxGrad = Math.abs(g0);
   const W0 = quantize(Number(model.W0) / sf - lr * g0, 'intercept');
   const W = model.W.map((Wb, b) => {
     const w = Number(Wb) / sf;
-    const g = Number(sums.G[b]!) / denom + o.l2 * w;
+    const g = Number(sums.G[b]!) / (denom * c * c) + o.l2 * w;
     if (Math.abs(g) > maxGrad) maxGrad = Math.abs(g);
     return quantize(w - lr * g, `weight ${b}`);
   });
@@ -318,14 +345,14 @@ export function updateModel(model: FixedModel, sums: GradientSums, n: number, it
  * @throws SH_ERR_INVALID_ARGUMENT (data or options), SH_ERR_BOUND_OVERFLOW (divergence).
  * @example trainPlainFixed(X, y, trainOptions()).model.W.length === X.length
  */
-export function trainPlainFixed(X: readonly Uint8Array[], y: Uint8Array, o: TrainOptions): { model: FixedModel; iterations: number; history: Array<GradientSums & { maxGrad: number }> } {
+export function trainPlainFixed(X: readonly Column[], y: Uint8Array, o: TrainOptions, columnBits = 0): { model: FixedModel; iterations: number; history: Array<GradientSums & { maxGrad: number }> } {
   const opts = trainOptions(o);
   const n = checkData(X, y);
   let model: FixedModel = { W0: 0n, W: new Array<bigint>(X.length).fill(0n) };
   const history: Array<GradientSums & { maxGrad: number }> = [];
   for (let it = 0; it < opts.iterations; it++) {
-    const sums = taylorGradientSums(model, X, y, opts.scaleBits);
-    const upd = updateModel(model, sums, n, it, opts);
+    const sums = taylorGradientSums(model, X, y, opts.scaleBits, columnBits);
+    const upd = updateModel(model, sums, n, it, opts, columnBits);
     history.push({ ...sums, maxGrad: upd.maxGrad });
     model = upd.model;
     if (upd.maxGrad < opts.tolerance) break;
@@ -340,7 +367,7 @@ export function trainPlainFixed(X: readonly Uint8Array[], y: Uint8Array, o: Trai
  * @throws SH_ERR_INVALID_ARGUMENT (data or options).
  * @example const { w0, w } = trainPlainFloat(X, y, trainOptions()) // logit = w0 + Σ w_b·X_b
  */
-export function trainPlainFloat(X: readonly Uint8Array[], y: Uint8Array, o: TrainOptions): { w0: number; w: number[]; iterations: number } {
+export function trainPlainFloat(X: readonly Column[], y: Uint8Array, o: TrainOptions, columnBits = 0): { w0: number; w: number[]; iterations: number } {
   const opts = trainOptions(o);
   const n = checkData(X, y);
   let w0 = 0;
@@ -349,7 +376,8 @@ export function trainPlainFloat(X: readonly Uint8Array[], y: Uint8Array, o: Trai
   const r = new Float64Array(n);
   for (let it = 0; it < opts.iterations; it++) {
     for (let i = 0; i < n; i++) r[i] = w0;
-    X.forEach((col, b) => { const wb = w[b]!; if (wb !== 0) for (let i = 0; i < n; i++) if (col[i] === 1) r[i]! += wb; });
+    const c = 2 ** columnBits;
+    X.forEach((col, b) => { const wb = w[b]!; if (wb !== 0) for (let i = 0; i < n; i++) if (col[i] !== 0) r[i]! += (wb * col[i]!) / c; });
     for (let i = 0; i < n; i++) r[i] = 0.5 + r[i]! / 4 - y[i]!;
     let g0 = 0;
     for (let i = 0; i < n; i++) g0 += r[i]!;
@@ -359,7 +387,7 @@ export function trainPlainFloat(X: readonly Uint8Array[], y: Uint8Array, o: Trai
     w = w.map((wb, b) => {
       const col = X[b]!;
       let g = 0;
-      for (let i = 0; i < n; i++) if (col[i] === 1) g += r[i]!;
+      for (let i = 0; i < n; i++) if (col[i] !== 0) g += (r[i]! * col[i]!) / 2 ** columnBits;
       g = g / n + opts.l2 * wb;
       if (Math.abs(g) > maxGrad) maxGrad = Math.abs(g);
       return wb - lr * g;
@@ -420,4 +448,25 @@ export function toScorecard(id: string, bins: readonly BinSpec[], model: FixedMo
   }));
   const intercept = points6(offset + factor * (Number(model.W0) / s), 'intercept');
   return parseModel({ id, kind: 'scorecard', intercept, terms });
+}
+
+/**
+ * Linear export of a model trained on standardized features: weights that apply to **raw** field values, so the
+ * scoring path takes the model as is and the score is the logit (up to 6-decimal rounding, and except for values the
+ * training clipped beyond 8 standard deviations): weight_f = (W_f/s)/std_f, intercept = W0/s − Σ_f (W_f/s)·mean_f/std_f.
+ * A subject missing a field gets NO_DATA when scored (training used the mean for it).
+ * @throws SH_ERR_INVALID_ARGUMENT when a spec is not standardized or the weights don't match.
+ */
+export function toLinear(id: string, specs: readonly BinSpec[], model: FixedModel, scaleBits: number): ModelSpec {
+  checkModel(model);
+  const s = Number(checkScale(scaleBits));
+  if (model.W.length !== specs.length) fail('SH_ERR_INVALID_ARGUMENT', `"model.W" expected ${specs.length} weights (one per field), got ${model.W.length}`);
+  let intercept = Number(model.W0) / s;
+  const terms = specs.map((spec, f) => {
+    if (!spec.standardize || !(spec.standardize.std > 0)) fail('SH_ERR_INVALID_ARGUMENT', `"specs[${f}]" is not a standardized feature`);
+    const w = Number(model.W[f]!) / s;
+    intercept -= (w * spec.standardize.mean) / spec.standardize.std;
+    return { provider: spec.provider, field: spec.field, weight: points6(w / spec.standardize.std, `terms[${f}].weight`) };
+  });
+  return parseModel({ id, kind: 'linear', intercept: points6(intercept, 'intercept'), terms });
 }

@@ -27,7 +27,7 @@ import { vetModel } from '../../sandbox/vetting.ts';
 import { DEFAULT_POLICY, type Policy } from '../../sandbox/policy.ts';
 import type { UploadManifest, ApprovalStatement } from '../engine.ts';
 import type { TrainColumns } from '../protocols/train.ts';
-import { quantileBins, binOf, type BinSpec } from '../../models/train.ts';
+import { quantileBins, binOf, standardizedValue, type BinSpec } from '../../models/train.ts';
 
 /** The provider's own encoded table (its system of record), kept on the provider's side. */
 export interface ProviderTable {
@@ -197,17 +197,21 @@ export class ProviderAgent {
    * aggregates and are signed into the statement; no row leaves.
    * @throws SH_ERR_PARAMS_MISMATCH when the engine's slot map disagrees with this provider's own layout.
    */
-  async prepareTraining(plan: { jobId: string; datasetId: string; fields: readonly string[]; bins: number; cohort: ReadonlyArray<{ uscc: string; block: number; slot: number }> }, table: ProviderTable): Promise<{ signed: Signed<TrainColumns>; blobs: Map<string, Uint8Array> }> {
+  async prepareTraining(plan: { jobId: string; datasetId: string; fields: readonly string[]; bins: number; features?: 'binned' | 'standardized'; cohort: ReadonlyArray<{ uscc: string; block: number; slot: number }> }, table: ProviderTable): Promise<{ signed: Signed<TrainColumns>; blobs: Map<string, Uint8Array> }> {
     if (table.datasetId !== plan.datasetId) fail('SH_ERR_MODEL_STALE', `provider ${this.id}'s table is ${table.datasetId}, the job uses ${plan.datasetId}`);
     const slots = this.params.slots;
     const row = new Map(table.subjects.map((u, i) => [u, i]));
     for (const c of plan.cohort) {
       if (row.get(c.uscc) !== c.block * slots + c.slot) fail('SH_ERR_PARAMS_MISMATCH', `subject ${c.uscc} is not at block ${c.block} slot ${c.slot} of ${this.id}'s dataset`);
     }
+    const standardized = plan.features === 'standardized';
+    // Standardization uses this provider's published statistics (the same numbers the engine holds), not the cohort's.
+    const published = standardized ? fieldStats(table.schema.fields.filter((f) => f.type !== 'id'), table) : {};
     const bins: BinSpec[] = plan.fields.map((name) => {
       const f = table.schema.fields.find((x) => x.name === name);
       const col = table.values[name];
       if (!f || !col) fail('SH_ERR_UNKNOWN_FIELD', `provider ${this.id}'s dataset has no numeric field ${name}`, { field: name });
+      if (standardized) return { provider: this.id, field: name, decimals: f.decimals, bins: [{ lo: null, hi: null }], standardize: { mean: published[name]!.mean, std: published[name]!.std } };
       const values = plan.cohort.map((c) => { const v = col[row.get(c.uscc)!]; return v === null || v === undefined ? null : BigInt(v); });
       return { provider: this.id, field: name, decimals: f.decimals, bins: quantileBins(f, values, plan.bins) };
     });
@@ -217,12 +221,18 @@ export class ProviderAgent {
     let index = 0;
     for (const spec of bins) {
       const col = table.values[spec.field]!;
-      const which = plan.cohort.map((c) => { const v = col[row.get(c.uscc)!]; return binOf(spec.bins, v === null || v === undefined ? null : BigInt(v), spec.decimals); });
+      const raw = plan.cohort.map((c) => { const v = col[row.get(c.uscc)!]; return v === null || v === undefined ? null : BigInt(v); });
+      const which = raw.map((v) => binOf(spec.bins, v, spec.decimals));
+      const std = spec.standardize;
       spec.bins.forEach((_, j) => {
         const i = index++;
         for (const block of blocks) {
           const vec = new BigUint64Array(slots);
-          plan.cohort.forEach((c, k) => { if (c.block === block && which[k] === j) vec[c.slot] = 1n; });
+          plan.cohort.forEach((c, k) => {
+            if (c.block !== block) return;
+            if (std) vec[c.slot] = toSlot(BigInt(standardizedValue(raw[k]!, spec.decimals, std.mean, std.std)), this.params.t);
+            else if (which[k] === j) vec[c.slot] = 1n;
+          });
           tasks.push(this.encrypt(vec).then((bytes) => {
             const blob = sha256Hex(bytes);
             blobs.set(blob, bytes);
@@ -303,14 +313,14 @@ function parseIdCell(field: string, cell: string, line: number): string[] {
   return [...out];
 }
 
-/** Published statistics: count and population std (field units), rounded to 3 significant digits. */
-function fieldStats(fields: readonly FieldSpec[], table: ProviderTable): UploadManifest['stats'] {
-  const out: UploadManifest['stats'] = {};
+/** Published statistics: count, mean and population std (field units), the last two rounded to 3 significant digits. */
+function fieldStats(fields: readonly FieldSpec[], table: ProviderTable): Record<string, { count: number; std: number; mean: number }> {
+  const out: Record<string, { count: number; std: number; mean: number }> = {};
   for (const f of fields) {
     const xs = table.values[f.name]!.filter((v): v is string => v !== null).map((v) => Number(v) / 10 ** f.decimals);
     const mean = xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
     const sd = Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(1, xs.length));
-    out[f.name] = { count: xs.length, std: Number(sd.toPrecision(3)) };
+    out[f.name] = { count: xs.length, std: Number(sd.toPrecision(3)), mean: Number(mean.toPrecision(3)) };
   }
   return out;
 }

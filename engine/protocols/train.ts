@@ -37,7 +37,7 @@ import { parseSubjectList } from '../../sandbox/uscc.ts';
 import { classAllows } from '../../sandbox/catalog.ts';
 import type { ConsentStatus } from '../../sandbox/consent.ts';
 import { MAX_REQUEST_SKEW_MS } from './score.ts';
-import { maxAbsD, sumGroupSize, trainOptions, updateModel, type BinSpec, type FixedModel, type TrainOptions } from '../../models/train.ts';
+import { maxAbsD, sumGroupSize, trainOptions, updateModel, STD_BITS, STD_CLIP, type BinSpec, type FixedModel, type TrainOptions } from '../../models/train.ts';
 
 export interface TrainRequest {
   type: 'safehouse.train.request.v1';
@@ -51,6 +51,9 @@ export interface TrainRequest {
   others?: Array<{ provider: string; fields: string[] }>;
   subjects: string[];
   bins: number;
+  /** `binned` (default): provider-binned one-hot columns → scorecard. `standardized`: (x − mean)/std from the
+   * provider's published statistics → linear model on raw values. */
+  features?: 'binned' | 'standardized';
   options: Partial<TrainOptions>;
   requestedAt: string;
 }
@@ -63,6 +66,7 @@ export interface TrainPlan {
   datasetId: string;
   fields: string[];
   bins: number;
+  features: 'binned' | 'standardized';
   options: TrainOptions;
   /** Cohort subjects with their slots in the provider's layout. */
   cohort: Array<{ uscc: string; block: number; slot: number }>;
@@ -101,6 +105,11 @@ export interface TrainOutcome {
   history: Array<{ G0: bigint; G: bigint[]; maxGrad: number }>;
   cohort: number;
   excluded: Record<string, ConsentStatus | 'NO_DATA'>;
+}
+
+/** Column scale bits: 0 for one-hot, STD_BITS for standardized features (D then carries c = 2^STD_BITS). */
+export function columnBitsOf(plan: { features: 'binned' | 'standardized' }): number {
+  return plan.features === 'standardized' ? STD_BITS : 0;
 }
 
 /** Bank side: a signed training request. */
@@ -164,7 +173,8 @@ export function planTraining(engine: Engine, signed: Signed<TrainRequest>): Trai
     fail('SH_ERR_JOB_TOO_LARGE', `training cohort of ${cohort.length} subjects is below the minimum of ${engine.policy.minTrainingCohort} (excluded: ${Object.keys(excluded).length})`, { cohort: cohort.length, minimum: engine.policy.minTrainingCohort });
   }
   const jobHash = sha256Hex(canonicalize(signed));
-  const plan: TrainPlan = { jobId: req.jobId, jobHash, provider: req.provider, datasetId: dataset!.id, fields: req.fields, bins: req.bins, options, cohort, excluded, others };
+  if (req.features !== undefined && req.features !== 'binned' && req.features !== 'standardized') fail('SH_ERR_INVALID_ARGUMENT', `"features" expected binned or standardized, got ${JSON.stringify(req.features)}`);
+  const plan: TrainPlan = { jobId: req.jobId, jobHash, provider: req.provider, datasetId: dataset!.id, fields: req.fields, bins: req.bins, features: req.features ?? 'binned', options, cohort, excluded, others };
   engine.store.transaction(() => {
     engine.store.db.prepare('INSERT INTO jobs (id, kind, bank, request_json, status, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(req.jobId, 'train', bank.id, JSON.stringify({ signed }), 'planned', engine.now().toISOString());
     engine.ledger.append('job.requested', { jobId: req.jobId, job: 'train', bank: bank.id, provider: req.provider, others: others.map((o) => o.provider), purpose: req.purpose, fields: req.fields, jobHash, subjects: subjects.length, cohort: cohort.length, excluded: Object.keys(excluded).length, signature: signed.signature }, subjects);
@@ -179,7 +189,7 @@ export async function encryptLabels(engine: Engine, plan: TrainPlan, labels: Rea
   const provider = engine.requireParty(plan.provider, 'provider');
   const pk = ops.loadPublicKey(engine.store.getBlob(provider.bfvPublicKeyBlob!));
   const encryptor = new he.seal.Encryptor(he.context, pk);
-  const s = 1n << BigInt(plan.options.scaleBits);
+  const s = (1n << BigInt(plan.options.scaleBits)) << BigInt(columnBitsOf(plan));
   const byBlock = new Map<number, BigUint64Array>();
   for (const c of plan.cohort) {
     const y = labels.get(c.uscc);
@@ -346,7 +356,10 @@ export async function runTraining(engine: Engine, plan: TrainPlan, bins: readonl
   engine.store.db.prepare("UPDATE jobs SET status = 'running' WHERE id = ?").run(plan.jobId);
   try {
     for (let it = 0; it < o.iterations; it++) {
-      const g = sumGroupSize(maxAbsD(model, groups, o.scaleBits), t, engine.params.slots);
+      // Products X_b·D are bounded by max|X|·max|D| (max|X| = 1 one-hot, STD_CLIP standardized); sums of D by max|D|.
+      const cb = columnBitsOf(plan);
+      const colMax = cb ? BigInt(STD_CLIP) : 1n;
+      const g = sumGroupSize(maxAbsD(model, groups, o.scaleBits, cb, colMax) * colMax, t, engine.params.slots);
       const G0acc = { v: 0n };
       const Gacc = new Array<bigint>(nCols).fill(0n);
       // Each block's products are split across the pool; every task recomputes D (cheap) for its share.
@@ -366,7 +379,7 @@ export async function runTraining(engine: Engine, plan: TrainPlan, bins: readonl
         const maskKeys = labels.map((l) => deriveMaskKey(seed, l));
         const cts = await engine.pool.run<Uint8Array[]>({
           op: 'gradBlock', paramsId: engine.params.id, publicKey: { path: engine.store.blobPath(pkBlob), hash: pkBlob }, columns,
-          labels: { path: engine.store.blobPath(labelsBlob), hash: labelsBlob }, weights: model.W.map(String), intercept: model.W0.toString(),
+          labels: { path: engine.store.blobPath(labelsBlob), hash: labelsBlob }, weights: model.W.map(String), intercept: (model.W0 << BigInt(cb)).toString(),
           cohort: cohortMask.get(block)!.slice(), withD, products, maskKeys: maskKeys.map((k) => k.slice()),
         });
         const sums = await Promise.all(cts.map(async (ct, k) => {
@@ -396,7 +409,7 @@ export async function runTraining(engine: Engine, plan: TrainPlan, bins: readonl
         });
       }));
       const sumsIt = { G0: G0acc.v, G: Gacc };
-      const upd = updateModel(model, sumsIt, plan.cohort.length, it, o);
+      const upd = updateModel(model, sumsIt, plan.cohort.length, it, o, cb);
       history.push({ ...sumsIt, maxGrad: upd.maxGrad });
       model = upd.model;
       engine.ledger.append('train.iteration', { jobId: plan.jobId, iteration: it, groupSize: g, maxGrad: upd.maxGrad, gradientsHash: sha256Hex(canonicalize({ G0: sumsIt.G0.toString(), G: sumsIt.G.map(String) })) });
