@@ -93,4 +93,22 @@ describe('safehouse train (German Credit)', () => {
     const model = parseModel(JSON.parse(readFileSync(join(home, 'gc2.json'), 'utf8')));
     expect(new Set(model.terms.map((x) => x.provider))).toEqual(new Set([p1.provider, p2.provider]));
   });
+
+  it('--features standardized: a linear model whose weights apply to raw values (score = logit)', () => {
+    const gc = germanSplit({ seed: 7, providers: 1 });
+    const p = gc.providers[0]!;
+    // Re-ingest the one-provider table (the previous test made the two-provider split's table current).
+    expect(sh('provider', 'ingest', '--provider', p.provider, '--schema', join(home, 'schema.json'), '--csv', join(home, 'features.csv')).code).toBe(0);
+    const fields = (p.schema as { fields: Array<{ name: string }> }).fields.map((f) => `${p.provider}.${f.name}`).join(',');
+    const out = join(home, 'gc-linear.json');
+    const r = sh('train', '--bank', 'bank_gc', '--providers', p.provider, '--purpose', 'model_training', '--labels', join(home, 'labels.csv'), '--fields', fields, '--features', 'standardized', '--out', out, '--iterations', '20', '--json');
+    expect(r.err).not.toMatch(/SH_ERR/);
+    expect(r.code).toBe(0);
+    const summary = JSON.parse(r.out) as { holdoutAuc: number; plaintextAuc: number };
+    console.log('German Credit, standardized (CLI):', JSON.stringify(summary));
+    expect(Math.abs(summary.holdoutAuc - summary.plaintextAuc)).toBeLessThanOrEqual(0.01);
+    const model = parseModel(JSON.parse(readFileSync(out, 'utf8')));
+    expect(model.kind).toBe('linear');
+    expect(sh('train', '--bank', 'bank_gc', '--providers', p.provider, '--purpose', 'model_training', '--labels', join(home, 'labels.csv'), '--fields', fields, '--features', 'raw', '--out', out).err).toMatch(/^SH_ERR_INVALID_ARGUMENT: /);
+  });
 });
