@@ -1,0 +1,114 @@
+/**
+ * The custodian on the wire (issue 5): a fastify server that puts a provider's `LocalCustodian` (its BFV and OPRF
+ * secrets stay in that process) behind HTTP, and `HttpCustodian`, the engine-side client implementing the same
+ * `Custodian` interface, so the engine's code paths do not change between embedded and networked mode.
+ *
+ * Every request carries an RFC 9421 signature by the engine (api/httpsig.ts) on top of the engine-signed JSON bodies
+ * the custodian already checks; ciphertexts travel base64 in JSON bodies (≤ 8 MiB). Errors are the coded catalog:
+ * `{ code, message, details }` with the catalog's HTTP status; anything uncoded is a hidden 500.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import { SafehouseError, fail, ERRORS, type ErrorCode } from '../engine/errors.ts';
+import type { Custodian, DecryptRequest, DecryptResponse, TransferRequest, TransferResponse, TokenEvalRequest, TokenEvalResponse, BankClaims } from '../engine/custodian/custodian.ts';
+import type { Signed } from '../engine/crypto/sign.ts';
+import { bytesToHex, hexToBytes } from '../engine/crypto/sign.ts';
+import { RequestVerifier, signRequest } from './httpsig.ts';
+
+const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
+const unb64 = (s: unknown, what: string): Uint8Array => {
+  if (typeof s !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(s)) fail('SH_ERR_INVALID_ARGUMENT', `"${what}" expected base64`);
+  return new Uint8Array(Buffer.from(s, 'base64'));
+};
+
+/** Build (not start) the custodian server. Requests must be RFC 9421-signed by the engine key. */
+export function buildCustodianServer(custodian: Custodian, enginePublicKey: Uint8Array, opts: { bodyLimit?: number } = {}): FastifyInstance {
+  const app = Fastify({ bodyLimit: opts.bodyLimit ?? 8 * 1024 * 1024, logger: false });
+  const verifier = new RequestVerifier({ keyOf: (id) => (id === 'engine' ? enginePublicKey : undefined) });
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  const authed = (req: { method: string; url: string; headers: Record<string, unknown>; body?: unknown }): unknown => {
+    const raw = req.body instanceof Buffer ? new Uint8Array(req.body) : new Uint8Array(0);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
+    verifier.verify({ method: req.method, url: req.url, authority: headers.host ?? '', body: raw, headers });
+    try {
+      return raw.length ? JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw), (k, v) => (k === '__proto__' || k === 'constructor' ? undefined : v)) : {};
+    } catch (err) {
+      return fail('SH_ERR_INVALID_ARGUMENT', 'request body is not valid JSON', {}, err);
+    }
+  };
+  app.setErrorHandler((err, _req, reply) => {
+    if (err instanceof SafehouseError) return reply.status(err.status).send(err.toPublic());
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status === 413) return reply.status(413).send({ code: 'SH_ERR_INVALID_ARGUMENT', message: 'request body too large', details: {} });
+    if (status && status >= 400 && status < 500) return reply.status(400).send({ code: 'SH_ERR_INVALID_ARGUMENT', message: 'malformed request', details: {} });
+    return reply.status(500).send({ code: 'SH_ERR_INTERNAL', message: ERRORS.SH_ERR_INTERNAL.summary, details: {} });
+  });
+  app.get('/v1/custodian/info', async () => ({ provider: custodian.provider, paramsId: custodian.paramsId, bfvPublicKey: b64(custodian.bfvPublicKey), signingPublicKey: bytesToHex(custodian.signingPublicKey) }));
+  app.post('/v1/custodian/decrypt', async (req) => {
+    const b = authed(req as never) as { request: Signed<DecryptRequest>; ciphertext: string };
+    return { response: await custodian.decrypt(b.request, unb64(b.ciphertext, 'ciphertext')) };
+  });
+  app.post('/v1/custodian/transfer', async (req) => {
+    const b = authed(req as never) as { request: Signed<TransferRequest>; ciphertext: string; targetPublicKey: string };
+    const out = await custodian.transfer(b.request, unb64(b.ciphertext, 'ciphertext'), unb64(b.targetPublicKey, 'targetPublicKey'));
+    return { response: out.response, ciphertext: b64(out.ciphertext) };
+  });
+  app.post('/v1/custodian/tokens', async (req) => {
+    const b = authed(req as never) as { request: Signed<TokenEvalRequest>; bankRequest: BankClaims };
+    return { response: await custodian.evaluateTokens(b.request, b.bankRequest) };
+  });
+  return app;
+}
+
+/** Engine side: a remote custodian behind the `Custodian` interface. */
+export class HttpCustodian implements Custodian {
+  readonly provider: string;
+  readonly paramsId: string;
+  readonly bfvPublicKey: Uint8Array;
+  readonly signingPublicKey: Uint8Array;
+  private readonly base: URL;
+  private readonly engineKey: Uint8Array;
+
+  private constructor(base: URL, info: { provider: string; paramsId: string; bfvPublicKey: string; signingPublicKey: string }, engineKey: Uint8Array) {
+    this.base = base;
+    this.provider = info.provider;
+    this.paramsId = info.paramsId;
+    this.bfvPublicKey = unb64(info.bfvPublicKey, 'bfvPublicKey');
+    this.signingPublicKey = hexToBytes(info.signingPublicKey);
+    this.engineKey = engineKey;
+  }
+
+  /** Fetch the custodian's public info; the engine then checks it against the registry (`connectCustodian`). */
+  static async connect(url: string, engineSecretKey: Uint8Array): Promise<HttpCustodian> {
+    const base = new URL(url);
+    const res = await fetch(new URL('/v1/custodian/info', base));
+    if (!res.ok) fail('SH_ERR_UNKNOWN_PARTY', `custodian at ${url} answered ${res.status}`);
+    return new HttpCustodian(base, (await res.json()) as never, engineSecretKey);
+  }
+
+  private async post<T>(path: string, payload: unknown): Promise<T> {
+    const url = new URL(path, this.base);
+    const body = new TextEncoder().encode(JSON.stringify(payload));
+    const headers = signRequest({ method: 'POST', url: url.href, authority: url.host, body }, 'engine', this.engineKey);
+    const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
+    const json = (await res.json()) as { code?: string; message?: string; details?: Record<string, string | number | boolean> };
+    if (!res.ok) {
+      const code = (json.code && json.code in ERRORS ? json.code : 'SH_ERR_INTERNAL') as ErrorCode;
+      throw new SafehouseError(code, `custodian ${this.provider}: ${json.message ?? res.statusText}`, json.details ?? {});
+    }
+    return json as T;
+  }
+
+  async decrypt(request: Signed<DecryptRequest>, ciphertext: Uint8Array): Promise<Signed<DecryptResponse>> {
+    return (await this.post<{ response: Signed<DecryptResponse> }>('/v1/custodian/decrypt', { request, ciphertext: b64(ciphertext) })).response;
+  }
+
+  async transfer(request: Signed<TransferRequest>, ciphertext: Uint8Array, targetPublicKey: Uint8Array): Promise<{ response: Signed<TransferResponse>; ciphertext: Uint8Array }> {
+    const out = await this.post<{ response: Signed<TransferResponse>; ciphertext: string }>('/v1/custodian/transfer', { request, ciphertext: b64(ciphertext), targetPublicKey: b64(targetPublicKey) });
+    return { response: out.response, ciphertext: unb64(out.ciphertext, 'ciphertext') };
+  }
+
+  async evaluateTokens(request: Signed<TokenEvalRequest>, bankRequest: BankClaims): Promise<Signed<TokenEvalResponse>> {
+    return (await this.post<{ response: Signed<TokenEvalResponse> }>('/v1/custodian/tokens', { request, bankRequest })).response;
+  }
+}
