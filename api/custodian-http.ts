@@ -9,7 +9,7 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { SafehouseError, fail, ERRORS, type ErrorCode } from '../engine/errors.ts';
-import type { Custodian, DecryptRequest, DecryptResponse, TransferRequest, TransferResponse, TokenEvalRequest, TokenEvalResponse, BankClaims } from '../engine/custodian/custodian.ts';
+import type { BankJob, Custodian, DecryptRequest, DecryptResponse, TransferRequest, TransferResponse, TokenEvalRequest, TokenEvalResponse, BankClaims } from '../engine/custodian/custodian.ts';
 import type { Signed } from '../engine/crypto/sign.ts';
 import { bytesToHex, hexToBytes } from '../engine/crypto/sign.ts';
 import { RequestVerifier, signRequest } from './httpsig.ts';
@@ -21,7 +21,13 @@ const unb64 = (s: unknown, what: string): Uint8Array => {
 };
 
 /** Build (not start) the custodian server. Requests must be RFC 9421-signed by the engine key. */
-export function buildCustodianServer(custodian: Custodian, enginePublicKey: Uint8Array, opts: { bodyLimit?: number } = {}): FastifyInstance {
+export function buildCustodianServer(custodian: Custodian, enginePublicKey: Uint8Array, opts: {
+  bodyLimit?: number;
+  /** Make a bank's registered key known to the custodian (a networked custodian fetches it from the engine's registry). */
+  resolveBank?: (bank: string) => Promise<void>;
+  /** Extra routes (the custodian process adds training-column preparation). */
+  extend?: (app: FastifyInstance, authed: (req: never) => unknown) => void;
+} = {}): FastifyInstance {
   const app = Fastify({ bodyLimit: opts.bodyLimit ?? 8 * 1024 * 1024, logger: false });
   const verifier = new RequestVerifier({ keyOf: (id) => (id === 'engine' ? enginePublicKey : undefined) });
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
@@ -44,6 +50,13 @@ export function buildCustodianServer(custodian: Custodian, enginePublicKey: Uint
     return reply.status(500).send({ code: 'SH_ERR_INTERNAL', message: ERRORS.SH_ERR_INTERNAL.summary, details: {} });
   });
   app.get('/v1/custodian/info', async () => ({ provider: custodian.provider, paramsId: custodian.paramsId, bfvPublicKey: b64(custodian.bfvPublicKey), signingPublicKey: bytesToHex(custodian.signingPublicKey) }));
+  const resolveBank = async (bank: unknown) => { if (typeof bank === 'string' && opts.resolveBank) await opts.resolveBank(bank); };
+  app.post('/v1/custodian/jobs', async (req) => {
+    const b = authed(req as never) as { job: BankJob };
+    await resolveBank(b.job?.signer);
+    await custodian.openJob(b.job);
+    return { opened: true };
+  });
   app.post('/v1/custodian/decrypt', async (req) => {
     const b = authed(req as never) as { request: Signed<DecryptRequest>; ciphertext: string };
     return { response: await custodian.decrypt(b.request, unb64(b.ciphertext, 'ciphertext')) };
@@ -55,8 +68,10 @@ export function buildCustodianServer(custodian: Custodian, enginePublicKey: Uint
   });
   app.post('/v1/custodian/tokens', async (req) => {
     const b = authed(req as never) as { request: Signed<TokenEvalRequest>; bankRequest: BankClaims };
+    await resolveBank(b.bankRequest?.signer);
     return { response: await custodian.evaluateTokens(b.request, b.bankRequest) };
   });
+  opts.extend?.(app, authed as never);
   return app;
 }
 
@@ -86,7 +101,7 @@ export class HttpCustodian implements Custodian {
     return new HttpCustodian(base, (await res.json()) as never, engineSecretKey);
   }
 
-  private async post<T>(path: string, payload: unknown): Promise<T> {
+  async post<T>(path: string, payload: unknown): Promise<T> {
     const url = new URL(path, this.base);
     const body = new TextEncoder().encode(JSON.stringify(payload));
     const headers = signRequest({ method: 'POST', url: url.href, authority: url.host, body }, 'engine', this.engineKey);
@@ -97,6 +112,10 @@ export class HttpCustodian implements Custodian {
       throw new SafehouseError(code, `custodian ${this.provider}: ${json.message ?? res.statusText}`, json.details ?? {});
     }
     return json as T;
+  }
+
+  async openJob(job: BankJob): Promise<void> {
+    await this.post('/v1/custodian/jobs', { job });
   }
 
   async decrypt(request: Signed<DecryptRequest>, ciphertext: Uint8Array): Promise<Signed<DecryptResponse>> {

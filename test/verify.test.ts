@@ -169,6 +169,7 @@ function installWrapper(): void {
   realProp = real;
   const wrapper: Custodian & { dispose(): Promise<void> } = {
     provider: real.provider, paramsId: real.paramsId, bfvPublicKey: real.bfvPublicKey, signingPublicKey: real.signingPublicKey,
+    openJob: (job) => real.openJob(job),
     decrypt: (request, ct) => real.decrypt(request, ct),
     transfer: (request, ct, pk) => real.transfer(request, ct, pk),
     evaluateTokens: async (request, bank) => {

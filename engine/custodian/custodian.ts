@@ -29,6 +29,7 @@ import { sealTo, type SealedBox } from '../crypto/sealbox.ts';
 import { requireSignature, signJson, hexToBytes, bytesToHex, type Signed } from '../crypto/sign.ts';
 import { TOKEN_SUITE, TOKEN_MODE, tokenInfo, evaluateBlinded } from '../tokens/oprf.ts';
 import type { WorkerPool } from '../pool/pool.ts';
+import { trainOptions, type TrainOptions } from '../../models/train.ts';
 
 export type DecryptMode = 'seal' | 'sum' | 'sign';
 
@@ -125,6 +126,35 @@ export interface BankClaims {
   signature: string;
 }
 
+/**
+ * A bank-signed job request (score, verify or train) as the bank signed it. The engine shows it to every custodian the
+ * job involves before asking for anything (`openJob`); every later request names it by `jobHash` = SHA-256 of its
+ * canonical form, and the custodian answers only within the budget it derives from the job itself.
+ */
+export interface BankJob {
+  body: { type: string; jobId: string; bank: string; requestedAt: string; [k: string]: unknown };
+  signer: string;
+  signature: string;
+}
+
+/** Job request types a custodian accepts, and the label prefix each job's requests must use. */
+const JOB_TYPES: Record<string, 'score' | 'verify' | 'train'> = {
+  'safehouse.score.request.v1': 'score', 'safehouse.verify.request.v1': 'verify', 'safehouse.train.request.v1': 'train',
+};
+
+interface OpenJob {
+  jobId: string;
+  kind: 'score' | 'verify' | 'train';
+  /** Largest number of decryptions/transfers the job can need from this custodian. */
+  budget: number;
+  used: number;
+  labels: Set<string>;
+  /** train: iterations, columns (all parts) and this provider's columns (transfers). */
+  iterations?: number;
+  columns?: number;
+  ownColumns?: number;
+}
+
 export interface Custodian {
   readonly provider: string;
   readonly paramsId: string;
@@ -132,6 +162,13 @@ export interface Custodian {
   readonly bfvPublicKey: Uint8Array;
   /** Ed25519 key the custodian signs responses with. */
   readonly signingPublicKey: Uint8Array;
+  /**
+   * Show the custodian the bank-signed job a series of requests serves (idempotent). The custodian checks the bank's
+   * signature against the public registry, that the request is fresh and that it involves this provider, and derives
+   * the job's budget; decryptions and transfers naming any other job hash are refused.
+   * @throws SH_ERR_BAD_SIGNATURE, SH_ERR_PARAMS_MISMATCH, SH_ERR_VERIFY_BUDGET (stale request)
+   */
+  openJob(job: BankJob): Promise<void>;
   decrypt(request: Signed<DecryptRequest>, ciphertext: Uint8Array): Promise<Signed<DecryptResponse>>;
   /**
    * Evaluate blinded token claims in one batch with a DLEQ proof, refusing more evaluations per claim than the
@@ -175,6 +212,36 @@ export interface LocalCustodianOptions {
   pool?: WorkerPool;
 }
 
+/**
+ * What a job may ask of one custodian, from the bank-signed request alone: `score` — one decryption per subject at
+ * most (one per block touched in practice); `verify` — two comparisons per value the bank signed for this provider's
+ * claims;
+ * `train` — per iteration one sum per column and one for the residuals, per block of the cohort, plus one transfer per
+ * own column and block pair. Labels are checked against the job's shape and answered once each.
+ */
+function jobBudget(kind: OpenJob['kind'], body: BankJob['body'], provider: string): OpenJob {
+  const base = { jobId: body.jobId, kind, used: 0, labels: new Set<string>() };
+  const subjects = Array.isArray(body.subjects) ? body.subjects.length : 0;
+  if (kind === 'score') return { ...base, budget: subjects };
+  if (kind === 'verify') {
+    const claims = Array.isArray(body.claims) ? (body.claims as Array<{ provider?: string; count?: number }>) : [];
+    // A numeric eq/ne is two comparisons (≥ and ≤) per value; each decryption answers at least one comparison.
+    return { ...base, budget: 2 * claims.filter((c) => c?.provider === provider).reduce((a, c) => a + (Number.isInteger(c.count) && c.count! > 0 ? c.count! : 0), 0) };
+  }
+  const parts = [{ provider: body.provider, fields: body.fields }, ...(Array.isArray(body.others) ? body.others : [])] as Array<{ provider: string; fields: unknown }>;
+  // A binned field has at most `bins` quantile bins, or one column per label of an enum (≤ 256, sandbox/catalog.ts).
+  const width = body.features === 'standardized' ? 1 : 256;
+  const cols = (p: { fields: unknown }) => (Array.isArray(p.fields) ? p.fields.length : 0) * width;
+  const columns = parts.reduce((a, p) => a + cols(p), 0);
+  const own = parts.find((p) => p.provider === provider);
+  if (!own) return { ...base, budget: 0 };
+  const iterations = trainOptions(body.options as Partial<TrainOptions> | undefined).iterations;
+  const holder = body.provider === provider;
+  const ownColumns = cols(own);
+  const budget = holder ? iterations * (columns + 1) * subjects : ownColumns * subjects;
+  return { ...base, budget, iterations: holder ? iterations : 0, columns, ownColumns: holder ? 0 : ownColumns };
+}
+
 export class LocalCustodian implements Custodian {
   readonly provider: string;
   readonly paramsId: string;
@@ -190,6 +257,9 @@ export class LocalCustodian implements Custodian {
   /** Evaluations already answered per job and claim: the bank-signed count bounds their sum. */
   private readonly evaluations = new Map<string, Map<string, number>>();
   private readonly targetKeys = new Map<string, PublicKey>();
+  /** Bank-signed jobs shown by the engine, by job hash (rebuilt from the log after a restart). */
+  private readonly jobs = new Map<string, OpenJob>();
+  private jobsLoaded = false;
   private state: Promise<{ ops: BlockOps; sk: SecretKey; decryptor: Decryptor }> | undefined;
 
   constructor(opts: LocalCustodianOptions) {
@@ -215,6 +285,83 @@ export class LocalCustodian implements Custodian {
     return this.state;
   }
 
+  async openJob(job: BankJob): Promise<void> {
+    const kind = JOB_TYPES[job?.body?.type];
+    if (!kind) fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider}: ${JSON.stringify(job?.body?.type)} is not a bank job request`);
+    const bankKey = this.bankKey?.(job.signer);
+    if (!bankKey) fail('SH_ERR_BAD_SIGNATURE', `custodian ${this.provider}: unknown bank ${JSON.stringify(job.signer)}`);
+    requireSignature(job, bankKey, job.body.type, `custodian ${this.provider}: bank job`);
+    if (job.body.bank !== job.signer) fail('SH_ERR_BAD_SIGNATURE', `custodian ${this.provider}: job names bank ${job.body.bank} but is signed by ${job.signer}`);
+    const jobHash = sha256Hex(canonicalize(job));
+    this.loadJobs();
+    if (this.jobs.has(jobHash)) return;
+    const requestedAt = Date.parse(job.body.requestedAt);
+    if (!Number.isFinite(requestedAt) || Math.abs(Date.now() - requestedAt) > BANK_REQUEST_TTL_MS) {
+      fail('SH_ERR_VERIFY_BUDGET', `custodian ${this.provider}: the bank request of job ${job.body.jobId} is not fresh (requestedAt ${JSON.stringify(job.body.requestedAt)})`);
+    }
+    const open = jobBudget(kind, job.body, this.provider);
+    if (open.budget === 0) fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider}: job ${job.body.jobId} does not involve provider ${this.provider}`);
+    this.jobs.set(jobHash, open);
+    this.log({ at: new Date().toISOString(), opened: jobHash, jobId: open.jobId, kind, bank: job.signer, budget: open.budget, ...(open.iterations !== undefined ? { iterations: open.iterations, columns: open.columns, ownColumns: open.ownColumns } : {}) });
+  }
+
+  /**
+   * A decryption or transfer must name an opened bank-signed job, use a label of that job's shape not answered before,
+   * and stay within the job's budget. @throws SH_ERR_PARAMS_MISMATCH, SH_ERR_VERIFY_BUDGET
+   */
+  private admit(jobHash: string, jobId: string, label: string, mode: string): OpenJob {
+    this.loadJobs();
+    const job = this.jobs.get(jobHash);
+    const refuse = (code: 'SH_ERR_PARAMS_MISMATCH' | 'SH_ERR_VERIFY_BUDGET', why: string): never => {
+      this.log({ at: new Date().toISOString(), jobId, jobHash, label, mode, refused: code });
+      return fail(code, `custodian ${this.provider}: ${why}`, { job: jobId });
+    };
+    if (!job || job.jobId !== jobId) return refuse('SH_ERR_PARAMS_MISMATCH', `request ${label} names no bank-signed job shown to this custodian`);
+    if (typeof label !== 'string' || !label.startsWith(`${job.kind}/`)) return refuse('SH_ERR_PARAMS_MISMATCH', `label ${JSON.stringify(label)} is not a ${job.kind} label`);
+    if (job.kind === 'train') {
+      const it = /^train\/([^/]+)\/it\/(\d+)\/block\/\d+\/(D|X(\d+)D)$/.exec(label);
+      const tr = /^train\/([^/]+)\/transfer\/([^/]+)\/(\d+)\/from\/\d+\/to\/\d+$/.exec(label);
+      const ok = it ? it[1] === jobId && mode === 'sum' && Number(it[2]) < job.iterations! && (it[4] === undefined || Number(it[4]) < job.columns!)
+        : tr ? tr[1] === jobId && mode === 'transfer' && tr[2] === this.provider && Number(tr[3]) < job.ownColumns! : false;
+      if (!ok) return refuse('SH_ERR_PARAMS_MISMATCH', `label ${JSON.stringify(label)} is outside job ${jobId} (iterations, columns, mode)`);
+    } else if ((job.kind === 'score' && mode !== 'seal') || (job.kind === 'verify' && mode !== 'sign')) {
+      return refuse('SH_ERR_PARAMS_MISMATCH', `a ${job.kind} job does not use mode ${mode}`);
+    }
+    if (job.labels.has(label)) return refuse('SH_ERR_VERIFY_BUDGET', `label ${label} of job ${jobId} was already answered`);
+    if (job.used >= job.budget) return refuse('SH_ERR_VERIFY_BUDGET', `job ${jobId} has used its ${job.budget} decryption(s)`);
+    return job;
+  }
+
+  private spend(job: OpenJob, label: string): void {
+    job.used++;
+    job.labels.add(label);
+  }
+
+  /** Rebuild opened jobs and their answered labels from the custodian's own log (once per process). */
+  private loadJobs(): void {
+    if (this.jobsLoaded) return;
+    this.jobsLoaded = true;
+    if (!this.logFile || !existsSync(this.logFile)) return;
+    const byId = new Map<string, OpenJob>();
+    for (const line of readFileSync(this.logFile, 'utf8').split('\n')) {
+      if (!line) continue;
+      try {
+        const e = JSON.parse(line) as Record<string, unknown>;
+        if (typeof e.opened === 'string') {
+          const j: OpenJob = { jobId: String(e.jobId), kind: e.kind as OpenJob['kind'], budget: Number(e.budget), used: 0, labels: new Set(),
+            ...(e.iterations !== undefined ? { iterations: Number(e.iterations), columns: Number(e.columns), ownColumns: Number(e.ownColumns) } : {}) };
+          this.jobs.set(e.opened, j);
+          byId.set(j.jobId, j);
+        } else if (typeof e.responseHash === 'string' && typeof e.label === 'string' && e.mode !== 'oprf') {
+          const j = byId.get(String(e.jobId));
+          if (j) this.spend(j, e.label);
+        }
+      } catch {
+        // a torn last line after a crash: ignore it
+      }
+    }
+  }
+
   async decrypt(request: Signed<DecryptRequest>, ciphertext: Uint8Array): Promise<Signed<DecryptResponse>> {
     // 1. Who is asking, and do we agree on what is computed — all before SEAL sees the ciphertext.
     requireSignature(request, this.enginePublicKey, 'safehouse.custodian.decrypt.v1', `custodian ${this.provider}`);
@@ -223,6 +370,7 @@ export class LocalCustodian implements Custodian {
     paramSet(req.paramsId);
     if (req.provider !== this.provider) fail('SH_ERR_PARAMS_MISMATCH', `request for ${req.provider} sent to custodian ${this.provider}`);
     if (!/^[0-9a-f]{64}$/.test(req.jobHash)) fail('SH_ERR_PARAMS_MISMATCH', `"jobHash" expected a SHA-256 hex digest`);
+    const job = this.admit(req.jobHash, req.jobId, req.label, req.mode);
     if (ciphertext.length > this.params.maxCiphertextBytes) {
       fail('SH_ERR_CIPHERTEXT_SIZE', `"ciphertext" expected at most ${this.params.maxCiphertextBytes} bytes, got ${ciphertext.length}`, { bytes: ciphertext.length });
     }
@@ -260,7 +408,8 @@ export class LocalCustodian implements Custodian {
     }
     values.fill(0n);
     const response = signJson(body, this.provider, this.keys.ed25519SecretKey);
-    this.log({ at: new Date().toISOString(), jobId: req.jobId, label: req.label, mode: req.mode, requestHash, responseHash: sha256Hex(canonicalize(response)) });
+    this.spend(job, req.label);
+    this.log({ at: new Date().toISOString(), jobId: req.jobId, jobHash: req.jobHash, label: req.label, mode: req.mode, requestHash, responseHash: sha256Hex(canonicalize(response)) });
     return response;
   }
 
@@ -269,6 +418,7 @@ export class LocalCustodian implements Custodian {
     const req = request.body;
     if (req.paramsId !== this.paramsId) fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider} uses ${this.paramsId}, request names ${req.paramsId}`);
     if (req.provider !== this.provider) fail('SH_ERR_PARAMS_MISMATCH', `transfer for ${req.provider} sent to custodian ${this.provider}`);
+    const job = this.admit(req.jobHash, req.jobId, req.label, 'transfer');
     if (ciphertext.length > this.params.maxCiphertextBytes) fail('SH_ERR_CIPHERTEXT_SIZE', `"ciphertext" expected at most ${this.params.maxCiphertextBytes} bytes, got ${ciphertext.length}`);
     if (sha256Hex(ciphertext) !== req.ciphertext) fail('SH_ERR_CIPHERTEXT_INVALID', `"ciphertext" does not match the hash in the signed request (${req.label})`);
     if (sha256Hex(targetPublicKey) !== req.target.bfvPublicKey) fail('SH_ERR_PARAMS_MISMATCH', `target public key does not match the signed request (${req.label})`);
@@ -307,7 +457,8 @@ export class LocalCustodian implements Custodian {
     const requestHash = sha256Hex(canonicalize(request));
     const body: TransferResponse = { type: 'safehouse.custodian.transfer.response.v1', provider: this.provider, jobId: req.jobId, label: req.label, requestHash, ciphertext: sha256Hex(bytes) };
     const response = signJson(body, this.provider, this.keys.ed25519SecretKey);
-    this.log({ at: new Date().toISOString(), jobId: req.jobId, label: req.label, mode: 'transfer', target: req.target.provider, requestHash, responseHash: sha256Hex(canonicalize(response)) });
+    this.spend(job, req.label);
+    this.log({ at: new Date().toISOString(), jobId: req.jobId, jobHash: req.jobHash, label: req.label, mode: 'transfer', target: req.target.provider, requestHash, responseHash: sha256Hex(canonicalize(response)) });
     return { response, ciphertext: bytes };
   }
 

@@ -191,6 +191,7 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
     for (const s of scored) { const sl = g.slots.get(s); if (sl) blocks.add(sl.block); }
     for (const b of [...blocks].sort((x, y) => x - y)) work.push({ g, block: b });
   }
+  for (const provider of new Set(work.map((w) => w.g.provider))) await engine.custodian(provider).openJob(signed as never);
   let done = 0;
   opts.onProgress?.({ phase: 'compute', done, total: work.length });
   const boxes: ScoreBox[] = [];

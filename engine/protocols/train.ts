@@ -74,6 +74,8 @@ export interface TrainPlan {
   excluded: Record<string, ConsentStatus | 'NO_DATA'>;
   /** Further providers, with their slots for the cohort (same order as `cohort`). */
   others: Array<{ provider: string; datasetId: string; fields: string[]; slots: Array<{ uscc: string; block: number; slot: number }> }>;
+  /** The bank-signed request, shown to each custodian before it is asked for anything (`Custodian.openJob`). */
+  request: Signed<TrainRequest>;
 }
 
 /** Provider → engine: bins and the one-hot cohort columns (column i = bin i in field order). */
@@ -174,7 +176,7 @@ export function planTraining(engine: Engine, signed: Signed<TrainRequest>): Trai
   }
   const jobHash = sha256Hex(canonicalize(signed));
   if (req.features !== undefined && req.features !== 'binned' && req.features !== 'standardized') fail('SH_ERR_INVALID_ARGUMENT', `"features" expected binned or standardized, got ${JSON.stringify(req.features)}`);
-  const plan: TrainPlan = { jobId: req.jobId, jobHash, provider: req.provider, datasetId: dataset!.id, fields: req.fields, bins: req.bins, features: req.features ?? 'binned', options, cohort, excluded, others };
+  const plan: TrainPlan = { jobId: req.jobId, jobHash, provider: req.provider, datasetId: dataset!.id, fields: req.fields, bins: req.bins, features: req.features ?? 'binned', options, cohort, excluded, others, request: signed };
   engine.store.transaction(() => {
     engine.store.db.prepare('INSERT INTO jobs (id, kind, bank, request_json, status, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(req.jobId, 'train', bank.id, JSON.stringify({ signed }), 'planned', engine.now().toISOString());
     engine.ledger.append('job.requested', { jobId: req.jobId, job: 'train', bank: bank.id, provider: req.provider, others: others.map((o) => o.provider), purpose: req.purpose, fields: req.fields, jobHash, subjects: subjects.length, cohort: cohort.length, excluded: Object.keys(excluded).length, signature: signed.signature }, subjects);
@@ -283,6 +285,7 @@ export async function transferTrainingColumns(engine: Engine, plan: TrainPlan, c
   const holderPk = engine.store.getBlob(holder.bfvPublicKeyBlob!);
   let offset = columns[0]!.body.bins.reduce((a, b) => a + b.bins.length, 0);
   const seed = new Uint8Array(randomBytes(32));
+  for (const part of plan.others) await engine.custodian(part.provider).openJob(plan.request as never);
   for (const [k, part] of plan.others.entries()) {
     const src = engine.requireParty(part.provider, 'provider');
     const nCols = columns[k + 1]!.body.bins.reduce((a, b) => a + b.bins.length, 0);
@@ -353,6 +356,7 @@ export async function runTraining(engine: Engine, plan: TrainPlan, bins: readonl
   engine.ledger.append('job.escrowed', { jobId: plan.jobId, escrow: escrow.map((e) => ({ auditor: e.auditor, hash: sha256Hex(canonicalize(e.sealed)) })) });
   let model: FixedModel = { W0: 0n, W: new Array<bigint>(nCols).fill(0n) };
   const history: TrainOutcome['history'] = [];
+  await engine.custodian(plan.provider).openJob(plan.request as never);
   engine.store.db.prepare("UPDATE jobs SET status = 'running' WHERE id = ?").run(plan.jobId);
   try {
     for (let it = 0; it < o.iterations; it++) {

@@ -261,6 +261,7 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
       }
       rounds.forEach((comparisons, round) => tasks.push({ p: g.p, block, round, comparisons }));
     }
+    for (const provider of new Set(tasks.map((x) => x.p.claim.provider))) await engine.custodian(provider).openJob(signed as never);
     let numDone = 0;
     opts.onProgress?.({ phase: 'numeric', done: 0, total: tasks.length });
     await engine.pool.all(tasks.map(async (task, i) => {
