@@ -3,16 +3,16 @@
  * party it names (keys from the wallet) and exits non-zero with `CODE: message` on stderr when it fails.
  */
 import { parseArgs } from 'node:util';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { SafehouseError, isCoded } from '../engine/errors.ts';
-import { Safehouse, type ConsentGrant } from './embedded.ts';
-import { parseCsv, toCsv } from './csv.ts';
+import { SafehouseError } from '../engine/errors.ts';
+import { Safehouse } from './embedded.ts';
+import { toCsv } from './csv.ts';
+import { need, readJson, readText, progressBar, subjectsOf, grantsOf, claimsOf, trainInputsOf, featuresOf, numOpt, type Opts } from './cli-args.ts';
+import { runNetworkCommand, NETWORK_USAGE, NETWORK_OPTIONS } from './cli-network.ts';
 import { runDemo } from './demo.ts';
 import { runTrain } from './train-run.ts';
 import type { PartyRole } from '../engine/engine.ts';
-import type { ConsentOp } from '../sandbox/consent.ts';
-import type { Claim } from '../engine/protocols/verify.ts';
 
 const USAGE = `safehouse — privacy-preserving computation for SME credit-information sharing (数据安全屋)
 
@@ -33,36 +33,8 @@ const USAGE = `safehouse — privacy-preserving computation for SME credit-infor
   safehouse audit verify
   safehouse demo [--subjects N] [--json]
 
-Every command accepts --home DIR (default ./.safehouse).`;
-
-type Opts = Record<string, string | boolean | undefined>;
-
-function need(o: Opts, name: string): string {
-  const v = o[name];
-  if (typeof v !== 'string' || v === '') throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--${name}" is required`, { option: name });
-  return v;
-}
-
-function list(s: string, sep: string | RegExp = ','): string[] {
-  return s.split(sep).map((x) => x.trim()).filter(Boolean);
-}
-
-function readText(path: string, what: string): string {
-  try {
-    return readFileSync(resolve(path), 'utf8');
-  } catch (err) {
-    throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `cannot read ${what} ${path}`, { option: what }, { cause: err });
-  }
-}
-
-function readJson(path: string, what: string): unknown {
-  try {
-    return JSON.parse(readText(path, what));
-  } catch (err) {
-    if (isCoded(err)) throw err;
-    throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `${what} ${path} is not valid JSON`, { option: what }, { cause: err });
-  }
-}
+Every command accepts --home DIR (default ./.safehouse).
+${NETWORK_USAGE}`;
 
 const OPTIONS = {
   home: { type: 'string' }, role: { type: 'string' }, id: { type: 'string' }, provider: { type: 'string' },
@@ -73,14 +45,8 @@ const OPTIONS = {
   bins: { type: 'string' }, seed: { type: 'string' }, 'model-id': { type: 'string' }, pdo: { type: 'string' },
   'base-score': { type: 'string' }, 'base-odds': { type: 'string' }, features: { type: 'string' },
   json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  ...NETWORK_OPTIONS,
 } as const;
-
-function progressBar(label: string, done: number, total: number): void {
-  if (!process.stderr.isTTY && done !== total) return;
-  const width = 30;
-  const filled = total === 0 ? width : Math.round((done / total) * width);
-  process.stderr.write(`\r${label.padEnd(16)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}${done === total ? '\n' : ''}`);
-}
 
 export async function main(argv: string[]): Promise<number> {
   let parsed;
@@ -96,7 +62,10 @@ export async function main(argv: string[]): Promise<number> {
     return cmd || o.help ? 0 : 1;
   }
   const home = resolve((o.home as string | undefined) ?? './.safehouse');
-  const key = sub && !['init', 'score', 'verify', 'train', 'demo'].includes(cmd) ? `${cmd} ${sub}` : cmd;
+  const key = sub && !['init', 'score', 'verify', 'train', 'demo', 'serve', 'custodian', 'keygen', 'report'].includes(cmd) ? `${cmd} ${sub}` : cmd;
+
+  const net = await runNetworkCommand(key, o, home);
+  if (net !== undefined) return net;
 
   if (key === 'demo') {
     const n = o.subjects === undefined ? 10000 : Number(o.subjects);
@@ -138,14 +107,7 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       case 'consent grant': {
-        let grants: ConsentGrant[];
-        if (o.file) {
-          const csv = parseCsv(readText(o.file as string, 'file'), { requiredHeader: ['uscc', 'bank', 'purpose', 'categories', 'ops', 'days'] });
-          const col = (r: string[], h: string) => r[csv.header.indexOf(h)]!;
-          grants = csv.rows.map((r) => ({ subject: col(r, 'uscc'), bank: col(r, 'bank'), purpose: col(r, 'purpose'), categories: list(col(r, 'categories'), ';'), operations: list(col(r, 'ops'), ';') as ConsentOp[], days: Number(col(r, 'days')) }));
-        } else {
-          grants = [{ subject: need(o, 'subject'), bank: need(o, 'bank'), purpose: need(o, 'purpose'), categories: list(need(o, 'categories')), operations: list(need(o, 'ops')) as ConsentOp[], days: Number(need(o, 'days')) }];
-        }
+        const grants = grantsOf(o);
         const signed = sh.grantConsents(grants);
         for (const c of signed) process.stdout.write(`${c.statement.id} ${c.statement.subject} → ${c.statement.grantee} until ${c.statement.notAfter}\n`);
         return 0;
@@ -166,7 +128,7 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       case 'score': {
-        const subjects = readText(need(o, 'subjects'), 'subjects').split(/\r?\n/).map((s) => s.trim()).filter(Boolean);
+        const subjects = subjectsOf(o);
         const out = need(o, 'out');
         const { jobId, rows } = await sh.score(need(o, 'bank'), need(o, 'model'), need(o, 'purpose'), subjects, (p) => { if (p.phase === 'compute') progressBar('scoring blocks', p.done, p.total); });
         writeFileSync(resolve(out), toCsv(['uscc', 'status', 'score'], rows.map((r) => [r.uscc, r.status, r.score])));
@@ -175,15 +137,7 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       case 'verify': {
-        const csv = parseCsv(readText(need(o, 'claims'), 'claims'), { requiredHeader: ['claim_id', 'uscc', 'provider', 'field', 'op', 'value'] });
-        const col = (h: string) => csv.header.indexOf(h);
-        const claims: Claim[] = csv.rows.map((r) => {
-          const op = r[col('op')]!.trim() as Claim['op'];
-          const value = r[col('value')]!;
-          const value2 = col('value2') >= 0 ? r[col('value2')]! : '';
-          const values = op === 'in' ? list(value, ';') : op === 'between' ? [value, value2] : [value];
-          return { claimId: r[col('claim_id')]!.trim(), subject: r[col('uscc')]!.trim(), provider: r[col('provider')]!.trim(), field: r[col('field')]!.trim(), op, values };
-        });
+        const claims = claimsOf(o);
         const out = need(o, 'out');
         const { jobId, results } = await sh.verify(need(o, 'bank'), need(o, 'purpose'), claims, (p) => { if (p.phase !== 'check' && p.phase !== 'done') progressBar(`verify ${p.phase}`, p.done, p.total); });
         writeFileSync(resolve(out), toCsv(['claim_id', 'result'], claims.map((c) => [c.claimId, results.get(c.claimId) ?? ''])));
@@ -193,33 +147,15 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       }
       case 'train': {
-        const providers = list(need(o, 'providers'));
-        const byProvider = new Map<string, string[]>(providers.map((p) => [p, []]));
-        for (const f of list(need(o, 'fields'))) {
-          const dot = f.indexOf('.');
-          const [p, name] = dot > 0 ? [f.slice(0, dot), f.slice(dot + 1)] : [providers[0]!, f];
-          if (!byProvider.has(p)) throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--fields" entry ${f} names provider ${p}, which is not in --providers`);
-          byProvider.get(p)!.push(name);
-        }
-        for (const [p, fs] of byProvider) if (fs.length === 0) throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--fields" names no field of provider ${p}`);
-        const provider = providers[0]!;
-        const fields = byProvider.get(provider)!;
-        const others = providers.slice(1).map((p) => ({ provider: p, fields: byProvider.get(p)! }));
-        const csv = parseCsv(readText(need(o, 'labels'), 'labels'), { requiredHeader: ['uscc', 'label'] });
-        const labels = new Map<string, 0 | 1>();
-        csv.rows.forEach((row, i) => {
-          const y = row[csv.header.indexOf('label')]!.trim();
-          if (y !== '0' && y !== '1') throw new SafehouseError('SH_ERR_CSV_VALUE', `line ${csv.lines[i]}: "label" expected 0 or 1, got ${JSON.stringify(y)}`, { line: csv.lines[i]!, field: 'label' });
-          labels.set(row[csv.header.indexOf('uscc')]!.trim(), y === '1' ? 1 : 0);
-        });
-        const num = (name: string) => (o[name] === undefined ? undefined : Number(o[name]));
+        const { provider, fields, others, labels } = trainInputsOf(o);
+        const num = (name: string) => numOpt(o, name);
         const out = need(o, 'out');
         const modelId = (o['model-id'] as string | undefined) ?? out.replace(/^.*[\\/]/, '').replace(/\.json$/i, '');
         const iterations = num('iterations');
         const pdo = num('pdo');
         const r = await runTrain(sh, {
           bank: need(o, 'bank'), provider, purpose: need(o, 'purpose'), fields, ...(others.length ? { others } : {}), labels, modelId,
-          ...(o.features !== undefined ? { features: o.features === 'standardized' ? 'standardized' as const : o.features === 'binned' ? 'binned' as const : (() => { throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--features" expected binned or standardized, got ${o.features}`); })() } : {}),
+          ...(featuresOf(o) ? { features: featuresOf(o)! } : {}),
           ...(num('seed') !== undefined ? { seed: num('seed')! } : {}), ...(num('bins') !== undefined ? { bins: num('bins')! } : {}),
           ...(iterations !== undefined ? { options: { iterations } } : {}),
           ...(pdo !== undefined ? { pdo: { pdo, baseScore: num('base-score') ?? 600, baseOdds: num('base-odds') ?? 50 } } : {}),

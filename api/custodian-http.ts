@@ -13,12 +13,17 @@ import type { BankJob, Custodian, DecryptRequest, DecryptResponse, TransferReque
 import type { Signed } from '../engine/crypto/sign.ts';
 import { bytesToHex, hexToBytes } from '../engine/crypto/sign.ts';
 import { RequestVerifier, signRequest } from './httpsig.ts';
+import type { TrainColumns } from '../engine/protocols/train.ts';
+export { b64, unb64 };
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
 const unb64 = (s: unknown, what: string): Uint8Array => {
   if (typeof s !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(s)) fail('SH_ERR_INVALID_ARGUMENT', `"${what}" expected base64`);
   return new Uint8Array(Buffer.from(s, 'base64'));
 };
+
+/** What the engine sends for one provider's part of a training job (see protocols/train.ts `TrainPlan`). */
+export interface TrainingPartRequest { jobId: string; datasetId: string; fields: string[]; bins: number; features: 'binned' | 'standardized'; cohort: Array<{ uscc: string; block: number; slot: number }> }
 
 /** Build (not start) the custodian server. Requests must be RFC 9421-signed by the engine key. */
 export function buildCustodianServer(custodian: Custodian, enginePublicKey: Uint8Array, opts: {
@@ -125,6 +130,17 @@ export class HttpCustodian implements Custodian {
   async transfer(request: Signed<TransferRequest>, ciphertext: Uint8Array, targetPublicKey: Uint8Array): Promise<{ response: Signed<TransferResponse>; ciphertext: Uint8Array }> {
     const out = await this.post<{ response: Signed<TransferResponse>; ciphertext: string }>('/v1/custodian/transfer', { request, ciphertext: b64(ciphertext), targetPublicKey: b64(targetPublicKey) });
     return { response: out.response, ciphertext: unb64(out.ciphertext, 'ciphertext') };
+  }
+
+  /**
+   * Ask the provider's side for its training columns of a planned job (binned one-hot or standardized, encrypted under
+   * the provider's own key). The custodian checks the bank-signed request first (`openJob`).
+   */
+  async trainingColumns(part: TrainingPartRequest, request: Signed<unknown>): Promise<{ signed: Signed<TrainColumns>; blobs: Map<string, Uint8Array> }> {
+    const out = await this.post<{ signed: Signed<TrainColumns>; blobs: Record<string, string> }>('/v1/custodian/training', { part, request });
+    const blobs = new Map<string, Uint8Array>();
+    for (const [h, b] of Object.entries(out.blobs)) blobs.set(h, unb64(b, 'blob'));
+    return { signed: out.signed, blobs };
   }
 
   async evaluateTokens(request: Signed<TokenEvalRequest>, bankRequest: BankClaims): Promise<Signed<TokenEvalResponse>> {

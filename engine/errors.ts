@@ -73,6 +73,13 @@ export const ERRORS = {
   SH_ERR_BLOB_CORRUPT: e('integrity', 500, 'A blob on disk does not hash to its address.'),
   SH_ERR_LEDGER_TAMPERED: e('integrity', 500, 'A ledger entry, tree node or checkpoint does not verify.'),
   SH_ERR_LEDGER_INCONSISTENT: e('integrity', 500, 'A checkpoint is inconsistent with an earlier one.'),
+  // --- network API
+  SH_ERR_FORBIDDEN: e('auth', 403, "The authenticated party may not act on or read this object (another bank's job, another enterprise's report)."),
+  SH_ERR_RATE_LIMITED: e('limit', 429, 'Too many requests from this party or address in a short time.'),
+  SH_ERR_BODY_TOO_LARGE: e('limit', 413, 'A request body is larger than the route accepts.'),
+  SH_ERR_UNSUPPORTED_MEDIA_TYPE: e('input', 415, 'A request body has a content type the route does not accept.'),
+  SH_ERR_JOB_NOT_READY: e('state', 409, "A job's result was asked for before the job finished, or a job step came out of order."),
+  SH_ERR_UNAVAILABLE: e('state', 503, "The server is shutting down, or a provider's custodian cannot be reached."),
 } as const satisfies Record<string, CatalogEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;

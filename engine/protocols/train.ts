@@ -27,7 +27,7 @@ import { canonicalize } from '../jcs.ts';
 import { sha256Hex } from '../store/store.ts';
 import { deriveMaskKey, maskVector } from '../he/mask.ts';
 import { centered, toSlot } from '../he/codec.ts';
-import { heContext } from '../he/params.ts';
+import { heContext, type ParamSet } from '../he/params.ts';
 import { BlockOps } from '../he/block.ts';
 import { requireSignature, signJson, verifyJson, type Signed } from '../crypto/sign.ts';
 import { sealTo } from '../crypto/sealbox.ts';
@@ -186,10 +186,15 @@ export function planTraining(engine: Engine, signed: Signed<TrainRequest>): Trai
 
 /** Bank side, step 3: encrypt L = s·(2 − 4y) at the cohort's slots under the provider's BFV public key. */
 export async function encryptLabels(engine: Engine, plan: TrainPlan, labels: ReadonlyMap<string, 0 | 1>, bank: string, bankSecretKey: Uint8Array): Promise<{ signed: Signed<TrainLabels>; blobs: Map<string, Uint8Array> }> {
-  const he = await heContext(engine.params);
-  const ops = new BlockOps(he);
   const provider = engine.requireParty(plan.provider, 'provider');
-  const pk = ops.loadPublicKey(engine.store.getBlob(provider.bfvPublicKeyBlob!));
+  return encryptLabelsUnder(engine.params, engine.store.getBlob(provider.bfvPublicKeyBlob!), plan, labels, bank, bankSecretKey);
+}
+
+/** `encryptLabels` for a bank that is not in the engine's process: the key holder's public key from the registry. */
+export async function encryptLabelsUnder(params: ParamSet, holderPublicKey: Uint8Array, plan: Pick<TrainPlan, 'jobId' | 'options' | 'features' | 'cohort'>, labels: ReadonlyMap<string, 0 | 1>, bank: string, bankSecretKey: Uint8Array): Promise<{ signed: Signed<TrainLabels>; blobs: Map<string, Uint8Array> }> {
+  const he = await heContext(params);
+  const ops = new BlockOps(he);
+  const pk = ops.loadPublicKey(holderPublicKey);
   const encryptor = new he.seal.Encryptor(he.context, pk);
   const s = (1n << BigInt(plan.options.scaleBits)) << BigInt(columnBitsOf(plan));
   const byBlock = new Map<number, BigUint64Array>();
