@@ -5,7 +5,7 @@
  * uses, and what comes back sealed (scores, claim answers) is opened here, with the party's own X25519 key.
  */
 import { join } from 'node:path';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { SafehouseError, fail, ERRORS, type ErrorCode } from '../engine/errors.ts';
 import { signRequest } from './httpsig.ts';
@@ -282,8 +282,9 @@ export function enterpriseKeys(path: string): (uscc: string) => PartyKeys {
   return (uscc) => {
     let k = cache.get(uscc);
     if (!k) {
-      const file = existsSync(join(path, `${uscc}.key`)) ? join(path, `${uscc}.key`) : path;
-      k = readKeyFile(file);
+      const isDir = existsSync(path) && statSync(path).isDirectory();
+      if (isDir && !existsSync(join(path, `${uscc}.key`))) fail('SH_ERR_UNKNOWN_PARTY', `no key for enterprise ${uscc} in ${path}`, { party: uscc });
+      k = readKeyFile(isDir ? join(path, `${uscc}.key`) : path);
       if (k.id !== uscc) fail('SH_ERR_UNKNOWN_PARTY', `no key for enterprise ${uscc} in ${path}`, { party: uscc });
       cache.set(uscc, k);
     }

@@ -1,0 +1,101 @@
+/**
+ * Client mode pieces not covered by the multi-process e2e test: key files (keygen, public halves, refusal to
+ * overwrite), admin registration from public files, an enterprise granting and revoking its own consent over HTTP and
+ * reading its access report, and the auditor's own ledger verification catching a rewritten entry.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mkdtempSync, rmSync, readFileSync, existsSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Engine } from '../engine/engine.ts';
+import { BFV_8192_T40 } from '../engine/he/params.ts';
+import { EngineServer, adminKey } from '../api/server.ts';
+import { Client, registerParties, grantConsents, revokeConsents, enterpriseKeys, auditVerify } from '../api/client.ts';
+import { keygen, keygenEnterprises, readKeyFile, readPublic } from '../api/keys.ts';
+import { randomUscc } from '../sandbox/uscc.ts';
+import { mulberry32 } from '../api/demo-data.ts';
+
+let dir: string;
+let engine: Engine;
+let server: EngineServer;
+let url: string;
+let admin: Client;
+const BANK = 'bank_cm';
+const AUDITOR = 'auditor_cm';
+let usccs: string[];
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sh-client-'));
+  engine = Engine.open({ home: join(dir, 'engine'), create: true, poolSize: 1 });
+  const ak = adminKey(engine.store.home);
+  server = new EngineServer({ engine, adminPublicKey: ak.publicKey });
+  url = await server.listen(0);
+  admin = new Client(url, readKeyFile(ak.path));
+  await keygen('bank', BANK, join(dir, `${BANK}.key`), BFV_8192_T40);
+  await keygen('auditor', AUDITOR, join(dir, `${AUDITOR}.key`), BFV_8192_T40);
+  usccs = Array.from({ length: 3 }, (_, i) => randomUscc(mulberry32(i + 1)));
+  keygenEnterprises(usccs, join(dir, 'ent'));
+});
+
+afterAll(async () => {
+  await server.close();
+  await engine.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('client mode', () => {
+  it('key files: secret 0600, public half beside it, no overwrite; the admin registers from public files', async () => {
+    const file = join(dir, `${BANK}.key`);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const pub = JSON.parse(readFileSync(`${file}.pub`, 'utf8')) as Record<string, string>;
+    expect(Object.keys(pub).sort()).toEqual(['ed25519', 'id', 'role', 'x25519']);
+    expect(readFileSync(`${file}.pub`, 'utf8')).not.toContain('secretKey');
+    await expect(keygen('bank', BANK, file, BFV_8192_T40)).rejects.toMatchObject({ code: 'SH_ERR_ALREADY_EXISTS' });
+    // A bank cannot register parties; the admin can.
+    const bank = new Client(url, readKeyFile(file));
+    await expect(registerParties(bank, readPublic(`${file}.pub`))).rejects.toMatchObject({ code: 'SH_ERR_BAD_SIGNATURE' });
+    await registerParties(admin, [...readPublic(`${file}.pub`), ...readPublic(join(dir, `${AUDITOR}.key.pub`)), ...readPublic(join(dir, 'ent'))]);
+    expect(engine.party(BANK)?.role).toBe('bank');
+    expect(usccs.every((u) => engine.party(u)?.role === 'enterprise')).toBe(true);
+    // Now registered, the bank is authenticated but still not an admin.
+    await expect(registerParties(bank, readPublic(`${file}.pub`))).rejects.toMatchObject({ code: 'SH_ERR_PARTY_ROLE' });
+  });
+
+  it('an enterprise grants and revokes its own consent over HTTP and sees both in its access report', async () => {
+    const keyOf = enterpriseKeys(join(dir, 'ent'));
+    const [u] = usccs as [string];
+    const [c] = await grantConsents(url, [{ subject: u, bank: BANK, purpose: 'sme_credit_line', categories: ['tax'], operations: ['score'], days: 30 }], keyOf);
+    expect(engine.consentsOf(u, BANK).map((x) => x.statement.id)).toEqual([c!.statement.id]);
+    // An enterprise submitting a consent for another subject (signed with its own key) is refused; nothing is stored.
+    await expect(grantConsents(url, [{ subject: usccs[1]!, bank: BANK, purpose: 'p', categories: ['tax'], operations: ['score'], days: 1 }], () => keyOf(u))).rejects.toMatchObject({ code: 'SH_ERR_FORBIDDEN' });
+    expect(engine.consentsOf(usccs[1]!)).toEqual([]);
+    // A key directory without the subject's key is a coded error on the client side.
+    expect(() => keyOf(randomUscc(mulberry32(99)))).toThrow(expect.objectContaining({ code: 'SH_ERR_UNKNOWN_PARTY' }));
+    const ent = new Client(url, keyOf(u));
+    expect(await revokeConsents(ent, { bank: BANK })).toEqual([c!.statement.id]);
+    const status = engine.consentStatuses({ bank: BANK, purpose: 'sme_credit_line', operation: 'score', categories: ['tax'], at: new Date() }, [u]);
+    expect(status.get(u)?.status).toBe('REVOKED');
+    const report = await ent.get<{ subject: string; entries: Array<{ kind: string }> }>('/v1/enterprise/report');
+    expect(report.subject).toBe(u);
+    expect(report.entries.map((e) => e.kind)).toEqual(expect.arrayContaining(['consent.granted', 'consent.revoked']));
+  });
+
+  it("the auditor verifies the ledger on its own side and catches a rewritten entry", async () => {
+    const auditor = new Client(url, readKeyFile(join(dir, `${AUDITOR}.key`)));
+    const ok = await auditVerify(auditor);
+    expect(ok).toMatchObject({ ok: true });
+    const size = (ok as { size: number }).size;
+    expect(size).toBe(engine.ledger.size());
+    // A wrong pinned engine key is caught at entry 0.
+    expect(await auditVerify(auditor, '00'.repeat(32))).toMatchObject({ ok: false, code: 'SH_ERR_LEDGER_TAMPERED', index: 0 });
+    // Rewrite one entry's body behind the engine's back: the served entries no longer hash to the signed root.
+    const row = engine.store.db.prepare('SELECT idx, body FROM ledger_entries WHERE idx = 1').get() as { idx: number; body: string };
+    engine.store.db.prepare('UPDATE ledger_entries SET body = ? WHERE idx = 1').run(`${row.body} `);
+    try {
+      expect(await auditVerify(auditor)).toMatchObject({ ok: false, code: 'SH_ERR_LEDGER_TAMPERED' });
+    } finally {
+      engine.store.db.prepare('UPDATE ledger_entries SET body = ? WHERE idx = 1').run(row.body);
+    }
+    expect(existsSync(join(dir, 'engine', 'admin.key'))).toBe(true);
+  });
+});
