@@ -15,13 +15,13 @@ import { need, list, readJson, readText, progressBar, subjectsOf, grantsOf, clai
 import { EngineServer, adminKey } from './server.ts';
 import { startCustodian } from './custodian-process.ts';
 import { keygen, keygenEnterprises, readPublic } from './keys.ts';
-import { clientFor, registerParties, ProviderClient, registerModel, score, verify, train, grantConsents, revokeConsents, enterpriseKeys, auditVerify } from './client.ts';
+import { clientFor, registerParties, ProviderClient, registerModel, score, verify, train, grantConsents, revokeConsents, enterpriseKeys, auditVerify, accessReport } from './client.ts';
 import type { Role } from './wallet.ts';
 
 export const NETWORK_OPTIONS = {
   server: { type: 'string' }, as: { type: 'string' }, key: { type: 'string' }, public: { type: 'string' },
   keys: { type: 'string' }, engine: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' },
-  ids: { type: 'string' }, 'engine-key': { type: 'string' }, 'pool-size': { type: 'string' },
+  ids: { type: 'string' }, 'engine-key': { type: 'string' }, 'pool-size': { type: 'string' }, state: { type: 'string' },
 } as const;
 
 export const NETWORK_USAGE = `
@@ -183,15 +183,19 @@ export async function runNetworkCommand(key: string, o: Opts, home: string): Pro
     }
     case 'report': {
       const ent = clientFor(server, as, need(o, 'key'));
-      const r = await ent.get<{ subject: string; entries: Array<{ index: number; kind: string; at: string; body: Record<string, unknown> }> }>(`/v1/enterprise/report${o.subject ? `?subject=${encodeURIComponent(o.subject as string)}` : ''}`);
+      const r = await accessReport(ent, o['engine-key'] as string | undefined);
       if (o.json) out(JSON.stringify(r));
-      else for (const e of r.entries) out(`${e.at} #${e.index} ${e.kind} ${String(e.body.jobId ?? e.body.consentId ?? e.body.id ?? '')} ${String(e.body.bank ?? e.body.grantee ?? '')}`.trimEnd());
+      else {
+        for (const e of r.entries) out(`${e.at} #${e.index} ${e.kind} ${String(e.body.jobId ?? e.body.consentId ?? e.body.id ?? '')} ${String(e.body.bank ?? e.body.grantee ?? '')}`.trimEnd());
+        out(`${r.entries.length} entries, each proven included in the signed checkpoint of ${r.size} entries`);
+      }
       return 0;
     }
     case 'audit verify': {
-      const r = await auditVerify(clientFor(server, as, need(o, 'key')), o['engine-key'] as string | undefined);
+      const keyFile = need(o, 'key');
+      const r = await auditVerify(clientFor(server, as, keyFile), o['engine-key'] as string | undefined, resolve((o.state as string | undefined) ?? `${keyFile}.checkpoint.json`));
       if (r.ok) {
-        out(`ledger intact: ${r.size} entries, ${r.checkpoints} signed checkpoints, root ${r.root} (verified on the auditor's side)`);
+        out(`ledger intact: ${r.size} entries, ${r.checkpoints} signed checkpoints, root ${r.root} (verified on the auditor's side${r.consistentWith !== undefined ? `; consistent with the checkpoint of ${r.consistentWith} seen before` : ''})`);
         return 0;
       }
       process.stderr.write(`${r.code}: ledger check failed at ${r.index !== undefined ? `entry ${r.index}` : `checkpoint ${r.checkpointSize}`}: ${r.reason}\n`);

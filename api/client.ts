@@ -22,7 +22,7 @@ import { parseUscc } from '../sandbox/uscc.ts';
 import { parseModel, type ModelSpec } from '../models/model.ts';
 import type { TrainOptions } from '../models/train.ts';
 import type { Policy } from '../sandbox/policy.ts';
-import { leafHash, rootsAtSizes, equalBytes } from '../engine/ledger/merkle.ts';
+import { leafHash, rootsAtSizes, equalBytes, verifyInclusion, verifyConsistency } from '../engine/ledger/merkle.ts';
 import { verifyCheckpoint } from '../engine/ledger/checkpoint.ts';
 import { providerKeys, readKeyFile, writeSecret, type PublicKeys } from './keys.ts';
 import type { PartyKeys } from './wallet.ts';
@@ -299,7 +299,43 @@ export function enterpriseKeys(path: string): (uscc: string) => PartyKeys {
  * bodies and the RFC 6962 roots at each checkpoint size, and check each checkpoint's signature against the engine key
  * (pinned with `engineKey`, else the key in ledger entry 0 must equal the key the server announces).
  */
-export async function auditVerify(auditor: Client, engineKey?: string): Promise<{ ok: true; size: number; checkpoints: number; root: string } | { ok: false; code: ErrorCode; reason: string; index?: number; checkpointSize?: number }> {
+export async function auditVerify(auditor: Client, engineKey?: string, state?: string): Promise<{ ok: true; size: number; checkpoints: number; root: string; consistentWith?: number } | { ok: false; code: ErrorCode; reason: string; index?: number; checkpointSize?: number }> {
+  const r = await auditVerifyOnce(auditor, engineKey);
+  if (!r.ok || !state) return r;
+  // The auditor keeps the last checkpoint it accepted and requires every new one to extend it (RFC 9162 §2.1.4).
+  let consistentWith: number | undefined;
+  if (existsSync(state)) {
+    const last = JSON.parse(readFileSync(state, 'utf8')) as { size: number; root: string };
+    if (last.size > r.size) return { ok: false, code: 'SH_ERR_LEDGER_INCONSISTENT', reason: `the ledger shrank: ${r.size} entries, the last checkpoint seen had ${last.size}`, checkpointSize: last.size };
+    const c = await auditor.get<{ proof: string[] }>(`/v1/auditor/proofs/consistency?from=${last.size}&to=${r.size}`);
+    if (!verifyConsistency(last.size, r.size, c.proof.map(hexToBytes), hexToBytes(last.root), hexToBytes(r.root))) {
+      return { ok: false, code: 'SH_ERR_LEDGER_INCONSISTENT', reason: `the ledger of ${r.size} entries is not an extension of the checkpoint of ${last.size} seen earlier`, checkpointSize: last.size };
+    }
+    consistentWith = last.size;
+  }
+  writeSecret(state, JSON.stringify({ size: r.size, root: r.root, at: new Date().toISOString() }) + '\n');
+  return { ...r, ...(consistentWith !== undefined ? { consistentWith } : {}) };
+}
+
+/**
+ * An enterprise's access report, checked on its side: the checkpoint's signature (engine key from /v1/info unless
+ * pinned), and for every entry an inclusion proof of its exact leaf body in that checkpoint's tree.
+ * @throws SH_ERR_LEDGER_TAMPERED when a proof or the checkpoint does not verify
+ */
+export async function accessReport(ent: Client, engineKey?: string): Promise<{ subject: string; size: number; entries: Array<{ index: number; kind: string; at: string; body: Record<string, unknown> }> }> {
+  const info = await ent.info();
+  const r = await ent.get<{ subject: string; checkpoint: string; size: number; entries: Array<{ index: number; kind: string; at: string; body: Record<string, unknown>; leaf: string; proof: string[] }> }>('/v1/enterprise/report');
+  const cp = verifyCheckpoint(r.checkpoint, info.ledgerOrigin, hexToBytes(engineKey ?? info.engine.ed25519));
+  for (const e of r.entries) {
+    const leaf = leafHash(new TextEncoder().encode(e.leaf));
+    if (!verifyInclusion(leaf, e.index, cp.size, e.proof.map(hexToBytes), cp.rootHash)) fail('SH_ERR_LEDGER_TAMPERED', `report entry ${e.index} is not included in checkpoint ${cp.size}`, { index: e.index });
+    const parsed = JSON.parse(e.leaf) as { kind?: string };
+    if (parsed.kind !== e.kind) fail('SH_ERR_LEDGER_TAMPERED', `report entry ${e.index} does not match its leaf`, { index: e.index });
+  }
+  return { subject: r.subject, size: cp.size, entries: r.entries.map(({ index, kind, at, body }) => ({ index, kind, at, body })) };
+}
+
+async function auditVerifyOnce(auditor: Client, engineKey?: string): Promise<{ ok: true; size: number; checkpoints: number; root: string } | { ok: false; code: ErrorCode; reason: string; index?: number; checkpointSize?: number }> {
   const info = await auditor.info();
   const key = engineKey ?? info.engine.ed25519;
   // Checkpoints first (the server signs one at its current size), then every entry they cover.

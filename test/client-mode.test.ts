@@ -4,13 +4,13 @@
  * reading its access report, and the auditor's own ledger verification catching a rewritten entry.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, readFileSync, existsSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, readFileSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../engine/engine.ts';
 import { BFV_8192_T40 } from '../engine/he/params.ts';
 import { EngineServer, adminKey } from '../api/server.ts';
-import { Client, registerParties, grantConsents, revokeConsents, enterpriseKeys, auditVerify } from '../api/client.ts';
+import { Client, registerParties, grantConsents, revokeConsents, enterpriseKeys, auditVerify, accessReport } from '../api/client.ts';
 import { keygen, keygenEnterprises, readKeyFile, readPublic } from '../api/keys.ts';
 import { randomUscc } from '../sandbox/uscc.ts';
 import { mulberry32 } from '../api/demo-data.ts';
@@ -78,6 +78,32 @@ describe('client mode', () => {
     const report = await ent.get<{ subject: string; entries: Array<{ kind: string }> }>('/v1/enterprise/report');
     expect(report.subject).toBe(u);
     expect(report.entries.map((e) => e.kind)).toEqual(expect.arrayContaining(['consent.granted', 'consent.revoked']));
+    // Checked on the enterprise's side: every entry proven included in the signed checkpoint.
+    const checked = await accessReport(ent);
+    expect(checked.entries.map((e) => e.index)).toEqual(report.entries.map((e) => (e as unknown as { index: number }).index));
+    await expect(accessReport(ent, '11'.repeat(32))).rejects.toMatchObject({ code: 'SH_ERR_BAD_SIGNATURE' }); // checkpoint not signed by the pinned key
+    // An enterprise may fetch inclusion proofs of its own entries only.
+    const mine = checked.entries[0]!.index;
+    await expect(ent.get(`/v1/auditor/proofs/inclusion?index=${mine}`)).resolves.toMatchObject({ index: mine });
+    await expect(ent.get('/v1/auditor/proofs/inclusion?index=0')).rejects.toMatchObject({ code: 'SH_ERR_FORBIDDEN' });
+  });
+
+  it('the auditor keeps the last checkpoint it saw and requires each new one to extend it', async () => {
+    const auditor = new Client(url, readKeyFile(join(dir, `${AUDITOR}.key`)));
+    const state = join(dir, 'auditor.checkpoint.json');
+    const first = await auditVerify(auditor, undefined, state);
+    expect(first).toMatchObject({ ok: true });
+    expect((first as { consistentWith?: number }).consistentWith).toBeUndefined();
+    await grantConsents(url, [{ subject: usccs[2]!, bank: BANK, purpose: 'sme_credit_line', categories: ['tax'], operations: ['score'], days: 30 }], enterpriseKeys(join(dir, 'ent')));
+    const second = await auditVerify(auditor, undefined, state);
+    expect(second).toMatchObject({ ok: true, consistentWith: (first as { size: number }).size });
+    expect((second as { size: number }).size).toBeGreaterThan((first as { size: number }).size);
+    // A remembered checkpoint the ledger does not extend (another root at that size) is an inconsistency.
+    const saved = JSON.parse(readFileSync(state, 'utf8')) as { size: number; root: string };
+    writeFileSync(state, JSON.stringify({ ...saved, root: 'ab'.repeat(32) }));
+    expect(await auditVerify(auditor, undefined, state)).toMatchObject({ ok: false, code: 'SH_ERR_LEDGER_INCONSISTENT' });
+    writeFileSync(state, JSON.stringify({ ...saved, size: saved.size + 1000 }));
+    expect(await auditVerify(auditor, undefined, state)).toMatchObject({ ok: false, code: 'SH_ERR_LEDGER_INCONSISTENT' });
   });
 
   it("the auditor verifies the ledger on its own side and catches a rewritten entry", async () => {
