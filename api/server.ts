@@ -149,7 +149,11 @@ export class EngineServer {
   // ---------------------------------------------------------------- plumbing
 
   private build(): FastifyInstance {
-    const app = Fastify({ bodyLimit: this.opts.bodyLimit ?? 16 * 1024 * 1024, logger: false, onProtoPoisoning: 'error', onConstructorPoisoning: 'error', return503OnClosing: true });
+    // Fastify's default Ajv options strip unknown properties (removeAdditional) and coerce types (coerceTypes): schemas
+    // here are strict (`additionalProperties: false`, strings stay strings), so an extra key or a wrong type is a 400.
+    const app = Fastify({ bodyLimit: this.opts.bodyLimit ?? 16 * 1024 * 1024, logger: false, onProtoPoisoning: 'error', onConstructorPoisoning: 'error', return503OnClosing: true, ajv: { customOptions: { removeAdditional: false, coerceTypes: false } } });
+    // Only JSON and octet-stream bodies are accepted: anything else (text/plain included) is a 415.
+    app.removeContentTypeParser('text/plain');
     const json = app.getDefaultJsonParser('error', 'error');
     app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
       (req as FastifyRequest).rawBody = body as Buffer;
@@ -198,6 +202,7 @@ export class EngineServer {
     });
     app.setNotFoundHandler((req, reply) => reply.status(404).send({ code: 'SH_ERR_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}`, details: {} }));
     this.routesOf(app);
+    this.proofRoutes(app);
     app.get('/docs', { config: { role: 'public' } }, async () => this.openApi());
     return app;
   }
@@ -395,7 +400,14 @@ export class EngineServer {
     this.route<unknown, Record<string, string>, { subject?: string }>(app, 'GET', '/v1/enterprise/consents', 'enterprise', "The enterprise's consents", { querystring: Subject }, async (req) => ({ consents: e.consentsOf(own(req)) }));
     this.route<unknown, Record<string, string>, { subject?: string }>(app, 'GET', '/v1/enterprise/report', 'enterprise', 'Every ledger entry that touched the enterprise (its access report)', { querystring: Subject }, async (req) => {
       const subject = own(req);
-      return { subject, entries: e.ledger.subjectEntries(subject) };
+      // Each entry with its exact leaf body and an inclusion proof against the latest signed checkpoint.
+      const checkpoint = e.ledger.checkpoint();
+      const size = e.ledger.latestCheckpoint()!.size;
+      const body = e.store.db.prepare('SELECT body FROM ledger_entries WHERE idx = ?');
+      const entries = e.ledger.subjectEntries(subject).filter((x) => x.index < size).map((x) => ({
+        ...x, leaf: (body.get(x.index) as { body: string }).body, proof: e.ledger.inclusionProof(x.index, size).map((p) => bytesToHex(p)),
+      }));
+      return { subject, checkpoint, size, entries };
     });
 
     // auditor: raw material to verify on the auditor's side
@@ -419,6 +431,38 @@ export class EngineServer {
     this.route<unknown, { hash: string }>(app, 'GET', '/v1/auditor/blobs/:hash', 'auditor', 'A stored blob (application/octet-stream)', { params: HashParams }, async (req) => {
       if (!existsSync(e.store.blobPath(req.params.hash))) fail('SH_ERR_NOT_FOUND', `no blob ${req.params.hash}`);
       return e.store.getBlob(req.params.hash);
+    });
+  }
+
+  /** Issue 6: proofs for auditors and enterprises (RFC 9162 §2.1.3–2.1.4), against a signed checkpoint. */
+  private proofRoutes(app: FastifyInstance): void {
+    const e = this.engine;
+    const hexes = (xs: readonly Uint8Array[]) => xs.map((x) => bytesToHex(x));
+    const num = (v: string | undefined, what: string, dflt?: number): number => {
+      if (v === undefined) { if (dflt === undefined) fail('SH_ERR_INVALID_ARGUMENT', `"${what}" is required`); return dflt!; }
+      return Number(v);
+    };
+    const Q = (...names: string[]) => Obj(Object.fromEntries(names.map((n) => [n, Type.Optional(Type.String({ pattern: '^[0-9]{1,12}$' }))])));
+    this.route<unknown, Record<string, string>, { index?: string; size?: string }>(app, 'GET', '/v1/auditor/proofs/inclusion', 'auditor|enterprise', 'Inclusion proof of one ledger entry in the tree of `size` entries (default: the latest checkpoint)', { querystring: Q('index', 'size') }, async (req) => {
+      const cp = e.ledger.checkpoint();
+      const latest = e.ledger.latestCheckpoint()!.size;
+      const size = num(req.query.size, 'size', latest);
+      const index = num(req.query.index, 'index');
+      if (!(size <= latest && index < size)) fail('SH_ERR_INVALID_ARGUMENT', `expected index < size ≤ ${latest}, got index ${index}, size ${size}`);
+      if (req.party.role === 'enterprise') {
+        const mine = e.store.db.prepare('SELECT 1 FROM ledger_subjects WHERE idx = ? AND uscc = ?').get(index, req.party.id);
+        if (!mine) fail('SH_ERR_FORBIDDEN', `ledger entry ${index} is not in ${req.party.id}'s access report`);
+      }
+      const body = (e.store.db.prepare('SELECT body FROM ledger_entries WHERE idx = ?').get(index) as { body: string }).body;
+      return { index, size, body, proof: hexes(e.ledger.inclusionProof(index, size)), checkpoint: size === latest ? cp : null };
+    });
+    this.route<unknown, Record<string, string>, { from?: string; to?: string }>(app, 'GET', '/v1/auditor/proofs/consistency', 'auditor', 'Consistency proof between the trees of `from` and `to` entries (default to: the latest checkpoint)', { querystring: Q('from', 'to') }, async (req) => {
+      const cp = e.ledger.checkpoint();
+      const latest = e.ledger.latestCheckpoint()!.size;
+      const to = num(req.query.to, 'to', latest);
+      const from = num(req.query.from, 'from');
+      if (!(from <= to && to <= latest)) fail('SH_ERR_INVALID_ARGUMENT', `expected from ≤ to ≤ ${latest}, got from ${from}, to ${to}`);
+      return { from, to, proof: hexes(e.ledger.consistencyProof(from, to)), checkpoint: to === latest ? cp : null };
     });
   }
 
