@@ -730,9 +730,14 @@ describe('WorkerPool (DESIGN §9, STYLE §5)', () => {
       columns: xs.map((x, i) => ({ ...blob(ops.save(enc(x))), multiplier: ms[i]!.toString() })),
       maskKey,
     };
-    const bytes = await pool.run<Uint8Array>(task);
+    const out = await pool.run<{ ciphertext: Uint8Array; rerandomizer: Uint8Array }>(task);
+    const bytes = out.ciphertext;
     const ct = track(ops.load(bytes));
     expect(ops.chainIndex(ct)).toBe(BFV_8192_T40.transferChainIndex);
+    // Replay (issue 6): the same task with the logged encryption of zero gives the same bytes; another zero does not.
+    expect(Buffer.from(await pool.run<Uint8Array>({ ...task, rerandomizer: out.rerandomizer })).equals(Buffer.from(bytes))).toBe(true);
+    const other = await pool.run<{ ciphertext: Uint8Array; rerandomizer: Uint8Array }>(task);
+    expect(Buffer.from(await pool.run<Uint8Array>({ ...task, rerandomizer: other.rerandomizer })).equals(Buffer.from(bytes))).toBe(false);
     const mask = maskVector(maskKey, T, N);
     const got = Array.from(decRaw(ct), (u, i) => centered(u - mask[i]!, T));
     expect(got).toEqual(Array.from({ length: N }, (_, s) => ms[0]! * xs[0]![s]! + ms[1]! * xs[1]![s]!));

@@ -186,16 +186,42 @@ export class BlockOps {
     sealCall('SH_ERR_CIPHERTEXT_INVALID', 'rerandomizeForTransfer', () => this.rerandomizeUnchecked(ct, publicKey));
   }
 
-  private rerandomizeUnchecked(ct: Ciphertext, publicKey: PublicKey): void {
-    const encryptor = new this.he.seal.Encryptor(this.he.context, publicKey);
-    const zero = new this.he.seal.Ciphertext();
+  /**
+   * `rerandomizeForTransfer` that also returns the fresh encryption of zero it added (serialized), so the step can be
+   * logged and replayed by an auditor (`rerandomizeWith`).
+   */
+  rerandomizeLogged(ct: Ciphertext, publicKey: PublicKey): Uint8Array {
+    let out: Uint8Array | undefined;
+    sealCall('SH_ERR_CIPHERTEXT_INVALID', 'rerandomizeForTransfer', () => this.rerandomizeUnchecked(ct, publicKey, (zero) => { out = this.save(zero); }));
+    return out!;
+  }
+
+  /** Replay of a logged re-randomization: add the given encryption of zero, then switch down to the transfer level. */
+  rerandomizeWith(ct: Ciphertext, zeroBytes: Uint8Array): void {
+    const zero = this.load(zeroBytes, 'logged re-randomizer');
     try {
-      encryptor.encryptZero(zero);
-      if (this.chainIndex(zero) !== this.chainIndex(ct)) this.evaluator.cipherModSwitchToInplace(zero, ct.parmsId());
-      this.evaluator.addInplace(ct, zero);
+      sealCall('SH_ERR_CIPHERTEXT_INVALID', 'rerandomizeWith', () => this.rerandomizeUnchecked(ct, undefined, undefined, zero));
     } finally {
       zero.delete();
-      encryptor.delete();
+    }
+  }
+
+  private rerandomizeUnchecked(ct: Ciphertext, publicKey: PublicKey | undefined, keep?: (zero: Ciphertext) => void, given?: Ciphertext): void {
+    if (given) {
+      if (this.chainIndex(given) !== this.chainIndex(ct)) this.evaluator.cipherModSwitchToInplace(given, ct.parmsId());
+      this.evaluator.addInplace(ct, given);
+    } else {
+      const encryptor = new this.he.seal.Encryptor(this.he.context, publicKey!);
+      const zero = new this.he.seal.Ciphertext();
+      try {
+        encryptor.encryptZero(zero);
+        keep?.(zero);
+        if (this.chainIndex(zero) !== this.chainIndex(ct)) this.evaluator.cipherModSwitchToInplace(zero, ct.parmsId());
+        this.evaluator.addInplace(ct, zero);
+      } finally {
+        zero.delete();
+        encryptor.delete();
+      }
     }
     const target = this.he.params.transferChainIndex;
     let idx = this.chainIndex(ct);

@@ -35,6 +35,8 @@ export interface EvalBlockTask {
   columns: Array<{ path: string; hash: string; multiplier: string }>;
   /** Mask key (DESIGN §4.2); the mask vector is added before re-randomization. */
   maskKey: Uint8Array;
+  /** Auditor replay: add this logged encryption of zero instead of a fresh one. */
+  rerandomizer?: Uint8Array;
 }
 
 export interface EncryptTask {
@@ -150,9 +152,13 @@ async function evalBlock(task: EvalBlockTask): Promise<unknown> {
     const acc = o.linear(cts.map((ct, i) => ({ ct, multiplier: BigInt(task.columns[i]!.multiplier) })));
     try {
       o.addVector(acc, maskVector(task.maskKey, o.he.params.t, o.slots));
-      o.rerandomizeForTransfer(acc, pk);
-      const bytes = o.save(acc);
-      return move(bytes);
+      // The fresh encryption of zero is returned with the result so the engine can log it for replay (issue 6).
+      if (task.rerandomizer) {
+        o.rerandomizeWith(acc, task.rerandomizer);
+        return move(o.save(acc));
+      }
+      const zero = o.rerandomizeLogged(acc, pk);
+      return { ciphertext: o.save(acc), rerandomizer: zero };
     } finally {
       acc.delete();
     }

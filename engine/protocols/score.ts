@@ -207,7 +207,10 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
       return { path: engine.store.blobPath(blob), hash: blob, multiplier: c.multiplier.toString() };
     }));
     const pk = engine.requireParty(g.provider, 'provider').bfvPublicKeyBlob!;
-    const ct = await engine.pool.run<Uint8Array>({ op: 'evalBlock', paramsId: engine.params.id, publicKey: { path: engine.store.blobPath(pk), hash: pk }, columns, maskKey: maskKey.slice() });
+    const out = await engine.pool.run<{ ciphertext: Uint8Array; rerandomizer: Uint8Array }>({ op: 'evalBlock', paramsId: engine.params.id, publicKey: { path: engine.store.blobPath(pk), hash: pk }, columns, maskKey: maskKey.slice() });
+    const ct = out.ciphertext;
+    // The fresh encryption of zero is kept so an auditor can replay this block bit for bit (issue 6).
+    const rerandomizer = engine.store.putBlob(out.rerandomizer);
     const request: DecryptRequest = { type: 'safehouse.custodian.decrypt.v1', paramsId: engine.params.id, provider: g.provider, jobId: req.jobId, jobHash, label, mode: 'seal', ciphertext: sha256Hex(ct), recipient: { party: bank.id, x25519: bytesToHex(bank.x25519!) } };
     const signedReq = signJson(request, 'engine', engine.keys.ed25519.secretKey);
     const response = await engine.custodian(g.provider).decrypt(signedReq, ct);
@@ -216,7 +219,7 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
       fail('SH_ERR_BAD_SIGNATURE', `custodian ${g.provider} answered ${label} with an unsigned or mismatched response`);
     }
     engine.ledger.appendMany([
-      { kind: 'custodian.request', event: { jobId: req.jobId, provider: g.provider, label, mode: 'seal', requestHash: response.body.requestHash, ciphertext: request.ciphertext } },
+      { kind: 'custodian.request', event: { jobId: req.jobId, provider: g.provider, label, mode: 'seal', requestHash: response.body.requestHash, ciphertext: request.ciphertext, rerandomizer } },
       { kind: 'custodian.response', event: { jobId: req.jobId, provider: g.provider, label, responseHash: sha256Hex(canonicalize(response)), sealed: sha256Hex(canonicalize(response.body.sealed)) } },
     ]);
     masks.set(`${g.dataset.id}#${block}`, maskVector(maskKey, t, engine.params.slots));
@@ -251,8 +254,10 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   const result: ScoreResult = { type: 'safehouse.score.result.v1', jobId: req.jobId, jobHash, modelId: req.modelId, paramsId: engine.params.id, t: t.toString(), scale: model.scale, boxes, subjects: out };
   const counts: Record<string, number> = {};
   for (const s of out) counts[s.status] = (counts[s.status] ?? 0) + 1;
+  // The result itself is kept (content-addressed by its canonical hash) so a replay can compare what the bank got.
+  const resultBlob = engine.store.putBlob(new TextEncoder().encode(canonicalize(result)));
   engine.store.transaction(() => {
-    engine.store.db.prepare("UPDATE jobs SET status = 'completed', summary_json = ?, finished_at = ? WHERE id = ?").run(JSON.stringify({ counts, resultHash: sha256Hex(canonicalize(result)) }), engine.now().toISOString(), req.jobId);
+    engine.store.db.prepare("UPDATE jobs SET status = 'completed', summary_json = ?, finished_at = ? WHERE id = ?").run(JSON.stringify({ counts, resultHash: resultBlob }), engine.now().toISOString(), req.jobId);
     engine.ledger.append('job.completed', { jobId: req.jobId, job: 'score', counts, boxes: boxes.length, resultHash: sha256Hex(canonicalize(result)) });
   });
   engine.ledger.checkpoint();
