@@ -24,7 +24,7 @@ import { requireSignature, signJson, verifyJson, bytesToHex, type Signed } from 
 import { openSealed, sealTo, type SealedBox } from '../crypto/sealbox.ts';
 import type { DecryptRequest } from '../custodian/custodian.ts';
 import type { Engine, DatasetRecord, SubjectSlot } from '../engine.ts';
-import type { CompiledTerm } from '../../models/model.ts';
+import type { CompiledModel, CompiledTerm } from '../../models/model.ts';
 import { parseSubjectList } from '../../sandbox/uscc.ts';
 import type { ConsentStatus } from '../../sandbox/consent.ts';
 
@@ -99,6 +99,32 @@ export function openScoreResult(result: ScoreResult, bank: string, bankX25519Sec
   });
 }
 
+/**
+ * Each requested subject's status (consent first, then data: a term whose field is missing contributes its
+ * `missingOffset`, or makes the subject NO_DATA) and, for scorable subjects, the plaintext part of its score (intercept
+ * and missing-value offsets). Shared by the job and its replay. `groups[].slots` must hold the consented subjects.
+ */
+export function scoreStatuses(model: CompiledModel, groups: ReadonlyArray<{ terms: CompiledTerm[]; slots: Map<string, SubjectSlot> }>, subjects: readonly string[], consent: ReadonlyMap<string, { status: ConsentStatus }>): { status: Map<string, ScoreStatus>; offsets: Map<string, bigint> } {
+  const status = new Map<string, ScoreStatus>(subjects.map((s) => [s, consent.get(s)!.status]));
+  const offsets = new Map<string, bigint>();
+  for (const s of subjects) {
+    if (status.get(s) !== 'OK') continue;
+    let offset = model.intercept;
+    let available = true;
+    for (const g of groups) {
+      const slot = g.slots.get(s);
+      for (const term of g.terms) {
+        if (slot && !slot.missing.has(term.field)) continue;
+        if (term.missingOffset === undefined) available = false;
+        else offset += term.missingOffset;
+      }
+    }
+    if (available) offsets.set(s, offset);
+    else status.set(s, 'NO_DATA');
+  }
+  return { status, offsets };
+}
+
 interface Group {
   provider: string;
   dataset: DatasetRecord;
@@ -153,22 +179,7 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   const consent = engine.consentStatuses({ bank: bank.id, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) }, subjects);
   const ok = subjects.filter((s) => consent.get(s)!.status === 'OK');
   for (const g of groups.values()) g.slots = engine.subjectSlots(g.dataset.id, ok);
-  const status = new Map<string, ScoreStatus>(subjects.map((s) => [s, consent.get(s)!.status]));
-  const offsets = new Map<string, bigint>();
-  for (const s of ok) {
-    let offset = model.intercept;
-    let available = true;
-    for (const g of groups.values()) {
-      const slot = g.slots.get(s);
-      for (const term of g.terms) {
-        if (slot && !slot.missing.has(term.field)) continue;
-        if (term.missingOffset === undefined) available = false;
-        else offset += term.missingOffset;
-      }
-    }
-    if (available) offsets.set(s, offset);
-    else status.set(s, 'NO_DATA');
-  }
+  const { status, offsets } = scoreStatuses(model, [...groups.values()], subjects, consent);
   const scored = ok.filter((s) => status.get(s) === 'OK');
 
   // 3. Record the request before any custodian call, with every requested subject for their access reports.

@@ -1,0 +1,120 @@
+/**
+ * Auditor replay of scoring jobs (issue 6): an untouched job replays `match` at every step; altering one stored
+ * column blob, the escrowed mask seed or one weight of the registered model makes the replay report `mismatch` at the
+ * right step; a purged re-randomizer is reported `missing`, not `mismatch`.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mkdtempSync, rmSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Safehouse } from '../api/embedded.ts';
+import { generateDemo, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID, ALL_CATEGORIES } from '../api/demo-data.ts';
+import { replayJob, type ReplayReport } from '../engine/audit/replay.ts';
+import { sealTo } from '../engine/crypto/sealbox.ts';
+
+const AUDITOR = 'auditor_pboc';
+let home: string;
+let sh: Safehouse;
+let jobId: string;
+let auditor: { id: string; x25519SecretKey: Uint8Array };
+
+beforeAll(async () => {
+  home = mkdtempSync(join(tmpdir(), 'sh-replay-'));
+  sh = await Safehouse.open({ home, create: true });
+  const data = generateDemo(300, 41);
+  await sh.addParty('bank', DEMO_BANK);
+  await sh.addParty('auditor', AUDITOR);
+  for (const p of Object.values(data.providers)) {
+    await sh.addParty('provider', p.provider);
+    await sh.ingest(p.provider, p.schema, p.csv);
+  }
+  sh.grantConsents(data.subjects.filter((_, i) => i % 10 !== 3).map((u) => ({ subject: u, bank: DEMO_BANK, purpose: DEMO_PURPOSE, categories: ALL_CATEGORIES, operations: ['score' as const], days: 30 })));
+  sh.registerModel(DEMO_BANK, data.model);
+  for (const p of ['sz_tax_bureau', 'sz_power_water', 'sz_housing_fund']) await sh.approveModel(p, DEMO_MODEL_ID);
+  jobId = (await sh.score(DEMO_BANK, DEMO_MODEL_ID, DEMO_PURPOSE, data.subjects)).jobId;
+  auditor = { id: AUDITOR, x25519SecretKey: sh.wallet.get(AUDITOR)!.x25519!.secretKey };
+});
+
+afterAll(async () => {
+  await sh.close();
+  rmSync(home, { recursive: true, force: true });
+});
+
+const statusOf = (r: ReplayReport, step: string) => r.steps.filter((s) => s.step === step || s.step.startsWith(`${step} `)).map((s) => s.status);
+
+describe('audit replay of a score job', () => {
+  it('an untouched job replays match at every step', async () => {
+    const r = await replayJob(sh.engine, jobId, auditor);
+    expect(r.steps.map((s) => s.step.split(' ')[0])).toEqual(['request', 'escrow', 'model', 'consent', 'block', 'block', 'block', 'result']);
+    expect(r.steps.every((s) => s.status === 'match')).toBe(true);
+    expect(r.ok).toBe(true);
+  });
+
+  it('an altered column blob is a mismatch at its block only', async () => {
+    const term = sh.engine.compiledModel(DEMO_MODEL_ID).terms.find((t) => t.provider === 'sz_tax_bureau')!;
+    const ds = sh.engine.datasetWithField('sz_tax_bureau', term.field)!;
+    const path = sh.engine.store.blobPath(sh.engine.columnBlob(ds.id, term.columns[0]!.column, 0)!);
+    const original = readFileSync(path);
+    const bad = Buffer.from(original);
+    bad[bad.length - 1]! ^= 1;
+    writeFileSync(path, bad);
+    try {
+      const r = await replayJob(sh.engine, jobId, auditor);
+      expect(r.ok).toBe(false);
+      const blocks = r.steps.filter((s) => s.step.startsWith('block '));
+      expect(blocks.filter((s) => s.status === 'mismatch').map((s) => s.step)).toEqual([expect.stringContaining('score/sz_tax_bureau/')]);
+      expect(statusOf(r, 'request').concat(statusOf(r, 'model'), statusOf(r, 'consent'), statusOf(r, 'result'))).toEqual(['match', 'match', 'match', 'match']);
+    } finally {
+      writeFileSync(path, original);
+    }
+  });
+
+  it('a replaced mask seed is a mismatch at the escrow, and every block then differs', async () => {
+    const row = sh.engine.store.db.prepare('SELECT request_json FROM jobs WHERE id = ?').get(jobId) as { request_json: string };
+    const stored = JSON.parse(row.request_json) as { escrow: Array<{ auditor: string; sealed: unknown }>; signed: { body: unknown } };
+    const jobHash = (sh.engine.store.db.prepare("SELECT body FROM ledger_entries WHERE body LIKE '%job.requested%' AND body LIKE ?").get(`%${jobId}%`) as { body: string }).body.match(/"jobHash":"([0-9a-f]{64})"/)![1]!;
+    stored.escrow = stored.escrow.map((e) => ({ ...e, sealed: sealTo(sh.engine.party(AUDITOR)!.x25519!, new Uint8Array(32).fill(7), { type: 'safehouse.escrow.v1', jobId, jobHash }) }));
+    sh.engine.store.db.prepare('UPDATE jobs SET request_json = ? WHERE id = ?').run(JSON.stringify(stored), jobId);
+    try {
+      const r = await replayJob(sh.engine, jobId, auditor);
+      expect(statusOf(r, 'escrow')).toEqual(['mismatch']);
+      expect(statusOf(r, 'block').every((s) => s === 'mismatch')).toBe(true);
+      expect(statusOf(r, 'result')).toEqual(['mismatch']);
+      expect(statusOf(r, 'request')).toEqual(['match']);
+    } finally {
+      sh.engine.store.db.prepare('UPDATE jobs SET request_json = ? WHERE id = ?').run(row.request_json, jobId);
+    }
+  });
+
+  it('one altered weight of the registered model is a mismatch at the model step', async () => {
+    const row = sh.engine.store.db.prepare('SELECT spec_json FROM models WHERE id = ?').get(DEMO_MODEL_ID) as { spec_json: string };
+    // The scorecard's first bin of its first term: 60 points become 61.
+    const spec = JSON.parse(row.spec_json) as { terms: Array<{ bins: Array<{ points: string }> }> };
+    spec.terms[0]!.bins[0]!.points = String(Number(spec.terms[0]!.bins[0]!.points) + 1);
+    sh.engine.store.db.prepare('UPDATE models SET spec_json = ? WHERE id = ?').run(JSON.stringify(spec), DEMO_MODEL_ID);
+    try {
+      const r = await replayJob(sh.engine, jobId, auditor);
+      expect(statusOf(r, 'model')).toEqual(['mismatch']);
+      // The altered scorecard names other derived bin columns than the approved one: no block replays as sent.
+      expect(statusOf(r, 'block').every((s) => s !== 'match')).toBe(true);
+      expect(r.ok).toBe(false);
+      expect(statusOf(r, 'request')).toEqual(['match']);
+    } finally {
+      sh.engine.store.db.prepare('UPDATE models SET spec_json = ? WHERE id = ?').run(row.spec_json, DEMO_MODEL_ID);
+    }
+  });
+
+  it('a purged re-randomizer is reported missing, not mismatch', async () => {
+    const entry = sh.engine.store.db.prepare("SELECT body FROM ledger_entries WHERE body LIKE '%custodian.request%' AND body LIKE ?").get(`%${jobId}%`) as { body: string };
+    const hash = (JSON.parse(entry.body) as { rerandomizer: string }).rerandomizer;
+    const path = sh.engine.store.blobPath(hash);
+    renameSync(path, `${path}.away`);
+    try {
+      const r = await replayJob(sh.engine, jobId, auditor);
+      expect(r.steps.filter((s) => s.status !== 'match').map((s) => s.status)).toEqual(['missing']);
+    } finally {
+      renameSync(`${path}.away`, path);
+    }
+    expect((await replayJob(sh.engine, jobId, auditor)).ok).toBe(true);
+  });
+});
