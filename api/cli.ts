@@ -9,6 +9,7 @@ import { SafehouseError } from '../engine/errors.ts';
 import { Safehouse } from './embedded.ts';
 import { toCsv } from './csv.ts';
 import { need, readJson, readText, progressBar, subjectsOf, grantsOf, claimsOf, trainInputsOf, featuresOf, numOpt, type Opts } from './cli-args.ts';
+import { replayJob } from '../engine/audit/replay.ts';
 import { runNetworkCommand, NETWORK_USAGE, NETWORK_OPTIONS } from './cli-network.ts';
 import { runDemo } from './demo.ts';
 import { runTrain } from './train-run.ts';
@@ -31,6 +32,9 @@ const USAGE = `safehouse — privacy-preserving computation for SME credit-infor
                   --out model.json [--features binned|standardized] [--iterations N] [--bins K] [--seed S] [--model-id ID]
                   [--pdo 20 --base-score 600 --base-odds 50] [--json]      (labels.csv: uscc,label; 1 = default)
   safehouse audit verify
+  safehouse retention purge [--days N]             (replay material of jobs finished N days ago; default policy 365)
+  safehouse audit replay --job JOB_ID | --all [--since LEDGER_INDEX] [--auditor ID] [--json]
+                                                   (exit 1 on any mismatch; missing = purged or not replayable)
   safehouse demo [--subjects N] [--json]
 
 Every command accepts --home DIR (default ./.safehouse).
@@ -44,9 +48,15 @@ const OPTIONS = {
   providers: { type: 'string' }, labels: { type: 'string' }, fields: { type: 'string' }, iterations: { type: 'string' },
   bins: { type: 'string' }, seed: { type: 'string' }, 'model-id': { type: 'string' }, pdo: { type: 'string' },
   'base-score': { type: 'string' }, 'base-odds': { type: 'string' }, features: { type: 'string' },
-  json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, all: { type: 'boolean' }, since: { type: 'string' }, job: { type: 'string' }, auditor: { type: 'string' },
   ...NETWORK_OPTIONS,
 } as const;
+
+/** Job ids with a `job.requested` ledger entry at or after `since`, in ledger order. */
+function jobsSince(sh: Safehouse, since: number): string[] {
+  const rows = sh.engine.store.db.prepare("SELECT body FROM ledger_entries WHERE idx >= ? AND body LIKE '%\"kind\":\"job.requested\"%' ORDER BY idx").all(since) as Array<{ body: string }>;
+  return rows.map((r) => (JSON.parse(r.body) as { jobId: string }).jobId);
+}
 
 export async function main(argv: string[]): Promise<number> {
   let parsed;
@@ -174,6 +184,32 @@ export async function main(argv: string[]): Promise<number> {
         }
         process.stderr.write(`${r.code}: ledger check failed at ${r.index !== undefined ? `entry ${r.index}` : `checkpoint ${r.checkpointSize}`}: ${r.reason}\n`);
         return 2;
+      }
+      case 'retention purge': {
+        const days = o.days === undefined ? undefined : Number(o.days);
+        const r = sh.engine.purgeJobBlobs(days);
+        process.stdout.write(`purged ${r.blobs} blob(s) of ${r.jobs.length} job(s) finished more than ${days ?? sh.engine.policy.blobRetentionDays} day(s) ago; the ledger records it\n`);
+        return 0;
+      }
+      case 'audit replay': {
+        // As an auditor (its X25519 key opens the seeds escrowed to it): one job, or every job (since a ledger index).
+        const auditors = sh.engine.parties('auditor').map((p) => p.id);
+        const id = (o.auditor as string | undefined) ?? (auditors.length === 1 ? auditors[0]! : need(o, 'auditor'));
+        const k = sh.wallet.require(id, 'auditor');
+        const since = o.since === undefined ? 0 : Number(o.since);
+        if (!Number.isInteger(since) || since < 0) throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--since" expected a ledger index, got ${o.since}`);
+        const ids = o.all ? jobsSince(sh, since) : [need(o, 'job')];
+        const reports = [];
+        for (const [i, jobId] of ids.entries()) {
+          reports.push(await replayJob(sh.engine, jobId, { id, x25519SecretKey: k.x25519!.secretKey }));
+          if (o.all && !o.json) progressBar('replaying jobs', i + 1, ids.length);
+        }
+        if (o.json) process.stdout.write(JSON.stringify(reports) + '\n');
+        else for (const r of reports) {
+          process.stdout.write(`${r.jobId} (${r.kind}): ${r.ok ? 'all steps match' : 'NOT ALL MATCH'}\n`);
+          for (const st of r.steps) if (!o.all || st.status !== 'match') process.stdout.write(`  ${st.status.padEnd(8)} ${st.step}${st.detail ? ` — ${st.detail}` : ''}\n`);
+        }
+        return reports.some((r) => r.steps.some((st) => st.status === 'mismatch')) ? 1 : 0;
       }
       default:
         throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `unknown command ${JSON.stringify([cmd, sub].filter(Boolean).join(' '))}; see safehouse --help`);

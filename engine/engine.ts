@@ -524,6 +524,42 @@ export class Engine {
     return new Uint8Array(randomBytes(32));
   }
 
+  /**
+   * Retention (issue 6): delete the replay material of jobs finished more than `days` ago — the blobs their ledger
+   * events name (re-randomizers, stored results, training inputs; never dataset columns or keys) — and record in the
+   * ledger what was purged. Ledger entries are never deleted; a replay of a purged job reports `missing`.
+   * @returns the purged jobs and blob count
+   */
+  purgeJobBlobs(days: number = this.policy.blobRetentionDays): { jobs: string[]; blobs: number } {
+    if (!Number.isFinite(days) || days < 0) fail('SH_ERR_INVALID_ARGUMENT', `"days" expected a number ≥ 0, got ${days}`);
+    const cutoff = new Date(this.now().getTime() - days * 86_400_000).toISOString();
+    const jobs = (this.store.db.prepare("SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at <= ? AND status != 'purged' ORDER BY finished_at").all(cutoff) as Array<{ id: string }>).map((r) => r.id);
+    if (jobs.length === 0) return { jobs, blobs: 0 };
+    const kept = new Set((this.store.db.prepare('SELECT blob FROM columns WHERE dataset_id NOT LIKE ?').all('%:labels') as Array<{ blob: string }>).map((r) => r.blob));
+    const hashes = new Set<string>();
+    const q = this.store.db.prepare('SELECT body FROM ledger_entries WHERE body LIKE ?');
+    for (const id of jobs) {
+      for (const r of q.all(`%"jobId":${JSON.stringify(id)}%`) as Array<{ body: string }>) {
+        const b = JSON.parse(r.body) as Record<string, unknown>;
+        if (b.jobId !== id) continue;
+        for (const k of ['rerandomizer', 'resultHash', 'ciphertext']) {
+          const h = b[k];
+          if (typeof h === 'string' && /^[0-9a-f]{64}$/.test(h) && !kept.has(h)) hashes.add(h);
+        }
+      }
+      for (const r of this.store.db.prepare('SELECT blob FROM columns WHERE dataset_id = ? OR column_name LIKE ?').all(`${id}:labels`, `train/${id}/%`) as Array<{ blob: string }>) hashes.add(r.blob);
+    }
+    const purged = [...hashes].filter((h) => existsSync(this.store.blobPath(h))).sort();
+    this.store.transaction(() => {
+      const mark = this.store.db.prepare("UPDATE jobs SET status = 'purged' WHERE id = ?");
+      for (const id of jobs) mark.run(id);
+      this.ledger.append('retention.purged', { jobs, before: cutoff, blobs: purged.length, blobsHash: sha256Hex(purged.join('\n')) });
+    });
+    for (const h of purged) this.store.dropBlob(h);
+    this.ledger.checkpoint();
+    return { jobs, blobs: purged.length };
+  }
+
   /** Ledger verification (auditor): recompute the tree, check every checkpoint signature. */
   auditVerify() {
     return this.ledger.verify();

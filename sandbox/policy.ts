@@ -20,6 +20,8 @@ export interface Policy {
   minTrainingCohort: number;
   /** Smallest randomizer range R accepted for a masked numeric comparison (custodian leakage bound, DESIGN §5). */
   minComparisonR: number;
+  /** Days a finished job's replay material (re-randomizers, results, job inputs) is kept before `retention purge`. */
+  blobRetentionDays: number;
 }
 
 export const DEFAULT_POLICY: Readonly<Policy> = Object.freeze({
@@ -31,6 +33,7 @@ export const DEFAULT_POLICY: Readonly<Policy> = Object.freeze({
   verifyEpochDays: 30,
   minComparisonR: 2,
   minTrainingCohort: 200,
+  blobRetentionDays: 365,
 });
 
 /** Fill and validate a policy. @throws SH_ERR_INVALID_ARGUMENT */
@@ -39,7 +42,7 @@ export function policy(overrides: Partial<Policy> = {}): Policy {
   if (!Number.isInteger(p.minFieldsPerProvider) || p.minFieldsPerProvider < 1) fail('SH_ERR_INVALID_ARGUMENT', `"minFieldsPerProvider" expected an integer ≥ 1, got ${p.minFieldsPerProvider}`);
   if (!(p.maxFieldVarianceShare > 0 && p.maxFieldVarianceShare <= 1)) fail('SH_ERR_INVALID_ARGUMENT', `"maxFieldVarianceShare" expected (0, 1], got ${p.maxFieldVarianceShare}`);
   if (!Number.isInteger(p.maxSubjectsPerJob) || p.maxSubjectsPerJob < 1) fail('SH_ERR_INVALID_ARGUMENT', `"maxSubjectsPerJob" expected an integer ≥ 1, got ${p.maxSubjectsPerJob}`);
-  for (const k of ['maxClaimsPerJob', 'verifyBudgetPerEpoch', 'verifyEpochDays', 'minComparisonR', 'minTrainingCohort'] as const) {
+  for (const k of ['maxClaimsPerJob', 'verifyBudgetPerEpoch', 'verifyEpochDays', 'minComparisonR', 'minTrainingCohort', 'blobRetentionDays'] as const) {
     if (!Number.isInteger(p[k]) || p[k] < 1) fail('SH_ERR_INVALID_ARGUMENT', `"${k}" expected an integer ≥ 1, got ${p[k]}`);
   }
   return p;

@@ -118,3 +118,24 @@ describe('audit replay of a score job', () => {
     expect((await replayJob(sh.engine, jobId, auditor)).ok).toBe(true);
   });
 });
+
+describe('retention', () => {
+  it('purging a finished job keeps the ledger intact and records the purge; its replay then reports missing, never mismatch', async () => {
+    const before = sh.engine.ledger.size();
+    expect(sh.engine.purgeJobBlobs(1).jobs).toEqual([]); // the job finished less than a day ago
+    const r = sh.engine.purgeJobBlobs(0);
+    expect(r.jobs).toEqual([jobId]);
+    expect(r.blobs).toBe(4); // three re-randomizers and the stored result
+    const purge = sh.engine.ledger.entry(before);
+    expect(purge.kind).toBe('retention.purged');
+    expect(purge.body).toMatchObject({ jobs: [jobId], blobs: 4 });
+    expect(sh.engine.auditVerify().ok).toBe(true);
+    const replay = await replayJob(sh.engine, jobId, auditor);
+    expect(replay.steps.filter((s) => s.status === 'mismatch')).toEqual([]);
+    expect(statusOf(replay, 'block')).toEqual(['missing', 'missing', 'missing']);
+    expect(statusOf(replay, 'result')).toEqual(['missing']);
+    expect(statusOf(replay, 'request').concat(statusOf(replay, 'consent'))).toEqual(['match', 'match']);
+    // Dataset columns stay: the same subjects still score.
+    expect(sh.engine.purgeJobBlobs(0)).toEqual({ jobs: [], blobs: 0 });
+  });
+});

@@ -124,7 +124,7 @@ export async function replayJob(engine: Engine, jobId: string, auditor: { id: st
   const consent = engine.consentStatuses({ bank: req.bank, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) }, subjects);
   const ok = subjects.filter((s) => consent.get(s)?.status === 'OK');
   const groups = [...datasets].map(([datasetId, d]) => ({ datasetId, ...d, slots: engine.subjectSlots(datasetId, ok) }));
-  const { status, offsets } = model ? scoreStatuses(model, groups, subjects, consent) : { status: new Map(), offsets: new Map() };
+  const { status, offsets } = model ? scoreStatuses(model, groups, subjects, consent) : { status: new Map<string, string>(), offsets: new Map<string, bigint>() };
   const consentIds = subjects.filter((s) => status.get(s) === 'OK').map((s) => consent.get(s)!.consentId!).sort();
   if (sha256Hex(consentIds.join('\n')) !== requested.body.consentIds) add('consent', 'mismatch', 'the consents valid at the request time are not the ones the job used');
   else add('consent', 'match');
