@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, readFileSync, writeFileSync, renameSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Safehouse } from '../api/embedded.ts';
-import { generateDemo, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID, ALL_CATEGORIES } from '../api/demo-data.ts';
+import { generateDemo, generateClaims, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID, ALL_CATEGORIES } from '../api/demo-data.ts';
 import { replayJob, type ReplayReport } from '../engine/audit/replay.ts';
 import { sealTo } from '../engine/crypto/sealbox.ts';
 
@@ -16,6 +16,7 @@ const AUDITOR = 'auditor_pboc';
 let home: string;
 let sh: Safehouse;
 let jobId: string;
+let verifyJobId: string;
 let auditor: { id: string; x25519SecretKey: Uint8Array };
 
 beforeAll(async () => {
@@ -28,10 +29,11 @@ beforeAll(async () => {
     await sh.addParty('provider', p.provider);
     await sh.ingest(p.provider, p.schema, p.csv);
   }
-  sh.grantConsents(data.subjects.filter((_, i) => i % 10 !== 3).map((u) => ({ subject: u, bank: DEMO_BANK, purpose: DEMO_PURPOSE, categories: ALL_CATEGORIES, operations: ['score' as const], days: 30 })));
+  sh.grantConsents(data.subjects.filter((_, i) => i % 10 !== 3).map((u) => ({ subject: u, bank: DEMO_BANK, purpose: DEMO_PURPOSE, categories: ALL_CATEGORIES, operations: ['score' as const, 'verify' as const], days: 30 })));
   sh.registerModel(DEMO_BANK, data.model);
   for (const p of ['sz_tax_bureau', 'sz_power_water', 'sz_housing_fund']) await sh.approveModel(p, DEMO_MODEL_ID);
   jobId = (await sh.score(DEMO_BANK, DEMO_MODEL_ID, DEMO_PURPOSE, data.subjects)).jobId;
+  verifyJobId = (await sh.verify(DEMO_BANK, DEMO_PURPOSE, generateClaims(data, 80, 5))).jobId;
   auditor = { id: AUDITOR, x25519SecretKey: sh.wallet.get(AUDITOR)!.x25519!.secretKey };
 });
 
@@ -119,16 +121,49 @@ describe('audit replay of a score job', () => {
   });
 });
 
+describe('audit replay of a verification job', () => {
+  it('token batches, numeric blocks, answers and result all match; a swapped re-randomizer or custodian answer does not', async () => {
+    const r = await replayJob(sh.engine, verifyJobId, auditor);
+    const kinds = new Set(r.steps.map((x) => x.step.split(' ')[0]));
+    expect(kinds).toEqual(new Set(['request', 'escrow', 'openings', 'claims', 'consent', 'tokens', 'block', 'answers', 'result']));
+    expect(r.steps.filter((x) => x.status !== 'match')).toEqual([]);
+    // Swap one numeric block's logged re-randomizer for another block's: that block (only) mismatches.
+    const signs = sh.engine.store.db.prepare("SELECT idx, body FROM ledger_entries WHERE body LIKE '%\"mode\":\"sign\"%' AND body LIKE ?").all(`%${verifyJobId}%`) as Array<{ idx: number; body: string }>;
+    expect(signs.length).toBeGreaterThan(1);
+    const [a, b] = signs.map((x) => JSON.parse(x.body) as { rerandomizer: string; label: string });
+    const pa = sh.engine.store.blobPath(a!.rerandomizer);
+    const original = readFileSync(pa);
+    writeFileSync(pa, readFileSync(sh.engine.store.blobPath(b!.rerandomizer)));
+    try {
+      const r2 = await replayJob(sh.engine, verifyJobId, auditor);
+      expect(r2.steps.filter((x) => x.status !== 'match').map((x) => `${x.status} ${x.step}`)).toEqual([`mismatch block ${a!.label}`]);
+    } finally {
+      writeFileSync(pa, original);
+    }
+    // Alter the stored signed evaluations of one token batch: that batch mismatches.
+    const resp = sh.engine.store.db.prepare("SELECT body FROM ledger_entries WHERE body LIKE '%custodian.response%' AND body LIKE '%/tokens/%' AND body LIKE ?").get(`%${verifyJobId}%`) as { body: string };
+    const ev = JSON.parse(resp.body) as { responseHash: string; label: string };
+    const pr = sh.engine.store.blobPath(ev.responseHash);
+    const saved = readFileSync(pr);
+    writeFileSync(pr, saved.toString('utf8').replace(/"evaluated":\["0/, '"evaluated":["1'));
+    try {
+      const r3 = await replayJob(sh.engine, verifyJobId, auditor);
+      expect(r3.steps.filter((x) => x.status !== 'match').map((x) => `${x.status} ${x.step}`)).toEqual([`mismatch tokens ${ev.label}`, 'mismatch answers']);
+    } finally {
+      writeFileSync(pr, saved);
+    }
+  });
+});
+
 describe('retention', () => {
   it('purging a finished job keeps the ledger intact and records the purge; its replay then reports missing, never mismatch', async () => {
     const before = sh.engine.ledger.size();
     expect(sh.engine.purgeJobBlobs(1).jobs).toEqual([]); // the job finished less than a day ago
     const r = sh.engine.purgeJobBlobs(0);
-    expect(r.jobs).toEqual([jobId]);
-    expect(r.blobs).toBe(4); // three re-randomizers and the stored result
+    expect(r.jobs).toEqual([jobId, verifyJobId]);
     const purge = sh.engine.ledger.entry(before);
     expect(purge.kind).toBe('retention.purged');
-    expect(purge.body).toMatchObject({ jobs: [jobId], blobs: 4 });
+    expect(purge.body).toMatchObject({ jobs: [jobId, verifyJobId], blobs: r.blobs });
     expect(sh.engine.auditVerify().ok).toBe(true);
     const replay = await replayJob(sh.engine, jobId, auditor);
     expect(replay.steps.filter((s) => s.status === 'mismatch')).toEqual([]);

@@ -22,10 +22,14 @@ import { isCoded } from '../errors.ts';
 import { sha256Hex } from '../store/store.ts';
 import { deriveMaskKey, maskVector } from '../he/mask.ts';
 import { toSlot } from '../he/codec.ts';
-import { verifyJson, type Signed } from '../crypto/sign.ts';
+import { verifyJson, hexToBytes, type Signed } from '../crypto/sign.ts';
 import { openSealed, type SealedBox } from '../crypto/sealbox.ts';
 import { compileModel, type CompiledModel } from '../../models/model.ts';
 import { scoreStatuses, type ScoreRequest, type ScoreResult } from '../protocols/score.ts';
+import { verifyReplay, comparisonRange, directAnswersMac, type VerifyRequest, type VerifyResult, type ClaimOpenings, type ClaimResult, type PreparedClaim, type ClaimComparison } from '../protocols/verify.ts';
+import { blindInputs, finalizeTokens, tokenInfo, tokenInput } from '../tokens/oprf.ts';
+import { TOKEN_EPOCH } from '../custodian/provider.ts';
+import type { ConsentStatus } from '../../sandbox/consent.ts';
 import type { Engine } from '../engine.ts';
 
 export type StepStatus = 'match' | 'mismatch' | 'missing';
@@ -67,6 +71,7 @@ export async function replayJob(engine: Engine, jobId: string, auditor: { id: st
     add('request', 'missing', row ? 'no job.requested entry in the ledger' : 'no stored request');
     return { jobId, kind: row?.kind ?? 'unknown', ok: false, steps };
   }
+  if (row.kind === 'verify') return replayVerify(engine, jobId, auditor, JSON.parse(row.request_json), events, requested);
   if (row.kind !== 'score') {
     add('request', 'missing', `replay of ${row.kind} jobs is not implemented yet`);
     return { jobId, kind: row.kind, ok: false, steps };
@@ -191,4 +196,190 @@ export async function replayJob(engine: Engine, jobId: string, auditor: { id: st
     else add('result', 'match');
   }
   return { jobId, kind: row.kind, ok: steps.every((s) => s.status === 'match'), steps };
+}
+
+/** request + escrow steps shared by every job kind; returns the seed when the escrow opens. */
+function checkRequestAndEscrow(engine: Engine, jobId: string, auditor: { id: string; x25519SecretKey: Uint8Array }, stored: { signed: Signed<{ type: string }>; escrow?: Array<{ auditor: string; sealed: SealedBox }> }, requested: LedgerEvent, add: (step: string, status: StepStatus, detail?: string) => void): Uint8Array | undefined {
+  const signed = stored.signed;
+  const bank = engine.party(signed.signer);
+  if (!bank || !verifyJson(signed, bank.ed25519)) add('request', 'mismatch', 'the bank signature over the stored request does not verify');
+  else if (sha256Hex(canonicalize(signed)) !== requested.body.jobHash) add('request', 'mismatch', 'the stored request does not hash to the ledgered jobHash');
+  else add('request', 'match');
+  const mine = stored.escrow?.find((x) => x.auditor === auditor.id);
+  const escrowed = jobEvents(engine, jobId).find((e) => e.kind === 'job.escrowed') ?? requested;
+  const ledgered = (escrowed.body.escrow as Array<{ auditor: string; hash: string }> | undefined)?.find((x) => x.auditor === auditor.id);
+  if (!mine || !ledgered) { add('escrow', 'missing', `no seed escrowed to ${auditor.id}`); return undefined; }
+  let seed: Uint8Array | undefined;
+  try {
+    seed = openSealed(auditor.x25519SecretKey, mine.sealed, { type: 'safehouse.escrow.v1', jobId, jobHash: requested.body.jobHash });
+  } catch {
+    add('escrow', 'mismatch', 'the escrowed seed does not open for this auditor');
+    return undefined;
+  }
+  if (sha256Hex(canonicalize(mine.sealed)) !== ledgered.hash) add('escrow', 'mismatch', 'the stored escrow box is not the ledgered one');
+  else add('escrow', 'match');
+  return seed;
+}
+
+/**
+ * Verification job replay: request, escrow (seed and the bank's claim openings), claims (openings match the signed
+ * commitments), consent, every token batch (blinded elements recomputed from the seed, the custodian's signed
+ * evaluations finalized and looked up), every numeric block (comparison vectors from the seed, the logged
+ * re-randomizer), the engine-determined answers (MAC keyed from the seed) and the result.
+ */
+async function replayVerify(engine: Engine, jobId: string, auditor: { id: string; x25519SecretKey: Uint8Array }, stored: { signed: Signed<VerifyRequest>; escrow?: Array<{ auditor: string; sealed: SealedBox }>; openingsEscrow?: Array<{ auditor: string; sealed: SealedBox }> }, events: LedgerEvent[], requested: LedgerEvent): Promise<ReplayReport> {
+  const steps: ReplayStep[] = [];
+  const add = (step: string, status: StepStatus, detail?: string) => steps.push({ step, status, ...(detail ? { detail } : {}) });
+  const done = (): ReplayReport => ({ jobId, kind: 'verify', ok: steps.every((x) => x.status === 'match'), steps });
+  const seed = checkRequestAndEscrow(engine, jobId, auditor, stored, requested, add);
+  const req = stored.signed.body;
+  const jobHash = String(requested.body.jobHash);
+  // The claim openings, sealed to this auditor.
+  let openings: ClaimOpenings | undefined;
+  const box = stored.openingsEscrow?.find((x) => x.auditor === auditor.id);
+  const ledgered = ((events.find((e) => e.kind === 'job.escrowed')?.body.openings ?? []) as Array<{ auditor: string; hash: string }>).find((x) => x.auditor === auditor.id);
+  if (!box || !ledgered) add('openings', 'missing', `no claim openings escrowed to ${auditor.id}`);
+  else {
+    try {
+      openings = JSON.parse(new TextDecoder().decode(openSealed(auditor.x25519SecretKey, box.sealed, { type: 'safehouse.escrow.openings.v1', jobId, jobHash }))) as ClaimOpenings;
+      add('openings', sha256Hex(canonicalize(box.sealed)) === ledgered.hash ? 'match' : 'mismatch');
+    } catch {
+      add('openings', 'mismatch', 'the escrowed openings do not open for this auditor');
+    }
+  }
+  if (!seed || !openings) { add('claims', 'missing', 'no seed or openings to replay with'); return done(); }
+  let prepared: PreparedClaim[];
+  try {
+    prepared = req.claims.map((c, i) => verifyReplay.prepareClaim(engine, c, openings![c.claimId], i));
+    add('claims', 'match');
+  } catch (err) {
+    add('claims', 'mismatch', `a claim does not check against its signed commitment (${isCoded(err) ? err.code : 'error'})`);
+    return done();
+  }
+  const byId = new Map(prepared.map((p) => [p.claim.claimId, p]));
+
+  // Consent, budget (the ledgered refusals), data presence: which claims reached work, as the job decided them.
+  const at = new Date(req.requestedAt);
+  const results = new Map<string, ClaimResult>();
+  const consent = new Map<string, { status: ConsentStatus }>();
+  const categories = new Map<string, Set<string>>();
+  for (const p of prepared) categories.set(p.dataset.category, (categories.get(p.dataset.category) ?? new Set()).add(p.claim.subject));
+  for (const [category, subjects] of categories) {
+    for (const [u, v] of engine.consentStatuses({ bank: req.bank, purpose: req.purpose, operation: 'verify', categories: [category], at }, [...subjects])) consent.set(`${category}/${u}`, v);
+  }
+  const exceeded = new Set((events.find((e) => e.kind === 'verify.budget_exceeded')?.body.claims ?? []) as string[]);
+  const work: PreparedClaim[] = [];
+  const slotOf = new Map<string, { block: number; slot: number }>();
+  for (const p of prepared) {
+    const st = consent.get(`${p.dataset.category}/${p.claim.subject}`)!.status;
+    if (st !== 'OK') { results.set(p.claim.claimId, `refused:${st}`); continue; }
+    if (exceeded.has(p.claim.claimId)) { results.set(p.claim.claimId, 'over_budget'); continue; }
+    const sl = engine.subjectSlots(p.dataset.id, [p.claim.subject]).get(p.claim.subject);
+    if (!sl || sl.missing.has(p.claim.field)) { results.set(p.claim.claimId, 'no_data'); continue; }
+    slotOf.set(p.claim.claimId, sl);
+    work.push(p);
+  }
+  add('consent', 'match');
+
+  // Token batches.
+  const requests = new Map(events.filter((e) => e.kind === 'custodian.request').map((e) => [String(e.body.label), e]));
+  const responses = new Map(events.filter((e) => e.kind === 'custodian.response').map((e) => [String(e.body.label), e]));
+  const tokenGroups = new Map<string, PreparedClaim[]>();
+  for (const p of work.filter((x) => x.spec.type === 'id')) tokenGroups.set(`${p.claim.provider}/${p.claim.field}`, [...(tokenGroups.get(`${p.claim.provider}/${p.claim.field}`) ?? []), p]);
+  for (const group of tokenGroups.values()) {
+    const { provider, field } = group[0]!.claim;
+    const party = engine.party(provider)!;
+    const info = tokenInfo(provider, field, TOKEN_EPOCH);
+    const items = group.flatMap((p) => p.values.map((v) => ({ claimId: p.claim.claimId, input: tokenInput(p.claim.subject, field, v), datasetId: p.dataset.id })));
+    for (const p of group) results.set(p.claim.claimId, 'no');
+    for (let k = 0; k * 512 < items.length; k++) {
+      const chunk = items.slice(k * 512, (k + 1) * 512);
+      const label = `verify/${provider}/${field}/tokens/${k}`;
+      const step = `tokens ${label}`;
+      const ev = requests.get(label);
+      if (!ev) { add(step, 'missing', 'no ledgered request'); continue; }
+      const blinded = blindInputs(party.oprfPublicKey!, info, chunk.map((x) => x.input), deriveMaskKey(seed, `${jobId}/${label}/blind`));
+      const elements = chunk.map((x, i) => ({ claimId: x.claimId, blinded: Buffer.from(blinded[i]!.blinded).toString('hex') }));
+      if (sha256Hex(canonicalize(elements)) !== ev.body.elementsHash) { add(step, 'mismatch', 'the blinded elements sent differ from the recomputed ones'); continue; }
+      const resp = blobOrMissing(engine, responses.get(label)?.body.responseHash);
+      if (resp === 'missing') { add(step, 'missing', "the custodian's signed evaluations are not stored"); continue; }
+      if (resp === 'corrupt') { add(step, 'mismatch', "the stored evaluations do not hash to the ledgered response"); continue; }
+      const response = JSON.parse(new TextDecoder().decode(resp)) as Signed<{ evaluated: string[]; proof: string }>;
+      if (!verifyJson(response as never, party.ed25519)) { add(step, 'mismatch', "the stored evaluations are not signed by the custodian"); continue; }
+      try {
+        const tokens = finalizeTokens(chunk.map((x) => x.input), blinded, response.body.evaluated.map((h) => hexToBytes(h)), hexToBytes(response.body.proof), party.oprfPublicKey!, info);
+        tokens.forEach((tk, i) => { if (engine.hasToken(chunk[i]!.datasetId, field, tk)) results.set(chunk[i]!.claimId, 'yes'); });
+        add(step, 'match');
+      } catch (err) {
+        add(step, 'mismatch', `the evaluations do not finalize (${isCoded(err) ? err.code : 'error'})`);
+      }
+    }
+  }
+
+  // Numeric blocks.
+  const numericParts = new Map<string, Array<[number, number]>>();
+  for (const p of work.filter((x) => x.spec.type !== 'id')) {
+    const cmps = verifyReplay.comparisonsFor(p, slotOf.get(p.claim.claimId)!.slot);
+    if (cmps === 'yes' || cmps === 'no') results.set(p.claim.claimId, cmps);
+    else numericParts.set(p.claim.claimId, []);
+  }
+  const signEvents = events.filter((e) => e.kind === 'custodian.request' && e.body.mode === 'sign');
+  for (const e of signEvents) {
+    const label = String(e.body.label);
+    const step = `block ${label}`;
+    const [, provider, datasetId, field, , blockText] = label.split('/');
+    const block = Number(blockText);
+    const pairs = (e.body.comparisons ?? []) as Array<[string, number]>;
+    const comparisons: ClaimComparison[] = [];
+    let bad = '';
+    for (const [claimId, k] of pairs) {
+      const p = byId.get(claimId);
+      const sl = slotOf.get(claimId);
+      const cmps = p && sl ? verifyReplay.comparisonsFor(p, sl.slot) : undefined;
+      if (!p || !sl || !Array.isArray(cmps) || !cmps[k] || p.claim.provider !== provider || p.claim.field !== field || sl.block !== block) { bad = `comparison ${claimId}#${k} is not one the job's claims make here`; break; }
+      comparisons.push(cmps[k]!);
+    }
+    if (bad) { add(step, 'mismatch', bad); continue; }
+    const rerandomizer = blobOrMissing(engine, e.body.rerandomizer);
+    if (rerandomizer === 'missing') { add(step, 'missing', 're-randomizer blob not stored'); continue; }
+    if (rerandomizer === 'corrupt') { add(step, 'mismatch', 're-randomizer blob does not hash to its address'); continue; }
+    const column = engine.columnBlob(datasetId!, field!, block);
+    const colBytes = blobOrMissing(engine, column);
+    if (colBytes !== 'missing' && colBytes !== 'corrupt') {
+      const p = byId.get(pairs[0]![0])!;
+      const { multipliers, offsets } = verifyReplay.comparisonVectors(engine, seed, `${jobId}/${label}`, comparisons, comparisonRange(engine, p.spec));
+      const pk = engine.party(provider!)!.bfvPublicKeyBlob!;
+      try {
+        const ct = await engine.pool.run<Uint8Array>({ op: 'compareBlock', paramsId: engine.params.id, publicKey: { path: engine.store.blobPath(pk), hash: pk }, column: { path: engine.store.blobPath(column!), hash: column! }, multipliers, offsets, rerandomizer });
+        add(step, sha256Hex(ct) === e.body.ciphertext ? 'match' : 'mismatch', sha256Hex(ct) === e.body.ciphertext ? undefined : 'the recomputed ciphertext differs from the one sent to the custodian');
+      } catch (err) {
+        add(step, 'mismatch', `recomputation failed: ${isCoded(err) ? err.code : 'error'}`);
+      }
+    } else add(step, colBytes === 'missing' ? 'missing' : 'mismatch', 'the column blob is not stored intact');
+  }
+
+  // The engine-determined answers (MAC keyed from the seed) and the result as sent.
+  const directJson: Record<string, ClaimResult> = {};
+  for (const c of req.claims) { const r = results.get(c.claimId); if (r) directJson[c.claimId] = r; }
+  const completed = events.find((e) => e.kind === 'job.completed');
+  if (!completed) add('answers', 'missing', 'the job did not complete');
+  else add('answers', directAnswersMac(seed, jobId, directJson) === completed.body.directMac ? 'match' : 'mismatch');
+  const resultBytes = completed ? blobOrMissing(engine, completed.body.resultHash) : 'missing';
+  if (resultBytes === 'missing') add('result', 'missing', 'the result sent to the bank is not stored');
+  else if (resultBytes === 'corrupt') add('result', 'mismatch', 'the stored result does not hash to the ledgered resultHash');
+  else {
+    const result = JSON.parse(new TextDecoder().decode(resultBytes)) as VerifyResult;
+    const diffs: string[] = [];
+    const sealedOf = new Map(events.filter((e) => e.kind === 'custodian.response').map((e) => [String(e.body.label), e.body.sealed]));
+    result.boxes.forEach((b, i) => {
+      if (sealedOf.get(b.label) !== sha256Hex(canonicalize(b.sealed))) diffs.push(`box ${b.label}`);
+      const ev = signEvents.find((e) => e.body.label === b.label);
+      for (const [claimId] of (ev?.body.comparisons ?? []) as Array<[string, number]>) numericParts.get(claimId)?.push([i, slotOf.get(claimId)!.slot]);
+    });
+    const want = new Map([...numericParts].map(([id, parts]) => [id, JSON.stringify({ parts: parts.sort((a, b) => a[0] - b[0] || a[1] - b[1]), negate: byId.get(id)!.claim.op === 'ne' })]));
+    const got = new Map(result.numeric.map((n) => [n.claimId, JSON.stringify({ parts: [...n.parts].sort((a, b) => a[0] - b[0] || a[1] - b[1]), negate: n.negate })]));
+    if (want.size !== got.size || [...want].some(([id, v]) => got.get(id) !== v)) diffs.push('numeric answer mapping');
+    add('result', diffs.length ? 'mismatch' : 'match', diffs.length ? `${diffs.length} difference(s), first: ${diffs[0]}` : undefined);
+  }
+  return done();
 }

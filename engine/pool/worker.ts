@@ -57,12 +57,14 @@ export interface CompareBlockTask {
   multipliers: BigUint64Array;
   /** Per-slot offset r' − r·d·c mod t (uniform for unused slots). */
   offsets: BigUint64Array;
+  /** Auditor replay: add this logged encryption of zero instead of a fresh one. */
+  rerandomizer?: Uint8Array;
 }
 
 /** RFC 9497 POPRF work (engine/tokens/oprf.ts), moved off the main thread: ~2.3 ms per element on P-256. */
 export type OprfTask =
   | { op: 'oprf'; fn: 'evaluate'; secretKey: Uint8Array; info: Uint8Array; inputs: Uint8Array[] }
-  | { op: 'oprf'; fn: 'blind'; publicKey: Uint8Array; info: Uint8Array; inputs: Uint8Array[] }
+  | { op: 'oprf'; fn: 'blind'; publicKey: Uint8Array; info: Uint8Array; inputs: Uint8Array[]; blindKey?: Uint8Array }
   | { op: 'oprf'; fn: 'evaluateBlinded'; secretKey: Uint8Array; info: Uint8Array; blinded: Uint8Array[] }
   | { op: 'oprf'; fn: 'finalize'; publicKey: Uint8Array; info: Uint8Array; inputs: Uint8Array[]; blinded: Blinded[]; evaluated: Uint8Array[]; proof: Uint8Array };
 
@@ -183,8 +185,13 @@ async function compareBlock(task: CompareBlockTask): Promise<unknown> {
   try {
     o.multiplyVector(ct, task.multipliers);
     o.addVector(ct, task.offsets);
-    o.rerandomizeForTransfer(ct, pk);
-    return move(o.save(ct));
+    // As evalBlock: the fresh encryption of zero is returned for the ledger, or a logged one replayed.
+    if (task.rerandomizer) {
+      o.rerandomizeWith(ct, task.rerandomizer);
+      return move(o.save(ct));
+    }
+    const zero = o.rerandomizeLogged(ct, pk);
+    return { ciphertext: o.save(ct), rerandomizer: zero };
   } finally {
     ct.delete();
   }
@@ -262,7 +269,7 @@ function oprf(task: OprfTask): unknown {
     case 'evaluate':
       return evaluateTokens(task.secretKey, task.info, task.inputs);
     case 'blind':
-      return blindInputs(task.publicKey, task.info, task.inputs);
+      return blindInputs(task.publicKey, task.info, task.inputs, task.blindKey);
     case 'evaluateBlinded':
       return evaluateBlinded(task.secretKey, task.info, task.blinded);
     case 'finalize':

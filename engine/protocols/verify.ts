@@ -23,7 +23,7 @@
  * Output contract: bank — one result per claim; custodian — r·(x−c)+r' (numeric), blinded points (tokens); engine —
  * ciphertexts, tokens, statuses, token match bits; enterprise — an access entry; auditor — the transcript.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, createHmac } from 'node:crypto';
 import { fail, isCoded } from '../errors.ts';
 import { canonicalize } from '../jcs.ts';
 import { sha256Hex } from '../store/store.ts';
@@ -132,7 +132,8 @@ export function openVerifyResult(result: VerifyResult, bank: string, bankX25519S
 }
 
 /** One comparison: d·(x − c) ≥ 0 at a subject's slot. */
-interface Comparison { claimId: string; slot: number; d: 1n | -1n; c: bigint }
+/** One masked comparison; `k` is its position in `comparisonsFor`'s list for the claim (logged for replay). */
+interface Comparison { claimId: string; slot: number; d: 1n | -1n; c: bigint; k?: number }
 
 interface Prepared {
   claim: SignedClaim;
@@ -218,8 +219,10 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
   const seed = new Uint8Array(randomBytes(32));
   // The seed (randomizers of numeric comparisons) is escrowed to the auditors, as for scoring, so a job can be replayed.
   const escrow = engine.parties('auditor').filter((a) => a.x25519).map((a) => ({ auditor: a.id, sealed: sealTo(a.x25519!, seed, { type: 'safehouse.escrow.v1', jobId: req.jobId, jobHash }) }));
-  engine.store.db.prepare('UPDATE jobs SET request_json = ? WHERE id = ?').run(JSON.stringify({ signed, escrow }), req.jobId);
-  engine.ledger.append('job.escrowed', { jobId: req.jobId, escrow: escrow.map((e) => ({ auditor: e.auditor, hash: sha256Hex(canonicalize(e.sealed)) })) });
+  // The claim openings (the bank's values) are not kept in clear: they are sealed to the auditors with the seed, for replay.
+  const openingsEscrow = engine.parties('auditor').filter((a) => a.x25519).map((a) => ({ auditor: a.id, sealed: sealTo(a.x25519!, new TextEncoder().encode(canonicalize(openings)), { type: 'safehouse.escrow.openings.v1', jobId: req.jobId, jobHash }) }));
+  engine.store.db.prepare('UPDATE jobs SET request_json = ? WHERE id = ?').run(JSON.stringify({ signed, escrow, openingsEscrow }), req.jobId);
+  engine.ledger.append('job.escrowed', { jobId: req.jobId, escrow: escrow.map((e) => ({ auditor: e.auditor, hash: sha256Hex(canonicalize(e.sealed)) })), openings: openingsEscrow.map((e) => ({ auditor: e.auditor, hash: sha256Hex(canonicalize(e.sealed)) })) });
   const boxes: SignBox[] = [];
   const numeric: VerifyResult['numeric'] = [];
   const ranges: Record<string, string> = {};
@@ -230,7 +233,7 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
     const tokenGroups = groupBy(tokenWork, (p) => `${p.claim.provider}/${p.claim.field}`);
     let tokensDone = 0;
     for (const group of tokenGroups.values()) {
-      const matches = await verifyTokens(engine, signed, jobHash, group);
+      const matches = await verifyTokens(engine, signed, jobHash, group, seed);
       for (const p of group) results.set(p.claim.claimId, matches.get(p.claim.claimId) ? 'yes' : 'no');
       tokensDone += group.length;
       opts.onProgress?.({ phase: 'tokens', done: tokensDone, total: tokenWork.length });
@@ -245,7 +248,7 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
       if (cmps === 'yes') { results.set(p.claim.claimId, 'yes'); continue; }
       const key = `${p.dataset.id}\u0000${p.claim.field}\u0000${slotOf.get(p.claim.claimId)!.block}`;
       const g = cmpGroups.get(key) ?? { p, comparisons: [] };
-      g.comparisons.push(...cmps);
+      g.comparisons.push(...cmps.map((c, k) => ({ ...c, k })));
       cmpGroups.set(key, g);
       numeric.push({ claimId: p.claim.claimId, parts: [], negate: p.claim.op === 'ne' });
     }
@@ -273,7 +276,9 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
       const blob = engine.columnBlob(p.dataset.id, p.claim.field, block);
       if (!blob) fail('SH_ERR_BLOB_MISSING', `no column ${p.claim.field} block ${block} in dataset ${p.dataset.id}`);
       const pk = engine.requireParty(p.claim.provider, 'provider').bfvPublicKeyBlob!;
-      const ct = await engine.pool.run<Uint8Array>({ op: 'compareBlock', paramsId: engine.params.id, publicKey: { path: engine.store.blobPath(pk), hash: pk }, column: { path: engine.store.blobPath(blob), hash: blob }, multipliers, offsets }, [multipliers.buffer as ArrayBuffer, offsets.buffer as ArrayBuffer]);
+      const out = await engine.pool.run<{ ciphertext: Uint8Array; rerandomizer: Uint8Array }>({ op: 'compareBlock', paramsId: engine.params.id, publicKey: { path: engine.store.blobPath(pk), hash: pk }, column: { path: engine.store.blobPath(blob), hash: blob }, multipliers, offsets }, [multipliers.buffer as ArrayBuffer, offsets.buffer as ArrayBuffer]);
+      const ct = out.ciphertext;
+      const rerandomizer = engine.store.putBlob(out.rerandomizer);
       const request: DecryptRequest = { type: 'safehouse.custodian.decrypt.v1', paramsId: engine.params.id, provider: p.claim.provider, jobId: req.jobId, jobHash, label, mode: 'sign', ciphertext: sha256Hex(ct), recipient: { party: bank.id, x25519: bytesToHex(bank.x25519!) } };
       const signedReq = signJson(request, 'engine', engine.keys.ed25519.secretKey);
       const response = await engine.custodian(p.claim.provider).decrypt(signedReq, ct);
@@ -282,7 +287,8 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
         fail('SH_ERR_BAD_SIGNATURE', `custodian ${p.claim.provider} answered ${label} with an unsigned or mismatched response`);
       }
       engine.ledger.appendMany([
-        { kind: 'custodian.request', event: { jobId: req.jobId, provider: p.claim.provider, label, mode: 'sign', requestHash: response.body.requestHash, ciphertext: request.ciphertext } },
+        // Which comparisons the block carries ([claim, position]; the values stay in the engine's store), for replay.
+        { kind: 'custodian.request', event: { jobId: req.jobId, provider: p.claim.provider, label, mode: 'sign', requestHash: response.body.requestHash, ciphertext: request.ciphertext, rerandomizer, comparisons: comparisons.map((c) => [c.claimId, c.k!]) } },
         { kind: 'custodian.response', event: { jobId: req.jobId, provider: p.claim.provider, label, responseHash: sha256Hex(canonicalize(response)), sealed: sha256Hex(canonicalize(response.body.sealed)) } },
       ]);
       boxes[i] = { provider: p.claim.provider, datasetId: p.dataset.id, field: p.claim.field, block, round, label, sealed: response.body.sealed };
@@ -304,13 +310,22 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
   const counts: Record<string, number> = {};
   for (const r of Object.values(directJson)) { const k = r === 'yes' || r === 'no' ? 'token_or_known' : r; counts[k] = (counts[k] ?? 0) + 1; }
   counts.numeric = numeric.length;
+  // Replay material: the result as sent (its hash is ledgered) and a MAC of the engine-determined answers under a key
+  // derived from the escrowed seed — only the bank (sealed box) and seed-holding auditors can check those answers.
+  const resultHash = engine.store.putBlob(new TextEncoder().encode(canonicalize(result)));
+  const directMac = directAnswersMac(seed, req.jobId, directJson);
   engine.store.transaction(() => {
-    engine.store.db.prepare("UPDATE jobs SET status = 'completed', summary_json = ?, finished_at = ? WHERE id = ?").run(JSON.stringify({ counts, ranges, resultHash: sha256Hex(canonicalize(result)) }), engine.now().toISOString(), req.jobId);
-    engine.ledger.append('job.completed', { jobId: req.jobId, job: 'verify', counts, ranges, boxes: boxes.length, resultHash: sha256Hex(canonicalize(result)) });
+    engine.store.db.prepare("UPDATE jobs SET status = 'completed', summary_json = ?, finished_at = ? WHERE id = ?").run(JSON.stringify({ counts, ranges, resultHash }), engine.now().toISOString(), req.jobId);
+    engine.ledger.append('job.completed', { jobId: req.jobId, job: 'verify', counts, ranges, boxes: boxes.length, resultHash, directMac });
   });
   engine.ledger.checkpoint();
   opts.onProgress?.({ phase: 'done', done: req.claims.length, total: req.claims.length });
   return result;
+}
+
+/** HMAC-SHA256 of the engine-determined answers (canonical JSON), keyed from the job seed (see job.completed). */
+export function directAnswersMac(seed: Uint8Array, jobId: string, direct: Record<string, ClaimResult>): string {
+  return createHmac('sha256', deriveMaskKey(seed, `${jobId}/verify/direct`)).update(canonicalize(direct)).digest('hex');
 }
 
 /** Validate one claim against the catalog, the provider's dataset and the bank's commitment. */
@@ -443,7 +458,7 @@ function comparisonVectors(engine: Engine, seed: Uint8Array, label: string, comp
 }
 
 /** Token membership for one (provider, field) group: blind → custodian (batched, DLEQ) → finalize → look up. */
-async function verifyTokens(engine: Engine, signed: Signed<VerifyRequest>, jobHash: string, group: readonly Prepared[]): Promise<Map<string, boolean>> {
+async function verifyTokens(engine: Engine, signed: Signed<VerifyRequest>, jobHash: string, group: readonly Prepared[], seed: Uint8Array): Promise<Map<string, boolean>> {
   const { provider, field } = group[0]!.claim;
   const party = engine.requireParty(provider, 'provider');
   if (!party.oprfPublicKey) fail('SH_ERR_INVALID_ARGUMENT', `provider ${provider} has no OPRF key`);
@@ -455,10 +470,12 @@ async function verifyTokens(engine: Engine, signed: Signed<VerifyRequest>, jobHa
   for (let i = 0; i < items.length; i += BATCH) chunks.push(items.slice(i, i + BATCH));
   await engine.pool.all(chunks.map(async (chunk, k) => {
     const inputs = chunk.map((x) => x.input);
-    const blinded = await engine.pool.run<Blinded[]>({ op: 'oprf', fn: 'blind', publicKey: party.oprfPublicKey!, info, inputs });
+    // Blinds derive from the job seed, so the auditor holding the escrowed seed can recompute the blinded elements.
+    const label = `verify/${provider}/${field}/tokens/${k}`;
+    const blinded = await engine.pool.run<Blinded[]>({ op: 'oprf', fn: 'blind', publicKey: party.oprfPublicKey!, info, inputs, blindKey: deriveMaskKey(seed, `${signed.body.jobId}/${label}/blind`) });
     const request: TokenEvalRequest = {
       type: 'safehouse.custodian.oprf.v1', suite: 'P256-SHA256', mode: 'POPRF', provider, jobId: signed.body.jobId, jobHash, field, epoch: TOKEN_EPOCH,
-      label: `verify/${provider}/${field}/tokens/${k}`,
+      label,
       elements: chunk.map((x, i) => ({ claimId: x.claimId, blinded: bytesToHex(blinded[i]!.blinded) })),
     };
     const signedReq = signJson(request, 'engine', engine.keys.ed25519.secretKey);
@@ -467,8 +484,9 @@ async function verifyTokens(engine: Engine, signed: Signed<VerifyRequest>, jobHa
       fail('SH_ERR_BAD_SIGNATURE', `custodian ${provider} answered ${request.label} with an unsigned or mismatched response`);
     }
     engine.ledger.appendMany([
-      { kind: 'custodian.request', event: { jobId: signed.body.jobId, provider, label: request.label, mode: 'oprf', requestHash: response.body.requestHash, elements: chunk.length } },
-      { kind: 'custodian.response', event: { jobId: signed.body.jobId, provider, label: request.label, responseHash: sha256Hex(canonicalize(response)) } },
+      { kind: 'custodian.request', event: { jobId: signed.body.jobId, provider, label: request.label, mode: 'oprf', requestHash: response.body.requestHash, elements: chunk.length, elementsHash: sha256Hex(canonicalize(request.elements)) } },
+      // The custodian's signed evaluations and proof are kept (content-addressed by responseHash) for replay.
+      { kind: 'custodian.response', event: { jobId: signed.body.jobId, provider, label: request.label, responseHash: engine.store.putBlob(new TextEncoder().encode(canonicalize(response))) } },
     ]);
     const tokens = await engine.pool.run<Uint8Array[]>({
       op: 'oprf', fn: 'finalize', publicKey: party.oprfPublicKey!, info, inputs, blinded,
@@ -489,3 +507,7 @@ function groupBy<T>(xs: readonly T[], key: (x: T) => string): Map<string, T[]> {
   }
   return m;
 }
+
+/** The engine's own steps, exposed for the auditor's replay (engine/audit/replay.ts); not an API for banks. */
+export const verifyReplay = { prepareClaim, comparisonsFor, comparisonVectors };
+export type { Prepared as PreparedClaim, Comparison as ClaimComparison };

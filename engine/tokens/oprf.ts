@@ -46,6 +46,8 @@
  * `Blinded` once its batch is finalized. noble turns them into bigints for the arithmetic, which JS cannot wipe.
  */
 import { p256, p256_hasher, p256_oprf } from '@noble/curves/nist.js';
+import { hkdf } from '@noble/hashes/hkdf.js';
+import { sha256 } from '@noble/hashes/sha2.js';
 import { describe, fail } from '../errors.ts';
 import { canonicalBytes } from '../jcs.ts';
 import { parseUscc } from '../../sandbox/uscc.ts';
@@ -158,16 +160,27 @@ export function evaluateTokens(secretKey: Uint8Array, info: Uint8Array, inputs: 
  *   tweaked key is the identity); SH_ERR_INVALID_ARGUMENT for a bad input or batch size.
  * @example const b = blindInputs(provider.publicKey, info, inputs); send(b.map((x) => x.blinded));
  */
-export function blindInputs(publicKey: Uint8Array, info: Uint8Array, inputs: Uint8Array[]): Blinded[] {
+export function blindInputs(publicKey: Uint8Array, info: Uint8Array, inputs: Uint8Array[], blindKey?: Uint8Array): Blinded[] {
   checkInfo(info);
   checkBatch(inputs, 'inputs');
   inputs.forEach((x, i) => checkInput(x, `inputs[${i}]`));
   tweakedKeyFor(publicKey, info); // coded refusal of a bad key before noble sees it
+  if (blindKey !== undefined && blindKey.length !== 32) fail('SH_ERR_INVALID_ARGUMENT', `"blindKey" expected 32 bytes, got ${blindKey.length}`);
   const poprf = p256_oprf.poprf(info);
-  return inputs.map((x) => {
-    const { blind, blinded, tweakedKey } = poprf.blind(x, publicKey);
+  return inputs.map((x, i) => {
+    const { blind, blinded, tweakedKey } = blindKey ? poprf.blind(x, publicKey, seededRng(blindKey, i)) : poprf.blind(x, publicKey);
     return { blind, blinded, tweakedKey };
   });
+}
+
+/**
+ * Deterministic randomness for blinds derived from a job seed (so an auditor holding the escrowed seed can recompute
+ * the blinded elements; RFC 9497 leaves the source of the blind to the client): HKDF-SHA256 of the key, with the
+ * element index and a counter as info, one 32-byte block per call (noble draws the scalar by rejection sampling).
+ */
+function seededRng(key: Uint8Array, index: number): (n?: number) => Uint8Array<ArrayBuffer> {
+  let counter = 0;
+  return (n = 32) => new Uint8Array(hkdf(sha256, key, undefined, new TextEncoder().encode(`safehouse.blind.v1/${index}/${counter++}`), n));
 }
 
 /**
