@@ -95,7 +95,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`encrypted scoring ${summary.encryptedScoringSeconds}s vs plaintext ${summary.plaintextScoringSeconds}s; whole demo ${summary.seconds}s\n`);
     }
     const trainOk = !('holdoutAuc' in summary.training) || Math.abs(summary.training.holdoutAuc - summary.training.plaintextAuc) <= 0.01;
-    return summary.matchesPlaintext && summary.verification.matchesPlaintext && trainOk && summary.ledger.ok ? 0 : 1;
+    if (!o.json) process.stdout.write(`audit replay: ${summary.replay.jobs} jobs, ${summary.replay.allMatch ? 'every step matches' : 'NOT ALL MATCH'}; access reports of ${summary.accessReports.subjects} subjects ${summary.accessReports.exact ? 'list exactly the jobs that touched them' : `differ for ${summary.accessReports.mismatches}`}\n`);
+    return summary.matchesPlaintext && summary.verification.matchesPlaintext && trainOk && summary.ledger.ok && summary.replay.allMatch && summary.accessReports.exact ? 0 : 1;
   }
 
   const sh = await Safehouse.open({ home, create: key === 'init' });

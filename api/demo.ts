@@ -15,8 +15,9 @@ import { parseModel } from '../models/model.ts';
 import { parseUscc } from '../sandbox/uscc.ts';
 import type { FieldSpec } from '../sandbox/catalog.ts';
 import { existsSync } from 'node:fs';
-import { GERMAN_PATH, germanSplit } from '../models/german.ts';
+import { GERMAN_PATH, germanSplit, trainTestSplit } from '../models/german.ts';
 import { runTrain } from './train-run.ts';
+import { replayJob } from '../engine/audit/replay.ts';
 
 export interface DemoSummary {
   subjects: number;
@@ -32,6 +33,8 @@ export interface DemoSummary {
   encryptedScoringSeconds: number;
   verification: { claims: number; matchesPlaintext: boolean; mismatches: number; results: Record<string, number>; seconds: number; ranges: Record<string, string> };
   training: { iterations: number; trainAuc: number; holdoutAuc: number; plaintextAuc: number; holdoutKs: number; cohort: number; excluded: Record<string, number>; seconds: number; secondsPerIteration: number } | { skipped: string };
+  replay: { jobs: number; allMatch: boolean; steps: number; notMatching: string[] };
+  accessReports: { subjects: number; exact: boolean; mismatches: number };
   home: string;
 }
 
@@ -88,7 +91,7 @@ export async function runDemo(opts: { subjects: number; claims?: number; train?:
     log(`model ${DEMO_MODEL_ID} (${compiled.terms.length} terms) registered, hash ${compiled.hash.slice(0, 16)}…, approved by all providers`);
 
     t = performance.now();
-    const { rows } = await sh.score(DEMO_BANK, DEMO_MODEL_ID, DEMO_PURPOSE, data.subjects, (p) => opts.progress?.(`score:${p.phase}`, p.done, p.total));
+    const { rows, jobId: scoreJobId } = await sh.score(DEMO_BANK, DEMO_MODEL_ID, DEMO_PURPOSE, data.subjects, (p) => opts.progress?.(`score:${p.phase}`, p.done, p.total));
     const encryptedScoringSeconds = (performance.now() - t) / 1000;
     lap('score', t);
 
@@ -127,7 +130,7 @@ export async function runDemo(opts: { subjects: number; claims?: number; train?:
     // Verification (数据核验): half token claims, half numeric, against the same CSVs in plaintext.
     t = performance.now();
     const claims = generateClaims(data, opts.claims ?? Math.min(10_000, Math.max(2, Math.floor(data.subjects.length / 2))));
-    const { results: got, result: vres } = await sh.verify(DEMO_BANK, DEMO_PURPOSE, claims, (p) => opts.progress?.(`verify:${p.phase}`, p.done, p.total));
+    const { results: got, result: vres, jobId: verifyJobId } = await sh.verify(DEMO_BANK, DEMO_PURPOSE, claims, (p) => opts.progress?.(`verify:${p.phase}`, p.done, p.total));
     const verifySeconds = (performance.now() - t) / 1000;
     lap('verify', t);
     let vMismatch = 0;
@@ -147,11 +150,15 @@ export async function runDemo(opts: { subjects: number; claims?: number; train?:
     // Joint modeling (联合建模) on the German Credit split: the bank's labels, a provider's encrypted features.
     t = performance.now();
     let training: DemoSummary['training'];
+    let gcSubjects: string[] = [];
+    let gcTrain = new Set<string>();
     if (opts.train === false) training = { skipped: 'disabled' };
     else if (!existsSync(GERMAN_PATH)) training = { skipped: `German Credit data not found at ${GERMAN_PATH}` };
     else {
       // Two providers under two keys: the second one's features reach the first key by domain transfer.
       const gc = germanSplit({ seed: 7, providers: 2 });
+      gcSubjects = gc.subjects;
+      gcTrain = new Set(trainTestSplit(gc.subjects, gc.labels, { seed: 42, testFraction: 0.3 }).train);
       for (const p of gc.providers) {
         await sh.addParty('provider', p.provider);
         await sh.ingest(p.provider, p.schema, p.csv);
@@ -170,6 +177,38 @@ export async function runDemo(opts: { subjects: number; claims?: number; train?:
     t = performance.now();
     const audit = sh.engine.auditVerify();
     lap('audit', t);
+
+    // The auditor replays every job in the ledger (issue 6) with the seeds escrowed to it.
+    t = performance.now();
+    const auditorKeys = sh.wallet.require('auditor_pboc', 'auditor');
+    const jobIds = (sh.engine.store.db.prepare("SELECT body FROM ledger_entries WHERE body LIKE '%\"kind\":\"job.requested\"%' ORDER BY idx").all() as Array<{ body: string }>).map((r) => (JSON.parse(r.body) as { jobId: string }).jobId);
+    const replays = [];
+    for (const [i, id] of jobIds.entries()) {
+      replays.push(await replayJob(sh.engine, id, { id: 'auditor_pboc', x25519SecretKey: auditorKeys.x25519!.secretKey }));
+      opts.progress?.('replay', i + 1, jobIds.length);
+    }
+    const replay = { jobs: replays.length, allMatch: replays.every((r) => r.ok), steps: replays.reduce((a, r) => a + r.steps.length, 0), notMatching: replays.flatMap((r) => r.steps.filter((x) => x.status !== 'match').map((x) => `${r.jobId} ${x.status} ${x.step}`)).slice(0, 10) };
+    lap('replay', t);
+    log(`replay: ${replay.jobs} jobs, ${replay.steps} steps, ${replay.allMatch ? 'all match' : `NOT ALL MATCH: ${replay.notMatching.join('; ')}`}`);
+
+    // Access reports: each demo subject's report lists exactly the jobs the generator's plan says touched it.
+    t = performance.now();
+    const claimSubjects = new Set(claims.map((c) => c.subject));
+    const gcSet = new Set(gcSubjects);
+    // German Credit applicants: the training job (its 70 % split, seed 42 as runTrain uses) and the hold-out scoring job.
+    const kindOf = (id: string) => (sh.engine.store.db.prepare('SELECT kind FROM jobs WHERE id = ?').get(id) as { kind: string }).kind;
+    const gcJobs = jobIds.filter((id) => id !== scoreJobId && id !== verifyJobId);
+    const trainJob = gcJobs.filter((id) => kindOf(id) === 'train');
+    const holdoutJob = gcJobs.filter((id) => kindOf(id) === 'score');
+    const demoSubjects = new Set(data.subjects);
+    let reportMismatches = 0;
+    for (const u of new Set([...data.subjects, ...gcSubjects])) {
+      const want = [...(demoSubjects.has(u) ? [scoreJobId] : []), ...(claimSubjects.has(u) ? [verifyJobId] : []), ...(gcSet.has(u) ? holdoutJob : []), ...(gcTrain.has(u) ? trainJob : [])].sort();
+      const got = sh.engine.ledger.subjectEntries(u).filter((e) => e.kind === 'job.requested').map((e) => String(e.body.jobId)).sort();
+      if (JSON.stringify(got) !== JSON.stringify(want)) reportMismatches++;
+    }
+    const accessReports = { subjects: new Set([...data.subjects, ...gcSubjects]).size, exact: reportMismatches === 0, mismatches: reportMismatches };
+    lap('reports', t);
     return {
       subjects: data.subjects.length,
       scored: rows.filter((r) => r.status === 'OK').length,
@@ -183,6 +222,7 @@ export async function runDemo(opts: { subjects: number; claims?: number; train?:
       encryptedScoringSeconds: Number(encryptedScoringSeconds.toFixed(3)),
       training,
       verification: { claims: claims.length, matchesPlaintext: vMismatch === 0 && got.size === claims.length, mismatches: vMismatch, results: vCounts, seconds: Number(verifySeconds.toFixed(3)), ranges: vres.ranges },
+      replay, accessReports,
       home: keepHome ? home : '(temporary, removed)',
     };
   } finally {

@@ -135,6 +135,29 @@ describe('train: what the bank and the engine are given', () => {
   });
 });
 
+describe('train: auditor replay', () => {
+  it('every iteration replays from the custodian-signed sums and the escrowed seed to the delivered model; altered sums are caught', async () => {
+    const { replayJob } = await import('../engine/audit/replay.ts');
+    const { readFileSync, writeFileSync } = await import('node:fs');
+    const jobId = (sh.engine.store.db.prepare("SELECT id FROM jobs WHERE kind = 'train' AND status = 'completed' ORDER BY created_at LIMIT 1").get() as { id: string }).id;
+    const auditor = { id: 'auditor_train', x25519SecretKey: sh.wallet.get('auditor_train')!.x25519!.secretKey };
+    const r = await replayJob(sh.engine, jobId, auditor);
+    expect(r.steps.map((x) => x.step)).toEqual(['request', 'escrow', 'cohort', 'iteration 0', 'iteration 1', 'iteration 2', 'iteration 3', 'model']);
+    expect(r.ok).toBe(true);
+    // One custodian answer of iteration 2 altered on disk: iteration 2 mismatches, the model cannot be replayed.
+    const ev = sh.engine.store.db.prepare("SELECT body FROM ledger_entries WHERE body LIKE '%custodian.response%' AND body LIKE ?").get(`%${jobId}/it/2/%`) as { body: string };
+    const path = sh.engine.store.blobPath((JSON.parse(ev.body) as { responseHash: string }).responseHash);
+    const saved = readFileSync(path);
+    writeFileSync(path, saved.toString('utf8').replace(/"sums":\["(\d)/, (_m, d: string) => `"sums":["${(Number(d) + 1) % 10}`));
+    try {
+      const bad = await replayJob(sh.engine, jobId, auditor);
+      expect(bad.steps.filter((x) => x.status !== 'match').map((x) => `${x.status} ${x.step}`)).toEqual(['mismatch iteration 2', 'missing model']);
+    } finally {
+      writeFileSync(path, saved);
+    }
+  });
+});
+
 describe('train: two providers under two keys, through domain transfer (German Credit split)', () => {
   it('gradients equal the plaintext fixed-point ones exactly; the transfer custodian sees uniform values only', async () => {
     const { germanSplit } = await import('../models/german.ts');

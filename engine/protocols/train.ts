@@ -359,6 +359,8 @@ export async function runTraining(engine: Engine, plan: TrainPlan, bins: readonl
   const seed = new Uint8Array(randomBytes(32));
   const escrow = engine.parties('auditor').filter((a) => a.x25519).map((a) => ({ auditor: a.id, sealed: sealTo(a.x25519!, seed, { type: 'safehouse.escrow.v1', jobId: plan.jobId, jobHash: plan.jobHash }) }));
   engine.ledger.append('job.escrowed', { jobId: plan.jobId, escrow: escrow.map((e) => ({ auditor: e.auditor, hash: sha256Hex(canonicalize(e.sealed)) })) });
+  // Replay material (issue 6): the request, the escrow boxes and the bins of the columns, beside the ledger.
+  engine.store.db.prepare('UPDATE jobs SET request_json = ? WHERE id = ?').run(JSON.stringify({ signed: plan.request, escrow, bins, cohort: plan.cohort.length }), plan.jobId);
   let model: FixedModel = { W0: 0n, W: new Array<bigint>(nCols).fill(0n) };
   const history: TrainOutcome['history'] = [];
   await engine.custodian(plan.provider).openJob(plan.request as never);
@@ -400,7 +402,8 @@ export async function runTraining(engine: Engine, plan: TrainPlan, bins: readonl
           }
           engine.ledger.appendMany([
             { kind: 'custodian.request', event: { jobId: plan.jobId, provider: plan.provider, label: labels[k], mode: 'sum', groupSize: g, requestHash: response.body.requestHash, ciphertext: request.ciphertext } },
-            { kind: 'custodian.response', event: { jobId: plan.jobId, provider: plan.provider, label: labels[k], responseHash: sha256Hex(canonicalize(response)) } },
+            // The custodian's signed masked sums are kept (content-addressed by responseHash) for replay.
+            { kind: 'custodian.response', event: { jobId: plan.jobId, provider: plan.provider, label: labels[k], responseHash: engine.store.putBlob(new TextEncoder().encode(canonicalize(response))) } },
           ]);
           // Remove each group's Σ m; every group's true sum is < t/2 by the bound calculator, so centering is exact.
           const m = maskVector(maskKeys[k]!, t, engine.params.slots);
