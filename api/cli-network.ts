@@ -186,7 +186,7 @@ export async function runNetworkCommand(key: string, o: Opts, home: string): Pro
       const r = await accessReport(ent, o['engine-key'] as string | undefined);
       if (o.json) out(JSON.stringify(r));
       else {
-        for (const e of r.entries) out(`${e.at} #${e.index} ${e.kind} ${String(e.body.jobId ?? e.body.consentId ?? e.body.id ?? '')} ${String(e.body.bank ?? e.body.grantee ?? '')}`.trimEnd());
+        for (const e of r.entries) out(`${e.at} #${e.index} ${e.what === 'job' ? `${e.operation} job ${e.jobId} by ${e.bank} for ${e.purpose} → ${e.outcome}` : e.what === 'consent' ? `consent ${e.consentId} to ${e.bank} for ${e.purpose}` : `revocation of ${e.consentId}`}`);
         out(`${r.entries.length} entries, each proven included in the signed checkpoint of ${r.size} entries`);
       }
       return 0;

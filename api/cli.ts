@@ -10,6 +10,8 @@ import { Safehouse } from './embedded.ts';
 import { toCsv } from './csv.ts';
 import { need, readJson, readText, progressBar, subjectsOf, grantsOf, claimsOf, trainInputsOf, featuresOf, numOpt, type Opts } from './cli-args.ts';
 import { replayJob } from '../engine/audit/replay.ts';
+import { accessReport } from '../engine/audit/report.ts';
+import { parseUscc } from '../sandbox/uscc.ts';
 import { runNetworkCommand, NETWORK_USAGE, NETWORK_OPTIONS } from './cli-network.ts';
 import { runDemo } from './demo.ts';
 import { runTrain } from './train-run.ts';
@@ -32,6 +34,7 @@ const USAGE = `safehouse — privacy-preserving computation for SME credit-infor
                   --out model.json [--features binned|standardized] [--iterations N] [--bins K] [--seed S] [--model-id ID]
                   [--pdo 20 --base-score 600 --base-odds 50] [--json]      (labels.csv: uscc,label; 1 = default)
   safehouse audit verify
+  safehouse report --subject USCC [--json]         (an enterprise's access report: consents, jobs, outcomes, proofs)
   safehouse retention purge [--days N]             (replay material of jobs finished N days ago; default policy 365)
   safehouse audit replay --job JOB_ID | --all [--since LEDGER_INDEX] [--auditor ID] [--json]
                                                    (exit 1 on any mismatch; missing = purged or not replayable)
@@ -185,6 +188,19 @@ export async function main(argv: string[]): Promise<number> {
         }
         process.stderr.write(`${r.code}: ledger check failed at ${r.index !== undefined ? `entry ${r.index}` : `checkpoint ${r.checkpointSize}`}: ${r.reason}\n`);
         return 2;
+      }
+      case 'report': {
+        // The enterprise's access report (embedded mode reads the engine's ledger; `--server` checks every proof).
+        const r = accessReport(sh.engine, parseUscc(need(o, 'subject')));
+        if (o.json) process.stdout.write(JSON.stringify(r) + '\n');
+        else {
+          for (const e of r.entries) {
+            const who = e.what === 'job' ? `${e.operation} job ${e.jobId} by ${e.bank} for ${e.purpose} [${(e.fields ?? []).join(', ')}] → ${e.outcome}` : e.what === 'consent' ? `consent ${e.consentId} to ${e.bank} for ${e.purpose} (${e.operation}; ${(e.fields ?? []).join(', ')})` : `revocation of ${e.consentId}`;
+            process.stdout.write(`${e.at} #${e.index} ${who}\n`);
+          }
+          process.stdout.write(`${r.entries.length} entries, each with an inclusion proof in the signed checkpoint of ${r.size} entries\n`);
+        }
+        return 0;
       }
       case 'retention purge': {
         const days = o.days === undefined ? undefined : Number(o.days);

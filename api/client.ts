@@ -27,6 +27,7 @@ import { verifyCheckpoint } from '../engine/ledger/checkpoint.ts';
 import { providerKeys, readKeyFile, writeSecret, type PublicKeys } from './keys.ts';
 import type { PartyKeys } from './wallet.ts';
 import type { ConsentGrant } from './embedded.ts';
+import type { AccessEntry, AccessReport } from '../engine/audit/report.ts';
 
 export interface ServerInfo { paramsId: string; slots: number; t: string; engine: { ed25519: string }; policy: Policy; ledgerOrigin: string }
 export interface JobView { jobId: string; kind: string; status: string; progress: { phase: string; done: number; total: number } | null; error: { code: string; message: string; details: Record<string, string | number | boolean> } | null; plan?: Pick<TrainPlan, 'jobId' | 'provider' | 'features' | 'options' | 'cohort' | 'excluded'> }
@@ -322,9 +323,9 @@ export async function auditVerify(auditor: Client, engineKey?: string, state?: s
  * pinned), and for every entry an inclusion proof of its exact leaf body in that checkpoint's tree.
  * @throws SH_ERR_LEDGER_TAMPERED when a proof or the checkpoint does not verify
  */
-export async function accessReport(ent: Client, engineKey?: string): Promise<{ subject: string; size: number; entries: Array<{ index: number; kind: string; at: string; body: Record<string, unknown> }> }> {
+export async function accessReport(ent: Client, engineKey?: string): Promise<{ subject: string; size: number; entries: Array<Omit<AccessEntry, 'leaf' | 'proof'>> }> {
   const info = await ent.info();
-  const r = await ent.get<{ subject: string; checkpoint: string; size: number; entries: Array<{ index: number; kind: string; at: string; body: Record<string, unknown>; leaf: string; proof: string[] }> }>('/v1/enterprise/report');
+  const r = await ent.get<AccessReport>('/v1/enterprise/report');
   const cp = verifyCheckpoint(r.checkpoint, info.ledgerOrigin, hexToBytes(engineKey ?? info.engine.ed25519));
   for (const e of r.entries) {
     const leaf = leafHash(new TextEncoder().encode(e.leaf));
@@ -332,7 +333,7 @@ export async function accessReport(ent: Client, engineKey?: string): Promise<{ s
     const parsed = JSON.parse(e.leaf) as { kind?: string };
     if (parsed.kind !== e.kind) fail('SH_ERR_LEDGER_TAMPERED', `report entry ${e.index} does not match its leaf`, { index: e.index });
   }
-  return { subject: r.subject, size: cp.size, entries: r.entries.map(({ index, kind, at, body }) => ({ index, kind, at, body })) };
+  return { subject: r.subject, size: cp.size, entries: r.entries.map(({ leaf: _leaf, proof: _proof, ...rest }) => rest) };
 }
 
 async function auditVerifyOnce(auditor: Client, engineKey?: string): Promise<{ ok: true; size: number; checkpoints: number; root: string } | { ok: false; code: ErrorCode; reason: string; index?: number; checkpointSize?: number }> {

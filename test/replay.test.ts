@@ -155,6 +155,30 @@ describe('audit replay of a verification job', () => {
   });
 });
 
+describe('access report', () => {
+  it("lists the subject's consent and every job that named it, with outcomes; every entry's proof verifies", async () => {
+    const { accessReport } = await import('../engine/audit/report.ts');
+    const { verifyInclusion, leafHash } = await import('../engine/ledger/merkle.ts');
+    const { verifyCheckpoint } = await import('../engine/ledger/checkpoint.ts');
+    const subjects = (JSON.parse((sh.engine.store.db.prepare('SELECT request_json FROM jobs WHERE id = ?').get(jobId) as { request_json: string }).request_json) as { signed: { body: { subjects: string[] } } }).signed.body.subjects;
+    const consented = subjects[0]!;
+    const refused = subjects[3]!; // i % 10 === 3 granted nothing
+    const a = accessReport(sh.engine, consented);
+    expect(a.entries.filter((e) => e.what === 'consent').map((e) => e.bank)).toEqual([DEMO_BANK]);
+    const scoreEntry = a.entries.find((e) => e.jobId === jobId)!;
+    expect(scoreEntry).toMatchObject({ what: 'job', operation: 'score', bank: DEMO_BANK, purpose: DEMO_PURPOSE });
+    expect(['delivered', 'no_data']).toContain(scoreEntry.outcome);
+    expect(scoreEntry.fields).toEqual(expect.arrayContaining(['sz_tax_bureau.tax_credit_grade']));
+    const b = accessReport(sh.engine, refused);
+    expect(b.entries.filter((e) => e.what === 'consent')).toEqual([]);
+    expect(b.entries.find((e) => e.jobId === jobId)!.outcome).toBe('refused:NO_CONSENT');
+    const cp = verifyCheckpoint(a.checkpoint, 'safehouse.local/ledger', sh.engine.keys.ed25519.publicKey);
+    for (const e of [...a.entries, ...b.entries]) {
+      expect(verifyInclusion(leafHash(new TextEncoder().encode(e.leaf)), e.index, cp.size, e.proof.map((h) => new Uint8Array(Buffer.from(h, 'hex'))), cp.rootHash)).toBe(true);
+    }
+  });
+});
+
 describe('retention', () => {
   it('purging a finished job keeps the ledger intact and records the purge; its replay then reports missing, never mismatch', async () => {
     const before = sh.engine.ledger.size();

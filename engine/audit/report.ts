@@ -1,0 +1,87 @@
+/**
+ * An enterprise's access report (信息主体查询, issue 6): every consent it signed or revoked and every job that named it
+ * — bank, purpose, operation, fields, time, and whether a result was delivered for it or refused (with the consent
+ * status) — each with its ledger leaf and an RFC 9162 inclusion proof against the latest signed checkpoint, so the
+ * enterprise can check the report without trusting the engine (api/client.ts `accessReport`).
+ */
+import { existsSync } from 'node:fs';
+import { bytesToHex } from '../crypto/sign.ts';
+import type { Engine } from '../engine.ts';
+import type { ScoreResult } from '../protocols/score.ts';
+
+export interface AccessEntry {
+  index: number;
+  at: string;
+  kind: string;
+  /** consent / revocation / job */
+  what: 'consent' | 'revocation' | 'job';
+  bank?: string;
+  purpose?: string;
+  operation?: string;
+  fields?: string[];
+  jobId?: string;
+  consentId?: string;
+  /** For jobs: `delivered`, `no_data`, or `refused:<consent status>`. */
+  outcome?: string;
+  body: Record<string, unknown>;
+  leaf: string;
+  proof: string[];
+}
+
+export interface AccessReport { subject: string; checkpoint: string; size: number; entries: AccessEntry[] }
+
+export function accessReport(engine: Engine, subject: string): AccessReport {
+  const checkpoint = engine.ledger.checkpoint();
+  const size = engine.ledger.latestCheckpoint()!.size;
+  const leafOf = engine.store.db.prepare('SELECT body FROM ledger_entries WHERE idx = ?');
+  const jobRow = engine.store.db.prepare('SELECT kind, request_json, summary_json FROM jobs WHERE id = ?');
+  const entries: AccessEntry[] = [];
+  for (const e of engine.ledger.subjectEntries(subject)) {
+    if (e.index >= size) continue;
+    const base = { index: e.index, at: e.at, kind: e.kind, body: e.body, leaf: (leafOf.get(e.index) as { body: string }).body, proof: engine.ledger.inclusionProof(e.index, size).map((p) => bytesToHex(p)) };
+    if (e.kind === 'consent.granted') {
+      entries.push({ ...base, what: 'consent', bank: String(e.body.grantee), purpose: String(e.body.purpose), operation: (e.body.operations as string[]).join(','), fields: e.body.categories as string[], consentId: String(e.body.consentId) });
+    } else if (e.kind === 'consent.revoked') {
+      entries.push({ ...base, what: 'revocation', consentId: String(e.body.consentId) });
+    } else if (e.kind === 'job.requested') {
+      const jobId = String(e.body.jobId);
+      const job = jobRow.get(jobId) as { kind: string; request_json: string; summary_json: string | null } | undefined;
+      const signed = job ? (JSON.parse(job.request_json) as { signed: { body: Record<string, unknown> } }).signed.body : {};
+      entries.push({ ...base, what: 'job', jobId, bank: String(e.body.bank), purpose: String(e.body.purpose), operation: String(e.body.job), fields: jobFields(engine, String(e.body.job), signed, subject), outcome: outcomeOf(engine, String(e.body.job), signed, job?.summary_json ?? null, subject) });
+    } else {
+      entries.push({ ...base, what: 'job', ...(typeof e.body.jobId === 'string' ? { jobId: e.body.jobId } : {}) });
+    }
+  }
+  return { subject, checkpoint, size, entries };
+}
+
+/** Fields a job used of this subject: the model's terms (score), the subject's claims (verify), the training fields. */
+function jobFields(engine: Engine, kind: string, req: Record<string, unknown>, subject: string): string[] {
+  if (kind === 'score') return [...new Set((engine.model(String(req.modelId))?.spec.terms ?? []).map((t) => `${t.provider}.${t.field}`))].sort();
+  if (kind === 'verify') return [...new Set(((req.claims ?? []) as Array<{ subject: string; provider: string; field: string }>).filter((c) => c.subject === subject).map((c) => `${c.provider}.${c.field}`))].sort();
+  if (kind === 'train') {
+    const parts = [{ provider: req.provider, fields: req.fields }, ...((req.others ?? []) as Array<{ provider: string; fields: string[] }>)] as Array<{ provider: string; fields: string[] }>;
+    return parts.flatMap((p) => (p.fields ?? []).map((f) => `${p.provider}.${f}`)).sort();
+  }
+  return [];
+}
+
+/** Delivered or refused for this subject: the stored result where kept, else the consent status at the job's time. */
+function outcomeOf(engine: Engine, kind: string, req: Record<string, unknown>, summary: string | null, subject: string): string {
+  if (kind === 'score' && summary) {
+    const hash = (JSON.parse(summary) as { resultHash?: string }).resultHash;
+    if (hash && existsSync(engine.store.blobPath(hash))) {
+      const result = JSON.parse(new TextDecoder().decode(engine.store.getBlob(hash))) as ScoreResult;
+      const s = result.subjects.find((x) => x.uscc === subject);
+      if (s) return s.status === 'OK' ? 'delivered' : s.status === 'NO_DATA' ? 'no_data' : `refused:${s.status}`;
+    }
+  }
+  const op = kind === 'score' ? 'score' : kind === 'verify' ? 'verify' : 'train';
+  const categories = kind === 'verify'
+    ? [...new Set(((req.claims ?? []) as Array<{ subject: string; provider: string; field: string }>).filter((c) => c.subject === subject).map((c) => engine.datasetWithField(c.provider, c.field)?.category).filter((c): c is string => !!c))]
+    : kind === 'score'
+      ? [...new Set((engine.model(String(req.modelId))?.spec.terms ?? []).map((t) => engine.datasetWithField(t.provider, t.field)?.category).filter((c): c is string => !!c))]
+      : [...new Set([{ provider: req.provider, fields: req.fields }, ...((req.others ?? []) as Array<{ provider: string; fields: string[] }>)].map((p) => engine.datasetWithField(String(p.provider), String((p.fields as string[])[0]))?.category).filter((c): c is string => !!c))];
+  const st = engine.consentStatuses({ bank: String(req.bank), purpose: String(req.purpose), operation: op, categories: categories.sort(), at: new Date(String(req.requestedAt)) }, [subject]).get(subject)!;
+  return st.status === 'OK' ? 'delivered' : `refused:${st.status}`;
+}
