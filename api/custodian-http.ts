@@ -41,24 +41,34 @@ export function buildCustodianServer(custodian: Custodian, enginePublicKey: Uint
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
     verifier.verify({ method: req.method, url: req.url, authority: headers.host ?? '', body: raw, headers });
+    let body: unknown;
     try {
-      return raw.length ? JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw), (k, v) => (k === '__proto__' || k === 'constructor' ? undefined : v)) : {};
+      body = raw.length ? JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw), (k, v) => (k === '__proto__' || k === 'constructor' ? undefined : v)) : {};
     } catch (err) {
       return fail('SH_ERR_INVALID_ARGUMENT', 'request body is not valid JSON', {}, err);
     }
+    // Handlers read members of the body: `null`, an array or a scalar would otherwise be an uncoded 500.
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) fail('SH_ERR_INVALID_ARGUMENT', 'request body must be a JSON object');
+    return body;
   };
   app.setErrorHandler((err, _req, reply) => {
     if (err instanceof SafehouseError) return reply.status(err.status).send(err.toPublic());
     const status = (err as { statusCode?: number }).statusCode;
-    if (status === 413) return reply.status(413).send({ code: 'SH_ERR_INVALID_ARGUMENT', message: 'request body too large', details: {} });
+    if (status === 413) return reply.status(413).send({ code: 'SH_ERR_BODY_TOO_LARGE', message: 'request body too large', details: {} });
     if (status && status >= 400 && status < 500) return reply.status(400).send({ code: 'SH_ERR_INVALID_ARGUMENT', message: 'malformed request', details: {} });
     return reply.status(500).send({ code: 'SH_ERR_INTERNAL', message: ERRORS.SH_ERR_INTERNAL.summary, details: {} });
   });
   app.get('/v1/custodian/info', async () => ({ provider: custodian.provider, paramsId: custodian.paramsId, bfvPublicKey: b64(custodian.bfvPublicKey), signingPublicKey: bytesToHex(custodian.signingPublicKey) }));
   const resolveBank = async (bank: unknown) => { if (typeof bank === 'string' && opts.resolveBank) await opts.resolveBank(bank); };
+  /** A bank-signed document from the wire: the custodian looks its signer up in the bank registry, so it must be a name. */
+  const bankSigned = <T>(v: T, what: string): T => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v) || typeof (v as { signer?: unknown }).signer !== 'string') fail('SH_ERR_INVALID_ARGUMENT', `"${what}" expected a signed document`);
+    return v;
+  };
   app.post('/v1/custodian/jobs', async (req) => {
     const b = authed(req as never) as { job: BankJob };
-    await resolveBank(b.job?.signer);
+    bankSigned(b.job, 'job');
+    await resolveBank(b.job.signer);
     await custodian.openJob(b.job);
     return { opened: true };
   });
@@ -73,7 +83,8 @@ export function buildCustodianServer(custodian: Custodian, enginePublicKey: Uint
   });
   app.post('/v1/custodian/tokens', async (req) => {
     const b = authed(req as never) as { request: Signed<TokenEvalRequest>; bankRequest: BankClaims };
-    await resolveBank(b.bankRequest?.signer);
+    bankSigned(b.bankRequest, 'bankRequest');
+    await resolveBank(b.bankRequest.signer);
     return { response: await custodian.evaluateTokens(b.request, b.bankRequest) };
   });
   opts.extend?.(app, authed as never);

@@ -18,7 +18,7 @@
  */
 import { join } from 'node:path';
 import { mkdirSync, readFileSync, writeFileSync, existsSync, renameSync } from 'node:fs';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Type, type TSchema } from '@sinclair/typebox';
 import { SafehouseError, fail, ERRORS, isCoded, type ErrorCode } from '../engine/errors.ts';
 import type { Engine, PartyRole } from '../engine/engine.ts';
@@ -31,6 +31,7 @@ import type { SignedConsent, SignedRevocation } from '../sandbox/consent.ts';
 import { RequestVerifier } from './httpsig.ts';
 import { HttpCustodian } from './custodian-http.ts';
 import { toJson, fromJson } from './wire.ts';
+import { accessReport } from '../engine/audit/report.ts';
 
 export const ADMIN_ID = 'admin';
 
@@ -151,7 +152,9 @@ export class EngineServer {
   private build(): FastifyInstance {
     // Fastify's default Ajv options strip unknown properties (removeAdditional) and coerce types (coerceTypes): schemas
     // here are strict (`additionalProperties: false`, strings stay strings), so an extra key or a wrong type is a 400.
-    const app = Fastify({ bodyLimit: this.opts.bodyLimit ?? 16 * 1024 * 1024, logger: false, onProtoPoisoning: 'error', onConstructorPoisoning: 'error', return503OnClosing: true, ajv: { customOptions: { removeAdditional: false, coerceTypes: false } } });
+    const app = Fastify({ bodyLimit: this.opts.bodyLimit ?? 16 * 1024 * 1024, logger: false, onProtoPoisoning: 'error', onConstructorPoisoning: 'error', return503OnClosing: true, ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+      // The router's own refusals (a path parameter over 100 characters, a malformed percent-encoding) are coded too.
+      frameworkErrors: (err, _req, reply) => (reply as unknown as FastifyReply).status(400).send({ code: 'SH_ERR_INVALID_ARGUMENT', message: err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path parameter is longer than 100 characters' : 'the request URL is malformed', details: {} }) });
     // Only JSON and octet-stream bodies are accepted: anything else (text/plain included) is a 415.
     app.removeContentTypeParser('text/plain');
     const json = app.getDefaultJsonParser('error', 'error');
@@ -329,11 +332,16 @@ export class EngineServer {
     });
     this.route<{ approval: Signed<never> }>(app, 'POST', '/v1/provider/approvals', 'provider', 'Approve a model: signed statement with derived columns (staged first)', { status: 201, body: Obj({ approval: SignedDoc }) }, async (req) => {
       if (req.body.approval.signer !== req.party.id) fail('SH_ERR_FORBIDDEN', `provider ${req.party.id} may not submit ${req.body.approval.signer}'s approval`);
+      // The engine looks these up in its database: a missing or non-string id would be an uncoded 500 there.
+      const a = req.body.approval.body as { modelId?: unknown; modelHash?: unknown; datasetId?: unknown; derived?: unknown };
+      const derivedOk = Array.isArray(a.derived) && a.derived.every((c: { column?: unknown; block?: unknown; blob?: unknown } | null) => typeof c === 'object' && c !== null && typeof c.column === 'string' && Number.isInteger(c.block) && typeof c.blob === 'string');
+      if (typeof a.modelId !== 'string' || typeof a.modelHash !== 'string' || typeof a.datasetId !== 'string' || !derivedOk) fail('SH_ERR_INVALID_ARGUMENT', 'an approval expected "modelId", "modelHash" and "datasetId" strings and "derived" as a list of { column, block, blob }');
       e.approveModel(req.body.approval, this.stagedOf(req.party.id));
       this.staged.delete(req.party.id);
       return { approved: true };
     });
     this.route<{ url: string }>(app, 'POST', '/v1/provider/custodian', 'provider', "Tell the engine where the provider's custodian listens", { body: Obj({ url: Type.String({ maxLength: 300, pattern: '^https?://' }) }) }, async (req) => {
+      if (!URL.canParse(req.body.url)) fail('SH_ERR_INVALID_ARGUMENT', `"url" expected an http(s) URL, got ${JSON.stringify(req.body.url)}`);
       await this.connect(req.party.id, req.body.url);
       e.store.db.prepare('INSERT INTO api_custodians (provider, url, registered_at) VALUES (?, ?, ?) ON CONFLICT(provider) DO UPDATE SET url = excluded.url, registered_at = excluded.registered_at').run(req.party.id, req.body.url, new Date().toISOString());
       return { connected: true };
@@ -399,15 +407,8 @@ export class EngineServer {
     };
     this.route<unknown, Record<string, string>, { subject?: string }>(app, 'GET', '/v1/enterprise/consents', 'enterprise', "The enterprise's consents", { querystring: Subject }, async (req) => ({ consents: e.consentsOf(own(req)) }));
     this.route<unknown, Record<string, string>, { subject?: string }>(app, 'GET', '/v1/enterprise/report', 'enterprise', 'Every ledger entry that touched the enterprise (its access report)', { querystring: Subject }, async (req) => {
-      const subject = own(req);
       // Each entry with its exact leaf body and an inclusion proof against the latest signed checkpoint.
-      const checkpoint = e.ledger.checkpoint();
-      const size = e.ledger.latestCheckpoint()!.size;
-      const body = e.store.db.prepare('SELECT body FROM ledger_entries WHERE idx = ?');
-      const entries = e.ledger.subjectEntries(subject).filter((x) => x.index < size).map((x) => ({
-        ...x, leaf: (body.get(x.index) as { body: string }).body, proof: e.ledger.inclusionProof(x.index, size).map((p) => bytesToHex(p)),
-      }));
-      return { subject, checkpoint, size, entries };
+      return accessReport(e, own(req));
     });
 
     // auditor: raw material to verify on the auditor's side
@@ -525,7 +526,14 @@ export class EngineServer {
     if (e.store.db.prepare('SELECT 1 FROM api_jobs WHERE id = ? UNION SELECT 1 FROM jobs WHERE id = ?').get(jobId, jobId)) fail('SH_ERR_ALREADY_EXISTS', `job ${jobId} already exists`, { job: jobId });
     if (b.kind === 'verify' && !b.openings) fail('SH_ERR_INVALID_ARGUMENT', '"openings" is required for a verify job');
     let plan: TrainPlan | undefined;
-    if (b.kind === 'train') plan = planTraining(e, request as never);
+    if (b.kind === 'train') {
+      // The planner looks providers and fields up in the database: malformed ones get a coded 400, not a driver error.
+      const t = request.body as { provider?: unknown; fields?: unknown; others?: unknown; subjects?: unknown };
+      const part = (p: unknown) => typeof p === 'object' && p !== null && typeof (p as { provider?: unknown }).provider === 'string'
+        && Array.isArray((p as { fields?: unknown }).fields) && ((p as { fields: unknown[] }).fields).every((f) => typeof f === 'string');
+      if (!part(t) || !(t.others === undefined || (Array.isArray(t.others) && t.others.every(part))) || !Array.isArray(t.subjects)) fail('SH_ERR_INVALID_ARGUMENT', 'a training request expected "provider" and "fields" (strings), "others" as a list of { provider, fields } and a "subjects" list');
+      plan = planTraining(e, request as never);
+    }
     const status: JobStatus = plan ? 'awaiting-labels' : 'queued';
     e.store.db.prepare('INSERT INTO api_jobs (id, kind, bank, status, submit_json, plan_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
       jobId, b.kind, bank, status, JSON.stringify({ request: b.request, ...(b.openings ? { openings: b.openings } : {}) }), plan ? toJson(plan) : null, new Date().toISOString());

@@ -206,6 +206,7 @@ export class Engine {
   }
 
   party(id: string): PartyRecord | undefined {
+    if (typeof id !== 'string') return undefined;
     const r = this.store.db.prepare('SELECT * FROM parties WHERE id = ?').get(id) as Record<string, string | null> | undefined;
     if (!r) return undefined;
     return {
@@ -455,6 +456,7 @@ export class Engine {
   }
 
   model(id: string): { spec: ModelSpec; hash: string; bank: string } | undefined {
+    if (typeof id !== 'string') return undefined;
     const r = this.store.db.prepare('SELECT spec_json, hash, bank FROM models WHERE id = ?').get(id) as { spec_json: string; hash: string; bank: string } | undefined;
     return r ? { spec: JSON.parse(r.spec_json) as ModelSpec, hash: r.hash, bank: r.bank } : undefined;
   }

@@ -134,6 +134,8 @@ export function planTraining(engine: Engine, signed: Signed<TrainRequest>): Trai
     fail('SH_ERR_INVALID_ARGUMENT', `"requestedAt" expected within ${MAX_REQUEST_SKEW_MS / 60_000} minutes of the engine's clock`);
   }
   if (engine.store.db.prepare('SELECT 1 FROM jobs WHERE id = ?').get(req.jobId)) fail('SH_ERR_ALREADY_EXISTS', `job ${req.jobId} already exists`, { job: req.jobId });
+  if (!Array.isArray(req.subjects)) fail('SH_ERR_INVALID_ARGUMENT', '"subjects" expected an array');
+  if (req.others !== undefined && !Array.isArray(req.others)) fail('SH_ERR_INVALID_ARGUMENT', '"others" expected a list of { provider, fields }');
   const options = trainOptions(req.options);
   if (!Number.isInteger(req.bins) || req.bins < 2 || req.bins > 20) fail('SH_ERR_INVALID_ARGUMENT', `"bins" expected an integer in [2, 20], got ${req.bins}`);
   const parts = [{ provider: req.provider, fields: req.fields }, ...(req.others ?? [])];
