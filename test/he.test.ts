@@ -487,34 +487,61 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (DES
   const bank = x25519KeyPair();
   const seed = new Uint8Array(randomBytes(32));
   const views: CustodianView[] = [];
-  const jobHash = sha256Hex('job-he-test');
+  // The custodian answers only for bank-signed jobs it was shown: one per decryption mode (score → seal, verify →
+  // sign, train → sum), each with room for every decryption below.
+  const bankSigning = ed25519KeyPair();
+  const now = new Date().toISOString();
+  const someSubjects = Array.from({ length: 1000 }, (_, i) => `s${i}`);
+  type Mode = DecryptRequest['mode'];
+  const jobs: Record<Mode, Signed<{ type: string; jobId: string; bank: string; requestedAt: string }>> = {
+    seal: signJson({ type: 'safehouse.score.request.v1', jobId: 'job-he-seal', bank: 'bank-a', requestedAt: now, subjects: someSubjects }, 'bank-a', bankSigning.secretKey),
+    sign: signJson({ type: 'safehouse.verify.request.v1', jobId: 'job-he-sign', bank: 'bank-a', requestedAt: now, claims: [{ claimId: 'c1', provider: 'tax', field: 'f', op: 'between', count: 500 }] }, 'bank-a', bankSigning.secretKey),
+    sum: signJson({ type: 'safehouse.train.request.v1', jobId: 'job-he-sum', bank: 'bank-a', requestedAt: now, provider: 'tax', fields: ['f'], bins: 2, options: { iterations: 2 }, subjects: someSubjects }, 'bank-a', bankSigning.secretKey),
+  };
+  const jobHashOf = (mode: Mode) => sha256Hex(canonicalize(jobs[mode]));
+  /** The tests' label names, mapped to labels of each job's shape (each answered once). */
+  const labels = new Map<string, string>();
+  const L = (name: string, mode: Mode): string => {
+    const key = `${mode}\u0000${name}`;
+    let l = labels.get(key);
+    if (!l) {
+      const n = labels.size;
+      l = mode === 'seal' ? `score/tax/he/block/${n}` : mode === 'sign' ? `verify/tax/he/f/block/0/round/${n}` : `train/job-he-sum/it/0/block/${n}/D`;
+      labels.set(key, l);
+    }
+    return l;
+  };
   let custodian: LocalCustodian;
 
-  beforeAll(() => {
+  beforeAll(async () => {
     custodian = new LocalCustodian({
       provider: 'tax',
       params: BFV_8192_T40,
       keys: { bfvSecretKey: keys.secretKey, bfvPublicKey: keys.publicKey, ed25519SecretKey: custodianSigning.secretKey, ed25519PublicKey: custodianSigning.publicKey },
       enginePublicKey: engineKeys.publicKey,
       observe: (v) => views.push(v),
+      bankKey: (b) => (b === 'bank-a' ? bankSigning.publicKey : undefined),
     });
+    for (const job of Object.values(jobs)) await custodian.openJob(job as never);
   });
   afterAll(async () => {
     await custodian?.dispose();
   });
 
   function request(bytes: Uint8Array, over: Partial<DecryptRequest> = {}, signer = engineKeys.secretKey): Signed<DecryptRequest> {
+    const { label: name, ...rest } = over;
+    const mode = over.mode ?? 'seal';
     const body: DecryptRequest = {
       type: 'safehouse.custodian.decrypt.v1',
       paramsId: BFV_8192_T40.id,
       provider: 'tax',
-      jobId: 'job-he-test',
-      jobHash,
-      label: 'he/tax/block/0',
+      jobId: jobs[mode].body.jobId,
+      jobHash: jobHashOf(mode),
       mode: 'seal',
       ciphertext: sha256Hex(bytes),
       recipient: { party: 'bank-a', x25519: bytesToHex(bank.publicKey) },
-      ...over,
+      ...rest,
+      label: L(name ?? 'he/tax/block/0', mode),
     };
     return signJson(body, 'engine', signer);
   }
@@ -533,7 +560,7 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (DES
   }
 
   function boxContext(label: string, mode: DecryptRequest['mode'], recipient = 'bank-a') {
-    return { jobId: 'job-he-test', jobHash, provider: 'tax', label, mode, recipient };
+    return { jobId: jobs[mode].body.jobId, jobHash: jobHashOf(mode), provider: 'tax', label: L(label, mode), mode, recipient };
   }
 
   it('seal: the bank opens v + m and unmasks v; the custodian saw v + m, never v; others cannot open the box', async () => {
@@ -543,7 +570,7 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (DES
     const n = views.length;
     const res = await custodian.decrypt(req, bytes);
     expect(verifyJson(res, custodian.signingPublicKey)).toBe(true);
-    expect(res.body).toMatchObject({ type: 'safehouse.custodian.response.v1', provider: 'tax', jobId: 'job-he-test', label, mode: 'seal', requestHash: sha256Hex(canonicalize(req)) });
+    expect(res.body).toMatchObject({ type: 'safehouse.custodian.response.v1', provider: 'tax', jobId: 'job-he-seal', label: L(label, 'seal'), mode: 'seal', requestHash: sha256Hex(canonicalize(req)) });
     expect(res.body.sums).toBeUndefined();
     const opened = openSealed(bank.secretKey, res.body.sealed!, boxContext(label, 'seal'));
     expect(opened.length).toBe(N * 8);
@@ -554,7 +581,7 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (DES
     // The custodian's view: exactly v + m, and no slot of it equals v.
     expect(views.length).toBe(n + 1);
     const view = views[n]!;
-    expect(view).toMatchObject({ label, mode: 'seal' });
+    expect(view).toMatchObject({ label: L(label, 'seal'), mode: 'seal' });
     expect(Array.from(view.values)).toEqual(vm);
     let equalToV = 0;
     for (let i = 0; i < N; i++) if (view.values[i] === toSlot(v[i]!, T)) equalToV++;
