@@ -15,7 +15,7 @@ import { need, list, readJson, readText, progressBar, subjectsOf, grantsOf, clai
 import { EngineServer, adminKey } from './server.ts';
 import { startCustodian } from './custodian-process.ts';
 import { keygen, keygenEnterprises, readPublic } from './keys.ts';
-import { clientFor, registerParties, ProviderClient, registerModel, score, verify, train, grantConsents, revokeConsents, enterpriseKeys, auditVerify, accessReport } from './client.ts';
+import { replayRemote, jobsOf, clientFor, registerParties, ProviderClient, registerModel, score, verify, train, grantConsents, revokeConsents, enterpriseKeys, auditVerify, accessReport } from './client.ts';
 import type { Role } from './wallet.ts';
 
 export const NETWORK_OPTIONS = {
@@ -190,6 +190,22 @@ export async function runNetworkCommand(key: string, o: Opts, home: string): Pro
         out(`${r.entries.length} entries, each proven included in the signed checkpoint of ${r.size} entries`);
       }
       return 0;
+    }
+    case 'audit replay': {
+      // On the auditor's machine: verified ledger + the job's bundle + blobs → a local replica → the same replay.
+      const auditor = clientFor(server, as, need(o, 'key'));
+      const ids = o.all ? await jobsOf(auditor, numOpt(o, 'since') ?? 0, o['engine-key'] as string | undefined) : [need(o, 'job')];
+      const reports = [];
+      for (const [i, id] of ids.entries()) {
+        reports.push(await replayRemote(auditor, id, o['engine-key'] ? { engineKey: o['engine-key'] as string } : {}));
+        if (o.all && !o.json) progressBar('replaying jobs', i + 1, ids.length);
+      }
+      if (o.json) out(JSON.stringify(reports));
+      else for (const r of reports) {
+        out(`${r.jobId} (${r.kind}): ${r.ok ? 'all steps match' : 'NOT ALL MATCH'}`);
+        for (const st of r.steps) if (!o.all || st.status !== 'match') out(`  ${st.status.padEnd(8)} ${st.step}${st.detail ? ` — ${st.detail}` : ''}`);
+      }
+      return reports.some((r) => r.steps.some((st) => st.status === 'mismatch')) ? 1 : 0;
     }
     case 'audit verify': {
       const keyFile = need(o, 'key');

@@ -5,7 +5,11 @@
  * uses, and what comes back sealed (scores, claim answers) is opened here, with the party's own X25519 key.
  */
 import { join } from 'node:path';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { Engine } from '../engine/engine.ts';
+import { sha256Hex } from '../engine/store/store.ts';
+import { replayJob, type ReplayReport } from '../engine/audit/replay.ts';
 import { randomBytes } from 'node:crypto';
 import { SafehouseError, fail, ERRORS, type ErrorCode } from '../engine/errors.ts';
 import { signRequest } from './httpsig.ts';
@@ -80,6 +84,19 @@ export class Client {
 
   get<T>(path: string): Promise<T> {
     return this.call<T>('GET', path);
+  }
+
+  /** GET an `application/octet-stream` body (blobs). */
+  async getBytes(path: string): Promise<Uint8Array> {
+    const url = new URL(path, this.base);
+    const headers = signRequest({ method: 'GET', url: url.href, authority: url.host }, this.keys.id, this.keys.ed25519.secretKey);
+    const res = await fetch(url, { headers }).catch((err: unknown) => fail('SH_ERR_UNAVAILABLE', `cannot reach ${url.origin}`, {}, err));
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if (!res.ok) {
+      const e = (() => { try { return JSON.parse(new TextDecoder().decode(bytes)) as { code?: string; message?: string }; } catch { return {}; } })();
+      throw new SafehouseError((e.code && e.code in ERRORS ? e.code : 'SH_ERR_INTERNAL') as ErrorCode, e.message ?? `GET ${path} answered ${res.status}`);
+    }
+    return bytes;
   }
 
   post<T>(path: string, payload: unknown): Promise<T> {
@@ -337,6 +354,14 @@ export async function accessReport(ent: Client, engineKey?: string): Promise<{ s
 }
 
 async function auditVerifyOnce(auditor: Client, engineKey?: string): Promise<{ ok: true; size: number; checkpoints: number; root: string } | { ok: false; code: ErrorCode; reason: string; index?: number; checkpointSize?: number }> {
+  const r = await verifiedLedger(auditor, engineKey);
+  if (!r.ok) return r;
+  const { bodies: _bodies, ...rest } = r;
+  return rest;
+}
+
+/** The whole ledger, each entry checked against the signed checkpoints (the auditor's own copy). */
+async function verifiedLedger(auditor: Client, engineKey?: string): Promise<{ ok: true; size: number; checkpoints: number; root: string; bodies: string[] } | { ok: false; code: ErrorCode; reason: string; index?: number; checkpointSize?: number }> {
   const info = await auditor.info();
   const key = engineKey ?? info.engine.ed25519;
   // Checkpoints first (the server signs one at its current size), then every entry they cover.
@@ -366,7 +391,63 @@ async function auditVerifyOnce(auditor: Client, engineKey?: string): Promise<{ o
     if (!equalBytes(cp.rootHash, roots[i]!)) return { ok: false, code: 'SH_ERR_LEDGER_TAMPERED', reason: `checkpoint ${c.size}: the served entries do not hash to its root`, checkpointSize: c.size };
   }
   const root = rootsAtSizes(hashes, [hashes.length])[0]!;
-  return { ok: true, size: hashes.length, checkpoints: checkpoints.length, root: Buffer.from(root).toString('hex') };
+  return { ok: true, size: hashes.length, checkpoints: checkpoints.length, root: Buffer.from(root).toString('hex'), bodies };
+}
+
+/** Job ids with a `job.requested` entry in the verified ledger (optionally from a ledger index on). */
+export async function jobsOf(auditor: Client, since = 0, engineKey?: string): Promise<string[]> {
+  const ledger = await verifiedLedger(auditor, engineKey);
+  if (!ledger.ok) throw new SafehouseError(ledger.code, `the ledger does not verify: ${ledger.reason}`);
+  return ledger.bodies.slice(since).map((b) => JSON.parse(b) as { kind: string; jobId?: string }).filter((b) => b.kind === 'job.requested').map((b) => b.jobId!);
+}
+
+/**
+ * `safehouse audit replay --server`: replay a job on the auditor's machine. The auditor fetches and verifies the whole
+ * ledger itself, takes the job's entries from that verified copy, fetches the job's bundle (rows) and every blob it
+ * names (each checked against its hash), builds a local replica data directory and runs the same replay as embedded
+ * mode (engine/audit/replay.ts) with its own X25519 key for the escrowed seed.
+ */
+export async function replayRemote(auditor: Client, jobId: string, opts: { engineKey?: string; dir?: string } = {}): Promise<ReplayReport> {
+  if (!auditor.keys.x25519) fail('SH_ERR_PARTY_ROLE', `${auditor.id}'s key file has no X25519 key (auditors need one to open escrowed seeds)`);
+  const ledger = await verifiedLedger(auditor, opts.engineKey);
+  if (!ledger.ok) throw new SafehouseError(ledger.code, `the ledger does not verify: ${ledger.reason}`);
+  const bundle = await auditor.get<{ rows: Record<string, Array<Record<string, unknown>>>; blobs: string[] }>(`/v1/auditor/jobs/${encodeURIComponent(jobId)}/bundle`);
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'safehouse-replay-'));
+  const mirror = Engine.open({ home: dir, create: true, poolSize: 2 });
+  try {
+    const db = mirror.store.db;
+    db.exec('BEGIN');
+    try {
+      for (const [table, rows] of Object.entries(bundle.rows)) {
+        if (!/^[a-z_]+$/.test(table)) fail('SH_ERR_INVALID_ARGUMENT', `bundle names table ${JSON.stringify(table)}`);
+        for (const row of rows) {
+          const keys = Object.keys(row).filter((k) => /^[a-z][a-z0-9_]*$/.test(k));
+          const values = keys.map((k) => (table === 'tokens' && k === 'token' ? new Uint8Array(Buffer.from(String(row[k]), 'hex')) : (row[k] as string | number | null)));
+          db.prepare(`INSERT INTO ${table} (${keys.join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`).run(...values);
+        }
+      }
+      // The job's ledger entries come from the auditor's verified copy, not from the bundle.
+      const ins = db.prepare('INSERT OR REPLACE INTO ledger_entries (idx, kind, body, leaf_hash, at) VALUES (?, ?, ?, ?, ?)');
+      ledger.bodies.forEach((body, idx) => {
+        if (idx === 0 || !body.includes(JSON.stringify(jobId))) return;
+        const b = JSON.parse(body) as { kind: string; at: string; jobId?: string };
+        if (b.jobId === jobId) ins.run(idx, b.kind, body, leafHash(new TextEncoder().encode(body)), b.at);
+      });
+      db.exec('COMMIT');
+    } catch (err) {
+      db.exec('ROLLBACK');
+      throw err;
+    }
+    for (const hash of bundle.blobs) {
+      const bytes = await auditor.getBytes(`/v1/auditor/blobs/${hash}`);
+      if (sha256Hex(bytes) !== hash) fail('SH_ERR_BLOB_CORRUPT', `blob ${hash} served by the engine does not hash to its address`);
+      mirror.store.putBlob(bytes);
+    }
+    return await replayJob(mirror, jobId, { id: auditor.id, x25519SecretKey: auditor.keys.x25519.secretKey });
+  } finally {
+    await mirror.close();
+    if (!opts.dir) rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export type { Signed };

@@ -143,6 +143,7 @@ export interface NetworkRun {
   claims: Map<string, string>;
   model: unknown;
   audit: string;
+  replay: string;
   report: { subject: string; entries: number };
   seconds: Record<string, number>;
   scenario: Scenario;
@@ -202,11 +203,14 @@ export async function runNetwork(o: { dir?: string; iterations?: number; claims?
     log('  ' + (await step('verification', () => cli(['verify', ...S, ...bank, '--purpose', NET_PURPOSE, '--claims', sc.claimsFile, '--out', resultsFile]))).trim());
     const audit = (await step('audit verify', () => cli(['audit', 'verify', ...S, ...auditor]))).trim();
     log('  ' + audit);
+    // The auditor replays every job on its own replica (exits non-zero on any mismatch).
+    const replay = (await step('audit replay', () => cli(['audit', 'replay', ...S, ...auditor, '--all']))).trim();
+    log('  ' + replay.split('\n').join('\n  '));
     const subject = sc.providers.length ? readFileSync(sc.subjectsFile, 'utf8').split('\n')[0]! : '';
     const report = JSON.parse(await cli(['report', ...S, '--as', subject, '--key', join(keys, 'enterprises', `${subject}.key`), '--json'])) as { subject: string; entries: unknown[] };
     const scores = new Map(parseCsv(readFileSync(scoresFile, 'utf8')).rows.map((r) => [r[0]!, { status: r[1]!, score: r[2]! }]));
     const claims = new Map(parseCsv(readFileSync(resultsFile, 'utf8')).rows.map((r) => [r[0]!, r[1]!]));
-    return { scores, claims, model: JSON.parse(readFileSync(modelFile, 'utf8')), audit, report: { subject: report.subject, entries: report.entries.length }, seconds, scenario: sc };
+    return { scores, claims, model: JSON.parse(readFileSync(modelFile, 'utf8')), audit, replay, report: { subject: report.subject, entries: report.entries.length }, seconds, scenario: sc };
   } finally {
     await Promise.all(servers.reverse().map((s) => s.stop()));
     if (!o.dir) rmSync(dir, { recursive: true, force: true });
@@ -239,5 +243,5 @@ if (import.meta.main) {
   process.stdout.write(`scores: ${r.scores.size - refused} scored, ${refused} refused (expected ${r.scenario.withoutConsent.length}), ${mismatches} differ from plaintext\n`);
   process.stdout.write(`claims: ${r.claims.size}, ${claimMismatches} differ from plaintext; access report of ${r.report.subject}: ${r.report.entries} entries\n`);
   process.stdout.write(`network demo: ${((performance.now() - t0) / 1000).toFixed(1)} s; all processes stopped\n`);
-  process.exitCode = mismatches === 0 && claimMismatches === 0 && refused === r.scenario.withoutConsent.length && r.audit.startsWith('ledger intact') ? 0 : 1;
+  process.exitCode = mismatches === 0 && claimMismatches === 0 && refused === r.scenario.withoutConsent.length && r.audit.startsWith('ledger intact') && !/NOT ALL MATCH/.test(r.replay) ? 0 : 1;
 }

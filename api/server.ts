@@ -206,6 +206,7 @@ export class EngineServer {
     app.setNotFoundHandler((req, reply) => reply.status(404).send({ code: 'SH_ERR_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}`, details: {} }));
     this.routesOf(app);
     this.proofRoutes(app);
+    this.bundleRoute(app);
     app.get('/docs', { config: { role: 'public' } }, async () => this.openApi());
     return app;
   }
@@ -464,6 +465,50 @@ export class EngineServer {
       const from = num(req.query.from, 'from');
       if (!(from <= to && to <= latest)) fail('SH_ERR_INVALID_ARGUMENT', `expected from ≤ to ≤ ${latest}, got from ${from}, to ${to}`);
       return { from, to, proof: hexes(e.ledger.consistencyProof(from, to)), checkpoint: to === latest ? cp : null };
+    });
+  }
+
+  /**
+   * Issue 6: everything an auditor needs to replay one job on its own machine, besides the ledger (which it fetches
+   * and verifies itself) and the blobs (fetched by hash): the job row and the rows it depends on — parties, the
+   * datasets and subject slots involved, the columns the job read, token sets, the subjects' signed consents and
+   * revocations, the model and its approvals. Signed statements are re-verified by the replay; blobs by their hashes.
+   */
+  private bundleRoute(app: FastifyInstance): void {
+    const e = this.engine;
+    const db = e.store.db;
+    this.route<unknown, { id: string }>(app, 'GET', '/v1/auditor/jobs/:id/bundle', 'auditor', 'The rows a replay of this job reads, and the blobs it needs (by hash)', { params: JobParams }, async (req) => {
+      const job = db.prepare('SELECT * FROM jobs WHERE id = ?').get(req.params.id) as Record<string, string> | undefined;
+      if (!job) fail('SH_ERR_NOT_FOUND', `no job ${JSON.stringify(req.params.id)}`, { job: req.params.id });
+      const body = (JSON.parse(job.request_json!) as { signed: { body: Record<string, unknown> } }).signed.body;
+      const claims = (body.claims ?? []) as Array<{ subject: string; provider: string; field: string }>;
+      const subjects = [...new Set([...((body.subjects ?? []) as string[]), ...claims.map((c) => c.subject)])];
+      const model = typeof body.modelId === 'string' ? e.model(body.modelId) : undefined;
+      // Datasets: the ones the job's ledger events name, and the current ones of every provider it involves.
+      const events = (db.prepare('SELECT body FROM ledger_entries WHERE body LIKE ?').all(`%"jobId":${JSON.stringify(req.params.id)}%`) as Array<{ body: string }>).map((r) => JSON.parse(r.body) as Record<string, unknown>).filter((b) => b.jobId === req.params.id);
+      const providers = new Set<string>([...(model?.spec.terms ?? []).map((t) => t.provider), ...claims.map((c) => c.provider), ...(typeof body.provider === 'string' ? [body.provider] : []), ...((body.others ?? []) as Array<{ provider: string }>).map((o) => o.provider)]);
+      const datasetIds = new Set<string>(e.currentDatasets().filter((d) => providers.has(d.provider)).map((d) => d.id));
+      for (const ev of events) { const l = String(ev.label ?? '').split('/'); if ((l[0] === 'score' || l[0] === 'verify') && l[2] && !l[2].startsWith('job')) datasetIds.add(l[2]); }
+      const ids = [...datasetIds];
+      const inList = (xs: readonly string[]) => xs.map(() => '?').join(',') || "''";
+      const columnNames = new Set<string>([...(model ? e.compiledModel(model.spec.id).terms.flatMap((t) => t.columns.map((c) => c.column)) : []), ...claims.map((c) => c.field)]);
+      const rows = {
+        jobs: [job],
+        parties: db.prepare(`SELECT * FROM parties WHERE role != 'enterprise' OR id IN (${inList(subjects)})`).all(...subjects),
+        datasets: db.prepare(`SELECT * FROM datasets WHERE id IN (${inList(ids)})`).all(...ids),
+        dataset_subjects: ids.length && subjects.length ? db.prepare(`SELECT * FROM dataset_subjects WHERE dataset_id IN (${inList(ids)}) AND uscc IN (${inList(subjects)})`).all(...ids, ...subjects) : [],
+        columns: ids.length ? (db.prepare(`SELECT * FROM columns WHERE dataset_id IN (${inList(ids)})`).all(...ids) as Array<{ column_name: string; blob: string }>).filter((c) => columnNames.has(c.column_name)) : [],
+        tokens: ids.length ? db.prepare(`SELECT dataset_id, field, hex(token) AS token FROM tokens WHERE dataset_id IN (${inList(ids)})`).all(...ids) : [],
+        consents: subjects.length ? db.prepare(`SELECT * FROM consents WHERE subject IN (${inList(subjects)})`).all(...subjects) : [],
+        revocations: subjects.length ? db.prepare(`SELECT * FROM revocations WHERE subject IN (${inList(subjects)})`).all(...subjects) : [],
+        models: model ? db.prepare('SELECT * FROM models WHERE id = ?').all(model.spec.id) : [],
+        approvals: model ? db.prepare('SELECT * FROM approvals WHERE model_id = ?').all(model.spec.id) : [],
+      };
+      const blobs = new Set<string>();
+      for (const c of rows.columns as Array<{ blob: string }>) blobs.add(c.blob);
+      for (const p of rows.parties as Array<{ bfv_pub: string | null }>) if (p.bfv_pub) blobs.add(p.bfv_pub);
+      for (const ev of events) for (const k of ['rerandomizer', 'resultHash', 'responseHash']) if (typeof ev[k] === 'string' && existsSync(e.store.blobPath(ev[k] as string))) blobs.add(ev[k] as string);
+      return { rows, blobs: [...blobs].sort() };
     });
   }
 

@@ -47,6 +47,9 @@ describe('network deployment (engine + 2 custodians as processes, CLI client mod
     expect(net.claims).toEqual(sc.expectedClaims);
     expect(new Set(net.claims.values())).toEqual(new Set(['yes', 'no']));
     expect(net.audit).toMatch(/^ledger intact: \d+ entries/);
+    // Every job (train, score, verify) replayed by the auditor's client on its own replica: all steps match.
+    const replayed = net.replay.split('\n').filter((l) => /^\S+ \((score|verify|train)\): /.test(l));
+    expect(replayed.map((l) => l.replace(/^\S+ /, ''))).toEqual(['(train): all steps match', '(score): all steps match', '(verify): all steps match']);
     // The enterprise's own access report: its consent and the jobs that touched it.
     expect(net.report.entries).toBeGreaterThanOrEqual(3);
   });

@@ -179,6 +179,31 @@ describe('access report', () => {
   });
 });
 
+describe('audit replay over the network', () => {
+  it("the auditor's client replays each job on its own replica (verified ledger, bundle rows, hash-checked blobs) with the same steps and results", async () => {
+    const { EngineServer } = await import('../api/server.ts');
+    const { Client, replayRemote, jobsOf } = await import('../api/client.ts');
+    const { ed25519KeyPair } = await import('../engine/crypto/sign.ts');
+    const server = new EngineServer({ engine: sh.engine, adminPublicKey: ed25519KeyPair().publicKey });
+    const url = await server.listen(0);
+    try {
+      const client = new Client(url, sh.wallet.get(AUDITOR)!);
+      expect(await jobsOf(client)).toEqual([jobId, verifyJobId]);
+      for (const id of [jobId, verifyJobId]) {
+        const remote = await replayRemote(client, id);
+        const local = await replayJob(sh.engine, id, auditor);
+        expect(remote.steps).toEqual(local.steps);
+        expect(remote.ok).toBe(true);
+      }
+      // A bank cannot fetch a job's replay bundle.
+      const bank = new Client(url, sh.wallet.get(DEMO_BANK)!);
+      await expect(bank.get(`/v1/auditor/jobs/${jobId}/bundle`)).rejects.toMatchObject({ code: 'SH_ERR_PARTY_ROLE' });
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('retention', () => {
   it('purging a finished job keeps the ledger intact and records the purge; its replay then reports missing, never mismatch', async () => {
     const before = sh.engine.ledger.size();
