@@ -193,3 +193,21 @@ export function generateClaims(data: DemoData, n: number, seed = 99): DemoClaim[
   }
   return claims;
 }
+
+/**
+ * The consents the demo's plan calls for: none for NO_CONSENT, 30 days ending a month ago for EXPIRED, only tax and
+ * utilities for OUT_OF_SCOPE, otherwise a year for every category (REVOKED subjects are revoked afterwards).
+ */
+export function demoGrants(data: DemoData, now: Date): Array<{ subject: string; bank: string; purpose: string; operations: Array<'score' | 'verify'>; categories: string[]; days: number; notBefore?: Date }> {
+  const day = 86_400_000;
+  const grants = [];
+  for (const u of data.subjects) {
+    const plan = data.plan.get(u)!;
+    if (plan === 'NO_CONSENT') continue;
+    const base = { subject: u, bank: DEMO_BANK, purpose: DEMO_PURPOSE, operations: ['score' as const, 'verify' as const], categories: ALL_CATEGORIES, days: 365 };
+    if (plan === 'EXPIRED') grants.push({ ...base, days: 30, notBefore: new Date(now.getTime() - 60 * day) });
+    else if (plan === 'OUT_OF_SCOPE') grants.push({ ...base, categories: OUT_OF_SCOPE_CATEGORIES });
+    else grants.push(base);
+  }
+  return grants;
+}

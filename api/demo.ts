@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Safehouse, type ConsentGrant } from './embedded.ts';
-import { generateDemo, generateClaims, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID, ALL_CATEGORIES, OUT_OF_SCOPE_CATEGORIES } from './demo-data.ts';
+import { demoGrants, generateDemo, generateClaims, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID, OUT_OF_SCOPE_CATEGORIES } from './demo-data.ts';
 import { parseCsv } from './csv.ts';
 import { evaluatePlain, claimPlain } from '../models/plain.ts';
 import { normalizeId, idRuleFor } from '../engine/tokens/normalize.ts';
@@ -38,6 +38,20 @@ export interface DemoSummary {
   home: string;
 }
 
+/** The providers' plaintext tables (USCC → field → cell) and field specs: the demo's plaintext truth. */
+export function demoPlaintext(sh: Safehouse, data: ReturnType<typeof generateDemo>): { tables: Map<string, Map<string, Map<string, string>>>; fieldSpecs: Map<string, FieldSpec> } {
+  const tables = new Map<string, Map<string, Map<string, string>>>();
+  const fieldSpecs = new Map<string, FieldSpec>();
+  for (const p of Object.values(data.providers)) {
+    const csv = parseCsv(p.csv);
+    const rowsBy = new Map<string, Map<string, string>>();
+    for (const r of csv.rows) rowsBy.set(parseUscc(r[0]!), new Map(csv.header.map((h, i) => [h, r[i]!])));
+    tables.set(p.provider, rowsBy);
+    for (const f of sh.engine.currentDatasets(p.provider)[0]!.schema.fields) fieldSpecs.set(`${p.provider}/${f.name}`, f);
+  }
+  return { tables, fieldSpecs };
+}
+
 export async function runDemo(opts: { subjects: number; claims?: number; train?: boolean; home?: string; log?: (line: string) => void; progress?: (label: string, done: number, total: number) => void; poolSize?: number }): Promise<DemoSummary> {
   const t0 = performance.now();
   const log = opts.log ?? (() => {});
@@ -63,17 +77,7 @@ export async function runDemo(opts: { subjects: number; claims?: number; train?:
     lap('ingest', t);
 
     t = performance.now();
-    const day = 86_400_000;
-    const now = sh.engine.now();
-    const grants: ConsentGrant[] = [];
-    for (const u of data.subjects) {
-      const plan = data.plan.get(u)!;
-      if (plan === 'NO_CONSENT') continue;
-      const base = { subject: u, bank: DEMO_BANK, purpose: DEMO_PURPOSE, operations: ['score' as const, 'verify' as const], categories: ALL_CATEGORIES, days: 365 };
-      if (plan === 'EXPIRED') grants.push({ ...base, days: 30, notBefore: new Date(now.getTime() - 60 * day) });
-      else if (plan === 'OUT_OF_SCOPE') grants.push({ ...base, categories: OUT_OF_SCOPE_CATEGORIES });
-      else grants.push(base);
-    }
+    const grants: ConsentGrant[] = demoGrants(data, sh.engine.now());
     const chunk = 2000;
     for (let i = 0; i < grants.length; i += chunk) {
       sh.grantConsents(grants.slice(i, i + chunk));
@@ -98,16 +102,7 @@ export async function runDemo(opts: { subjects: number; claims?: number; train?:
     // The same scorecard on the plaintext CSVs.
     t = performance.now();
     const spec = parseModel(data.model);
-    const tables = new Map<string, Map<string, Map<string, string>>>();
-    const fieldSpecs = new Map<string, FieldSpec>();
-    for (const p of Object.values(data.providers)) {
-      const csv = parseCsv(p.csv);
-      const rowsBy = new Map<string, Map<string, string>>();
-      for (const r of csv.rows) rowsBy.set(parseUscc(r[0]!), new Map(csv.header.map((h, i) => [h, r[i]!])));
-      tables.set(p.provider, rowsBy);
-      const ds = sh.engine.currentDatasets(p.provider)[0]!;
-      for (const f of ds.schema.fields) fieldSpecs.set(`${p.provider}/${f.name}`, f);
-    }
+    const { tables, fieldSpecs } = demoPlaintext(sh, data);
     const expected = new Map<string, { status: string; score: string }>();
     for (const u of data.subjects) {
       const plan = data.plan.get(u)!;

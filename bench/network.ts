@@ -37,17 +37,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Safehouse, type ConsentGrant } from '../api/embedded.ts';
-import { generateDemo, generateClaims, DEMO_BANK, DEMO_PURPOSE, ALL_CATEGORIES, OUT_OF_SCOPE_CATEGORIES, type DemoClaim } from '../api/demo-data.ts';
+import { demoPlaintext } from '../api/demo.ts';
+import { demoGrants, generateDemo, generateClaims, DEMO_BANK, DEMO_PURPOSE, type DemoClaim } from '../api/demo-data.ts';
 import { buildCustodianServer, HttpCustodian } from '../api/custodian-http.ts';
 import { EngineServer } from '../api/server.ts';
 import { Client, verify as clientVerify, newJobId, type JobView } from '../api/client.ts';
-import { parseCsv } from '../api/csv.ts';
 import { claimPlain } from '../models/plain.ts';
 import { normalizeId, idRuleFor } from '../engine/tokens/normalize.ts';
-import { parseUscc } from '../sandbox/uscc.ts';
 import { ed25519KeyPair } from '../engine/crypto/sign.ts';
 import { buildVerifyRequest, openVerifyResult, type ClaimResult, type VerifyResult } from '../engine/protocols/verify.ts';
-import type { FieldSpec } from '../sandbox/catalog.ts';
 import type { Custodian } from '../engine/custodian/custodian.ts';
 import type { PartyKeys } from '../api/wallet.ts';
 import { formatTable, fmt, machineFacts, type MachineFacts } from './report.ts';
@@ -255,17 +253,7 @@ export async function runNetwork(opts: { subjects?: number; rounds?: number; sec
     await sh.addParty('auditor', 'auditor_pboc');
     for (const p of Object.values(data.providers)) await sh.addParty('provider', p.provider);
     for (const p of Object.values(data.providers)) await sh.ingest(p.provider, p.schema, p.csv);
-    const day = 86_400_000;
-    const now = sh.engine.now();
-    const grants: ConsentGrant[] = [];
-    for (const u of data.subjects) {
-      const plan = data.plan.get(u)!;
-      if (plan === 'NO_CONSENT') continue;
-      const base = { subject: u, bank: DEMO_BANK, purpose: DEMO_PURPOSE, operations: ['score' as const, 'verify' as const], categories: ALL_CATEGORIES, days: 365 };
-      if (plan === 'EXPIRED') grants.push({ ...base, days: 30, notBefore: new Date(now.getTime() - 60 * day) });
-      else if (plan === 'OUT_OF_SCOPE') grants.push({ ...base, categories: OUT_OF_SCOPE_CATEGORIES });
-      else grants.push(base);
-    }
+    const grants: ConsentGrant[] = demoGrants(data, sh.engine.now());
     for (let i = 0; i < grants.length; i += 2000) sh.grantConsents(grants.slice(i, i + 2000));
     for (const u of data.subjects) if (data.plan.get(u) === 'REVOKED') sh.revoke({ subject: u, bank: DEMO_BANK });
 
@@ -279,15 +267,7 @@ export async function runNetwork(opts: { subjects?: number; rounds?: number; sec
     for (const k of ['numeric', 'token'] as const) if (pools[k].length < 50) throw new Error(`only ${pools[k].length} ${k} claims`);
 
     // ---- the plaintext truth for each claim.
-    const tables = new Map<string, Map<string, Map<string, string>>>();
-    const fieldSpecs = new Map<string, FieldSpec>();
-    for (const p of Object.values(data.providers)) {
-      const csv = parseCsv(p.csv);
-      const rowsBy = new Map<string, Map<string, string>>();
-      for (const r of csv.rows) rowsBy.set(parseUscc(r[0]!), new Map(csv.header.map((h, i) => [h, r[i]!])));
-      tables.set(p.provider, rowsBy);
-      for (const f of sh.engine.currentDatasets(p.provider)[0]!.schema.fields) fieldSpecs.set(`${p.provider}/${f.name}`, f);
-    }
+    const { tables, fieldSpecs } = demoPlaintext(sh, data);
     const wantCache = new Map<DemoClaim, string>();
     const want = (c: DemoClaim): string => {
       let w = wantCache.get(c);
