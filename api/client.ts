@@ -56,6 +56,19 @@ export class Client {
 
   /** Call a route; JSON bodies are encoded with bigint/bytes tags, Uint8Array bodies go as octet-stream. */
   async call<T>(method: 'GET' | 'POST' | 'PUT', path: string, payload?: unknown): Promise<T> {
+    try {
+      return await this.callOnce<T>(method, path, payload);
+    } catch (err) {
+      // A pooled keep-alive socket reset before the request went out (e.g. the server closed it after refusing an
+      // oversized body): send once more, freshly signed. A replayed job submission is refused as already existing.
+      if ((err as { code?: string }).code === 'SH_ERR_UNAVAILABLE' && /ECONNRESET|UND_ERR_SOCKET|other side closed/.test(String((err as { cause?: { cause?: unknown } }).cause?.cause ?? ''))) {
+        return this.callOnce<T>(method, path, payload);
+      }
+      throw err;
+    }
+  }
+
+  private async callOnce<T>(method: 'GET' | 'POST' | 'PUT', path: string, payload?: unknown): Promise<T> {
     const url = new URL(path, this.base);
     const binary = payload instanceof Uint8Array;
     const body = payload === undefined ? undefined : binary ? payload : new TextEncoder().encode(toJson(payload));

@@ -96,12 +96,20 @@ afterAll(async () => {
 type Method = 'GET' | 'POST' | 'PUT';
 interface Case { method: Method; path: string; as: Signer; body?: string | Uint8Array; contentType?: string }
 
-async function send(c: Case, base = url): Promise<{ status: number; text: string; json: unknown }> {
+async function send(c: Case, base = url, attempt = 0): Promise<{ status: number; text: string; json: unknown }> {
   const u = new URL(c.path, base);
   const body = c.body === undefined ? undefined : typeof c.body === 'string' ? new TextEncoder().encode(c.body) : c.body;
   const headers = signRequest({ method: c.method, url: u.href, authority: u.host, ...(body ? { body } : {}) }, c.as.id, c.as.sk);
   if (body && c.contentType !== '') headers['content-type'] = c.contentType ?? 'application/json';
-  const res = await fetch(u, { method: c.method, headers, ...(body ? { body } : {}) });
+  let res: Response;
+  try {
+    res = await fetch(u, { method: c.method, headers, ...(body ? { body } : {}) });
+  } catch (err) {
+    // A keep-alive socket the server closed after refusing an oversized body can be reset under the next request
+    // before it is sent: that is the transport, not an answer. Re-sign (new nonce) and send once more.
+    if (attempt === 0 && /ECONNRESET|UND_ERR_SOCKET|other side closed/.test(String((err as { cause?: unknown }).cause ?? err))) return send(c, base, 1);
+    throw err;
+  }
   const text = await res.text();
   let json: unknown;
   try {
