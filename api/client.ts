@@ -116,9 +116,15 @@ export class Client {
     return this.call<T>('POST', path, payload);
   }
 
-  async info(): Promise<ServerInfo> {
-    const res = await fetch(new URL('/v1/info', this.base)).catch((err: unknown) => fail('SH_ERR_UNAVAILABLE', `cannot reach ${this.base.origin}`, {}, err));
-    return fromJson(await res.text()) as ServerInfo;
+  private infoCache: Promise<ServerInfo> | undefined;
+
+  /** The server's public parameters (fetched once per client). */
+  info(): Promise<ServerInfo> {
+    this.infoCache ??= fetch(new URL('/v1/info', this.base))
+      .catch((err: unknown) => fail('SH_ERR_UNAVAILABLE', `cannot reach ${this.base.origin}`, {}, err))
+      .then(async (res) => fromJson(await res.text()) as ServerInfo)
+      .catch((err: unknown) => { this.infoCache = undefined; throw err; });
+    return this.infoCache;
   }
 
   async putBlobs(blobs: ReadonlyMap<string, Uint8Array>): Promise<void> {

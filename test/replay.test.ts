@@ -140,6 +140,18 @@ describe('audit replay of a verification job', () => {
     } finally {
       writeFileSync(pa, original);
     }
+    // Remove one consent a claim relied on: the consent re-derived as of the request time disagrees with the job.
+    const claimSubject = (JSON.parse((sh.engine.store.db.prepare('SELECT request_json FROM jobs WHERE id = ?').get(verifyJobId) as { request_json: string }).request_json) as { signed: { body: { claims: Array<{ subject: string }> } } }).signed.body.claims
+      .map((c) => c.subject).find((u) => sh.engine.consentsOf(u).length > 0)!;
+    const consentRows = sh.engine.store.db.prepare('SELECT * FROM consents WHERE subject = ?').all(claimSubject) as Array<Record<string, string>>;
+    sh.engine.store.db.prepare('DELETE FROM consents WHERE subject = ?').run(claimSubject);
+    try {
+      const r4 = await replayJob(sh.engine, verifyJobId, auditor);
+      expect(r4.steps.find((x) => x.step === 'consent')?.status).toBe('mismatch');
+    } finally {
+      for (const c of consentRows) sh.engine.store.db.prepare('INSERT INTO consents (id, subject, grantee, signed_json, created_at) VALUES (?, ?, ?, ?, ?)').run(c.id!, c.subject!, c.grantee!, c.signed_json!, c.created_at!);
+    }
+    expect((await replayJob(sh.engine, verifyJobId, auditor)).ok).toBe(true);
     // Alter the stored signed evaluations of one token batch: that batch mismatches.
     const resp = sh.engine.store.db.prepare("SELECT body FROM ledger_entries WHERE body LIKE '%custodian.response%' AND body LIKE '%/tokens/%' AND body LIKE ?").get(`%${verifyJobId}%`) as { body: string };
     const ev = JSON.parse(resp.body) as { responseHash: string; label: string };

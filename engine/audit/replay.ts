@@ -282,7 +282,12 @@ async function replayVerify(engine: Engine, jobId: string, auditor: { id: string
     slotOf.set(p.claim.claimId, sl);
     work.push(p);
   }
-  add('consent', 'match');
+  // The job ledgered how many claims passed consent and budget (answered or no_data): the re-derivation must agree.
+  const used = events.find((e) => e.kind === 'verify.budget_used');
+  const passed = work.length + [...results.values()].filter((r) => r === 'no_data').length;
+  if (!used) add('consent', 'missing', 'no verify.budget_used entry');
+  else if (used.body.claims !== passed) add('consent', 'mismatch', `${passed} claims pass consent as of the request time, the job let ${String(used.body.claims)} through`);
+  else add('consent', 'match');
 
   // Token batches.
   const requests = new Map(events.filter((e) => e.kind === 'custodian.request').map((e) => [String(e.body.label), e]));

@@ -3,7 +3,7 @@
  * at a time. Tasks carry file paths + hashes for stored ciphertexts (the worker verifies the hash before SEAL sees a
  * byte) and serialized results come back as transferable buffers.
  */
-import { move } from 'piscina';
+import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { createHash } from 'node:crypto';
 import type { Ciphertext, PublicKey, SecretKey, Encryptor } from 'node-seal';
 import { toSlot } from '../he/codec.ts';
@@ -160,13 +160,18 @@ async function evalBlock(task: EvalBlockTask): Promise<unknown> {
         return move(o.save(acc));
       }
       const zero = o.rerandomizeLogged(acc, pk);
-      return { ciphertext: o.save(acc), rerandomizer: zero };
+      return moveBoth(o.save(acc), zero);
     } finally {
       acc.delete();
     }
   } finally {
     for (const ct of cts) ct.delete();
   }
+}
+
+/** `{ ciphertext, rerandomizer }` with both buffers transferred to the caller, not copied (≈ 0.6 MB per block). */
+function moveBoth(ciphertext: Uint8Array, rerandomizer: Uint8Array): unknown {
+  return move({ [transferableSymbol]: [ciphertext.buffer, rerandomizer.buffer], [valueSymbol]: { ciphertext, rerandomizer } } as never);
 }
 
 async function publicKeyFor(o: BlockOps, ref: { path: string; hash: string }): Promise<PublicKey> {
@@ -191,7 +196,7 @@ async function compareBlock(task: CompareBlockTask): Promise<unknown> {
       return move(o.save(ct));
     }
     const zero = o.rerandomizeLogged(ct, pk);
-    return { ciphertext: o.save(ct), rerandomizer: zero };
+    return moveBoth(o.save(ct), zero);
   } finally {
     ct.delete();
   }
