@@ -11,9 +11,9 @@
  * Signing uses @noble/curves; verification uses node:crypto (engine/crypto/sign.ts `ed25519Verify`).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { ed25519 } from '@noble/curves/ed25519.js';
 import { fail } from '../engine/errors.ts';
 import { ed25519Verify } from '../engine/crypto/sign.ts';
+import { ed25519Sign } from '../engine/crypto/sign.ts';
 
 export interface HttpRequestParts {
   method: string;
@@ -61,7 +61,7 @@ export function signRequest(req: HttpRequestParts, keyid: string, secretKey: Uin
   const digest = contentDigest(req.body);
   const params = paramsString(created, nonce, keyid);
   const base = signatureBase({ method: req.method, authority: req.authority, ...pathAndQuery(req.url), digest }, params);
-  const sig = ed25519.sign(new TextEncoder().encode(base), secretKey);
+  const sig = ed25519Sign(new TextEncoder().encode(base), secretKey);
   return { 'content-digest': digest, 'signature-input': `${LABEL}=${params}`, signature: `${LABEL}=:${Buffer.from(sig).toString('base64')}:` };
 }
 

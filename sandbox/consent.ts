@@ -21,6 +21,7 @@ import { fail, describe } from '../engine/errors.ts';
 import { canonicalBytes } from '../engine/jcs.ts';
 import { getCategory } from './catalog.ts';
 import { parseUscc } from './uscc.ts';
+import { ed25519Sign } from '../engine/crypto/sign.ts';
 
 export type ConsentOp = 'score' | 'verify' | 'train';
 export interface ConsentStatement {
@@ -199,7 +200,7 @@ export function createConsent(input: ConsentInput, secretKey: Uint8Array): Signe
     notBefore: toIso(input.notBefore), notAfter: toIso(input.notAfter), nonce: input.nonce ?? bytesToHex(randomBytes(16)),
   };
   const statement = validateConsentStatement({ id: consentId(rest), ...rest });
-  const signature = bytesToHex(ed25519.sign(canonicalBytes({ type: CONSENT_TYPE, ...statement }), sk));
+  const signature = bytesToHex(ed25519Sign(canonicalBytes({ type: CONSENT_TYPE, ...statement }), sk));
   return { statement, signature };
 }
 
@@ -261,7 +262,7 @@ export function createRevocation(
     consentId, subject: typeof subject === 'string' ? parseUscc(subject) : subject, revokedAt: toIso(revokedAt),
     nonce: bytesToHex(randomBytes(16)),
   });
-  const signature = bytesToHex(ed25519.sign(canonicalBytes({ type: REVOCATION_TYPE, ...statement }), sk));
+  const signature = bytesToHex(ed25519Sign(canonicalBytes({ type: REVOCATION_TYPE, ...statement }), sk));
   return { statement, signature };
 }
 

@@ -1,10 +1,11 @@
 /**
- * Ed25519 over RFC 8785 JSON: signing with @noble/curves, verification with node:crypto (ed25519Verify). The two
- * implementations must agree on every input class a forger could try.
+ * Ed25519 over RFC 8785 JSON: signing and verification through node:crypto (ed25519Sign, ed25519Verify), checked
+ * against @noble/curves: identical keys and signatures (RFC 8032 signing is deterministic), and the same verdict on
+ * every input class a forger could try.
  */
 import { describe, it, expect } from 'vitest';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { ed25519KeyPair, ed25519Verify, signJson, verifyJson, requireSignature } from '../engine/crypto/sign.ts';
+import { ed25519KeyPair, ed25519PublicKey, ed25519Sign, ed25519Verify, signJson, verifyJson, requireSignature } from '../engine/crypto/sign.ts';
 
 const L = 2n ** 252n + 27742317777372353535851937790883648493n;
 
@@ -45,6 +46,26 @@ describe('ed25519Verify agrees with noble (RFC 8032, strict)', () => {
     expect(ed25519Verify(new Uint8Array(63), new Uint8Array(1), publicKey)).toBe(false);
     expect(ed25519Verify(new Uint8Array(64), new Uint8Array(1), new Uint8Array(31))).toBe(false);
     expect(ed25519Verify(new Uint8Array(64), new Uint8Array(1), new Uint8Array(32))).toBe(false);
+  });
+});
+
+describe('ed25519Sign and ed25519PublicKey (node:crypto) equal noble byte for byte', () => {
+  it('RFC 8032 §7.1 TEST 2 and random keys and messages, 0 bytes to 100 KB', () => {
+    // RFC 8032 §7.1, TEST 2: one-byte message 0x72.
+    const sk = Uint8Array.from(Buffer.from('4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb', 'hex'));
+    expect(Buffer.from(ed25519PublicKey(sk)).toString('hex')).toBe('3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c');
+    expect(Buffer.from(ed25519Sign(Uint8Array.of(0x72), sk)).toString('hex')).toBe(
+      '92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00');
+    for (let i = 0; i < 40; i++) {
+      const { secretKey, publicKey } = ed25519KeyPair();
+      expect(publicKey).toEqual(ed25519.getPublicKey(secretKey));
+      const msg = new Uint8Array(i === 39 ? 100_000 : i * 37).map((_, j) => (j * 31 + i) & 0xff);
+      expect(ed25519Sign(msg, secretKey)).toEqual(ed25519.sign(msg, secretKey));
+    }
+  });
+
+  it('a secret key that is not 32 bytes is a coded error', () => {
+    expect(() => ed25519Sign(new Uint8Array(1), new Uint8Array(31))).toThrow(expect.objectContaining({ code: 'SH_ERR_INVALID_ARGUMENT' }));
   });
 });
 

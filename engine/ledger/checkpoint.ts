@@ -15,6 +15,7 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { describe, fail } from '../errors.ts';
 import { equalBytes, HASH_SIZE } from './merkle.ts';
+import { ed25519PublicKey, ed25519Sign } from '../crypto/sign.ts';
 
 /** signed-note algorithm identifier for Ed25519. */
 const ALG_ED25519 = 0x01;
@@ -83,8 +84,8 @@ export function verifierKey(name: string, publicKey: Uint8Array): string {
 export function signNote(text: string, keyName: string, secretKey: Uint8Array): string {
   if (!isNoteText(text)) fail('SH_ERR_INVALID_ARGUMENT', `"text" expected note text ending in a newline, got ${describe(text)}`);
   checkKey(secretKey, 'secretKey');
-  const publicKey = ed25519.getPublicKey(secretKey);
-  const sig = ed25519.sign(utf8.encode(text), secretKey);
+  const publicKey = ed25519PublicKey(secretKey);
+  const sig = ed25519Sign(utf8.encode(text), secretKey);
   const blob = Buffer.concat([keyHash(keyName, publicKey), sig]).toString('base64');
   return `${text}\n${SIG_PREFIX}${keyName} ${blob}\n`;
 }
