@@ -14,35 +14,57 @@
  */
 import { fail } from './errors.ts';
 
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
 export function canonicalize(value: unknown): string {
-  return ser(value, '$');
+  return ser(value, []);
 }
 
-function ser(v: unknown, path: string): string {
+/**
+ * `at` is the path of `v` as a stack of keys/indices, turned into text only for an error message (building a path
+ * string per element cost more than serializing it: a 100 000-subject job request is hashed several times).
+ */
+function ser(v: unknown, at: Array<string | number>): string {
   if (v === null) return 'null';
   switch (typeof v) {
     case 'boolean':
       return v ? 'true' : 'false';
     case 'number':
-      if (!Number.isFinite(v)) fail('SH_ERR_INVALID_ARGUMENT', `"${path}" expected a finite number, got ${v}`);
+      if (!Number.isFinite(v)) fail('SH_ERR_INVALID_ARGUMENT', `"${pathText(at)}" expected a finite number, got ${v}`);
       return JSON.stringify(v);
     case 'string':
-      if (LONE_SURROGATE.test(v)) fail('SH_ERR_INVALID_ARGUMENT', `"${path}" expected well-formed Unicode`);
+      if (!v.isWellFormed()) fail('SH_ERR_INVALID_ARGUMENT', `"${pathText(at)}" expected well-formed Unicode`);
       return JSON.stringify(v);
     case 'object': {
-      if (Array.isArray(v)) return '[' + v.map((x, i) => ser(x === undefined ? null : x, `${path}[${i}]`)).join(',') + ']';
-      if (ArrayBuffer.isView(v)) fail('SH_ERR_INVALID_ARGUMENT', `"${path}" expected JSON, got binary (encode it)`);
+      if (Array.isArray(v)) {
+        let out = '[';
+        for (let i = 0; i < v.length; i++) {
+          at.push(i);
+          out += (i ? ',' : '') + ser(v[i] === undefined ? null : v[i], at);
+          at.pop();
+        }
+        return out + ']';
+      }
+      if (ArrayBuffer.isView(v)) fail('SH_ERR_INVALID_ARGUMENT', `"${pathText(at)}" expected JSON, got binary (encode it)`);
       const obj = v as Record<string, unknown>;
       const keys = Object.keys(obj)
         .filter((k) => obj[k] !== undefined)
         .sort(compareUtf16);
-      return '{' + keys.map((k) => ser(k, path) + ':' + ser(obj[k], `${path}.${k}`)).join(',') + '}';
+      let out = '{';
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i]!;
+        const name = ser(k, at);
+        at.push(k);
+        out += (i ? ',' : '') + name + ':' + ser(obj[k], at);
+        at.pop();
+      }
+      return out + '}';
     }
     default:
-      return fail('SH_ERR_INVALID_ARGUMENT', `"${path}" expected JSON, got ${typeof v}`);
+      return fail('SH_ERR_INVALID_ARGUMENT', `"${pathText(at)}" expected JSON, got ${typeof v}`);
   }
+}
+
+function pathText(at: ReadonlyArray<string | number>): string {
+  return '$' + at.map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('');
 }
 
 /** RFC 8785 §3.2.3: compare property names as arrays of UTF-16 code units. */
