@@ -69,6 +69,11 @@ export class Safehouse {
     this.wallet.close();
   }
 
+  /** Load SEAL in every worker of the engine's and the providers' pools now (a server does this at start). */
+  async warmUp(): Promise<void> {
+    await Promise.all([this.engine.pool.warmUp(this.engine.params.id), this.pool.warmUp(this.engine.params.id)]);
+  }
+
   private get pool(): WorkerPool {
     this.providerPool ??= new WorkerPool(this.opts.poolSize ? { size: this.opts.poolSize } : {});
     return this.providerPool;

@@ -516,27 +516,12 @@ export class LocalCustodian implements Custodian {
    * the noise margin, decrypt and decode.
    */
   private async decryptChecked(ciphertext: Uint8Array, label: string, maxSize: number): Promise<BigUint64Array> {
-    const { ops, decryptor } = await this.init();
-    const ct: Ciphertext = ops.load(ciphertext, `ciphertext for ${label}`, maxSize);
-    try {
-      const level = ops.chainIndex(ct);
-      if (level !== this.params.transferChainIndex) {
-        fail('SH_ERR_CIPHERTEXT_INVALID', `ciphertext for ${label} is at level ${level}, expected the transfer level ${this.params.transferChainIndex} (re-randomize and switch down first)`);
-      }
-      const budget = sealCall('SH_ERR_CIPHERTEXT_INVALID', 'noise budget', () => decryptor.invariantNoiseBudget(ct));
-      if (budget < this.params.minNoiseBudget) {
-        fail('SH_ERR_NOISE_BUDGET', `ciphertext for ${label} has ${budget} bits of noise budget, the minimum is ${this.params.minNoiseBudget}`, { budget });
-      }
-      const pt = new ops.he.seal.Plaintext();
-      try {
-        sealCall('SH_ERR_CIPHERTEXT_INVALID', 'decrypt', () => decryptor.decrypt(ct, pt));
-        return ops.decode(pt);
-      } finally {
-        pt.delete();
-      }
-    } finally {
-      ct.delete();
+    // With a pool (the provider's own worker threads), decryption runs there, off the custodian's request thread.
+    if (this.pool) {
+      return this.pool.run<BigUint64Array>({ op: 'decrypt', paramsId: this.paramsId, secretKey: this.keys.bfvSecretKey, ciphertext, label, maxSize });
     }
+    const { ops, decryptor } = await this.init();
+    return checkedDecrypt(ops, decryptor, this.params, ciphertext, label, maxSize);
   }
 
   private evaluationsLoaded = false;
@@ -577,5 +562,33 @@ export class LocalCustodian implements Custodian {
     sk.delete();
     ops.dispose();
     this.state = undefined;
+  }
+}
+
+/**
+ * Load (size-capped, after the caller checked hash and signature), refuse anything not at the transfer level or below
+ * the noise margin, decrypt and decode. Shared by the custodian's thread and its pool's workers (engine/pool/worker.ts).
+ * @throws SH_ERR_CIPHERTEXT_SIZE, SH_ERR_CIPHERTEXT_INVALID, SH_ERR_NOISE_BUDGET
+ */
+export function checkedDecrypt(ops: BlockOps, decryptor: Decryptor, params: ParamSet, ciphertext: Uint8Array, label: string, maxSize: number): BigUint64Array {
+  const ct: Ciphertext = ops.load(ciphertext, `ciphertext for ${label}`, maxSize);
+  try {
+    const level = ops.chainIndex(ct);
+    if (level !== params.transferChainIndex) {
+      fail('SH_ERR_CIPHERTEXT_INVALID', `ciphertext for ${label} is at level ${level}, expected the transfer level ${params.transferChainIndex} (re-randomize and switch down first)`);
+    }
+    const budget = sealCall('SH_ERR_CIPHERTEXT_INVALID', 'noise budget', () => decryptor.invariantNoiseBudget(ct));
+    if (budget < params.minNoiseBudget) {
+      fail('SH_ERR_NOISE_BUDGET', `ciphertext for ${label} has ${budget} bits of noise budget, the minimum is ${params.minNoiseBudget}`, { budget });
+    }
+    const pt = new ops.he.seal.Plaintext();
+    try {
+      sealCall('SH_ERR_CIPHERTEXT_INVALID', 'decrypt', () => decryptor.decrypt(ct, pt));
+      return ops.decode(pt);
+    } finally {
+      pt.delete();
+    }
+  } finally {
+    ct.delete();
   }
 }

@@ -56,6 +56,14 @@ export class WorkerPool {
     return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
   }
 
+  /**
+   * Load SEAL and the context in every worker (each takes a few hundred ms the first time): a server calls this at
+   * start so its first job does not pay for it. Tasks are spread over idle workers, one per worker.
+   */
+  async warmUp(paramsId: string): Promise<void> {
+    await this.all(Array.from({ length: this.size }, () => this.run({ op: 'warm', paramsId })));
+  }
+
   async close(): Promise<void> {
     await this.piscina.destroy();
   }

@@ -5,13 +5,16 @@
  */
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { createHash } from 'node:crypto';
-import type { Ciphertext, PublicKey, SecretKey, Encryptor } from 'node-seal';
+import type { Ciphertext, PublicKey, SecretKey, Encryptor, Decryptor } from 'node-seal';
 import { toSlot } from '../he/codec.ts';
 import { heContext, paramSet } from '../he/params.ts';
 import { BlockOps } from '../he/block.ts';
 import { maskVector } from '../he/mask.ts';
 import { readBlobVerified } from '../store/store.ts';
 import { SafehouseError } from '../errors.ts';
+import { consentStatus, type ConsentOp, type SignedConsent, type SignedRevocation } from '../../sandbox/consent.ts';
+import { hexToBytes } from '../crypto/sign.ts';
+import { checkedDecrypt } from '../custodian/custodian.ts';
 import { evaluateTokens, blindInputs, evaluateBlinded, finalizeTokens, type Blinded } from '../tokens/oprf.ts';
 
 const ops = new Map<string, Promise<BlockOps>>();
@@ -93,7 +96,27 @@ export type TransferTask =
   | { op: 'maskForTransfer'; paramsId: string; publicKey: { path: string; hash: string }; column: { path: string; hash: string }; maskKey: Uint8Array }
   | { op: 'subtractVector'; paramsId: string; ciphertexts: Uint8Array[]; values: BigUint64Array };
 
-export type Task = EvalBlockTask | EncryptTask | CompareBlockTask | OprfTask | GradBlockTask | TransferTask;
+/**
+ * Consent checks for a chunk of subjects (DESIGN §6): `consentStatus` on the statements the engine read from its
+ * store, Ed25519 signature checks included — the per-subject part of a large job, spread over the pool.
+ */
+export interface ConsentTask {
+  op: 'consent';
+  request: { bank: string; purpose: string; operation: ConsentOp; categories: string[]; at: string };
+  /** Per subject: its registered key (hex) if it is a registered enterprise, and its signed consents and revocations as stored. */
+  items: Array<{ subject: string; key: string | null; consents: string[]; revocations: string[] }>;
+}
+
+/**
+ * Custodian decryption in the provider's own pool (never the engine's): the provider's secret key, the ciphertext the
+ * custodian already hash-checked against the signed request; checks as `checkedDecrypt`, returns the decoded slots.
+ */
+export interface DecryptTask { op: 'decrypt'; paramsId: string; secretKey: Uint8Array; ciphertext: Uint8Array; label: string; maxSize: number }
+
+/** Load SEAL and the parameter set's context in this worker now, not inside the first job. */
+export interface WarmTask { op: 'warm'; paramsId: string }
+
+export type Task = WarmTask | DecryptTask | EvalBlockTask | EncryptTask | CompareBlockTask | OprfTask | GradBlockTask | TransferTask | ConsentTask;
 
 export interface TaskError { error: { code: string; message: string; details: Record<string, unknown> } }
 
@@ -108,6 +131,21 @@ export default async function run(task: Task): Promise<unknown> {
         return await compareBlock(task);
       case 'oprf':
         return oprf(task);
+      case 'decrypt': {
+        const o = await blockOps(task.paramsId);
+        const values = checkedDecrypt(o, decryptorFor(o, task.secretKey), o.he.params, task.ciphertext, task.label, task.maxSize);
+        return move(values as never);
+      }
+      case 'warm':
+        await blockOps(task.paramsId);
+        return true;
+      case 'consent': {
+        const r = task.request;
+        const req = { bank: r.bank, purpose: r.purpose, operation: r.operation, categories: r.categories, at: new Date(r.at) };
+        return task.items.map((it) => consentStatus({ subject: it.subject, ...req },
+          it.consents.map((c) => JSON.parse(c) as SignedConsent), it.revocations.map((c) => JSON.parse(c) as SignedRevocation),
+          it.key === null ? undefined : hexToBytes(it.key)));
+      }
       case 'gradBlock':
         return await gradBlock(task);
       case 'maskForTransfer': {
@@ -280,6 +318,21 @@ function oprf(task: OprfTask): unknown {
     case 'finalize':
       return finalizeTokens(task.inputs, task.blinded, task.evaluated, task.proof, task.publicKey, task.info);
   }
+}
+
+const decryptors = new Map<string, Decryptor>();
+
+/** A Decryptor per secret key (by hash), kept for the worker's life like the encryptors. */
+function decryptorFor(o: BlockOps, secretKey: Uint8Array): Decryptor {
+  const keyHash = createHash('sha256').update(secretKey).digest('hex');
+  let d = decryptors.get(keyHash);
+  if (!d) {
+    const sk = o.loadSecretKey(secretKey);
+    d = new o.he.seal.Decryptor(o.he.context, sk);
+    sk.delete();
+    decryptors.set(keyHash, d);
+  }
+  return d;
 }
 
 async function encrypt(task: EncryptTask): Promise<unknown> {

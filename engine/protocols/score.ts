@@ -176,7 +176,7 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   }
   const categories = [...new Set([...groups.values()].map((g) => g.dataset.category))].sort();
   opts.onProgress?.({ phase: 'consent', done: 0, total: subjects.length });
-  const consent = engine.consentStatuses({ bank: bank.id, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) }, subjects);
+  const consent = await engine.consentStatusesParallel({ bank: bank.id, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) }, subjects);
   const ok = subjects.filter((s) => consent.get(s)!.status === 'OK');
   for (const g of groups.values()) g.slots = engine.subjectSlots(g.dataset.id, ok);
   const { status, offsets } = scoreStatuses(model, [...groups.values()], subjects, consent);

@@ -9,7 +9,7 @@
  * Blobs are written to a temp file and renamed, so a crash never leaves a half blob under a valid address, and every
  * read re-hashes the bytes before anyone deserializes them.
  */
-import { DatabaseSync } from 'node:sqlite';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { mkdirSync, existsSync, readFileSync, writeFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
@@ -83,6 +83,21 @@ export class Store {
 
   close(): void {
     if (this.db.isOpen) this.db.close();
+  }
+
+  private readonly statements = new Map<string, StatementSync>();
+
+  /**
+   * A prepared statement, compiled once per Store (preparing costs more than a point query). Only for `get`/`all`/`run`:
+   * a cached statement must not be iterated while another caller could reuse it.
+   */
+  stmt(sql: string): StatementSync {
+    let st = this.statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
   }
 
   getMeta(key: string): string | undefined {
