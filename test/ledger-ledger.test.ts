@@ -6,8 +6,16 @@ import { describe, expect, test } from 'vitest';
 import { isCoded, type ErrorCode } from '../engine/errors.ts';
 import { canonicalize } from '../engine/jcs.ts';
 import { signCheckpoint, verifyCheckpoint } from '../engine/ledger/checkpoint.ts';
-import { Ledger } from '../engine/ledger/ledger.ts';
-import { EMPTY_ROOT, leafHash, verifyConsistency, verifyInclusion } from '../engine/ledger/merkle.ts';
+import { Ledger, type LedgerCounters } from '../engine/ledger/ledger.ts';
+import {
+  consistencyProof as refConsistency,
+  EMPTY_ROOT,
+  inclusionProof as refInclusion,
+  leafHash,
+  rootFromLeafHashes,
+  verifyConsistency,
+  verifyInclusion,
+} from '../engine/ledger/merkle.ts';
 import { expectCode as expectCodeOf } from './fixtures/expect.ts';
 const expectCode = (code: ErrorCode, f: () => unknown): void => expectCodeOf(f, code);
 
@@ -18,10 +26,14 @@ const USCC_A = '91350100M000100Y43';
 const USCC_B = '91110000100000000X';
 const utf8 = new TextEncoder();
 
-function open(db = new DatabaseSync(':memory:'), keys: { secretKey?: Uint8Array; publicKey?: Uint8Array } = { secretKey }) {
+function open(
+  db = new DatabaseSync(':memory:'),
+  keys: { secretKey?: Uint8Array; publicKey?: Uint8Array } = { secretKey },
+  counters?: LedgerCounters,
+) {
   let tick = 0;
   const now = (): Date => new Date(Date.UTC(2025, 0, 1) + 1000 * tick++); // pinned clock: no wall-clock in tests
-  const ledger = new Ledger(db, { origin: ORIGIN, keyName: KEY_NAME, publicKey, ...keys, now });
+  const ledger = new Ledger(db, { origin: ORIGIN, keyName: KEY_NAME, publicKey, ...keys, now, ...(counters ? { counters } : {}) });
   return { db, ledger };
 }
 
@@ -156,15 +168,34 @@ describe('verify() detects and locates tampering', () => {
 });
 
 describe('checkpoint() never signs a tree inconsistent with an earlier checkpoint', () => {
-  test('refuses after an old row was rewritten (same instance, fresh instance, same size)', () => {
+  test('refuses after a stored tree node of the checkpointed prefix was rewritten (same instance, fresh instance, same size)', () => {
+    // checkpoint() recomputes the checkpointed root from the stored subtrees of [0, 10): nodes (3, 0) and (1, 4).
     const { db, ledger } = filled(10, [10]);
     ledger.root(); // fill the cache before the rewrite: checkpoint() must not trust it
-    rewrite(db, 3);
+    db.prepare('UPDATE ledger_nodes SET hash = ? WHERE level = 3 AND idx = 0').run(new Uint8Array(32).fill(9));
     expectCode('SH_ERR_LEDGER_INCONSISTENT', () => ledger.checkpoint()); // same size, different root
     ledger.append('job.result', {});
     expectCode('SH_ERR_LEDGER_INCONSISTENT', () => ledger.checkpoint());
     expectCode('SH_ERR_LEDGER_INCONSISTENT', () => open(db).ledger.checkpoint());
     expect(db.prepare('SELECT COUNT(*) AS n FROM ledger_checkpoints').get()).toEqual({ n: 1 });
+    expect(ledger.verify()).toMatchObject({ ok: false, index: 0, code: 'SH_ERR_LEDGER_TAMPERED' });
+  });
+
+  test('an old row rewritten behind the node table: checkpoint() still signs only the original tree, verify() and proofs expose it', () => {
+    // Changed with the incremental checkpoint: this used to throw SH_ERR_LEDGER_INCONSISTENT because checkpoint()
+    // re-read every leaf (O(n)). It now commits to the stored tree, which still holds the original leaf 3.
+    const { db, ledger } = filled(10, [10]);
+    const original = ledger.root(10);
+    const leaf3 = ledger.entry(3).leafHash;
+    rewrite(db, 3);
+    expect(ledger.checkpoint()).toBe(ledger.latestCheckpoint()!.note); // same size: nothing new signed
+    ledger.append('job.result', {});
+    const cp = verifyCheckpoint(ledger.checkpoint(), KEY_NAME, publicKey);
+    expect(verifyConsistency(10, 11, ledger.consistencyProof(10, 11), original, cp.rootHash)).toBe(true);
+    const proof = ledger.inclusionProof(3);
+    expect(verifyInclusion(leaf3, 3, 11, proof, cp.rootHash)).toBe(true); // the signed tree holds the original leaf
+    expect(verifyInclusion(ledger.entry(3).leafHash, 3, 11, proof, cp.rootHash)).toBe(false); // the rewrite does not verify
+    expect(open(db).ledger.verify()).toMatchObject({ ok: false, checkpointSize: 10, code: 'SH_ERR_LEDGER_TAMPERED' });
   });
 
   test('refuses when covered rows were deleted', () => {
@@ -284,5 +315,174 @@ describe('misuse is a coded error', () => {
     const verifyOnly = open(new DatabaseSync(':memory:'), {}).ledger;
     expectCode('SH_ERR_INVALID_ARGUMENT', () => verifyOnly.checkpoint());
     expect(ledger.size()).toBe(3);
+  });
+});
+
+/** Every leaf hash, read straight from the rows (the reference functions run over these). */
+function storedLeaves(db: DatabaseSync): Uint8Array[] {
+  return (db.prepare('SELECT leaf_hash FROM ledger_entries ORDER BY idx').all() as Array<{ leaf_hash: Uint8Array }>).map((r) => r.leaf_hash);
+}
+
+/** Roots, inclusion and consistency proofs of `ledger` equal merkle.ts's over `leaves`, for sizes in `sizes`. */
+function expectReference(ledger: Ledger, leaves: readonly Uint8Array[], sizes: readonly number[]): void {
+  const hex = (xs: readonly Uint8Array[]) => xs.map((x) => Buffer.from(x).toString('hex')).join(',');
+  for (const size of sizes) {
+    expect(hex([ledger.root(size)]), `root ${size}`).toBe(hex([rootFromLeafHashes(leaves.slice(0, size))]));
+    for (let i = 0; i < size; i += Math.max(1, Math.floor(size / 7))) {
+      expect(hex(ledger.inclusionProof(i, size)), `path ${i}/${size}`).toBe(hex(refInclusion(leaves, i, size)));
+    }
+    for (let m = 0; m <= size; m += Math.max(1, Math.floor(size / 7))) {
+      expect(hex(ledger.consistencyProof(m, size)), `proof ${m}→${size}`).toBe(hex(refConsistency(leaves, m, size)));
+    }
+  }
+}
+
+describe('stored tree nodes (ledger_nodes)', () => {
+  test('one row per complete perfect subtree of level ≥ 1, each the MTH of its leaves', () => {
+    const { db } = filled(11);
+    const leaves = storedLeaves(db);
+    const rows = db.prepare('SELECT level, idx, hash FROM ledger_nodes ORDER BY level, idx').all() as Array<{ level: number; idx: number; hash: Uint8Array }>;
+    expect(rows.map((r) => [r.level, r.idx])).toEqual([[1, 0], [1, 1], [1, 2], [1, 3], [1, 4], [2, 0], [2, 1], [3, 0]]);
+    for (const r of rows) expect(r.hash).toEqual(rootFromLeafHashes(leaves.slice(r.idx * 2 ** r.level, (r.idx + 1) * 2 ** r.level)));
+  });
+
+  test('a node completed by entries new since the checkpoint that differs from their bodies: checkpoint() refuses', () => {
+    const { db, ledger } = filled(10, [10]);
+    for (let i = 0; i < 6; i++) ledger.append('job.result', { jobId: `r${i}` }); // completes (1, 5), (1, 6), (2, 3), …
+    db.prepare('UPDATE ledger_nodes SET hash = ? WHERE level = 1 AND idx = 5').run(new Uint8Array(32).fill(1));
+    expectCode('SH_ERR_LEDGER_TAMPERED', () => ledger.checkpoint());
+    expectCode('SH_ERR_LEDGER_TAMPERED', () => open(db).ledger.checkpoint());
+    expect(ledger.verify()).toMatchObject({ ok: false, index: 10, code: 'SH_ERR_LEDGER_TAMPERED' });
+    db.prepare('DELETE FROM ledger_nodes WHERE level = 2 AND idx = 3').run(); // missing rather than altered
+    db.prepare('UPDATE ledger_nodes SET hash = ? WHERE level = 1 AND idx = 5').run(rootFromLeafHashes(storedLeaves(db).slice(10, 12)));
+    expectCode('SH_ERR_LEDGER_TAMPERED', () => ledger.checkpoint());
+    expect(ledger.verify()).toMatchObject({ ok: false, index: 12, code: 'SH_ERR_LEDGER_TAMPERED' });
+  });
+
+  test('a missing node the checkpointed root is made of: checkpoint() refuses; verify() names it', () => {
+    const { db, ledger } = filled(10, [10]);
+    ledger.append('job.result', {});
+    db.prepare('DELETE FROM ledger_nodes WHERE level = 3 AND idx = 0').run();
+    expectCode('SH_ERR_LEDGER_TAMPERED', () => open(db).ledger.checkpoint());
+    const r = open(db).ledger.verify();
+    expect(r).toMatchObject({ ok: false, index: 0, code: 'SH_ERR_LEDGER_TAMPERED' });
+    expect(r.ok === false && r.reason).toContain('(level 3, index 0) over entries 0..7 is missing');
+  });
+
+  test('a node off the checkpoint frontier rewritten: checkpoint() does not read it (O(log n)); verify() and proofs expose it', () => {
+    const { db, ledger } = filled(10, [10]);
+    db.prepare('UPDATE ledger_nodes SET hash = ? WHERE level = 1 AND idx = 1').run(new Uint8Array(32).fill(2));
+    const fresh = open(db).ledger; // no cache: serves the altered node
+    ledger.append('job.result', {});
+    const cp = verifyCheckpoint(ledger.checkpoint(), KEY_NAME, publicKey);
+    expect(cp.rootHash).toEqual(rootFromLeafHashes(storedLeaves(db)));
+    expect(verifyInclusion(fresh.entry(0).leafHash, 0, 11, fresh.inclusionProof(0, 11), cp.rootHash)).toBe(false);
+    const r = fresh.verify();
+    expect(r).toMatchObject({ ok: false, index: 2, code: 'SH_ERR_LEDGER_TAMPERED' });
+    expect(r.ok === false && r.reason).toContain('(level 1, index 1) does not match entries 2..3');
+  });
+
+  test('nodes past the last entry: verify() reports them, appendMany() refuses', () => {
+    const { db, ledger } = filled(12);
+    db.prepare('DELETE FROM ledger_entries WHERE idx >= 10').run();
+    const r = ledger.verify();
+    expect(r).toMatchObject({ ok: false, code: 'SH_ERR_LEDGER_TAMPERED' });
+    expect(r.ok === false && r.reason).toContain('is not part of the tree of 10 entries');
+    expectCode('SH_ERR_LEDGER_TAMPERED', () => ledger.append('job.result', {}));
+    expect(ledger.size()).toBe(10);
+    const junk = filled(4); // a forged node above level 1, where a new leaf will land
+    junk.db.prepare('INSERT INTO ledger_nodes(level, idx, hash) VALUES (2, 1, ?)').run(new Uint8Array(32));
+    expectCode('SH_ERR_LEDGER_TAMPERED', () => junk.ledger.appendMany(Array.from({ length: 4 }, () => ({ kind: 'k', event: {} }))));
+    expect(junk.ledger.size()).toBe(4);
+  });
+
+  test('a database from before the node table is backfilled on first use and gives the same answers', () => {
+    const { db, ledger } = filled(37, [20, 37]);
+    const leaves = storedLeaves(db);
+    const before = db.prepare('SELECT level, idx, hash FROM ledger_nodes ORDER BY level, idx').all();
+    db.exec('DROP TABLE ledger_nodes'); // the old schema
+    const migrated = open(db).ledger;
+    expectReference(migrated, leaves, [0, 1, 20, 36, 37]);
+    expect(db.prepare('SELECT level, idx, hash FROM ledger_nodes ORDER BY level, idx').all()).toEqual(before);
+    expect(migrated.verify()).toMatchObject({ ok: true, size: 37, checkpoints: 2 });
+    migrated.append('job.result', {});
+    expect(verifyCheckpoint(migrated.checkpoint(), KEY_NAME, publicKey).size).toBe(38);
+    expect(ledger.root()).toEqual(migrated.root());
+  });
+
+  test('a node table shorter than the ledger (a node-less writer appended) is topped up, then checked by checkpoint()', () => {
+    const { db } = filled(45, [21]);
+    const leaves = storedLeaves(db);
+    db.exec('DELETE FROM ledger_nodes WHERE (idx + 1) * (1 << level) > 22'); // as if entries 22..44 came without nodes
+    const l = open(db).ledger;
+    expectReference(l, leaves, [21, 22, 30, 45]);
+    expect(l.verify()).toMatchObject({ ok: true, size: 45 });
+    expect(verifyCheckpoint(l.checkpoint(), KEY_NAME, publicKey).rootHash).toEqual(rootFromLeafHashes(leaves));
+    // A tampered leaf hash in the backfilled range is caught by the next checkpoint: the backfill trusts no row.
+    const t = filled(12, [12]);
+    t.db.exec('DROP TABLE ledger_nodes');
+    t.db.prepare('UPDATE ledger_entries SET leaf_hash = ? WHERE idx = 5').run(new Uint8Array(32));
+    expectCode('SH_ERR_LEDGER_INCONSISTENT', () => open(t.db).ledger.checkpoint());
+  });
+
+  test('a caller transaction that rolls back cannot leave its nodes in the cache', () => {
+    const { db, ledger } = filled(6, [6]);
+    const other = open(db).ledger;
+    db.exec('BEGIN');
+    ledger.appendMany(Array.from({ length: 5 }, (_, i) => ({ kind: 'rolled.back', event: { i } })));
+    ledger.root();
+    ledger.inclusionProof(9); // the cache now holds nodes over rolled-back leaves
+    db.exec('ROLLBACK');
+    expectReference(ledger, storedLeaves(db), [6]);
+    ledger.appendMany(Array.from({ length: 5 }, (_, i) => ({ kind: 'kept', event: { i } }))); // same count, other leaves
+    db.exec('BEGIN');
+    ledger.append('rolled.back', {});
+    ledger.root();
+    db.exec('ROLLBACK');
+    other.append('by.another.instance', {}); // same size as the rolled-back cache: the last leaf differs
+    expectReference(ledger, storedLeaves(db), [6, 11, 12]);
+    expect(verifyCheckpoint(ledger.checkpoint(), KEY_NAME, publicKey).rootHash).toEqual(rootFromLeafHashes(storedLeaves(db)));
+    expect(ledger.verify()).toMatchObject({ ok: true, size: 12 });
+  });
+
+  test('the latest checkpoint is re-verified whenever its row differs from the one this instance signed', () => {
+    const { db, ledger } = filled(6, [6]);
+    expect(ledger.latestCheckpoint()!.size).toBe(6);
+    db.prepare('UPDATE ledger_checkpoints SET root = ? WHERE size = 6').run(new Uint8Array(32));
+    expectCode('SH_ERR_LEDGER_TAMPERED', () => ledger.latestCheckpoint());
+    expectCode('SH_ERR_LEDGER_TAMPERED', () => ledger.checkpoint());
+  });
+
+  test('checkpoint cost does not grow with the ledger: counted hashes and row reads at ~1 000 and ~33 000 entries', () => {
+    const counters: LedgerCounters = { leafHashes: 0, nodeHashes: 0, rowsRead: 0 };
+    const { ledger } = open(undefined, undefined, counters);
+    const batch = (n: number, tag: string) => Array.from({ length: n }, (_, i) => ({ kind: 'job.result', event: { tag, i } }));
+    const costOfCheckpointAfter = (fresh: number): LedgerCounters => {
+      ledger.appendMany(batch(fresh, `c${ledger.size()}`));
+      const before = { ...counters };
+      ledger.checkpoint();
+      return { leafHashes: counters.leafHashes - before.leafHashes, nodeHashes: counters.nodeHashes - before.nodeHashes, rowsRead: counters.rowsRead - before.rowsRead };
+    };
+    ledger.appendMany(batch(990, 'a'));
+    ledger.checkpoint();
+    const small = costOfCheckpointAfter(10); // 1 000 entries
+    for (let i = 0; i < 4; i++) {
+      ledger.appendMany(batch(8_000, `b${i}`));
+      ledger.checkpoint();
+    }
+    const large = costOfCheckpointAfter(10); // 33 000 entries
+    expect(ledger.size()).toBe(33_010);
+    for (const c of [small, large]) {
+      expect(c.leafHashes).toBe(10); // only the new entries' bodies are re-hashed
+      expect(c.nodeHashes).toBeLessThanOrEqual(10 + 4 * 16); // their nodes + O(log n) folds and the consistency proof
+      expect(c.rowsRead).toBeLessThanOrEqual(10 + 4 * 16 + 10);
+    }
+    expect(Math.abs(large.rowsRead - small.rowsRead)).toBeLessThanOrEqual(4 * 6); // log2(33 000) − log2(1 000) ≈ 5
+    expect(Math.abs(large.nodeHashes - small.nodeHashes)).toBeLessThanOrEqual(4 * 6);
+    // Proofs on a fresh instance (empty cache) read O(log n) rows, not the ledger.
+    const reads = counters.rowsRead;
+    ledger.inclusionProof(12_345);
+    ledger.consistencyProof(20_000);
+    expect(counters.rowsRead - reads).toBeLessThanOrEqual(4 * 16);
   });
 });
