@@ -74,6 +74,11 @@ export class Safehouse {
     await Promise.all([this.engine.pool.warmUp(this.engine.params.id), this.pool.warmUp(this.engine.params.id)]);
   }
 
+  /** SEAL WASM memory of every worker, engine pool and providers' pool (WorkerPool.wasmBytes). */
+  workerMemory(): { engine: number[]; providers: number[] } {
+    return { engine: this.engine.pool.wasmBytes(), providers: this.providerPool?.wasmBytes() ?? [] };
+  }
+
   private get pool(): WorkerPool {
     this.providerPool ??= new WorkerPool(this.opts.poolSize ? { size: this.opts.poolSize } : {});
     return this.providerPool;

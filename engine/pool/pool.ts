@@ -19,6 +19,8 @@ const kDefaults = { size: availableParallelism(), maxOldGenerationSizeMb: 1024 }
 export class WorkerPool {
   private readonly piscina: Piscina;
   readonly size: number;
+  /** [0]: workers started; [1 + k]: worker k's SEAL WASM memory in 64 KiB pages after its last task (worker.ts). */
+  private readonly memory = new Int32Array(new SharedArrayBuffer(4 * (1 + 256)));
 
   constructor(opts: PoolOptions = {}) {
     const o = { ...kDefaults, ...opts };
@@ -33,6 +35,7 @@ export class WorkerPool {
       maxThreads: o.size,
       idleTimeout: 60_000,
       resourceLimits: { maxOldGenerationSizeMb: o.maxOldGenerationSizeMb },
+      workerData: { memory: this.memory },
     });
     // Late messages from tasks still running when the pool is destroyed are not errors of any caller.
     this.piscina.on('error', () => {});
@@ -54,6 +57,15 @@ export class WorkerPool {
     const bad = settled.find((r) => r.status === 'rejected');
     if (bad) throw (bad as PromiseRejectedResult).reason;
     return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
+  }
+
+  /**
+   * Each worker's SEAL WASM memory in bytes as of its last finished task (workers that have not run one are left
+   * out). Synchronous: a long job's progress callback can sample it between blocks.
+   */
+  wasmBytes(): number[] {
+    const n = Math.min(Atomics.load(this.memory, 0), this.memory.length - 1);
+    return Array.from({ length: n }, (_, k) => Atomics.load(this.memory, 1 + k) * 65536).filter((b) => b > 0);
   }
 
   /**

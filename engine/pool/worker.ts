@@ -3,7 +3,7 @@
  * at a time. Tasks carry file paths + hashes for stored ciphertexts (the worker verifies the hash before SEAL sees a
  * byte) and serialized results come back as transferable buffers.
  */
-import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { move, transferableSymbol, valueSymbol, workerData } from 'piscina';
 import { createHash } from 'node:crypto';
 import type { Ciphertext, PublicKey, SecretKey, Encryptor, Decryptor } from 'node-seal';
 import { toSlot } from '../he/codec.ts';
@@ -11,6 +11,7 @@ import { heContext, paramSet } from '../he/params.ts';
 import { BlockOps } from '../he/block.ts';
 import { maskVector } from '../he/mask.ts';
 import { readBlobVerified } from '../store/store.ts';
+import { sealMemoryBytes } from '../he/seal.ts';
 import { SafehouseError } from '../errors.ts';
 import { consentStatus, type ConsentOp, type SignedConsent, type SignedRevocation } from '../../sandbox/consent.ts';
 import { hexToBytes } from '../crypto/sign.ts';
@@ -120,7 +121,19 @@ export type Task = WarmTask | DecryptTask | EvalBlockTask | EncryptTask | Compar
 
 export interface TaskError { error: { code: string; message: string; details: Record<string, unknown> } }
 
+/** This worker's slot in the pool's shared memory-telemetry array (pool.ts `wasmBytes`). */
+const telemetry = (workerData as { memory?: Int32Array } | undefined)?.memory;
+const telemetrySlot = telemetry ? Atomics.add(telemetry, 0, 1) + 1 : 0;
+
 export default async function run(task: Task): Promise<unknown> {
+  try {
+    return await runTask(task);
+  } finally {
+    if (telemetry && telemetrySlot < telemetry.length) Atomics.store(telemetry, telemetrySlot, Math.ceil(sealMemoryBytes() / 65536));
+  }
+}
+
+async function runTask(task: Task): Promise<unknown> {
   try {
     switch (task.op) {
       case 'evalBlock':
