@@ -25,6 +25,30 @@ export interface Ratio {
   note?: string;
 }
 
+/** One end-to-end run (bench/e2e-*.ts); bench/run.ts prices `ops` with the micro-suite's costs. */
+export interface E2eResult {
+  name: string;
+  /** One sentence: what was run. */
+  description: string;
+  size: Record<string, number>;
+  /** The timed engine section. */
+  engineSeconds: number;
+  /** Seconds per phase (setup included, not part of engineSeconds). */
+  phases: Record<string, number>;
+  /** The minimal number of each cryptographic operation (bench/micro.ts OP_NAMES) the protocol needs for this job. */
+  ops: Record<string, number>;
+  /** The same computation without encryption, timed in the same process. */
+  plaintextSeconds: number;
+  /** process.resourceUsage().maxRSS of the run's process, MiB. */
+  peakRssMiB: number;
+  checks: { ok: boolean; detail: string };
+  extra: Record<string, number | string>;
+}
+
+export function peakRssMiB(): number {
+  return Number((process.resourceUsage().maxRSS / 1024).toFixed(1));
+}
+
 export interface MachineFacts {
   cpuModel: string;
   cores: number;
