@@ -407,6 +407,8 @@ export class Engine {
         subjects: [c.statement.subject],
       })));
     });
+    // A bulk import is checkpointed now, so the next job's checkpoint hashes only that job's own entries.
+    this.ledger.checkpoint();
   }
 
   /** @throws SH_ERR_CONSENT_INVALID, SH_ERR_CONSENT_NOT_FOUND, SH_ERR_BAD_SIGNATURE */
@@ -435,21 +437,12 @@ export class Engine {
    * answers as {@link consentStatuses} (test/consent-parallel.test.ts).
    */
   async consentStatusesParallel(req: { bank: string; purpose: string; operation: ConsentOp; categories: string[]; at: Date }, subjects: readonly string[]): Promise<Map<string, { status: ConsentStatus; consentId?: string }>> {
-    const keyQ = this.store.stmt("SELECT id, ed25519_pub FROM parties WHERE role = 'enterprise' AND id IN (SELECT value FROM json_each(?))");
-    const consentQ = this.store.stmt('SELECT subject, signed_json FROM consents WHERE grantee = ? AND subject IN (SELECT value FROM json_each(?)) ORDER BY rowid');
-    const revQ = this.store.stmt('SELECT subject, signed_json FROM revocations WHERE subject IN (SELECT value FROM json_each(?))');
-    const chunks: Array<Promise<Array<{ status: ConsentStatus; consentId?: string }>>> = [];
+    // The workers read the rows themselves (their own read-only connection to this database, WAL: committed data only),
+    // so the engine's thread only hands out lists of subjects.
     const request = { bank: req.bank, purpose: req.purpose, operation: req.operation, categories: req.categories, at: req.at.toISOString() };
+    const chunks: Array<Promise<Array<{ status: ConsentStatus; consentId?: string }>>> = [];
     for (let i = 0; i < subjects.length; i += CONSENT_CHUNK) {
-      const part = subjects.slice(i, i + CONSENT_CHUNK);
-      const list = JSON.stringify(part);
-      const keys = new Map((keyQ.all(list) as Array<{ id: string; ed25519_pub: string }>).map((r) => [r.id, r.ed25519_pub]));
-      const consents = new Map<string, string[]>();
-      for (const r of consentQ.all(req.bank, list) as Array<{ subject: string; signed_json: string }>) consents.set(r.subject, [...(consents.get(r.subject) ?? []), r.signed_json]);
-      const revs = new Map<string, string[]>();
-      for (const r of revQ.all(list) as Array<{ subject: string; signed_json: string }>) if (consents.has(r.subject)) revs.set(r.subject, [...(revs.get(r.subject) ?? []), r.signed_json]);
-      const items = part.map((s) => ({ subject: s, key: keys.get(s) ?? null, consents: consents.get(s) ?? [], revocations: revs.get(s) ?? [] }));
-      chunks.push(this.pool.run<Array<{ status: ConsentStatus; consentId?: string }>>({ op: 'consent', request, items }));
+      chunks.push(this.pool.run<Array<{ status: ConsentStatus; consentId?: string }>>({ op: 'consent', dbPath: this.store.dbPath, request, subjects: subjects.slice(i, i + CONSENT_CHUNK) }));
     }
     const out = new Map<string, { status: ConsentStatus; consentId?: string }>();
     const results = await this.pool.all(chunks);

@@ -118,7 +118,7 @@ export class Ledger {
   readonly #count: LedgerCounters;
   readonly #sql: Record<
     | 'nextIndex' | 'tail' | 'leafAt' | 'nodeAt' | 'nodesIn' | 'allNodes' | 'insertNode' | 'insertNodeIfAbsent'
-    | 'insertEntry' | 'insertSubject' | 'hashesFrom' | 'bodiesFrom' | 'entry' | 'allEntries'
+    | 'insertEntry' | 'insertSubject' | 'insertSubjects' | 'hashesFrom' | 'bodiesFrom' | 'entry' | 'allEntries'
     | 'lastCheckpoint' | 'allCheckpoints' | 'insertCheckpoint' | 'subjectEntries',
     StatementSync
   >;
@@ -183,6 +183,7 @@ export class Ledger {
       insertNodeIfAbsent: q('INSERT OR IGNORE INTO ledger_nodes(level, idx, hash) VALUES (?, ?, ?)'),
       insertEntry: q('INSERT INTO ledger_entries(idx, kind, body, leaf_hash, at) VALUES (?, ?, ?, ?, ?)'),
       insertSubject: q('INSERT INTO ledger_subjects(uscc, idx) VALUES (?, ?)'),
+      insertSubjects: q('INSERT INTO ledger_subjects(uscc, idx) SELECT value, ? FROM json_each(?)'),
       hashesFrom: q('SELECT idx, leaf_hash FROM ledger_entries WHERE idx >= ? ORDER BY idx'),
       bodiesFrom: q('SELECT idx, body, leaf_hash FROM ledger_entries WHERE idx >= ? ORDER BY idx'),
       entry: q('SELECT idx, kind, body, leaf_hash, at FROM ledger_entries WHERE idx = ?'),
@@ -231,7 +232,9 @@ export class Ledger {
       const stack = frontier(first).map(([level, idx]) => this.#node(level, idx));
       rows.forEach((r, i) => {
         this.#sql.insertEntry.run(first + i, r.kind, r.body, r.leafHash, r.at);
-        for (const s of r.subjects) this.#sql.insertSubject.run(s, first + i);
+        // A job names up to 200 000 subjects: one statement for the list instead of one per subject.
+        if (r.subjects.length > 8) this.#sql.insertSubjects.run(first + i, JSON.stringify(r.subjects));
+        else for (const s of r.subjects) this.#sql.insertSubject.run(s, first + i);
         this.#push(stack, r.leafHash, first + i, (level, idx, hash) => {
           try {
             this.#sql.insertNode.run(level, idx, hash);

@@ -5,6 +5,7 @@
  */
 import { move, transferableSymbol, valueSymbol, workerData } from 'piscina';
 import { createHash } from 'node:crypto';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { Ciphertext, PublicKey, SecretKey, Encryptor, Decryptor } from 'node-seal';
 import { toSlot } from '../he/codec.ts';
 import { heContext, paramSet } from '../he/params.ts';
@@ -98,14 +99,15 @@ export type TransferTask =
   | { op: 'subtractVector'; paramsId: string; ciphertexts: Uint8Array[]; values: BigUint64Array };
 
 /**
- * Consent checks for a chunk of subjects (DESIGN §6): `consentStatus` on the statements the engine read from its
- * store, Ed25519 signature checks included — the per-subject part of a large job, spread over the pool.
+ * Consent checks for a chunk of subjects (DESIGN §6): the worker reads each subject's registered key, consents to the
+ * bank and revocations from the engine's database (read-only connection) and judges them with `consentStatus`,
+ * Ed25519 signature checks included — the per-subject part of a large job, spread over the pool.
  */
 export interface ConsentTask {
   op: 'consent';
+  dbPath: string;
   request: { bank: string; purpose: string; operation: ConsentOp; categories: string[]; at: string };
-  /** Per subject: its registered key (hex) if it is a registered enterprise, and its signed consents and revocations as stored. */
-  items: Array<{ subject: string; key: string | null; consents: string[]; revocations: string[] }>;
+  subjects: string[];
 }
 
 /**
@@ -152,13 +154,8 @@ async function runTask(task: Task): Promise<unknown> {
       case 'warm':
         await blockOps(task.paramsId);
         return true;
-      case 'consent': {
-        const r = task.request;
-        const req = { bank: r.bank, purpose: r.purpose, operation: r.operation, categories: r.categories, at: new Date(r.at) };
-        return task.items.map((it) => consentStatus({ subject: it.subject, ...req },
-          it.consents.map((c) => JSON.parse(c) as SignedConsent), it.revocations.map((c) => JSON.parse(c) as SignedRevocation),
-          it.key === null ? undefined : hexToBytes(it.key)));
-      }
+      case 'consent':
+        return consentChunk(task);
       case 'gradBlock':
         return await gradBlock(task);
       case 'maskForTransfer': {
@@ -251,6 +248,44 @@ async function compareBlock(task: CompareBlockTask): Promise<unknown> {
   } finally {
     ct.delete();
   }
+}
+
+const databases = new Map<string, { db: DatabaseSync; keys: StatementSync; consents: StatementSync; revocations: StatementSync }>();
+
+function consentChunk(task: ConsentTask): unknown {
+  let d = databases.get(task.dbPath);
+  if (!d) {
+    const db = new DatabaseSync(task.dbPath, { readOnly: true });
+    d = {
+      db,
+      keys: db.prepare("SELECT id, ed25519_pub FROM parties WHERE role = 'enterprise' AND id IN (SELECT value FROM json_each(?))"),
+      // rowid order per subject, as the engine's one-subject query reads them (consentStatus takes the first that fits).
+      consents: db.prepare('SELECT subject, signed_json FROM consents WHERE grantee = ? AND subject IN (SELECT value FROM json_each(?)) ORDER BY rowid'),
+      revocations: db.prepare('SELECT subject, signed_json FROM revocations WHERE subject IN (SELECT value FROM json_each(?))'),
+    };
+    databases.set(task.dbPath, d);
+  }
+  const list = JSON.stringify(task.subjects);
+  const keys = new Map((d.keys.all(list) as Array<{ id: string; ed25519_pub: string }>).map((r) => [r.id, r.ed25519_pub]));
+  const consents = new Map<string, SignedConsent[]>();
+  for (const r of d.consents.all(task.request.bank, list) as Array<{ subject: string; signed_json: string }>) {
+    const l = consents.get(r.subject);
+    if (l) l.push(JSON.parse(r.signed_json) as SignedConsent);
+    else consents.set(r.subject, [JSON.parse(r.signed_json) as SignedConsent]);
+  }
+  const revs = new Map<string, SignedRevocation[]>();
+  for (const r of d.revocations.all(list) as Array<{ subject: string; signed_json: string }>) {
+    if (!consents.has(r.subject)) continue;
+    const l = revs.get(r.subject);
+    if (l) l.push(JSON.parse(r.signed_json) as SignedRevocation);
+    else revs.set(r.subject, [JSON.parse(r.signed_json) as SignedRevocation]);
+  }
+  const r = task.request;
+  const req = { bank: r.bank, purpose: r.purpose, operation: r.operation, categories: r.categories, at: new Date(r.at) };
+  return task.subjects.map((s) => {
+    const key = keys.get(s);
+    return consentStatus({ subject: s, ...req }, consents.get(s) ?? [], revs.get(s) ?? [], key === undefined ? undefined : hexToBytes(key));
+  });
 }
 
 const ciphertexts = new Map<string, Ciphertext>();

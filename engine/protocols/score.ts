@@ -269,7 +269,7 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   const resultBlob = engine.store.putBlob(new TextEncoder().encode(canonicalize(result)));
   engine.store.transaction(() => {
     engine.store.db.prepare("UPDATE jobs SET status = 'completed', summary_json = ?, finished_at = ? WHERE id = ?").run(JSON.stringify({ counts, resultHash: resultBlob }), engine.now().toISOString(), req.jobId);
-    engine.ledger.append('job.completed', { jobId: req.jobId, job: 'score', counts, boxes: boxes.length, resultHash: sha256Hex(canonicalize(result)) });
+    engine.ledger.append('job.completed', { jobId: req.jobId, job: 'score', counts, boxes: boxes.length, resultHash: resultBlob }); // the blob's address is the SHA-256 of the same canonical bytes
   });
   engine.ledger.checkpoint();
   opts.onProgress?.({ phase: 'done', done: work.length, total: work.length });

@@ -87,6 +87,11 @@ export class Store {
 
   private readonly statements = new Map<string, StatementSync>();
 
+  /** Path of the SQLite database (worker threads open it read-only for large batched reads). */
+  get dbPath(): string {
+    return join(this.home, 'engine.db');
+  }
+
   /**
    * A prepared statement, compiled once per Store (preparing costs more than a point query). Only for `get`/`all`/`run`:
    * a cached statement must not be iterated while another caller could reuse it.
