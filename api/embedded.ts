@@ -84,7 +84,8 @@ export class Safehouse {
     return this.providerPool;
   }
 
-  private agent(id: string): ProviderAgent {
+  /** The provider's side in embedded mode (its keys from the wallet, its custodian, its pool). */
+  agent(id: string): ProviderAgent {
     let a = this.agents.get(id);
     if (!a) {
       const k = this.wallet.require(id, 'provider');

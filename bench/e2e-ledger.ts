@@ -27,26 +27,7 @@ import { ed25519KeyPair } from '../engine/crypto/sign.ts';
 import { verifyCheckpoint } from '../engine/ledger/checkpoint.ts';
 import { Ledger, type LedgerCounters, type LedgerEvent } from '../engine/ledger/ledger.ts';
 import { equalBytes, leafHash, rootFromLeafHashes, verifyInclusion } from '../engine/ledger/merkle.ts';
-
-/** One end-to-end run (same shape as bench/report.ts E2eResult). */
-export interface E2eResult {
-  name: string;
-  /** One sentence: what was run. */
-  description: string;
-  size: Record<string, number>;
-  /** The timed engine section: append all leaves (with the per-batch checkpoints) + a proof for every leaf + a checkpoint. */
-  engineSeconds: number;
-  /** Seconds per phase: append, checkpoint, proofs (engineSeconds) and generate, verifyProofs, ledgerVerify, plaintext. */
-  phases: Record<string, number>;
-  /** The minimal number of each cryptographic operation the work needs. */
-  ops: Record<string, number>;
-  /** The bare hashing of the same leaves in memory: every leaf hash and one root. */
-  plaintextSeconds: number;
-  /** process.resourceUsage().maxRSS of the run's process, MiB. */
-  peakRssMiB: number;
-  checks: { ok: boolean; detail: string };
-  extra: Record<string, number | string>;
-}
+import type { E2eResult } from './report.ts';
 
 const ORIGIN = 'safehouse.bench/ledger';
 const BANK = 'bank_bench';

@@ -30,7 +30,7 @@ printMicro(micro);
 
 const RUNS: Array<{ name: string; file: string; args: string[] }> = quick
   ? [
-      { name: 'score', file: 'e2e-score.ts', args: ['8192', '--paillier', '4'] },
+      { name: 'score', file: 'e2e-score.ts', args: ['8192', '--paillier', '2'] },
       { name: 'verify', file: 'e2e-verify.ts', args: ['1000'] },
       { name: 'train', file: 'e2e-train.ts', args: ['2048', '8', '3'] },
       { name: 'ledger', file: 'e2e-ledger.ts', args: ['10000'] },
@@ -78,7 +78,8 @@ const met = (t: Target) => (t.better === 'lower' ? t.value <= t.target : t.value
 
 const rows = runs.map((r) => {
   const b = bound(r);
-  return [r.name, r.description, fmt(r.engineSeconds), fmt(b), fmt(r.engineSeconds / b), fmt(r.plaintextSeconds), fmt(r.engineSeconds / r.plaintextSeconds), fmt(r.peakRssMiB), r.checks.ok ? 'ok' : 'FAILED'];
+  const size = Object.entries(r.size).slice(0, 3).map(([k, v]) => `${k} ${v.toLocaleString('en-US')}`).join(', ');
+  return [r.name, size, fmt(r.engineSeconds), fmt(b), fmt(r.engineSeconds / b), fmt(r.plaintextSeconds), fmt(r.engineSeconds / r.plaintextSeconds), fmt(r.peakRssMiB), r.checks.ok ? 'ok' : 'FAILED'];
 });
 const opRows = runs.flatMap((r) => Object.entries(r.ops).map(([op, n]) => {
   const c = micro.costs[op as keyof MicroReport['costs']];
@@ -98,7 +99,7 @@ md.push(formatTable(['target', 'measured', 'goal', 'status'], targets.map((t) =>
 md.push('');
 md.push('## End-to-end runs');
 md.push('');
-md.push(formatTable(['run', 'what', 'engine s', 'bound s', 'engine ÷ bound', 'plaintext s', 'engine ÷ plaintext', 'peak RSS MiB', 'check'], rows));
+md.push(formatTable(['run', 'size', 'engine s', 'bound s', 'engine ÷ bound', 'plaintext s', 'engine ÷ plaintext', 'peak RSS MiB', 'check'], rows));
 md.push('');
 for (const r of runs) {
   md.push(`### ${r.name}`);

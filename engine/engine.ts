@@ -104,8 +104,8 @@ const PARTY_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
 
 /** Subjects per batched SQL query (json_each list). */
 const SQL_CHUNK = 5000;
-/** Subjects per consent-check task in the pool. */
-const CONSENT_CHUNK = 2000;
+/** Fewest subjects per consent-check task in the pool (below this, messaging costs more than it spreads). */
+const CONSENT_CHUNK_MIN = 256;
 
 export class Engine {
   readonly store: Store;
@@ -355,11 +355,12 @@ export class Engine {
 
   subjectSlots(datasetId: string, usccs: readonly string[]): Map<string, SubjectSlot> {
     const out = new Map<string, SubjectSlot>();
-    // Batched: one query per chunk of subjects (a point query per subject costs ~10 µs each at 100 000 subjects).
-    const q = this.store.stmt('SELECT uscc, block, slot, missing FROM dataset_subjects WHERE dataset_id = ? AND uscc IN (SELECT value FROM json_each(?))');
+    // Batched: one query per chunk of subjects (a point query per subject costs ~10 µs each at 100 000 subjects). The
+    // list drives the loop (CROSS JOIN keeps SQLite from scanning the whole dataset once per chunk instead).
+    const q = this.store.stmt('SELECT d.uscc, d.block, d.slot, d.missing FROM json_each(?) AS j CROSS JOIN dataset_subjects AS d ON d.dataset_id = ? AND d.uscc = j.value');
     const none = new Set<string>();
     for (let i = 0; i < usccs.length; i += SQL_CHUNK) {
-      for (const r of q.all(datasetId, JSON.stringify(usccs.slice(i, i + SQL_CHUNK))) as Array<{ uscc: string; block: number; slot: number; missing: string }>) {
+      for (const r of q.all(JSON.stringify(usccs.slice(i, i + SQL_CHUNK)), datasetId) as Array<{ uscc: string; block: number; slot: number; missing: string }>) {
         out.set(r.uscc, { block: r.block, slot: r.slot, missing: r.missing ? new Set(r.missing.split(';')) : none });
       }
     }
@@ -437,17 +438,33 @@ export class Engine {
    * answers as {@link consentStatuses} (test/consent-parallel.test.ts).
    */
   async consentStatusesParallel(req: { bank: string; purpose: string; operation: ConsentOp; categories: string[]; at: Date }, subjects: readonly string[]): Promise<Map<string, { status: ConsentStatus; consentId?: string }>> {
-    // The workers read the rows themselves (their own read-only connection to this database, WAL: committed data only),
-    // so the engine's thread only hands out lists of subjects.
+    return (await this.subjectsParallel(req, subjects, [])).consent;
+  }
+
+  /**
+   * Consent statuses as {@link consentStatusesParallel}, plus each subject's slot in each of `datasetIds` (as
+   * {@link subjectSlots}), all read and judged in the pool: every per-subject step of a large job runs on the workers
+   * (their own read-only connections to this database; WAL: committed data only), this thread only hands out lists.
+   */
+  async subjectsParallel(req: { bank: string; purpose: string; operation: ConsentOp; categories: string[]; at: Date }, subjects: readonly string[], datasetIds: readonly string[]): Promise<{ consent: Map<string, { status: ConsentStatus; consentId?: string }>; slots: Array<Map<string, SubjectSlot>> }> {
     const request = { bank: req.bank, purpose: req.purpose, operation: req.operation, categories: req.categories, at: req.at.toISOString() };
-    const chunks: Array<Promise<Array<{ status: ConsentStatus; consentId?: string }>>> = [];
-    for (let i = 0; i < subjects.length; i += CONSENT_CHUNK) {
-      chunks.push(this.pool.run<Array<{ status: ConsentStatus; consentId?: string }>>({ op: 'consent', dbPath: this.store.dbPath, request, subjects: subjects.slice(i, i + CONSENT_CHUNK) }));
+    type Out = { statuses: Array<{ status: ConsentStatus; consentId?: string }>; slots: Array<Array<[block: number, slot: number, missing: string] | null>> };
+    const chunks: Array<Promise<Out>> = [];
+    // A multiple of the pool size in equal chunks, so no worker is left alone with the last one.
+    const chunkSize = Math.max(CONSENT_CHUNK_MIN, Math.ceil(subjects.length / (this.pool.size * 8)));
+    for (let i = 0; i < subjects.length; i += chunkSize) {
+      chunks.push(this.pool.run<Out>({ op: 'consent', dbPath: this.store.dbPath, request, subjects: subjects.slice(i, i + chunkSize), datasets: [...datasetIds] }));
     }
-    const out = new Map<string, { status: ConsentStatus; consentId?: string }>();
-    const results = await this.pool.all(chunks);
-    results.forEach((r, c) => r.forEach((st, j) => out.set(subjects[c * CONSENT_CHUNK + j]!, st)));
-    return out;
+    const consent = new Map<string, { status: ConsentStatus; consentId?: string }>();
+    const slots = datasetIds.map(() => new Map<string, SubjectSlot>());
+    const none = new Set<string>();
+    (await this.pool.all(chunks)).forEach((r, c) => {
+      r.statuses.forEach((st, j) => consent.set(subjects[c * chunkSize + j]!, st));
+      r.slots.forEach((list, d) => list.forEach((x, j) => {
+        if (x) slots[d]!.set(subjects[c * chunkSize + j]!, { block: x[0], slot: x[1], missing: x[2] ? new Set(x[2].split(';')) : none });
+      }));
+    });
+    return { consent, slots };
   }
 
   /** Per-subject consent status for a job (DESIGN §6). */

@@ -75,6 +75,20 @@ describe('consentStatusesParallel', () => {
     }
   });
 
+  it('subjectsParallel: the same statuses, and the same slots as subjectSlots (rows present, missing cells, absent subjects)', async () => {
+    await sh.addParty('provider', 'tax_p');
+    const rows = subjects.filter((_, i) => i % 5 !== 1); // some subjects have no row
+    const csv = ['uscc,months_continuous_tax,tax_arrears', ...rows.map((u, i) => `${u},${i % 11 === 0 ? '' : i % 120},${i % 2 ? 'true' : 'false'}`)].join('\n') + '\n';
+    const up = await sh.ingest('tax_p', { category: 'tax', fields: [{ name: 'months_continuous_tax' }, { name: 'tax_arrears' }] }, csv);
+    const req = { bank: BANK, purpose: 'sme_credit_line', operation: 'score' as const, categories: ['tax', 'utilities'], at: sh.engine.now() };
+    const got = await sh.engine.subjectsParallel(req, subjects, [up.datasetId, up.datasetId]);
+    expect(got.consent).toEqual(sh.engine.consentStatuses(req, subjects));
+    const want = sh.engine.subjectSlots(up.datasetId, subjects);
+    expect(want.size).toBe(rows.length);
+    expect([...want.values()].some((x) => x.missing.size > 0)).toBe(true);
+    for (const slots of got.slots) expect(slots).toEqual(want);
+  });
+
   it('an empty subject list', async () => {
     expect((await sh.engine.consentStatusesParallel({ bank: BANK, purpose: 'sme_credit_line', operation: 'score', categories: ['tax'], at: sh.engine.now() }, [])).size).toBe(0);
   });

@@ -57,6 +57,12 @@ export function signJson<T extends { type: string }>(body: T, signer: string, se
 }
 
 const SPKI_ED25519 = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00]);
+/**
+ * Imported public keys. Small on purpose: the hot keys (engine, banks, providers, auditors) are few, while a job's
+ * consents bring one key per enterprise, used once — a large cache only made every worker's heap (and its GC) grow
+ * over a 100 000-subject job (measured: chunks of 2 000 consent checks slowed from 0.40 to 0.60 s in one worker).
+ */
+const KEY_CACHE = 1024;
 const keyObjects = new Map<string, KeyObject>();
 
 /**
@@ -76,7 +82,7 @@ export function ed25519Verify(signature: Uint8Array, message: Uint8Array, public
       der.set(SPKI_ED25519);
       der.set(publicKey, SPKI_ED25519.length);
       key = createPublicKey({ key: Buffer.from(der), format: 'der', type: 'spki' });
-      if (keyObjects.size >= 100_000) keyObjects.clear();
+      if (keyObjects.size >= KEY_CACHE) keyObjects.clear();
       keyObjects.set(id, key);
     }
     return nodeVerify(null, message, key, signature);

@@ -257,6 +257,8 @@ export class LocalCustodian implements Custodian {
   /** Evaluations already answered per job and claim: the bank-signed count bounds their sum. */
   private readonly evaluations = new Map<string, Map<string, number>>();
   private readonly targetKeys = new Map<string, PublicKey>();
+  /** Bank requests already verified, by object identity → canonical hash. Only in-process callers pass the same object twice (HTTP gives a new one per call), and they share the process anyway. */
+  private readonly checkedBankRequests = new WeakMap<object, string>();
   /** Bank-signed jobs shown by the engine, by job hash (rebuilt from the log after a restart). */
   private readonly jobs = new Map<string, OpenJob>();
   private jobsLoaded = false;
@@ -469,10 +471,16 @@ export class LocalCustodian implements Custodian {
     if (req.suite !== TOKEN_SUITE || req.mode !== TOKEN_MODE) fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider} evaluates ${TOKEN_SUITE} ${TOKEN_MODE}, request names ${req.suite} ${req.mode}`);
     if (!this.keys.oprfSecretKey) fail('SH_ERR_INVALID_ARGUMENT', `custodian ${this.provider} has no OPRF key`);
     // The bank's own signature over its claims, and the engine's request bound to exactly that document.
-    const bankKey = this.bankKey?.(bankRequest?.signer);
-    if (!bankKey) fail('SH_ERR_BAD_SIGNATURE', `custodian ${this.provider}: unknown bank ${JSON.stringify(bankRequest?.signer)}`);
-    requireSignature(bankRequest, bankKey, 'safehouse.verify.request.v1', `custodian ${this.provider}: bank request`);
-    if (sha256Hex(canonicalize(bankRequest)) !== req.jobHash || bankRequest.body.jobId !== req.jobId) fail('SH_ERR_PARAMS_MISMATCH', `token request ${req.label} is not bound to the bank-signed request`);
+    // A job's batches all carry the same bank request: in process it is the same object, checked (signature, hash) once.
+    let bankHash = this.checkedBankRequests.get(bankRequest);
+    if (bankHash === undefined) {
+      const bankKey = this.bankKey?.(bankRequest?.signer);
+      if (!bankKey) fail('SH_ERR_BAD_SIGNATURE', `custodian ${this.provider}: unknown bank ${JSON.stringify(bankRequest?.signer)}`);
+      requireSignature(bankRequest, bankKey, 'safehouse.verify.request.v1', `custodian ${this.provider}: bank request`);
+      bankHash = sha256Hex(canonicalize(bankRequest));
+      this.checkedBankRequests.set(bankRequest, bankHash);
+    }
+    if (bankHash !== req.jobHash || bankRequest.body.jobId !== req.jobId) fail('SH_ERR_PARAMS_MISMATCH', `token request ${req.label} is not bound to the bank-signed request`);
     if (!Array.isArray(req.elements) || req.elements.length === 0 || req.elements.length > 4096) fail('SH_ERR_INVALID_ARGUMENT', `"elements" expected 1..4096 blinded points, got ${req.elements?.length}`);
     const allowed = new Map(bankRequest.body.claims.filter((c) => c.provider === this.provider && c.field === req.field && (c.op === 'eq' || c.op === 'in')).map((c) => [c.claimId, c.count]));
     // A signed request is honoured only while fresh, and the counts survive restarts (rebuilt from the custodian's own

@@ -108,6 +108,8 @@ export interface ConsentTask {
   dbPath: string;
   request: { bank: string; purpose: string; operation: ConsentOp; categories: string[]; at: string };
   subjects: string[];
+  /** Also each subject's [block, slot, missing fields] in each of these datasets (null where it has no row). */
+  datasets: string[];
 }
 
 /**
@@ -250,7 +252,7 @@ async function compareBlock(task: CompareBlockTask): Promise<unknown> {
   }
 }
 
-const databases = new Map<string, { db: DatabaseSync; keys: StatementSync; consents: StatementSync; revocations: StatementSync }>();
+const databases = new Map<string, { db: DatabaseSync; keys: StatementSync; consents: StatementSync; revocations: StatementSync; slots: StatementSync }>();
 
 function consentChunk(task: ConsentTask): unknown {
   let d = databases.get(task.dbPath);
@@ -258,17 +260,19 @@ function consentChunk(task: ConsentTask): unknown {
     const db = new DatabaseSync(task.dbPath, { readOnly: true });
     d = {
       db,
-      keys: db.prepare("SELECT id, ed25519_pub FROM parties WHERE role = 'enterprise' AND id IN (SELECT value FROM json_each(?))"),
-      // rowid order per subject, as the engine's one-subject query reads them (consentStatus takes the first that fits).
-      consents: db.prepare('SELECT subject, signed_json FROM consents WHERE grantee = ? AND subject IN (SELECT value FROM json_each(?)) ORDER BY rowid'),
-      revocations: db.prepare('SELECT subject, signed_json FROM revocations WHERE subject IN (SELECT value FROM json_each(?))'),
+      keys: db.prepare("SELECT p.id, p.ed25519_pub FROM json_each(?) AS j CROSS JOIN parties AS p ON p.id = j.value WHERE p.role = 'enterprise'"),
+      // The subject list drives each loop (CROSS JOIN: index lookups, never a scan per chunk). Consents in rowid order,
+      // as the engine's one-subject query reads them (consentStatus takes the first that fits).
+      consents: db.prepare('SELECT c.subject, c.signed_json FROM json_each(?) AS j CROSS JOIN consents AS c ON c.subject = j.value AND c.grantee = ? ORDER BY c.rowid'),
+      revocations: db.prepare('SELECT r.subject, r.signed_json FROM json_each(?) AS j CROSS JOIN revocations AS r ON r.subject = j.value'),
+      slots: db.prepare('SELECT d.uscc, d.block, d.slot, d.missing FROM json_each(?) AS j CROSS JOIN dataset_subjects AS d ON d.dataset_id = ? AND d.uscc = j.value'),
     };
     databases.set(task.dbPath, d);
   }
   const list = JSON.stringify(task.subjects);
   const keys = new Map((d.keys.all(list) as Array<{ id: string; ed25519_pub: string }>).map((r) => [r.id, r.ed25519_pub]));
   const consents = new Map<string, SignedConsent[]>();
-  for (const r of d.consents.all(task.request.bank, list) as Array<{ subject: string; signed_json: string }>) {
+  for (const r of d.consents.all(list, task.request.bank) as Array<{ subject: string; signed_json: string }>) {
     const l = consents.get(r.subject);
     if (l) l.push(JSON.parse(r.signed_json) as SignedConsent);
     else consents.set(r.subject, [JSON.parse(r.signed_json) as SignedConsent]);
@@ -282,10 +286,15 @@ function consentChunk(task: ConsentTask): unknown {
   }
   const r = task.request;
   const req = { bank: r.bank, purpose: r.purpose, operation: r.operation, categories: r.categories, at: new Date(r.at) };
-  return task.subjects.map((s) => {
+  const statuses = task.subjects.map((s) => {
     const key = keys.get(s);
     return consentStatus({ subject: s, ...req }, consents.get(s) ?? [], revs.get(s) ?? [], key === undefined ? undefined : hexToBytes(key));
   });
+  const slots = task.datasets.map((ds) => {
+    const found = new Map((d.slots.all(list, ds) as Array<{ uscc: string; block: number; slot: number; missing: string }>).map((r) => [r.uscc, [r.block, r.slot, r.missing] as const]));
+    return task.subjects.map((s) => found.get(s) ?? null);
+  });
+  return { statuses, slots };
 }
 
 const ciphertexts = new Map<string, Ciphertext>();

@@ -176,9 +176,13 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   }
   const categories = [...new Set([...groups.values()].map((g) => g.dataset.category))].sort();
   opts.onProgress?.({ phase: 'consent', done: 0, total: subjects.length });
-  const consent = await engine.consentStatusesParallel({ bank: bank.id, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) }, subjects);
+  // Every per-subject step (consent statements, signature checks, slots) runs in the pool.
+  const groupList = [...groups.values()];
+  const plan = await engine.subjectsParallel({ bank: bank.id, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) }, subjects, groupList.map((g) => g.dataset.id));
+  const consent = plan.consent;
   const ok = subjects.filter((s) => consent.get(s)!.status === 'OK');
-  for (const g of groups.values()) g.slots = engine.subjectSlots(g.dataset.id, ok);
+  const okSet = new Set(ok);
+  groupList.forEach((g, i) => { g.slots = new Map([...plan.slots[i]!].filter(([u]) => okSet.has(u))); });
   const { status, offsets } = scoreStatuses(model, [...groups.values()], subjects, consent);
   const scored = ok.filter((s) => status.get(s) === 'OK');
 

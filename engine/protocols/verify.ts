@@ -232,12 +232,13 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
     opts.onProgress?.({ phase: 'tokens', done: 0, total: tokenWork.length });
     const tokenGroups = groupBy(tokenWork, (p) => `${p.claim.provider}/${p.claim.field}`);
     let tokensDone = 0;
-    for (const group of tokenGroups.values()) {
+    // Groups run concurrently (their batches spread over both pools); labels do not depend on the order.
+    await engine.pool.all([...tokenGroups.values()].map(async (group) => {
       const matches = await verifyTokens(engine, signed, jobHash, group, seed);
       for (const p of group) results.set(p.claim.claimId, matches.get(p.claim.claimId) ? 'yes' : 'no');
       tokensDone += group.length;
       opts.onProgress?.({ phase: 'tokens', done: tokensDone, total: tokenWork.length });
-    }
+    }));
 
     // 5. Numeric claims: comparisons packed into (dataset, field, block, round) ciphertexts.
     const numWork = work.filter((p) => p.spec.type !== 'id');
