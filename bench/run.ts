@@ -104,7 +104,7 @@ md.push('');
 for (const r of runs) {
   md.push(`### ${r.name}`);
   md.push('');
-  md.push(`${r.description}. Check: ${r.checks.ok ? 'passed' : 'FAILED'} — ${r.checks.detail}. Child process wall time ${fmt(r.wallSeconds)} s.`);
+  md.push(`${r.description.replace(/\.$/, '')}. Check: ${r.checks.ok ? 'passed' : 'FAILED'} — ${r.checks.detail}. Child process wall time ${fmt(r.wallSeconds)} s.`);
   md.push('');
   md.push(formatTable(['phase', 'seconds'], Object.entries(r.phases).map(([k, v]) => [k, fmt(v)])));
   md.push('');

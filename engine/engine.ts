@@ -11,7 +11,7 @@ import { fail } from './errors.ts';
 import { Store, sha256Hex } from './store/store.ts';
 import { Ledger } from './ledger/ledger.ts';
 import { WorkerPool } from './pool/pool.ts';
-import { BFV_8192_T40, type ParamSet } from './he/params.ts';
+import { BFV_8192_T40, SLOT_STRIDE, type ParamSet } from './he/params.ts';
 import { ed25519KeyPair, ed25519PublicKey, requireSignature, bytesToHex, hexToBytes, type Signed } from './crypto/sign.ts';
 import { x25519KeyPair } from './crypto/sealbox.ts';
 import type { Custodian } from './custodian/custodian.ts';
@@ -19,7 +19,7 @@ import { validateSchema, type DatasetSchema, type FieldSpec } from '../sandbox/c
 import { parseUscc } from '../sandbox/uscc.ts';
 import {
   validateConsentStatement, validateRevocationStatement, verifyConsentSignature, verifyRevocation,
-  consentStatus, type SignedConsent, type SignedRevocation, type ConsentOp, type ConsentStatus,
+  consentStatus, CONSENT_STATUSES, type SignedConsent, type SignedRevocation, type ConsentOp, type ConsentStatus,
 } from '../sandbox/consent.ts';
 import { policy as fillPolicy, type Policy } from '../sandbox/policy.ts';
 import { vetModel } from '../sandbox/vetting.ts';
@@ -443,25 +443,31 @@ export class Engine {
 
   /**
    * Consent statuses as {@link consentStatusesParallel}, plus each subject's slot in each of `datasetIds` (as
-   * {@link subjectSlots}), all read and judged in the pool: every per-subject step of a large job runs on the workers
+   * {@link subjectSlots}; with `slotsOf: 'OK'` only for subjects whose consent is OK), all read and judged in the pool: every per-subject step of a large job runs on the workers
    * (their own read-only connections to this database; WAL: committed data only), this thread only hands out lists.
    */
-  async subjectsParallel(req: { bank: string; purpose: string; operation: ConsentOp; categories: string[]; at: Date }, subjects: readonly string[], datasetIds: readonly string[]): Promise<{ consent: Map<string, { status: ConsentStatus; consentId?: string }>; slots: Array<Map<string, SubjectSlot>> }> {
+  async subjectsParallel(req: { bank: string; purpose: string; operation: ConsentOp; categories: string[]; at: Date }, subjects: readonly string[], datasetIds: readonly string[], opts: { slotsOf?: 'all' | 'OK' } = {}): Promise<{ consent: Map<string, { status: ConsentStatus; consentId?: string }>; slots: Array<Map<string, SubjectSlot>> }> {
     const request = { bank: req.bank, purpose: req.purpose, operation: req.operation, categories: req.categories, at: req.at.toISOString() };
-    type Out = { statuses: Array<{ status: ConsentStatus; consentId?: string }>; slots: Array<Array<[block: number, slot: number, missing: string] | null>> };
+    type Out = { codes: Uint8Array; ids: string; slots: Array<{ pos: Int32Array; missing: Record<number, string> }> };
     const chunks: Array<Promise<Out>> = [];
     // A multiple of the pool size in equal chunks, so no worker is left alone with the last one.
     const chunkSize = Math.max(CONSENT_CHUNK_MIN, Math.ceil(subjects.length / (this.pool.size * 8)));
     for (let i = 0; i < subjects.length; i += chunkSize) {
-      chunks.push(this.pool.run<Out>({ op: 'consent', dbPath: this.store.dbPath, request, subjects: subjects.slice(i, i + chunkSize), datasets: [...datasetIds] }));
+      chunks.push(this.pool.run<Out>({ op: 'consent', dbPath: this.store.dbPath, request, subjects: subjects.slice(i, i + chunkSize), datasets: [...datasetIds], slotsOfOkOnly: opts.slotsOf === 'OK' }));
     }
     const consent = new Map<string, { status: ConsentStatus; consentId?: string }>();
     const slots = datasetIds.map(() => new Map<string, SubjectSlot>());
     const none = new Set<string>();
     (await this.pool.all(chunks)).forEach((r, c) => {
-      r.statuses.forEach((st, j) => consent.set(subjects[c * chunkSize + j]!, st));
-      r.slots.forEach((list, d) => list.forEach((x, j) => {
-        if (x) slots[d]!.set(subjects[c * chunkSize + j]!, { block: x[0], slot: x[1], missing: x[2] ? new Set(x[2].split(';')) : none });
+      const ids = r.ids.split('\n');
+      r.codes.forEach((code, j) => {
+        const status = CONSENT_STATUSES[code]!;
+        consent.set(subjects[c * chunkSize + j]!, ids[j] ? { status, consentId: ids[j] } : { status });
+      });
+      r.slots.forEach(({ pos, missing }, d) => pos.forEach((p, j) => {
+        if (p < 0) return;
+        const m = missing[j];
+        slots[d]!.set(subjects[c * chunkSize + j]!, { block: Math.floor(p / SLOT_STRIDE), slot: p % SLOT_STRIDE, missing: m ? new Set(m.split(';')) : none });
       }));
     });
     return { consent, slots };

@@ -45,9 +45,10 @@ function ser(v: unknown, at: Array<string | number>): string {
       }
       if (ArrayBuffer.isView(v)) fail('SH_ERR_INVALID_ARGUMENT', `"${pathText(at)}" expected JSON, got binary (encode it)`);
       const obj = v as Record<string, unknown>;
+      // The default sort compares UTF-16 code units, which is RFC 8785 §3.2.3's order (and faster than a comparator).
       const keys = Object.keys(obj)
         .filter((k) => obj[k] !== undefined)
-        .sort(compareUtf16);
+        .sort();
       let out = '{';
       for (let i = 0; i < keys.length; i++) {
         const k = keys[i]!;
@@ -65,16 +66,6 @@ function ser(v: unknown, at: Array<string | number>): string {
 
 function pathText(at: ReadonlyArray<string | number>): string {
   return '$' + at.map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('');
-}
-
-/** RFC 8785 §3.2.3: compare property names as arrays of UTF-16 code units. */
-function compareUtf16(a: string, b: string): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    const d = a.charCodeAt(i) - b.charCodeAt(i);
-    if (d !== 0) return d;
-  }
-  return a.length - b.length;
 }
 
 /** UTF-8 bytes of the canonical form: what gets signed and hashed. */

@@ -56,6 +56,8 @@ export interface SignedRevocation {
   signature: string;
 }
 export type ConsentStatus = 'OK' | 'NO_CONSENT' | 'EXPIRED' | 'REVOKED' | 'OUT_OF_SCOPE' | 'BAD_SIGNATURE';
+/** Every status, in a fixed order (a compact code for passing many statuses between threads). */
+export const CONSENT_STATUSES: readonly ConsentStatus[] = ['OK', 'NO_CONSENT', 'EXPIRED', 'REVOKED', 'OUT_OF_SCOPE', 'BAD_SIGNATURE'];
 /** What {@link createConsent} takes: the statement without id; nonce optional (random when omitted). */
 export interface ConsentInput {
   subject: string;

@@ -87,6 +87,11 @@ describe('consentStatusesParallel', () => {
     expect(want.size).toBe(rows.length);
     expect([...want.values()].some((x) => x.missing.size > 0)).toBe(true);
     for (const slots of got.slots) expect(slots).toEqual(want);
+    // slotsOf 'OK': the same slots, for subjects whose consent is OK only.
+    const okOnly = await sh.engine.subjectsParallel(req, subjects, [up.datasetId], { slotsOf: 'OK' });
+    const okSubjects = subjects.filter((u) => got.consent.get(u)!.status === 'OK');
+    expect(okOnly.slots[0]).toEqual(new Map([...want].filter(([u]) => okSubjects.includes(u))));
+    expect(okOnly.slots[0]!.size).toBeLessThan(want.size);
   });
 
   it('an empty subject list', async () => {

@@ -49,6 +49,9 @@ export function paramSet(id: string): ParamSet {
   return p;
 }
 
+/** A (block, slot) position passed between threads as block · SLOT_STRIDE + slot (every set's slot count is below it). */
+export const SLOT_STRIDE = 1 << 16;
+
 export interface HeContext {
   readonly seal: Seal;
   readonly params: ParamSet;

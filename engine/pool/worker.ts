@@ -8,13 +8,13 @@ import { createHash } from 'node:crypto';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { Ciphertext, PublicKey, SecretKey, Encryptor, Decryptor } from 'node-seal';
 import { toSlot } from '../he/codec.ts';
-import { heContext, paramSet } from '../he/params.ts';
+import { heContext, paramSet, SLOT_STRIDE } from '../he/params.ts';
 import { BlockOps } from '../he/block.ts';
 import { maskVector } from '../he/mask.ts';
 import { readBlobVerified } from '../store/store.ts';
 import { sealMemoryBytes } from '../he/seal.ts';
 import { SafehouseError } from '../errors.ts';
-import { consentStatus, type ConsentOp, type SignedConsent, type SignedRevocation } from '../../sandbox/consent.ts';
+import { consentStatus, CONSENT_STATUSES, type ConsentOp, type SignedConsent, type SignedRevocation } from '../../sandbox/consent.ts';
 import { hexToBytes } from '../crypto/sign.ts';
 import { checkedDecrypt } from '../custodian/custodian.ts';
 import { evaluateTokens, blindInputs, evaluateBlinded, finalizeTokens, type Blinded } from '../tokens/oprf.ts';
@@ -110,6 +110,8 @@ export interface ConsentTask {
   subjects: string[];
   /** Also each subject's [block, slot, missing fields] in each of these datasets (null where it has no row). */
   datasets: string[];
+  /** Slots only for subjects whose status is OK (null for the others). */
+  slotsOfOkOnly?: boolean;
 }
 
 /**
@@ -258,6 +260,7 @@ function consentChunk(task: ConsentTask): unknown {
   let d = databases.get(task.dbPath);
   if (!d) {
     const db = new DatabaseSync(task.dbPath, { readOnly: true });
+    db.exec('PRAGMA cache_size = -32768;');
     d = {
       db,
       keys: db.prepare("SELECT p.id, p.ed25519_pub FROM json_each(?) AS j CROSS JOIN parties AS p ON p.id = j.value WHERE p.role = 'enterprise'"),
@@ -290,11 +293,22 @@ function consentChunk(task: ConsentTask): unknown {
     const key = keys.get(s);
     return consentStatus({ subject: s, ...req }, consents.get(s) ?? [], revs.get(s) ?? [], key === undefined ? undefined : hexToBytes(key));
   });
+  // Compact answer (typed arrays are transferred, not cloned object by object on the engine's thread).
+  const codes = Uint8Array.from(statuses, (st) => CONSENT_STATUSES.indexOf(st.status));
+  const ids = statuses.map((st) => st.consentId ?? '').join('\n');
   const slots = task.datasets.map((ds) => {
-    const found = new Map((d.slots.all(list, ds) as Array<{ uscc: string; block: number; slot: number; missing: string }>).map((r) => [r.uscc, [r.block, r.slot, r.missing] as const]));
-    return task.subjects.map((s) => found.get(s) ?? null);
+    const pos = new Int32Array(task.subjects.length).fill(-1);
+    const missing: Record<number, string> = {};
+    const index = new Map(task.subjects.map((s, k) => [s, k]));
+    for (const r of d.slots.all(list, ds) as Array<{ uscc: string; block: number; slot: number; missing: string }>) {
+      const k = index.get(r.uscc)!;
+      if (task.slotsOfOkOnly && codes[k] !== 0) continue;
+      pos[k] = r.block * SLOT_STRIDE + r.slot;
+      if (r.missing) missing[k] = r.missing;
+    }
+    return { pos, missing };
   });
-  return { statuses, slots };
+  return move({ [transferableSymbol]: [codes.buffer, ...slots.map((x) => x.pos.buffer)], [valueSymbol]: { codes, ids, slots } } as never);
 }
 
 const ciphertexts = new Map<string, Ciphertext>();

@@ -113,6 +113,7 @@ export function scoreStatuses(model: CompiledModel, groups: ReadonlyArray<{ term
     let available = true;
     for (const g of groups) {
       const slot = g.slots.get(s);
+      if (slot && slot.missing.size === 0) continue; // every term of the group has its value (the common case)
       for (const term of g.terms) {
         if (slot && !slot.missing.has(term.field)) continue;
         if (term.missingOffset === undefined) available = false;
@@ -178,11 +179,10 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   opts.onProgress?.({ phase: 'consent', done: 0, total: subjects.length });
   // Every per-subject step (consent statements, signature checks, slots) runs in the pool.
   const groupList = [...groups.values()];
-  const plan = await engine.subjectsParallel({ bank: bank.id, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) }, subjects, groupList.map((g) => g.dataset.id));
+  const plan = await engine.subjectsParallel({ bank: bank.id, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) }, subjects, groupList.map((g) => g.dataset.id), { slotsOf: 'OK' });
   const consent = plan.consent;
   const ok = subjects.filter((s) => consent.get(s)!.status === 'OK');
-  const okSet = new Set(ok);
-  groupList.forEach((g, i) => { g.slots = new Map([...plan.slots[i]!].filter(([u]) => okSet.has(u))); });
+  groupList.forEach((g, i) => { g.slots = plan.slots[i]!; }); // the pool returned slots of OK subjects only
   const { status, offsets } = scoreStatuses(model, [...groups.values()], subjects, consent);
   const scored = ok.filter((s) => status.get(s) === 'OK');
 

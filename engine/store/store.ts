@@ -76,7 +76,8 @@ export class Store {
     }
     mkdirSync(join(home, 'blobs'), { recursive: true });
     const db = new DatabaseSync(dbPath);
-    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;');
+    // A 64 MiB page cache (default 2 MiB): a 100 000-subject job inserts its subject index in random key order.
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;');
     db.exec(SCHEMA);
     return new Store(home, db);
   }
