@@ -26,7 +26,8 @@ import { formatFixed } from '../engine/he/codec.ts';
 import { ed25519Verify, hexToBytes } from '../engine/crypto/sign.ts';
 import { canonicalBytes } from '../engine/jcs.ts';
 import type { SignedConsent } from '../sandbox/consent.ts';
-import { peakRssMiB, type E2eResult } from './report.ts';
+import { benchArgs, peakRssMiB, type E2eResult } from './report.ts';
+import { modInverse } from './paillier.ts';
 
 const BANK = 'bank_bench';
 const PURPOSE = 'sme_credit_line';
@@ -271,7 +272,7 @@ async function paillierBaseline(sample: number, w: readonly bigint[], values: re
     let plain = 0n;
     enc[s]!.forEach((c, i) => {
       const wi = w[i % w.length]!;
-      const term = wi < 0n ? publicKey.multiply(modInv(c, n2), -wi) : publicKey.multiply(c, wi);
+      const term = wi < 0n ? publicKey.multiply(modInverse(c, n2), -wi) : publicKey.multiply(c, wi);
       acc = publicKey.addition(acc, term);
       plain += wi * BigInt(values[Math.floor(i / w.length)]![i % w.length]![s]!);
     });
@@ -285,24 +286,10 @@ async function paillierBaseline(sample: number, w: readonly bigint[], values: re
   return { perSubjectMs, encryptPerValueMs, bytesPerValue: 4096 / 8 };
 }
 
-/** a⁻¹ mod m (extended Euclid); a and m coprime. */
-function modInv(a: bigint, m: bigint): bigint {
-  let [r0, r1] = [((a % m) + m) % m, m];
-  let [s0, s1] = [1n, 0n];
-  while (r1 !== 0n) {
-    const q = r0 / r1;
-    [r0, r1] = [r1, r0 - q * r1];
-    [s0, s1] = [s1, s0 - q * s1];
-  }
-  if (r0 !== 1n) throw new Error('modInv: not invertible');
-  return ((s0 % m) + m) % m;
-}
-
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const args = process.argv.slice(2);
-  const flag = (name: string) => { const i = args.indexOf(name); return i >= 0 ? Number(args[i + 1]) : undefined; };
-  const subjects = Number(args.find((a, i) => /^\d+$/.test(a) && !args[i - 1]?.startsWith('--')) ?? 100_000);
-  const r = await runScoreE2e({ subjects, paillierSample: flag('--paillier') ?? 32, scaling: !args.includes('--no-scaling'), log: (l) => console.error(l) });
+  const { positional, flag, has } = benchArgs(process.argv.slice(2));
+  const subjects = Number(positional[0] ?? 100_000);
+  const r = await runScoreE2e({ subjects, paillierSample: flag('--paillier') ?? 32, scaling: !has('--no-scaling'), log: (l) => console.error(l) });
   console.log(JSON.stringify(r, null, 2));
   if (process.env.BENCH_E2E_JSON) writeFileSync(process.env.BENCH_E2E_JSON, JSON.stringify(r, null, 2) + '\n');
 }

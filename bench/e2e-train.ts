@@ -34,7 +34,7 @@ import { buildTrainRequest, planTraining, encryptLabels, acceptTrainingInputs, t
 import type { ProviderTable } from '../engine/custodian/provider.ts';
 import { trainOptions, trainPlainFixed, trainPlainFloat, updateModel, standardizedValue, maxAbsD, sumGroupSize, STD_BITS, STD_CLIP, type FixedModel, type BinSpec } from '../models/train.ts';
 import { auc } from '../models/metrics.ts';
-import type { E2eResult } from './report.ts';
+import { benchArgs, type E2eResult } from './report.ts';
 
 
 const BANK = 'bank_bench_train';
@@ -379,19 +379,12 @@ function trainShape(
   return { ops, columns, blocksA, blocksB, transfers, decryptionsPerIteration: blocksA * (1 + columns), lastGroupSize };
 }
 
-
-function argValue(args: string[], flag: string): number | undefined {
-  const i = args.indexOf(flag);
-  return i >= 0 ? Number(args[i + 1]) : undefined;
-}
-
 if (import.meta.main) {
-  const args = process.argv.slice(2);
-  const positional = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && args[i - 1]!.startsWith('--')));
+  const { positional, flag } = benchArgs(process.argv.slice(2));
   const subjects = Number(positional[0] ?? 8192);
   const fields = Number(positional[1] ?? 20);
   const iterations = Number(positional[2] ?? 10);
-  const poolSize = argValue(args, '--pool');
+  const poolSize = flag('--pool');
   const wall = performance.now();
   const r = await runTrainE2e({ subjects, fields, iterations, ...(poolSize ? { poolSize } : {}), log: (line) => console.error(line) });
   r.extra.wallSeconds = sec(performance.now() - wall);

@@ -24,7 +24,7 @@ import { generateDemo, generateClaims, demoGrants, DEMO_BANK, DEMO_PURPOSE, OUT_
 import { claimPlain } from '../models/plain.ts';
 import { normalizeId, idRuleFor } from '../engine/tokens/normalize.ts';
 import type { VerifyProgress, VerifyResult } from '../engine/protocols/verify.ts';
-import type { E2eResult } from './report.ts';
+import { benchArgs, type E2eResult } from './report.ts';
 
 
 /** Token claims are evaluated in chunks of this many blinded elements (engine/protocols/verify.ts `BATCH`). */
@@ -296,18 +296,11 @@ function verifyShape(
   return { ops, tokenElements, tokenBatches, tokenBatchesMin, numericBlocks, numericGroups: groups.size, roundsMinimal, consentPairs: pairs.size, consentSubjects: subjects.size };
 }
 
-
-function argValue(args: string[], flag: string): number | undefined {
-  const i = args.indexOf(flag);
-  return i >= 0 ? Number(args[i + 1]) : undefined;
-}
-
 if (import.meta.main) {
-  const args = process.argv.slice(2);
-  const positional = args.filter((a, i) => !a.startsWith('--') && !(i > 0 && args[i - 1]!.startsWith('--')));
+  const { positional, flag } = benchArgs(process.argv.slice(2));
   const claims = Number(positional[0] ?? 10_000);
-  const poolSize = argValue(args, '--pool');
-  const subjects = argValue(args, '--subjects');
+  const poolSize = flag('--pool');
+  const subjects = flag('--subjects');
   const wall = performance.now();
   const r = await runVerifyE2e({ claims, ...(poolSize ? { poolSize } : {}), ...(subjects ? { subjects } : {}), log: (line) => console.error(line) });
   r.extra.wallSeconds = sec(performance.now() - wall);

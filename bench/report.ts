@@ -45,6 +45,16 @@ export interface E2eResult {
   extra: Record<string, number | string>;
 }
 
+/** Command-line arguments of a bench script: positional values and `--flag value` pairs. */
+export function benchArgs(argv: readonly string[]): { positional: string[]; flag: (name: string) => number | undefined; has: (name: string) => boolean } {
+  const positional = argv.filter((a, i) => !a.startsWith('--') && !(i > 0 && argv[i - 1]!.startsWith('--') && /^\d/.test(a)));
+  return {
+    positional,
+    flag: (name) => { const i = argv.indexOf(name); return i >= 0 ? Number(argv[i + 1]) : undefined; },
+    has: (name) => argv.includes(name),
+  };
+}
+
 export function peakRssMiB(): number {
   return Number((process.resourceUsage().maxRSS / 1024).toFixed(1));
 }

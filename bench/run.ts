@@ -4,7 +4,7 @@
  *
  *   npm run bench                 full sizes: scoring 100 000 × 20, verification 10 000 claims, training 8 192 × 20 × 10
  *                                 iterations, ledger 100 000 leaves (under 10 minutes on 2 cores)
- *   npm run bench -- --quick      about a minute: small sizes, short micro cases; writes bench/out/ only
+ *   npm run bench -- --quick      about 80 s: small sizes, short micro cases; writes bench/out/ only
  *
  * The bound of a run is Σ (minimal count of each operation) × (that operation's cost in this run's micro-suite): the
  * time a perfect engine would spend on cryptography alone, on one core. engine ÷ bound is the engine's overhead; with
