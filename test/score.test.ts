@@ -455,6 +455,12 @@ describe('score: who may run what', () => {
     const once = storeCounts(sh);
     await expect(runScoreJob(sh.engine, signed)).rejects.toMatchObject({ ...coded('SH_ERR_ALREADY_EXISTS'), details: { job: signed.body.jobId } });
     expect(storeCounts(sh)).toEqual(once);
+    // The same signed request twice at once (consent checks await the pool): one runs, the other is refused, coded.
+    const twice = buildScoreRequest({ ...base, jobId: sh.engine.newJobId('score'), requestedAt: new Date(now).toISOString() }, k.ed25519.secretKey);
+    const both = await Promise.allSettled([runScoreJob(sh.engine, twice), runScoreJob(sh.engine, twice)]);
+    expect(both.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    expect((both.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason).toMatchObject(coded('SH_ERR_ALREADY_EXISTS'));
+    expect(sh.engine.store.db.prepare('SELECT COUNT(*) AS n FROM jobs WHERE id = ?').get(twice.body.jobId)).toEqual({ n: 1 });
   });
 
   it('consents: addConsents refuses tampered signatures (all or nothing) — BAD_SIGNATURE is only reachable by editing the store', async () => {

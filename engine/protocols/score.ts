@@ -191,6 +191,8 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   const escrow = engine.parties('auditor').filter((a) => a.x25519).map((a) => ({ auditor: a.id, sealed: sealTo(a.x25519!, seed, { type: 'safehouse.escrow.v1', jobId: req.jobId, jobHash }) }));
   const consentIds = scored.map((s) => consent.get(s)!.consentId!).sort();
   engine.store.transaction(() => {
+    // Checked again here: the consent checks above awaited the pool, and the same signed request may have been sent twice.
+    if (engine.store.db.prepare('SELECT 1 FROM jobs WHERE id = ?').get(req.jobId)) fail('SH_ERR_ALREADY_EXISTS', `job ${req.jobId} already exists; a signed request runs once`, { job: req.jobId });
     engine.store.db.prepare('INSERT INTO jobs (id, kind, bank, request_json, status, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(req.jobId, 'score', bank.id, JSON.stringify({ signed, escrow }), 'running', engine.now().toISOString());
     engine.ledger.append('job.requested', {
       jobId: req.jobId, job: 'score', bank: bank.id, modelId: req.modelId, modelHash: model.hash, purpose: req.purpose, jobHash,

@@ -174,10 +174,11 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
   const results = new Map<string, ClaimResult>();
   const byCategory = groupBy(prepared, (p) => p.dataset.category);
   const consent = new Map<string, { status: ConsentStatus; consentId?: string }>();
-  for (const [category, ps] of byCategory) {
-    const st = engine.consentStatuses({ bank: bank.id, purpose: req.purpose, operation: 'verify', categories: [category], at }, [...new Set(ps.map((p) => p.claim.subject))]);
+  // Judged in the pool (statements read and signatures checked by the workers), the categories concurrently.
+  await engine.pool.all([...byCategory].map(async ([category, ps]) => {
+    const st = await engine.consentStatusesParallel({ bank: bank.id, purpose: req.purpose, operation: 'verify', categories: [category], at }, [...new Set(ps.map((p) => p.claim.subject))]);
     for (const [s, v] of st) consent.set(`${category}/${s}`, v);
-  }
+  }));
   const epoch = budgetEpoch(engine.policy, at);
   const usedQ = engine.store.db.prepare('SELECT used FROM verify_budget WHERE bank = ? AND subject = ? AND provider = ? AND field = ? AND epoch = ?');
   const spend = new Map<string, number>();
@@ -205,6 +206,8 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
   // 3. Record the request (with every subject, for access reports) and the budget spent, before any custodian call.
   const subjects = [...new Set(req.claims.map((c) => c.subject))];
   engine.store.transaction(() => {
+    // Checked again here: the consent checks above awaited the pool, and the same signed request may have been sent twice.
+    if (engine.store.db.prepare('SELECT 1 FROM jobs WHERE id = ?').get(req.jobId)) fail('SH_ERR_ALREADY_EXISTS', `job ${req.jobId} already exists; a signed request runs once`, { job: req.jobId });
     engine.store.db.prepare('INSERT INTO jobs (id, kind, bank, request_json, status, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(req.jobId, 'verify', bank.id, JSON.stringify({ signed }), 'running', engine.now().toISOString());
     engine.ledger.append('job.requested', { jobId: req.jobId, job: 'verify', bank: bank.id, purpose: req.purpose, jobHash, claims: req.claims.length, subjects: subjects.length, signature: signed.signature }, subjects);
     const up = engine.store.db.prepare('INSERT INTO verify_budget (bank, subject, provider, field, epoch, used) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(bank, subject, provider, field, epoch) DO UPDATE SET used = excluded.used');
