@@ -30,7 +30,7 @@ import { describe, fail, isCoded, type ErrorCode } from '../errors.ts';
 import { canonicalize } from '../jcs.ts';
 import { keyHash, signCheckpoint, verifyCheckpoint } from './checkpoint.ts';
 import { ed25519PublicKey } from '../crypto/sign.ts';
-import { EMPTY_ROOT, equalBytes, HASH_SIZE, leafHash, nodeHash, rootsAtSizes, verifyConsistency } from './merkle.ts';
+import { consistencyPath, EMPTY_ROOT, equalBytes, HASH_SIZE, inclusionPath, leafHash, nodeHash, rootsAtSizes, verifyConsistency } from './merkle.ts';
 
 /** Options for `new Ledger(db, opts)`. */
 export interface LedgerOptions {
@@ -410,21 +410,7 @@ export class Ledger {
     checkSize(treeSize, 'size', n);
     checkIndex(index, 'index');
     if (index >= treeSize) fail('SH_ERR_INVALID_ARGUMENT', `"index" expected less than size ${treeSize}, got ${index}`, { index, size: treeSize });
-    const out: Uint8Array[] = [];
-    // RFC 9162 §2.1.3.1 PATH(m, D[lo:hi]), as merkle.ts inclusionProof.
-    const path = (m: number, lo: number, hi: number): void => {
-      if (hi - lo === 1) return;
-      const k = splitPoint(hi - lo);
-      if (m < k) {
-        path(m, lo, lo + k);
-        out.push(this.#range(lo + k, hi, treeSize));
-      } else {
-        path(m - k, lo + k, hi);
-        out.push(this.#range(lo, lo + k, treeSize));
-      }
-    };
-    path(index, 0, treeSize);
-    return out.map((h) => h.slice());
+    return inclusionPath(index, treeSize, (lo, hi) => this.#range(lo, hi, treeSize)).map((h) => h.slice());
   }
 
   /**
@@ -439,24 +425,7 @@ export class Ledger {
     const treeSize = n ?? size;
     checkSize(treeSize, 'n', size);
     checkSize(m, 'm', treeSize);
-    const out: Uint8Array[] = [];
-    // RFC 9162 §2.1.4.1 SUBPROOF(m, D[lo:hi], whole), as merkle.ts consistencyProof.
-    const sub = (m: number, lo: number, hi: number, whole: boolean): void => {
-      if (m === hi - lo) {
-        if (!whole) out.push(this.#range(lo, hi, treeSize));
-        return;
-      }
-      const k = splitPoint(hi - lo);
-      if (m <= k) {
-        sub(m, lo, lo + k, whole);
-        out.push(this.#range(lo + k, hi, treeSize));
-      } else {
-        sub(m - k, lo + k, hi, false);
-        out.push(this.#range(lo, lo + k, treeSize));
-      }
-    };
-    if (m > 0 && m < treeSize) sub(m, 0, treeSize, true);
-    return out.map((h) => h.slice());
+    return consistencyPath(m, treeSize, (lo, hi) => this.#range(lo, hi, treeSize)).map((h) => h.slice());
   }
 
   /**
@@ -805,13 +774,6 @@ function exactLog2(w: number): number {
   let level = 0;
   while (w > 1 && w % 2 === 0) [w, level] = [w / 2, level + 1];
   return w === 1 ? level : -1;
-}
-
-/** The largest power of two smaller than n (n > 1): RFC 6962's k. */
-function splitPoint(n: number): number {
-  let k = 1;
-  while (k * 2 < n) k *= 2;
-  return k;
 }
 
 /** The entries under node (level, idx), as `a..b`. */

@@ -89,16 +89,25 @@ export function inclusionProof(leafHashes: readonly Uint8Array[], index: number,
   checkSize(size, 'size', leafHashes.length);
   checkCount(index, 'index');
   if (index >= size) fail('SH_ERR_INVALID_ARGUMENT', `"index" expected less than size ${size}, got ${index}`, { index, size });
+  return inclusionPath(index, size, (lo, hi) => range(leafHashes, lo, hi));
+}
+
+/**
+ * RFC 9162 §2.1.3.1 PATH(index, D[0:size]) over any source of subtree hashes: `mth(lo, hi)` = MTH(D[lo:hi]). The
+ * ledger passes stored subtree hashes (O(log n)); {@link inclusionProof} hashes the leaves. Arguments are the caller's
+ * to check (0 ≤ index < size).
+ */
+export function inclusionPath(index: number, size: number, mth: (lo: number, hi: number) => Uint8Array): Uint8Array[] {
   const out: Uint8Array[] = [];
   const path = (m: number, lo: number, hi: number): void => {
     if (hi - lo === 1) return;
     const k = splitPoint(hi - lo);
     if (m < k) {
       path(m, lo, lo + k);
-      out.push(range(leafHashes, lo + k, hi));
+      out.push(mth(lo + k, hi));
     } else {
       path(m - k, lo + k, hi);
-      out.push(range(leafHashes, lo, lo + k));
+      out.push(mth(lo, lo + k));
     }
   };
   path(index, 0, size);
@@ -147,19 +156,27 @@ export function verifyInclusion(
 export function consistencyProof(leafHashes: readonly Uint8Array[], m: number, n: number): Uint8Array[] {
   checkSize(n, 'n', leafHashes.length);
   checkSize(m, 'm', n);
+  return consistencyPath(m, n, (lo, hi) => range(leafHashes, lo, hi));
+}
+
+/**
+ * RFC 9162 §2.1.4.1 PROOF(m, D[0:n]) = SUBPROOF(m, D[n], true) over any source of subtree hashes, as
+ * {@link inclusionPath}; empty when m = 0 or m = n. Arguments are the caller's to check (0 ≤ m ≤ n).
+ */
+export function consistencyPath(m: number, n: number, mth: (lo: number, hi: number) => Uint8Array): Uint8Array[] {
   const out: Uint8Array[] = [];
   const sub = (m: number, lo: number, hi: number, whole: boolean): void => {
     if (m === hi - lo) {
-      if (!whole) out.push(range(leafHashes, lo, hi));
+      if (!whole) out.push(mth(lo, hi));
       return;
     }
     const k = splitPoint(hi - lo);
     if (m <= k) {
       sub(m, lo, lo + k, whole);
-      out.push(range(leafHashes, lo + k, hi));
+      out.push(mth(lo + k, hi));
     } else {
       sub(m - k, lo + k, hi, false);
-      out.push(range(leafHashes, lo, lo + k));
+      out.push(mth(lo, lo + k));
     }
   };
   if (m > 0 && m < n) sub(m, 0, n, true);
