@@ -114,24 +114,33 @@ export async function runPrimitives(opts: { maxTime?: number; minSamples?: numbe
   const engineKeys = ed25519KeyPair();
   const custKeys = ed25519KeyPair();
   const bank = x25519KeyPair();
+  const bankSigning = ed25519KeyPair();
   const custodian = new LocalCustodian({
     provider: 'bench_provider',
     params,
     keys: { bfvSecretKey: keys.secretKey.slice(), bfvPublicKey: keys.publicKey, ed25519SecretKey: custKeys.secretKey, ed25519PublicKey: custKeys.publicKey },
     enginePublicKey: engineKeys.publicKey,
+    bankKey: (b) => (b === 'bench_bank' ? bankSigning.publicKey : undefined),
   });
-  const request: DecryptRequest = {
+  // The custodian answers only for a bank-signed job shown to it, one decryption per label, at most one per subject
+  // named: a score job naming enough subjects for every benchmark iteration, each iteration a new label.
+  const job = signJson({ type: 'safehouse.score.request.v1', jobId: 'bench-job', bank: 'bench_bank', modelId: 'bench', modelHash: '0'.repeat(64), purpose: 'bench', subjects: Array.from({ length: 200_000 }, (_, i) => `s${i}`), requestedAt: new Date().toISOString() }, 'bench_bank', bankSigning.secretKey);
+  await custodian.openJob(job);
+  const jobHash = sha256Hex(canonicalize(job));
+  let labelNo = 0;
+  const decryptRequest = () => signJson<DecryptRequest>({
     type: 'safehouse.custodian.decrypt.v1',
     paramsId: params.id,
     provider: 'bench_provider',
     jobId: 'bench-job',
-    jobHash: sha256Hex('bench-job'),
-    label: 'score/bench_provider/block/0',
+    jobHash,
+    label: `score/bench_provider/block/${labelNo++}`,
     mode: 'seal',
     ciphertext: sha256Hex(transferBytes),
     recipient: { party: 'bench_bank', x25519: bytesToHex(bank.publicKey) },
-  };
-  const signedRequest = signJson(request, 'engine', engineKeys.secretKey);
+  }, 'engine', engineKeys.secretKey);
+  const signedRequest = decryptRequest();
+  const request = signedRequest.body;
   const response = await custodian.decrypt(signedRequest, transferBytes);
   const opened = openSealed(bank.secretKey, response.body.sealed!, { jobId: request.jobId, jobHash: request.jobHash, provider: request.provider, label: request.label, mode: 'seal', recipient: 'bench_bank' });
   const custodianSlots = unmask(new BigUint64Array(Uint8Array.from(opened).buffer), 'custodian seal mode');
@@ -216,7 +225,7 @@ export async function runPrimitives(opts: { maxTime?: number; minSamples?: numbe
       fn: () => { scratch.assign(sum); ops.rerandomizeForTransfer(scratch, pk); },
     },
     { group: 'engine', name: 'engine block step (linear + mask + rerandomize + save)', fn: () => void engineStep() },
-    { group: 'engine', name: 'custodian decrypt (seal mode, full request)', note: 'signature + hash checks, load, noise budget, decrypt, decode, seal to bank, sign', async: () => custodian.decrypt(signedRequest, transferBytes) },
+    { group: 'engine', name: 'custodian decrypt (seal mode, full request)', note: 'signature + hash checks, load, noise budget, decrypt, decode, seal to bank, sign (each with a new label: includes the engine signing that request, ≈ 0.03 ms)', async: () => custodian.decrypt(decryptRequest(), transferBytes) },
     // where the custodian's time goes besides decrypt + decode
     { group: 'custodian', name: 'custodian part: verify request signature (Ed25519)', fn: () => requireSignature(signedRequest, engineKeys.publicKey, 'safehouse.custodian.decrypt.v1', 'bench') },
     { group: 'custodian', name: 'custodian part: sha256 of ciphertext', fn: () => void sha256Hex(transferBytes) },

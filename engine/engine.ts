@@ -8,7 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fail } from './errors.ts';
-import { Store, sha256Hex } from './store/store.ts';
+import { Store, sha256Hex, SUBJECT_SLOTS_SQL } from './store/store.ts';
 import { Ledger } from './ledger/ledger.ts';
 import { WorkerPool } from './pool/pool.ts';
 import { BFV_8192_T40, SLOT_STRIDE, type ParamSet } from './he/params.ts';
@@ -224,6 +224,15 @@ export class Engine {
     };
   }
 
+  /**
+   * Refuse a job id already recorded: a signed request runs once. Jobs check before any work and again inside the
+   * transaction that records them (their consent checks await the pool, so the same request may arrive twice meanwhile).
+   * @throws SH_ERR_ALREADY_EXISTS
+   */
+  requireNewJob(jobId: string): void {
+    if (this.store.stmt('SELECT 1 FROM jobs WHERE id = ?').get(jobId)) fail('SH_ERR_ALREADY_EXISTS', `job ${jobId} already exists; a signed request runs once`, { job: jobId });
+  }
+
   /** @throws SH_ERR_UNKNOWN_PARTY, SH_ERR_PARTY_ROLE */
   requireParty(id: string, role: PartyRole): PartyRecord {
     const p = this.party(id);
@@ -355,9 +364,8 @@ export class Engine {
 
   subjectSlots(datasetId: string, usccs: readonly string[]): Map<string, SubjectSlot> {
     const out = new Map<string, SubjectSlot>();
-    // Batched: one query per chunk of subjects (a point query per subject costs ~10 µs each at 100 000 subjects). The
-    // list drives the loop (CROSS JOIN keeps SQLite from scanning the whole dataset once per chunk instead).
-    const q = this.store.stmt('SELECT d.uscc, d.block, d.slot, d.missing FROM json_each(?) AS j CROSS JOIN dataset_subjects AS d ON d.dataset_id = ? AND d.uscc = j.value');
+    // Batched: one query per chunk of subjects (a point query per subject costs ~10 µs each at 100 000 subjects).
+    const q = this.store.stmt(SUBJECT_SLOTS_SQL);
     const none = new Set<string>();
     for (let i = 0; i < usccs.length; i += SQL_CHUNK) {
       for (const r of q.all(JSON.stringify(usccs.slice(i, i + SQL_CHUNK)), datasetId) as Array<{ uscc: string; block: number; slot: number; missing: string }>) {

@@ -61,6 +61,18 @@ describe('consentStatusesParallel', () => {
     const counts: Record<string, number> = {};
     for (const v of par.values()) counts[v.status] = (counts[v.status] ?? 0) + 1;
     for (const st of ['OK', 'NO_CONSENT', 'EXPIRED', 'REVOKED', 'OUT_OF_SCOPE', 'BAD_SIGNATURE']) expect(counts[st], st).toBeGreaterThan(10);
+    // Both equal what the fixture made of each subject, not only each other.
+    const planned = (i: number): string => {
+      switch (i % 7) {
+        case 0: return 'NO_CONSENT';
+        case 1: return 'EXPIRED';
+        case 2: return 'OUT_OF_SCOPE';
+        case 4: return i % 3 === 0 ? 'REVOKED' : 'OK';
+        case 5: return i % 2 === 0 ? 'BAD_SIGNATURE' : 'OK';
+        default: return 'OK';
+      }
+    };
+    subjects.forEach((u, i) => expect(par.get(u)!.status, `subject ${i}`).toBe(planned(i)));
     expect(par.get(stranger)).toEqual({ status: 'NO_CONSENT' });
   });
 

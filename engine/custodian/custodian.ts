@@ -259,6 +259,8 @@ export class LocalCustodian implements Custodian {
   private readonly targetKeys = new Map<string, PublicKey>();
   /** Bank requests already verified, by object identity → canonical hash. Only in-process callers pass the same object twice (HTTP gives a new one per call), and they share the process anyway. */
   private readonly checkedBankRequests = new WeakMap<object, string>();
+  /** The BFV secret key for this custodian's own pool: in shared memory (tasks share it, not copy 270 KB each), hashed once. */
+  private poolKey: { bytes: Uint8Array; hash: string } | undefined;
   /** Bank-signed jobs shown by the engine, by job hash (rebuilt from the log after a restart). */
   private readonly jobs = new Map<string, OpenJob>();
   private jobsLoaded = false;
@@ -526,7 +528,8 @@ export class LocalCustodian implements Custodian {
   private async decryptChecked(ciphertext: Uint8Array, label: string, maxSize: number): Promise<BigUint64Array> {
     // With a pool (the provider's own worker threads), decryption runs there, off the custodian's request thread.
     if (this.pool) {
-      return this.pool.run<BigUint64Array>({ op: 'decrypt', paramsId: this.paramsId, secretKey: this.keys.bfvSecretKey, ciphertext, label, maxSize });
+      this.poolKey ??= sharedKey(this.keys.bfvSecretKey);
+      return this.pool.run<BigUint64Array>({ op: 'decrypt', paramsId: this.paramsId, secretKey: this.poolKey.bytes, keyHash: this.poolKey.hash, ciphertext, label, maxSize });
     }
     const { ops, decryptor } = await this.init();
     return checkedDecrypt(ops, decryptor, this.params, ciphertext, label, maxSize);
@@ -599,4 +602,11 @@ export function checkedDecrypt(ops: BlockOps, decryptor: Decryptor, params: Para
   } finally {
     ct.delete();
   }
+}
+
+/** A copy of `key` in a SharedArrayBuffer (passed to worker tasks without copying) and its SHA-256 (the workers' cache key). */
+function sharedKey(key: Uint8Array): { bytes: Uint8Array; hash: string } {
+  const bytes = new Uint8Array(new SharedArrayBuffer(key.length));
+  bytes.set(key);
+  return { bytes, hash: sha256Hex(key) };
 }

@@ -11,7 +11,7 @@ import { toSlot } from '../he/codec.ts';
 import { heContext, paramSet, SLOT_STRIDE } from '../he/params.ts';
 import { BlockOps } from '../he/block.ts';
 import { maskVector } from '../he/mask.ts';
-import { readBlobVerified } from '../store/store.ts';
+import { readBlobVerified, SUBJECT_SLOTS_SQL } from '../store/store.ts';
 import { sealMemoryBytes } from '../he/seal.ts';
 import { SafehouseError } from '../errors.ts';
 import { consentStatus, CONSENT_STATUSES, type ConsentOp, type SignedConsent, type SignedRevocation } from '../../sandbox/consent.ts';
@@ -118,7 +118,16 @@ export interface ConsentTask {
  * Custodian decryption in the provider's own pool (never the engine's): the provider's secret key, the ciphertext the
  * custodian already hash-checked against the signed request; checks as `checkedDecrypt`, returns the decoded slots.
  */
-export interface DecryptTask { op: 'decrypt'; paramsId: string; secretKey: Uint8Array; ciphertext: Uint8Array; label: string; maxSize: number }
+export interface DecryptTask {
+  op: 'decrypt';
+  paramsId: string;
+  /** The custodian's key in shared memory (not copied per task); loaded into SEAL once per worker, by `keyHash`. */
+  secretKey: Uint8Array;
+  keyHash: string;
+  ciphertext: Uint8Array;
+  label: string;
+  maxSize: number;
+}
 
 /** Load SEAL and the parameter set's context in this worker now, not inside the first job. */
 export interface WarmTask { op: 'warm'; paramsId: string }
@@ -152,7 +161,7 @@ async function runTask(task: Task): Promise<unknown> {
         return oprf(task);
       case 'decrypt': {
         const o = await blockOps(task.paramsId);
-        const values = checkedDecrypt(o, decryptorFor(o, task.secretKey), o.he.params, task.ciphertext, task.label, task.maxSize);
+        const values = checkedDecrypt(o, decryptorFor(o, task.secretKey, task.keyHash), o.he.params, task.ciphertext, task.label, task.maxSize);
         return move(values as never);
       }
       case 'warm':
@@ -268,7 +277,7 @@ function consentChunk(task: ConsentTask): unknown {
       // as the engine's one-subject query reads them (consentStatus takes the first that fits).
       consents: db.prepare('SELECT c.subject, c.signed_json FROM json_each(?) AS j CROSS JOIN consents AS c ON c.subject = j.value AND c.grantee = ? ORDER BY c.rowid'),
       revocations: db.prepare('SELECT r.subject, r.signed_json FROM json_each(?) AS j CROSS JOIN revocations AS r ON r.subject = j.value'),
-      slots: db.prepare('SELECT d.uscc, d.block, d.slot, d.missing FROM json_each(?) AS j CROSS JOIN dataset_subjects AS d ON d.dataset_id = ? AND d.uscc = j.value'),
+      slots: db.prepare(SUBJECT_SLOTS_SQL),
     };
     databases.set(task.dbPath, d);
   }
@@ -393,11 +402,11 @@ function oprf(task: OprfTask): unknown {
 
 const decryptors = new Map<string, Decryptor>();
 
-/** A Decryptor per secret key (by hash), kept for the worker's life like the encryptors. */
-function decryptorFor(o: BlockOps, secretKey: Uint8Array): Decryptor {
-  const keyHash = createHash('sha256').update(secretKey).digest('hex');
+/** A Decryptor per secret key, kept for the worker's life like the encryptors; the key is hashed only when first loaded. */
+function decryptorFor(o: BlockOps, secretKey: Uint8Array, keyHash: string): Decryptor {
   let d = decryptors.get(keyHash);
   if (!d) {
+    if (createHash('sha256').update(secretKey).digest('hex') !== keyHash) throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', 'decrypt task: the secret key does not match its hash');
     const sk = o.loadSecretKey(secretKey);
     d = new o.he.seal.Decryptor(o.he.context, sk);
     sk.delete();

@@ -152,7 +152,7 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   if (!Number.isFinite(requestedAt) || Math.abs(requestedAt - engine.now().getTime()) > MAX_REQUEST_SKEW_MS) {
     fail('SH_ERR_INVALID_ARGUMENT', `"requestedAt" expected within ${MAX_REQUEST_SKEW_MS / 60_000} minutes of the engine's clock, got ${JSON.stringify(req.requestedAt)}`);
   }
-  if (engine.store.db.prepare('SELECT 1 FROM jobs WHERE id = ?').get(req.jobId)) fail('SH_ERR_ALREADY_EXISTS', `job ${req.jobId} already exists; a signed request runs once`, { job: req.jobId });
+  engine.requireNewJob(req.jobId);
   const registered = engine.model(req.modelId);
   if (!registered) fail('SH_ERR_NOT_FOUND', `no model ${JSON.stringify(req.modelId)} is registered`, { model: req.modelId });
   if (registered.bank !== bank.id) fail('SH_ERR_PARTY_ROLE', `model ${req.modelId} belongs to ${registered.bank}, not ${bank.id}`);
@@ -191,8 +191,7 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   const escrow = engine.parties('auditor').filter((a) => a.x25519).map((a) => ({ auditor: a.id, sealed: sealTo(a.x25519!, seed, { type: 'safehouse.escrow.v1', jobId: req.jobId, jobHash }) }));
   const consentIds = scored.map((s) => consent.get(s)!.consentId!).sort();
   engine.store.transaction(() => {
-    // Checked again here: the consent checks above awaited the pool, and the same signed request may have been sent twice.
-    if (engine.store.db.prepare('SELECT 1 FROM jobs WHERE id = ?').get(req.jobId)) fail('SH_ERR_ALREADY_EXISTS', `job ${req.jobId} already exists; a signed request runs once`, { job: req.jobId });
+    engine.requireNewJob(req.jobId);
     engine.store.db.prepare('INSERT INTO jobs (id, kind, bank, request_json, status, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(req.jobId, 'score', bank.id, JSON.stringify({ signed, escrow }), 'running', engine.now().toISOString());
     engine.ledger.append('job.requested', {
       jobId: req.jobId, job: 'score', bank: bank.id, modelId: req.modelId, modelHash: model.hash, purpose: req.purpose, jobHash,

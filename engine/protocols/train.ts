@@ -133,7 +133,7 @@ export function planTraining(engine: Engine, signed: Signed<TrainRequest>): Trai
   if (!Number.isFinite(at.getTime()) || Math.abs(at.getTime() - engine.now().getTime()) > MAX_REQUEST_SKEW_MS) {
     fail('SH_ERR_INVALID_ARGUMENT', `"requestedAt" expected within ${MAX_REQUEST_SKEW_MS / 60_000} minutes of the engine's clock`);
   }
-  if (engine.store.db.prepare('SELECT 1 FROM jobs WHERE id = ?').get(req.jobId)) fail('SH_ERR_ALREADY_EXISTS', `job ${req.jobId} already exists`, { job: req.jobId });
+  engine.requireNewJob(req.jobId);
   if (!Array.isArray(req.subjects)) fail('SH_ERR_INVALID_ARGUMENT', '"subjects" expected an array');
   if (req.others !== undefined && !Array.isArray(req.others)) fail('SH_ERR_INVALID_ARGUMENT', '"others" expected a list of { provider, fields }');
   const options = trainOptions(req.options);

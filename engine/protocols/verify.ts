@@ -158,7 +158,7 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
   if (!Number.isFinite(at.getTime()) || Math.abs(at.getTime() - engine.now().getTime()) > MAX_REQUEST_SKEW_MS) {
     fail('SH_ERR_INVALID_ARGUMENT', `"requestedAt" expected within ${MAX_REQUEST_SKEW_MS / 60_000} minutes of the engine's clock, got ${JSON.stringify(req.requestedAt)}`);
   }
-  if (engine.store.db.prepare('SELECT 1 FROM jobs WHERE id = ?').get(req.jobId)) fail('SH_ERR_ALREADY_EXISTS', `job ${req.jobId} already exists; a signed request runs once`, { job: req.jobId });
+  engine.requireNewJob(req.jobId);
   if (!Array.isArray(req.claims)) fail('SH_ERR_CLAIM_INVALID', '"claims" expected an array');
   if (req.claims.length > engine.policy.maxClaimsPerJob) fail('SH_ERR_JOB_TOO_LARGE', `job has ${req.claims.length} claims; the limit is ${engine.policy.maxClaimsPerJob}`);
   const jobHash = sha256Hex(canonicalize(signed));
@@ -206,8 +206,7 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
   // 3. Record the request (with every subject, for access reports) and the budget spent, before any custodian call.
   const subjects = [...new Set(req.claims.map((c) => c.subject))];
   engine.store.transaction(() => {
-    // Checked again here: the consent checks above awaited the pool, and the same signed request may have been sent twice.
-    if (engine.store.db.prepare('SELECT 1 FROM jobs WHERE id = ?').get(req.jobId)) fail('SH_ERR_ALREADY_EXISTS', `job ${req.jobId} already exists; a signed request runs once`, { job: req.jobId });
+    engine.requireNewJob(req.jobId);
     engine.store.db.prepare('INSERT INTO jobs (id, kind, bank, request_json, status, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(req.jobId, 'verify', bank.id, JSON.stringify({ signed }), 'running', engine.now().toISOString());
     engine.ledger.append('job.requested', { jobId: req.jobId, job: 'verify', bank: bank.id, purpose: req.purpose, jobHash, claims: req.claims.length, subjects: subjects.length, signature: signed.signature }, subjects);
     const up = engine.store.db.prepare('INSERT INTO verify_budget (bank, subject, provider, field, epoch, used) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(bank, subject, provider, field, epoch) DO UPDATE SET used = excluded.used');

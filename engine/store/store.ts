@@ -54,6 +54,12 @@ CREATE TABLE IF NOT EXISTS jobs (
   summary_json TEXT, created_at TEXT NOT NULL, finished_at TEXT);
 `;
 
+/**
+ * Slots of a list of subjects in a dataset: ? = JSON array of USCCs, ? = dataset id. The list drives the loop (CROSS
+ * JOIN: one index lookup per subject; with `IN (json_each)` SQLite scanned the whole dataset once per list).
+ */
+export const SUBJECT_SLOTS_SQL = 'SELECT d.uscc, d.block, d.slot, d.missing FROM json_each(?) AS j CROSS JOIN dataset_subjects AS d ON d.dataset_id = ? AND d.uscc = j.value';
+
 export class Store {
   readonly home: string;
   readonly db: DatabaseSync;
