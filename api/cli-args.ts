@@ -1,8 +1,8 @@
 /** Argument and input-file parsing shared by the CLI's embedded and client modes. */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { SafehouseError, isCoded } from '../engine/errors.ts';
-import { parseCsv } from './csv.ts';
+import { SafehouseError, isCoded } from '../core/errors.ts';
+import { parseCsv } from '../core/csv.ts';
 import type { ConsentGrant } from './embedded.ts';
 import type { ConsentOp } from '../sandbox/consent.ts';
 import type { Claim } from '../engine/protocols/verify.ts';

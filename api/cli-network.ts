@@ -5,12 +5,12 @@
  */
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { SafehouseError, fail } from '../engine/errors.ts';
+import { SafehouseError, fail } from '../core/errors.ts';
 import { Engine } from '../engine/engine.ts';
 import { BFV_8192_T40 } from '../engine/he/params.ts';
 import { toScorecard, toLinear, trainOptions } from '../models/train.ts';
 import { trainTestSplit } from '../models/german.ts';
-import { toCsv } from './csv.ts';
+import { toCsv } from '../core/csv.ts';
 import { need, list, readJson, readText, progressBar, subjectsOf, grantsOf, claimsOf, trainInputsOf, featuresOf, numOpt, type Opts } from './cli-args.ts';
 import { EngineServer, adminKey } from './server.ts';
 import { startCustodian } from './custodian-process.ts';

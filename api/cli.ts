@@ -5,9 +5,9 @@
 import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { SafehouseError } from '../engine/errors.ts';
+import { SafehouseError } from '../core/errors.ts';
 import { Safehouse } from './embedded.ts';
-import { toCsv } from './csv.ts';
+import { toCsv } from '../core/csv.ts';
 import { need, readJson, readText, progressBar, subjectsOf, grantsOf, claimsOf, trainInputsOf, featuresOf, numOpt, type Opts } from './cli-args.ts';
 import { replayJob } from '../engine/audit/replay.ts';
 import { accessReport } from '../engine/audit/report.ts';

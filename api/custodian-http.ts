@@ -8,10 +8,10 @@
  * `{ code, message, details }` with the catalog's HTTP status; anything uncoded is a hidden 500.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
-import { SafehouseError, fail, ERRORS, type ErrorCode } from '../engine/errors.ts';
+import { SafehouseError, fail, ERRORS, type ErrorCode } from '../core/errors.ts';
 import type { BankJob, Custodian, DecryptRequest, DecryptResponse, TransferRequest, TransferResponse, TokenEvalRequest, TokenEvalResponse, BankClaims } from '../engine/custodian/custodian.ts';
-import type { Signed } from '../engine/crypto/sign.ts';
-import { bytesToHex, hexToBytes } from '../engine/crypto/sign.ts';
+import type { Signed } from '../core/sign.ts';
+import { bytesToHex, hexToBytes } from '../core/sign.ts';
 import { RequestVerifier, signRequest } from './httpsig.ts';
 import type { TrainColumns } from '../engine/protocols/train.ts';
 export { b64, unb64 };

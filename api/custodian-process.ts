@@ -7,8 +7,8 @@
  */
 import { join } from 'node:path';
 import { readdirSync, readFileSync } from 'node:fs';
-import { fail } from '../engine/errors.ts';
-import { hexToBytes, type Signed } from '../engine/crypto/sign.ts';
+import { fail } from '../core/errors.ts';
+import { hexToBytes, type Signed } from '../core/sign.ts';
 import { paramSet } from '../engine/he/params.ts';
 import { ProviderAgent, type ProviderTable } from '../engine/custodian/provider.ts';
 import { WorkerPool } from '../engine/pool/pool.ts';

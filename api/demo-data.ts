@@ -3,8 +3,9 @@
  * fund) with correlated values in the catalog's units, a consent plan with known refusals, and a scorecard of the
  * kind Chinese banks use. Deterministic for a given seed (mulberry32), so a run can be reproduced.
  */
-import { toCsv } from './csv.ts';
+import { toCsv } from '../core/csv.ts';
 import { randomUscc } from '../sandbox/uscc.ts';
+import { mulberry32 } from '../core/rng.ts';
 
 export type PlannedStatus = 'OK' | 'NO_CONSENT' | 'EXPIRED' | 'REVOKED' | 'OUT_OF_SCOPE';
 
@@ -22,18 +23,6 @@ export const OUT_OF_SCOPE_CATEGORIES = ['tax', 'utilities'];
 export const ALL_CATEGORIES = ['tax', 'utilities', 'housing_fund', 'property'];
 
 const BANKS = ['中国工商银行股份有限公司深圳分行', '中国建设银行股份有限公司深圳市分行', '招商银行股份有限公司深圳分行', '平安银行股份有限公司深圳分行', '深圳农村商业银行股份有限公司'];
-
-/** mulberry32: a small seeded PRNG, so demo data, tests and benchmarks are reproducible (not for secrets). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export const DEMO_BANK = 'bank_icbc_sz';
 export const DEMO_PURPOSE = 'sme_credit_line';

@@ -14,8 +14,8 @@ import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { germanSplit, GERMAN_PATH } from '../models/german.ts';
-import { parseCsv, toCsv } from './csv.ts';
-import { mulberry32 } from './demo-data.ts';
+import { parseCsv, toCsv } from '../core/csv.ts';
+import { mulberry32 } from '../core/rng.ts';
 
 const BIN = resolve(import.meta.dirname, 'bin', 'safehouse.js');
 export const NET_BANK = 'bank_gc';

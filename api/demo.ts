@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Safehouse, type ConsentGrant } from './embedded.ts';
 import { demoGrants, generateDemo, generateClaims, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID, OUT_OF_SCOPE_CATEGORIES } from './demo-data.ts';
-import { parseCsv } from './csv.ts';
+import { parseCsv } from '../core/csv.ts';
 import { evaluatePlain, claimPlain } from '../models/plain.ts';
 import { normalizeId, idRuleFor } from '../engine/tokens/normalize.ts';
 import { parseModel } from '../models/model.ts';

@@ -5,13 +5,13 @@
  */
 import { join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
-import { fail } from '../engine/errors.ts';
+import { fail } from '../core/errors.ts';
 import { Engine, type PartyRole } from '../engine/engine.ts';
 import { ProviderAgent, type ProviderTable } from '../engine/custodian/provider.ts';
 import type { CustodianView } from '../engine/custodian/custodian.ts';
 import { WorkerPool } from '../engine/pool/pool.ts';
 import { generateOprfKeyPair } from '../engine/tokens/oprf.ts';
-import { signJson } from '../engine/crypto/sign.ts';
+import { signJson } from '../core/sign.ts';
 import { buildScoreRequest, openScoreResult, runScoreJob, type ScoreProgress, type ScoreResult, type ScoreStatus } from '../engine/protocols/score.ts';
 import { buildTrainRequest, planTraining, encryptLabels, acceptTrainingInputs, transferTrainingColumns, runTraining, type TrainOutcome, type TrainProgress } from '../engine/protocols/train.ts';
 import type { TrainOptions } from '../models/train.ts';

@@ -11,9 +11,9 @@
  * Signing uses @noble/curves; verification uses node:crypto (engine/crypto/sign.ts `ed25519Verify`).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { fail } from '../engine/errors.ts';
-import { ed25519Verify } from '../engine/crypto/sign.ts';
-import { ed25519Sign } from '../engine/crypto/sign.ts';
+import { fail } from '../core/errors.ts';
+import { ed25519Verify } from '../core/sign.ts';
+import { ed25519Sign } from '../core/sign.ts';
 
 export interface HttpRequestParts {
   method: string;

@@ -12,9 +12,9 @@
  */
 import { join, dirname } from 'node:path';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync, statSync, readdirSync } from 'node:fs';
-import { fail } from '../engine/errors.ts';
-import { ed25519KeyPair, bytesToHex, hexToBytes } from '../engine/crypto/sign.ts';
-import { x25519KeyPair } from '../engine/crypto/sealbox.ts';
+import { fail } from '../core/errors.ts';
+import { ed25519KeyPair, bytesToHex, hexToBytes } from '../core/sign.ts';
+import { x25519KeyPair } from '../core/sealbox.ts';
 import { generateOprfKeyPair } from '../engine/tokens/oprf.ts';
 import { ProviderAgent } from '../engine/custodian/provider.ts';
 import { parseUscc } from '../sandbox/uscc.ts';

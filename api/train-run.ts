@@ -6,7 +6,7 @@
  * KS from the returned scores — the engine never learns a hold-out label. For comparison it also trains the same
  * Taylor-LR on plaintext (embedded mode can read the provider's own table; a real bank cannot) and reports its AUC.
  */
-import { fail } from '../engine/errors.ts';
+import { fail } from '../core/errors.ts';
 import type { Safehouse } from './embedded.ts';
 import type { TrainOutcome, TrainProgress } from '../engine/protocols/train.ts';
 import { binOf, toScorecard, toLinear, trainPlainFloat, trainOptions, standardizedValue, STD_BITS, type BinSpec, type Column, type TrainOptions } from '../models/train.ts';

@@ -12,9 +12,9 @@
 import { DatabaseSync } from 'node:sqlite';
 import { mkdirSync, readFileSync, writeFileSync, existsSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { fail } from '../engine/errors.ts';
-import { ed25519KeyPair, bytesToHex, hexToBytes } from '../engine/crypto/sign.ts';
-import { x25519KeyPair } from '../engine/crypto/sealbox.ts';
+import { fail } from '../core/errors.ts';
+import { ed25519KeyPair, bytesToHex, hexToBytes } from '../core/sign.ts';
+import { x25519KeyPair } from '../core/sealbox.ts';
 
 export type Role = 'provider' | 'bank' | 'enterprise' | 'auditor' | 'engine';
 export const ROLES: readonly Role[] = ['provider', 'bank', 'enterprise', 'auditor'];

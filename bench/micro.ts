@@ -24,10 +24,10 @@ import { p256_oprf } from '@noble/curves/nist.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { heContext, BFV_8192_T40 } from '../engine/he/params.ts';
 import { BlockOps, generateBfvKeys } from '../engine/he/block.ts';
-import { toSlot } from '../engine/he/codec.ts';
-import { x25519KeyPair, sealTo, openSealed } from '../engine/crypto/sealbox.ts';
+import { toSlot } from '../core/fixed.ts';
+import { x25519KeyPair, sealTo, openSealed } from '../core/sealbox.ts';
 import { generateOprfKeyPair, tokenInfo } from '../engine/tokens/oprf.ts';
-import { mulberry32 } from '../api/demo-data.ts';
+import { mulberry32 } from '../core/rng.ts';
 import { formatTable, fmt, runBenchmarks, type BenchCase, type BenchResult } from './report.ts';
 
 /** Elements per OPRF batch (one DLEQ proof each); the verification job batches per provider and field. */

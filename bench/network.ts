@@ -44,7 +44,7 @@ import { EngineServer } from '../api/server.ts';
 import { Client, verify as clientVerify, newJobId, type JobView } from '../api/client.ts';
 import { claimPlain } from '../models/plain.ts';
 import { normalizeId, idRuleFor } from '../engine/tokens/normalize.ts';
-import { ed25519KeyPair } from '../engine/crypto/sign.ts';
+import { ed25519KeyPair } from '../core/sign.ts';
 import { buildVerifyRequest, openVerifyResult, type ClaimResult, type VerifyResult } from '../engine/protocols/verify.ts';
 import type { Custodian } from '../engine/custodian/custodian.ts';
 import type { PartyKeys } from '../api/wallet.ts';

@@ -13,15 +13,15 @@ import type { Ciphertext, Plaintext } from 'node-seal';
 import { heContext, BFV_8192_T40 } from '../engine/he/params.ts';
 import { BlockOps, generateBfvKeys, type LinearTerm } from '../engine/he/block.ts';
 import { deriveMaskKey, maskVector } from '../engine/he/mask.ts';
-import { centered, toSlot } from '../engine/he/codec.ts';
+import { centered, toSlot } from '../core/fixed.ts';
 import { LocalCustodian, type DecryptRequest } from '../engine/custodian/custodian.ts';
-import { ed25519KeyPair, signJson, requireSignature, bytesToHex } from '../engine/crypto/sign.ts';
-import { x25519KeyPair, openSealed, sealTo } from '../engine/crypto/sealbox.ts';
-import { sha256Hex } from '../engine/store/store.ts';
-import { canonicalize } from '../engine/jcs.ts';
+import { ed25519KeyPair, signJson, requireSignature, bytesToHex } from '../core/sign.ts';
+import { x25519KeyPair, openSealed, sealTo } from '../core/sealbox.ts';
+import { sha256Hex } from '../core/hash.ts';
+import { canonicalize } from '../core/jcs.ts';
 import { generatePaillierKeys, paillierSelfCheck, Paillier, modPowJs, modPowOpenSsl } from './paillier.ts';
 import { runBenchmarks, formatTable, fmt, type BenchCase, type BenchResult, type Ratio } from './report.ts';
-import { mulberry32 } from '../api/demo-data.ts';
+import { mulberry32 } from '../core/rng.ts';
 
 /** Signed fixed-point multipliers (scorecard points × 100 scale), two negative; none is ±1 so every term multiplies. */
 export const WEIGHTS: readonly bigint[] = [1550n, -2000n, 6000n, 1200n, -3000n, 1425n];

@@ -7,13 +7,14 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { fail } from './errors.ts';
-import { Store, sha256Hex, SUBJECT_SLOTS_SQL } from './store/store.ts';
+import { fail } from '../core/errors.ts';
+import { Store, SUBJECT_SLOTS_SQL } from './store/store.ts';
+import { sha256Hex } from '../core/hash.ts';
 import { Ledger } from './ledger/ledger.ts';
 import { WorkerPool } from './pool/pool.ts';
 import { BFV_8192_T40, SLOT_STRIDE, type ParamSet } from './he/params.ts';
-import { ed25519KeyPair, ed25519PublicKey, requireSignature, bytesToHex, hexToBytes, type Signed } from './crypto/sign.ts';
-import { x25519KeyPair } from './crypto/sealbox.ts';
+import { ed25519KeyPair, ed25519PublicKey, requireSignature, bytesToHex, hexToBytes, type Signed } from '../core/sign.ts';
+import { x25519KeyPair } from '../core/sealbox.ts';
 import type { Custodian } from './custodian/custodian.ts';
 import { validateSchema, type DatasetSchema, type FieldSpec } from '../sandbox/catalog.ts';
 import { parseUscc } from '../sandbox/uscc.ts';

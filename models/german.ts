@@ -15,9 +15,9 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { describe, fail } from '../engine/errors.ts';
-import { toCsv } from '../api/csv.ts';
-import { mulberry32 } from '../api/demo-data.ts';
+import { describe, fail } from '../core/errors.ts';
+import { toCsv } from '../core/csv.ts';
+import { mulberry32 } from '../core/rng.ts';
 import { randomUscc } from '../sandbox/uscc.ts';
 import { validateSchema, type DatasetSchema } from '../sandbox/catalog.ts';
 import { encodeValue } from '../sandbox/values.ts';

@@ -6,7 +6,7 @@
  * sorted scores; ties are handled exactly (average ranks for AUC, whole tie groups for KS), so neither depends on
  * the order of the input.
  */
-import { describe, fail } from '../engine/errors.ts';
+import { describe, fail } from '../core/errors.ts';
 
 /** Validated input: indices sorted by score, and the class sizes. */
 interface Checked { order: number[]; nBad: number; nGood: number }

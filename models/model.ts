@@ -11,10 +11,10 @@
  * indicator [x ∈ b] is computed by the provider from its own records when it approves the model (one derived column
  * per bin, uploaded encrypted), so bins cost no comparisons on ciphertexts.
  */
-import { fail } from '../engine/errors.ts';
-import { canonicalize } from '../engine/jcs.ts';
-import { parseFixed, pow10 } from '../engine/he/codec.ts';
-import { sha256Hex } from '../engine/store/store.ts';
+import { fail } from '../core/errors.ts';
+import { canonicalize } from '../core/jcs.ts';
+import { parseFixed, pow10 } from '../core/fixed.ts';
+import { sha256Hex } from '../core/hash.ts';
 import { classAllows, type FieldSpec } from '../sandbox/catalog.ts';
 
 export const MAX_WEIGHT_DECIMALS = 6;

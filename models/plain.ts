@@ -3,7 +3,7 @@
  * result is compared with (tests, demo, replay). Independent of the fixed-point compilation in model.ts: each term is
  * an exact decimal fraction over its own power of ten, and the sum is brought to a common denominator at the end.
  */
-import { formatFixed, parseFixed, pow10 } from '../engine/he/codec.ts';
+import { formatFixed, parseFixed, pow10 } from '../core/fixed.ts';
 import { encodeValue } from '../sandbox/values.ts';
 import type { FieldSpec } from '../sandbox/catalog.ts';
 import { isScorecardTerm, type ModelSpec } from './model.ts';

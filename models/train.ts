@@ -16,8 +16,8 @@
  * A missing value gives a subject an all-zero row for that feature (its contribution is 0, the scorecard's
  * `missingPoints: '0'`).
  */
-import { describe, fail } from '../engine/errors.ts';
-import { formatFixed, parseFixed } from '../engine/he/codec.ts';
+import { describe, fail } from '../core/errors.ts';
+import { formatFixed, parseFixed } from '../core/fixed.ts';
 import type { FieldSpec } from '../sandbox/catalog.ts';
 import { parseModel, type ModelSpec } from './model.ts';
 

@@ -9,7 +9,7 @@
  * Values are fixed-point: a field with `decimals` d stores round-free integers value·10^d, so `min`/`max` are exact
  * decimal strings (never floats). The bound calculator, not this module, checks that bounds fit the plain modulus.
  */
-import { fail, describe } from '../engine/errors.ts';
+import { fail, describe } from '../core/errors.ts';
 
 export type FieldType = 'int' | 'decimal' | 'bool' | 'enum' | 'id';
 export type FieldClass = 'PUBLIC' | 'AUTH_QUERY' | 'VERIFY_ONLY' | 'MODEL_ONLY';

@@ -14,14 +14,14 @@
  * different content: {@link validateConsentStatement} recomputes it.
  */
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { ed25519Verify } from '../engine/crypto/sign.ts';
+import { ed25519Verify } from '../core/sign.ts';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, hexToBytes, randomBytes } from '@noble/hashes/utils.js';
-import { fail, describe } from '../engine/errors.ts';
-import { canonicalBytes } from '../engine/jcs.ts';
+import { fail, describe } from '../core/errors.ts';
+import { canonicalBytes } from '../core/jcs.ts';
 import { getCategory } from './catalog.ts';
 import { parseUscc } from './uscc.ts';
-import { ed25519Sign } from '../engine/crypto/sign.ts';
+import { ed25519Sign } from '../core/sign.ts';
 
 export type ConsentOp = 'score' | 'verify' | 'train';
 export interface ConsentStatement {

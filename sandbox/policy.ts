@@ -1,7 +1,7 @@
 /**
  * Output policy and limits (DESIGN §7). One filled defaults object, validated up front (STYLE §5).
  */
-import { fail } from '../engine/errors.ts';
+import { fail } from '../core/errors.ts';
 
 export interface Policy {
   /** Anti-extraction: minimum fields with an effective (non-zero) weight per provider a model uses. */

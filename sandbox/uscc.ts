@@ -18,7 +18,7 @@
  * test/sandbox-uscc.test.ts). A few codes issued by early pilot registries (e.g. Xiamen's 91350211M00013FA1N)
  * do not satisfy GB 32100 and are refused, as the national standard requires.
  */
-import { fail, describe } from '../engine/errors.ts';
+import { fail, describe } from '../core/errors.ts';
 
 /** GB 32100-2015 §4 code alphabet; a character's value is its index (0–30). */
 export const USCC_ALPHABET = '0123456789ABCDEFGHJKLMNPQRTUWXY';

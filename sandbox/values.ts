@@ -4,8 +4,8 @@
  * Values outside the field's [min, max] are refused. Used by the provider when it encodes a dataset and by the
  * plaintext reference evaluation, so both read a CSV cell the same way.
  */
-import { fail } from '../engine/errors.ts';
-import { parseFixed } from '../engine/he/codec.ts';
+import { fail } from '../core/errors.ts';
+import { parseFixed } from '../core/fixed.ts';
 import type { FieldSpec } from './catalog.ts';
 
 /**

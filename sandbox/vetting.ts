@@ -7,17 +7,25 @@
  *     of their points stands in for |w|·σ. Rule 2 is what stops "digit packing" (x1·10^8 + x2·10^4 + x3): a field
  *     placed in high digits necessarily dominates the variance.
  */
-import { fail } from '../engine/errors.ts';
-import type { CompiledModel } from '../models/model.ts';
+import { fail } from '../core/errors.ts';
 import type { Policy } from './policy.ts';
+
+/**
+ * What vetting reads of a compiled model (models/model.ts `CompiledModel` has these members): per term, its provider
+ * and field, whether it can change the score at all, and the half-spread of its contribution.
+ */
+export interface VettableModel {
+  spec: { id: string };
+  terms: ReadonlyArray<{ provider: string; field: string; effective: boolean; spread: number }>;
+}
 
 export interface VettingReport {
   providers: Array<{ provider: string; effectiveFields: number; maxShare: number; maxShareField: string }>;
 }
 
 /** @throws SH_ERR_MODEL_EXTRACTION naming the provider and field. */
-export function vetModel(model: CompiledModel, policy: Policy): VettingReport {
-  const byProvider = new Map<string, CompiledModel['terms']>();
+export function vetModel(model: VettableModel, policy: Policy): VettingReport {
+  const byProvider = new Map<string, Array<VettableModel['terms'][number]>>();
   for (const t of model.terms) byProvider.set(t.provider, [...(byProvider.get(t.provider) ?? []), t]);
   const providers: VettingReport['providers'] = [];
   for (const [provider, terms] of byProvider) {

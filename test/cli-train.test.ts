@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { germanSplit } from '../models/german.ts';
 import { parseModel } from '../models/model.ts';
-import { parseCsv } from '../api/csv.ts';
+import { parseCsv } from '../core/csv.ts';
 import { auc } from '../models/metrics.ts';
 
 const BIN = join(import.meta.dirname, '..', 'api', 'bin', 'safehouse.js');

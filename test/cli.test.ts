@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { parseCsv } from '../api/csv.ts';
+import { parseCsv } from '../core/csv.ts';
 import { parseModel } from '../models/model.ts';
 import { evaluatePlain, claimPlain } from '../models/plain.ts';
 import { normalizeId, idRuleFor } from '../engine/tokens/normalize.ts';

@@ -13,7 +13,7 @@ import { EngineServer, adminKey } from '../api/server.ts';
 import { Client, registerParties, grantConsents, revokeConsents, enterpriseKeys, auditVerify, accessReport } from '../api/client.ts';
 import { keygen, keygenEnterprises, readKeyFile, readPublic } from '../api/keys.ts';
 import { randomUscc } from '../sandbox/uscc.ts';
-import { mulberry32 } from '../api/demo-data.ts';
+import { mulberry32 } from '../core/rng.ts';
 
 let dir: string;
 let engine: Engine;

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Safehouse } from '../api/embedded.ts';
 import { randomUscc } from '../sandbox/uscc.ts';
-import { mulberry32 } from '../api/demo-data.ts';
+import { mulberry32 } from '../core/rng.ts';
 
 const BANK = 'bank_p';
 const DAY = 86_400_000;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseCsv, parseCsvBytes, toCsv, type CsvOptions } from '../api/csv.ts';
-import { isCoded, type ErrorCode } from '../engine/errors.ts';
+import { parseCsv, parseCsvBytes, toCsv, type CsvOptions } from '../core/csv.ts';
+import { isCoded, type ErrorCode } from '../core/errors.ts';
 
 function thrown(fn: () => unknown, code: ErrorCode): { message: string; details: Record<string, unknown> } {
   try {

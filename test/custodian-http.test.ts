@@ -12,7 +12,7 @@ import { Safehouse } from '../api/embedded.ts';
 import { generateDemo, generateClaims, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID, ALL_CATEGORIES } from '../api/demo-data.ts';
 import { buildCustodianServer, HttpCustodian } from '../api/custodian-http.ts';
 import { signRequest } from '../api/httpsig.ts';
-import { ed25519KeyPair } from '../engine/crypto/sign.ts';
+import { ed25519KeyPair } from '../core/sign.ts';
 
 let home: string;
 let sh: Safehouse;

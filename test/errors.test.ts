@@ -3,17 +3,17 @@
  * `test/internals/errors.test.js`):
  *  (a) every code in `ERRORS` has a `### CODE` section in docs/errors.md, in the same order, with the same kind, status
  *      and summary — and the page documents no code the catalog lacks;
- *  (b) every `'SH_ERR_…'` string literal in engine/, models/, sandbox/, api/ is a catalog code;
+ *  (b) every `'SH_ERR_…'` string literal in core/, engine/, models/, sandbox/, api/ is a catalog code;
  *  (c) every catalog code is used somewhere in those sources (or is explicitly reserved below);
  *  (d) `SafehouseError` takes kind and status from the catalog, and `toPublic()` hides internal messages.
  */
 import { describe, expect, it } from 'vitest';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { ERRORS, SafehouseError, fail, isCoded, type ErrorCode, type ErrorKind } from '../engine/errors.ts';
+import { ERRORS, SafehouseError, fail, isCoded, type ErrorCode, type ErrorKind } from '../core/errors.ts';
 
 const ROOT = join(import.meta.dirname, '..');
-const SOURCE_DIRS = ['engine', 'models', 'sandbox', 'api'];
+const SOURCE_DIRS = ['core', 'engine', 'models', 'sandbox', 'api'];
 const CODES = Object.keys(ERRORS) as ErrorCode[];
 
 /**
@@ -39,7 +39,7 @@ function literalUses(): Map<string, string[]> {
   const uses = new Map<string, string[]>();
   for (const file of SOURCE_DIRS.flatMap((d) => tsFiles(join(ROOT, d)))) {
     const rel = relative(ROOT, file);
-    if (rel === join('engine', 'errors.ts')) continue;
+    if (rel === join('core', 'errors.ts')) continue;
     for (const m of readFileSync(file, 'utf8').matchAll(/(['"`])(SH_ERR_[A-Z0-9_]+)\1/g)) {
       const list = uses.get(m[2]!) ?? [];
       if (!list.includes(rel)) list.push(rel);
@@ -89,7 +89,7 @@ describe('errors: catalog ⇄ docs/errors.md', () => {
 describe('errors: catalog ⇄ source', () => {
   const uses = literalUses();
 
-  it('every SH_ERR_ string literal in engine/, models/, sandbox/, api/ is in ERRORS', () => {
+  it('every SH_ERR_ string literal in core/, engine/, models/, sandbox/, api/ is in ERRORS', () => {
     const unknown = [...uses].filter(([code]) => !(code in ERRORS)).map(([code, files]) => `${code} (${files.join(', ')})`);
     expect(unknown).toEqual([]);
     expect(uses.size).toBeGreaterThan(0); // the scan found the sources

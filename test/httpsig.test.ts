@@ -3,7 +3,7 @@
  * and key problem refused with SH_ERR_BAD_SIGNATURE.
  */
 import { describe, it, expect } from 'vitest';
-import { ed25519KeyPair } from '../engine/crypto/sign.ts';
+import { ed25519KeyPair } from '../core/sign.ts';
 import { RequestVerifier, signRequest, contentDigest, type HttpRequestParts } from '../api/httpsig.ts';
 
 const bank = ed25519KeyPair();

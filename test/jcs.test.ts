@@ -3,7 +3,7 @@
  * number and string serialization (§3.2.2), and coded refusals that name the offending path.
  */
 import { describe, it, expect } from 'vitest';
-import { canonicalize, canonicalBytes } from '../engine/jcs.ts';
+import { canonicalize, canonicalBytes } from '../core/jcs.ts';
 
 describe('canonicalize (RFC 8785)', () => {
   it('sorts members by UTF-16 code units (RFC 8785 §3.2.3 example)', () => {

@@ -2,7 +2,7 @@
 // published PeterNeumann vector (test/vectors/signed-note.json), then round trips and tampering.
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { describe, expect, test } from 'vitest';
-import { isCoded, type ErrorCode } from '../engine/errors.ts';
+import { isCoded, type ErrorCode } from '../core/errors.ts';
 import {
   keyHash,
   parseCheckpoint,

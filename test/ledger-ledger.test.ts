@@ -3,8 +3,8 @@
 import { DatabaseSync } from 'node:sqlite';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { describe, expect, test } from 'vitest';
-import { isCoded, type ErrorCode } from '../engine/errors.ts';
-import { canonicalize } from '../engine/jcs.ts';
+import { isCoded, type ErrorCode } from '../core/errors.ts';
+import { canonicalize } from '../core/jcs.ts';
 import { signCheckpoint, verifyCheckpoint } from '../engine/ledger/checkpoint.ts';
 import { Ledger, type LedgerCounters } from '../engine/ledger/ledger.ts';
 import {

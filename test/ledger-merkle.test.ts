@@ -1,7 +1,7 @@
 // RFC 6962 §2.1 hashing and RFC 9162 §2.1.3–2.1.4 proofs, against the transparency-dev/merkle reference vectors
 // (test/vectors/rfc6962.json) and that project's corrupted-proof matrix (proof/verify_test.go).
 import { describe, expect, test } from 'vitest';
-import { isCoded } from '../engine/errors.ts';
+import { isCoded } from '../core/errors.ts';
 import {
   consistencyProof,
   EMPTY_ROOT,

@@ -15,8 +15,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Safehouse } from '../api/embedded.ts';
 import { randomUscc } from '../sandbox/uscc.ts';
-import { mulberry32 } from '../api/demo-data.ts';
-import { formatFixed } from '../engine/he/codec.ts';
+import { mulberry32 } from '../core/rng.ts';
+import { formatFixed } from '../core/fixed.ts';
 
 const BLOCKS = 50;
 const SLOTS = 8192;

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runNetwork, writeScenario, NET_BANK, NET_AUDITOR, NET_PURPOSE, type NetworkRun } from '../api/demo-network.ts';
 import { Safehouse } from '../api/embedded.ts';
-import { parseCsv } from '../api/csv.ts';
+import { parseCsv } from '../core/csv.ts';
 import { trainTestSplit } from '../models/german.ts';
 import { toScorecard, trainOptions } from '../models/train.ts';
 import { parseModel } from '../models/model.ts';

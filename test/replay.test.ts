@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Safehouse } from '../api/embedded.ts';
 import { generateDemo, generateClaims, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID, ALL_CATEGORIES } from '../api/demo-data.ts';
 import { replayJob, type ReplayReport } from '../engine/audit/replay.ts';
-import { sealTo } from '../engine/crypto/sealbox.ts';
+import { sealTo } from '../core/sealbox.ts';
 
 const AUDITOR = 'auditor_pboc';
 let home: string;
@@ -195,7 +195,7 @@ describe('audit replay over the network', () => {
   it("the auditor's client replays each job on its own replica (verified ledger, bundle rows, hash-checked blobs) with the same steps and results", async () => {
     const { EngineServer } = await import('../api/server.ts');
     const { Client, replayRemote, jobsOf } = await import('../api/client.ts');
-    const { ed25519KeyPair } = await import('../engine/crypto/sign.ts');
+    const { ed25519KeyPair } = await import('../core/sign.ts');
     const server = new EngineServer({ engine: sh.engine, adminPublicKey: ed25519KeyPair().publicKey });
     const url = await server.listen(0);
     try {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isCoded } from '../engine/errors.ts';
+import { isCoded } from '../core/errors.ts';
 import type { FieldClass, FieldOp } from '../sandbox/catalog.ts';
 import { CATALOG, classAllows, decimalToScaled, getCategory, validateSchema } from '../sandbox/catalog.ts';
 import { thrownCode as code } from './fixtures/expect.ts';

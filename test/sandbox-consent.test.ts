@@ -2,8 +2,8 @@ import { ed25519 } from '@noble/curves/ed25519.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
-import { isCoded } from '../engine/errors.ts';
-import { canonicalBytes } from '../engine/jcs.ts';
+import { isCoded } from '../core/errors.ts';
+import { canonicalBytes } from '../core/jcs.ts';
 import type { ConsentInput, ConsentRequest, SignedConsent, SignedRevocation } from '../sandbox/consent.ts';
 import { thrownCode as code } from './fixtures/expect.ts';
 import {

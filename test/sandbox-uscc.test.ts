@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isCoded } from '../engine/errors.ts';
+import { isCoded } from '../core/errors.ts';
 import { thrownCode as code } from './fixtures/expect.ts';
 import {
   USCC_ALPHABET, isValidUscc, orgCodeCheckChar, parseUscc, randomUscc, usccCheckChar,

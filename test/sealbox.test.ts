@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { openSealed, sealTo, x25519KeyPair, type SealedBox } from '../engine/crypto/sealbox.ts';
-import { isCoded, type ErrorCode } from '../engine/errors.ts';
+import { openSealed, sealTo, x25519KeyPair, type SealedBox } from '../core/sealbox.ts';
+import { isCoded, type ErrorCode } from '../core/errors.ts';
 import { expectCode } from './fixtures/expect.ts';
 
 const ctx = { job: 'j-001', provider: 'tax', block: 3, recipient: 'bank-a' };

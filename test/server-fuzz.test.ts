@@ -19,10 +19,11 @@ import { Safehouse } from '../api/embedded.ts';
 import { EngineServer } from '../api/server.ts';
 import { buildCustodianServer } from '../api/custodian-http.ts';
 import { signRequest } from '../api/httpsig.ts';
-import { mulberry32, generateDemo } from '../api/demo-data.ts';
-import { ERRORS } from '../engine/errors.ts';
-import { ed25519KeyPair, signJson, bytesToHex } from '../engine/crypto/sign.ts';
-import { sha256Hex } from '../engine/store/store.ts';
+import { generateDemo } from '../api/demo-data.ts';
+import { mulberry32 } from '../core/rng.ts';
+import { ERRORS } from '../core/errors.ts';
+import { ed25519KeyPair, signJson, bytesToHex } from '../core/sign.ts';
+import { sha256Hex } from '../core/hash.ts';
 import { createConsent, createRevocation, type SignedConsent } from '../sandbox/consent.ts';
 import { randomUscc, isValidUscc } from '../sandbox/uscc.ts';
 

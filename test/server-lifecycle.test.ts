@@ -12,7 +12,7 @@ import { generateDemo, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID, ALL_CATEGORIES } 
 import { EngineServer } from '../api/server.ts';
 import { Client, newJobId, type JobView } from '../api/client.ts';
 import { buildScoreRequest, openScoreResult, type ScoreResult } from '../engine/protocols/score.ts';
-import { ed25519KeyPair } from '../engine/crypto/sign.ts';
+import { ed25519KeyPair } from '../core/sign.ts';
 
 let home: string;
 let sh: Safehouse;

@@ -5,7 +5,7 @@
  */
 import { describe, it, expect } from 'vitest';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { ed25519KeyPair, ed25519PublicKey, ed25519Sign, ed25519Verify, signJson, verifyJson, requireSignature } from '../engine/crypto/sign.ts';
+import { ed25519KeyPair, ed25519PublicKey, ed25519Sign, ed25519Verify, signJson, verifyJson, requireSignature } from '../core/sign.ts';
 
 const L = 2n ** 252n + 27742317777372353535851937790883648493n;
 

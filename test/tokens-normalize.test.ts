@@ -3,8 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { ID_RULES, MAX_ID_INPUT, MAX_ID_LENGTH, idRuleFor, normalizeId, type IdRule } from '../engine/tokens/normalize.ts';
 import { CATALOG } from '../sandbox/catalog.ts';
-import { mulberry32 } from '../api/demo-data.ts';
-import { isCoded } from '../engine/errors.ts';
+import { mulberry32 } from '../core/rng.ts';
+import { isCoded } from '../core/errors.ts';
 import { expectCode } from './fixtures/expect.ts';
 
 const RULES: IdRule[] = ['certificate', 'account', 'name', 'generic'];

@@ -10,7 +10,7 @@ import {
 } from '../engine/tokens/oprf.ts';
 import { normalizeId } from '../engine/tokens/normalize.ts';
 import { randomUscc } from '../sandbox/uscc.ts';
-import { mulberry32 } from '../api/demo-data.ts';
+import { mulberry32 } from '../core/rng.ts';
 import { expectCode } from './fixtures/expect.ts';
 import vectors from './vectors/rfc9497-p256.json' with { type: 'json' };
 

@@ -4,7 +4,7 @@
  */
 import { describe, it, expect } from 'vitest';
 import { auc, ks } from '../models/metrics.ts';
-import { mulberry32 } from '../api/demo-data.ts';
+import { mulberry32 } from '../core/rng.ts';
 import { expectCode } from './fixtures/expect.ts';
 
 /** P(bad > good) + ½·P(tie) over all pairs, the definition AUC implements. */

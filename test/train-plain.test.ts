@@ -18,16 +18,16 @@ import {
   GERMAN_ATTRIBUTES, GERMAN_PATH, GERMAN_PROVIDER_FIELDS, loadGerman, germanSplit, trainTestSplit, type GermanSplit,
 } from '../models/german.ts';
 import { binIndex, compileModel, type ModelSpec, type ScorecardTerm } from '../models/model.ts';
-import { parseFixed } from '../engine/he/codec.ts';
+import { parseFixed } from '../core/fixed.ts';
 import { evaluatePlain } from '../models/plain.ts';
-import { parseCsv } from '../api/csv.ts';
-import { mulberry32 } from '../api/demo-data.ts';
+import { parseCsv } from '../core/csv.ts';
+import { mulberry32 } from '../core/rng.ts';
 import { validateSchema, type FieldSpec } from '../sandbox/catalog.ts';
 import { isValidUscc } from '../sandbox/uscc.ts';
 import { encodeValue } from '../sandbox/values.ts';
 import { vetModel } from '../sandbox/vetting.ts';
 import { DEFAULT_POLICY } from '../sandbox/policy.ts';
-import { isCoded } from '../engine/errors.ts';
+import { isCoded } from '../core/errors.ts';
 import { expectCode } from './fixtures/expect.ts';
 
 const T = 1099511480321n;

@@ -22,11 +22,11 @@ import type { BankClaims, Custodian, CustodianView, TokenEvalRequest, TokenEvalR
 import { TOKEN_EPOCH } from '../engine/custodian/provider.ts';
 import { blindInputs, evaluateBlinded, finalizeTokens, generateOprfKeyPair, tokenInfo, tokenInput } from '../engine/tokens/oprf.ts';
 import { idRuleFor, normalizeId } from '../engine/tokens/normalize.ts';
-import { bytesToHex, ed25519KeyPair, hexToBytes, signJson, type Signed } from '../engine/crypto/sign.ts';
-import { x25519KeyPair } from '../engine/crypto/sealbox.ts';
-import { canonicalize } from '../engine/jcs.ts';
-import { sha256Hex } from '../engine/store/store.ts';
-import { centered, formatFixed, parseFixed } from '../engine/he/codec.ts';
+import { bytesToHex, ed25519KeyPair, hexToBytes, signJson, type Signed } from '../core/sign.ts';
+import { x25519KeyPair } from '../core/sealbox.ts';
+import { canonicalize } from '../core/jcs.ts';
+import { sha256Hex } from '../core/hash.ts';
+import { centered, formatFixed, parseFixed } from '../core/fixed.ts';
 import { claimPlain } from '../models/plain.ts';
 import { createConsent, type SignedConsent } from '../sandbox/consent.ts';
 import { validateSchema, type FieldSpec } from '../sandbox/catalog.ts';

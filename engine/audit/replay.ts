@@ -17,13 +17,13 @@
  * The replay trusts nothing the engine computed: it reads the signed statements, the ledger and content-addressed blobs.
  */
 import { existsSync } from 'node:fs';
-import { canonicalize } from '../jcs.ts';
-import { isCoded } from '../errors.ts';
-import { sha256Hex } from '../store/store.ts';
+import { canonicalize } from '../../core/jcs.ts';
+import { isCoded } from '../../core/errors.ts';
+import { sha256Hex } from '../../core/hash.ts';
 import { deriveMaskKey, maskVector } from '../he/mask.ts';
-import { toSlot, centered } from '../he/codec.ts';
-import { verifyJson, hexToBytes, type Signed } from '../crypto/sign.ts';
-import { openSealed, type SealedBox } from '../crypto/sealbox.ts';
+import { toSlot, centered } from '../../core/fixed.ts';
+import { verifyJson, hexToBytes, type Signed } from '../../core/sign.ts';
+import { openSealed, type SealedBox } from '../../core/sealbox.ts';
 import { compileModel, type CompiledModel } from '../../models/model.ts';
 import { scoreStatuses, type ScoreRequest, type ScoreResult } from '../protocols/score.ts';
 import { verifyReplay, comparisonRange, directAnswersMac, type VerifyRequest, type VerifyResult, type ClaimOpenings, type ClaimResult, type PreparedClaim, type ClaimComparison } from '../protocols/verify.ts';

@@ -5,7 +5,7 @@
  * enterprise can check the report without trusting the engine (api/client.ts `accessReport`).
  */
 import { existsSync } from 'node:fs';
-import { bytesToHex } from '../crypto/sign.ts';
+import { bytesToHex } from '../../core/sign.ts';
 import type { Engine } from '../engine.ts';
 import type { ScoreResult } from '../protocols/score.ts';
 

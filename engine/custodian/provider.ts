@@ -7,18 +7,18 @@
  * b·slots + i of the CSV (DESIGN §2). Missing cells encode as 0 and are listed in the subject index, so a model can
  * refuse or substitute them. Encryption is symmetric (seeded), half the size of public-key encryption (DESIGN §3).
  */
-import { fail, isCoded } from '../errors.ts';
-import { sha256Hex } from '../store/store.ts';
-import { canonicalize } from '../jcs.ts';
-import { toSlot } from '../he/codec.ts';
+import { fail, isCoded } from '../../core/errors.ts';
+import { sha256Hex } from '../../core/hash.ts';
+import { canonicalize } from '../../core/jcs.ts';
+import { toSlot } from '../../core/fixed.ts';
 import { heContext, type ParamSet } from '../he/params.ts';
 import { generateBfvKeys } from '../he/block.ts';
 import { WorkerPool } from '../pool/pool.ts';
-import { signJson, type Signed } from '../crypto/sign.ts';
+import { signJson, type Signed } from '../../core/sign.ts';
 import { LocalCustodian, type CustodianKeys, type CustodianView } from './custodian.ts';
 import { normalizeId, idRuleFor } from '../tokens/normalize.ts';
 import { tokenInfo, tokenInput } from '../tokens/oprf.ts';
-import { parseCsv } from '../../api/csv.ts';
+import { parseCsv } from '../../core/csv.ts';
 import { validateSchema, type DatasetSchema, type FieldSpec } from '../../sandbox/catalog.ts';
 import { parseUscc } from '../../sandbox/uscc.ts';
 import { encodeValue } from '../../sandbox/values.ts';

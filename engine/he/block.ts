@@ -4,10 +4,10 @@
  * per slot. Callers own the ciphertexts they get back and free them with `delete()` (STYLE §9).
  */
 import type { Ciphertext, Plaintext, PublicKey, SecretKey, BatchEncoder, Evaluator } from 'node-seal';
-import { fail } from '../errors.ts';
+import { fail } from '../../core/errors.ts';
 import type { HeContext } from './params.ts';
 import { sealCall } from './seal.ts';
-import { toSlot } from './codec.ts';
+import { toSlot } from '../../core/fixed.ts';
 
 export interface LinearTerm {
   readonly ct: Ciphertext;

@@ -8,7 +8,7 @@
 import { createCipheriv } from 'node:crypto';
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { fail } from '../errors.ts';
+import { fail } from '../../core/errors.ts';
 
 const SALT = new TextEncoder().encode('safehouse.mask.v1');
 

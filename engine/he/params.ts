@@ -10,7 +10,7 @@
  * Measured with node-seal 7 after a weighted sum: 38 bits of noise budget and 214 KB (zstd) there; chain index 0 leaves
  * 0 bits and decrypts to garbage. Key holders refuse ciphertexts with less than `minNoiseBudget` bits left.
  */
-import { fail } from '../errors.ts';
+import { fail } from '../../core/errors.ts';
 import { loadSeal, type Seal } from './seal.ts';
 import type { SEALContext } from 'node-seal';
 

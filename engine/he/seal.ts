@@ -8,7 +8,7 @@
  */
 import SEAL from 'node-seal';
 import type { MainModule } from 'node-seal';
-import { fail, SafehouseError, type ErrorCode } from '../errors.ts';
+import { fail, SafehouseError, type ErrorCode } from '../../core/errors.ts';
 
 export type Seal = MainModule;
 

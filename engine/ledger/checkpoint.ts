@@ -13,9 +13,9 @@
  */
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { describe, fail } from '../errors.ts';
+import { describe, fail } from '../../core/errors.ts';
 import { equalBytes, HASH_SIZE } from './merkle.ts';
-import { ed25519PublicKey, ed25519Sign } from '../crypto/sign.ts';
+import { ed25519PublicKey, ed25519Sign } from '../../core/sign.ts';
 
 /** signed-note algorithm identifier for Ed25519. */
 const ALG_ED25519 = 0x01;

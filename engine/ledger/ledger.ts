@@ -26,10 +26,10 @@
  * Ledger's lifetime; JavaScript cannot guarantee it is wiped (STYLE §10).
  */
 import type { DatabaseSync, SQLOutputValue, StatementSync } from 'node:sqlite';
-import { describe, fail, isCoded, type ErrorCode } from '../errors.ts';
-import { canonicalize } from '../jcs.ts';
+import { describe, fail, isCoded, type ErrorCode } from '../../core/errors.ts';
+import { canonicalize } from '../../core/jcs.ts';
 import { keyHash, signCheckpoint, verifyCheckpoint } from './checkpoint.ts';
-import { ed25519PublicKey } from '../crypto/sign.ts';
+import { ed25519PublicKey } from '../../core/sign.ts';
 import { consistencyPath, EMPTY_ROOT, equalBytes, HASH_SIZE, inclusionPath, leafHash, nodeHash, rootsAtSizes, verifyConsistency } from './merkle.ts';
 
 /** Options for `new Ledger(db, opts)`. */

@@ -14,7 +14,7 @@
 // noble 1.24–1.25, createHash 1.31–1.43. createHash only wins from ~300 bytes (noble 2.13, createHash 1.38–1.48),
 // i.e. for long leaf bodies, each hashed once at append. (One-shot crypto.hash('sha256', b): 0.84–0.93 / 0.95–0.97.)
 import { sha256 } from '@noble/hashes/sha2.js';
-import { describe, fail } from '../errors.ts';
+import { describe, fail } from '../../core/errors.ts';
 
 /** Length in bytes of every node hash (SHA-256). */
 export const HASH_SIZE = 32;

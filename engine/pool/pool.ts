@@ -4,7 +4,7 @@
  */
 import { Piscina } from 'piscina';
 import { availableParallelism } from 'node:os';
-import { SafehouseError, fail, type ErrorCode } from '../errors.ts';
+import { SafehouseError, fail, type ErrorCode } from '../../core/errors.ts';
 import type { Task, TaskError } from './worker.ts';
 
 export interface PoolOptions {

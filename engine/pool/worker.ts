@@ -7,15 +7,15 @@ import { move, transferableSymbol, valueSymbol, workerData } from 'piscina';
 import { createHash } from 'node:crypto';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { Ciphertext, PublicKey, SecretKey, Encryptor, Decryptor } from 'node-seal';
-import { toSlot } from '../he/codec.ts';
+import { toSlot } from '../../core/fixed.ts';
 import { heContext, paramSet, SLOT_STRIDE } from '../he/params.ts';
 import { BlockOps } from '../he/block.ts';
 import { maskVector } from '../he/mask.ts';
 import { readBlobVerified, SUBJECT_SLOTS_SQL } from '../store/store.ts';
 import { sealMemoryBytes } from '../he/seal.ts';
-import { SafehouseError } from '../errors.ts';
+import { SafehouseError } from '../../core/errors.ts';
 import { consentStatus, CONSENT_STATUSES, type ConsentOp, type SignedConsent, type SignedRevocation } from '../../sandbox/consent.ts';
-import { hexToBytes } from '../crypto/sign.ts';
+import { hexToBytes } from '../../core/sign.ts';
 import { checkedDecrypt } from '../custodian/custodian.ts';
 import { evaluateTokens, blindInputs, evaluateBlinded, finalizeTokens, type Blinded } from '../tokens/oprf.ts';
 

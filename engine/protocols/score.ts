@@ -15,13 +15,13 @@
  *  - bank: scores of OK subjects only; slots of refused subjects stay masked (B never gets their U_s);
  *  - enterprise: an access entry per requested subject in the ledger; auditor: the transcript and the escrowed seed.
  */
-import { fail } from '../errors.ts';
-import { canonicalize } from '../jcs.ts';
-import { sha256Hex } from '../store/store.ts';
+import { fail } from '../../core/errors.ts';
+import { canonicalize } from '../../core/jcs.ts';
+import { sha256Hex } from '../../core/hash.ts';
 import { deriveMaskKey, maskVector } from '../he/mask.ts';
-import { centered, formatFixed, toSlot } from '../he/codec.ts';
-import { requireSignature, signJson, verifyJson, bytesToHex, type Signed } from '../crypto/sign.ts';
-import { openSealed, sealTo, type SealedBox } from '../crypto/sealbox.ts';
+import { centered, formatFixed, toSlot } from '../../core/fixed.ts';
+import { requireSignature, signJson, verifyJson, bytesToHex, type Signed } from '../../core/sign.ts';
+import { openSealed, sealTo, type SealedBox } from '../../core/sealbox.ts';
 import type { DecryptRequest } from '../custodian/custodian.ts';
 import type { Engine, DatasetRecord, SubjectSlot } from '../engine.ts';
 import type { CompiledModel, CompiledTerm } from '../../models/model.ts';

@@ -22,15 +22,15 @@
  * membership (as in any vertical-FL sample alignment) and nothing of the labels.
  */
 import { randomBytes } from 'node:crypto';
-import { fail, isCoded } from '../errors.ts';
-import { canonicalize } from '../jcs.ts';
-import { sha256Hex } from '../store/store.ts';
+import { fail, isCoded } from '../../core/errors.ts';
+import { canonicalize } from '../../core/jcs.ts';
+import { sha256Hex } from '../../core/hash.ts';
 import { deriveMaskKey, maskVector } from '../he/mask.ts';
-import { centered, toSlot } from '../he/codec.ts';
+import { centered, toSlot } from '../../core/fixed.ts';
 import { heContext, type ParamSet } from '../he/params.ts';
 import { BlockOps } from '../he/block.ts';
-import { requireSignature, signJson, verifyJson, type Signed } from '../crypto/sign.ts';
-import { sealTo } from '../crypto/sealbox.ts';
+import { requireSignature, signJson, verifyJson, type Signed } from '../../core/sign.ts';
+import { sealTo } from '../../core/sealbox.ts';
 import type { DecryptRequest, TransferRequest } from '../custodian/custodian.ts';
 import type { Engine, DatasetRecord } from '../engine.ts';
 import { parseSubjectList } from '../../sandbox/uscc.ts';

@@ -24,13 +24,13 @@
  * ciphertexts, tokens, statuses, token match bits; enterprise — an access entry; auditor — the transcript.
  */
 import { randomBytes, createHmac } from 'node:crypto';
-import { fail, isCoded } from '../errors.ts';
-import { canonicalize } from '../jcs.ts';
-import { sha256Hex } from '../store/store.ts';
+import { fail, isCoded } from '../../core/errors.ts';
+import { canonicalize } from '../../core/jcs.ts';
+import { sha256Hex } from '../../core/hash.ts';
 import { deriveMaskKey, maskVector } from '../he/mask.ts';
-import { parseFixed, toSlot, pow10 } from '../he/codec.ts';
-import { requireSignature, signJson, verifyJson, bytesToHex, hexToBytes, type Signed } from '../crypto/sign.ts';
-import { openSealed, sealTo, type SealedBox } from '../crypto/sealbox.ts';
+import { parseFixed, toSlot, pow10 } from '../../core/fixed.ts';
+import { requireSignature, signJson, verifyJson, bytesToHex, hexToBytes, type Signed } from '../../core/sign.ts';
+import { openSealed, sealTo, type SealedBox } from '../../core/sealbox.ts';
 import type { DecryptRequest, TokenEvalRequest } from '../custodian/custodian.ts';
 import type { Engine, DatasetRecord } from '../engine.ts';
 import { tokenInfo, tokenInput, type Blinded } from '../tokens/oprf.ts';

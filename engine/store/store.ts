@@ -12,8 +12,9 @@
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { mkdirSync, existsSync, readFileSync, writeFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
-import { fail } from '../errors.ts';
+import { randomBytes } from 'node:crypto';
+import { fail } from '../../core/errors.ts';
+import { sha256Hex } from '../../core/hash.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -174,8 +175,4 @@ export function readBlobVerified(path: string, hash: string): Uint8Array {
   bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a plain view: embind rejects Buffer
   if (sha256Hex(bytes) !== hash) fail('SH_ERR_BLOB_CORRUPT', `blob ${hash} does not hash to its address`, { blob: hash });
   return bytes;
-}
-
-export function sha256Hex(bytes: Uint8Array | string): string {
-  return createHash('sha256').update(bytes).digest('hex');
 }

@@ -40,7 +40,7 @@
  * contains a control character (C0/C1, e.g. NUL) or a lone surrogate — such a value is corrupt, not an id. Inputs
  * longer than {@link MAX_ID_INPUT} UTF-16 units are refused before any work is done.
  */
-import { describe, fail } from '../errors.ts';
+import { describe, fail } from '../../core/errors.ts';
 
 /** How a field's values are normalized; see the file header. */
 export type IdRule = 'certificate' | 'account' | 'name' | 'generic';

@@ -48,8 +48,8 @@
 import { p256, p256_hasher, p256_oprf } from '@noble/curves/nist.js';
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { describe, fail } from '../errors.ts';
-import { canonicalBytes } from '../jcs.ts';
+import { describe, fail } from '../../core/errors.ts';
+import { canonicalBytes } from '../../core/jcs.ts';
 import { parseUscc } from '../../sandbox/uscc.ts';
 import { idRuleFor, normalizeId } from './normalize.ts';
 

@@ -4,8 +4,8 @@
  */
 import { createPrivateKey, createPublicKey, sign as nodeSign, verify as nodeVerify, randomBytes, type KeyObject } from 'node:crypto';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
-import { canonicalBytes } from '../jcs.ts';
-import { fail } from '../errors.ts';
+import { canonicalBytes } from './jcs.ts';
+import { fail } from './errors.ts';
 
 export interface Signed<T> {
   body: T;

@@ -10,7 +10,7 @@
  * Line numbers are 1-based physical lines (LF-counted, so a quoted newline advances them); columns are 1-based
  * UTF-16 positions within the line.
  */
-import { describe, fail } from '../engine/errors.ts';
+import { describe, fail } from './errors.ts';
 
 /** A parsed CSV file. */
 export interface CsvTable {

@@ -3,7 +3,7 @@
  * value·10^decimals. All engine arithmetic is on these integers, so results are exact decimals, never floats.
  * Slots hold residues mod t; signed integers are mapped to [0, t) and read back centered in (−t/2, t/2).
  */
-import { fail, type ErrorCode } from '../errors.ts';
+import { fail, type ErrorCode } from './errors.ts';
 
 const DECIMAL = /^([+-]?)(\d+)(?:\.(\d+))?$/;
 

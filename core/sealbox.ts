@@ -26,8 +26,8 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { x25519 } from '@noble/curves/ed25519.js';
 import { hkdf } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { describe, fail } from '../errors.ts';
-import { canonicalBytes } from '../jcs.ts';
+import { describe, fail } from './errors.ts';
+import { canonicalBytes } from './jcs.ts';
 
 /** A plaintext sealed to one recipient; plain JSON, safe to store, log by hash and send as is. */
 export interface SealedBox {

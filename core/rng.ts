@@ -1,0 +1,19 @@
+/**
+ * Seeded pseudo-random numbers for reproducible demo data, tests and benchmarks — never for keys, masks or nonces
+ * (those come from node:crypto's CSPRNG).
+ */
+
+/**
+ * mulberry32 (Tommy Ettinger's 32-bit generator): uniform in [0, 1), the same sequence for the same seed.
+ * @example const rnd = mulberry32(7); rnd() // always the same first value
+ */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
