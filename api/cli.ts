@@ -15,7 +15,7 @@ import { parseUscc } from '../sandbox/uscc.ts';
 import { runNetworkCommand, NETWORK_USAGE, NETWORK_OPTIONS } from './cli-network.ts';
 import { runDemo } from './demo.ts';
 import { runTrain } from './train-run.ts';
-import type { PartyRole } from '../engine/engine.ts';
+import type { PartyRole } from '../engine/registry.ts';
 
 const USAGE = `safehouse — privacy-preserving computation for SME credit-information sharing (数据安全屋)
 
@@ -204,13 +204,13 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'retention purge': {
         const days = o.days === undefined ? undefined : Number(o.days);
-        const r = sh.engine.purgeJobBlobs(days);
+        const r = sh.engine.retention.purge(days);
         process.stdout.write(`purged ${r.blobs} blob(s) of ${r.jobs.length} job(s) finished more than ${days ?? sh.engine.policy.blobRetentionDays} day(s) ago; the ledger records it\n`);
         return 0;
       }
       case 'audit replay': {
         // As an auditor (its X25519 key opens the seeds escrowed to it): one job, or every job (since a ledger index).
-        const auditors = sh.engine.parties('auditor').map((p) => p.id);
+        const auditors = sh.engine.registry.parties('auditor').map((p) => p.id);
         const id = (o.auditor as string | undefined) ?? (auditors.length === 1 ? auditors[0]! : need(o, 'auditor'));
         const k = sh.wallet.require(id, 'auditor');
         const since = o.since === undefined ? 0 : Number(o.since);

@@ -47,7 +47,7 @@ export function demoPlaintext(sh: Safehouse, data: ReturnType<typeof generateDem
     const rowsBy = new Map<string, Map<string, string>>();
     for (const r of csv.rows) rowsBy.set(parseUscc(r[0]!), new Map(csv.header.map((h, i) => [h, r[i]!])));
     tables.set(p.provider, rowsBy);
-    for (const f of sh.engine.currentDatasets(p.provider)[0]!.schema.fields) fieldSpecs.set(`${p.provider}/${f.name}`, f);
+    for (const f of sh.engine.datasets.current(p.provider)[0]!.schema.fields) fieldSpecs.set(`${p.provider}/${f.name}`, f);
   }
   return { tables, fieldSpecs };
 }

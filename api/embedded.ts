@@ -6,7 +6,8 @@
 import { join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
 import { fail } from '../core/errors.ts';
-import { Engine, type PartyRole } from '../engine/engine.ts';
+import { Engine } from '../engine/engine.ts';
+import type { PartyRole } from '../engine/registry.ts';
 import { ProviderAgent, type ProviderTable } from '../engine/custodian/provider.ts';
 import type { CustodianView } from '../engine/custodian/custodian.ts';
 import { WorkerPool } from '../engine/pool/pool.ts';
@@ -59,7 +60,7 @@ export class Safehouse {
   static async open(opts: EmbeddedOptions): Promise<Safehouse> {
     const engine = Engine.open({ home: opts.home, create: opts.create, ...(opts.poolSize ? { poolSize: opts.poolSize } : {}), ...(opts.policy ? { policy: opts.policy } : {}) });
     const sh = new Safehouse(engine, new Wallet(opts.home), opts);
-    for (const p of engine.parties('provider')) sh.connect(p.id);
+    for (const p of engine.registry.parties('provider')) sh.connect(p.id);
     return sh;
   }
 
@@ -107,10 +108,10 @@ export class Safehouse {
   private connect(provider: string): void {
     const a = this.agent(provider);
     const observe = this.opts.observe;
-    this.engine.connectCustodian(a.custodian(this.engine.keys.ed25519.publicKey, {
+    this.engine.registry.connectCustodian(a.custodian(this.engine.keys.ed25519.publicKey, {
       logFile: join(this.wallet.providerDir(provider), 'custodian.log'),
       // The platform's public registry of bank keys, which a networked custodian would fetch.
-      bankKey: (bank: string) => { const p = this.engine.party(bank); return p?.role === 'bank' ? p.ed25519 : undefined; },
+      bankKey: (bank: string) => { const p = this.engine.registry.party(bank); return p?.role === 'bank' ? p.ed25519 : undefined; },
       ...(observe ? { observe: (v: CustodianView) => observe(provider, v) } : {}),
     }));
   }
@@ -118,7 +119,7 @@ export class Safehouse {
   /** `safehouse party add`: create the party's keys (in its wallet) and register the public halves. */
   async addParty(role: PartyRole, id: string): Promise<void> {
     if (role === 'enterprise') parseUscc(id);
-    if (this.engine.party(id)) fail('SH_ERR_ALREADY_EXISTS', `party ${id} is already registered`, { party: id });
+    if (this.engine.registry.party(id)) fail('SH_ERR_ALREADY_EXISTS', `party ${id} is already registered`, { party: id });
     const k = this.wallet.create(id, role);
     if (role === 'provider') {
       const dir = this.wallet.providerDir(id);
@@ -137,20 +138,20 @@ export class Safehouse {
         this.wallet.writeSecret(join(dir, 'oprf.pk'), kp.publicKey);
         oprfPk = kp.publicKey;
       }
-      this.engine.registerParty({ id, role, ed25519: k.ed25519.publicKey, bfvPublicKey: pk, oprfPublicKey: oprfPk });
+      this.engine.registry.registerParty({ id, role, ed25519: k.ed25519.publicKey, bfvPublicKey: pk, oprfPublicKey: oprfPk });
       this.connect(id);
       return;
     }
-    this.engine.registerParty({ id, role, ed25519: k.ed25519.publicKey, ...(k.x25519 ? { x25519: k.x25519.publicKey } : {}) });
+    this.engine.registry.registerParty({ id, role, ed25519: k.ed25519.publicKey, ...(k.x25519 ? { x25519: k.x25519.publicKey } : {}) });
   }
 
   /** `safehouse provider ingest`: as the provider, validate + encrypt + sign; the engine verifies and stores. */
   async ingest(provider: string, schema: unknown, csvText: string): Promise<{ datasetId: string; subjects: number; blocks: number; version: number }> {
-    this.engine.requireParty(provider, 'provider');
+    this.engine.registry.requireParty(provider, 'provider');
     const agent = this.agent(provider);
     const datasetId = `${provider}.${(schema as { category?: string })?.category ?? 'x'}.${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
     const up = await agent.prepareUpload(schema, csvText, datasetId);
-    const ds = this.engine.acceptUpload(up.manifest, up.blobs);
+    const ds = this.engine.datasets.acceptUpload(up.manifest, up.blobs);
     this.wallet.writeSecret(join(this.wallet.providerDir(provider), `${ds.category}.json`), JSON.stringify(up.table));
     return { datasetId: ds.id, subjects: ds.subjects, blocks: ds.blocks, version: ds.version };
   }
@@ -162,13 +163,13 @@ export class Safehouse {
   grantConsents(grants: readonly ConsentGrant[]): SignedConsent[] {
     const subjects = grants.map((g) => parseUscc(g.subject));
     const keys = this.wallet.ensureEnterprises(subjects);
-    this.engine.registerEnterprises(subjects.map((s) => ({ uscc: s, ed25519: keys.get(s)!.ed25519.publicKey })));
+    this.engine.registry.registerEnterprises(subjects.map((s) => ({ uscc: s, ed25519: keys.get(s)!.ed25519.publicKey })));
     const signed = grants.map((g, i) => {
       const nb = g.notBefore ?? this.engine.now();
       if (!Number.isFinite(g.days) || g.days <= 0) fail('SH_ERR_CONSENT_INVALID', `"days" expected a positive number, got ${g.days}`);
       return createConsent({ subject: subjects[i]!, grantee: g.bank, purpose: g.purpose, categories: g.categories, operations: g.operations, notBefore: nb, notAfter: new Date(nb.getTime() + g.days * 86_400_000) }, keys.get(subjects[i]!)!.ed25519.secretKey);
     });
-    this.engine.addConsents(signed);
+    this.engine.consents.add(signed);
     return signed;
   }
 
@@ -181,12 +182,12 @@ export class Safehouse {
       targets = [{ id: sel.consentId, subject: row.subject }];
     } else {
       const subject = parseUscc(sel.subject);
-      targets = this.engine.consentsOf(subject, sel.bank).map((c) => ({ id: c.statement.id, subject }));
+      targets = this.engine.consents.of(subject, sel.bank).map((c) => ({ id: c.statement.id, subject }));
       if (targets.length === 0) fail('SH_ERR_CONSENT_NOT_FOUND', `no consent of ${subject} for ${sel.bank}`);
     }
     for (const t of targets) {
       const k = this.wallet.require(t.subject, 'enterprise');
-      this.engine.addRevocation(createRevocation(t.id, t.subject, k.ed25519.secretKey, this.engine.now()));
+      this.engine.consents.revoke(createRevocation(t.id, t.subject, k.ed25519.secretKey, this.engine.now()));
     }
     return targets.map((t) => t.id);
   }
@@ -195,32 +196,32 @@ export class Safehouse {
   registerModel(bank: string, modelJson: unknown): CompiledModel {
     const k = this.wallet.require(bank, 'bank');
     const spec = parseModel(modelJson);
-    return this.engine.registerModel(signJson({ type: 'safehouse.model.register.v1', bank, model: spec }, bank, k.ed25519.secretKey));
+    return this.engine.models.register(signJson({ type: 'safehouse.model.register.v1', bank, model: spec }, bank, k.ed25519.secretKey));
   }
 
   /** `safehouse model approve`: as the provider, review the model, derive its bin columns, sign the approval. */
   async approveModel(provider: string, modelId: string): Promise<void> {
-    const m = this.engine.model(modelId);
+    const m = this.engine.models.get(modelId);
     if (!m) fail('SH_ERR_NOT_FOUND', `no model ${JSON.stringify(modelId)} is registered`, { model: modelId });
     const agent = this.agent(provider);
     const fields = m.spec.terms.filter((t) => t.provider === provider).map((t) => t.field);
     if (fields.length === 0) fail('SH_ERR_INVALID_ARGUMENT', `model ${modelId} does not use provider ${provider}`);
-    const ds = this.engine.datasetWithField(provider, fields[0]!);
+    const ds = this.engine.datasets.withField(provider, fields[0]!);
     if (!ds) fail('SH_ERR_UNKNOWN_FIELD', `provider ${provider} has no dataset with ${fields[0]}`);
     const tablePath = join(this.wallet.providerDir(provider), `${ds.category}.json`);
     if (!existsSync(tablePath)) fail('SH_ERR_MODEL_STALE', `provider ${provider} has no local copy of dataset ${ds.id}`);
     const table = JSON.parse(readFileSync(tablePath, 'utf8')) as ProviderTable;
     if (table.datasetId !== ds.id) fail('SH_ERR_MODEL_STALE', `provider ${provider}'s local table is ${table.datasetId}, engine's current dataset is ${ds.id}`);
     const { approval, blobs } = await agent.approve(m.spec, table, this.engine.policy);
-    this.engine.approveModel(approval, blobs);
+    this.engine.models.approve(approval, blobs);
   }
 
   /** `safehouse score`: as the bank, sign the request; the engine runs it; the bank opens the result. */
   async score(bank: string, modelId: string, purpose: string, subjects: string[], onProgress?: (p: ScoreProgress) => void): Promise<{ jobId: string; rows: Array<{ uscc: string; status: ScoreStatus; score: string }>; result: ScoreResult }> {
     const k = this.wallet.require(bank, 'bank');
-    const m = this.engine.model(modelId);
+    const m = this.engine.models.get(modelId);
     if (!m) fail('SH_ERR_NOT_FOUND', `no model ${JSON.stringify(modelId)} is registered`, { model: modelId });
-    const jobId = this.engine.newJobId('score');
+    const jobId = this.engine.jobs.newId('score');
     const signed = buildScoreRequest({ jobId, bank, modelId, modelHash: m.hash, purpose, subjects, requestedAt: this.engine.now().toISOString() }, k.ed25519.secretKey);
     const result = await runScoreJob(this.engine, signed, onProgress ? { onProgress } : {});
     return { jobId, rows: openScoreResult(result, bank, k.x25519!.secretKey), result };
@@ -229,7 +230,7 @@ export class Safehouse {
   /** `safehouse verify`: as the bank, sign the claims (values committed); the engine runs them; the bank opens the answers. */
   async verify(bank: string, purpose: string, claims: readonly Claim[], onProgress?: (p: VerifyProgress) => void): Promise<{ jobId: string; results: Map<string, ClaimResult>; result: VerifyResult }> {
     const k = this.wallet.require(bank, 'bank');
-    const jobId = this.engine.newJobId('verify');
+    const jobId = this.engine.jobs.newId('verify');
     const { signed, openings } = buildVerifyRequest({ jobId, bank, purpose, claims, requestedAt: this.engine.now().toISOString() }, k.ed25519.secretKey);
     const result = await runVerifyJob(this.engine, signed, openings, onProgress ? { onProgress } : {});
     return { jobId, results: openVerifyResult(result, bank, k.x25519!.secretKey, claims.map((c) => c.claimId)), result };
@@ -242,14 +243,14 @@ export class Safehouse {
    */
   async train(r: { bank: string; provider: string; purpose: string; fields: string[]; others?: Array<{ provider: string; fields: string[] }>; subjects: string[]; labels: ReadonlyMap<string, 0 | 1>; bins?: number; features?: 'binned' | 'standardized'; options?: Partial<TrainOptions>; onProgress?: (p: TrainProgress) => void }): Promise<TrainOutcome> {
     const k = this.wallet.require(r.bank, 'bank');
-    const jobId = this.engine.newJobId('train');
+    const jobId = this.engine.jobs.newId('train');
     const signed = buildTrainRequest({ jobId, bank: r.bank, purpose: r.purpose, provider: r.provider, fields: r.fields, ...(r.others?.length ? { others: r.others } : {}), ...(r.features ? { features: r.features } : {}), subjects: r.subjects, bins: r.bins ?? 5, options: r.options ?? {}, requestedAt: this.engine.now().toISOString() }, k.ed25519.secretKey);
     const plan = planTraining(this.engine, signed);
     const parts = [{ provider: plan.provider, datasetId: plan.datasetId, fields: plan.fields, slots: plan.cohort }, ...plan.others];
     const columns = [];
     const blobs = new Map<string, Uint8Array>();
     for (const part of parts) {
-      const ds = this.engine.dataset(part.datasetId)!;
+      const ds = this.engine.datasets.get(part.datasetId)!;
       const tablePath = join(this.wallet.providerDir(part.provider), `${ds.category}.json`);
       if (!existsSync(tablePath)) fail('SH_ERR_MODEL_STALE', `provider ${part.provider} has no local copy of dataset ${ds.id}`);
       const table = JSON.parse(readFileSync(tablePath, 'utf8')) as ProviderTable;

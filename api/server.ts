@@ -21,7 +21,8 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync, renameSync } from '
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Type, type TSchema } from '@sinclair/typebox';
 import { SafehouseError, fail, ERRORS, isCoded, type ErrorCode } from '../core/errors.ts';
-import type { Engine, PartyRole } from '../engine/engine.ts';
+import type { Engine } from '../engine/engine.ts';
+import type { PartyRole } from '../engine/registry.ts';
 import { sha256Hex } from '../core/hash.ts';
 import { bytesToHex, hexToBytes, requireSignature, ed25519KeyPair, type Signed } from '../core/sign.ts';
 import { runScoreJob, type ScoreRequest } from '../engine/protocols/score.ts';
@@ -126,7 +127,7 @@ export class EngineServer {
     this.engine.store.db.exec(`CREATE TABLE IF NOT EXISTS api_jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, bank TEXT NOT NULL,
       status TEXT NOT NULL, progress_json TEXT, error_json TEXT, submit_json TEXT NOT NULL, plan_json TEXT, created_at TEXT NOT NULL, finished_at TEXT);
       CREATE TABLE IF NOT EXISTS api_custodians (provider TEXT PRIMARY KEY, url TEXT NOT NULL, registered_at TEXT NOT NULL);`);
-    this.verifier = new RequestVerifier({ keyOf: (id) => (id === ADMIN_ID ? opts.adminPublicKey : this.engine.party(id)?.ed25519) });
+    this.verifier = new RequestVerifier({ keyOf: (id) => (id === ADMIN_ID ? opts.adminPublicKey : this.engine.registry.party(id)?.ed25519) });
     this.app = this.build();
     // Jobs parked by a previous shutdown (or cut off by a crash while running) go back in the queue.
     const again = this.engine.store.db.prepare("SELECT id FROM api_jobs WHERE status IN ('queued', 'parked', 'running') ORDER BY created_at").all() as Array<{ id: string }>;
@@ -180,7 +181,7 @@ export class EngineServer {
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
       const id = this.verifier.verify({ method: req.method, url: req.url, authority: headers.host ?? '', body: req.rawBody ? new Uint8Array(req.rawBody) : new Uint8Array(0), headers });
-      const role = id === ADMIN_ID ? 'admin' : this.engine.party(id)!.role;
+      const role = id === ADMIN_ID ? 'admin' : this.engine.registry.party(id)!.role;
       req.party = { id, role };
       const wait = partyBucket.take(id);
       if (wait) fail('SH_ERR_RATE_LIMITED', `too many requests from ${id}`, { retryAfterSeconds: wait });
@@ -278,7 +279,7 @@ export class EngineServer {
   private routesOf(app: FastifyInstance): void {
     const e = this.engine;
     const partyView = (id: string) => {
-      const p = e.party(id);
+      const p = e.registry.party(id);
       if (!p) fail('SH_ERR_UNKNOWN_PARTY', `no party ${JSON.stringify(id)} is registered`, { party: id });
       return { id: p.id, role: p.role, ed25519: bytesToHex(p.ed25519), ...(p.x25519 ? { x25519: bytesToHex(p.x25519) } : {}), ...(p.bfvPublicKeyBlob ? { bfvPublicKey: b64(e.store.getBlob(p.bfvPublicKeyBlob)) } : {}), ...(p.oprfPublicKey ? { oprfPublicKey: bytesToHex(p.oprfPublicKey) } : {}) };
     };
@@ -295,16 +296,16 @@ export class EngineServer {
     }, async (req) => {
       const b = req.body;
       if (b.id === ADMIN_ID || b.id === 'engine') fail('SH_ERR_INVALID_ARGUMENT', `"id" ${b.id} is reserved`);
-      e.registerParty({ id: b.id, role: b.role, ed25519: hexToBytes(b.ed25519), ...(b.x25519 ? { x25519: hexToBytes(b.x25519) } : {}), ...(b.bfvPublicKey ? { bfvPublicKey: new Uint8Array(Buffer.from(b.bfvPublicKey, 'base64')) } : {}), ...(b.oprfPublicKey ? { oprfPublicKey: hexToBytes(b.oprfPublicKey) } : {}) });
+      e.registry.registerParty({ id: b.id, role: b.role, ed25519: hexToBytes(b.ed25519), ...(b.x25519 ? { x25519: hexToBytes(b.x25519) } : {}), ...(b.bfvPublicKey ? { bfvPublicKey: new Uint8Array(Buffer.from(b.bfvPublicKey, 'base64')) } : {}), ...(b.oprfPublicKey ? { oprfPublicKey: hexToBytes(b.oprfPublicKey) } : {}) });
       return partyView(b.id);
     });
     this.route<{ enterprises: Array<{ uscc: string; ed25519: string }> }>(app, 'POST', '/v1/admin/enterprises', 'admin', 'Register enterprises (real-name registration) in bulk', {
       body: Obj({ enterprises: Type.Array(Obj({ uscc: Type.String({ minLength: 18, maxLength: 18 }), ed25519: Type.String({ pattern: '^[0-9a-f]{64}$' }) }), { maxItems: 100_000 }) }),
     }, async (req) => {
-      e.registerEnterprises(req.body.enterprises.map((x) => ({ uscc: x.uscc, ed25519: hexToBytes(x.ed25519) })));
+      e.registry.registerEnterprises(req.body.enterprises.map((x) => ({ uscc: x.uscc, ed25519: hexToBytes(x.ed25519) })));
       return { registered: req.body.enterprises.length };
     });
-    this.route(app, 'GET', '/v1/admin/parties', 'admin', 'List the registered parties (enterprises excepted)', {}, async () => ({ parties: e.parties().map((p) => partyView(p.id)) }));
+    this.route(app, 'GET', '/v1/admin/parties', 'admin', 'List the registered parties (enterprises excepted)', {}, async () => ({ parties: e.registry.parties().map((p) => partyView(p.id)) }));
 
     // blobs (provider uploads, bank labels): staged per party until the statement naming them arrives
     this.route<Buffer, { hash: string }>(app, 'PUT', '/v1/blobs/:hash', 'provider|bank', 'Stage one content-addressed blob (application/octet-stream)', { params: HashParams, status: 201, binary: true }, async (req) => {
@@ -318,15 +319,15 @@ export class EngineServer {
     // provider
     this.route<{ manifest: Signed<never> }>(app, 'POST', '/v1/provider/datasets', 'provider', 'Submit a signed upload manifest (its blobs staged first)', { status: 201, body: Obj({ manifest: SignedDoc }) }, async (req) => {
       if (req.body.manifest.signer !== req.party.id) fail('SH_ERR_FORBIDDEN', `provider ${req.party.id} may not submit ${req.body.manifest.signer}'s upload`);
-      const ds = e.acceptUpload(req.body.manifest, this.stagedOf(req.party.id));
+      const ds = e.datasets.acceptUpload(req.body.manifest, this.stagedOf(req.party.id));
       this.staged.delete(req.party.id);
       return { datasetId: ds.id, subjects: ds.subjects, blocks: ds.blocks, version: ds.version, category: ds.category };
     });
     this.route(app, 'GET', '/v1/provider/datasets', 'provider', "The provider's current datasets", {}, async (req) => ({
-      datasets: e.currentDatasets(req.party.id).map((d) => ({ id: d.id, category: d.category, version: d.version, subjects: d.subjects, blocks: d.blocks, fields: d.schema.fields.map((f) => f.name) })),
+      datasets: e.datasets.current(req.party.id).map((d) => ({ id: d.id, category: d.category, version: d.version, subjects: d.subjects, blocks: d.blocks, fields: d.schema.fields.map((f) => f.name) })),
     }));
     this.route<unknown, { id: string }>(app, 'GET', '/v1/provider/models/:id', 'provider', 'A registered model, for review before approval', { params: JobParams }, async (req) => {
-      const m = e.model(req.params.id);
+      const m = e.models.get(req.params.id);
       if (!m) fail('SH_ERR_NOT_FOUND', `no model ${JSON.stringify(req.params.id)} is registered`, { model: req.params.id });
       if (!m.spec.terms.some((t) => t.provider === req.party.id)) fail('SH_ERR_FORBIDDEN', `model ${req.params.id} does not use provider ${req.party.id}`);
       return { spec: m.spec, hash: m.hash, bank: m.bank };
@@ -337,7 +338,7 @@ export class EngineServer {
       const a = req.body.approval.body as { modelId?: unknown; modelHash?: unknown; datasetId?: unknown; derived?: unknown };
       const derivedOk = Array.isArray(a.derived) && a.derived.every((c: { column?: unknown; block?: unknown; blob?: unknown } | null) => typeof c === 'object' && c !== null && typeof c.column === 'string' && Number.isInteger(c.block) && typeof c.blob === 'string');
       if (typeof a.modelId !== 'string' || typeof a.modelHash !== 'string' || typeof a.datasetId !== 'string' || !derivedOk) fail('SH_ERR_INVALID_ARGUMENT', 'an approval expected "modelId", "modelHash" and "datasetId" strings and "derived" as a list of { column, block, blob }');
-      e.approveModel(req.body.approval, this.stagedOf(req.party.id));
+      e.models.approve(req.body.approval, this.stagedOf(req.party.id));
       this.staged.delete(req.party.id);
       return { approved: true };
     });
@@ -351,14 +352,14 @@ export class EngineServer {
     // bank
     this.route<{ registration: Signed<never> }>(app, 'POST', '/v1/bank/models', 'bank', 'Register a model (bank-signed)', { status: 201, body: Obj({ registration: SignedDoc }) }, async (req) => {
       if (req.body.registration.signer !== req.party.id) fail('SH_ERR_FORBIDDEN', `bank ${req.party.id} may not register ${req.body.registration.signer}'s model`);
-      const m = e.registerModel(req.body.registration);
+      const m = e.models.register(req.body.registration);
       return { id: m.spec.id, hash: m.hash, scale: m.scale, bound: m.bound.toString() };
     });
     this.route<unknown, { id: string }>(app, 'GET', '/v1/bank/models/:id', 'bank', "One of the bank's models", { params: JobParams }, async (req) => {
-      const m = e.model(req.params.id);
+      const m = e.models.get(req.params.id);
       if (!m) fail('SH_ERR_NOT_FOUND', `no model ${JSON.stringify(req.params.id)} is registered`, { model: req.params.id });
       if (m.bank !== req.party.id) fail('SH_ERR_FORBIDDEN', `model ${req.params.id} belongs to another bank`);
-      return { spec: m.spec, hash: m.hash, approvals: Object.fromEntries(e.approvals(req.params.id)) };
+      return { spec: m.spec, hash: m.hash, approvals: Object.fromEntries(e.models.approvals(req.params.id)) };
     });
     this.route<{ kind: JobKind; request: Signed<never>; openings?: ClaimOpenings }>(app, 'POST', '/v1/bank/jobs', 'bank', 'Submit a bank-signed score, verify or train job', {
       status: 202,
@@ -370,7 +371,7 @@ export class EngineServer {
       const job = this.ownJob(req.params.id, req.party.id);
       if (job.kind !== 'train' || job.status !== 'awaiting-labels') fail('SH_ERR_JOB_NOT_READY', `job ${job.id} is ${job.status}, not a training job awaiting labels`);
       const labels = req.body.labels as unknown as Signed<TrainLabels>;
-      requireSignature(labels, e.requireParty(req.party.id, 'bank').ed25519, 'safehouse.train.labels.v1', `labels from ${req.party.id}`);
+      requireSignature(labels, e.registry.requireParty(req.party.id, 'bank').ed25519, 'safehouse.train.labels.v1', `labels from ${req.party.id}`);
       if (labels.signer !== req.party.id || labels.body.jobId !== job.id) fail('SH_ERR_PARAMS_MISMATCH', 'labels are for another job or bank');
       const blobs = this.stagedOf(req.party.id);
       for (const b of labels.body.blocks) if (!blobs.has(b.blob)) fail('SH_ERR_BLOB_MISSING', `label blob ${b.blob} was not uploaded`);
@@ -393,12 +394,12 @@ export class EngineServer {
     const Statement = (extra: string) => Obj({ statement: Type.Object({ subject: Type.String({ minLength: 18, maxLength: 18 }) }, { additionalProperties: true, description: extra }), signature: Type.String({ pattern: '^[0-9a-f]{128}$' }) });
     this.route<{ consents: SignedConsent[] }>(app, 'POST', '/v1/enterprise/consents', 'enterprise', 'Grant consents (each signed by the enterprise)', { status: 201, body: Obj({ consents: Type.Array(Statement('ConsentStatement (sandbox/consent.ts)'), { minItems: 1, maxItems: 1000 }) }) }, async (req) => {
       for (const c of req.body.consents) if (c.statement.subject !== req.party.id) fail('SH_ERR_FORBIDDEN', `enterprise ${req.party.id} may grant consents for itself only`);
-      e.addConsents(req.body.consents);
+      e.consents.add(req.body.consents);
       return { ids: req.body.consents.map((c) => c.statement.id) };
     });
     this.route<{ revocations: SignedRevocation[] }>(app, 'POST', '/v1/enterprise/revocations', 'enterprise', 'Revoke consents (each revocation signed by the enterprise)', { status: 201, body: Obj({ revocations: Type.Array(Statement('RevocationStatement (sandbox/consent.ts)'), { minItems: 1, maxItems: 1000 }) }) }, async (req) => {
       for (const r of req.body.revocations) if (r.statement.subject !== req.party.id) fail('SH_ERR_FORBIDDEN', `enterprise ${req.party.id} may revoke its own consents only`);
-      for (const r of req.body.revocations) e.addRevocation(r);
+      for (const r of req.body.revocations) e.consents.revoke(r);
       return { revoked: req.body.revocations.map((r) => r.statement.consentId) };
     });
     const Subject = Obj({ subject: Type.Optional(Type.String({ minLength: 18, maxLength: 18 })) });
@@ -406,7 +407,7 @@ export class EngineServer {
       if (req.query.subject !== undefined && req.query.subject !== req.party.id) fail('SH_ERR_FORBIDDEN', `enterprise ${req.party.id} may read its own records only`);
       return req.party.id;
     };
-    this.route<unknown, Record<string, string>, { subject?: string }>(app, 'GET', '/v1/enterprise/consents', 'enterprise', "The enterprise's consents", { querystring: Subject }, async (req) => ({ consents: e.consentsOf(own(req)) }));
+    this.route<unknown, Record<string, string>, { subject?: string }>(app, 'GET', '/v1/enterprise/consents', 'enterprise', "The enterprise's consents", { querystring: Subject }, async (req) => ({ consents: e.consents.of(own(req)) }));
     this.route<unknown, Record<string, string>, { subject?: string }>(app, 'GET', '/v1/enterprise/report', 'enterprise', 'Every ledger entry that touched the enterprise (its access report)', { querystring: Subject }, async (req) => {
       // Each entry with its exact leaf body and an inclusion proof against the latest signed checkpoint.
       return accessReport(e, own(req));
@@ -483,15 +484,15 @@ export class EngineServer {
       const body = (JSON.parse(job.request_json!) as { signed: { body: Record<string, unknown> } }).signed.body;
       const claims = (body.claims ?? []) as Array<{ subject: string; provider: string; field: string }>;
       const subjects = [...new Set([...((body.subjects ?? []) as string[]), ...claims.map((c) => c.subject)])];
-      const model = typeof body.modelId === 'string' ? e.model(body.modelId) : undefined;
+      const model = typeof body.modelId === 'string' ? e.models.get(body.modelId) : undefined;
       // Datasets: the ones the job's ledger events name, and the current ones of every provider it involves.
       const events = (db.prepare('SELECT body FROM ledger_entries WHERE body LIKE ?').all(`%"jobId":${JSON.stringify(req.params.id)}%`) as Array<{ body: string }>).map((r) => JSON.parse(r.body) as Record<string, unknown>).filter((b) => b.jobId === req.params.id);
       const providers = new Set<string>([...(model?.spec.terms ?? []).map((t) => t.provider), ...claims.map((c) => c.provider), ...(typeof body.provider === 'string' ? [body.provider] : []), ...((body.others ?? []) as Array<{ provider: string }>).map((o) => o.provider)]);
-      const datasetIds = new Set<string>(e.currentDatasets().filter((d) => providers.has(d.provider)).map((d) => d.id));
+      const datasetIds = new Set<string>(e.datasets.current().filter((d) => providers.has(d.provider)).map((d) => d.id));
       for (const ev of events) { const l = String(ev.label ?? '').split('/'); if ((l[0] === 'score' || l[0] === 'verify') && l[2] && !l[2].startsWith('job')) datasetIds.add(l[2]); }
       const ids = [...datasetIds];
       const inList = (xs: readonly string[]) => xs.map(() => '?').join(',') || "''";
-      const columnNames = new Set<string>([...(model ? e.compiledModel(model.spec.id).terms.flatMap((t) => t.columns.map((c) => c.column)) : []), ...claims.map((c) => c.field)]);
+      const columnNames = new Set<string>([...(model ? e.models.compiled(model.spec.id).terms.flatMap((t) => t.columns.map((c) => c.column)) : []), ...claims.map((c) => c.field)]);
       const rows = {
         jobs: [job],
         parties: db.prepare(`SELECT * FROM parties WHERE role != 'enterprise' OR id IN (${inList(subjects)})`).all(...subjects),
@@ -523,14 +524,14 @@ export class EngineServer {
       return fail('SH_ERR_UNAVAILABLE', `custodian of ${provider} at ${url} cannot be reached`, { provider }, err);
     }
     if (c.provider !== provider) fail('SH_ERR_FORBIDDEN', `the custodian at ${url} is ${c.provider}'s, not ${provider}'s`);
-    this.engine.connectCustodian(c);
+    this.engine.registry.connectCustodian(c);
   }
 
   /** Reconnect custodians registered in an earlier run (lazily, before a job needs them). */
   private async ensureCustodians(providers: Iterable<string>): Promise<void> {
     for (const p of new Set(providers)) {
       try {
-        this.engine.custodian(p);
+        this.engine.registry.custodian(p);
         continue;
       } catch {
         // not connected in this process yet
@@ -565,7 +566,7 @@ export class EngineServer {
     const types: Record<JobKind, string> = { score: 'safehouse.score.request.v1', verify: 'safehouse.verify.request.v1', train: 'safehouse.train.request.v1' };
     const request = b.request as unknown as Signed<{ type: string; jobId: string; bank: string }>;
     if (request.signer !== bank || request.body.bank !== bank) fail('SH_ERR_FORBIDDEN', `bank ${bank} may submit its own requests only`);
-    requireSignature(request, e.requireParty(bank, 'bank').ed25519, types[b.kind], `${b.kind} request by ${bank}`);
+    requireSignature(request, e.registry.requireParty(bank, 'bank').ed25519, types[b.kind], `${b.kind} request by ${bank}`);
     const jobId = request.body.jobId;
     if (typeof jobId !== 'string' || !/^[A-Za-z0-9_.:-]{1,96}$/.test(jobId)) fail('SH_ERR_INVALID_ARGUMENT', '"jobId" expected 1..96 characters [A-Za-z0-9_.:-]');
     if (e.store.db.prepare('SELECT 1 FROM api_jobs WHERE id = ? UNION SELECT 1 FROM jobs WHERE id = ?').get(jobId, jobId)) fail('SH_ERR_ALREADY_EXISTS', `job ${jobId} already exists`, { job: jobId });
@@ -616,7 +617,7 @@ export class EngineServer {
       let result: unknown;
       if (row.kind === 'score') {
         const req = submitted.request as unknown as Signed<ScoreRequest>;
-        const m = this.engine.model(req.body.modelId);
+        const m = this.engine.models.get(req.body.modelId);
         if (m) await this.ensureCustodians(m.spec.terms.map((t) => t.provider));
         result = await runScoreJob(this.engine, req, { onProgress: (p) => progress({ phase: p.phase, done: p.done, total: p.total }) });
       } else if (row.kind === 'verify') {
@@ -629,7 +630,7 @@ export class EngineServer {
         const parts = [{ provider: plan.provider, datasetId: plan.datasetId, fields: plan.fields, slots: plan.cohort }, ...plan.others];
         const columns: Array<Signed<TrainColumns>> = [];
         const blobs = new Map<string, Uint8Array>();
-        const source = this.opts.trainingColumns ?? ((provider: string, part: TrainingPart, request: Signed<TrainRequest>) => (this.engine.custodian(provider) as HttpCustodian).trainingColumns(part, request));
+        const source = this.opts.trainingColumns ?? ((provider: string, part: TrainingPart, request: Signed<TrainRequest>) => (this.engine.registry.custodian(provider) as HttpCustodian).trainingColumns(part, request));
         for (const [i, part] of parts.entries()) {
           progress({ phase: 'columns', done: i, total: parts.length });
           const c = await source(part.provider, { jobId: plan.jobId, datasetId: part.datasetId, fields: part.fields, bins: plan.bins, features: plan.features, cohort: part.slots }, plan.request);

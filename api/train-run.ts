@@ -57,7 +57,7 @@ export async function runTrain(sh: Safehouse, r: {
 
   // The same Taylor-LR on plaintext one-hot data with the same bins (embedded-mode comparison only).
   const tables = new Map([{ provider: r.provider, fields: r.fields }, ...(r.others ?? [])].map((p) => {
-    const ds = sh.engine.datasetWithField(p.provider, p.fields[0]!)!;
+    const ds = sh.engine.datasets.withField(p.provider, p.fields[0]!)!;
     const table = sh.providerTable(p.provider, ds.category);
     return [p.provider, { table, row: new Map(table.subjects.map((u, i) => [u, i])) }] as const;
   }));

@@ -173,13 +173,13 @@ export async function runScoreE2e(opts: ScoreE2eOptions): Promise<E2eResult> {
     let bytes = 0;
     let blobs = 0;
     for (const [pi, ds] of datasets.entries()) {
-      const rec = sh.engine.dataset(ds)!;
+      const rec = sh.engine.datasets.get(ds)!;
       for (let b = 0; b < rec.blocks; b++) for (const f of fieldNames[pi]!) {
-        const h = sh.engine.columnBlob(ds, f, b);
+        const h = sh.engine.datasets.columnBlob(ds, f, b);
         if (h) { bytes += statSync(sh.engine.store.blobPath(h)).size; blobs++; }
       }
     }
-    const blockCount = sh.engine.dataset(datasets[0]!)!.blocks;
+    const blockCount = sh.engine.datasets.get(datasets[0]!)!.blocks;
 
     // Pool scaling: the job (or its first `scalingSubjects` subjects) with every pool (engine and custodians) at 1
     // worker and at all cores, alternating, `scalingRepeats` times each on the same data directory; the shared

@@ -148,7 +148,7 @@ export async function runTrainE2e(opts: { subjects: number; fields: number; iter
     const t0 = performance.now();
     t = t0;
     const k = sh.wallet.require(BANK, 'bank');
-    const jobId = sh.engine.newJobId('train');
+    const jobId = sh.engine.jobs.newId('train');
     const signed = buildTrainRequest({ jobId, bank: BANK, purpose: PURPOSE, provider: PROVIDER_A, fields: fieldsA, others: [{ provider: PROVIDER_B, fields: fieldsB }], features: FEATURES, subjects, bins: 5, options }, k.ed25519.secretKey);
     const plan = planTraining(sh.engine, signed);
     lap('train.plan', t);
@@ -157,7 +157,7 @@ export async function runTrainE2e(opts: { subjects: number; fields: number; iter
     const parts = [{ provider: plan.provider, datasetId: plan.datasetId, fields: plan.fields, slots: plan.cohort }, ...plan.others];
     const tables = new Map<string, ProviderTable>();
     const prepared = await Promise.all(parts.map(async (part) => {
-      const table = sh!.providerTable(part.provider, sh!.engine.dataset(part.datasetId)!.category);
+      const table = sh!.providerTable(part.provider, sh!.engine.datasets.get(part.datasetId)!.category);
       tables.set(part.provider, table);
       return agent(part.provider).prepareTraining({ jobId, datasetId: part.datasetId, fields: part.fields, bins: plan.bins, features: plan.features, cohort: part.slots }, table);
     }));

@@ -284,7 +284,7 @@ export async function runNetwork(opts: { subjects?: number; rounds?: number; sec
     // can connect the set it measures. Then the engine server, with limits that never throttle the bench.
     // Both sets are wrapped to time the engine's calls to them (sequential embedded cases report it).
     const clock = { ms: 0 };
-    const inProcess = Object.values(data.providers).map((p) => sh!.engine.custodian(p.provider));
+    const inProcess = Object.values(data.providers).map((p) => sh!.engine.registry.custodian(p.provider));
     const local = inProcess.map((c) => timedCustodian(c, clock));
     const remote: Custodian[] = [];
     for (const c of inProcess) {
@@ -355,7 +355,7 @@ export async function runNetwork(opts: { subjects?: number; rounds?: number; sec
       checkpoints.push({ pass, ledgerSize: ledgerSize(), checkpointMs: checkpointMs() });
       const order = pass % 2 === 0 ? states : [...states].reverse();
       for (const c of order) {
-        for (const cu of c.custodians === 'local' ? local : remote) if (s.engine.custodian(cu.provider) !== cu) s.engine.connectCustodian(cu);
+        for (const cu of c.custodians === 'local' ? local : remote) if (s.engine.registry.custodian(cu.provider) !== cu) s.engine.registry.connectCustodian(cu);
         await runSlice(c, { count: Math.min(slice, rounds - c.lat.length), warmup: pass === 0 ? warmup : 0, claims: pools[c.kind], next: next[c.kind], want, ledgerSize });
       }
       log(`  pass ${pass}: ${states[0]!.lat.length} round trips per case, ledger ${ledgerSize()} entries, checkpoint ${fmt(checkpoints.at(-1)!.checkpointMs)} ms, ${fmt(spent() / 1000)} of ${fmt(budgetMs / 1000)} s`);

@@ -55,8 +55,8 @@ describe('client mode', () => {
     const bank = new Client(url, readKeyFile(file));
     await expect(registerParties(bank, readPublic(`${file}.pub`))).rejects.toMatchObject({ code: 'SH_ERR_BAD_SIGNATURE' });
     await registerParties(admin, [...readPublic(`${file}.pub`), ...readPublic(join(dir, `${AUDITOR}.key.pub`)), ...readPublic(join(dir, 'ent'))]);
-    expect(engine.party(BANK)?.role).toBe('bank');
-    expect(usccs.every((u) => engine.party(u)?.role === 'enterprise')).toBe(true);
+    expect(engine.registry.party(BANK)?.role).toBe('bank');
+    expect(usccs.every((u) => engine.registry.party(u)?.role === 'enterprise')).toBe(true);
     // Now registered, the bank is authenticated but still not an admin.
     await expect(registerParties(bank, readPublic(`${file}.pub`))).rejects.toMatchObject({ code: 'SH_ERR_PARTY_ROLE' });
   });
@@ -65,15 +65,15 @@ describe('client mode', () => {
     const keyOf = enterpriseKeys(join(dir, 'ent'));
     const [u] = usccs as [string];
     const [c] = await grantConsents(url, [{ subject: u, bank: BANK, purpose: 'sme_credit_line', categories: ['tax'], operations: ['score'], days: 30 }], keyOf);
-    expect(engine.consentsOf(u, BANK).map((x) => x.statement.id)).toEqual([c!.statement.id]);
+    expect(engine.consents.of(u, BANK).map((x) => x.statement.id)).toEqual([c!.statement.id]);
     // An enterprise submitting a consent for another subject (signed with its own key) is refused; nothing is stored.
     await expect(grantConsents(url, [{ subject: usccs[1]!, bank: BANK, purpose: 'p', categories: ['tax'], operations: ['score'], days: 1 }], () => keyOf(u))).rejects.toMatchObject({ code: 'SH_ERR_FORBIDDEN' });
-    expect(engine.consentsOf(usccs[1]!)).toEqual([]);
+    expect(engine.consents.of(usccs[1]!)).toEqual([]);
     // A key directory without the subject's key is a coded error on the client side.
     expect(() => keyOf(randomUscc(mulberry32(99)))).toThrow(expect.objectContaining({ code: 'SH_ERR_UNKNOWN_PARTY' }));
     const ent = new Client(url, keyOf(u));
     expect(await revokeConsents(ent, { bank: BANK })).toEqual([c!.statement.id]);
-    const status = engine.consentStatuses({ bank: BANK, purpose: 'sme_credit_line', operation: 'score', categories: ['tax'], at: new Date() }, [u]);
+    const status = engine.consents.statuses({ bank: BANK, purpose: 'sme_credit_line', operation: 'score', categories: ['tax'], at: new Date() }, [u]);
     expect(status.get(u)?.status).toBe('REVOKED');
     const report = await ent.get<{ subject: string; entries: Array<{ kind: string }> }>('/v1/enterprise/report');
     expect(report.subject).toBe(u);

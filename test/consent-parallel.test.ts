@@ -54,8 +54,8 @@ describe('consentStatusesParallel', () => {
     const req = { bank: BANK, purpose: 'sme_credit_line', operation: 'score' as const, categories: ['tax', 'utilities'], at: sh.engine.now() };
     const stranger = randomUscc(mulberry32(99));
     const list = [...subjects, stranger];
-    const par = await sh.engine.consentStatusesParallel(req, list);
-    const seq = sh.engine.consentStatuses(req, list);
+    const par = await sh.engine.consents.statusesParallel(req, list);
+    const seq = sh.engine.consents.statuses(req, list);
     expect([...par.keys()]).toEqual(list);
     expect(par).toEqual(seq);
     const counts: Record<string, number> = {};
@@ -83,7 +83,7 @@ describe('consentStatusesParallel', () => {
       { bank: BANK, purpose: 'sme_credit_line', operation: 'verify' as const, categories: ['tax'], at: sh.engine.now() },
     ]) {
       const some = subjects.slice(0, 300);
-      expect(await sh.engine.consentStatusesParallel(req, some)).toEqual(sh.engine.consentStatuses(req, some));
+      expect(await sh.engine.consents.statusesParallel(req, some)).toEqual(sh.engine.consents.statuses(req, some));
     }
   });
 
@@ -93,20 +93,20 @@ describe('consentStatusesParallel', () => {
     const csv = ['uscc,months_continuous_tax,tax_arrears', ...rows.map((u, i) => `${u},${i % 11 === 0 ? '' : i % 120},${i % 2 ? 'true' : 'false'}`)].join('\n') + '\n';
     const up = await sh.ingest('tax_p', { category: 'tax', fields: [{ name: 'months_continuous_tax' }, { name: 'tax_arrears' }] }, csv);
     const req = { bank: BANK, purpose: 'sme_credit_line', operation: 'score' as const, categories: ['tax', 'utilities'], at: sh.engine.now() };
-    const got = await sh.engine.subjectsParallel(req, subjects, [up.datasetId, up.datasetId]);
-    expect(got.consent).toEqual(sh.engine.consentStatuses(req, subjects));
-    const want = sh.engine.subjectSlots(up.datasetId, subjects);
+    const got = await sh.engine.consents.subjectsParallel(req, subjects, [up.datasetId, up.datasetId]);
+    expect(got.consent).toEqual(sh.engine.consents.statuses(req, subjects));
+    const want = sh.engine.datasets.subjectSlots(up.datasetId, subjects);
     expect(want.size).toBe(rows.length);
     expect([...want.values()].some((x) => x.missing.size > 0)).toBe(true);
     for (const slots of got.slots) expect(slots).toEqual(want);
     // slotsOf 'OK': the same slots, for subjects whose consent is OK only.
-    const okOnly = await sh.engine.subjectsParallel(req, subjects, [up.datasetId], { slotsOf: 'OK' });
+    const okOnly = await sh.engine.consents.subjectsParallel(req, subjects, [up.datasetId], { slotsOf: 'OK' });
     const okSubjects = subjects.filter((u) => got.consent.get(u)!.status === 'OK');
     expect(okOnly.slots[0]).toEqual(new Map([...want].filter(([u]) => okSubjects.includes(u))));
     expect(okOnly.slots[0]!.size).toBeLessThan(want.size);
   });
 
   it('an empty subject list', async () => {
-    expect((await sh.engine.consentStatusesParallel({ bank: BANK, purpose: 'sme_credit_line', operation: 'score', categories: ['tax'], at: sh.engine.now() }, [])).size).toBe(0);
+    expect((await sh.engine.consents.statusesParallel({ bank: BANK, purpose: 'sme_credit_line', operation: 'score', categories: ['tax'], at: sh.engine.now() }, [])).size).toBe(0);
   });
 });

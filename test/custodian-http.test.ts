@@ -41,11 +41,11 @@ beforeAll(async () => {
   embeddedClaims = (await sh.verify(DEMO_BANK, DEMO_PURPOSE, claims)).results;
   // Then every custodian behind HTTP on loopback.
   for (const p of Object.values(data.providers)) {
-    const app = buildCustodianServer(sh.engine.custodian(p.provider), sh.engine.keys.ed25519.publicKey);
+    const app = buildCustodianServer(sh.engine.registry.custodian(p.provider), sh.engine.keys.ed25519.publicKey);
     const url = await app.listen({ host: '127.0.0.1', port: 0 });
     servers.push(app);
     urls.set(p.provider, url);
-    sh.engine.connectCustodian(await HttpCustodian.connect(url, sh.engine.keys.ed25519.secretKey));
+    sh.engine.registry.connectCustodian(await HttpCustodian.connect(url, sh.engine.keys.ed25519.secretKey));
   }
 });
 

@@ -13,7 +13,7 @@ import { ProviderAgent, type ProviderUpload } from '../engine/custodian/provider
 import { WorkerPool } from '../engine/pool/pool.ts';
 import { signJson, type Signed } from '../core/sign.ts';
 import { sha256Hex } from '../core/hash.ts';
-import type { UploadManifest } from '../engine/engine.ts';
+import type { UploadManifest } from '../engine/datasets.ts';
 import { buildCsv, coded, distinctUsccs, randomCell, seededRng, storeCounts } from './fixtures/protocol.ts';
 import { validateSchema } from '../sandbox/catalog.ts';
 
@@ -153,7 +153,7 @@ describe('ingest: bad CSV rows are refused with coded errors, nothing stored', (
     expect(cols.map((c) => c.column_name)).toEqual(['mortgage_registered', 'property_count']);
     const tokens = sh.engine.store.db.prepare('SELECT COUNT(*) AS n FROM tokens WHERE dataset_id = ? AND field = ?').get(ds.datasetId, 'property_cert_no') as { n: number };
     expect(tokens.n).toBe(3);
-    const missing = sh.engine.subjectSlots(ds.datasetId, [SUBJECTS[3]!, SUBJECTS[5]!]);
+    const missing = sh.engine.datasets.subjectSlots(ds.datasetId, [SUBJECTS[3]!, SUBJECTS[5]!]);
     expect(missing.get(SUBJECTS[3]!)!.missing.has('property_cert_no')).toBe(false);
     expect(missing.get(SUBJECTS[5]!)!.missing.has('property_cert_no')).toBe(true);
   });
@@ -172,7 +172,7 @@ describe('ingest: uploads are checked before anything is written', () => {
     up = await agent.prepareUpload(TAX_SCHEMA, GOOD, `${TAXI}.tax.direct`);
   });
 
-  const accept = (manifest: Signed<UploadManifest>, blobs: Map<string, Uint8Array>) => async () => sh.engine.acceptUpload(manifest, blobs);
+  const accept = (manifest: Signed<UploadManifest>, blobs: Map<string, Uint8Array>) => async () => sh.engine.datasets.acceptUpload(manifest, blobs);
 
   it('a column blob altered after signing → SH_ERR_CIPHERTEXT_INVALID', async () => {
     const col = up.manifest.body.columns[2]!.blob;
@@ -226,7 +226,7 @@ describe('ingest: uploads are checked before anything is written', () => {
 
   it('the untampered upload is accepted as version 2; a valid re-ingest creates version 3 and retires the others', async () => {
     const before = storeCounts(sh);
-    const ds = sh.engine.acceptUpload(up.manifest, up.blobs);
+    const ds = sh.engine.datasets.acceptUpload(up.manifest, up.blobs);
     expect(ds).toMatchObject({ version: 2, subjects: 10, blocks: 1, provider: TAXI, category: 'tax' });
     const after = storeCounts(sh);
     expect(after.datasets).toBe(before.datasets + 1);
@@ -240,7 +240,7 @@ describe('ingest: uploads are checked before anything is written', () => {
     const changed = buildCsv(NAMES, rows().slice(0, 7));
     const r3 = await sh.ingest(TAXI, TAX_SCHEMA, changed);
     expect(r3).toMatchObject({ subjects: 7, version: 3 });
-    const current = sh.engine.currentDatasets(TAXI);
+    const current = sh.engine.datasets.current(TAXI);
     expect(current.map((d) => [d.id, d.version])).toEqual([[r3.datasetId, 3]]);
     const versions = sh.engine.store.db.prepare('SELECT id, version, current FROM datasets WHERE provider = ? ORDER BY version').all(TAXI);
     expect(versions).toEqual([{ id: v1, version: 1, current: 0 }, { id: ds.id, version: 2, current: 0 }, { id: r3.datasetId, version: 3, current: 1 }]);

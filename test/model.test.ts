@@ -89,7 +89,7 @@ function refused(model: unknown, code: string, details?: Record<string, unknown>
   }
   expect(err, `${id} should be refused with ${code}`).toMatchObject({ ...coded(code), ...(details ? { details } : {}) });
   expect(storeCounts(sh), `${id} left a trace`).toEqual(before);
-  expect(sh.engine.model(id)).toBeUndefined();
+  expect(sh.engine.models.get(id)).toBeUndefined();
   return err as Error;
 }
 

@@ -53,9 +53,9 @@ describe('audit replay of a score job', () => {
   });
 
   it('an altered column blob is a mismatch at its block only', async () => {
-    const term = sh.engine.compiledModel(DEMO_MODEL_ID).terms.find((t) => t.provider === 'sz_tax_bureau')!;
-    const ds = sh.engine.datasetWithField('sz_tax_bureau', term.field)!;
-    const path = sh.engine.store.blobPath(sh.engine.columnBlob(ds.id, term.columns[0]!.column, 0)!);
+    const term = sh.engine.models.compiled(DEMO_MODEL_ID).terms.find((t) => t.provider === 'sz_tax_bureau')!;
+    const ds = sh.engine.datasets.withField('sz_tax_bureau', term.field)!;
+    const path = sh.engine.store.blobPath(sh.engine.datasets.columnBlob(ds.id, term.columns[0]!.column, 0)!);
     const original = readFileSync(path);
     const bad = Buffer.from(original);
     bad[bad.length - 1]! ^= 1;
@@ -75,7 +75,7 @@ describe('audit replay of a score job', () => {
     const row = sh.engine.store.db.prepare('SELECT request_json FROM jobs WHERE id = ?').get(jobId) as { request_json: string };
     const stored = JSON.parse(row.request_json) as { escrow: Array<{ auditor: string; sealed: unknown }>; signed: { body: unknown } };
     const jobHash = (sh.engine.store.db.prepare("SELECT body FROM ledger_entries WHERE body LIKE '%job.requested%' AND body LIKE ?").get(`%${jobId}%`) as { body: string }).body.match(/"jobHash":"([0-9a-f]{64})"/)![1]!;
-    stored.escrow = stored.escrow.map((e) => ({ ...e, sealed: sealTo(sh.engine.party(AUDITOR)!.x25519!, new Uint8Array(32).fill(7), { type: 'safehouse.escrow.v1', jobId, jobHash }) }));
+    stored.escrow = stored.escrow.map((e) => ({ ...e, sealed: sealTo(sh.engine.registry.party(AUDITOR)!.x25519!, new Uint8Array(32).fill(7), { type: 'safehouse.escrow.v1', jobId, jobHash }) }));
     sh.engine.store.db.prepare('UPDATE jobs SET request_json = ? WHERE id = ?').run(JSON.stringify(stored), jobId);
     try {
       const r = await replayJob(sh.engine, jobId, auditor);
@@ -142,7 +142,7 @@ describe('audit replay of a verification job', () => {
     }
     // Remove one consent a claim relied on: the consent re-derived as of the request time disagrees with the job.
     const claimSubject = (JSON.parse((sh.engine.store.db.prepare('SELECT request_json FROM jobs WHERE id = ?').get(verifyJobId) as { request_json: string }).request_json) as { signed: { body: { claims: Array<{ subject: string }> } } }).signed.body.claims
-      .map((c) => c.subject).find((u) => sh.engine.consentsOf(u).length > 0)!;
+      .map((c) => c.subject).find((u) => sh.engine.consents.of(u).length > 0)!;
     const consentRows = sh.engine.store.db.prepare('SELECT * FROM consents WHERE subject = ?').all(claimSubject) as Array<Record<string, string>>;
     sh.engine.store.db.prepare('DELETE FROM consents WHERE subject = ?').run(claimSubject);
     try {
@@ -219,8 +219,8 @@ describe('audit replay over the network', () => {
 describe('retention', () => {
   it('purging a finished job keeps the ledger intact and records the purge; its replay then reports missing, never mismatch', async () => {
     const before = sh.engine.ledger.size();
-    expect(sh.engine.purgeJobBlobs(1).jobs).toEqual([]); // the job finished less than a day ago
-    const r = sh.engine.purgeJobBlobs(0);
+    expect(sh.engine.retention.purge(1).jobs).toEqual([]); // the job finished less than a day ago
+    const r = sh.engine.retention.purge(0);
     expect(r.jobs).toEqual([jobId, verifyJobId]);
     const purge = sh.engine.ledger.entry(before);
     expect(purge.kind).toBe('retention.purged');
@@ -232,6 +232,6 @@ describe('retention', () => {
     expect(statusOf(replay, 'result')).toEqual(['missing']);
     expect(statusOf(replay, 'request').concat(statusOf(replay, 'consent'))).toEqual(['match', 'match']);
     // Dataset columns stay: the same subjects still score.
-    expect(sh.engine.purgeJobBlobs(0)).toEqual({ jobs: [], blobs: 0 });
+    expect(sh.engine.retention.purge(0)).toEqual({ jobs: [], blobs: 0 });
   });
 });

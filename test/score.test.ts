@@ -204,7 +204,7 @@ beforeAll(async () => {
   sh.revoke({ subject: REVOKED!, bank: BANK });
   // BAD_SIGNATURE: the subject is registered, but its only consent row was altered in the engine's store.
   const keys = sh.wallet.ensureEnterprises([BADSIG!]);
-  sh.engine.registerEnterprises([{ uscc: BADSIG!, ed25519: keys.get(BADSIG!)!.ed25519.publicKey }]);
+  sh.engine.registry.registerEnterprises([{ uscc: BADSIG!, ed25519: keys.get(BADSIG!)!.ed25519.publicKey }]);
   const bad = tamperedConsent(BADSIG!);
   sh.engine.store.db.prepare('INSERT INTO consents (id, subject, grantee, signed_json, created_at) VALUES (?, ?, ?, ?, ?)')
     .run(bad.statement.id, BADSIG!, BANK, JSON.stringify(bad), now.toISOString());
@@ -308,10 +308,10 @@ describe('score: views', () => {
     const { escrow } = JSON.parse(job.request_json) as { escrow: Array<{ auditor: string; sealed: SealedBox }> };
     expect(escrow.map((e) => e.auditor)).toEqual([AUDITOR]);
     const seed = openSealed(sh.wallet.require(AUDITOR, 'auditor').x25519!.secretKey, escrow[0]!.sealed, { type: 'safehouse.escrow.v1', jobId, jobHash: result.jobHash });
-    const compiled = sh.engine.compiledModel(LINEAR.id);
+    const compiled = sh.engine.models.compiled(LINEAR.id);
     const samples: bigint[] = [];
     for (const v of seen) {
-      const ds = sh.engine.currentDatasets(v.provider)[0]!;
+      const ds = sh.engine.datasets.current(v.provider)[0]!;
       const tbl = JSON.parse(readFileSync(join(sh.wallet.providerDir(v.provider), `${ds.category}.json`), 'utf8')) as ProviderTable;
       const raw = new BigUint64Array(v.values.length);
       for (const term of compiled.terms.filter((x) => x.provider === v.provider)) {
@@ -410,21 +410,21 @@ describe('score: who may run what', () => {
   it('a request pins the model hash; a different hash is refused before anything runs', async () => {
     const k = sh.wallet.require(BANK, 'bank');
     const before = storeCounts(sh);
-    const req = { jobId: sh.engine.newJobId('score'), bank: BANK, modelId: LINEAR.id, modelHash: sha256Hex('another model'), purpose: PURPOSE, subjects: [RANDOM[0]!] };
+    const req = { jobId: sh.engine.jobs.newId('score'), bank: BANK, modelId: LINEAR.id, modelHash: sha256Hex('another model'), purpose: PURPOSE, subjects: [RANDOM[0]!] };
     await expect(runScoreJob(sh.engine, buildScoreRequest(req, k.ed25519.secretKey))).rejects.toMatchObject(coded('SH_ERR_PARAMS_MISMATCH'));
     // The hash of another registered model does not fit either.
-    const other = sh.engine.model(SCORECARD.id)!.hash;
+    const other = sh.engine.models.get(SCORECARD.id)!.hash;
     await expect(runScoreJob(sh.engine, buildScoreRequest({ ...req, modelHash: other }, k.ed25519.secretKey))).rejects.toMatchObject(coded('SH_ERR_PARAMS_MISMATCH'));
     expect(storeCounts(sh)).toEqual(before);
     // The pinned hash runs.
-    const ok = await runScoreJob(sh.engine, buildScoreRequest({ ...req, modelHash: sh.engine.model(LINEAR.id)!.hash }, k.ed25519.secretKey));
+    const ok = await runScoreJob(sh.engine, buildScoreRequest({ ...req, modelHash: sh.engine.models.get(LINEAR.id)!.hash }, k.ed25519.secretKey));
     expect(ok.subjects[0]!.status).toBe('OK');
   });
 
   it('forged or altered bank requests are refused with SH_ERR_BAD_SIGNATURE', async () => {
     const k = sh.wallet.require(BANK, 'bank');
     const before = storeCounts(sh);
-    const req = { jobId: sh.engine.newJobId('score'), bank: BANK, modelId: LINEAR.id, modelHash: sh.engine.model(LINEAR.id)!.hash, purpose: PURPOSE, subjects: [RANDOM[1]!] };
+    const req = { jobId: sh.engine.jobs.newId('score'), bank: BANK, modelId: LINEAR.id, modelHash: sh.engine.models.get(LINEAR.id)!.hash, purpose: PURPOSE, subjects: [RANDOM[1]!] };
     // Signed with a key that is not bank_a's.
     await expect(runScoreJob(sh.engine, buildScoreRequest(req, ed25519KeyPair().secretKey))).rejects.toMatchObject(coded('SH_ERR_BAD_SIGNATURE'));
     // Signed by bank_b (its real key) but naming bank_a.
@@ -442,21 +442,21 @@ describe('score: who may run what', () => {
   it('the engine owns the clock: a backdated or future-dated request is refused, a replayed one runs once', async () => {
     const k = sh.wallet.require(BANK, 'bank');
     const now = sh.engine.now().getTime();
-    const base = { bank: BANK, modelId: LINEAR.id, modelHash: sh.engine.model(LINEAR.id)!.hash, purpose: PURPOSE, subjects: [EXPIRED!] };
+    const base = { bank: BANK, modelId: LINEAR.id, modelHash: sh.engine.models.get(LINEAR.id)!.hash, purpose: PURPOSE, subjects: [EXPIRED!] };
     const before = storeCounts(sh);
     // EXPIRED's consent ran from 60 to 30 days ago: a request dated 45 days ago would fall inside its window.
     for (const at of [new Date(now - 45 * DAY).toISOString(), new Date(now + 10 * 60_000).toISOString(), 'yesterday']) {
-      const signed = buildScoreRequest({ ...base, jobId: sh.engine.newJobId('score'), requestedAt: at }, k.ed25519.secretKey);
+      const signed = buildScoreRequest({ ...base, jobId: sh.engine.jobs.newId('score'), requestedAt: at }, k.ed25519.secretKey);
       await expect(runScoreJob(sh.engine, signed), at).rejects.toMatchObject(coded('SH_ERR_INVALID_ARGUMENT'));
     }
     expect(storeCounts(sh)).toEqual(before);
-    const signed = buildScoreRequest({ ...base, jobId: sh.engine.newJobId('score'), requestedAt: new Date(now).toISOString() }, k.ed25519.secretKey);
+    const signed = buildScoreRequest({ ...base, jobId: sh.engine.jobs.newId('score'), requestedAt: new Date(now).toISOString() }, k.ed25519.secretKey);
     expect((await runScoreJob(sh.engine, signed)).subjects).toEqual([{ uscc: EXPIRED, status: 'EXPIRED' }]);
     const once = storeCounts(sh);
     await expect(runScoreJob(sh.engine, signed)).rejects.toMatchObject({ ...coded('SH_ERR_ALREADY_EXISTS'), details: { job: signed.body.jobId } });
     expect(storeCounts(sh)).toEqual(once);
     // The same signed request twice at once (consent checks await the pool): one runs, the other is refused, coded.
-    const twice = buildScoreRequest({ ...base, jobId: sh.engine.newJobId('score'), requestedAt: new Date(now).toISOString() }, k.ed25519.secretKey);
+    const twice = buildScoreRequest({ ...base, jobId: sh.engine.jobs.newId('score'), requestedAt: new Date(now).toISOString() }, k.ed25519.secretKey);
     const both = await Promise.allSettled([runScoreJob(sh.engine, twice), runScoreJob(sh.engine, twice)]);
     expect(both.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     expect((both.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason).toMatchObject(coded('SH_ERR_ALREADY_EXISTS'));
@@ -473,11 +473,11 @@ describe('score: who may run what', () => {
     // Content changed, id recomputed, signed by someone else's key (a forger cannot produce the subject's signature).
     const forged = createConsent({ ...input, notAfter: new Date(now.getTime() + 3650 * DAY) }, ed25519KeyPair().secretKey);
     const before = storeCounts(sh);
-    expect(() => sh.engine.addConsents([flipped])).toThrow(expect.objectContaining(coded('SH_ERR_BAD_SIGNATURE')));
-    expect(() => sh.engine.addConsents([forged])).toThrow(expect.objectContaining(coded('SH_ERR_BAD_SIGNATURE')));
-    expect(() => sh.engine.addConsents([valid, forged])).toThrow(expect.objectContaining(coded('SH_ERR_BAD_SIGNATURE')));
+    expect(() => sh.engine.consents.add([flipped])).toThrow(expect.objectContaining(coded('SH_ERR_BAD_SIGNATURE')));
+    expect(() => sh.engine.consents.add([forged])).toThrow(expect.objectContaining(coded('SH_ERR_BAD_SIGNATURE')));
+    expect(() => sh.engine.consents.add([valid, forged])).toThrow(expect.objectContaining(coded('SH_ERR_BAD_SIGNATURE')));
     // Content changed after signing with the id left as it was: refused as malformed (the id is content-derived).
-    expect(() => sh.engine.addConsents([tamperedConsent(u)])).toThrow(expect.objectContaining(coded('SH_ERR_CONSENT_INVALID')));
+    expect(() => sh.engine.consents.add([tamperedConsent(u)])).toThrow(expect.objectContaining(coded('SH_ERR_CONSENT_INVALID')));
     expect(storeCounts(sh)).toEqual(before);
     expect(sh.engine.store.db.prepare('SELECT COUNT(*) AS n FROM consents WHERE id IN (?, ?)').get(valid.statement.id, forged.statement.id)).toEqual({ n: 0 });
   });

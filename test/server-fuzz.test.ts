@@ -77,7 +77,7 @@ beforeAll(async () => {
   const unlimited = { burst: 1e9, perSecond: 1e9 };
   server = new EngineServer({ engine: sh.engine, adminPublicKey: admin.publicKey, rateLimit: unlimited, ipRateLimit: unlimited, bodyLimit: 256 * 1024, blobLimit: 64 * 1024, log: (line) => internal.push(line) });
   url = await server.listen(0);
-  custodianApp = buildCustodianServer(sh.engine.custodian(PROVIDER), sh.engine.keys.ed25519.publicKey, { bodyLimit: 64 * 1024 });
+  custodianApp = buildCustodianServer(sh.engine.registry.custodian(PROVIDER), sh.engine.keys.ed25519.publicKey, { bodyLimit: 64 * 1024 });
   custodianUrl = await custodianApp.listen({ host: '127.0.0.1', port: 0 });
   sh.engine.ledger.checkpoint();
   latest = sh.engine.ledger.latestCheckpoint()!.size;
@@ -153,7 +153,7 @@ function snapshot(): Record<string, number> {
   }
   out.staged = (server as unknown as { staged: Map<string, unknown> }).staged.size;
   out.blobs = existsSync(join(home, 'blobs')) ? readdirSync(join(home, 'blobs'), { recursive: true }).length : 0;
-  out.custodianJobs = (sh.engine.custodian(PROVIDER) as unknown as { jobs: Map<string, unknown> }).jobs.size;
+  out.custodianJobs = (sh.engine.registry.custodian(PROVIDER) as unknown as { jobs: Map<string, unknown> }).jobs.size;
   return out;
 }
 

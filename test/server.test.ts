@@ -73,7 +73,7 @@ beforeAll(async () => {
   limitedUrl = await limited.listen(0);
   small = new EngineServer({ engine: sh.engine, adminPublicKey: admin.publicKey, bodyLimit: 64 * 1024, blobLimit: 64 * 1024 });
   smallUrl = await small.listen(0);
-  custodianApp = buildCustodianServer(sh.engine.custodian(TAX), sh.engine.keys.ed25519.publicKey);
+  custodianApp = buildCustodianServer(sh.engine.registry.custodian(TAX), sh.engine.keys.ed25519.publicKey);
   custodianUrl = await custodianApp.listen({ host: '127.0.0.1', port: 0 });
 });
 
@@ -168,7 +168,7 @@ function newAuditor(id: string) {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function scoreRequest(bank: string, subjects: string[], requestedAt = new Date()): Signed<ScoreRequest> {
-  const m = sh.engine.model(DEMO_MODEL_ID)!;
+  const m = sh.engine.models.get(DEMO_MODEL_ID)!;
   return buildScoreRequest({ jobId: newJobId('score'), bank, modelId: DEMO_MODEL_ID, modelHash: m.hash, purpose: DEMO_PURPOSE, subjects, requestedAt: requestedAt.toISOString() }, keysOf(bank).ed25519.secretKey);
 }
 
@@ -202,7 +202,7 @@ describe('RFC 9421 request signatures', () => {
     const before = snapshot();
     const a = await send({ path: '/v1/admin/parties', as: null, body: json(newAuditor('aud_unsigned')) });
     expectCoded(a, 'SH_ERR_BAD_SIGNATURE');
-    expect(sh.engine.party('aud_unsigned')).toBeUndefined();
+    expect(sh.engine.registry.party('aud_unsigned')).toBeUndefined();
     expect(snapshot()).toEqual(before);
     // GET routes too, and a signature header without its input header.
     expectCoded(await send({ path: '/v1/admin/parties', as: null }), 'SH_ERR_BAD_SIGNATURE');
@@ -227,7 +227,7 @@ describe('RFC 9421 request signatures', () => {
     expectCoded(await raw('GET', new URL('/v1/parties/admin', url), s.headers, undefined), 'SH_ERR_BAD_SIGNATURE');
     const other = signed({ path: '/v1/admin/parties', as: adminKeys, base: limitedUrl });
     expectCoded(await raw('GET', new URL('/v1/admin/parties', url), other.headers, undefined), 'SH_ERR_BAD_SIGNATURE');
-    for (const id of ['aud_wrongkey', 'aud_signed', 'aud_tampered']) expect(sh.engine.party(id)).toBeUndefined();
+    for (const id of ['aud_wrongkey', 'aud_signed', 'aud_tampered']) expect(sh.engine.registry.party(id)).toBeUndefined();
     expect(snapshot()).toEqual(before);
   });
 
@@ -254,8 +254,8 @@ describe('RFC 9421 request signatures', () => {
     expect(stale.json.message).toMatch(/stale or future-dated/);
     const future = await send({ path: '/v1/admin/parties', as: adminKeys, body: json(newAuditor('aud_future')), now: new Date(Date.now() + 10 * 60_000) });
     expectCoded(future, 'SH_ERR_BAD_SIGNATURE');
-    expect(sh.engine.party('aud_stale')).toBeUndefined();
-    expect(sh.engine.party('aud_future')).toBeUndefined();
+    expect(sh.engine.registry.party('aud_stale')).toBeUndefined();
+    expect(sh.engine.registry.party('aud_future')).toBeUndefined();
     expect(snapshot()).toEqual(before);
   });
 
@@ -301,7 +301,7 @@ describe('role checks', () => {
     expectCoded(await send({ path: `/v1/bank/models/${DEMO_MODEL_ID}`, as: as(TAX) }), 'SH_ERR_PARTY_ROLE');
     expectCoded(await send({ path: '/v1/bank/jobs', as: as(data.subjects[0]!), body: json({ kind: 'score', request: scoreRequest(DEMO_BANK, data.subjects.slice(0, 2)) }) }), 'SH_ERR_PARTY_ROLE');
     expectCoded(await send({ path: '/v1/bank/jobs', as: adminKeys, body: json({ kind: 'score', request: scoreRequest(DEMO_BANK, data.subjects.slice(0, 2)) }) }), 'SH_ERR_PARTY_ROLE');
-    expect(sh.engine.party('aud_by_bank')).toBeUndefined();
+    expect(sh.engine.registry.party('aud_by_bank')).toBeUndefined();
     expect(snapshot()).toEqual(before);
   });
 });
@@ -333,7 +333,7 @@ describe("a bank cannot touch another bank's jobs", () => {
     const stolen = scoreRequest(DEMO_BANK, data.subjects.slice(0, 3));
     expectCoded(await send({ path: '/v1/bank/jobs', as: as(BANK_B), body: json({ kind: 'score', request: stolen }) }), 'SH_ERR_FORBIDDEN');
     // Bank B signs a request that names bank A.
-    const m = sh.engine.model(DEMO_MODEL_ID)!;
+    const m = sh.engine.models.get(DEMO_MODEL_ID)!;
     const naming = buildScoreRequest({ jobId: newJobId('score'), bank: DEMO_BANK, modelId: DEMO_MODEL_ID, modelHash: m.hash, purpose: DEMO_PURPOSE, subjects: data.subjects.slice(0, 3) }, keysOf(BANK_B).ed25519.secretKey);
     const relabelled = { ...naming, signer: BANK_B };
     expectCoded(await send({ path: '/v1/bank/jobs', as: as(BANK_B), body: json({ kind: 'score', request: relabelled }) }), 'SH_ERR_FORBIDDEN');
@@ -368,7 +368,7 @@ describe("an enterprise reads and writes only its own records", () => {
     expect(explicit.json).toEqual(own.json);
     const consents = await send({ path: '/v1/enterprise/consents', as: me });
     expect(consents.status).toBe(200);
-    expect(consents.json.consents.map((c: { statement: { id: string } }) => c.statement.id)).toEqual(sh.engine.consentsOf(mine).map((c) => c.statement.id));
+    expect(consents.json.consents.map((c: { statement: { id: string } }) => c.statement.id)).toEqual(sh.engine.consents.of(mine).map((c) => c.statement.id));
   });
 
   it('an enterprise granting or revoking a consent for another subject is 403 and stores nothing', async () => {
@@ -376,24 +376,24 @@ describe("an enterprise reads and writes only its own records", () => {
     const me = keysOf(mine);
     const grant = (subject: string, sk: Uint8Array) => createConsent({ subject, grantee: BANK_B, purpose: 'fuzz_other', categories: ['tax'], operations: ['score'], notBefore: new Date(), notAfter: new Date(Date.now() + 86_400_000) }, sk);
     const before = snapshot();
-    const theirsBefore = sh.engine.consentsOf(theirs).length;
-    const mineBefore = sh.engine.consentsOf(mine).length;
+    const theirsBefore = sh.engine.consents.of(theirs).length;
+    const mineBefore = sh.engine.consents.of(mine).length;
     // Signed with the caller's key, or even with the other subject's own key (a captured statement): refused either way.
     expectCoded(await send({ path: '/v1/enterprise/consents', as: as(mine), body: json({ consents: [grant(theirs, me.ed25519.secretKey)] }) }), 'SH_ERR_FORBIDDEN');
     expectCoded(await send({ path: '/v1/enterprise/consents', as: as(mine), body: json({ consents: [grant(theirs, keysOf(theirs).ed25519.secretKey)] }) }), 'SH_ERR_FORBIDDEN');
     // A batch mixing its own consent with another's: all or nothing.
     expectCoded(await send({ path: '/v1/enterprise/consents', as: as(mine), body: json({ consents: [grant(mine, me.ed25519.secretKey), grant(theirs, me.ed25519.secretKey)] }) }), 'SH_ERR_FORBIDDEN');
     // Revoking another subject's consent.
-    const target = sh.engine.consentsOf(theirs)[0]!;
+    const target = sh.engine.consents.of(theirs)[0]!;
     expectCoded(await send({ path: '/v1/enterprise/revocations', as: as(mine), body: json({ revocations: [{ statement: { consentId: target.statement.id, subject: theirs, revokedAt: new Date().toISOString(), nonce: randomBytes(16).toString('hex') }, signature: 'ab'.repeat(64) }] }) }), 'SH_ERR_FORBIDDEN');
-    expect(sh.engine.consentsOf(theirs).length).toBe(theirsBefore);
-    expect(sh.engine.consentsOf(mine).length).toBe(mineBefore);
+    expect(sh.engine.consents.of(theirs).length).toBe(theirsBefore);
+    expect(sh.engine.consents.of(mine).length).toBe(mineBefore);
     expect(count('SELECT COUNT(*) AS n FROM revocations')).toBe(0);
     expect(snapshot()).toEqual(before);
     // Its own consent is accepted (the refusals above were about the subject, not the statement).
     const ok = await send({ path: '/v1/enterprise/consents', as: as(mine), body: json({ consents: [grant(mine, me.ed25519.secretKey)] }) });
     expect(ok.status).toBe(201);
-    expect(sh.engine.consentsOf(mine).length).toBe(mineBefore + 1);
+    expect(sh.engine.consents.of(mine).length).toBe(mineBefore + 1);
   });
 });
 
@@ -449,7 +449,7 @@ describe('custodians answer only bank-signed jobs', () => {
 
   it('a decryption naming no opened job (random job hash) is SH_ERR_PARAMS_MISMATCH, over HTTP and in process', async () => {
     const remote = await HttpCustodian.connect(custodianUrl, sh.engine.keys.ed25519.secretKey);
-    const local = sh.engine.custodian(TAX);
+    const local = sh.engine.registry.custodian(TAX);
     const ct = randomBytes(1000);
     const req = engineSigned(decryptBody(newJobId('score'), randomBytes(32).toString('hex'), ct));
     expect(await codeOf(remote.decrypt(req, ct))).toBe('SH_ERR_PARAMS_MISMATCH');
@@ -466,8 +466,8 @@ describe('custodians answer only bank-signed jobs', () => {
 
   it('a job with a forged bank signature is SH_ERR_BAD_SIGNATURE; a stale one (1 h old) is SH_ERR_VERIFY_BUDGET', async () => {
     const remote = await HttpCustodian.connect(custodianUrl, sh.engine.keys.ed25519.secretKey);
-    const local = sh.engine.custodian(TAX);
-    const m = sh.engine.model(DEMO_MODEL_ID)!;
+    const local = sh.engine.registry.custodian(TAX);
+    const m = sh.engine.models.get(DEMO_MODEL_ID)!;
     const body = { jobId: newJobId('score'), bank: DEMO_BANK, modelId: DEMO_MODEL_ID, modelHash: m.hash, purpose: DEMO_PURPOSE, subjects: data.subjects.slice(0, 4), requestedAt: new Date().toISOString() };
     const forged = buildScoreRequest(body, ed25519KeyPair().secretKey) as unknown as BankJob; // signer says the bank, key is anyone's
     expect(await codeOf(remote.openJob(forged))).toBe('SH_ERR_BAD_SIGNATURE');
@@ -488,14 +488,14 @@ describe('custodians answer only bank-signed jobs', () => {
   });
 
   it('a label answered once is refused the second time (SH_ERR_VERIFY_BUDGET), replayed over HTTP or in process', async () => {
-    const original = sh.engine.custodian(TAX);
+    const original = sh.engine.registry.custodian(TAX);
     const recorder = new Recorder(original);
-    sh.engine.connectCustodian(recorder);
+    sh.engine.registry.connectCustodian(recorder);
     let rows: Array<{ uscc: string; status: string; score: string }>;
     try {
       rows = (await sh.score(DEMO_BANK, DEMO_MODEL_ID, DEMO_PURPOSE, data.subjects)).rows;
     } finally {
-      sh.engine.connectCustodian(original);
+      sh.engine.registry.connectCustodian(original);
     }
     expect(rows).toEqual(embedded); // the recorder changed nothing
     expect(recorder.jobs.length).toBe(1);
@@ -524,7 +524,7 @@ describe('request bodies and routes', () => {
     expectCoded(await send({ base: smallUrl, method: 'PUT', path: `/v1/blobs/${sha256Hex(blob)}`, as: as(TAX), body: blob, contentType: 'application/octet-stream' }), 'SH_ERR_BODY_TOO_LARGE');
     // Under the limit, the same server answers normally (here: the schema refuses the padding).
     expectCoded(await send({ base: smallUrl, path: '/v1/admin/parties', as: adminKeys, body: json({ ...newAuditor('aud_pad'), padding: 'x' }) }), 'SH_ERR_INVALID_ARGUMENT');
-    expect(sh.engine.party('aud_big')).toBeUndefined();
+    expect(sh.engine.registry.party('aud_big')).toBeUndefined();
     expect(snapshot()).toEqual(before);
   });
 
@@ -549,8 +549,8 @@ describe('request bodies and routes', () => {
     }
     expect(({} as Record<string, unknown>).isAdmin).toBeUndefined();
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
-    expect(sh.engine.party('aud_poison')).toBeUndefined();
-    expect(sh.engine.party('12345')).toBeUndefined();
+    expect(sh.engine.registry.party('aud_poison')).toBeUndefined();
+    expect(sh.engine.registry.party('12345')).toBeUndefined();
     expect(snapshot()).toEqual(before);
     // The same valid body is accepted: the refusals were about the bodies.
     expect((await send({ path: '/v1/admin/parties', as: adminKeys, body: json(valid) })).status).toBe(201);
@@ -562,7 +562,7 @@ describe('request bodies and routes', () => {
     expectCoded(await send({ path: '/v1/admin/parties', as: adminKeys, body: '<party/>', contentType: 'application/xml' }), 'SH_ERR_UNSUPPORTED_MEDIA_TYPE');
     // A blob sent as JSON.
     expectCoded(await send({ method: 'PUT', path: `/v1/blobs/${sha256Hex('"x"')}`, as: as(TAX), body: '"x"' }), 'SH_ERR_UNSUPPORTED_MEDIA_TYPE');
-    expect(sh.engine.party('aud_text')).toBeUndefined();
+    expect(sh.engine.registry.party('aud_text')).toBeUndefined();
     expect(snapshot()).toEqual(before);
   });
 

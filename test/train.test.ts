@@ -81,7 +81,7 @@ describe('train: encrypted gradients == plaintext fixed-point gradients', () => 
     // The scorecard it converts to scores, on plaintext, the logit of the fixed model (to the 6-decimal rounding).
     const card = toScorecard('t-card', out.bins, out.model, 16);
     const s = 2 ** 16;
-    const fields = new Map(sh.engine.currentDatasets(TAX)[0]!.schema.fields.map((f) => [f.name, f] as [string, FieldSpec]));
+    const fields = new Map(sh.engine.datasets.current(TAX)[0]!.schema.fields.map((f) => [f.name, f] as [string, FieldSpec]));
     const raw = (u: string, f: string) => { const i = table.subjects.indexOf(u); return i < 0 ? undefined : data.providers.tax.csv.split('\n')[i + 1]!.split(',')[['uscc', 'tax_credit_grade', 'vat_paid_12m', 'cit_paid_12m', 'taxable_sales_12m', 'months_continuous_tax', 'tax_arrears', 'tax_penalties_3y'].indexOf(f)]; };
     for (const [k, u] of cohort.slice(0, 50).entries()) {
       const logit = (Number(out.model.W0) + out.model.W.reduce((a, w, b) => a + Number(w) * X[b]![k]!, 0)) / s;
@@ -211,7 +211,7 @@ describe('train: standardized raw features (published mean/std) → a linear mod
     const gc = germanSplit({ seed: 7, providers: 1 });
     const p = gc.providers[0]!;
     // The first provider id may exist from the two-provider test; re-ingest gives this split's table as the current one.
-    if (!sh.engine.party(p.provider)) await sh.addParty('provider', p.provider);
+    if (!sh.engine.registry.party(p.provider)) await sh.addParty('provider', p.provider);
     await sh.ingest(p.provider, p.schema, p.csv);
     const category = (p.schema as { category: string }).category;
     sh.grantConsents(gc.subjects.map((u) => ({ subject: u, bank: BANK, purpose: 'model_training_std', categories: [category], operations: ['train' as const, 'score' as const], days: 30 })));

@@ -165,7 +165,7 @@ function mismatches(claims: readonly Claim[], results: ReadonlyMap<string, Claim
 }
 
 function installWrapper(): void {
-  const real = sh.engine.custodian(PROP);
+  const real = sh.engine.registry.custodian(PROP);
   realProp = real;
   const wrapper: Custodian & { dispose(): Promise<void> } = {
     provider: real.provider, paramsId: real.paramsId, bfvPublicKey: real.bfvPublicKey, signingPublicKey: real.signingPublicKey,
@@ -179,7 +179,7 @@ function installWrapper(): void {
     },
     dispose: async () => { await (real as { dispose?: () => Promise<void> }).dispose?.(); },
   };
-  sh.engine.connectCustodian(wrapper);
+  sh.engine.registry.connectCustodian(wrapper);
 }
 
 const open = (policy: { verifyBudgetPerEpoch: number }) => Safehouse.open({ home, create: true, poolSize: 2, policy, observe: (provider, v) => views.push({ provider, ...v }) });
@@ -210,7 +210,7 @@ beforeAll(async () => {
   sh.revoke({ subject: REVOKED, bank: BANK });
   // BAD_SIGNATURE: a registered subject whose only consent row was altered in the engine's store after signing.
   const keys = sh.wallet.ensureEnterprises([BADSIG]);
-  sh.engine.registerEnterprises([{ uscc: BADSIG, ed25519: keys.get(BADSIG)!.ed25519.publicKey }]);
+  sh.engine.registry.registerEnterprises([{ uscc: BADSIG, ed25519: keys.get(BADSIG)!.ed25519.publicKey }]);
   const c = createConsent({ subject: BADSIG, grantee: BANK, purpose: PURPOSE, categories: ['tax'], operations: ['verify'], notBefore: now, notAfter: new Date(now.getTime() + 30 * DAY) }, keys.get(BADSIG)!.ed25519.secretKey);
   const bad: SignedConsent = { ...c, statement: { ...c.statement, categories: ['tax', 'property'] } };
   sh.engine.store.db.prepare('INSERT INTO consents (id, subject, grantee, signed_json, created_at) VALUES (?, ?, ?, ?, ?)').run(bad.statement.id, BADSIG, BANK, JSON.stringify(bad), now.toISOString());
@@ -462,7 +462,7 @@ describe('verify: one result per claim', () => {
 describe('verify: refusals before any work', () => {
   const bankKey = () => sh.wallet.require(BANK, 'bank').ed25519.secretKey;
   const request = (claims: Claim[], over: { jobId?: string; requestedAt?: string; key?: Uint8Array } = {}) =>
-    buildVerifyRequest({ jobId: over.jobId ?? sh.engine.newJobId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: over.requestedAt ?? sh.engine.now().toISOString() }, over.key ?? bankKey());
+    buildVerifyRequest({ jobId: over.jobId ?? sh.engine.jobs.newId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: over.requestedAt ?? sh.engine.now().toISOString() }, over.key ?? bankKey());
   const logs = () => [TAX, PROP].map((p) => { const f = join(sh.wallet.providerDir(p), 'custodian.log'); return existsSync(f) ? readFileSync(f, 'utf8') : ''; });
   const budget = () => sh.engine.store.db.prepare('SELECT * FROM verify_budget ORDER BY bank, subject, provider, field').all();
   /** Valid claims that would need both custodians, placed before the bad one: the whole batch is checked first. */
@@ -519,7 +519,7 @@ describe('verify: refusals before any work', () => {
     await refusedBeforeWork(() => runVerifyJob(sh.engine, forged.signed, forged.openings), 'SH_ERR_BAD_SIGNATURE', 'forged');
     const altered = { ...signed, body: { ...signed.body, claims: signed.body.claims.map((c) => ({ ...c, count: c.count + 1 })) } };
     await refusedBeforeWork(() => runVerifyJob(sh.engine, altered, openings), 'SH_ERR_BAD_SIGNATURE', 'altered after signing');
-    const byOther = buildVerifyRequest({ jobId: sh.engine.newJobId('verify'), bank: BANK, purpose: PURPOSE, claims }, sh.wallet.require(OTHER_BANK, 'bank').ed25519.secretKey);
+    const byOther = buildVerifyRequest({ jobId: sh.engine.jobs.newId('verify'), bank: BANK, purpose: PURPOSE, claims }, sh.wallet.require(OTHER_BANK, 'bank').ed25519.secretKey);
     await refusedBeforeWork(() => runVerifyJob(sh.engine, { ...byOther.signed, signer: OTHER_BANK }, byOther.openings), 'SH_ERR_BAD_SIGNATURE', 'signed by another bank');
 
     const now = sh.engine.now().getTime();
@@ -569,7 +569,7 @@ describe('verify: the engine checks the custodian\'s DLEQ proof', () => {
     it(`${name}: SH_ERR_TOKEN_PROOF, job.failed, nothing for the bank`, async () => {
       const u = WITH_PROPERTY[5]!;
       const claims = [claim(u, PROP, CERT, 'eq', [property.get(u)!.certs[0]!]), claim(u, PROP, CERT, 'in', [fakeCert(), fakeCert()])];
-      const { signed, openings } = buildVerifyRequest({ jobId: sh.engine.newJobId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: sh.engine.now().toISOString() }, sh.wallet.require(BANK, 'bank').ed25519.secretKey);
+      const { signed, openings } = buildVerifyRequest({ jobId: sh.engine.jobs.newId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: sh.engine.now().toISOString() }, sh.wallet.require(BANK, 'bank').ed25519.secretKey);
       tamper = fn;
       try {
         await expect(runVerifyJob(sh.engine, signed, openings)).rejects.toMatchObject(coded('SH_ERR_TOKEN_PROOF'));
@@ -613,10 +613,10 @@ describe('verify: the custodian counts evaluations against the bank-signed reque
       claim(u, PROP, 'property_count', 'gte', ['1']), // numeric: never a token evaluation
     ];
     const [eqC, inC, holderC, numC] = claims.map((c) => c.claimId) as [string, string, string, string];
-    const { signed: bankReq } = buildVerifyRequest({ jobId: sh.engine.newJobId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: sh.engine.now().toISOString() }, sh.wallet.require(BANK, 'bank').ed25519.secretKey);
+    const { signed: bankReq } = buildVerifyRequest({ jobId: sh.engine.jobs.newId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: sh.engine.now().toISOString() }, sh.wallet.require(BANK, 'bank').ed25519.secretKey);
     const jobId = bankReq.body.jobId;
     const jobHash = sha256Hex(canonicalize(bankReq));
-    const oprfPk = sh.engine.party(PROP)!.oprfPublicKey!;
+    const oprfPk = sh.engine.registry.party(PROP)!.oprfPublicKey!;
     const info = tokenInfo(PROP, CERT, TOKEN_EPOCH);
     const inputs = [tokenInput(u, CERT, normalizeId('certificate', cert)), tokenInput(u, CERT, normalizeId('certificate', fakeCert())), tokenInput(u, CERT, normalizeId('certificate', fakeCert()))];
     const blinded = blindInputs(oprfPk, info, inputs);
@@ -644,7 +644,7 @@ describe('verify: the custodian counts evaluations against the bank-signed reque
     // None of the refusals used up a count: each signed evaluation is still available, exactly once.
     const res = await realProp.evaluateTokens(engineReq([{ claimId: eqC, blinded: hex[0]! }]), bankReq);
     const [token] = finalizeTokens([inputs[0]!], [blinded[0]!], res.body.evaluated.map(hexToBytes), hexToBytes(res.body.proof), oprfPk, info);
-    expect(sh.engine.hasToken(sh.engine.datasetWithField(PROP, CERT)!.id, CERT, token!)).toBe(true);
+    expect(sh.engine.datasets.hasToken(sh.engine.datasets.withField(PROP, CERT)!.id, CERT, token!)).toBe(true);
     await refuse(engineReq([{ claimId: eqC, blinded: hex[0]! }]), 'SH_ERR_VERIFY_BUDGET'); // counted across requests of the job
     await realProp.evaluateTokens(engineReq([{ claimId: inC, blinded: hex[1]! }, { claimId: inC, blinded: hex[2]! }]), bankReq);
     await refuse(engineReq([{ claimId: inC, blinded: hex[1]! }]), 'SH_ERR_VERIFY_BUDGET');
@@ -655,21 +655,21 @@ describe('verify: the custodian counts evaluations against the bank-signed reque
     const cert = property.get(u)!.certs[0]!;
     const claims = [claim(u, PROP, CERT, 'eq', [cert])];
     const bankSk = sh.wallet.require(BANK, 'bank').ed25519.secretKey;
-    const oprfPk = sh.engine.party(PROP)!.oprfPublicKey!;
+    const oprfPk = sh.engine.registry.party(PROP)!.oprfPublicKey!;
     const info = tokenInfo(PROP, CERT, TOKEN_EPOCH);
     const [b] = blindInputs(oprfPk, info, [tokenInput(u, CERT, normalizeId('certificate', cert))]);
     const ask = (custodian: Custodian, bankReq: Signed<{ type: string; jobId: string; bank: string; claims: BankClaims['body']['claims'] }>) => custodian.evaluateTokens(signJson<TokenEvalRequest>({
       type: 'safehouse.custodian.oprf.v1', suite: 'P256-SHA256', mode: 'POPRF', provider: PROP, jobId: bankReq.body.jobId, jobHash: sha256Hex(canonicalize(bankReq)),
       field: CERT, epoch: TOKEN_EPOCH, label: 'test/restart', elements: [{ claimId: claims[0]!.claimId, blinded: bytesToHex(b!.blinded) }],
     }, 'engine', sh.engine.keys.ed25519.secretKey), bankReq);
-    const stale = buildVerifyRequest({ jobId: sh.engine.newJobId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: new Date(Date.now() - 60 * 60_000).toISOString() }, bankSk).signed;
+    const stale = buildVerifyRequest({ jobId: sh.engine.jobs.newId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: new Date(Date.now() - 60 * 60_000).toISOString() }, bankSk).signed;
     await expect(ask(realProp, stale)).rejects.toMatchObject(coded('SH_ERR_VERIFY_BUDGET'));
-    const fresh = buildVerifyRequest({ jobId: sh.engine.newJobId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: new Date().toISOString() }, bankSk).signed;
+    const fresh = buildVerifyRequest({ jobId: sh.engine.jobs.newId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: new Date().toISOString() }, bankSk).signed;
     await ask(realProp, fresh);
     // A new custodian process with the same keys and log: the signed count is already spent.
     const restarted = (sh as unknown as { agent(id: string): { custodian(pk: Uint8Array, o: object): Custodian } }).agent(PROP).custodian(sh.engine.keys.ed25519.publicKey, {
       logFile: join(sh.wallet.providerDir(PROP), 'custodian.log'),
-      bankKey: (id: string) => sh.engine.party(id)?.ed25519,
+      bankKey: (id: string) => sh.engine.registry.party(id)?.ed25519,
     });
     await expect(ask(restarted, fresh)).rejects.toMatchObject(coded('SH_ERR_VERIFY_BUDGET'));
   });
@@ -721,8 +721,8 @@ describe('verify: views', () => {
     expect(seen.length).toBe(3); // net_margin rounds 0 and 1, months round 0
 
     const t = sh.engine.params.t;
-    const ds = sh.engine.datasetWithField(TAX, f.name)!;
-    const slots = sh.engine.subjectSlots(ds.id, POOL);
+    const ds = sh.engine.datasets.withField(TAX, f.name)!;
+    const slots = sh.engine.datasets.subjectSlots(ds.id, POOL);
     const ratios = new Map<string, number[]>();
     /** (v mod |x−c|)/|x−c| for |x−c| ≥ 100: r' ∈ [0, r) keeps v from being a multiple of x − c (which would hand the custodian c). */
     const residues: number[] = [];
@@ -789,7 +789,7 @@ describe('verify: views', () => {
     // hashToGroup here is the protocol's: evaluating by hand from it gives the provider's uploaded token.
     const info = tokenInfo(PROP, CERT, TOKEN_EPOCH);
     const sk = sh.wallet.readSecret(join(sh.wallet.providerDir(PROP), 'oprf.sk'))!;
-    expect(sh.engine.hasToken(sh.engine.datasetWithField(PROP, CERT)!.id, CERT, evaluateByHand(sk, info, input))).toBe(true);
+    expect(sh.engine.datasets.hasToken(sh.engine.datasets.withField(PROP, CERT)!.id, CERT, evaluateByHand(sk, info, input))).toBe(true);
     const unblinded = bytesToHex(hashToGroup(input).toBytes(true));
 
     const elements: string[] = [];
@@ -1056,8 +1056,8 @@ describe('verify: block boundaries (8200 subjects, two blocks)', () => {
     expect(mismatches(claims, results)).toEqual([]);
     expect(new Set(result.boxes.map((b) => b.block))).toEqual(new Set([0, 1]));
     expect(new Set(views.slice(before).map((v) => v.label.split('/')[5]))).toEqual(new Set(['0', '1']));
-    const ds = sh.engine.datasetWithField(UTIL, 'utility_arrears')!;
-    const slots = sh.engine.subjectSlots(ds.id, edge);
+    const ds = sh.engine.datasets.withField(UTIL, 'utility_arrears')!;
+    const slots = sh.engine.datasets.subjectSlots(ds.id, edge);
     expect(edge.map((u) => [slots.get(u)!.block, slots.get(u)!.slot])).toEqual([[0, 0], [0, 8191], [1, 0], [1, 7]]);
     for (const n of result.numeric) {
       const c = claims.find((x) => x.claimId === n.claimId)!;
@@ -1096,7 +1096,7 @@ describe('verify: the bound calculator refuses before any work', () => {
       claim(u, SI, 'si_contributors', 'gte', ['10']),
       claim(u, SI, 'si_registered_capital', 'gte', ['1000000']),
     ];
-    const { signed, openings } = buildVerifyRequest({ jobId: sh.engine.newJobId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: sh.engine.now().toISOString() }, sh.wallet.require(BANK, 'bank').ed25519.secretKey);
+    const { signed, openings } = buildVerifyRequest({ jobId: sh.engine.jobs.newId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: sh.engine.now().toISOString() }, sh.wallet.require(BANK, 'bank').ed25519.secretKey);
     const before = { counts: storeCounts(sh), views: views.length, calls: tokenCalls.length, budget: sh.engine.store.db.prepare('SELECT * FROM verify_budget').all() };
     await expect(runVerifyJob(sh.engine, signed, openings)).rejects.toMatchObject(coded('SH_ERR_BOUND_OVERFLOW'));
     expect({ counts: storeCounts(sh), views: views.length, calls: tokenCalls.length, budget: sh.engine.store.db.prepare('SELECT * FROM verify_budget').all() }).toEqual(before);

@@ -84,7 +84,7 @@ export async function replayJob(engine: Engine, jobId: string, auditor: { id: st
   const req = signed.body;
 
   // request
-  const bank = engine.party(signed.signer);
+  const bank = engine.registry.party(signed.signer);
   const jobHash = sha256Hex(canonicalize(signed));
   if (!bank || !verifyJson(signed, bank.ed25519)) add('request', 'mismatch', 'the bank signature over the stored request does not verify');
   else if (jobHash !== requested.body.jobHash) add('request', 'mismatch', 'the stored request does not hash to the ledgered jobHash');
@@ -108,12 +108,12 @@ export async function replayJob(engine: Engine, jobId: string, auditor: { id: st
   }
 
   // model
-  const m = engine.model(req.modelId);
+  const m = engine.models.get(req.modelId);
   let model: CompiledModel | undefined;
   if (!m) add('model', 'missing', `model ${req.modelId} is not stored`);
   else {
-    model = compileModel(m.spec, engine.fieldLookup, engine.params.t);
-    const approvals = engine.approvals(req.modelId);
+    model = compileModel(m.spec, engine.datasets.fieldLookup, engine.params.t);
+    const approvals = engine.models.approvals(req.modelId);
     const unapproved = [...new Set(model.terms.map((t) => t.provider))].filter((p) => approvals.get(p) !== model!.hash);
     if (model.hash !== req.modelHash) add('model', 'mismatch', `the stored model compiles to ${model.hash.slice(0, 12)}…, the request pinned ${req.modelHash.slice(0, 12)}…`);
     else if (unapproved.length) add('model', 'mismatch', `not approved by ${unapproved.join(', ')}`);
@@ -128,10 +128,10 @@ export async function replayJob(engine: Engine, jobId: string, auditor: { id: st
     const datasetId = String(e.body.label).split('/')[2]!;
     if (model) datasets.set(datasetId, { provider: String(e.body.provider), terms: model.terms.filter((t) => t.provider === e.body.provider) });
   }
-  const categories = [...new Set([...datasets.keys()].map((id) => engine.dataset(id)?.category).filter((c): c is string => !!c))].sort();
-  const consent = engine.consentStatuses({ bank: req.bank, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) }, subjects);
+  const categories = [...new Set([...datasets.keys()].map((id) => engine.datasets.get(id)?.category).filter((c): c is string => !!c))].sort();
+  const consent = engine.consents.statuses({ bank: req.bank, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) }, subjects);
   const ok = subjects.filter((s) => consent.get(s)?.status === 'OK');
-  const groups = [...datasets].map(([datasetId, d]) => ({ datasetId, ...d, slots: engine.subjectSlots(datasetId, ok) }));
+  const groups = [...datasets].map(([datasetId, d]) => ({ datasetId, ...d, slots: engine.datasets.subjectSlots(datasetId, ok) }));
   const { status, offsets } = model ? scoreStatuses(model, groups, subjects, consent) : { status: new Map<string, string>(), offsets: new Map<string, bigint>() };
   const consentIds = subjects.filter((s) => status.get(s) === 'OK').map((s) => consent.get(s)!.consentId!).sort();
   if (sha256Hex(consentIds.join('\n')) !== requested.body.consentIds) add('consent', 'mismatch', 'the consents valid at the request time are not the ones the job used');
@@ -154,7 +154,7 @@ export async function replayJob(engine: Engine, jobId: string, auditor: { id: st
     let problem: StepStatus | undefined;
     for (const term of model.terms.filter((t) => t.provider === provider)) {
       for (const c of term.columns) {
-        const blob = engine.columnBlob(datasetId!, c.column, block);
+        const blob = engine.datasets.columnBlob(datasetId!, c.column, block);
         const bytes = blobOrMissing(engine, blob);
         if (bytes === 'missing') problem ??= 'missing';
         else if (bytes === 'corrupt') problem = 'mismatch';
@@ -162,7 +162,7 @@ export async function replayJob(engine: Engine, jobId: string, auditor: { id: st
       }
     }
     if (problem) { add(step, problem, problem === 'missing' ? 'a column blob is not stored' : 'a column blob does not hash to its address'); continue; }
-    const pk = engine.party(provider!)?.bfvPublicKeyBlob;
+    const pk = engine.registry.party(provider!)?.bfvPublicKeyBlob;
     try {
       const ct = await engine.pool.run<Uint8Array>({ op: 'evalBlock', paramsId: engine.params.id, publicKey: { path: engine.store.blobPath(pk!), hash: pk! }, columns, maskKey: maskKey.slice(), rerandomizer });
       if (sha256Hex(ct) === e.body.ciphertext) add(step, 'match');
@@ -204,7 +204,7 @@ export async function replayJob(engine: Engine, jobId: string, auditor: { id: st
 /** request + escrow steps shared by every job kind; returns the seed when the escrow opens. */
 function checkRequestAndEscrow(engine: Engine, jobId: string, auditor: { id: string; x25519SecretKey: Uint8Array }, stored: { signed: Signed<{ type: string }>; escrow?: Array<{ auditor: string; sealed: SealedBox }> }, requested: LedgerEvent, add: (step: string, status: StepStatus, detail?: string) => void): Uint8Array | undefined {
   const signed = stored.signed;
-  const bank = engine.party(signed.signer);
+  const bank = engine.registry.party(signed.signer);
   if (!bank || !verifyJson(signed, bank.ed25519)) add('request', 'mismatch', 'the bank signature over the stored request does not verify');
   else if (sha256Hex(canonicalize(signed)) !== requested.body.jobHash) add('request', 'mismatch', 'the stored request does not hash to the ledgered jobHash');
   else add('request', 'match');
@@ -268,7 +268,7 @@ async function replayVerify(engine: Engine, jobId: string, auditor: { id: string
   const categories = new Map<string, Set<string>>();
   for (const p of prepared) categories.set(p.dataset.category, (categories.get(p.dataset.category) ?? new Set()).add(p.claim.subject));
   for (const [category, subjects] of categories) {
-    for (const [u, v] of engine.consentStatuses({ bank: req.bank, purpose: req.purpose, operation: 'verify', categories: [category], at }, [...subjects])) consent.set(`${category}/${u}`, v);
+    for (const [u, v] of engine.consents.statuses({ bank: req.bank, purpose: req.purpose, operation: 'verify', categories: [category], at }, [...subjects])) consent.set(`${category}/${u}`, v);
   }
   const exceeded = new Set((events.find((e) => e.kind === 'verify.budget_exceeded')?.body.claims ?? []) as string[]);
   const work: PreparedClaim[] = [];
@@ -277,7 +277,7 @@ async function replayVerify(engine: Engine, jobId: string, auditor: { id: string
     const st = consent.get(`${p.dataset.category}/${p.claim.subject}`)!.status;
     if (st !== 'OK') { results.set(p.claim.claimId, `refused:${st}`); continue; }
     if (exceeded.has(p.claim.claimId)) { results.set(p.claim.claimId, 'over_budget'); continue; }
-    const sl = engine.subjectSlots(p.dataset.id, [p.claim.subject]).get(p.claim.subject);
+    const sl = engine.datasets.subjectSlots(p.dataset.id, [p.claim.subject]).get(p.claim.subject);
     if (!sl || sl.missing.has(p.claim.field)) { results.set(p.claim.claimId, 'no_data'); continue; }
     slotOf.set(p.claim.claimId, sl);
     work.push(p);
@@ -296,7 +296,7 @@ async function replayVerify(engine: Engine, jobId: string, auditor: { id: string
   for (const p of work.filter((x) => x.spec.type === 'id')) tokenGroups.set(`${p.claim.provider}/${p.claim.field}`, [...(tokenGroups.get(`${p.claim.provider}/${p.claim.field}`) ?? []), p]);
   for (const group of tokenGroups.values()) {
     const { provider, field } = group[0]!.claim;
-    const party = engine.party(provider)!;
+    const party = engine.registry.party(provider)!;
     const info = tokenInfo(provider, field, TOKEN_EPOCH);
     const items = group.flatMap((p) => p.values.map((v) => ({ claimId: p.claim.claimId, input: tokenInput(p.claim.subject, field, v), datasetId: p.dataset.id })));
     for (const p of group) results.set(p.claim.claimId, 'no');
@@ -316,7 +316,7 @@ async function replayVerify(engine: Engine, jobId: string, auditor: { id: string
       if (!verifyJson(response as never, party.ed25519)) { add(step, 'mismatch', "the stored evaluations are not signed by the custodian"); continue; }
       try {
         const tokens = finalizeTokens(chunk.map((x) => x.input), blinded, response.body.evaluated.map((h) => hexToBytes(h)), hexToBytes(response.body.proof), party.oprfPublicKey!, info);
-        tokens.forEach((tk, i) => { if (engine.hasToken(chunk[i]!.datasetId, field, tk)) results.set(chunk[i]!.claimId, 'yes'); });
+        tokens.forEach((tk, i) => { if (engine.datasets.hasToken(chunk[i]!.datasetId, field, tk)) results.set(chunk[i]!.claimId, 'yes'); });
         add(step, 'match');
       } catch (err) {
         add(step, 'mismatch', `the evaluations do not finalize (${isCoded(err) ? err.code : 'error'})`);
@@ -351,12 +351,12 @@ async function replayVerify(engine: Engine, jobId: string, auditor: { id: string
     const rerandomizer = blobOrMissing(engine, e.body.rerandomizer);
     if (rerandomizer === 'missing') { add(step, 'missing', 're-randomizer blob not stored'); continue; }
     if (rerandomizer === 'corrupt') { add(step, 'mismatch', 're-randomizer blob does not hash to its address'); continue; }
-    const column = engine.columnBlob(datasetId!, field!, block);
+    const column = engine.datasets.columnBlob(datasetId!, field!, block);
     const colBytes = blobOrMissing(engine, column);
     if (colBytes !== 'missing' && colBytes !== 'corrupt') {
       const p = byId.get(pairs[0]![0])!;
       const { multipliers, offsets } = verifyReplay.comparisonVectors(engine, seed, `${jobId}/${label}`, comparisons, comparisonRange(engine, p.spec));
-      const pk = engine.party(provider!)!.bfvPublicKeyBlob!;
+      const pk = engine.registry.party(provider!)!.bfvPublicKeyBlob!;
       try {
         const ct = await engine.pool.run<Uint8Array>({ op: 'compareBlock', paramsId: engine.params.id, publicKey: { path: engine.store.blobPath(pk), hash: pk }, column: { path: engine.store.blobPath(column!), hash: column! }, multipliers, offsets, rerandomizer });
         add(step, sha256Hex(ct) === e.body.ciphertext ? 'match' : 'mismatch', sha256Hex(ct) === e.body.ciphertext ? undefined : 'the recomputed ciphertext differs from the one sent to the custodian');
@@ -416,7 +416,7 @@ async function replayTrain(engine: Engine, jobId: string, auditor: { id: string;
   const groups: number[][] = [];
   let next = 0;
   for (const b of stored.bins) groups.push(b.bins.map(() => next++));
-  const provider = engine.party(req.provider);
+  const provider = engine.registry.party(req.provider);
   const responses = new Map(events.filter((e) => e.kind === 'custodian.response').map((e) => [String(e.body.label), e]));
   let model: FixedModel = { W0: 0n, W: new Array<bigint>(nCols).fill(0n) };
   const iterations = events.filter((e) => e.kind === 'train.iteration');

@@ -57,7 +57,7 @@ export function accessReport(engine: Engine, subject: string): AccessReport {
 
 /** Fields a job used of this subject: the model's terms (score), the subject's claims (verify), the training fields. */
 function jobFields(engine: Engine, kind: string, req: Record<string, unknown>, subject: string): string[] {
-  if (kind === 'score') return [...new Set((engine.model(String(req.modelId))?.spec.terms ?? []).map((t) => `${t.provider}.${t.field}`))].sort();
+  if (kind === 'score') return [...new Set((engine.models.get(String(req.modelId))?.spec.terms ?? []).map((t) => `${t.provider}.${t.field}`))].sort();
   if (kind === 'verify') return [...new Set(((req.claims ?? []) as Array<{ subject: string; provider: string; field: string }>).filter((c) => c.subject === subject).map((c) => `${c.provider}.${c.field}`))].sort();
   if (kind === 'train') {
     const parts = [{ provider: req.provider, fields: req.fields }, ...((req.others ?? []) as Array<{ provider: string; fields: string[] }>)] as Array<{ provider: string; fields: string[] }>;
@@ -78,10 +78,10 @@ function outcomeOf(engine: Engine, kind: string, req: Record<string, unknown>, s
   }
   const op = kind === 'score' ? 'score' : kind === 'verify' ? 'verify' : 'train';
   const categories = kind === 'verify'
-    ? [...new Set(((req.claims ?? []) as Array<{ subject: string; provider: string; field: string }>).filter((c) => c.subject === subject).map((c) => engine.datasetWithField(c.provider, c.field)?.category).filter((c): c is string => !!c))]
+    ? [...new Set(((req.claims ?? []) as Array<{ subject: string; provider: string; field: string }>).filter((c) => c.subject === subject).map((c) => engine.datasets.withField(c.provider, c.field)?.category).filter((c): c is string => !!c))]
     : kind === 'score'
-      ? [...new Set((engine.model(String(req.modelId))?.spec.terms ?? []).map((t) => engine.datasetWithField(t.provider, t.field)?.category).filter((c): c is string => !!c))]
-      : [...new Set([{ provider: req.provider, fields: req.fields }, ...((req.others ?? []) as Array<{ provider: string; fields: string[] }>)].map((p) => engine.datasetWithField(String(p.provider), String((p.fields as string[])[0]))?.category).filter((c): c is string => !!c))];
-  const st = engine.consentStatuses({ bank: String(req.bank), purpose: String(req.purpose), operation: op, categories: categories.sort(), at: new Date(String(req.requestedAt)) }, [subject]).get(subject)!;
+      ? [...new Set((engine.models.get(String(req.modelId))?.spec.terms ?? []).map((t) => engine.datasets.withField(t.provider, t.field)?.category).filter((c): c is string => !!c))]
+      : [...new Set([{ provider: req.provider, fields: req.fields }, ...((req.others ?? []) as Array<{ provider: string; fields: string[] }>)].map((p) => engine.datasets.withField(String(p.provider), String((p.fields as string[])[0]))?.category).filter((c): c is string => !!c))];
+  const st = engine.consents.statuses({ bank: String(req.bank), purpose: String(req.purpose), operation: op, categories: categories.sort(), at: new Date(String(req.requestedAt)) }, [subject]).get(subject)!;
   return st.status === 'OK' ? 'delivered' : `refused:${st.status}`;
 }

@@ -25,7 +25,8 @@ import { encodeValue } from '../../sandbox/values.ts';
 import { modelHash, isScorecardTerm, binColumn, binIndex, compileModel, type ModelSpec } from '../../models/model.ts';
 import { vetModel } from '../../sandbox/vetting.ts';
 import { DEFAULT_POLICY, type Policy } from '../../sandbox/policy.ts';
-import type { UploadManifest, ApprovalStatement } from '../engine.ts';
+import type { UploadManifest } from '../datasets.ts';
+import type { ApprovalStatement } from '../models.ts';
 import type { TrainColumns } from '../protocols/train.ts';
 import { quantileBins, binOf, standardizedValue, type BinSpec } from '../../models/train.ts';
 

@@ -98,7 +98,9 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS ledger_subjects(uscc TEXT NOT NULL, idx INTEGER NOT NULL);
   CREATE INDEX IF NOT EXISTS ledger_subjects_uscc ON ledger_subjects(uscc, idx);
   CREATE TABLE IF NOT EXISTS ledger_nodes(
-    level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY(level, idx)) WITHOUT ROWID;`;
+    level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY(level, idx)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS ledger_jobs(job_id TEXT NOT NULL, idx INTEGER NOT NULL);
+  CREATE INDEX IF NOT EXISTS ledger_jobs_job ON ledger_jobs(job_id, idx);`;
 
 /**
  * An append-only, checkpointed event log over a caller-owned `DatabaseSync` (RFC 6962 tree, C2SP checkpoints).
@@ -119,7 +121,7 @@ export class Ledger {
   readonly #sql: Record<
     | 'nextIndex' | 'tail' | 'leafAt' | 'nodeAt' | 'nodesIn' | 'allNodes' | 'insertNode' | 'insertNodeIfAbsent'
     | 'insertEntry' | 'insertSubject' | 'insertSubjects' | 'hashesFrom' | 'bodiesFrom' | 'entry' | 'allEntries'
-    | 'lastCheckpoint' | 'allCheckpoints' | 'insertCheckpoint' | 'subjectEntries',
+    | 'lastCheckpoint' | 'allCheckpoints' | 'insertCheckpoint' | 'subjectEntries' | 'insertJob' | 'jobEntries',
     StatementSync
   >;
   /** Node hashes known to equal the database's, valid for the first #cachedSize entries (ending in #cachedLast). */
@@ -165,7 +167,10 @@ export class Ledger {
     this.#secretKey = secretKey?.slice();
     this.#now = now;
     this.#count = counters ?? { leafHashes: 0, nodeHashes: 0, rowsRead: 0 };
+    const hadJobIndex = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger_jobs'").get() !== undefined;
     db.exec(SCHEMA);
+    // A ledger from before the job index: index the jobs of its existing entries once.
+    if (!hadJobIndex) db.exec("INSERT INTO ledger_jobs(job_id, idx) SELECT json_extract(body, '$.jobId'), idx FROM ledger_entries WHERE json_type(body, '$.jobId') = 'text'");
     const q = (sql: string): StatementSync => db.prepare(sql);
     this.#sql = {
       nextIndex: q('SELECT COALESCE(MAX(idx) + 1, 0) AS n FROM ledger_entries'),
@@ -195,6 +200,8 @@ export class Ledger {
         `SELECT DISTINCT e.idx, e.kind, e.body, e.at FROM ledger_subjects s JOIN ledger_entries e ON e.idx = s.idx
          WHERE s.uscc = ? ORDER BY e.idx`,
       ),
+      insertJob: q('INSERT INTO ledger_jobs(job_id, idx) VALUES (?, ?)'),
+      jobEntries: q('SELECT e.idx, e.kind, e.body, e.at FROM ledger_jobs j JOIN ledger_entries e ON e.idx = j.idx WHERE j.job_id = ? ORDER BY e.idx'),
     };
   }
 
@@ -235,6 +242,7 @@ export class Ledger {
         // A job names up to 200 000 subjects: one statement for the list instead of one per subject.
         if (r.subjects.length > 8) this.#sql.insertSubjects.run(first + i, JSON.stringify(r.subjects));
         else for (const s of r.subjects) this.#sql.insertSubject.run(s, first + i);
+        if (r.jobId !== undefined) this.#sql.insertJob.run(r.jobId, first + i);
         this.#push(stack, r.leafHash, first + i, (level, idx, hash) => {
           try {
             this.#sql.insertNode.run(level, idx, hash);
@@ -492,6 +500,22 @@ export class Ledger {
     });
   }
 
+  /**
+   * Every entry of one job (events whose body names it as `jobId`), in ledger order, through the `ledger_jobs` index.
+   * Like ledger_subjects, the index is a lookup aid outside the tree: each returned body is checked to name the job,
+   * and an index row removed behind the ledger shows in a replay as a missing step, not as a hidden one (the auditor's
+   * network replay filters the whole verified ledger itself).
+   * @throws SafehouseError SH_ERR_LEDGER_TAMPERED if a body is not JSON.
+   * @example ledger.jobEntries('score_20261202_ab12cd34').map((e) => e.kind) // ['job.requested', 'custodian.request', …]
+   */
+  jobEntries(jobId: string): Array<{ index: number; kind: string; body: Record<string, unknown>; at: string }> {
+    if (typeof jobId !== 'string' || jobId === '') fail('SH_ERR_INVALID_ARGUMENT', `"jobId" expected a non-empty string, got ${describe(jobId)}`);
+    return this.#sql.jobEntries.all(jobId).map((r) => {
+      const index = Number(r.idx);
+      return { index, kind: str(r.kind), body: parseBody(index, r.body), at: str(r.at) };
+    }).filter((e) => e.body.jobId === jobId);
+  }
+
   // --- internals: the stored tree
 
   /**
@@ -685,7 +709,7 @@ export class Ledger {
   // --- internals: entries and checkpoints
 
   /** Validates one event for appending and computes its leaf. */
-  #prepare(e: LedgerEvent, name: string): { kind: string; at: string; body: string; leafHash: Uint8Array; subjects: string[] } {
+  #prepare(e: LedgerEvent, name: string): { kind: string; at: string; body: string; leafHash: Uint8Array; subjects: string[]; jobId: string | undefined } {
     if (e === null || typeof e !== 'object') fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected object, got ${describe(e)}`);
     const { kind, event, subjects = [] } = e;
     if (typeof kind !== 'string' || kind === '') fail('SH_ERR_INVALID_ARGUMENT', `"${name}.kind" expected a non-empty string, got ${describe(kind)}`);
@@ -701,7 +725,8 @@ export class Ledger {
     const at = this.#now().toISOString();
     const body = canonicalize({ ...event, kind, at });
     this.#count.leafHashes++;
-    return { kind, at, body, leafHash: leafHash(utf8.encode(body)), subjects: [...new Set(subjects)] };
+    const jobId = typeof event.jobId === 'string' && event.jobId !== '' ? event.jobId : undefined;
+    return { kind, at, body, leafHash: leafHash(utf8.encode(body)), subjects: [...new Set(subjects)], jobId };
   }
 
   /** Checks a checkpoint row's note (signature, origin, size) and stored root; returns the problem, if any. */

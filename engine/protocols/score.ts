@@ -23,7 +23,8 @@ import { centered, formatFixed, toSlot } from '../../core/fixed.ts';
 import { requireSignature, signJson, verifyJson, bytesToHex, type Signed } from '../../core/sign.ts';
 import { openSealed, sealTo, type SealedBox } from '../../core/sealbox.ts';
 import type { DecryptRequest } from '../custodian/custodian.ts';
-import type { Engine, DatasetRecord, SubjectSlot } from '../engine.ts';
+import type { Engine } from '../engine.ts';
+import type { DatasetRecord, SubjectSlot } from '../datasets.ts';
 import type { CompiledModel, CompiledTerm } from '../../models/model.ts';
 import { parseSubjectList } from '../../sandbox/uscc.ts';
 import type { ConsentStatus } from '../../sandbox/consent.ts';
@@ -141,7 +142,7 @@ interface Group {
  */
 export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, opts: { onProgress?: (p: ScoreProgress) => void } = {}): Promise<ScoreResult> {
   // 1. Who asks, for what, under which pinned model.
-  const bank = engine.requireParty(signed.signer, 'bank');
+  const bank = engine.registry.requireParty(signed.signer, 'bank');
   requireSignature(signed, bank.ed25519, 'safehouse.score.request.v1', `score request by ${signed.signer}`);
   const req = signed.body;
   if (req.bank !== bank.id) fail('SH_ERR_BAD_SIGNATURE', `request names bank ${req.bank} but is signed by ${bank.id}`);
@@ -152,13 +153,13 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   if (!Number.isFinite(requestedAt) || Math.abs(requestedAt - engine.now().getTime()) > MAX_REQUEST_SKEW_MS) {
     fail('SH_ERR_INVALID_ARGUMENT', `"requestedAt" expected within ${MAX_REQUEST_SKEW_MS / 60_000} minutes of the engine's clock, got ${JSON.stringify(req.requestedAt)}`);
   }
-  engine.requireNewJob(req.jobId);
-  const registered = engine.model(req.modelId);
+  engine.jobs.requireNew(req.jobId);
+  const registered = engine.models.get(req.modelId);
   if (!registered) fail('SH_ERR_NOT_FOUND', `no model ${JSON.stringify(req.modelId)} is registered`, { model: req.modelId });
   if (registered.bank !== bank.id) fail('SH_ERR_PARTY_ROLE', `model ${req.modelId} belongs to ${registered.bank}, not ${bank.id}`);
   if (registered.hash !== req.modelHash) fail('SH_ERR_PARAMS_MISMATCH', `request pins model hash ${req.modelHash.slice(0, 12)}…, registered is ${registered.hash.slice(0, 12)}…`);
-  const model = engine.compiledModel(req.modelId);
-  const approvals = engine.approvals(req.modelId);
+  const model = engine.models.compiled(req.modelId);
+  const approvals = engine.models.approvals(req.modelId);
   for (const p of new Set(model.terms.map((t) => t.provider))) {
     if (approvals.get(p) !== model.hash) fail('SH_ERR_MODEL_NOT_APPROVED', `model ${req.modelId} is not approved by provider ${p}`, { provider: p });
   }
@@ -170,7 +171,7 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   // 2. Which datasets, and each subject's status: consent first, then data availability.
   const groups = new Map<string, Group>();
   for (const term of model.terms) {
-    const ds = engine.datasetWithField(term.provider, term.field)!;
+    const ds = engine.datasets.withField(term.provider, term.field)!;
     const g: Group = groups.get(ds.id) ?? { provider: term.provider, dataset: ds, terms: [], slots: new Map() };
     g.terms.push(term);
     groups.set(ds.id, g);
@@ -179,7 +180,7 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   opts.onProgress?.({ phase: 'consent', done: 0, total: subjects.length });
   // Every per-subject step (consent statements, signature checks, slots) runs in the pool.
   const groupList = [...groups.values()];
-  const plan = await engine.subjectsParallel({ bank: bank.id, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) }, subjects, groupList.map((g) => g.dataset.id), { slotsOf: 'OK' });
+  const plan = await engine.consents.subjectsParallel({ bank: bank.id, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) }, subjects, groupList.map((g) => g.dataset.id), { slotsOf: 'OK' });
   const consent = plan.consent;
   const ok = subjects.filter((s) => consent.get(s)!.status === 'OK');
   groupList.forEach((g, i) => { g.slots = plan.slots[i]!; }); // the pool returned slots of OK subjects only
@@ -187,11 +188,11 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   const scored = ok.filter((s) => status.get(s) === 'OK');
 
   // 3. Record the request before any custodian call, with every requested subject for their access reports.
-  const seed = engine.newJobSeed();
-  const escrow = engine.parties('auditor').filter((a) => a.x25519).map((a) => ({ auditor: a.id, sealed: sealTo(a.x25519!, seed, { type: 'safehouse.escrow.v1', jobId: req.jobId, jobHash }) }));
+  const seed = engine.jobs.newSeed();
+  const escrow = engine.registry.parties('auditor').filter((a) => a.x25519).map((a) => ({ auditor: a.id, sealed: sealTo(a.x25519!, seed, { type: 'safehouse.escrow.v1', jobId: req.jobId, jobHash }) }));
   const consentIds = scored.map((s) => consent.get(s)!.consentId!).sort();
   engine.store.transaction(() => {
-    engine.requireNewJob(req.jobId);
+    engine.jobs.requireNew(req.jobId);
     engine.store.db.prepare('INSERT INTO jobs (id, kind, bank, request_json, status, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(req.jobId, 'score', bank.id, JSON.stringify({ signed, escrow }), 'running', engine.now().toISOString());
     engine.ledger.append('job.requested', {
       jobId: req.jobId, job: 'score', bank: bank.id, modelId: req.modelId, modelHash: model.hash, purpose: req.purpose, jobHash,
@@ -207,7 +208,7 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
     for (const s of scored) { const sl = g.slots.get(s); if (sl) blocks.add(sl.block); }
     for (const b of [...blocks].sort((x, y) => x - y)) work.push({ g, block: b });
   }
-  for (const provider of new Set(work.map((w) => w.g.provider))) await engine.custodian(provider).openJob(signed as never);
+  for (const provider of new Set(work.map((w) => w.g.provider))) await engine.registry.custodian(provider).openJob(signed as never);
   let done = 0;
   opts.onProgress?.({ phase: 'compute', done, total: work.length });
   const boxes: ScoreBox[] = [];
@@ -218,19 +219,19 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
     const label = `score/${g.provider}/${g.dataset.id}/block/${block}`;
     const maskKey = deriveMaskKey(seed, `${req.jobId}/${label}`);
     const columns = g.terms.flatMap((term) => term.columns.map((c) => {
-      const blob = engine.columnBlob(g.dataset.id, c.column, block);
+      const blob = engine.datasets.columnBlob(g.dataset.id, c.column, block);
       if (!blob) fail('SH_ERR_MODEL_STALE', `provider ${g.provider} has no column ${c.column} for block ${block} of dataset ${g.dataset.id} (re-approve the model after re-ingesting)`, { provider: g.provider });
       return { path: engine.store.blobPath(blob), hash: blob, multiplier: c.multiplier.toString() };
     }));
-    const pk = engine.requireParty(g.provider, 'provider').bfvPublicKeyBlob!;
+    const pk = engine.registry.requireParty(g.provider, 'provider').bfvPublicKeyBlob!;
     const out = await engine.pool.run<{ ciphertext: Uint8Array; rerandomizer: Uint8Array }>({ op: 'evalBlock', paramsId: engine.params.id, publicKey: { path: engine.store.blobPath(pk), hash: pk }, columns, maskKey: maskKey.slice() });
     const ct = out.ciphertext;
     // The fresh encryption of zero is kept so an auditor can replay this block bit for bit (issue 6).
     const rerandomizer = engine.store.putBlob(out.rerandomizer);
     const request: DecryptRequest = { type: 'safehouse.custodian.decrypt.v1', paramsId: engine.params.id, provider: g.provider, jobId: req.jobId, jobHash, label, mode: 'seal', ciphertext: sha256Hex(ct), recipient: { party: bank.id, x25519: bytesToHex(bank.x25519!) } };
     const signedReq = signJson(request, 'engine', engine.keys.ed25519.secretKey);
-    const response = await engine.custodian(g.provider).decrypt(signedReq, ct);
-    const provider = engine.requireParty(g.provider, 'provider');
+    const response = await engine.registry.custodian(g.provider).decrypt(signedReq, ct);
+    const provider = engine.registry.requireParty(g.provider, 'provider');
     if (!verifyJson(response, provider.ed25519) || response.body.requestHash !== sha256Hex(canonicalize(signedReq)) || !response.body.sealed) {
       fail('SH_ERR_BAD_SIGNATURE', `custodian ${g.provider} answered ${label} with an unsigned or mismatched response`);
     }

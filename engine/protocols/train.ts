@@ -32,7 +32,8 @@ import { BlockOps } from '../he/block.ts';
 import { requireSignature, signJson, verifyJson, type Signed } from '../../core/sign.ts';
 import { sealTo } from '../../core/sealbox.ts';
 import type { DecryptRequest, TransferRequest } from '../custodian/custodian.ts';
-import type { Engine, DatasetRecord } from '../engine.ts';
+import type { Engine } from '../engine.ts';
+import type { DatasetRecord } from '../datasets.ts';
 import { parseSubjectList } from '../../sandbox/uscc.ts';
 import { classAllows } from '../../sandbox/catalog.ts';
 import type { ConsentStatus } from '../../sandbox/consent.ts';
@@ -125,7 +126,7 @@ export function buildTrainRequest(r: Omit<TrainRequest, 'type' | 'requestedAt'> 
  *   minimum, reported as a limit), SH_ERR_USCC_*, SH_ERR_INVALID_ARGUMENT
  */
 export function planTraining(engine: Engine, signed: Signed<TrainRequest>): TrainPlan {
-  const bank = engine.requireParty(signed.signer, 'bank');
+  const bank = engine.registry.requireParty(signed.signer, 'bank');
   requireSignature(signed, bank.ed25519, 'safehouse.train.request.v1', `train request by ${signed.signer}`);
   const req = signed.body;
   if (req.bank !== bank.id) fail('SH_ERR_BAD_SIGNATURE', `request names bank ${req.bank} but is signed by ${bank.id}`);
@@ -133,7 +134,7 @@ export function planTraining(engine: Engine, signed: Signed<TrainRequest>): Trai
   if (!Number.isFinite(at.getTime()) || Math.abs(at.getTime() - engine.now().getTime()) > MAX_REQUEST_SKEW_MS) {
     fail('SH_ERR_INVALID_ARGUMENT', `"requestedAt" expected within ${MAX_REQUEST_SKEW_MS / 60_000} minutes of the engine's clock`);
   }
-  engine.requireNewJob(req.jobId);
+  engine.jobs.requireNew(req.jobId);
   if (!Array.isArray(req.subjects)) fail('SH_ERR_INVALID_ARGUMENT', '"subjects" expected an array');
   if (req.others !== undefined && !Array.isArray(req.others)) fail('SH_ERR_INVALID_ARGUMENT', '"others" expected a list of { provider, fields }');
   const options = trainOptions(req.options);
@@ -141,11 +142,11 @@ export function planTraining(engine: Engine, signed: Signed<TrainRequest>): Trai
   const parts = [{ provider: req.provider, fields: req.fields }, ...(req.others ?? [])];
   if (new Set(parts.map((p) => p.provider)).size !== parts.length) fail('SH_ERR_INVALID_ARGUMENT', '"others" repeats a provider');
   const datasets = parts.map(({ provider, fields }) => {
-    engine.requireParty(provider, 'provider');
+    engine.registry.requireParty(provider, 'provider');
     if (!Array.isArray(fields) || fields.length === 0) fail('SH_ERR_INVALID_ARGUMENT', `"fields" of ${provider} expected a non-empty list`);
     let dataset: DatasetRecord | undefined;
     for (const f of fields) {
-      const ds = engine.datasetWithField(provider, f);
+      const ds = engine.datasets.withField(provider, f);
       const spec = ds?.schema.fields.find((x) => x.name === f);
       if (!ds || !spec) fail('SH_ERR_UNKNOWN_FIELD', `provider ${provider} has no field ${f}`, { field: f });
       if (spec.type === 'id' || !classAllows(spec.class, 'train')) fail('SH_ERR_MODEL_FIELD_CLASS', `field ${provider}/${f} is ${spec.class} and may not be used for training`, { field: f });
@@ -157,14 +158,14 @@ export function planTraining(engine: Engine, signed: Signed<TrainRequest>): Trai
   const subjects = parseSubjectList(req.subjects);
   if (subjects.length > engine.policy.maxSubjectsPerJob) fail('SH_ERR_JOB_TOO_LARGE', `job names ${subjects.length} subjects; the limit is ${engine.policy.maxSubjectsPerJob}`);
   const categories = [...new Set(datasets.map((d) => d.category))].sort();
-  const consent = engine.consentStatuses({ bank: bank.id, purpose: req.purpose, operation: 'train', categories, at }, subjects);
+  const consent = engine.consents.statuses({ bank: bank.id, purpose: req.purpose, operation: 'train', categories, at }, subjects);
   const excluded: TrainPlan['excluded'] = {};
   const ok = subjects.filter((s) => {
     const st = consent.get(s)!.status;
     if (st !== 'OK') excluded[s] = st;
     return st === 'OK';
   });
-  const slotMaps = datasets.map((d) => engine.subjectSlots(d.id, ok));
+  const slotMaps = datasets.map((d) => engine.datasets.subjectSlots(d.id, ok));
   const members = ok.filter((s) => {
     if (slotMaps.every((m) => m.has(s))) return true;
     excluded[s] = 'NO_DATA';
@@ -188,7 +189,7 @@ export function planTraining(engine: Engine, signed: Signed<TrainRequest>): Trai
 
 /** Bank side, step 3: encrypt L = s·(2 − 4y) at the cohort's slots under the provider's BFV public key. */
 export async function encryptLabels(engine: Engine, plan: TrainPlan, labels: ReadonlyMap<string, 0 | 1>, bank: string, bankSecretKey: Uint8Array): Promise<{ signed: Signed<TrainLabels>; blobs: Map<string, Uint8Array> }> {
-  const provider = engine.requireParty(plan.provider, 'provider');
+  const provider = engine.registry.requireParty(plan.provider, 'provider');
   return encryptLabelsUnder(engine.params, engine.store.getBlob(provider.bfvPublicKeyBlob!), plan, labels, bank, bankSecretKey);
 }
 
@@ -241,7 +242,7 @@ export async function encryptLabelsUnder(params: ParamSet, holderPublicKey: Uint
 export function acceptTrainingInputs(engine: Engine, plan: TrainPlan, columns: ReadonlyArray<Signed<TrainColumns>>, labels: Signed<TrainLabels>, blobs: ReadonlyMap<string, Uint8Array>): BinSpec[] {
   const parts = [{ provider: plan.provider, datasetId: plan.datasetId, slots: plan.cohort }, ...plan.others];
   if (columns.length !== parts.length) fail('SH_ERR_INVALID_ARGUMENT', `expected training columns from ${parts.length} provider(s), got ${columns.length}`);
-  const bank = engine.requireParty(labels.signer, 'bank');
+  const bank = engine.registry.requireParty(labels.signer, 'bank');
   requireSignature(labels, bank.ed25519, 'safehouse.train.labels.v1', `labels from ${labels.signer}`);
   if (labels.body.jobId !== plan.jobId || labels.body.scaleBits !== plan.options.scaleBits) fail('SH_ERR_PARAMS_MISMATCH', 'labels are for another job or scale');
   const holderBlocks = [...new Set(plan.cohort.map((c) => c.block))].sort((a, b) => a - b);
@@ -254,7 +255,7 @@ export function acceptTrainingInputs(engine: Engine, plan: TrainPlan, columns: R
   };
   parts.forEach((part, k) => {
     const c = columns[k]!;
-    const provider = engine.requireParty(part.provider, 'provider');
+    const provider = engine.registry.requireParty(part.provider, 'provider');
     requireSignature(c, provider.ed25519, 'safehouse.train.columns.v1', `training columns from ${c.signer}`);
     if (c.body.jobId !== plan.jobId || c.body.provider !== part.provider || c.body.datasetId !== part.datasetId) fail('SH_ERR_PARAMS_MISMATCH', 'training columns are for another job, provider or dataset');
     const nCols = c.body.bins.reduce((a, b) => a + b.bins.length, 0);
@@ -288,13 +289,13 @@ export function acceptTrainingInputs(engine: Engine, plan: TrainPlan, columns: R
  */
 export async function transferTrainingColumns(engine: Engine, plan: TrainPlan, columns: ReadonlyArray<Signed<TrainColumns>>): Promise<void> {
   const t = engine.params.t;
-  const holder = engine.requireParty(plan.provider, 'provider');
+  const holder = engine.registry.requireParty(plan.provider, 'provider');
   const holderPk = engine.store.getBlob(holder.bfvPublicKeyBlob!);
   let offset = columns[0]!.body.bins.reduce((a, b) => a + b.bins.length, 0);
   const seed = new Uint8Array(randomBytes(32));
-  for (const part of plan.others) await engine.custodian(part.provider).openJob(plan.request as never);
+  for (const part of plan.others) await engine.registry.custodian(part.provider).openJob(plan.request as never);
   for (const [k, part] of plan.others.entries()) {
-    const src = engine.requireParty(part.provider, 'provider');
+    const src = engine.registry.requireParty(part.provider, 'provider');
     const nCols = columns[k + 1]!.body.bins.reduce((a, b) => a + b.bins.length, 0);
     const targetBlocks = [...new Set(plan.cohort.map((c) => c.block))].sort((a, b) => a - b);
     const jobs: Array<Promise<void>> = [];
@@ -311,14 +312,14 @@ export async function transferTrainingColumns(engine: Engine, plan: TrainPlan, c
           const parts: Uint8Array[] = [];
           const moved = new BigUint64Array(engine.params.slots);
           for (const [sb, moves] of bySource) {
-            const blob = engine.columnBlob(part.datasetId, `train/${plan.jobId}/raw/${i}`, sb);
+            const blob = engine.datasets.columnBlob(part.datasetId, `train/${plan.jobId}/raw/${i}`, sb);
             if (!blob) fail('SH_ERR_BLOB_MISSING', `training column ${i} block ${sb} of ${part.provider} missing`);
             const label = `train/${plan.jobId}/transfer/${part.provider}/${i}/from/${sb}/to/${tb}`;
             const maskKey = deriveMaskKey(seed, label);
             const ct = await engine.pool.run<Uint8Array>({ op: 'maskForTransfer', paramsId: engine.params.id, publicKey: { path: engine.store.blobPath(src.bfvPublicKeyBlob!), hash: src.bfvPublicKeyBlob! }, column: { path: engine.store.blobPath(blob), hash: blob }, maskKey: maskKey.slice() });
             const request: TransferRequest = { type: 'safehouse.custodian.transfer.v1', paramsId: engine.params.id, provider: part.provider, jobId: plan.jobId, jobHash: plan.jobHash, label, ciphertext: sha256Hex(ct), target: { provider: plan.provider, bfvPublicKey: holder.bfvPublicKeyBlob! }, moves };
             const signedReq = signJson(request, 'engine', engine.keys.ed25519.secretKey);
-            const { response, ciphertext } = await engine.custodian(part.provider).transfer(signedReq, ct, holderPk);
+            const { response, ciphertext } = await engine.registry.custodian(part.provider).transfer(signedReq, ct, holderPk);
             if (!verifyJson(response, src.ed25519) || response.body.requestHash !== sha256Hex(canonicalize(signedReq)) || response.body.ciphertext !== sha256Hex(ciphertext)) {
               fail('SH_ERR_BAD_SIGNATURE', `custodian ${part.provider} answered ${label} with an unsigned or mismatched response`);
             }
@@ -355,17 +356,17 @@ export async function runTraining(engine: Engine, plan: TrainPlan, bins: readonl
   const blocks = [...new Set(plan.cohort.map((c) => c.block))].sort((a, b) => a - b);
   const cohortMask = new Map(blocks.map((b) => [b, new BigUint64Array(engine.params.slots)]));
   for (const c of plan.cohort) cohortMask.get(c.block)![c.slot] = 1n;
-  const pkBlob = engine.requireParty(plan.provider, 'provider').bfvPublicKeyBlob!;
-  const provider = engine.requireParty(plan.provider, 'provider');
+  const pkBlob = engine.registry.requireParty(plan.provider, 'provider').bfvPublicKeyBlob!;
+  const provider = engine.registry.requireParty(plan.provider, 'provider');
   const bank = engine.store.db.prepare('SELECT bank FROM jobs WHERE id = ?').get(plan.jobId) as { bank: string };
   const seed = new Uint8Array(randomBytes(32));
-  const escrow = engine.parties('auditor').filter((a) => a.x25519).map((a) => ({ auditor: a.id, sealed: sealTo(a.x25519!, seed, { type: 'safehouse.escrow.v1', jobId: plan.jobId, jobHash: plan.jobHash }) }));
+  const escrow = engine.registry.parties('auditor').filter((a) => a.x25519).map((a) => ({ auditor: a.id, sealed: sealTo(a.x25519!, seed, { type: 'safehouse.escrow.v1', jobId: plan.jobId, jobHash: plan.jobHash }) }));
   engine.ledger.append('job.escrowed', { jobId: plan.jobId, escrow: escrow.map((e) => ({ auditor: e.auditor, hash: sha256Hex(canonicalize(e.sealed)) })) });
   // Replay material (issue 6): the request, the escrow boxes and the bins of the columns, beside the ledger.
   engine.store.db.prepare('UPDATE jobs SET request_json = ? WHERE id = ?').run(JSON.stringify({ signed: plan.request, escrow, bins, cohort: plan.cohort.length }), plan.jobId);
   let model: FixedModel = { W0: 0n, W: new Array<bigint>(nCols).fill(0n) };
   const history: TrainOutcome['history'] = [];
-  await engine.custodian(plan.provider).openJob(plan.request as never);
+  await engine.registry.custodian(plan.provider).openJob(plan.request as never);
   engine.store.db.prepare("UPDATE jobs SET status = 'running' WHERE id = ?").run(plan.jobId);
   try {
     for (let it = 0; it < o.iterations; it++) {
@@ -380,9 +381,9 @@ export async function runTraining(engine: Engine, plan: TrainPlan, bins: readonl
       const tasks = blocks.flatMap((block) => Array.from({ length: share }, (_, part) => ({ block, part, products: Array.from({ length: nCols }, (_, b) => b).filter((b) => b % share === part) })))
         .filter((x) => x.products.length > 0 || x.part === 0);
       await engine.pool.all(tasks.map(async ({ block, part, products }) => {
-        const labelsBlob = engine.columnBlob(`${plan.jobId}:labels`, 'labels', block)!;
+        const labelsBlob = engine.datasets.columnBlob(`${plan.jobId}:labels`, 'labels', block)!;
         const columns = Array.from({ length: nCols }, (_, i) => {
-          const blob = engine.columnBlob(plan.datasetId, `train/${plan.jobId}/${i}`, block);
+          const blob = engine.datasets.columnBlob(plan.datasetId, `train/${plan.jobId}/${i}`, block);
           if (!blob) fail('SH_ERR_BLOB_MISSING', `training column ${i} block ${block} missing`);
           return { path: engine.store.blobPath(blob), hash: blob };
         });
@@ -398,7 +399,7 @@ export async function runTraining(engine: Engine, plan: TrainPlan, bins: readonl
         const sums = await Promise.all(cts.map(async (ct, k) => {
           const request: DecryptRequest = { type: 'safehouse.custodian.decrypt.v1', paramsId: engine.params.id, provider: plan.provider, jobId: plan.jobId, jobHash: plan.jobHash, label: labels[k]!, mode: 'sum', ciphertext: sha256Hex(ct), groupSize: g };
           const signedReq = signJson(request, 'engine', engine.keys.ed25519.secretKey);
-          const response = await engine.custodian(plan.provider).decrypt(signedReq, ct);
+          const response = await engine.registry.custodian(plan.provider).decrypt(signedReq, ct);
           if (!verifyJson(response, provider.ed25519) || response.body.requestHash !== sha256Hex(canonicalize(signedReq)) || !response.body.sums) {
             fail('SH_ERR_BAD_SIGNATURE', `custodian ${plan.provider} answered ${labels[k]} with an unsigned or mismatched response`);
           }

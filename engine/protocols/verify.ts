@@ -32,7 +32,8 @@ import { parseFixed, toSlot, pow10 } from '../../core/fixed.ts';
 import { requireSignature, signJson, verifyJson, bytesToHex, hexToBytes, type Signed } from '../../core/sign.ts';
 import { openSealed, sealTo, type SealedBox } from '../../core/sealbox.ts';
 import type { DecryptRequest, TokenEvalRequest } from '../custodian/custodian.ts';
-import type { Engine, DatasetRecord } from '../engine.ts';
+import type { Engine } from '../engine.ts';
+import type { DatasetRecord } from '../datasets.ts';
 import { tokenInfo, tokenInput, type Blinded } from '../tokens/oprf.ts';
 import { normalizeId, idRuleFor } from '../tokens/normalize.ts';
 import { TOKEN_EPOCH } from '../custodian/provider.ts';
@@ -149,7 +150,7 @@ interface Prepared {
  */
 export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>, openings: ClaimOpenings, opts: { onProgress?: (p: VerifyProgress) => void } = {}): Promise<VerifyResult> {
   // 1. Who asks; the whole batch is validated before any work.
-  const bank = engine.requireParty(signed.signer, 'bank');
+  const bank = engine.registry.requireParty(signed.signer, 'bank');
   requireSignature(signed, bank.ed25519, 'safehouse.verify.request.v1', `verify request by ${signed.signer}`);
   const req = signed.body;
   if (req.bank !== bank.id) fail('SH_ERR_BAD_SIGNATURE', `request names bank ${req.bank} but is signed by ${bank.id}`);
@@ -158,7 +159,7 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
   if (!Number.isFinite(at.getTime()) || Math.abs(at.getTime() - engine.now().getTime()) > MAX_REQUEST_SKEW_MS) {
     fail('SH_ERR_INVALID_ARGUMENT', `"requestedAt" expected within ${MAX_REQUEST_SKEW_MS / 60_000} minutes of the engine's clock, got ${JSON.stringify(req.requestedAt)}`);
   }
-  engine.requireNewJob(req.jobId);
+  engine.jobs.requireNew(req.jobId);
   if (!Array.isArray(req.claims)) fail('SH_ERR_CLAIM_INVALID', '"claims" expected an array');
   if (req.claims.length > engine.policy.maxClaimsPerJob) fail('SH_ERR_JOB_TOO_LARGE', `job has ${req.claims.length} claims; the limit is ${engine.policy.maxClaimsPerJob}`);
   const jobHash = sha256Hex(canonicalize(signed));
@@ -176,7 +177,7 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
   const consent = new Map<string, { status: ConsentStatus; consentId?: string }>();
   // Judged in the pool (statements read and signatures checked by the workers), the categories concurrently.
   await engine.pool.all([...byCategory].map(async ([category, ps]) => {
-    const st = await engine.consentStatusesParallel({ bank: bank.id, purpose: req.purpose, operation: 'verify', categories: [category], at }, [...new Set(ps.map((p) => p.claim.subject))]);
+    const st = await engine.consents.statusesParallel({ bank: bank.id, purpose: req.purpose, operation: 'verify', categories: [category], at }, [...new Set(ps.map((p) => p.claim.subject))]);
     for (const [s, v] of st) consent.set(`${category}/${s}`, v);
   }));
   const epoch = budgetEpoch(engine.policy, at);
@@ -197,7 +198,7 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
       continue;
     }
     spend.set(key, used + 1);
-    const sl = engine.subjectSlots(p.dataset.id, [claim.subject]).get(claim.subject);
+    const sl = engine.datasets.subjectSlots(p.dataset.id, [claim.subject]).get(claim.subject);
     if (!sl || sl.missing.has(claim.field)) { results.set(claim.claimId, 'no_data'); continue; }
     slotOf.set(claim.claimId, sl);
     work.push(p);
@@ -206,7 +207,7 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
   // 3. Record the request (with every subject, for access reports) and the budget spent, before any custodian call.
   const subjects = [...new Set(req.claims.map((c) => c.subject))];
   engine.store.transaction(() => {
-    engine.requireNewJob(req.jobId);
+    engine.jobs.requireNew(req.jobId);
     engine.store.db.prepare('INSERT INTO jobs (id, kind, bank, request_json, status, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(req.jobId, 'verify', bank.id, JSON.stringify({ signed }), 'running', engine.now().toISOString());
     engine.ledger.append('job.requested', { jobId: req.jobId, job: 'verify', bank: bank.id, purpose: req.purpose, jobHash, claims: req.claims.length, subjects: subjects.length, signature: signed.signature }, subjects);
     const up = engine.store.db.prepare('INSERT INTO verify_budget (bank, subject, provider, field, epoch, used) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(bank, subject, provider, field, epoch) DO UPDATE SET used = excluded.used');
@@ -220,9 +221,9 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
 
   const seed = new Uint8Array(randomBytes(32));
   // The seed (randomizers of numeric comparisons) is escrowed to the auditors, as for scoring, so a job can be replayed.
-  const escrow = engine.parties('auditor').filter((a) => a.x25519).map((a) => ({ auditor: a.id, sealed: sealTo(a.x25519!, seed, { type: 'safehouse.escrow.v1', jobId: req.jobId, jobHash }) }));
+  const escrow = engine.registry.parties('auditor').filter((a) => a.x25519).map((a) => ({ auditor: a.id, sealed: sealTo(a.x25519!, seed, { type: 'safehouse.escrow.v1', jobId: req.jobId, jobHash }) }));
   // The claim openings (the bank's values) are not kept in clear: they are sealed to the auditors with the seed, for replay.
-  const openingsEscrow = engine.parties('auditor').filter((a) => a.x25519).map((a) => ({ auditor: a.id, sealed: sealTo(a.x25519!, new TextEncoder().encode(canonicalize(openings)), { type: 'safehouse.escrow.openings.v1', jobId: req.jobId, jobHash }) }));
+  const openingsEscrow = engine.registry.parties('auditor').filter((a) => a.x25519).map((a) => ({ auditor: a.id, sealed: sealTo(a.x25519!, new TextEncoder().encode(canonicalize(openings)), { type: 'safehouse.escrow.openings.v1', jobId: req.jobId, jobHash }) }));
   engine.store.db.prepare('UPDATE jobs SET request_json = ? WHERE id = ?').run(JSON.stringify({ signed, escrow, openingsEscrow }), req.jobId);
   engine.ledger.append('job.escrowed', { jobId: req.jobId, escrow: escrow.map((e) => ({ auditor: e.auditor, hash: sha256Hex(canonicalize(e.sealed)) })), openings: openingsEscrow.map((e) => ({ auditor: e.auditor, hash: sha256Hex(canonicalize(e.sealed)) })) });
   const boxes: SignBox[] = [];
@@ -267,7 +268,7 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
       }
       rounds.forEach((comparisons, round) => tasks.push({ p: g.p, block, round, comparisons }));
     }
-    for (const provider of new Set(tasks.map((x) => x.p.claim.provider))) await engine.custodian(provider).openJob(signed as never);
+    for (const provider of new Set(tasks.map((x) => x.p.claim.provider))) await engine.registry.custodian(provider).openJob(signed as never);
     let numDone = 0;
     opts.onProgress?.({ phase: 'numeric', done: 0, total: tasks.length });
     await engine.pool.all(tasks.map(async (task, i) => {
@@ -276,16 +277,16 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
       ranges[`${p.claim.provider}/${p.claim.field}`] = R.toString();
       const label = `verify/${p.claim.provider}/${p.dataset.id}/${p.claim.field}/block/${block}/round/${round}`;
       const { multipliers, offsets } = comparisonVectors(engine, seed, `${req.jobId}/${label}`, comparisons, R);
-      const blob = engine.columnBlob(p.dataset.id, p.claim.field, block);
+      const blob = engine.datasets.columnBlob(p.dataset.id, p.claim.field, block);
       if (!blob) fail('SH_ERR_BLOB_MISSING', `no column ${p.claim.field} block ${block} in dataset ${p.dataset.id}`);
-      const pk = engine.requireParty(p.claim.provider, 'provider').bfvPublicKeyBlob!;
+      const pk = engine.registry.requireParty(p.claim.provider, 'provider').bfvPublicKeyBlob!;
       const out = await engine.pool.run<{ ciphertext: Uint8Array; rerandomizer: Uint8Array }>({ op: 'compareBlock', paramsId: engine.params.id, publicKey: { path: engine.store.blobPath(pk), hash: pk }, column: { path: engine.store.blobPath(blob), hash: blob }, multipliers, offsets }, [multipliers.buffer as ArrayBuffer, offsets.buffer as ArrayBuffer]);
       const ct = out.ciphertext;
       const rerandomizer = engine.store.putBlob(out.rerandomizer);
       const request: DecryptRequest = { type: 'safehouse.custodian.decrypt.v1', paramsId: engine.params.id, provider: p.claim.provider, jobId: req.jobId, jobHash, label, mode: 'sign', ciphertext: sha256Hex(ct), recipient: { party: bank.id, x25519: bytesToHex(bank.x25519!) } };
       const signedReq = signJson(request, 'engine', engine.keys.ed25519.secretKey);
-      const response = await engine.custodian(p.claim.provider).decrypt(signedReq, ct);
-      const provider = engine.requireParty(p.claim.provider, 'provider');
+      const response = await engine.registry.custodian(p.claim.provider).decrypt(signedReq, ct);
+      const provider = engine.registry.requireParty(p.claim.provider, 'provider');
       if (!verifyJson(response, provider.ed25519) || response.body.requestHash !== sha256Hex(canonicalize(signedReq)) || !response.body.sealed) {
         fail('SH_ERR_BAD_SIGNATURE', `custodian ${p.claim.provider} answered ${label} with an unsigned or mismatched response`);
       }
@@ -343,8 +344,8 @@ function prepareClaim(engine: Engine, claim: SignedClaim, opening: { values: str
     return fail(e.code, `${at}: ${e.message}`, { claim: claim.claimId }, err);
   }
   if (subject !== claim.subject) fail('SH_ERR_CLAIM_INVALID', `${at}: subject must be the canonical USCC ${subject}`, { claim: claim.claimId });
-  engine.requireParty(claim.provider, 'provider');
-  const dataset = engine.datasetWithField(claim.provider, claim.field);
+  engine.registry.requireParty(claim.provider, 'provider');
+  const dataset = engine.datasets.withField(claim.provider, claim.field);
   const spec = dataset?.schema.fields.find((f) => f.name === claim.field);
   if (!dataset || !spec) fail('SH_ERR_UNKNOWN_FIELD', `${at}: provider ${claim.provider} has no field ${claim.field}`, { claim: claim.claimId, field: claim.field });
   if (!classAllows(spec.class, 'verify')) fail('SH_ERR_VERIFY_FIELD_CLASS', `${at}: ${claim.provider}/${claim.field} is ${spec.class} and cannot be verified`, { claim: claim.claimId, field: claim.field });
@@ -463,7 +464,7 @@ function comparisonVectors(engine: Engine, seed: Uint8Array, label: string, comp
 /** Token membership for one (provider, field) group: blind → custodian (batched, DLEQ) → finalize → look up. */
 async function verifyTokens(engine: Engine, signed: Signed<VerifyRequest>, jobHash: string, group: readonly Prepared[], seed: Uint8Array): Promise<Map<string, boolean>> {
   const { provider, field } = group[0]!.claim;
-  const party = engine.requireParty(provider, 'provider');
+  const party = engine.registry.requireParty(provider, 'provider');
   if (!party.oprfPublicKey) fail('SH_ERR_INVALID_ARGUMENT', `provider ${provider} has no OPRF key`);
   const info = tokenInfo(provider, field, TOKEN_EPOCH);
   const items = group.flatMap((p) => p.values.map((v) => ({ claimId: p.claim.claimId, input: tokenInput(p.claim.subject, field, v), datasetId: p.dataset.id })));
@@ -482,7 +483,7 @@ async function verifyTokens(engine: Engine, signed: Signed<VerifyRequest>, jobHa
       elements: chunk.map((x, i) => ({ claimId: x.claimId, blinded: bytesToHex(blinded[i]!.blinded) })),
     };
     const signedReq = signJson(request, 'engine', engine.keys.ed25519.secretKey);
-    const response = await engine.custodian(provider).evaluateTokens(signedReq, signed);
+    const response = await engine.registry.custodian(provider).evaluateTokens(signedReq, signed);
     if (!verifyJson(response, party.ed25519) || response.body.requestHash !== sha256Hex(canonicalize(signedReq)) || response.body.evaluated.length !== chunk.length) {
       fail('SH_ERR_BAD_SIGNATURE', `custodian ${provider} answered ${request.label} with an unsigned or mismatched response`);
     }
@@ -495,7 +496,7 @@ async function verifyTokens(engine: Engine, signed: Signed<VerifyRequest>, jobHa
       op: 'oprf', fn: 'finalize', publicKey: party.oprfPublicKey!, info, inputs, blinded,
       evaluated: response.body.evaluated.map((h) => hexToBytes(h)), proof: hexToBytes(response.body.proof),
     });
-    tokens.forEach((tk, i) => { if (engine.hasToken(chunk[i]!.datasetId, field, tk)) matches.set(chunk[i]!.claimId, true); });
+    tokens.forEach((tk, i) => { if (engine.datasets.hasToken(chunk[i]!.datasetId, field, tk)) matches.set(chunk[i]!.claimId, true); });
   }));
   return matches;
 }

@@ -1,0 +1,123 @@
+/**
+ * Job records (the `jobs` table): one row per bank-signed request that was accepted, written in the same transaction
+ * as its `job.requested` ledger leaf, and finished exactly once — `job.completed` with its summary, or `job.failed`
+ * with the error's code — each followed by a signed checkpoint. Protocols record and finish jobs only through here.
+ */
+import { randomBytes } from 'node:crypto';
+import { fail, isCoded } from '../core/errors.ts';
+import type { EngineContext } from './context.ts';
+
+export type JobKind = 'score' | 'verify' | 'train';
+export type JobStatus = 'planned' | 'ready' | 'running' | 'completed' | 'failed' | 'purged';
+
+export interface JobRecord {
+  id: string;
+  kind: JobKind;
+  bank: string;
+  /** What the job keeps for replay: the bank-signed request, escrow boxes, and per-protocol material. */
+  request: Record<string, unknown>;
+  status: JobStatus;
+  summary: Record<string, unknown> | null;
+  createdAt: string;
+  finishedAt: string | null;
+}
+
+interface JobRow { id: string; kind: string; bank: string; request_json: string; status: string; summary_json: string | null; created_at: string; finished_at: string | null }
+
+export class Jobs {
+  private readonly ctx: EngineContext;
+
+  constructor(ctx: EngineContext) {
+    this.ctx = ctx;
+  }
+
+  /** A fresh job id: `<kind>_<UTC yyyymmddhhmmss>_<8 hex>`. */
+  newId(kind: string): string {
+    return `${kind}_${this.ctx.now().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}_${randomBytes(4).toString('hex')}`;
+  }
+
+  /** Random 32-byte job seed; masks derive from it (docs/design.md §4.2) and it is escrowed to the auditors. */
+  newSeed(): Uint8Array {
+    return new Uint8Array(randomBytes(32));
+  }
+
+  /**
+   * Refuse a job id already recorded: a signed request runs once. Jobs check before any work and again inside the
+   * transaction that records them (their consent checks await the pool, so the same request may arrive twice meanwhile).
+   * @throws SH_ERR_ALREADY_EXISTS
+   */
+  requireNew(jobId: string): void {
+    if (this.ctx.store.stmt('SELECT 1 FROM jobs WHERE id = ?').get(jobId)) fail('SH_ERR_ALREADY_EXISTS', `job ${jobId} already exists; a signed request runs once`, { job: jobId });
+  }
+
+  /**
+   * Record an accepted job: its row and its `job.requested` leaf (naming every subject it touches, for their access
+   * reports) in one transaction, the id re-checked inside it; `also` runs in the same transaction (e.g. budget use).
+   * @throws SH_ERR_ALREADY_EXISTS
+   */
+  record(job: { id: string; kind: JobKind; bank: string; request: Record<string, unknown>; status: 'running' | 'planned' }, requested: { event: Record<string, unknown>; subjects: readonly string[] }, also?: () => void): void {
+    const { store, ledger, now } = this.ctx;
+    store.transaction(() => {
+      this.requireNew(job.id);
+      store.db.prepare('INSERT INTO jobs (id, kind, bank, request_json, status, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(job.id, job.kind, job.bank, JSON.stringify(job.request), job.status, now().toISOString());
+      ledger.append('job.requested', requested.event, requested.subjects);
+      also?.();
+    });
+  }
+
+  /** Replace the replay material kept with a job (training adds its escrow and bins once they exist). */
+  setRequest(id: string, request: Record<string, unknown>): void {
+    this.ctx.store.db.prepare('UPDATE jobs SET request_json = ? WHERE id = ?').run(JSON.stringify(request), id);
+  }
+
+  setStatus(id: string, status: JobStatus, summary?: Record<string, unknown>): void {
+    if (summary === undefined) this.ctx.store.db.prepare('UPDATE jobs SET status = ? WHERE id = ?').run(status, id);
+    else this.ctx.store.db.prepare('UPDATE jobs SET status = ?, summary_json = ? WHERE id = ?').run(status, JSON.stringify(summary), id);
+  }
+
+  /** Finish a job: status, summary and its `job.completed` leaf in one transaction, then a signed checkpoint. */
+  complete(id: string, summary: Record<string, unknown>, completed: Record<string, unknown>): void {
+    const { store, ledger, now } = this.ctx;
+    store.transaction(() => {
+      store.db.prepare("UPDATE jobs SET status = 'completed', summary_json = ?, finished_at = ? WHERE id = ?").run(JSON.stringify(summary), now().toISOString(), id);
+      ledger.append('job.completed', { jobId: id, ...completed });
+    });
+    ledger.checkpoint();
+  }
+
+  /** Fail a job with the error's code (`SH_ERR_INTERNAL` for an uncoded one), its `job.failed` leaf, a checkpoint. */
+  fail(id: string, err: unknown): void {
+    const { store, ledger, now } = this.ctx;
+    store.db.prepare("UPDATE jobs SET status = 'failed', finished_at = ? WHERE id = ?").run(now().toISOString(), id);
+    ledger.append('job.failed', { jobId: id, code: isCoded(err) ? err.code : 'SH_ERR_INTERNAL' });
+    ledger.checkpoint();
+  }
+
+  get(id: string): JobRecord | undefined {
+    if (typeof id !== 'string') return undefined;
+    const r = this.ctx.store.stmt('SELECT * FROM jobs WHERE id = ?').get(id) as JobRow | undefined;
+    return r ? toJob(r) : undefined;
+  }
+
+  /** The stored row itself (the auditor's bundle carries rows verbatim for its replica). */
+  row(id: string): Record<string, unknown> | undefined {
+    return this.ctx.store.stmt('SELECT * FROM jobs WHERE id = ?').get(id) as Record<string, unknown> | undefined;
+  }
+
+  /** Ids of jobs finished at or before `cutoff` (ISO time) and not purged yet, oldest first. */
+  finishedBefore(cutoff: string): string[] {
+    return (this.ctx.store.db.prepare("SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at <= ? AND status != 'purged' ORDER BY finished_at").all(cutoff) as Array<{ id: string }>).map((r) => r.id);
+  }
+
+  /** Every job id in creation order. */
+  ids(): string[] {
+    return (this.ctx.store.db.prepare('SELECT id FROM jobs ORDER BY created_at, id').all() as Array<{ id: string }>).map((r) => r.id);
+  }
+}
+
+function toJob(r: JobRow): JobRecord {
+  return {
+    id: r.id, kind: r.kind as JobKind, bank: r.bank, request: JSON.parse(r.request_json) as Record<string, unknown>, status: r.status as JobStatus,
+    summary: r.summary_json ? (JSON.parse(r.summary_json) as Record<string, unknown>) : null, createdAt: r.created_at, finishedAt: r.finished_at,
+  };
+}
