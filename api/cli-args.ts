@@ -5,7 +5,7 @@ import { SafehouseError, isCoded } from '../core/errors.ts';
 import { parseCsv } from '../core/csv.ts';
 import type { ConsentGrant } from './embedded.ts';
 import type { ConsentOp } from '../sandbox/consent.ts';
-import type { Claim } from '../engine/protocols/verify.ts';
+import type { Claim } from '../engine/protocols/verify/messages.ts';
 
 export type Opts = Record<string, string | boolean | undefined>;
 

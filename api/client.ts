@@ -15,12 +15,16 @@ import { SafehouseError, fail, ERRORS, type ErrorCode } from '../core/errors.ts'
 import { signRequest } from './httpsig.ts';
 import { toJson, fromJson } from './wire.ts';
 import { paramSet, type ParamSet } from '../engine/he/params.ts';
-import { ProviderAgent, type ProviderTable } from '../engine/custodian/provider.ts';
+import { ProviderAgent } from '../engine/provider/agent.ts';
+import { type ProviderTable } from '../engine/provider/table.ts';
 import { WorkerPool } from '../engine/pool/pool.ts';
 import { signJson, hexToBytes, type Signed } from '../core/sign.ts';
-import { buildScoreRequest, openScoreResult, type ScoreResult, type ScoreStatus } from '../engine/protocols/score.ts';
-import { buildVerifyRequest, openVerifyResult, type Claim, type ClaimResult, type VerifyResult } from '../engine/protocols/verify.ts';
-import { buildTrainRequest, encryptLabelsUnder, type TrainOutcome, type TrainPlan } from '../engine/protocols/train.ts';
+import { buildScoreRequest, openScoreResult } from '../engine/protocols/score/bank.ts';
+import { type ScoreResult, type ScoreStatus } from '../engine/protocols/score/messages.ts';
+import { buildVerifyRequest, openVerifyResult } from '../engine/protocols/verify/bank.ts';
+import { type Claim, type ClaimResult, type VerifyResult } from '../engine/protocols/verify/messages.ts';
+import { buildTrainRequest, encryptLabels } from '../engine/protocols/train/bank.ts';
+import { type TrainOutcome, type TrainPlan } from '../engine/protocols/train/messages.ts';
 import { createConsent, createRevocation, type SignedConsent } from '../sandbox/consent.ts';
 import { parseUscc } from '../sandbox/uscc.ts';
 import { parseModel, type ModelSpec } from '../models/model.ts';
@@ -276,7 +280,7 @@ export async function train(bank: Client, r: { provider: string; purpose: string
   const holder = await bank.get<{ bfvPublicKey?: string }>(`/v1/parties/${encodeURIComponent(view.plan.provider)}`);
   if (!holder.bfvPublicKey) fail('SH_ERR_UNKNOWN_PARTY', `provider ${view.plan.provider} has no BFV key registered`);
   const params = paramSet((await bank.info()).paramsId);
-  const enc = await encryptLabelsUnder(params, new Uint8Array(Buffer.from(holder.bfvPublicKey, 'base64')), { ...view.plan, jobId }, r.labels, bank.id, bank.keys.ed25519.secretKey);
+  const enc = await encryptLabels(params, new Uint8Array(Buffer.from(holder.bfvPublicKey, 'base64')), { ...view.plan, jobId }, r.labels, bank.id, bank.keys.ed25519.secretKey);
   await bank.putBlobs(enc.blobs);
   await bank.post(`/v1/bank/jobs/${jobId}/labels`, { labels: enc.signed });
   await bank.waitJob(jobId, r.onProgress ? { onProgress: r.onProgress } : {});
@@ -447,10 +451,13 @@ export async function replayRemote(auditor: Client, jobId: string, opts: { engin
       }
       // The job's ledger entries come from the auditor's verified copy, not from the bundle.
       const ins = db.prepare('INSERT OR REPLACE INTO ledger_entries (idx, kind, body, leaf_hash, at) VALUES (?, ?, ?, ?, ?)');
+      const indexJob = db.prepare('INSERT INTO ledger_jobs (job_id, idx) VALUES (?, ?)');
       ledger.bodies.forEach((body, idx) => {
         if (idx === 0 || !body.includes(JSON.stringify(jobId))) return;
         const b = JSON.parse(body) as { kind: string; at: string; jobId?: string };
-        if (b.jobId === jobId) ins.run(idx, b.kind, body, leafHash(new TextEncoder().encode(body)), b.at);
+        if (b.jobId !== jobId) return;
+        ins.run(idx, b.kind, body, leafHash(new TextEncoder().encode(body)), b.at);
+        indexJob.run(jobId, idx);
       });
       db.exec('COMMIT');
     } catch (err) {

@@ -9,11 +9,11 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { SafehouseError, fail, ERRORS, type ErrorCode } from '../core/errors.ts';
-import type { BankJob, Custodian, DecryptRequest, DecryptResponse, TransferRequest, TransferResponse, TokenEvalRequest, TokenEvalResponse, BankClaims } from '../engine/custodian/custodian.ts';
+import type { BankJob, Custodian, DecryptRequest, DecryptResponse, TransferRequest, TransferResponse, TokenEvalRequest, TokenEvalResponse, BankClaims } from '../engine/custodian/messages.ts';
 import type { Signed } from '../core/sign.ts';
 import { bytesToHex, hexToBytes } from '../core/sign.ts';
 import { RequestVerifier, signRequest } from './httpsig.ts';
-import type { TrainColumns } from '../engine/protocols/train.ts';
+import type { TrainColumns, TrainingPart } from '../engine/protocols/train/messages.ts';
 export { b64, unb64 };
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
@@ -22,8 +22,6 @@ const unb64 = (s: unknown, what: string): Uint8Array => {
   return new Uint8Array(Buffer.from(s, 'base64'));
 };
 
-/** What the engine sends for one provider's part of a training job (see protocols/train.ts `TrainPlan`). */
-export interface TrainingPartRequest { jobId: string; datasetId: string; fields: string[]; bins: number; features: 'binned' | 'standardized'; cohort: Array<{ uscc: string; block: number; slot: number }> }
 
 /** Build (not start) the custodian server. Requests must be RFC 9421-signed by the engine key. */
 export function buildCustodianServer(custodian: Custodian, enginePublicKey: Uint8Array, opts: {
@@ -147,7 +145,7 @@ export class HttpCustodian implements Custodian {
    * Ask the provider's side for its training columns of a planned job (binned one-hot or standardized, encrypted under
    * the provider's own key). The custodian checks the bank-signed request first (`openJob`).
    */
-  async trainingColumns(part: TrainingPartRequest, request: Signed<unknown>): Promise<{ signed: Signed<TrainColumns>; blobs: Map<string, Uint8Array> }> {
+  async trainingColumns(part: TrainingPart, request: Signed<unknown>): Promise<{ signed: Signed<TrainColumns>; blobs: Map<string, Uint8Array> }> {
     const out = await this.post<{ signed: Signed<TrainColumns>; blobs: Record<string, string> }>('/v1/custodian/training', { part, request });
     const blobs = new Map<string, Uint8Array>();
     for (const [h, b] of Object.entries(out.blobs)) blobs.set(h, unb64(b, 'blob'));

@@ -10,10 +10,12 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fail } from '../core/errors.ts';
 import { hexToBytes, type Signed } from '../core/sign.ts';
 import { paramSet } from '../engine/he/params.ts';
-import { ProviderAgent, type ProviderTable } from '../engine/custodian/provider.ts';
+import { ProviderAgent } from '../engine/provider/agent.ts';
+import { type ProviderTable } from '../engine/provider/table.ts';
 import { WorkerPool } from '../engine/pool/pool.ts';
-import type { TrainRequest } from '../engine/protocols/train.ts';
-import { buildCustodianServer, b64, type TrainingPartRequest } from './custodian-http.ts';
+import type { TrainRequest, TrainingPart } from '../engine/protocols/train/messages.ts';
+import { buildCustodianServer, b64 } from './custodian-http.ts';
+import { checkTrainingPart } from '../engine/protocols/train/provider.ts';
 import { Client } from './client.ts';
 import { providerKeys } from './keys.ts';
 
@@ -53,17 +55,11 @@ export async function startCustodian(o: { provider?: string; keysDir: string; en
     resolveBank,
     extend: (server, authed) => {
       server.post('/v1/custodian/training', async (req) => {
-        const b = authed(req as never) as { part: TrainingPartRequest; request: Signed<TrainRequest> };
+        const b = authed(req as never) as { part: TrainingPart; request: Signed<TrainRequest> };
         await resolveBank(b.request?.signer);
-        await custodian.openJob(b.request as never);
-        const r = b.request.body;
-        const mine = r.provider === id ? r.fields : r.others?.find((x) => x.provider === id)?.fields;
+        await custodian.openJob(b.request);
         const part = b.part;
-        if (!mine || !part || JSON.stringify(mine) !== JSON.stringify(part.fields) || part.jobId !== r.jobId || part.bins !== r.bins || part.features !== (r.features ?? 'binned')) {
-          fail('SH_ERR_PARAMS_MISMATCH', `training request for ${id} does not match the bank-signed job ${r.jobId}`);
-        }
-        const subjects = new Set(r.subjects);
-        if (!Array.isArray(part.cohort) || part.cohort.some((c) => !subjects.has(c.uscc))) fail('SH_ERR_PARAMS_MISMATCH', `training cohort names subjects the bank did not sign for`);
+        checkTrainingPart(id, b.request, part);
         const c = await agent.prepareTraining(part, tableOf(part.datasetId));
         return { signed: c.signed, blobs: Object.fromEntries([...c.blobs].map(([h, bytes]) => [h, b64(bytes)])) };
       });

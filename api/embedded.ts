@@ -8,15 +8,24 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fail } from '../core/errors.ts';
 import { Engine } from '../engine/engine.ts';
 import type { PartyRole } from '../engine/registry.ts';
-import { ProviderAgent, type ProviderTable } from '../engine/custodian/provider.ts';
-import type { CustodianView } from '../engine/custodian/custodian.ts';
+import { ProviderAgent } from '../engine/provider/agent.ts';
+import type { ProviderTable } from '../engine/provider/table.ts';
+import type { CustodianView } from '../engine/custodian/messages.ts';
 import { WorkerPool } from '../engine/pool/pool.ts';
 import { generateOprfKeyPair } from '../engine/tokens/oprf.ts';
 import { signJson } from '../core/sign.ts';
-import { buildScoreRequest, openScoreResult, runScoreJob, type ScoreProgress, type ScoreResult, type ScoreStatus } from '../engine/protocols/score.ts';
-import { buildTrainRequest, planTraining, encryptLabels, acceptTrainingInputs, transferTrainingColumns, runTraining, type TrainOutcome, type TrainProgress } from '../engine/protocols/train.ts';
+import { buildScoreRequest, openScoreResult } from '../engine/protocols/score/bank.ts';
+import { runScoreJob } from '../engine/protocols/score/run.ts';
+import { type ScoreProgress, type ScoreResult, type ScoreStatus } from '../engine/protocols/score/messages.ts';
+import { buildTrainRequest, encryptLabels } from '../engine/protocols/train/bank.ts';
+import { planTraining } from '../engine/protocols/train/engine.ts';
+import { checkTrainingPart } from '../engine/protocols/train/provider.ts';
+import { runTrainJob } from '../engine/protocols/train/run.ts';
+import type { TrainOutcome, TrainProgress } from '../engine/protocols/train/messages.ts';
 import type { TrainOptions } from '../models/train.ts';
-import { buildVerifyRequest, openVerifyResult, runVerifyJob, type Claim, type ClaimResult, type VerifyProgress, type VerifyResult } from '../engine/protocols/verify.ts';
+import { buildVerifyRequest, openVerifyResult } from '../engine/protocols/verify/bank.ts';
+import { runVerifyJob } from '../engine/protocols/verify/run.ts';
+import { type Claim, type ClaimResult, type VerifyProgress, type VerifyResult } from '../engine/protocols/verify/messages.ts';
 import { createConsent, createRevocation, type ConsentOp, type SignedConsent } from '../sandbox/consent.ts';
 import { parseUscc } from '../sandbox/uscc.ts';
 import { parseModel, type CompiledModel } from '../models/model.ts';
@@ -177,9 +186,9 @@ export class Safehouse {
   revoke(sel: { consentId: string } | { subject: string; bank: string }): string[] {
     let targets: Array<{ id: string; subject: string }>;
     if ('consentId' in sel) {
-      const row = this.engine.store.db.prepare('SELECT subject FROM consents WHERE id = ?').get(sel.consentId) as { subject: string } | undefined;
-      if (!row) fail('SH_ERR_CONSENT_NOT_FOUND', `no consent ${sel.consentId}`, { consent: sel.consentId });
-      targets = [{ id: sel.consentId, subject: row.subject }];
+      const subject = this.engine.consents.subjectOf(sel.consentId);
+      if (!subject) fail('SH_ERR_CONSENT_NOT_FOUND', `no consent ${sel.consentId}`, { consent: sel.consentId });
+      targets = [{ id: sel.consentId, subject }];
     } else {
       const subject = parseUscc(sel.subject);
       targets = this.engine.consents.of(subject, sel.bank).map((c) => ({ id: c.statement.id, subject }));
@@ -246,23 +255,17 @@ export class Safehouse {
     const jobId = this.engine.jobs.newId('train');
     const signed = buildTrainRequest({ jobId, bank: r.bank, purpose: r.purpose, provider: r.provider, fields: r.fields, ...(r.others?.length ? { others: r.others } : {}), ...(r.features ? { features: r.features } : {}), subjects: r.subjects, bins: r.bins ?? 5, options: r.options ?? {}, requestedAt: this.engine.now().toISOString() }, k.ed25519.secretKey);
     const plan = planTraining(this.engine, signed);
-    const parts = [{ provider: plan.provider, datasetId: plan.datasetId, fields: plan.fields, slots: plan.cohort }, ...plan.others];
-    const columns = [];
-    const blobs = new Map<string, Uint8Array>();
-    for (const part of parts) {
+    // As the bank: its labels under the key holder's public key, at the cohort's slots.
+    const labels = await encryptLabels(this.engine.params, this.engine.registry.bfvPublicKey(plan.provider), plan, r.labels, r.bank, k.ed25519.secretKey);
+    // As each provider: its columns from its own table, after checking the part is the bank-signed job's.
+    const columns = async (provider: string, part: Parameters<typeof checkTrainingPart>[2], request: typeof signed) => {
+      checkTrainingPart(provider, request, part);
       const ds = this.engine.datasets.get(part.datasetId)!;
-      const tablePath = join(this.wallet.providerDir(part.provider), `${ds.category}.json`);
-      if (!existsSync(tablePath)) fail('SH_ERR_MODEL_STALE', `provider ${part.provider} has no local copy of dataset ${ds.id}`);
-      const table = JSON.parse(readFileSync(tablePath, 'utf8')) as ProviderTable;
-      const c = await this.agent(part.provider).prepareTraining({ jobId, datasetId: part.datasetId, fields: part.fields, bins: plan.bins, features: plan.features, cohort: part.slots }, table);
-      columns.push(c.signed);
-      for (const [h, b] of c.blobs) blobs.set(h, b);
-    }
-    const labels = await encryptLabels(this.engine, plan, r.labels, r.bank, k.ed25519.secretKey);
-    for (const [h, b] of labels.blobs) blobs.set(h, b);
-    const bins = acceptTrainingInputs(this.engine, plan, columns, labels.signed, blobs);
-    if (plan.others.length) await transferTrainingColumns(this.engine, plan, columns);
-    return runTraining(this.engine, plan, bins, r.onProgress);
+      const tablePath = join(this.wallet.providerDir(provider), `${ds.category}.json`);
+      if (!existsSync(tablePath)) fail('SH_ERR_MODEL_STALE', `provider ${provider} has no local copy of dataset ${ds.id}`);
+      return this.agent(provider).prepareTraining(part, JSON.parse(readFileSync(tablePath, 'utf8')) as ProviderTable);
+    };
+    return runTrainJob(this.engine, plan, { columns, labels: labels.signed, labelBlobs: labels.blobs }, r.onProgress ? { onIteration: r.onProgress } : {});
   }
 
   /** The provider's own table (embedded mode stand-in for its system of record), for plaintext comparisons. */

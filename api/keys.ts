@@ -16,7 +16,7 @@ import { fail } from '../core/errors.ts';
 import { ed25519KeyPair, bytesToHex, hexToBytes } from '../core/sign.ts';
 import { x25519KeyPair } from '../core/sealbox.ts';
 import { generateOprfKeyPair } from '../engine/tokens/oprf.ts';
-import { ProviderAgent } from '../engine/custodian/provider.ts';
+import { ProviderAgent } from '../engine/provider/agent.ts';
 import { parseUscc } from '../sandbox/uscc.ts';
 import type { ParamSet } from '../engine/he/params.ts';
 import type { PartyKeys, Role } from './wallet.ts';

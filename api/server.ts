@@ -25,9 +25,13 @@ import type { Engine } from '../engine/engine.ts';
 import type { PartyRole } from '../engine/registry.ts';
 import { sha256Hex } from '../core/hash.ts';
 import { bytesToHex, hexToBytes, requireSignature, ed25519KeyPair, type Signed } from '../core/sign.ts';
-import { runScoreJob, type ScoreRequest } from '../engine/protocols/score.ts';
-import { runVerifyJob, type VerifyRequest, type ClaimOpenings } from '../engine/protocols/verify.ts';
-import { planTraining, acceptTrainingInputs, transferTrainingColumns, runTraining, type TrainPlan, type TrainRequest, type TrainColumns, type TrainLabels } from '../engine/protocols/train.ts';
+import { runScoreJob } from '../engine/protocols/score/run.ts';
+import { type ScoreRequest } from '../engine/protocols/score/messages.ts';
+import { runVerifyJob } from '../engine/protocols/verify/run.ts';
+import { type VerifyRequest, type ClaimOpenings } from '../engine/protocols/verify/messages.ts';
+import { planTraining } from '../engine/protocols/train/engine.ts';
+import { runTrainJob, type TrainingColumnsSource } from '../engine/protocols/train/run.ts';
+import type { TrainPlan, TrainRequest, TrainLabels, TrainingPart } from '../engine/protocols/train/messages.ts';
 import type { SignedConsent, SignedRevocation } from '../sandbox/consent.ts';
 import { RequestVerifier } from './httpsig.ts';
 import { HttpCustodian } from './custodian-http.ts';
@@ -36,9 +40,7 @@ import { accessReport } from '../engine/audit/report.ts';
 
 export const ADMIN_ID = 'admin';
 
-/** Prepares one provider's training columns for a planned job (default: ask its custodian over HTTP). */
-export type TrainingColumnsSource = (provider: string, part: TrainingPart, request: Signed<TrainRequest>) => Promise<{ signed: Signed<TrainColumns>; blobs: Map<string, Uint8Array> }>;
-export interface TrainingPart { jobId: string; datasetId: string; fields: string[]; bins: number; features: 'binned' | 'standardized'; cohort: Array<{ uscc: string; block: number; slot: number }> }
+export type { TrainingColumnsSource, TrainingPart };
 
 export interface ServerOptions {
   engine: Engine;
@@ -627,22 +629,12 @@ export class EngineServer {
       } else {
         const plan = fromJson(row.plan_json!) as TrainPlan;
         await this.ensureCustodians([plan.provider, ...plan.others.map((o) => o.provider)]);
-        const parts = [{ provider: plan.provider, datasetId: plan.datasetId, fields: plan.fields, slots: plan.cohort }, ...plan.others];
-        const columns: Array<Signed<TrainColumns>> = [];
-        const blobs = new Map<string, Uint8Array>();
-        const source = this.opts.trainingColumns ?? ((provider: string, part: TrainingPart, request: Signed<TrainRequest>) => (this.engine.registry.custodian(provider) as HttpCustodian).trainingColumns(part, request));
-        for (const [i, part] of parts.entries()) {
-          progress({ phase: 'columns', done: i, total: parts.length });
-          const c = await source(part.provider, { jobId: plan.jobId, datasetId: part.datasetId, fields: part.fields, bins: plan.bins, features: plan.features, cohort: part.slots }, plan.request);
-          columns.push(c.signed);
-          for (const [h, bytes] of c.blobs) blobs.set(h, bytes);
-        }
+        // Each provider's columns from its custodian (unless a source was given), the bank's labels as it uploaded them.
+        const columns = this.opts.trainingColumns ?? ((provider: string, part: TrainingPart, request: Signed<TrainRequest>) => (this.engine.registry.custodian(provider) as HttpCustodian).trainingColumns(part, request));
         const labels = submitted.labels!;
         const dir = join(this.resultsDir, `${id}.inputs`);
-        for (const b of labels.body.blocks) blobs.set(b.blob, new Uint8Array(readFileSync(join(dir, b.blob))));
-        const bins = acceptTrainingInputs(this.engine, plan, columns, labels, blobs);
-        if (plan.others.length) await transferTrainingColumns(this.engine, plan, columns);
-        result = await runTraining(this.engine, plan, bins, (p) => progress({ phase: 'iterate', done: p.iteration, total: p.iterations }));
+        const labelBlobs = new Map(labels.body.blocks.map((b) => [b.blob, new Uint8Array(readFileSync(join(dir, b.blob)))] as const));
+        result = await runTrainJob(this.engine, plan, { columns, labels, labelBlobs }, { onProgress: (p) => progress(p) });
       }
       const file = join(this.resultsDir, `${id}.json`);
       writeFileSync(`${file}.tmp`, toJson(result));

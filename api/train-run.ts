@@ -8,7 +8,7 @@
  */
 import { fail } from '../core/errors.ts';
 import type { Safehouse } from './embedded.ts';
-import type { TrainOutcome, TrainProgress } from '../engine/protocols/train.ts';
+import type { TrainOutcome, TrainProgress } from '../engine/protocols/train/messages.ts';
 import { binOf, toScorecard, toLinear, trainPlainFloat, trainOptions, standardizedValue, STD_BITS, type BinSpec, type Column, type TrainOptions } from '../models/train.ts';
 import { auc, ks } from '../models/metrics.ts';
 import { trainTestSplit } from '../models/german.ts';

@@ -30,8 +30,11 @@ import { mulberry32 } from '../core/rng.ts';
 import { toCsv } from '../core/csv.ts';
 import { oneHot } from '../api/train-run.ts';
 import { randomUscc } from '../sandbox/uscc.ts';
-import { buildTrainRequest, planTraining, encryptLabels, acceptTrainingInputs, transferTrainingColumns, runTraining, type TrainProgress } from '../engine/protocols/train.ts';
-import type { ProviderTable } from '../engine/custodian/provider.ts';
+import { buildTrainRequest, encryptLabels } from '../engine/protocols/train/bank.ts';
+import { planTraining, acceptTrainingInputs, runIterations } from '../engine/protocols/train/engine.ts';
+import { transferTrainingColumns } from '../engine/protocols/train/transfer.ts';
+import { type TrainProgress } from '../engine/protocols/train/messages.ts';
+import type { ProviderTable } from '../engine/provider/table.ts';
 import { trainOptions, trainPlainFixed, trainPlainFloat, updateModel, standardizedValue, maxAbsD, sumGroupSize, STD_BITS, STD_CLIP, type FixedModel, type BinSpec } from '../models/train.ts';
 import { auc } from '../models/metrics.ts';
 import { benchArgs, type E2eResult } from './report.ts';
@@ -167,7 +170,7 @@ export async function runTrainE2e(opts: { subjects: number; fields: number; iter
     lap('train.providersEncryptColumns', t);
 
     t = performance.now();
-    const lab = await encryptLabels(sh.engine, plan, labels, BANK, k.ed25519.secretKey);
+    const lab = await encryptLabels(sh.engine.params, sh.engine.registry.bfvPublicKey(plan.provider), plan, labels, BANK, k.ed25519.secretKey);
     for (const [h, b] of lab.blobs) blobs.set(h, b);
     lap('train.bankEncryptsLabels', t);
 
@@ -181,7 +184,7 @@ export async function runTrainE2e(opts: { subjects: number; fields: number; iter
 
     t = performance.now();
     let last = t;
-    const outcome = await runTraining(sh.engine, plan, bins, (p: TrainProgress) => {
+    const outcome = await runIterations(sh.engine, plan, bins, (p: TrainProgress) => {
       const now = performance.now();
       iterationTimes.push((now - last) / 1000);
       last = now;

@@ -23,7 +23,7 @@ import { demoPlaintext } from '../api/demo.ts';
 import { generateDemo, generateClaims, demoGrants, DEMO_BANK, DEMO_PURPOSE, OUT_OF_SCOPE_CATEGORIES } from '../api/demo-data.ts';
 import { claimPlain } from '../models/plain.ts';
 import { normalizeId, idRuleFor } from '../engine/tokens/normalize.ts';
-import type { VerifyProgress, VerifyResult } from '../engine/protocols/verify.ts';
+import type { VerifyProgress, VerifyResult } from '../engine/protocols/verify/messages.ts';
 import { benchArgs, type E2eResult } from './report.ts';
 
 

@@ -45,8 +45,9 @@ import { Client, verify as clientVerify, newJobId, type JobView } from '../api/c
 import { claimPlain } from '../models/plain.ts';
 import { normalizeId, idRuleFor } from '../engine/tokens/normalize.ts';
 import { ed25519KeyPair } from '../core/sign.ts';
-import { buildVerifyRequest, openVerifyResult, type ClaimResult, type VerifyResult } from '../engine/protocols/verify.ts';
-import type { Custodian } from '../engine/custodian/custodian.ts';
+import { buildVerifyRequest, openVerifyResult } from '../engine/protocols/verify/bank.ts';
+import { type ClaimResult, type VerifyResult } from '../engine/protocols/verify/messages.ts';
+import type { Custodian } from '../engine/custodian/messages.ts';
 import type { PartyKeys } from '../api/wallet.ts';
 import { formatTable, fmt, machineFacts, type MachineFacts } from './report.ts';
 

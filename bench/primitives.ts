@@ -14,7 +14,9 @@ import { heContext, BFV_8192_T40 } from '../engine/he/params.ts';
 import { BlockOps, generateBfvKeys, type LinearTerm } from '../engine/he/block.ts';
 import { deriveMaskKey, maskVector } from '../engine/he/mask.ts';
 import { centered, toSlot } from '../core/fixed.ts';
-import { LocalCustodian, type DecryptRequest } from '../engine/custodian/custodian.ts';
+import { CUSTODIAN_RULES } from '../engine/protocols/index.ts';
+import { LocalCustodian } from '../engine/custodian/custodian.ts';
+import { type DecryptRequest } from '../engine/custodian/messages.ts';
 import { ed25519KeyPair, signJson, requireSignature, bytesToHex } from '../core/sign.ts';
 import { x25519KeyPair, openSealed, sealTo } from '../core/sealbox.ts';
 import { sha256Hex } from '../core/hash.ts';
@@ -119,6 +121,7 @@ export async function runPrimitives(opts: { maxTime?: number; minSamples?: numbe
     provider: 'bench_provider',
     params,
     keys: { bfvSecretKey: keys.secretKey.slice(), bfvPublicKey: keys.publicKey, ed25519SecretKey: custKeys.secretKey, ed25519PublicKey: custKeys.publicKey },
+    rules: CUSTODIAN_RULES,
     enginePublicKey: engineKeys.publicKey,
     bankKey: (b) => (b === 'bench_bank' ? bankSigning.publicKey : undefined),
   });

@@ -12,7 +12,11 @@ import {
 import { SLOT_STRIDE } from './he/params.ts';
 import type { SubjectSlot } from './datasets.ts';
 import type { Registry } from './registry.ts';
+import { kernelRef } from './pool/kernel.ts';
+import type * as Kernels from './consent-kernels.ts';
 import type { EngineContext } from './context.ts';
+
+const consentChunk = kernelRef<typeof Kernels.consentChunk>(new URL('./consent-kernels.ts', import.meta.url), 'consentChunk');
 
 /** Fewest subjects per consent-check task in the pool (below this, messaging costs more than it spreads). */
 const CONSENT_CHUNK_MIN = 256;
@@ -97,12 +101,11 @@ export class Consents {
    */
   async subjectsParallel(req: ConsentQuery, subjects: readonly string[], datasetIds: readonly string[], opts: { slotsOf?: 'all' | 'OK' } = {}): Promise<{ consent: Map<string, { status: ConsentStatus; consentId?: string }>; slots: Array<Map<string, SubjectSlot>> }> {
     const request = { bank: req.bank, purpose: req.purpose, operation: req.operation, categories: req.categories, at: req.at.toISOString() };
-    type Out = { codes: Uint8Array; ids: string; slots: Array<{ pos: Int32Array; missing: Record<number, string> }> };
-    const chunks: Array<Promise<Out>> = [];
+    const chunks: Array<Promise<Kernels.ConsentAnswer>> = [];
     // A multiple of the pool size in equal chunks, so no worker is left alone with the last one.
     const chunkSize = Math.max(CONSENT_CHUNK_MIN, Math.ceil(subjects.length / (this.ctx.pool.size * 8)));
     for (let i = 0; i < subjects.length; i += chunkSize) {
-      chunks.push(this.ctx.pool.run<Out>({ op: 'consent', dbPath: this.ctx.store.dbPath, request, subjects: subjects.slice(i, i + chunkSize), datasets: [...datasetIds], slotsOfOkOnly: opts.slotsOf === 'OK' }));
+      chunks.push(this.ctx.pool.run(consentChunk, { dbPath: this.ctx.store.dbPath, request, subjects: subjects.slice(i, i + chunkSize), datasets: [...datasetIds], slotsOfOkOnly: opts.slotsOf === 'OK' }));
     }
     const consent = new Map<string, { status: ConsentStatus; consentId?: string }>();
     const slots = datasetIds.map(() => new Map<string, SubjectSlot>());

@@ -7,7 +7,7 @@ import { fail } from '../core/errors.ts';
 import { sha256Hex } from '../core/hash.ts';
 import { bytesToHex, hexToBytes } from '../core/sign.ts';
 import { parseUscc } from '../sandbox/uscc.ts';
-import type { Custodian } from './custodian/custodian.ts';
+import type { Custodian } from './custodian/messages.ts';
 import type { EngineContext } from './context.ts';
 
 export type PartyRole = 'provider' | 'bank' | 'enterprise' | 'auditor';

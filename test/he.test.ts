@@ -22,13 +22,18 @@ import { BlockOps, generateBfvKeys } from '../engine/he/block.ts';
 import { sealCall } from '../engine/he/seal.ts';
 import { centered, formatFixed, parseFixed, pow10, toSlot } from '../core/fixed.ts';
 import { deriveMaskKey, maskVector } from '../engine/he/mask.ts';
-import { LocalCustodian, type CustodianView, type DecryptRequest } from '../engine/custodian/custodian.ts';
+import { LocalCustodian } from '../engine/custodian/custodian.ts';
+import { type CustodianView, type DecryptRequest } from '../engine/custodian/messages.ts';
 import { bytesToHex, ed25519KeyPair, signJson, verifyJson, type Signed } from '../core/sign.ts';
 import { openSealed, x25519KeyPair } from '../core/sealbox.ts';
 import { canonicalize } from '../core/jcs.ts';
 import { sha256Hex } from '../core/hash.ts';
 import { WorkerPool } from '../engine/pool/pool.ts';
-import type { EncryptTask, EvalBlockTask } from '../engine/pool/worker.ts';
+import type { EvalBlockTask } from '../engine/protocols/score/kernels.ts';
+import type { EncryptTask } from '../engine/provider/kernels.ts';
+import { evalBlock } from '../engine/protocols/score/engine.ts';
+import { encryptKernel } from '../engine/provider/agent.ts';
+import { CUSTODIAN_RULES } from '../engine/protocols/index.ts';
 import { expectCode } from './fixtures/expect.ts';
 
 const T = BFV_8192_T40.t;
@@ -518,6 +523,7 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (DES
       provider: 'tax',
       params: BFV_8192_T40,
       keys: { bfvSecretKey: keys.secretKey, bfvPublicKey: keys.publicKey, ed25519SecretKey: custodianSigning.secretKey, ed25519PublicKey: custodianSigning.publicKey },
+      rules: CUSTODIAN_RULES,
       enginePublicKey: engineKeys.publicKey,
       observe: (v) => views.push(v),
       bankKey: (b) => (b === 'bank-a' ? bankSigning.publicKey : undefined),
@@ -751,20 +757,19 @@ describe('WorkerPool (DESIGN §9, STYLE §5)', () => {
     const ms = [-12_345n, 1n << 16n];
     const maskKey = deriveMaskKey(new Uint8Array(32).fill(9), 'pool/block/0');
     const task: EvalBlockTask = {
-      op: 'evalBlock',
       paramsId: BFV_8192_T40.id,
       publicKey: blob(keys.publicKey),
       columns: xs.map((x, i) => ({ ...blob(ops.save(enc(x))), multiplier: ms[i]!.toString() })),
       maskKey,
     };
-    const out = await pool.run<{ ciphertext: Uint8Array; rerandomizer: Uint8Array }>(task);
+    const out = (await pool.run(evalBlock, task)) as { ciphertext: Uint8Array; rerandomizer: Uint8Array };
     const bytes = out.ciphertext;
     const ct = track(ops.load(bytes));
     expect(ops.chainIndex(ct)).toBe(BFV_8192_T40.transferChainIndex);
     // Replay (issue 6): the same task with the logged encryption of zero gives the same bytes; another zero does not.
-    expect(Buffer.from(await pool.run<Uint8Array>({ ...task, rerandomizer: out.rerandomizer })).equals(Buffer.from(bytes))).toBe(true);
-    const other = await pool.run<{ ciphertext: Uint8Array; rerandomizer: Uint8Array }>(task);
-    expect(Buffer.from(await pool.run<Uint8Array>({ ...task, rerandomizer: other.rerandomizer })).equals(Buffer.from(bytes))).toBe(false);
+    expect(Buffer.from((await pool.run(evalBlock, { ...task, rerandomizer: out.rerandomizer })) as Uint8Array).equals(Buffer.from(bytes))).toBe(true);
+    const other = (await pool.run(evalBlock, task)) as { ciphertext: Uint8Array; rerandomizer: Uint8Array };
+    expect(Buffer.from((await pool.run(evalBlock, { ...task, rerandomizer: other.rerandomizer })) as Uint8Array).equals(Buffer.from(bytes))).toBe(false);
     const mask = maskVector(maskKey, T, N);
     const got = Array.from(decRaw(ct), (u, i) => centered(u - mask[i]!, T));
     expect(got).toEqual(Array.from({ length: N }, (_, s) => ms[0]! * xs[0]![s]! + ms[1]! * xs[1]![s]!));
@@ -772,29 +777,29 @@ describe('WorkerPool (DESIGN §9, STYLE §5)', () => {
 
   it('encrypt in a worker (symmetric, seeded) decrypts to the values', async () => {
     const x = randVec(N, 1n << 30n);
-    const task: EncryptTask = { op: 'encrypt', paramsId: BFV_8192_T40.id, secretKey: keys.secretKey.slice(), values: slots(x) };
-    const bytes = await pool.run<Uint8Array>(task);
+    const task: EncryptTask = { paramsId: BFV_8192_T40.id, secretKey: keys.secretKey.slice(), values: slots(x) };
+    const bytes = await pool.run(encryptKernel, task);
     expect(dec(track(ops.load(bytes)))).toEqual(x);
   });
 
   it('a coded failure in the worker rejects with its code (run rejects, never throws)', async () => {
     const pkBlob = blob(keys.publicKey);
     const wrongHash = sha256Hex('not the public key');
-    const corrupt: EvalBlockTask = { op: 'evalBlock', paramsId: BFV_8192_T40.id, publicKey: { path: pkBlob.path, hash: wrongHash }, columns: [], maskKey: new Uint8Array(32) };
+    const corrupt: EvalBlockTask = { paramsId: BFV_8192_T40.id, publicKey: { path: pkBlob.path, hash: wrongHash }, columns: [], maskKey: new Uint8Array(32) };
     let p: Promise<unknown> | undefined;
     expect(() => {
-      p = pool.run(corrupt);
+      p = pool.run(evalBlock, corrupt);
     }).not.toThrow();
     await expectReject(p!, 'SH_ERR_BLOB_CORRUPT');
     const missing: EvalBlockTask = { ...corrupt, publicKey: { path: join(dir, 'nope'), hash: wrongHash } };
-    await expectReject(pool.run(missing), 'SH_ERR_BLOB_MISSING');
-    await expectReject(pool.run({ ...corrupt, paramsId: 'bfv-16384-t60-v1' }), 'SH_ERR_PARAMS_MISMATCH');
+    await expectReject(pool.run(evalBlock, missing), 'SH_ERR_BLOB_MISSING');
+    await expectReject(pool.run(evalBlock, { ...corrupt, paramsId: 'bfv-16384-t60-v1' }), 'SH_ERR_PARAMS_MISMATCH');
     // A column whose file was altered after it was stored.
     const col = blob(ops.save(enc([1n])));
     writeFileSync(col.path, new Uint8Array(16));
-    await expectReject(pool.run({ ...corrupt, publicKey: pkBlob, columns: [{ ...col, multiplier: '1' }] }), 'SH_ERR_BLOB_CORRUPT');
+    await expectReject(pool.run(evalBlock, { ...corrupt, publicKey: pkBlob, columns: [{ ...col, multiplier: '1' }] }), 'SH_ERR_BLOB_CORRUPT');
     // The pool still works after failures.
-    const ok = await pool.run<Uint8Array>({ op: 'encrypt', paramsId: BFV_8192_T40.id, secretKey: keys.secretKey.slice(), values: slots([5n]) });
+    const ok = await pool.run(encryptKernel, { paramsId: BFV_8192_T40.id, secretKey: keys.secretKey.slice(), values: slots([5n]) });
     expect(dec(track(ops.load(ok)))[0]).toBe(5n);
   });
 });

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Safehouse } from '../api/embedded.ts';
-import { ProviderAgent, type ProviderUpload } from '../engine/custodian/provider.ts';
+import { ProviderAgent, type ProviderUpload } from '../engine/provider/agent.ts';
 import { WorkerPool } from '../engine/pool/pool.ts';
 import { signJson, type Signed } from '../core/sign.ts';
 import { sha256Hex } from '../core/hash.ts';

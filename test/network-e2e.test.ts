@@ -17,7 +17,7 @@ import { parseModel } from '../models/model.ts';
 import { evaluatePlain } from '../models/plain.ts';
 import { validateSchema } from '../sandbox/catalog.ts';
 import type { ConsentOp } from '../sandbox/consent.ts';
-import type { Claim } from '../engine/protocols/verify.ts';
+import type { Claim } from '../engine/protocols/verify/messages.ts';
 
 const ITERATIONS = 4;
 let dir: string;

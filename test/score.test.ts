@@ -10,9 +10,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Safehouse, type ConsentGrant } from '../api/embedded.ts';
-import { buildScoreRequest, openScoreResult, runScoreJob, type ScoreResult } from '../engine/protocols/score.ts';
-import type { ProviderTable } from '../engine/custodian/provider.ts';
-import type { CustodianView } from '../engine/custodian/custodian.ts';
+import { buildScoreRequest, openScoreResult } from '../engine/protocols/score/bank.ts';
+import { runScoreJob } from '../engine/protocols/score/run.ts';
+import { type ScoreResult } from '../engine/protocols/score/messages.ts';
+import type { ProviderTable } from '../engine/provider/table.ts';
+import type { CustodianView } from '../engine/custodian/messages.ts';
 import { openSealed, x25519KeyPair, type SealedBox } from '../core/sealbox.ts';
 import { ed25519KeyPair } from '../core/sign.ts';
 import { deriveMaskKey, maskVector } from '../engine/he/mask.ts';
@@ -445,9 +447,9 @@ describe('score: who may run what', () => {
     const base = { bank: BANK, modelId: LINEAR.id, modelHash: sh.engine.models.get(LINEAR.id)!.hash, purpose: PURPOSE, subjects: [EXPIRED!] };
     const before = storeCounts(sh);
     // EXPIRED's consent ran from 60 to 30 days ago: a request dated 45 days ago would fall inside its window.
-    for (const at of [new Date(now - 45 * DAY).toISOString(), new Date(now + 10 * 60_000).toISOString(), 'yesterday']) {
+    for (const [at, code] of [[new Date(now - 45 * DAY).toISOString(), 'SH_ERR_REQUEST_STALE'], [new Date(now + 10 * 60_000).toISOString(), 'SH_ERR_REQUEST_STALE'], ['yesterday', 'SH_ERR_INVALID_ARGUMENT']] as const) {
       const signed = buildScoreRequest({ ...base, jobId: sh.engine.jobs.newId('score'), requestedAt: at }, k.ed25519.secretKey);
-      await expect(runScoreJob(sh.engine, signed), at).rejects.toMatchObject(coded('SH_ERR_INVALID_ARGUMENT'));
+      await expect(runScoreJob(sh.engine, signed), at).rejects.toMatchObject(coded(code));
     }
     expect(storeCounts(sh)).toEqual(before);
     const signed = buildScoreRequest({ ...base, jobId: sh.engine.jobs.newId('score'), requestedAt: new Date(now).toISOString() }, k.ed25519.secretKey);

@@ -22,8 +22,9 @@ import { fromJson } from '../api/wire.ts';
 import { ERRORS, isCoded, type ErrorCode } from '../core/errors.ts';
 import { ed25519KeyPair, signJson, bytesToHex, type Signed } from '../core/sign.ts';
 import { sha256Hex } from '../core/hash.ts';
-import { buildScoreRequest, openScoreResult, type ScoreRequest, type ScoreResult } from '../engine/protocols/score.ts';
-import type { BankJob, Custodian, DecryptRequest, DecryptResponse, TokenEvalRequest, TransferRequest, BankClaims } from '../engine/custodian/custodian.ts';
+import { buildScoreRequest, openScoreResult } from '../engine/protocols/score/bank.ts';
+import { type ScoreRequest, type ScoreResult } from '../engine/protocols/score/messages.ts';
+import type { BankJob, Custodian, DecryptRequest, DecryptResponse, TokenEvalRequest, TransferRequest, BankClaims } from '../engine/custodian/messages.ts';
 import { createConsent } from '../sandbox/consent.ts';
 import type { PartyKeys } from '../api/wallet.ts';
 
@@ -464,7 +465,7 @@ describe('custodians answer only bank-signed jobs', () => {
     expect(await codeOf(remote.decrypt(byBank, ct))).toBe('SH_ERR_BAD_SIGNATURE');
   });
 
-  it('a job with a forged bank signature is SH_ERR_BAD_SIGNATURE; a stale one (1 h old) is SH_ERR_VERIFY_BUDGET', async () => {
+  it('a job with a forged bank signature is SH_ERR_BAD_SIGNATURE; a stale one (1 h old) is SH_ERR_REQUEST_STALE', async () => {
     const remote = await HttpCustodian.connect(custodianUrl, sh.engine.keys.ed25519.secretKey);
     const local = sh.engine.registry.custodian(TAX);
     const m = sh.engine.models.get(DEMO_MODEL_ID)!;
@@ -478,8 +479,8 @@ describe('custodians answer only bank-signed jobs', () => {
     const unknownBank = buildScoreRequest({ ...body, bank: 'bank_nowhere' }, ed25519KeyPair().secretKey) as unknown as BankJob;
     expect(await codeOf(remote.openJob(unknownBank))).toBe('SH_ERR_BAD_SIGNATURE');
     const stale = buildScoreRequest({ ...body, jobId: newJobId('score'), requestedAt: new Date(Date.now() - 3_600_000).toISOString() }, keysOf(DEMO_BANK).ed25519.secretKey) as unknown as BankJob;
-    expect(await codeOf(remote.openJob(stale))).toBe('SH_ERR_VERIFY_BUDGET');
-    expect(await codeOf(local.openJob(stale))).toBe('SH_ERR_VERIFY_BUDGET');
+    expect(await codeOf(remote.openJob(stale))).toBe('SH_ERR_REQUEST_STALE');
+    expect(await codeOf(local.openJob(stale))).toBe('SH_ERR_REQUEST_STALE');
     // A decryption for the refused jobs then names no opened job.
     const ct = randomBytes(100);
     for (const j of [forged, stale]) {
@@ -487,7 +488,7 @@ describe('custodians answer only bank-signed jobs', () => {
     }
   });
 
-  it('a label answered once is refused the second time (SH_ERR_VERIFY_BUDGET), replayed over HTTP or in process', async () => {
+  it('a label answered once is refused the second time (SH_ERR_CUSTODIAN_BUDGET), replayed over HTTP or in process', async () => {
     const original = sh.engine.registry.custodian(TAX);
     const recorder = new Recorder(original);
     sh.engine.registry.connectCustodian(recorder);
@@ -502,14 +503,14 @@ describe('custodians answer only bank-signed jobs', () => {
     expect(recorder.decrypts.length).toBeGreaterThan(0);
     const { request, ciphertext } = recorder.decrypts[0]!;
     const remote = await HttpCustodian.connect(custodianUrl, sh.engine.keys.ed25519.secretKey);
-    expect(await codeOf(remote.decrypt(request, ciphertext))).toBe('SH_ERR_VERIFY_BUDGET');
-    expect(await codeOf(original.decrypt(request, ciphertext))).toBe('SH_ERR_VERIFY_BUDGET');
+    expect(await codeOf(remote.decrypt(request, ciphertext))).toBe('SH_ERR_CUSTODIAN_BUDGET');
+    expect(await codeOf(original.decrypt(request, ciphertext))).toBe('SH_ERR_CUSTODIAN_BUDGET');
     // Re-showing the job does not reset its budget.
     await remote.openJob(recorder.jobs[0]!);
-    expect(await codeOf(remote.decrypt(request, ciphertext))).toBe('SH_ERR_VERIFY_BUDGET');
+    expect(await codeOf(remote.decrypt(request, ciphertext))).toBe('SH_ERR_CUSTODIAN_BUDGET');
     // The same label re-signed by the engine (fresh signature, same job and label) is still the same label.
     const again = signJson({ ...request.body }, 'engine', sh.engine.keys.ed25519.secretKey);
-    expect(await codeOf(remote.decrypt(again, ciphertext))).toBe('SH_ERR_VERIFY_BUDGET');
+    expect(await codeOf(remote.decrypt(again, ciphertext))).toBe('SH_ERR_CUSTODIAN_BUDGET');
   });
 });
 

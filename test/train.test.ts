@@ -13,8 +13,8 @@ import { mulberry32 } from '../core/rng.ts';
 import { oneHot } from '../api/train-run.ts';
 import { trainPlainFixed, trainOptions, toScorecard } from '../models/train.ts';
 import { evaluatePlain } from '../models/plain.ts';
-import type { CustodianView } from '../engine/custodian/custodian.ts';
-import type { ProviderTable } from '../engine/custodian/provider.ts';
+import type { CustodianView } from '../engine/custodian/messages.ts';
+import type { ProviderTable } from '../engine/provider/table.ts';
 import type { FieldSpec } from '../sandbox/catalog.ts';
 
 const BANK = 'bank_train';

@@ -17,9 +17,12 @@ import { createHash } from 'node:crypto';
 import { p256, p256_hasher } from '@noble/curves/nist.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { Safehouse, type ConsentGrant } from '../api/embedded.ts';
-import { buildVerifyRequest, comparisonRange, openVerifyResult, runVerifyJob, type Claim, type ClaimOp, type ClaimResult } from '../engine/protocols/verify.ts';
-import type { BankClaims, Custodian, CustodianView, TokenEvalRequest, TokenEvalResponse } from '../engine/custodian/custodian.ts';
-import { TOKEN_EPOCH } from '../engine/custodian/provider.ts';
+import { buildVerifyRequest, openVerifyResult } from '../engine/protocols/verify/bank.ts';
+import { comparisonRange } from '../engine/protocols/verify/claims.ts';
+import { runVerifyJob } from '../engine/protocols/verify/run.ts';
+import { type Claim, type ClaimOp, type ClaimResult } from '../engine/protocols/verify/messages.ts';
+import type { BankClaims, Custodian, CustodianView, TokenEvalRequest, TokenEvalResponse } from '../engine/custodian/messages.ts';
+import { TOKEN_EPOCH } from '../engine/tokens/oprf.ts';
 import { blindInputs, evaluateBlinded, finalizeTokens, generateOprfKeyPair, tokenInfo, tokenInput } from '../engine/tokens/oprf.ts';
 import { idRuleFor, normalizeId } from '../engine/tokens/normalize.ts';
 import { bytesToHex, ed25519KeyPair, hexToBytes, signJson, type Signed } from '../core/sign.ts';
@@ -523,9 +526,9 @@ describe('verify: refusals before any work', () => {
     await refusedBeforeWork(() => runVerifyJob(sh.engine, { ...byOther.signed, signer: OTHER_BANK }, byOther.openings), 'SH_ERR_BAD_SIGNATURE', 'signed by another bank');
 
     const now = sh.engine.now().getTime();
-    for (const at of [new Date(now - 45 * DAY).toISOString(), new Date(now + 10 * 60_000).toISOString(), 'yesterday']) {
+    for (const [at, code] of [[new Date(now - 45 * DAY).toISOString(), 'SH_ERR_REQUEST_STALE'], [new Date(now + 10 * 60_000).toISOString(), 'SH_ERR_REQUEST_STALE'], ['yesterday', 'SH_ERR_INVALID_ARGUMENT']] as const) {
       const r = request(claims, { requestedAt: at });
-      await refusedBeforeWork(() => runVerifyJob(sh.engine, r.signed, r.openings), 'SH_ERR_INVALID_ARGUMENT', at);
+      await refusedBeforeWork(() => runVerifyJob(sh.engine, r.signed, r.openings), code, at);
     }
 
     const once = await runVerifyJob(sh.engine, signed, openings);
@@ -626,11 +629,11 @@ describe('verify: the custodian counts evaluations against the bank-signed reque
       signJson<TokenEvalRequest>({ type: 'safehouse.custodian.oprf.v1', suite: 'P256-SHA256', mode: 'POPRF', provider: PROP, jobId, jobHash, field: CERT, epoch: TOKEN_EPOCH, label: `test/${++n}`, elements, ...over }, 'engine', key);
     const refuse = (req: Signed<TokenEvalRequest>, code: string, bank: BankClaims = bankReq) => expect(realProp.evaluateTokens(req, bank)).rejects.toMatchObject(coded(code));
 
-    await refuse(engineReq([{ claimId: eqC, blinded: hex[0]! }, { claimId: eqC, blinded: hex[1]! }]), 'SH_ERR_VERIFY_BUDGET');
-    await refuse(engineReq([{ claimId: 'c-not-signed', blinded: hex[0]! }]), 'SH_ERR_VERIFY_BUDGET');
-    await refuse(engineReq([{ claimId: numC, blinded: hex[0]! }]), 'SH_ERR_VERIFY_BUDGET');
-    await refuse(engineReq([{ claimId: holderC, blinded: hex[0]! }]), 'SH_ERR_VERIFY_BUDGET'); // a holder claim's budget on the cert field
-    await refuse(engineReq([{ claimId: eqC, blinded: hex[0]! }], { field: HOLDER }), 'SH_ERR_VERIFY_BUDGET'); // a cert claim evaluated as holder
+    await refuse(engineReq([{ claimId: eqC, blinded: hex[0]! }, { claimId: eqC, blinded: hex[1]! }]), 'SH_ERR_CUSTODIAN_BUDGET');
+    await refuse(engineReq([{ claimId: 'c-not-signed', blinded: hex[0]! }]), 'SH_ERR_CUSTODIAN_BUDGET');
+    await refuse(engineReq([{ claimId: numC, blinded: hex[0]! }]), 'SH_ERR_CUSTODIAN_BUDGET');
+    await refuse(engineReq([{ claimId: holderC, blinded: hex[0]! }]), 'SH_ERR_CUSTODIAN_BUDGET'); // a holder claim's budget on the cert field
+    await refuse(engineReq([{ claimId: eqC, blinded: hex[0]! }], { field: HOLDER }), 'SH_ERR_CUSTODIAN_BUDGET'); // a cert claim evaluated as holder
     const alteredBank = { ...bankReq, body: { ...bankReq.body, claims: bankReq.body.claims.map((c) => ({ ...c, count: 16 })) } };
     await refuse(engineReq([{ claimId: eqC, blinded: hex[0]! }], { jobHash: sha256Hex(canonicalize(alteredBank)) }), 'SH_ERR_BAD_SIGNATURE', alteredBank);
     await refuse(engineReq([{ claimId: eqC, blinded: hex[0]! }], { jobHash: sha256Hex('another request') }), 'SH_ERR_PARAMS_MISMATCH');
@@ -645,9 +648,9 @@ describe('verify: the custodian counts evaluations against the bank-signed reque
     const res = await realProp.evaluateTokens(engineReq([{ claimId: eqC, blinded: hex[0]! }]), bankReq);
     const [token] = finalizeTokens([inputs[0]!], [blinded[0]!], res.body.evaluated.map(hexToBytes), hexToBytes(res.body.proof), oprfPk, info);
     expect(sh.engine.datasets.hasToken(sh.engine.datasets.withField(PROP, CERT)!.id, CERT, token!)).toBe(true);
-    await refuse(engineReq([{ claimId: eqC, blinded: hex[0]! }]), 'SH_ERR_VERIFY_BUDGET'); // counted across requests of the job
+    await refuse(engineReq([{ claimId: eqC, blinded: hex[0]! }]), 'SH_ERR_CUSTODIAN_BUDGET'); // counted across requests of the job
     await realProp.evaluateTokens(engineReq([{ claimId: inC, blinded: hex[1]! }, { claimId: inC, blinded: hex[2]! }]), bankReq);
-    await refuse(engineReq([{ claimId: inC, blinded: hex[1]! }]), 'SH_ERR_VERIFY_BUDGET');
+    await refuse(engineReq([{ claimId: inC, blinded: hex[1]! }]), 'SH_ERR_CUSTODIAN_BUDGET');
   });
 
   it('a stale bank request buys nothing; counts survive a custodian restart (rebuilt from its own log)', async () => {
@@ -658,12 +661,12 @@ describe('verify: the custodian counts evaluations against the bank-signed reque
     const oprfPk = sh.engine.registry.party(PROP)!.oprfPublicKey!;
     const info = tokenInfo(PROP, CERT, TOKEN_EPOCH);
     const [b] = blindInputs(oprfPk, info, [tokenInput(u, CERT, normalizeId('certificate', cert))]);
-    const ask = (custodian: Custodian, bankReq: Signed<{ type: string; jobId: string; bank: string; claims: BankClaims['body']['claims'] }>) => custodian.evaluateTokens(signJson<TokenEvalRequest>({
+    const ask = (custodian: Custodian, bankReq: BankClaims) => custodian.evaluateTokens(signJson<TokenEvalRequest>({
       type: 'safehouse.custodian.oprf.v1', suite: 'P256-SHA256', mode: 'POPRF', provider: PROP, jobId: bankReq.body.jobId, jobHash: sha256Hex(canonicalize(bankReq)),
       field: CERT, epoch: TOKEN_EPOCH, label: 'test/restart', elements: [{ claimId: claims[0]!.claimId, blinded: bytesToHex(b!.blinded) }],
     }, 'engine', sh.engine.keys.ed25519.secretKey), bankReq);
     const stale = buildVerifyRequest({ jobId: sh.engine.jobs.newId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: new Date(Date.now() - 60 * 60_000).toISOString() }, bankSk).signed;
-    await expect(ask(realProp, stale)).rejects.toMatchObject(coded('SH_ERR_VERIFY_BUDGET'));
+    await expect(ask(realProp, stale)).rejects.toMatchObject(coded('SH_ERR_REQUEST_STALE'));
     const fresh = buildVerifyRequest({ jobId: sh.engine.jobs.newId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: new Date().toISOString() }, bankSk).signed;
     await ask(realProp, fresh);
     // A new custodian process with the same keys and log: the signed count is already spent.
@@ -671,7 +674,7 @@ describe('verify: the custodian counts evaluations against the bank-signed reque
       logFile: join(sh.wallet.providerDir(PROP), 'custodian.log'),
       bankKey: (id: string) => sh.engine.registry.party(id)?.ed25519,
     });
-    await expect(ask(restarted, fresh)).rejects.toMatchObject(coded('SH_ERR_VERIFY_BUDGET'));
+    await expect(ask(restarted, fresh)).rejects.toMatchObject(coded('SH_ERR_CUSTODIAN_BUDGET'));
   });
 });
 

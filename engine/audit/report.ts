@@ -1,5 +1,5 @@
 /**
- * An enterprise's access report (信息主体查询, issue 6): every consent it signed or revoked and every job that named it
+ * An enterprise's access report (信息主体查询): every consent it signed or revoked and every job that named it
  * — bank, purpose, operation, fields, time, and whether a result was delivered for it or refused (with the consent
  * status) — each with its ledger leaf and an RFC 9162 inclusion proof against the latest signed checkpoint, so the
  * enterprise can check the report without trusting the engine (api/client.ts `accessReport`).
@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { bytesToHex } from '../../core/sign.ts';
 import type { Engine } from '../engine.ts';
-import type { ScoreResult } from '../protocols/score.ts';
+import type { ScoreResult } from '../protocols/score/messages.ts';
 
 export interface AccessEntry {
   index: number;
@@ -33,21 +33,19 @@ export interface AccessReport { subject: string; checkpoint: string; size: numbe
 export function accessReport(engine: Engine, subject: string): AccessReport {
   const checkpoint = engine.ledger.checkpoint();
   const size = engine.ledger.latestCheckpoint()!.size;
-  const leafOf = engine.store.db.prepare('SELECT body FROM ledger_entries WHERE idx = ?');
-  const jobRow = engine.store.db.prepare('SELECT kind, request_json, summary_json FROM jobs WHERE id = ?');
   const entries: AccessEntry[] = [];
   for (const e of engine.ledger.subjectEntries(subject)) {
     if (e.index >= size) continue;
-    const base = { index: e.index, at: e.at, kind: e.kind, body: e.body, leaf: (leafOf.get(e.index) as { body: string }).body, proof: engine.ledger.inclusionProof(e.index, size).map((p) => bytesToHex(p)) };
+    const base = { index: e.index, at: e.at, kind: e.kind, body: e.body, leaf: engine.ledger.leafText(e.index), proof: engine.ledger.inclusionProof(e.index, size).map((p) => bytesToHex(p)) };
     if (e.kind === 'consent.granted') {
       entries.push({ ...base, what: 'consent', bank: String(e.body.grantee), purpose: String(e.body.purpose), operation: (e.body.operations as string[]).join(','), fields: e.body.categories as string[], consentId: String(e.body.consentId) });
     } else if (e.kind === 'consent.revoked') {
       entries.push({ ...base, what: 'revocation', consentId: String(e.body.consentId) });
     } else if (e.kind === 'job.requested') {
       const jobId = String(e.body.jobId);
-      const job = jobRow.get(jobId) as { kind: string; request_json: string; summary_json: string | null } | undefined;
-      const signed = job ? (JSON.parse(job.request_json) as { signed: { body: Record<string, unknown> } }).signed.body : {};
-      entries.push({ ...base, what: 'job', jobId, bank: String(e.body.bank), purpose: String(e.body.purpose), operation: String(e.body.job), fields: jobFields(engine, String(e.body.job), signed, subject), outcome: outcomeOf(engine, String(e.body.job), signed, job?.summary_json ?? null, subject) });
+      const job = engine.jobs.get(jobId);
+      const signed = job ? (job.request as { signed: { body: Record<string, unknown> } }).signed.body : {};
+      entries.push({ ...base, what: 'job', jobId, bank: String(e.body.bank), purpose: String(e.body.purpose), operation: String(e.body.job), fields: jobFields(engine, String(e.body.job), signed, subject), outcome: outcomeOf(engine, String(e.body.job), signed, job?.summary ?? null, subject) });
     } else {
       entries.push({ ...base, what: 'job', ...(typeof e.body.jobId === 'string' ? { jobId: e.body.jobId } : {}) });
     }
@@ -67,9 +65,9 @@ function jobFields(engine: Engine, kind: string, req: Record<string, unknown>, s
 }
 
 /** Delivered or refused for this subject: the stored result where kept, else the consent status at the job's time. */
-function outcomeOf(engine: Engine, kind: string, req: Record<string, unknown>, summary: string | null, subject: string): string {
+function outcomeOf(engine: Engine, kind: string, req: Record<string, unknown>, summary: Record<string, unknown> | null, subject: string): string {
   if (kind === 'score' && summary) {
-    const hash = (JSON.parse(summary) as { resultHash?: string }).resultHash;
+    const hash = summary.resultHash as string | undefined;
     if (hash && existsSync(engine.store.blobPath(hash))) {
       const result = JSON.parse(new TextDecoder().decode(engine.store.getBlob(hash))) as ScoreResult;
       const s = result.subjects.find((x) => x.uscc === subject);

@@ -309,6 +309,17 @@ export class Ledger {
   }
 
   /**
+   * The exact stored text of an entry's leaf (its RFC 8785 body), for clients that recompute the leaf hash themselves.
+   * @throws SafehouseError SH_ERR_NOT_FOUND if there is no entry at `index`.
+   */
+  leafText(index: number): string {
+    checkIndex(index, 'index');
+    const row = this.#sql.entry.get(index);
+    if (!row) fail('SH_ERR_NOT_FOUND', `ledger entry ${index} does not exist`, { index });
+    return str(row.body);
+  }
+
+  /**
    * Signs and stores a checkpoint of the current tree (C2SP tlog-checkpoint) and returns its note. Never signs a
    * tree inconsistent with the latest stored checkpoint (size m, signed root r): reading the database, not the cache,
    * it (1) recomputes MTH(D[0:m]) from the stored perfect subtrees that make up [0, m) and requires it to equal r;

@@ -1,11 +1,15 @@
 /**
- * Worker pool (DESIGN §9): piscina, size = core count by default; each worker initializes SEAL once (worker.ts).
- * Options are validated up front into a filled defaults object (STYLE §5); `run` rejects, never throws.
+ * Worker pool (docs/design.md §9): piscina, size = core count by default. Tasks name a kernel (pool/kernel.ts): a
+ * named export of a kernels module, loaded by each worker on first use; each worker initializes SEAL once
+ * (pool/worker-cache.ts). Options are validated up front into a filled defaults object; `run` rejects, never throws.
  */
 import { Piscina } from 'piscina';
 import { availableParallelism } from 'node:os';
 import { SafehouseError, fail, type ErrorCode } from '../../core/errors.ts';
-import type { Task, TaskError } from './worker.ts';
+import { kernelRef, type KernelRef, type TaskError } from './kernel.ts';
+import type * as PoolKernels from './kernels.ts';
+
+const warm = kernelRef<typeof PoolKernels.warm>(new URL('./kernels.ts', import.meta.url), 'warm');
 
 export interface PoolOptions {
   /** Worker threads; default: the number of cores. */
@@ -19,7 +23,7 @@ const kDefaults = { size: availableParallelism(), maxOldGenerationSizeMb: 1024 }
 export class WorkerPool {
   private readonly piscina: Piscina;
   readonly size: number;
-  /** [0]: workers started; [1 + k]: worker k's SEAL WASM memory in 64 KiB pages after its last task (worker.ts). */
+  /** [0]: workers that ran a task; [1 + k]: worker k's SEAL WASM memory in 64 KiB pages after its last task (kernel.ts). */
   private readonly memory = new Int32Array(new SharedArrayBuffer(4 * (1 + 256)));
 
   constructor(opts: PoolOptions = {}) {
@@ -30,7 +34,8 @@ export class WorkerPool {
     }
     this.size = o.size;
     this.piscina = new Piscina({
-      filename: new URL('./worker.ts', import.meta.url).href,
+      filename: warm.filename,
+      name: warm.name,
       minThreads: o.size,
       maxThreads: o.size,
       idleTimeout: 60_000,
@@ -41,14 +46,17 @@ export class WorkerPool {
     this.piscina.on('error', () => {});
   }
 
-  /** Run one task; coded errors raised in the worker are rebuilt here with their code. */
-  async run<T>(task: Task, transfer?: ArrayBuffer[]): Promise<T> {
-    const out = (await this.piscina.run(task, transfer ? { transferList: transfer as never } : undefined)) as T | TaskError;
+  /**
+   * Run one task on kernel `ref`; coded errors raised in the worker are rebuilt here with their code.
+   * @example await pool.run(evalBlock, { paramsId, publicKey, columns, maskKey })
+   */
+  async run<T, R>(ref: KernelRef<T, R>, task: T, transfer?: ArrayBuffer[]): Promise<R> {
+    const out = (await this.piscina.run(task, { filename: ref.filename, name: ref.name, ...(transfer ? { transferList: transfer as never } : {}) })) as R | TaskError;
     if (out && typeof out === 'object' && 'error' in (out as object)) {
       const e = (out as TaskError).error;
       throw new SafehouseError(e.code as ErrorCode, e.message, e.details as Record<string, string | number | boolean>);
     }
-    return out as T;
+    return out as R;
   }
 
   /** Run many tasks; waits for all of them (none left running), then rejects with the first failure, if any. */
@@ -73,7 +81,7 @@ export class WorkerPool {
    * start so its first job does not pay for it. Tasks are spread over idle workers, one per worker.
    */
   async warmUp(paramsId: string): Promise<void> {
-    await this.all(Array.from({ length: this.size }, () => this.run({ op: 'warm', paramsId })));
+    await this.all(Array.from({ length: this.size }, () => this.run(warm, { paramsId })));
   }
 
   async close(): Promise<void> {

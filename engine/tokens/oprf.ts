@@ -62,6 +62,9 @@ export const MAX_TOKEN_BATCH = 4096;
 /** Bytes of a token (SHA-256 output, RFC 9497 §4.3 Nh). */
 export const TOKEN_BYTES = 32;
 
+/** Token key epoch: tokens are computed under POPRF info (provider, field, epoch); rotating a provider's OPRF key bumps it. */
+export const TOKEN_EPOCH = 1;
+
 /** A provider's OPRF key pair: a 32-byte scalar and its 33-byte SEC1-compressed public point (RFC 9497 §3.2). */
 export interface OprfKeyPair {
   secretKey: Uint8Array;

@@ -52,6 +52,27 @@ describe('layers: core ← sandbox ← models ← engine ← api', () => {
     expect(violations).toEqual([]);
   });
 
+  it('inside engine/: primitives and components import no protocol; no protocol imports another', () => {
+    const rel = (p: string) => relative(ROOT, p).split('/').join('/');
+    const protocolOf = (p: string) => /^engine\/protocols\/([^/]+)\//.exec(rel(p))?.[1];
+    // Modules that may use the protocols: the protocols themselves, their registry, the auditor's dispatcher and
+    // reports, and the provider's agent (which runs every protocol's provider side and custodian rules).
+    const top = (p: string) => rel(p).startsWith('engine/protocols/') || ['engine/audit/replay.ts', 'engine/audit/report.ts', 'engine/provider/agent.ts'].includes(rel(p));
+    const violations: string[] = [];
+    for (const file of files.filter((f) => rel(f).startsWith('engine/'))) {
+      for (const spec of relativeImports(readFileSync(file, 'utf8'))) {
+        const target = resolve(dirname(file), spec);
+        if (!rel(target).startsWith('engine/')) continue;
+        if (!top(file) && top(target)) violations.push(`${rel(file)} imports ${rel(target)}`);
+        const a = protocolOf(file);
+        const b = protocolOf(target);
+        if (a && b && a !== b) violations.push(`${rel(file)} (protocol ${a}) imports ${rel(target)} (protocol ${b})`);
+      }
+    }
+    expect(violations).toEqual([]);
+    expect(files.some((f) => protocolOf(f) === 'score') && files.some((f) => protocolOf(f) === 'verify') && files.some((f) => protocolOf(f) === 'train')).toBe(true);
+  });
+
   it('catches a violation (the check itself can fail)', () => {
     const file = join(ROOT, 'core', 'x.ts');
     const target = resolve(dirname(file), '../engine/engine.ts');

@@ -1,0 +1,75 @@
+/**
+ * The custodian's own log (JSONL, RFC 8785 lines): every opened job with its allowance, every answered request
+ * (request and response hashes), every refusal. It is the custodian's memory: after a restart the opened jobs, the
+ * labels already answered and the token evaluations already given are rebuilt from it, so a replayed request buys
+ * nothing. A torn last line (a crash mid-write) is skipped.
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { canonicalize } from '../../core/jcs.ts';
+import type { JobKind, OpenJob } from './rules.ts';
+
+/** Members of an `opened` line that are not protocol limits. */
+const OPENED_KEYS = new Set(['at', 'opened', 'jobId', 'kind', 'bank', 'budget']);
+
+export class CustodianJournal {
+  readonly file: string | undefined;
+
+  constructor(file: string | undefined) {
+    this.file = file;
+  }
+
+  append(entry: Record<string, unknown>): void {
+    if (!this.file) return;
+    mkdirSync(dirname(this.file), { recursive: true });
+    appendFileSync(this.file, canonicalize(entry) + '\n');
+  }
+
+  private lines(): Array<Record<string, unknown>> {
+    if (!this.file || !existsSync(this.file)) return [];
+    const out: Array<Record<string, unknown>> = [];
+    for (const line of readFileSync(this.file, 'utf8').split('\n')) {
+      if (!line) continue;
+      try {
+        out.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        // a torn last line after a crash: ignore it
+      }
+    }
+    return out;
+  }
+
+  /** Opened jobs by job hash, each with the labels it has answered (decryptions and transfers). */
+  openedJobs(): Map<string, OpenJob> {
+    const jobs = new Map<string, OpenJob>();
+    const byId = new Map<string, OpenJob>();
+    for (const e of this.lines()) {
+      if (typeof e.opened === 'string') {
+        const limits: Record<string, number> = {};
+        for (const [k, v] of Object.entries(e)) if (!OPENED_KEYS.has(k) && typeof v === 'number') limits[k] = v;
+        const j: OpenJob = { jobId: String(e.jobId), kind: e.kind as JobKind, budget: Number(e.budget), used: 0, labels: new Set(), ...(Object.keys(limits).length ? { limits } : {}) };
+        jobs.set(e.opened, j);
+        byId.set(j.jobId, j);
+      } else if (typeof e.responseHash === 'string' && typeof e.label === 'string' && e.mode !== 'oprf') {
+        const j = byId.get(String(e.jobId));
+        if (j) {
+          j.used++;
+          j.labels.add(e.label);
+        }
+      }
+    }
+    return jobs;
+  }
+
+  /** Token evaluations answered per job and claim, from entries after `since` (ms since the epoch). */
+  evaluations(since: number): Map<string, Map<string, number>> {
+    const out = new Map<string, Map<string, number>>();
+    for (const e of this.lines()) {
+      if (!e.evaluations || typeof e.at !== 'string' || Date.parse(e.at) < since) continue;
+      const m = out.get(String(e.jobId)) ?? new Map<string, number>();
+      for (const [claim, n] of Object.entries(e.evaluations as Record<string, number>)) m.set(claim, (m.get(claim) ?? 0) + n);
+      out.set(String(e.jobId), m);
+    }
+    return out;
+  }
+}

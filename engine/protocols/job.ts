@@ -1,0 +1,68 @@
+/**
+ * What every protocol's engine side does the same way: admit a bank-signed request (the preamble), escrow a job's
+ * secrets to the auditors, and finish a job whose custodian phase failed.
+ */
+import { fail } from '../../core/errors.ts';
+import { canonicalize } from '../../core/jcs.ts';
+import { sha256Hex } from '../../core/hash.ts';
+import { sealTo, type SealedBox } from '../../core/sealbox.ts';
+import { requireSignature, type Signed } from '../../core/sign.ts';
+import type { Engine } from '../engine.ts';
+import type { PartyRecord } from '../registry.ts';
+import type { BankJobBody } from '../custodian/messages.ts';
+
+/** Largest difference between a request's `requestedAt` and the engine's clock that a job accepts. */
+export const MAX_REQUEST_SKEW_MS = 5 * 60_000;
+
+export interface Admitted<T> {
+  bank: PartyRecord;
+  req: T;
+  /** SHA-256 of the canonical signed request: what every custodian request of the job names. */
+  jobHash: string;
+  at: Date;
+}
+
+/**
+ * The preamble of every bank job, before any work: the signer is a registered bank and signed this request type, the
+ * request names that bank, (for jobs that return sealed results) the bank has an X25519 key, the request was made now
+ * — consents are judged as of `requestedAt` (so a replay gets the same statuses), and a backdated request could reach
+ * into an expired or revoked consent's window — and its job id is new.
+ * @throws SH_ERR_UNKNOWN_PARTY, SH_ERR_PARTY_ROLE, SH_ERR_BAD_SIGNATURE, SH_ERR_INVALID_ARGUMENT, SH_ERR_REQUEST_STALE,
+ *   SH_ERR_ALREADY_EXISTS
+ */
+export function admitBankRequest<T extends BankJobBody>(engine: Engine, signed: Signed<T>, type: T['type'], what: string, opts: { sealedResults: boolean }): Admitted<T> {
+  const bank = engine.registry.requireParty(signed.signer, 'bank');
+  requireSignature(signed, bank.ed25519, type, `${what} request by ${signed.signer}`);
+  const req = signed.body;
+  if (req.bank !== bank.id) fail('SH_ERR_BAD_SIGNATURE', `request names bank ${req.bank} but is signed by ${bank.id}`);
+  if (opts.sealedResults && !bank.x25519) fail('SH_ERR_INVALID_ARGUMENT', `bank ${bank.id} has no X25519 key to receive results`);
+  const at = new Date(req.requestedAt);
+  if (!Number.isFinite(at.getTime())) fail('SH_ERR_INVALID_ARGUMENT', `"requestedAt" expected an ISO 8601 time, got ${JSON.stringify(req.requestedAt)}`);
+  if (Math.abs(at.getTime() - engine.now().getTime()) > MAX_REQUEST_SKEW_MS) {
+    fail('SH_ERR_REQUEST_STALE', `"requestedAt" expected within ${MAX_REQUEST_SKEW_MS / 60_000} minutes of the engine's clock, got ${JSON.stringify(req.requestedAt)}`);
+  }
+  engine.jobs.requireNew(req.jobId);
+  return { bank, req, jobHash: sha256Hex(canonicalize(signed)), at };
+}
+
+export interface EscrowBox { auditor: string; sealed: SealedBox }
+
+/** Seal `secret` to every registered auditor, bound to the job (context `type`, jobId, jobHash). */
+export function escrowToAuditors(engine: Engine, secret: Uint8Array, context: { type: string; jobId: string; jobHash: string }): EscrowBox[] {
+  return engine.registry.parties('auditor').filter((a) => a.x25519).map((a) => ({ auditor: a.id, sealed: sealTo(a.x25519!, secret, context) }));
+}
+
+/** What the ledger keeps of escrow boxes: who can open one, and its hash. */
+export function escrowHashes(escrow: readonly EscrowBox[]): Array<{ auditor: string; hash: string }> {
+  return escrow.map((e) => ({ auditor: e.auditor, hash: sha256Hex(canonicalize(e.sealed)) }));
+}
+
+/** Run a recorded job's work; on any failure the job is failed (status, `job.failed` with the code, checkpoint) and the error rethrown. */
+export async function failOnError<T>(engine: Engine, jobId: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    engine.jobs.fail(jobId, err);
+    throw err;
+  }
+}

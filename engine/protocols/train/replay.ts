@@ -1,0 +1,77 @@
+/**
+ * Joint training, the auditor's replay (docs/protocols.md "Auditor replay"): request and escrow, the cohort size, then
+ * every iteration after decryption — the custodian's signed masked group sums (kept as blobs) minus the masks derived
+ * from the escrowed seed give the gradient sums, which must hash as ledgered (`train.iteration`), and the fixed-point
+ * update gives the next model; the last one must be the delivered model (`job.completed` modelHash). The products'
+ * ciphertexts are not replayed bit for bit: their re-randomizers (iterations × columns × blocks encryptions of zero,
+ * ≈ 0.4 MB each) are not kept; nor are domain-transfer ciphertexts.
+ */
+import { canonicalize } from '../../../core/jcs.ts';
+import { sha256Hex } from '../../../core/hash.ts';
+import { centered } from '../../../core/fixed.ts';
+import { verifyJson, type Signed } from '../../../core/sign.ts';
+import type { SealedBox } from '../../../core/sealbox.ts';
+import { maxAbsD, sumGroupSize, trainOptions, updateModel, STD_CLIP, type BinSpec, type FixedModel } from '../../../models/train.ts';
+import { deriveMaskKey, maskVector } from '../../he/mask.ts';
+import { blobOrMissing, checkRequestAndEscrow, type ReplayContext, type StepStatus } from '../../audit/steps.ts';
+import { columnBitsOf, parseIterationLabel, type TrainRequest } from './messages.ts';
+
+/** What a training job keeps for replay. */
+export interface StoredTrain { signed: Signed<TrainRequest>; escrow?: Array<{ auditor: string; sealed: SealedBox }>; bins?: BinSpec[]; cohort?: number }
+
+export async function replayTrain(ctx: ReplayContext<StoredTrain>): Promise<void> {
+  const { engine, stored, events, requested, add } = ctx;
+  const seed = checkRequestAndEscrow(ctx);
+  if (!seed || !stored.bins || stored.cohort === undefined) { add('iterations', 'missing', 'no seed or stored bins to replay with'); return; }
+  if (stored.cohort !== requested.body.cohort) add('cohort', 'mismatch', `stored cohort ${stored.cohort}, ledgered ${String(requested.body.cohort)}`);
+  else add('cohort', 'match');
+  const req = stored.signed.body;
+  const o = trainOptions(req.options);
+  const t = engine.params.t;
+  const cb = columnBitsOf({ features: req.features ?? 'binned' });
+  const colMax = cb ? BigInt(STD_CLIP) : 1n;
+  const nCols = stored.bins.reduce((a, b) => a + b.bins.length, 0);
+  const groups: number[][] = [];
+  let next = 0;
+  for (const b of stored.bins) groups.push(b.bins.map(() => next++));
+  const provider = engine.registry.party(req.provider);
+  const responses = new Map(events.filter((e) => e.kind === 'custodian.response').map((e) => [String(e.body.label), e]));
+  let model: FixedModel = { W0: 0n, W: new Array<bigint>(nCols).fill(0n) };
+  const iterations = events.filter((e) => e.kind === 'train.iteration');
+  for (const ev of iterations) {
+    const it = Number(ev.body.iteration);
+    const step = `iteration ${it}`;
+    const g = sumGroupSize(maxAbsD(model, groups, o.scaleBits, cb, colMax) * colMax, t, engine.params.slots);
+    if (g !== ev.body.groupSize) { add(step, 'mismatch', `group size ${g} recomputed, ${String(ev.body.groupSize)} used`); break; }
+    let G0 = 0n;
+    const G = new Array<bigint>(nCols).fill(0n);
+    let problem: [StepStatus, string] | undefined;
+    for (const [label, r] of responses) {
+      const m = parseIterationLabel(label);
+      if (!m || m.iteration !== it) continue;
+      const bytes = blobOrMissing(engine, r.body.responseHash);
+      if (bytes === 'missing' || bytes === 'corrupt') { problem = bytes === 'missing' ? ['missing', `the custodian's sums for ${label} are not stored`] : ['mismatch', `the stored sums for ${label} do not hash as ledgered`]; break; }
+      const response = JSON.parse(new TextDecoder().decode(bytes)) as Signed<{ type: string; label: string; sums?: string[] }>;
+      if (!provider || !verifyJson(response, provider.ed25519) || response.body.label !== label || !response.body.sums) { problem = ['mismatch', `the stored sums for ${label} are not the custodian's signed answer`]; break; }
+      const mask = maskVector(deriveMaskKey(seed, label), t, engine.params.slots);
+      let total = 0n;
+      response.body.sums.forEach((sv, j) => {
+        let ms = 0n;
+        for (let i = j * g; i < (j + 1) * g; i++) ms += mask[i]!;
+        total += centered(BigInt(sv) - ms, t);
+      });
+      if (m.column === undefined) G0 += total;
+      else G[m.column]! += total;
+    }
+    if (problem) { add(step, problem[0], problem[1]); break; }
+    if (sha256Hex(canonicalize({ G0: G0.toString(), G: G.map(String) })) !== ev.body.gradientsHash) { add(step, 'mismatch', 'the gradient sums differ from the ledgered ones'); break; }
+    const upd = updateModel(model, { G0, G }, stored.cohort, it, o, cb);
+    model = upd.model;
+    add(step, 'match');
+  }
+  const completed = events.find((e) => e.kind === 'job.completed');
+  const modelHash = sha256Hex(canonicalize({ W0: model.W0.toString(), W: model.W.map(String), scaleBits: o.scaleBits, bins: stored.bins }));
+  if (!completed) add('model', 'missing', 'the job did not complete');
+  else if (ctx.steps().some((x) => x.step.startsWith('iteration') && x.status !== 'match')) add('model', 'missing', 'an iteration could not be replayed');
+  else add('model', modelHash === completed.body.modelHash ? 'match' : 'mismatch', modelHash === completed.body.modelHash ? undefined : 'the replayed model is not the delivered one');
+}
