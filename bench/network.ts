@@ -281,7 +281,7 @@ export async function runNetwork(opts: { subjects?: number; rounds?: number; sec
     const setupSeconds = (performance.now() - tStart) / 1000;
     log(`setup: ${subjects} subjects, ${pools.numeric.length} numeric and ${pools.token.length} token claims available, ${fmt(setupSeconds)} s`);
 
-    // ---- custodians behind HTTP on loopback (test/custodian-http.test.ts); the in-process ones are kept, so each case
+    // ---- custodians behind HTTP on loopback (test/api/custodian-http.test.ts); the in-process ones are kept, so each case
     // can connect the set it measures. Then the engine server, with limits that never throttle the bench.
     // Both sets are wrapped to time the engine's calls to them (sequential embedded cases report it).
     const clock = { ms: 0 };

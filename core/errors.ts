@@ -1,7 +1,7 @@
 /**
  * The one catalog of Safehouse's coded errors (STYLE §4). Every error a user can meet carries a stable `code`
  * from this table, an HTTP status for the API, and a message that names the offending field or value.
- * `docs/errors.md` lists the same codes; `test/errors.test.ts` checks catalog, docs and source agree both ways.
+ * `docs/errors.md` lists the same codes; `test/core/errors.test.ts` checks catalog, docs and source agree both ways.
  *
  * Split by cause (STYLE §3): `input` (malformed or out-of-range input), `auth` (signature, consent, approval),
  * `state` (the request is well formed but the system state forbids it), `integrity` (stored data or a peer's

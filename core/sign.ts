@@ -44,7 +44,7 @@ export function ed25519PublicKey(secretKey: Uint8Array): Uint8Array {
 
 /**
  * Ed25519 signing (RFC 8032 §5.1.6) through node:crypto (OpenSSL). Signatures are deterministic, so they are
- * byte-identical to @noble/curves' (test/sign.test.ts checks it); measured 0.10 ms against 0.53 ms for noble on a
+ * byte-identical to @noble/curves' (test/core/sign.test.ts checks it); measured 0.10 ms against 0.53 ms for noble on a
  * 400-byte statement, and far less than noble's JS SHA-512 on the custodian's ~90 KB responses (bench/RESULTS.md).
  */
 export function ed25519Sign(message: Uint8Array, secretKey: Uint8Array): Uint8Array {
@@ -69,7 +69,7 @@ const keyObjects = new Map<string, KeyObject>();
  * Ed25519 verification (RFC 8032 §5.1.7) for the engine's hot paths. Keys and signatures are made with @noble/curves;
  * verification runs in node:crypto (OpenSSL), measured 0.13 ms vs 0.86 ms for noble on this machine — a scoring job
  * re-verifies every subject's consent, so this is most of a 20 000-subject job's time. Both reject non-canonical S
- * (S ≥ L); test/sign.test.ts checks they agree on valid, corrupted and non-canonical signatures.
+ * (S ≥ L); test/core/sign.test.ts checks they agree on valid, corrupted and non-canonical signatures.
  * Malformed input is simply false.
  */
 export function ed25519Verify(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {

@@ -88,7 +88,7 @@ export class Consents {
   /**
    * Per-subject consent status for a job (DESIGN §6), for many subjects: rows are read in batches and each subject's
    * statements (signature checks included) are judged by `consentStatus` in the worker pool, in parallel. Same
-   * answers as {@link statuses} (test/consent-parallel.test.ts).
+   * answers as {@link statuses} (test/engine/consents.test.ts).
    */
   async statusesParallel(req: ConsentQuery, subjects: readonly string[]): Promise<Map<string, { status: ConsentStatus; consentId?: string }>> {
     return (await this.subjectsParallel(req, subjects, [])).consent;

@@ -15,7 +15,7 @@
  * Authority/type codes and the division code are not checked against their code tables: the tables change
  * (divisions are merged and renamed; codes keep the division of the year they were issued), and a stale table
  * would refuse real enterprises. Both check characters were confirmed on 50 published codes (see
- * test/sandbox-uscc.test.ts). A few codes issued by early pilot registries (e.g. Xiamen's 91350211M00013FA1N)
+ * test/sandbox/uscc.test.ts). A few codes issued by early pilot registries (e.g. Xiamen's 91350211M00013FA1N)
  * do not satisfy GB 32100 and are refused, as the national standard requires.
  */
 import { fail, describe } from '../core/errors.ts';

@@ -6,7 +6,7 @@
  * call {@link normalizeId} with the rule of the field ({@link idRuleFor}); `tokenInput` (./oprf.ts) refuses a value
  * that is not already normalized, so a forgotten call fails loudly instead of silently never matching.
  *
- * Rules (every rule is tested in test/tokens-normalize.test.ts):
+ * Rules (every rule is tested in test/engine/tokens/normalize.test.ts):
  *
  * 1. All rules, in this order:
  *    a. Unicode NFKC (UAX #15). Full-width ASCII becomes half-width (`０１２ＡＢ（）` → `012AB()`), compatibility
@@ -49,7 +49,7 @@ const RULES: readonly IdRule[] = ['certificate', 'account', 'name', 'generic'];
 
 /**
  * The catalog's string-id fields (sandbox/catalog.ts, type `id`) and their rules. A field not listed here is
- * normalized with `generic`; test/tokens-normalize.test.ts fails when the catalog gains an id field that is not
+ * normalized with `generic`; test/engine/tokens/normalize.test.ts fails when the catalog gains an id field that is not
  * listed, so that adding one is a decision about its rule.
  */
 export const ID_RULES: Readonly<Record<string, IdRule>> = Object.freeze({

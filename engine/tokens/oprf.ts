@@ -34,7 +34,7 @@
  * in a realistic setting, and that no JS library can promise constant time (JIT, GC); P-256 is chosen as the better
  * documented of two best-effort options, not as a guarantee. noble's POPRF also inverts k + m with a Fermat
  * (fixed-exponent) inversion rather than the input-dependent Euclidean one (abstract/oprf.js, `invertSecret`).
- * Cost per element: see test/tokens-oprf.test.ts, which prints it (about 2.2 ms to evaluate, blind or
+ * Cost per element: see test/engine/tokens/oprf.test.ts, which prints it (about 2.2 ms to evaluate, blind or
  * blind-evaluate and 2.7 ms to finalize, on the 2-core development machine).
  *
  * Errors: an element that is malformed, not on the curve or the identity → SH_ERR_TOKEN_INVALID (checked for the

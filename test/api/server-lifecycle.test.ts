@@ -1,0 +1,85 @@
+/**
+ * The engine server's job life cycle (issue 5): jobs are asynchronous (202 → status with progress → result), a
+ * graceful shutdown finishes the running job and parks the queued ones, and the next server on the same data directory
+ * resumes the parked jobs; results over HTTP equal embedded mode. Nothing is lost across the restart.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Safehouse } from '../../api/embedded.ts';
+import { generateDemo, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID, ALL_CATEGORIES } from '../../api/demo-data.ts';
+import { EngineServer } from '../../api/server.ts';
+import { Client, newJobId, type JobView } from '../../api/client.ts';
+import { buildScoreRequest, openScoreResult } from '../../engine/protocols/score/bank.ts';
+import { type ScoreResult } from '../../engine/protocols/score/messages.ts';
+import { ed25519KeyPair } from '../../core/sign.ts';
+
+let home: string;
+let sh: Safehouse;
+let data: ReturnType<typeof generateDemo>;
+let embedded: Array<{ uscc: string; status: string; score: string }>;
+const admin = ed25519KeyPair();
+
+beforeAll(async () => {
+  home = mkdtempSync(join(tmpdir(), 'sh-life-'));
+  sh = await Safehouse.open({ home, create: true });
+  data = generateDemo(400, 33);
+  await sh.addParty('bank', DEMO_BANK);
+  for (const p of Object.values(data.providers)) {
+    await sh.addParty('provider', p.provider);
+    await sh.ingest(p.provider, p.schema, p.csv);
+  }
+  sh.grantConsents(data.subjects.map((u) => ({ subject: u, bank: DEMO_BANK, purpose: DEMO_PURPOSE, categories: ALL_CATEGORIES, operations: ['score' as const], days: 30 })));
+  sh.registerModel(DEMO_BANK, data.model);
+  for (const p of ['sz_tax_bureau', 'sz_power_water', 'sz_housing_fund']) await sh.approveModel(p, DEMO_MODEL_ID);
+  embedded = (await sh.score(DEMO_BANK, DEMO_MODEL_ID, DEMO_PURPOSE, data.subjects)).rows;
+});
+
+afterAll(async () => {
+  await sh.close();
+  rmSync(home, { recursive: true, force: true });
+});
+
+const statuses = () => new Map((sh.engine.store.db.prepare('SELECT id, status FROM api_jobs').all() as Array<{ id: string; status: string }>).map((r) => [r.id, r.status]));
+
+describe('engine server job life cycle', () => {
+  it('shutdown finishes the running job and parks the queued ones; a restarted server resumes them', async () => {
+    const server = new EngineServer({ engine: sh.engine, adminPublicKey: admin.publicKey });
+    const url = await server.listen(0);
+    const bank = new Client(url, sh.wallet.get(DEMO_BANK)!);
+    const hash = sh.engine.models.get(DEMO_MODEL_ID)!.hash;
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const jobId = newJobId('score');
+      const request = buildScoreRequest({ jobId, bank: DEMO_BANK, modelId: DEMO_MODEL_ID, modelHash: hash, purpose: DEMO_PURPOSE, subjects: data.subjects, requestedAt: new Date().toISOString() }, bank.keys.ed25519.secretKey);
+      const r = await bank.post<{ jobId: string; status: string }>('/v1/bank/jobs', { kind: 'score', request });
+      expect(r).toEqual({ jobId, status: 'queued' });
+      ids.push(jobId);
+    }
+    // A result asked for too early is a coded 409, not a hang or a 500.
+    await expect(bank.get(`/v1/bank/jobs/${ids[2]}/result`)).rejects.toMatchObject({ code: 'SH_ERR_JOB_NOT_READY' });
+    await server.close();
+    const after = statuses();
+    expect([...after.values()].every((s) => s === 'done' || s === 'parked')).toBe(true);
+    expect(after.get(ids[0]!)).toBe('done');
+    expect([...after.values()].filter((s) => s === 'parked').length).toBeGreaterThan(0);
+
+    // Next start on the same data directory: parked jobs run; every result equals embedded scoring.
+    const again = new EngineServer({ engine: sh.engine, adminPublicKey: admin.publicKey });
+    const url2 = await again.listen(0);
+    try {
+      const bank2 = new Client(url2, sh.wallet.get(DEMO_BANK)!);
+      for (const id of ids) {
+        const view: JobView = await bank2.waitJob(id, { timeoutMs: 300_000 });
+        expect(view.status).toBe('done');
+        expect(view.progress).toMatchObject({ phase: 'done' });
+        expect(view.progress!.done).toBe(view.progress!.total);
+        const result = await bank2.get<ScoreResult>(`/v1/bank/jobs/${id}/result`);
+        expect(openScoreResult(result, DEMO_BANK, bank2.keys.x25519!.secretKey)).toEqual(embedded);
+      }
+    } finally {
+      await again.close();
+    }
+  });
+});
