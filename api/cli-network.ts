@@ -1,5 +1,5 @@
 /**
- * The CLI's network commands (issue 5): `serve` (the engine server), `custodian` (a provider's custodian process),
+ * The CLI's network commands: `serve` (the engine server), `custodian` (a provider's custodian process),
  * `keygen` (a party's own keys), and client mode — every party command with `--server URL --as PARTY --key FILE`
  * (providers: `--key` is their key directory; bulk consent grants: a directory of enterprise key files).
  */
@@ -8,11 +8,12 @@ import { resolve } from 'node:path';
 import { SafehouseError, fail } from '../core/errors.ts';
 import { Engine } from '../engine/engine.ts';
 import { BFV_8192_T40 } from '../engine/he/params.ts';
-import { toScorecard, toLinear, trainOptions } from '../models/train.ts';
+import { toScorecard, toLinear } from '../models/export.ts';
+import { trainOptions } from '../models/train.ts';
 import { trainTestSplit } from '../models/german.ts';
 import { toCsv } from '../core/csv.ts';
 import { need, list, readJson, readText, progressBar, subjectsOf, grantsOf, claimsOf, trainInputsOf, featuresOf, numOpt, type Opts } from './cli-args.ts';
-import { EngineServer, adminKey } from './server.ts';
+import { EngineServer, adminKey } from './server/index.ts';
 import { startCustodian } from './custodian-process.ts';
 import { keygen, keygenEnterprises, readPublic } from './keys.ts';
 import { replayRemote, jobsOf, clientFor, registerParties, ProviderClient, registerModel, score, verify, train, grantConsents, revokeConsents, enterpriseKeys, auditVerify, accessReport } from './client.ts';

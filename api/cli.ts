@@ -57,8 +57,7 @@ const OPTIONS = {
 
 /** Job ids with a `job.requested` ledger entry at or after `since`, in ledger order. */
 function jobsSince(sh: Safehouse, since: number): string[] {
-  const rows = sh.engine.store.db.prepare("SELECT body FROM ledger_entries WHERE idx >= ? AND body LIKE '%\"kind\":\"job.requested\"%' ORDER BY idx").all(since) as Array<{ body: string }>;
-  return rows.map((r) => (JSON.parse(r.body) as { jobId: string }).jobId);
+  return sh.engine.ledger.entriesOfKind('job.requested', since).map((e) => String(e.body.jobId));
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -1,5 +1,5 @@
 /**
- * Client mode (issue 5): each party acting against a Safehouse server (`--server URL --as PARTY --key FILE`), with
+ * Client mode: each party acting against a Safehouse server (`--server URL --as PARTY --key FILE`), with
  * its keys on its own side. Every request is RFC 9421-signed with the party's Ed25519 key; what a party signs (upload
  * manifests, approvals, score/verify/train requests, consents, labels) is built by the same functions embedded mode
  * uses, and what comes back sealed (scores, claim answers) is opened here, with the party's own X25519 key.
@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { SafehouseError, fail, ERRORS, type ErrorCode } from '../core/errors.ts';
 import { signRequest } from './httpsig.ts';
 import { toJson, fromJson } from './wire.ts';
+import type { AuditBundle } from './server/bundle.ts';
 import { paramSet, type ParamSet } from '../engine/he/params.ts';
 import { ProviderAgent } from '../engine/provider/agent.ts';
 import { type ProviderTable } from '../engine/provider/table.ts';
@@ -434,7 +435,7 @@ export async function replayRemote(auditor: Client, jobId: string, opts: { engin
   if (!auditor.keys.x25519) fail('SH_ERR_PARTY_ROLE', `${auditor.id}'s key file has no X25519 key (auditors need one to open escrowed seeds)`);
   const ledger = await verifiedLedger(auditor, opts.engineKey);
   if (!ledger.ok) throw new SafehouseError(ledger.code, `the ledger does not verify: ${ledger.reason}`);
-  const bundle = await auditor.get<{ rows: Record<string, Array<Record<string, unknown>>>; blobs: string[] }>(`/v1/auditor/jobs/${encodeURIComponent(jobId)}/bundle`);
+  const bundle = await auditor.get<AuditBundle>(`/v1/auditor/jobs/${encodeURIComponent(jobId)}/bundle`);
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'safehouse-replay-'));
   const mirror = Engine.open({ home: dir, create: true, poolSize: 2 });
   try {
@@ -443,9 +444,10 @@ export async function replayRemote(auditor: Client, jobId: string, opts: { engin
     try {
       for (const [table, rows] of Object.entries(bundle.rows)) {
         if (!/^[a-z_]+$/.test(table)) fail('SH_ERR_INVALID_ARGUMENT', `bundle names table ${JSON.stringify(table)}`);
-        for (const row of rows) {
+        for (const r of rows) {
+          const row: Record<string, string | number | null> = r;
           const keys = Object.keys(row).filter((k) => /^[a-z][a-z0-9_]*$/.test(k));
-          const values = keys.map((k) => (table === 'tokens' && k === 'token' ? new Uint8Array(Buffer.from(String(row[k]), 'hex')) : (row[k] as string | number | null)));
+          const values = keys.map((k) => (table === 'tokens' && k === 'token' ? new Uint8Array(Buffer.from(String(row[k]), 'hex')) : row[k]));
           db.prepare(`INSERT INTO ${table} (${keys.join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`).run(...values);
         }
       }

@@ -1,5 +1,5 @@
 /**
- * The custodian on the wire (issue 5): a fastify server that puts a provider's `LocalCustodian` (its BFV and OPRF
+ * The custodian on the wire: a fastify server that puts a provider's `LocalCustodian` (its BFV and OPRF
  * secrets stay in that process) behind HTTP, and `HttpCustodian`, the engine-side client implementing the same
  * `Custodian` interface, so the engine's code paths do not change between embedded and networked mode.
  *
@@ -7,7 +7,7 @@
  * the custodian already checks; ciphertexts travel base64 in JSON bodies (≤ 8 MiB). Errors are the coded catalog:
  * `{ code, message, details }` with the catalog's HTTP status; anything uncoded is a hidden 500.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { SafehouseError, fail, ERRORS, type ErrorCode } from '../core/errors.ts';
 import type { BankJob, Custodian, DecryptRequest, DecryptResponse, TransferRequest, TransferResponse, TokenEvalRequest, TokenEvalResponse, BankClaims } from '../engine/custodian/messages.ts';
 import type { Signed } from '../core/sign.ts';
@@ -23,18 +23,21 @@ const unb64 = (s: unknown, what: string): Uint8Array => {
 };
 
 
+/** Verify a request's RFC 9421 signature by the engine and parse its JSON body (an object, poisoned keys dropped). */
+export type Authed = <T>(req: FastifyRequest) => T;
+
 /** Build (not start) the custodian server. Requests must be RFC 9421-signed by the engine key. */
 export function buildCustodianServer(custodian: Custodian, enginePublicKey: Uint8Array, opts: {
   bodyLimit?: number;
   /** Make a bank's registered key known to the custodian (a networked custodian fetches it from the engine's registry). */
   resolveBank?: (bank: string) => Promise<void>;
   /** Extra routes (the custodian process adds training-column preparation). */
-  extend?: (app: FastifyInstance, authed: (req: never) => unknown) => void;
+  extend?: (app: FastifyInstance, authed: Authed) => void;
 } = {}): FastifyInstance {
   const app = Fastify({ bodyLimit: opts.bodyLimit ?? 8 * 1024 * 1024, logger: false });
   const verifier = new RequestVerifier({ keyOf: (id) => (id === 'engine' ? enginePublicKey : undefined) });
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-  const authed = (req: { method: string; url: string; headers: Record<string, unknown>; body?: unknown }): unknown => {
+  const authed: Authed = <T>(req: FastifyRequest): T => {
     const raw = req.body instanceof Buffer ? new Uint8Array(req.body) : new Uint8Array(0);
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
@@ -47,7 +50,7 @@ export function buildCustodianServer(custodian: Custodian, enginePublicKey: Uint
     }
     // Handlers read members of the body: `null`, an array or a scalar would otherwise be an uncoded 500.
     if (typeof body !== 'object' || body === null || Array.isArray(body)) fail('SH_ERR_INVALID_ARGUMENT', 'request body must be a JSON object');
-    return body;
+    return body as T;
   };
   app.setErrorHandler((err, _req, reply) => {
     if (err instanceof SafehouseError) return reply.status(err.status).send(err.toPublic());
@@ -64,7 +67,7 @@ export function buildCustodianServer(custodian: Custodian, enginePublicKey: Uint
     return v;
   };
   app.post('/v1/custodian/jobs', async (req) => {
-    const b = authed(req as never) as { job: BankJob };
+    const b = authed<{ job: BankJob }>(req);
     bankSigned(b.job, 'job');
     await resolveBank(b.job.signer);
     await custodian.openJob(b.job);
@@ -85,9 +88,12 @@ export function buildCustodianServer(custodian: Custodian, enginePublicKey: Uint
     await resolveBank(b.bankRequest.signer);
     return { response: await custodian.evaluateTokens(b.request, b.bankRequest) };
   });
-  opts.extend?.(app, authed as never);
+  opts.extend?.(app, authed);
   return app;
 }
+
+/** `GET /v1/custodian/info`: who the custodian is and its public keys. */
+interface CustodianInfo { provider: string; paramsId: string; bfvPublicKey: string; signingPublicKey: string }
 
 /** Engine side: a remote custodian behind the `Custodian` interface. */
 export class HttpCustodian implements Custodian {
@@ -98,7 +104,7 @@ export class HttpCustodian implements Custodian {
   private readonly base: URL;
   private readonly engineKey: Uint8Array;
 
-  private constructor(base: URL, info: { provider: string; paramsId: string; bfvPublicKey: string; signingPublicKey: string }, engineKey: Uint8Array) {
+  private constructor(base: URL, info: CustodianInfo, engineKey: Uint8Array) {
     this.base = base;
     this.provider = info.provider;
     this.paramsId = info.paramsId;
@@ -112,7 +118,7 @@ export class HttpCustodian implements Custodian {
     const base = new URL(url);
     const res = await fetch(new URL('/v1/custodian/info', base));
     if (!res.ok) fail('SH_ERR_UNKNOWN_PARTY', `custodian at ${url} answered ${res.status}`);
-    return new HttpCustodian(base, (await res.json()) as never, engineSecretKey);
+    return new HttpCustodian(base, (await res.json()) as CustodianInfo, engineSecretKey);
   }
 
   async post<T>(path: string, payload: unknown): Promise<T> {

@@ -55,7 +55,7 @@ export async function startCustodian(o: { provider?: string; keysDir: string; en
     resolveBank,
     extend: (server, authed) => {
       server.post('/v1/custodian/training', async (req) => {
-        const b = authed(req as never) as { part: TrainingPart; request: Signed<TrainRequest> };
+        const b = authed<{ part: TrainingPart; request: Signed<TrainRequest> }>(req);
         await resolveBank(b.request?.signer);
         await custodian.openJob(b.request);
         const part = b.part;

@@ -173,10 +173,10 @@ export async function runDemo(opts: { subjects: number; claims?: number; train?:
     const audit = sh.engine.auditVerify();
     lap('audit', t);
 
-    // The auditor replays every job in the ledger (issue 6) with the seeds escrowed to it.
+    // The auditor replays every job in the ledger with the seeds escrowed to it.
     t = performance.now();
     const auditorKeys = sh.wallet.require('auditor_pboc', 'auditor');
-    const jobIds = (sh.engine.store.db.prepare("SELECT body FROM ledger_entries WHERE body LIKE '%\"kind\":\"job.requested\"%' ORDER BY idx").all() as Array<{ body: string }>).map((r) => (JSON.parse(r.body) as { jobId: string }).jobId);
+    const jobIds = sh.engine.ledger.entriesOfKind('job.requested').map((e) => String(e.body.jobId));
     const replays = [];
     for (const [i, id] of jobIds.entries()) {
       replays.push(await replayJob(sh.engine, id, { id: 'auditor_pboc', x25519SecretKey: auditorKeys.x25519!.secretKey }));
@@ -191,7 +191,7 @@ export async function runDemo(opts: { subjects: number; claims?: number; train?:
     const claimSubjects = new Set(claims.map((c) => c.subject));
     const gcSet = new Set(gcSubjects);
     // German Credit applicants: the training job (its 70 % split, seed 42 as runTrain uses) and the hold-out scoring job.
-    const kindOf = (id: string) => (sh.engine.store.db.prepare('SELECT kind FROM jobs WHERE id = ?').get(id) as { kind: string }).kind;
+    const kindOf = (id: string) => sh.engine.jobs.get(id)!.kind;
     const gcJobs = jobIds.filter((id) => id !== scoreJobId && id !== verifyJobId);
     const trainJob = gcJobs.filter((id) => kindOf(id) === 'train');
     const holdoutJob = gcJobs.filter((id) => kindOf(id) === 'score');

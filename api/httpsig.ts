@@ -1,5 +1,5 @@
 /**
- * HTTP Message Signatures (RFC 9421) with Ed25519 for the network API (issue 5): every request is signed by the
+ * HTTP Message Signatures (RFC 9421) with Ed25519 for the network API: every request is signed by the
  * calling party's Ed25519 key over its method, path (with query), authority and body digest, with `created` and a
  * `nonce`; the verifier refuses stale, future-dated and replayed signatures.
  *

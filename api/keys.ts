@@ -1,5 +1,5 @@
 /**
- * Key files for networked parties (issue 5): what each party keeps on its own systems when it talks to a Safehouse
+ * Key files for networked parties: what each party keeps on its own systems when it talks to a Safehouse
  * server instead of sharing an embedded wallet.
  *
  * - A party key file (`bank1.key`): JSON `{ id, role, ed25519: { secretKey, publicKey }, x25519?: {…} }`, hex, 0600.

@@ -9,7 +9,9 @@
 import { fail } from '../core/errors.ts';
 import type { Safehouse } from './embedded.ts';
 import type { TrainOutcome, TrainProgress } from '../engine/protocols/train/messages.ts';
-import { binOf, toScorecard, toLinear, trainPlainFloat, trainOptions, standardizedValue, STD_BITS, type BinSpec, type Column, type TrainOptions } from '../models/train.ts';
+import { binOf, standardizedValue, STD_BITS, type BinSpec } from '../models/features.ts';
+import { toScorecard, toLinear } from '../models/export.ts';
+import { trainPlainFloat, trainOptions, type Column, type TrainOptions } from '../models/train.ts';
 import { auc, ks } from '../models/metrics.ts';
 import { trainTestSplit } from '../models/german.ts';
 import type { ModelSpec } from '../models/model.ts';

@@ -1,5 +1,5 @@
 /**
- * End-to-end scoring run (issue 7): `subjects` enterprises × 20 fields from 2 providers (10 MODEL_ONLY integer fields
+ * End-to-end scoring run: `subjects` enterprises × 20 fields from 2 providers (10 MODEL_ONLY integer fields
  * each, one dataset per provider), a 20-term linear model with signed, non-unit weights, 95 % of the subjects with a
  * valid consent. The timed section is `Safehouse.score`: the bank signs the request, the engine checks every
  * subject's consent signature, evaluates every (dataset, block) in the pool, the custodians decrypt and seal to the
@@ -144,7 +144,7 @@ export async function runScoreE2e(opts: ScoreE2eOptions): Promise<E2eResult> {
       if (r.status !== 'OK' || r.score !== e) mismatches++;
     }
 
-    // Minimal operations for this job (DESIGN §4.1–4.2, §5 scoring, §6 consent):
+    // Minimal operations for this job (docs/design.md §4.1–4.2, §5 scoring, §6 consent):
     //  per (dataset, block) with a scored subject: engine — 10 multiplyPlainConst + 9 add (Σ w·x, cached constants),
     //  encode + addPlain (mask), encryptZero + add + modSwitchToTransfer (re-randomize, switch down), sign the
     //  custodian request, verify the response; custodian — verify the request, decrypt + decode, seal to the bank,

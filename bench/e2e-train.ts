@@ -1,5 +1,5 @@
 /**
- * End-to-end joint training (联合建模, DESIGN §5): `subjects` synthetic enterprises × `fields` numeric fields split over
+ * End-to-end joint training (联合建模, docs/design.md §5): `subjects` synthetic enterprises × `fields` numeric fields split over
  * two providers (the key holder A and a second provider B, whose columns reach A's key by domain transfer, §4.3), the
  * bank's labels, `iterations` fixed iterations (tolerance 0: no early stop) of the FATE-style Taylor-LR.
  *
@@ -17,7 +17,7 @@
  *
  * Checks: the encrypted model equals, bit for bit and iteration by iteration (G0, every G_b), `trainPlainFixed` on the
  * same plaintext columns, and the encrypted model's AUC on a plaintext hold-out set (same generator, never ingested)
- * is within 0.01 of the same Taylor-LR trained in float64 on plaintext (`trainPlainFloat`, DESIGN §5 acceptance).
+ * is within 0.01 of the same Taylor-LR trained in float64 on plaintext (`trainPlainFloat`, docs/design.md §5 acceptance).
  *
  * Usage: `node bench/e2e-train.ts [subjects] [fields] [iterations] [--pool N]` (default 8192 20 10). Prints the result
  * JSON; `BENCH_E2E_JSON=path` also writes it there.
@@ -35,7 +35,8 @@ import { planTraining, acceptTrainingInputs, runIterations } from '../engine/pro
 import { transferTrainingColumns } from '../engine/protocols/train/transfer.ts';
 import { type TrainProgress } from '../engine/protocols/train/messages.ts';
 import type { ProviderTable } from '../engine/provider/table.ts';
-import { trainOptions, trainPlainFixed, trainPlainFloat, updateModel, standardizedValue, maxAbsD, sumGroupSize, STD_BITS, STD_CLIP, type FixedModel, type BinSpec } from '../models/train.ts';
+import { trainOptions, trainPlainFixed, trainPlainFloat, updateModel, maxAbsD, sumGroupSize, type FixedModel } from '../models/train.ts';
+import { standardizedValue, STD_BITS, STD_CLIP, type BinSpec } from '../models/features.ts';
 import { auc } from '../models/metrics.ts';
 import { benchArgs, type E2eResult } from './report.ts';
 
@@ -285,7 +286,7 @@ function holdoutColumns(bins: readonly BinSpec[], rows: readonly SyntheticRow[],
 }
 
 /**
- * The job's shape and the minimal operation counts DESIGN §4–§5 need for it (standardized features: one column per
+ * The job's shape and the minimal operation counts docs/design.md §4–§5 need for it (standardized features: one column per
  * field). A = key holder (its layout carries the training), B = the other provider; blocks are those holding cohort
  * subjects (A's layout for columns, labels and iterations; B's for B's uploads).
  *

@@ -1,5 +1,5 @@
 /**
- * End-to-end verification (数据核验, DESIGN §5): one job of `claims` claims — half token claims (`eq`/`in` on
+ * End-to-end verification (数据核验, docs/design.md §5): one job of `claims` claims — half token claims (`eq`/`in` on
  * property_cert_no / mortgage_holder → OPRF token membership), half numeric (`gte`/`lte`/`between`/`eq`/`ne` on
  * AUTH_QUERY fields → masked comparison, custodian mode `sign`) — through `Safehouse.verify` on a fresh temporary home,
  * checked claim by claim against `claimPlain` on the providers' plaintext CSVs (refusals included).
@@ -197,7 +197,7 @@ export async function runVerifyE2e(opts: { claims: number; poolSize?: number; su
 }
 
 /**
- * The job's shape and the minimal operation counts it needs (DESIGN §4–§5), derived from the input claims, the answers
+ * The job's shape and the minimal operation counts it needs (docs/design.md §4–§5), derived from the input claims, the answers
  * and the result's sealed boxes (one box per numeric (dataset, field, block, round) ciphertext).
  *
  * Per job:
@@ -205,7 +205,7 @@ export async function runVerifyE2e(opts: { claims: number; poolSize?: number; su
  *   of the bank-signed request (openJob / token budget), once per job; 1 x25519.seal of the engine-determined answers to
  *   the bank; 1 x25519.seal per auditor (escrowed seed and openings, one box would do); ledger leaves job.requested,
  *   verify.budget_used, job.escrowed, job.completed (+ verify.budget_exceeded if any); 1 ed25519.sign (checkpoint).
- * Consent (DESIGN §6): 1 ed25519.verify per consent checked, per distinct (subject, category) as the job checks them
+ * Consent (docs/design.md §6): 1 ed25519.verify per consent checked, per distinct (subject, category) as the job checks them
  *   (subjects with no consent for this bank have nothing to verify), + 1 per revocation checked (REVOKED subjects).
  *   (Per distinct subject would suffice — one statement covers all categories — reported in extra.)
  * Token claims (§4.4), per blinded element (one per claimed value, claims the engine evaluated: consent OK, with data):

@@ -1,5 +1,5 @@
 /**
- * Micro-suite (issue 7): the cost of each cryptographic operation the protocols are built from, measured with
+ * Micro-suite: the cost of each cryptographic operation the protocols are built from, measured with
  * benchmark.js on this machine in this run. The end-to-end runs count how many of each operation a job minimally
  * needs; `bound = Σ count × cost` is then the time a perfect engine would spend on cryptography alone, and the
  * engine's time ÷ bound is its overhead (bench/run.ts).

@@ -1,6 +1,6 @@
 /**
  * Network round trip of one verification claim on loopback: a bank client signs a one-claim verify request, submits it
- * to the real engine server (api/server.ts `EngineServer`), polls the job, fetches the result and opens it. Every
+ * to the real engine server (api/server/index.ts `EngineServer`), polls the job, fetches the result and opens it. Every
  * provider's custodian runs behind its own HTTP server (api/custodian-http.ts `buildCustodianServer` around the
  * provider's `LocalCustodian`; engine side `HttpCustodian`). The same one-claim verification is also run in process
  * (embedded `sh.verify`, no HTTP), so the ratio network ÷ embedded can be read off one run.
@@ -40,7 +40,7 @@ import { Safehouse, type ConsentGrant } from '../api/embedded.ts';
 import { demoPlaintext } from '../api/demo.ts';
 import { demoGrants, generateDemo, generateClaims, DEMO_BANK, DEMO_PURPOSE, type DemoClaim } from '../api/demo-data.ts';
 import { buildCustodianServer, HttpCustodian } from '../api/custodian-http.ts';
-import { EngineServer } from '../api/server.ts';
+import { EngineServer } from '../api/server/index.ts';
 import { Client, verify as clientVerify, newJobId, type JobView } from '../api/client.ts';
 import { claimPlain } from '../models/plain.ts';
 import { normalizeId, idRuleFor } from '../engine/tokens/normalize.ts';

@@ -1,5 +1,5 @@
 /**
- * Paillier baseline (benchmarks only — STYLE §13: comparison code stays in bench/, never in runtime dependencies).
+ * Paillier baseline (benchmarks only; comparison code stays in bench/, never in runtime dependencies).
  *
  * The classical additively homomorphic scheme (Paillier, EUROCRYPT 1999) that banks' federated platforms such as FATE
  * use for vertical models. g = n + 1, so Enc(m; r) = (1 + m·n) · r^n mod n², and the scalar multiply of a ciphertext

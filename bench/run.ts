@@ -1,5 +1,5 @@
 /**
- * `npm run bench` (issue 7): the micro-suite, then each end-to-end run in its own child process (so each run's peak
+ * `npm run bench`: the micro-suite, then each end-to-end run in its own child process (so each run's peak
  * RSS is its own), then bounds and ratios, written to bench/RESULTS.md and bench/results.json.
  *
  *   npm run bench                 full sizes: scoring 100 000 × 20, verification 10 000 claims, training 8 192 × 20 × 10
@@ -96,7 +96,7 @@ md.push(`Written by \`npm run bench${quick ? ' -- --quick' : ''}\` on ${machine.
 md.push('');
 md.push('Every number below was measured in this one run; the machine is shared, so compare ratios, not absolute times across runs. The **bound** of an end-to-end run is the minimal number of each cryptographic operation the protocol needs for that job (counted by the run) × that operation\'s cost measured by the micro-suite in this run, summed: one core doing nothing but cryptography. engine ÷ bound below 1 means the engine used more than one core.');
 md.push('');
-md.push('## Targets (issue 7)');
+md.push('## Targets');
 md.push('');
 md.push(formatTable(['target', 'measured', 'goal', 'status'], targets.map((t) => [t.what, fmt(t.value), `${t.better === 'lower' ? '≤' : '≥'} ${t.target}`, met(t) ? 'met' : `NOT met (${t.better === 'lower' ? fmt(t.value / t.target) + '× over' : fmt(t.target / t.value) + '× short'}): ${t.why}`])));
 md.push('');

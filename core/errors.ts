@@ -1,9 +1,9 @@
 /**
- * The one catalog of Safehouse's coded errors (STYLE §4). Every error a user can meet carries a stable `code`
+ * The one catalog of Safehouse's coded errors. Every error a user can meet carries a stable `code`
  * from this table, an HTTP status for the API, and a message that names the offending field or value.
  * `docs/errors.md` lists the same codes; `test/core/errors.test.ts` checks catalog, docs and source agree both ways.
  *
- * Split by cause (STYLE §3): `input` (malformed or out-of-range input), `auth` (signature, consent, approval),
+ * Split by cause: `input` (malformed or out-of-range input), `auth` (signature, consent, approval),
  * `state` (the request is well formed but the system state forbids it), `integrity` (stored data or a peer's
  * message fails a check), `limit` (a policy or resource bound), `internal` (a bug: messages are hidden from API users).
  */
@@ -130,7 +130,7 @@ export function isCoded(err: unknown, code?: ErrorCode): err is SafehouseError {
   return err instanceof SafehouseError && (code === undefined || err.code === code);
 }
 
-/** `"name" expected X, got Y` — the message form used for argument errors (STYLE §3). */
+/** `"name" expected X, got Y` — the message form used for argument errors. */
 export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return `array(${value.length})`;

@@ -1,5 +1,5 @@
 /**
- * Sealed boxes: how a custodian hands a result to one named party (DESIGN §4.2 modes `seal` and `sign`).
+ * Sealed boxes: how a custodian hands a result to one named party (docs/design.md §4.2 modes `seal` and `sign`).
  * A one-shot public-key encryption in the spirit of RFC 9180 base mode (DHKEM(X25519) + HKDF-SHA256 + AES-256-GCM),
  * but simpler — no suite negotiation, no exporter, one message per ephemeral key:
  *

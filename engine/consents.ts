@@ -33,7 +33,7 @@ export class Consents {
   }
 
   /**
-   * Record signed consents (DESIGN §6). Each is validated and its signature checked against the subject's registered
+   * Record signed consents (docs/design.md §6). Each is validated and its signature checked against the subject's registered
    * key before anything is written; all land in one transaction or none do.
    * @throws SH_ERR_CONSENT_INVALID, SH_ERR_BAD_SIGNATURE, SH_ERR_UNKNOWN_PARTY, SH_ERR_ALREADY_EXISTS
    */
@@ -86,7 +86,7 @@ export class Consents {
   }
 
   /**
-   * Per-subject consent status for a job (DESIGN §6), for many subjects: rows are read in batches and each subject's
+   * Per-subject consent status for a job (docs/design.md §6), for many subjects: rows are read in batches and each subject's
    * statements (signature checks included) are judged by `consentStatus` in the worker pool, in parallel. Same
    * answers as {@link statuses} (test/engine/consents.test.ts).
    */
@@ -125,7 +125,7 @@ export class Consents {
     return { consent, slots };
   }
 
-  /** Per-subject consent status for a job (DESIGN §6). */
+  /** Per-subject consent status for a job (docs/design.md §6). */
   statuses(req: ConsentQuery, subjects: readonly string[]): Map<string, { status: ConsentStatus; consentId?: string }> {
     const out = new Map<string, { status: ConsentStatus; consentId?: string }>();
     const revQ = this.ctx.store.db.prepare('SELECT signed_json FROM revocations WHERE subject = ?');

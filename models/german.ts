@@ -1,5 +1,5 @@
 /**
- * UCI Statlog (German Credit Data) as a vertical-split joint-training fixture (DESIGN §5 acceptance data set).
+ * UCI Statlog (German Credit Data) as a vertical-split joint-training fixture (docs/design.md §5 acceptance data set).
  *
  * Source: Hofmann, H. (1994), UCI Machine Learning Repository, doi:10.24432/C5NC77, CC BY 4.0; the file and its
  * checks are described in ../shared/data/credit/PROVENANCE.md, the codes in german.doc. The data is read from the

@@ -1,5 +1,5 @@
 /**
- * Discrimination metrics for credit models (DESIGN §5: the bank's own hold-out metrics): AUC and KS.
+ * Discrimination metrics for credit models (docs/design.md §5: the bank's own hold-out metrics): AUC and KS.
  *
  * Convention for both: label 1 = bad (default), 0 = good, and a **higher score means more likely bad** (a logit
  * scorecard). For classic points, where higher = better, pass the negated scores. Both are computed in float64 from the

@@ -1,5 +1,5 @@
 /**
- * Model specs (linear and scorecard), their exact fixed-point compilation, and the bound calculator (DESIGN §3, §7).
+ * Model specs (linear and scorecard), their exact fixed-point compilation, and the bound calculator (docs/design.md §3, §7).
  *
  * Exactness: weights and points have at most 6 decimal places and every field value is an integer value·10^d, so with
  * D = the largest `decimals` among linear-term fields, the model's score times S = 10^(6+D) is an integer:

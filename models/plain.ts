@@ -61,7 +61,7 @@ export function evaluatePlain(
 }
 
 /**
- * Plaintext reference for a verification claim (DESIGN §5): the predicate on the provider's CSV cell. Numeric
+ * Plaintext reference for a verification claim (docs/design.md §5): the predicate on the provider's CSV cell. Numeric
  * comparisons are exact decimal comparisons; id cells may list several values separated by ';', compared after the
  * field's normalization (passed in, so the reference and the token path share only the written-down rules).
  * Returns 'no_data' for an empty cell or a subject the provider does not have.

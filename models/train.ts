@@ -1,7 +1,8 @@
 /**
- * Joint training (联合建模, DESIGN §5): the deterministic plaintext parts both trainers share — provider-side binning,
- * the exact integer gradient sums, the bound calculator for the sum group size, the model update, the plaintext
- * reference trainers and the scorecard conversion. The encrypted trainer (engine/protocols/train.ts) computes the
+ * Joint training (联合建模, docs/design.md §5): the deterministic plaintext parts both trainers share — the exact
+ * integer gradient sums, the bound calculator for the sum group size, the model update and the plaintext reference
+ * trainers (binning is in features.ts, the export to a model spec in export.ts). The encrypted trainer
+ * (engine/protocols/train/engine.ts) computes the
  * same integers on ciphertexts and calls {@link updateModel} with them, so it matches {@link trainPlainFixed}
  * iteration by iteration, bit for bit.
  *
@@ -17,113 +18,11 @@
  * `missingPoints: '0'`).
  */
 import { describe, fail } from '../core/errors.ts';
-import { formatFixed, parseFixed } from '../core/fixed.ts';
-import type { FieldSpec } from '../sandbox/catalog.ts';
-import { parseModel, type ModelSpec } from './model.ts';
-
-// --- binning --------------------------------------------------------------------------------------------------
-
-/**
- * The bins of one provider field used in training: half-open `[lo, hi)` exact decimal strings at the field's
- * `decimals`, `null` = unbounded; contiguous, sorted, first `lo` and last `hi` null (so they cover the field and can be
- * used as scorecard bins unchanged, models/model.ts).
- */
-export interface BinSpec {
-  provider: string;
-  field: string;
-  decimals: number;
-  bins: Array<{ lo: string | null; hi: string | null }>;
-  /**
-   * Standardized (not binned) features: one column X' = clip(round((x − mean)/std·2^STD_BITS), ±STD_CLIP) from the
-   * provider's published statistics; `bins` is then the single bin [null, null].
-   */
-  standardize?: { mean: number; std: number };
-}
-
-/** Standardized features: value scale 2^STD_BITS and clip |X'| ≤ STD_CLIP (8 standard deviations). */
-export const STD_BITS = 5;
-export const STD_CLIP = 256;
-
-/**
- * The standardized training value of one fixed-point field value (missing → 0, the mean), shared by the provider
- * (which encrypts it) and every plaintext reference: clip(round((x/10^d − mean)/std·2^STD_BITS), ±STD_CLIP).
- */
-export function standardizedValue(x: bigint | null, decimals: number, mean: number, std: number): number {
-  if (x === null) return 0;
-  if (!(std > 0)) return 0;
-  const v = Math.round(((Number(x) / 10 ** decimals - mean) / std) * 2 ** STD_BITS);
-  return Math.max(-STD_CLIP, Math.min(STD_CLIP, v));
-}
-
-/** Upper limit on `k` in {@link quantileBins}: more bins than this are noise on any cohort the policy admits. */
-export const MAX_BINS = 64;
-
-/**
- * Provider-side binning of one field from its own fixed-point values (`value·10^decimals`, null = missing), as the
- * provider does in `prepareTraining` (DESIGN §5). Deterministic: the same values in any order give the same bins.
- *
- * - enum / bool: one bin per value present. With present values v1 < … < vp the bins are
- *   [null, v2), [v2, v3), …, [vp, null), so an absent value shares the bin of the nearest present value below it (or
- *   the first bin).
- * - int / decimal with at most `k` distinct values present: one bin per value, as for enum. (Quantile edges would
- *   merge a rare value into its neighbour: German Credit's dependents, 1 for 84% of applicants, would get one bin.)
- * - int / decimal otherwise: up to `k` quantile bins. Candidate edges are the order statistics sorted[⌊j·n/k⌋],
- *   j = 1..k−1; edges equal to the minimum or to the previous edge are dropped, so edges are distinct exact values of
- *   the field and every bin holds at least one of the given values. Fewer than `k` bins come out when values repeat.
- * - no value present at all: one bin [null, null].
- *
- * The edges are order statistics of the provider's own cohort records (aggregates it signs into its statement); no
- * row leaves the provider.
- *
- * @throws SH_ERR_INVALID_ARGUMENT for an id (token) field, a `k` outside 1..{@link MAX_BINS}, or a value that is not a
- *   bigint or null.
- * @example quantileBins(ageSpec, [30n, 40n, 50n, 60n, null], 2) // [{ lo: null, hi: '50' }, { lo: '50', hi: null }]
- */
-export function quantileBins(spec: FieldSpec, values: ReadonlyArray<bigint | null>, k: number): BinSpec['bins'] {
-  if (spec.type === 'id') fail('SH_ERR_INVALID_ARGUMENT', `"spec" expected a numeric, bool or enum field, got token field ${spec.name}`, { field: spec.name });
-  if (!Number.isInteger(k) || k < 1 || k > MAX_BINS) fail('SH_ERR_INVALID_ARGUMENT', `"k" expected an integer 1..${MAX_BINS}, got ${describe(k)}`);
-  const present: bigint[] = [];
-  values.forEach((v, i) => {
-    if (v === null) return;
-    if (typeof v !== 'bigint') fail('SH_ERR_INVALID_ARGUMENT', `"values[${i}]" expected a bigint or null, got ${describe(v)}`, { field: spec.name });
-    present.push(v);
-  });
-  present.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  const n = present.length;
-  const edges: bigint[] = [];
-  const distinct: bigint[] = [];
-  for (let i = 1; i < n; i++) if (present[i]! !== present[i - 1]!) distinct.push(present[i]!);
-  if (spec.type === 'enum' || spec.type === 'bool' || distinct.length + 1 <= k) {
-    edges.push(...distinct);
-  } else {
-    for (let j = 1; j < k && n > 0; j++) {
-      const e = present[Math.floor((j * n) / k)]!;
-      if (e > present[0]! && (edges.length === 0 || e > edges[edges.length - 1]!)) edges.push(e);
-    }
-  }
-  const text = (e: bigint | undefined): string | null => (e === undefined ? null : formatFixed(e, spec.decimals));
-  return Array.from({ length: edges.length + 1 }, (_, j) => ({ lo: text(edges[j - 1]), hi: text(edges[j]) }));
-}
-
-/**
- * Index of the bin holding `x` (fixed-point at `decimals`), or −1 for a missing value (null). Bins are half-open
- * [lo, hi) as in {@link quantileBins}.
- * @throws SH_ERR_INVALID_ARGUMENT when no bin holds `x` (bins that do not cover the value) or an edge is not an
- *   exact decimal with at most `decimals` places.
- * @example binOf([{ lo: null, hi: '50' }, { lo: '50', hi: null }], 50n, 0) === 1
- */
-export function binOf(bins: BinSpec['bins'], x: bigint | null, decimals: number): number {
-  if (x === null) return -1;
-  for (let j = 0; j < bins.length; j++) {
-    const b = bins[j]!;
-    if ((b.lo === null || x >= parseFixed(b.lo, decimals, `bins[${j}].lo`)) && (b.hi === null || x < parseFixed(b.hi, decimals, `bins[${j}].hi`))) return j;
-  }
-  return fail('SH_ERR_INVALID_ARGUMENT', `"bins" expected to cover every value, got none holding ${formatFixed(x, decimals)}`);
-}
+import type { BinSpec } from './features.ts';
 
 // --- options --------------------------------------------------------------------------------------------------
 
-/** Training options (DESIGN §5). All are part of the signed training request and of the model's provenance. */
+/** Training options (docs/design.md §5). All are part of the signed training request and of the model's provenance. */
 export interface TrainOptions {
   /** Weights are integers W = round(w·2^scaleBits); the Taylor label term is s·(2 − 4y) with s = 2^scaleBits. 1..32. */
   scaleBits: number;
@@ -150,7 +49,7 @@ export const DEFAULT_TRAIN: Readonly<TrainOptions> = Object.freeze({
 });
 
 /**
- * Validate options up front into a filled object (STYLE §5); `undefined` members take {@link DEFAULT_TRAIN}.
+ * Validate options up front into a filled object; `undefined` members take {@link DEFAULT_TRAIN}.
  * @throws SH_ERR_INVALID_ARGUMENT naming the option (wrong type, range, or an unknown member).
  * @example trainOptions({ iterations: 10 }).learningRate === 0.5
  */
@@ -209,19 +108,19 @@ function checkData(X: readonly Column[], y: Uint8Array, nCols?: number): number 
   return n;
 }
 
-function checkScale(scaleBits: number): bigint {
+export function checkScale(scaleBits: number): bigint {
   if (!Number.isInteger(scaleBits) || scaleBits < 1 || scaleBits > 32) fail('SH_ERR_INVALID_ARGUMENT', `"scaleBits" expected an integer 1..32, got ${describe(scaleBits)}`);
   return 1n << BigInt(scaleBits);
 }
 
-function checkModel(model: FixedModel): void {
+export function checkModel(model: FixedModel): void {
   if (typeof model !== 'object' || model === null || typeof model.W0 !== 'bigint' || !Array.isArray(model.W) || !model.W.every((w) => typeof w === 'bigint')) {
     fail('SH_ERR_INVALID_ARGUMENT', `"model" expected { W0: bigint, W: bigint[] }, got ${describe(model)}`);
   }
 }
 
 /**
- * The integers the encrypted path computes, exactly (DESIGN §5): D_i = W0 + Σ_b W_b·X_ib + s·(2 − 4·y_i) with
+ * The integers the encrypted path computes, exactly (docs/design.md §5): D_i = W0 + Σ_b W_b·X_ib + s·(2 − 4·y_i) with
  * s = 2^scaleBits, G_b = Σ_i X_ib·D_i, G_0 = Σ_i D_i. X is one-hot 0/1 (a Uint8Array per column, one entry per
  * subject), y in {0, 1} (1 = bad/default). D_i = 4·s·(0.5 + z_i/4 − y_i) for the model's logit z_i.
  * @throws SH_ERR_INVALID_ARGUMENT for mismatched lengths, non-0/1 entries, or a bad scaleBits.
@@ -250,7 +149,7 @@ export function taylorGradientSums(model: FixedModel, X: readonly Column[], y: U
 }
 
 /**
- * Bound calculator for one iteration (DESIGN §5, §3): the largest |D_i| over any one-hot inputs and labels,
+ * Bound calculator for one iteration (docs/design.md §5, §3): the largest |D_i| over any one-hot inputs and labels,
  * |W0| + Σ_features max_{b in feature} |W_b| + 2s. `groups` lists, per feature, the indices of its one-hot columns (at
  * most one of them is 1 per subject); a column listed in no group is counted as a feature of its own, so the bound
  * never falls short.
@@ -362,7 +261,7 @@ export function trainPlainFixed(X: readonly Column[], y: Uint8Array, o: TrainOpt
 
 /**
  * The same Taylor-LR in float64 on the same one-hot data, without quantization (for reporting `plaintextAuc`, the
- * DESIGN §5 acceptance comparison): g_0 = Σ(0.5 + z_i/4 − y_i)/n, g_b = Σ X_ib·(0.5 + z_i/4 − y_i)/n + l2·w_b, same
+ * docs/design.md §5 acceptance comparison): g_0 = Σ(0.5 + z_i/4 − y_i)/n, g_b = Σ X_ib·(0.5 + z_i/4 − y_i)/n + l2·w_b, same
  * schedule and early stop as {@link trainPlainFixed}. `scaleBits` is ignored.
  * @throws SH_ERR_INVALID_ARGUMENT (data or options).
  * @example const { w0, w } = trainPlainFloat(X, y, trainOptions()) // logit = w0 + Σ w_b·X_b
@@ -399,74 +298,3 @@ export function trainPlainFloat(X: readonly Column[], y: Uint8Array, o: TrainOpt
   return { w0, w, iterations };
 }
 
-// --- scorecard ------------------------------------------------------------------------------------------------
-
-/** Exact decimal text of a float rounded to 6 places (toFixed rounds the exact binary value, ties away from 0). */
-function points6(x: number, what: string): string {
-  if (!Number.isFinite(x) || Math.abs(x) >= 1e15) fail('SH_ERR_MODEL_INVALID', `"${what}" expected a finite value below 1e15 in magnitude, got ${x}`);
-  return formatFixed(parseFixed(x.toFixed(6), 6), 6);
-}
-
-/**
- * Scorecard conversion (DESIGN §5 → §3): bins + fixed-point weights → a `scorecard` ModelSpec the scoring path accepts
- * as is (parsed by `parseModel` before it is returned). Each BinSpec becomes one term with its bins, points rounded to
- * 6 decimals and `missingPoints: '0'` (a missing value contributes nothing in training too).
- *
- * Without `scaling` the score is the logit of default: points_b = W_b/2^scaleBits, intercept = W0/2^scaleBits (each
- * rounded to 6 places, so the score is within (terms + 1)·5e−7 of the trained logit; higher = riskier).
- * With `{ pdo, baseScore, baseOdds }` (odds good:bad of baseOdds at baseScore, doubling every pdo points) classic
- * points: factor = pdo/ln 2, offset = baseScore − factor·ln(baseOdds), points = −factor·w, intercept =
- * offset − factor·w0 (higher = better).
- * @throws SH_ERR_INVALID_ARGUMENT (weights don't match the bins, bad scaling), SH_ERR_MODEL_INVALID (id, bins).
- * @example toScorecard('gc-v1', bins, model, 16, { pdo: 20, baseScore: 600, baseOdds: 50 }).kind === 'scorecard'
- */
-export function toScorecard(id: string, bins: readonly BinSpec[], model: FixedModel, scaleBits: number, scaling?: { pdo: number; baseScore: number; baseOdds: number }): ModelSpec {
-  checkModel(model);
-  const s = Number(checkScale(scaleBits));
-  if (!Array.isArray(bins as unknown) || bins.length === 0) fail('SH_ERR_INVALID_ARGUMENT', `"bins" expected a non-empty array of BinSpec, got ${describe(bins)}`);
-  const nCols = bins.reduce((a, b) => a + b.bins.length, 0);
-  if (model.W.length !== nCols) fail('SH_ERR_INVALID_ARGUMENT', `"model.W" expected ${nCols} weights (one per bin), got ${model.W.length}`);
-  let factor = 1;
-  let offset = 0;
-  if (scaling !== undefined) {
-    const { pdo, baseScore, baseOdds } = scaling;
-    if (typeof pdo !== 'number' || !Number.isFinite(pdo) || pdo <= 0) fail('SH_ERR_INVALID_ARGUMENT', `"scaling.pdo" expected a finite number > 0, got ${describe(pdo)}`);
-    if (typeof baseScore !== 'number' || !Number.isFinite(baseScore)) fail('SH_ERR_INVALID_ARGUMENT', `"scaling.baseScore" expected a finite number, got ${describe(baseScore)}`);
-    if (typeof baseOdds !== 'number' || !Number.isFinite(baseOdds) || baseOdds <= 0) fail('SH_ERR_INVALID_ARGUMENT', `"scaling.baseOdds" expected a finite number > 0, got ${describe(baseOdds)}`);
-    // Points rise with the odds good:bad = e^−logit: score = offset + (pdo/ln 2)·ln(odds) = offset − (pdo/ln 2)·logit.
-    factor = -pdo / Math.LN2;
-    offset = baseScore - (pdo / Math.LN2) * Math.log(baseOdds);
-  }
-  // Logit: W/2^s is exact in float64 (|W| < 2^53), so toFixed(6) is the correctly rounded decimal.
-  const pts = (W: bigint, what: string): string => points6(factor * (Number(W) / s), what);
-  let col = 0;
-  const terms = bins.map((b, i) => ({
-    provider: b.provider,
-    field: b.field,
-    bins: b.bins.map((bin, j) => ({ lo: bin.lo, hi: bin.hi, points: pts(model.W[col++]!, `terms[${i}].bins[${j}].points`) })),
-    missingPoints: '0',
-  }));
-  const intercept = points6(offset + factor * (Number(model.W0) / s), 'intercept');
-  return parseModel({ id, kind: 'scorecard', intercept, terms });
-}
-
-/**
- * Linear export of a model trained on standardized features: weights that apply to **raw** field values, so the
- * scoring path takes the model as is and the score is the logit (up to 6-decimal rounding, and except for values the
- * training clipped beyond 8 standard deviations): weight_f = (W_f/s)/std_f, intercept = W0/s − Σ_f (W_f/s)·mean_f/std_f.
- * A subject missing a field gets NO_DATA when scored (training used the mean for it).
- * @throws SH_ERR_INVALID_ARGUMENT when a spec is not standardized or the weights don't match.
- */
-export function toLinear(id: string, specs: readonly BinSpec[], model: FixedModel, scaleBits: number): ModelSpec {
-  checkModel(model);
-  const s = Number(checkScale(scaleBits));
-  if (model.W.length !== specs.length) fail('SH_ERR_INVALID_ARGUMENT', `"model.W" expected ${specs.length} weights (one per field), got ${model.W.length}`);
-  let intercept = Number(model.W0) / s;
-  const terms = specs.map((spec, f) => {
-    if (!spec.standardize || !(spec.standardize.std > 0)) fail('SH_ERR_INVALID_ARGUMENT', `"specs[${f}]" is not a standardized feature`);
-    const w = Number(model.W[f]!) / s;
-    intercept -= (w * spec.standardize.mean) / spec.standardize.std;
-    return { provider: spec.provider, field: spec.field, weight: points6(w / spec.standardize.std, `terms[${f}].weight`) };
-  });
-  return parseModel({ id, kind: 'linear', intercept: points6(intercept, 'intercept'), terms });
-}

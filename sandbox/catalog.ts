@@ -1,5 +1,5 @@
 /**
- * The field catalog and its classes: 分级分类 (DESIGN §2, §7).
+ * The field catalog and its classes: 分级分类 (docs/design.md §2, §7).
  *
  * Categories and standard fields follow the national credit-information sharing list (国办发〔2021〕52号,
  * 《加强信用信息共享应用促进中小微企业融资实施方案》 annex 信用信息共享清单): 纳税, 水电气, 住房公积金, 社会保险,
@@ -36,14 +36,14 @@ export interface DatasetSchema {
   category: string;
   fields: FieldSpec[];
 }
-/** Operations a field may take part in (DESIGN §5): model scoring, joint training, yes/no verification, raw return. */
+/** Operations a field may take part in (docs/design.md §5): model scoring, joint training, yes/no verification, raw return. */
 export type FieldOp = 'score' | 'train' | 'verify' | 'return';
 
 const FIELD_TYPES: readonly FieldType[] = ['int', 'decimal', 'bool', 'enum', 'id'];
 const FIELD_CLASSES: readonly FieldClass[] = ['PUBLIC', 'AUTH_QUERY', 'VERIFY_ONLY', 'MODEL_ONLY'];
 
 /**
- * 分级分类: the operations each class allows (DESIGN §2). AUTH_QUERY's `return` is further conditioned on the
+ * 分级分类: the operations each class allows (docs/design.md §2). AUTH_QUERY's `return` is further conditioned on the
  * subject's consent, which sandbox/consent.ts checks per subject; this table only says it is not forbidden outright.
  */
 const CLASS_OPS: Readonly<Record<FieldClass, readonly FieldOp[]>> = {
@@ -54,7 +54,7 @@ const CLASS_OPS: Readonly<Record<FieldClass, readonly FieldOp[]>> = {
 };
 
 /**
- * Whether fields of class `cls` may take part in operation `op` (DESIGN §2: the single enforcement point of 分级分类).
+ * Whether fields of class `cls` may take part in operation `op` (docs/design.md §2: the single enforcement point of 分级分类).
  * PUBLIC: everything; AUTH_QUERY: everything, `return` only with consent (checked by the caller per subject);
  * VERIFY_ONLY: `verify` only (yes/no answers); MODEL_ONLY: `score` and `train` only (inside approved models).
  *
@@ -82,7 +82,7 @@ const bool = (name: string, label: string, cls: FieldClass): FieldSpec =>
   ({ name, label, type: 'bool', decimals: 0, min: '0', max: '1', class: cls });
 const enm = (name: string, label: string, values: string[], cls: FieldClass): FieldSpec =>
   ({ name, label, type: 'enum', decimals: 0, min: '0', max: String(values.length - 1), class: cls, values });
-/** String ids are uploaded only as OPRF tokens (DESIGN §2), so membership tests are all that can be done with them. */
+/** String ids are uploaded only as OPRF tokens (docs/design.md §2), so membership tests are all that can be done with them. */
 const id = (name: string, label: string): FieldSpec =>
   ({ name, label, type: 'id', decimals: 0, min: '', max: '', class: 'VERIFY_ONLY' });
 
@@ -233,7 +233,7 @@ const isRecord = (x: unknown): x is Record<string, unknown> =>
   x !== null && typeof x === 'object' && !Array.isArray(x);
 
 /**
- * Validate a provider's dataset schema into a filled {@link DatasetSchema} (DESIGN §2; fields from the catalog).
+ * Validate a provider's dataset schema into a filled {@link DatasetSchema} (docs/design.md §2; fields from the catalog).
  *
  * Input: `{ category, fields: [{ name, type?, decimals?, min?, max?, class?, label?, unit?, values? }] }`.
  * - A **standard field** of the category may give only `name`; the rest is filled from the catalog. Anything it

@@ -1,5 +1,5 @@
 /**
- * Consent (授权), DESIGN §6: an enterprise authorizes a bank, for a purpose, to use its data of some categories in
+ * Consent (授权), docs/design.md §6: an enterprise authorizes a bank, for a purpose, to use its data of some categories in
  * some operations during a time window. Statements are RFC 8785 canonical JSON signed with Ed25519 (RFC 8032) by
  * the subject's registered key; revocation is another signed statement. {@link consentStatus} is the per-subject
  * check every job runs.
@@ -143,7 +143,7 @@ function consentId(rest: Omit<ConsentStatement, 'id'>): string {
 }
 
 /**
- * Check a consent statement's structure (DESIGN §6) and return a clean copy: exactly the nine keys; subject a
+ * Check a consent statement's structure (docs/design.md §6) and return a clean copy: exactly the nine keys; subject a
  * canonical valid USCC; grantee a party id; purpose `^[a-z][a-z0-9_.-]{0,63}$`; categories known to the catalog;
  * operations among score/verify/train (both lists non-empty, no duplicates); notBefore < notAfter, strict ISO
  * 8601 UTC; nonce 32 lowercase hex; id equal to the content-derived id (module doc).
@@ -184,7 +184,7 @@ function secretKeyBytes(secretKey: unknown): Uint8Array {
 const toIso = (v: string | Date): string => (v instanceof Date ? v.toISOString() : v);
 
 /**
- * Create and sign a consent (DESIGN §6) with the subject's Ed25519 secret key. Dates may be given as Date
+ * Create and sign a consent (docs/design.md §6) with the subject's Ed25519 secret key. Dates may be given as Date
  * (serialized with toISOString) or as ISO strings; the subject is canonicalized; the nonce is 16 random bytes
  * unless given; the id is content-derived (module doc).
  *
@@ -230,7 +230,7 @@ export function verifyConsentSignature(signed: SignedConsent, publicKey: Uint8Ar
 }
 
 /**
- * Check a revocation statement's structure (DESIGN §6): exactly consentId (`c_` + 32 hex), subject (canonical
+ * Check a revocation statement's structure (docs/design.md §6): exactly consentId (`c_` + 32 hex), subject (canonical
  * USCC), revokedAt (ISO 8601 UTC), nonce (32 hex); returns a clean copy.
  *
  * @throws SafehouseError SH_ERR_CONSENT_INVALID naming the key; SH_ERR_USCC_FORMAT / SH_ERR_USCC_CHECK.
@@ -249,7 +249,7 @@ export function validateRevocationStatement(x: unknown): RevocationStatement {
 }
 
 /**
- * Create and sign a revocation of consent `consentId` (DESIGN §6). `revokedAt` defaults to now; a revocation takes
+ * Create and sign a revocation of consent `consentId` (docs/design.md §6). `revokedAt` defaults to now; a revocation takes
  * effect for jobs at or after it, so replaying an earlier job gives the same status.
  *
  * @throws SafehouseError SH_ERR_CONSENT_INVALID / SH_ERR_USCC_* for malformed arguments; SH_ERR_INVALID_ARGUMENT
@@ -306,7 +306,7 @@ function checkRequest(req: ConsentRequest): { subject: string; at: number } {
 }
 
 /**
- * The consent status of one subject for one job (DESIGN §6). `candidates` are the subject's stored consents,
+ * The consent status of one subject for one job (docs/design.md §6). `candidates` are the subject's stored consents,
  * `revocations` its stored revocations, `subjectKey` its registered Ed25519 public key (undefined: none).
  *
  * Only candidates naming this subject and `grantee === req.bank` count. Each gets a status, checked in this order:

@@ -1,5 +1,5 @@
 /**
- * Output policy and limits (DESIGN §7). One filled defaults object, validated up front (STYLE §5).
+ * Output policy and limits (docs/design.md §7). One filled defaults object, validated up front.
  */
 import { fail } from '../core/errors.ts';
 
@@ -12,13 +12,13 @@ export interface Policy {
   maxSubjectsPerJob: number;
   /** Maximum claims per verification job. */
   maxClaimsPerJob: number;
-  /** Verification budget: claims a bank may make per subject per field per epoch (DESIGN §7). */
+  /** Verification budget: claims a bank may make per subject per field per epoch (docs/design.md §7). */
   verifyBudgetPerEpoch: number;
   /** Length of a budget epoch in days (epochs are counted from 1970-01-01 UTC). */
   verifyEpochDays: number;
-  /** Minimum training cohort: gradients the engine sees aggregate at least this many subjects (DESIGN §7). */
+  /** Minimum training cohort: gradients the engine sees aggregate at least this many subjects (docs/design.md §7). */
   minTrainingCohort: number;
-  /** Smallest randomizer range R accepted for a masked numeric comparison (custodian leakage bound, DESIGN §5). */
+  /** Smallest randomizer range R accepted for a masked numeric comparison (custodian leakage bound, docs/design.md §5). */
   minComparisonR: number;
   /** Days a finished job's replay material (re-randomizers, results, job inputs) is kept before `retention purge`. */
   blobRetentionDays: number;

@@ -1,5 +1,5 @@
 /**
- * 统一社会信用代码 (Unified Social Credit Code, USCC): the key of every subject (DESIGN §2).
+ * 统一社会信用代码 (Unified Social Credit Code, USCC): the key of every subject (docs/design.md §2).
  *
  * GB 32100-2015 layout, 18 characters from a 31-character alphabet (digits and capitals without I, O, Z, S, V):
  *   pos 1     登记管理部门代码 (registration authority: 1 机构编制, 5 民政, 9 工商/市场监管, Y 其他 …)

@@ -1,5 +1,5 @@
 /**
- * Model vetting (DESIGN §7): a compiled model (fields exist and may be scored, bound calculator passed — see
+ * Model vetting (docs/design.md §7): a compiled model (fields exist and may be scored, bound calculator passed — see
  * models/model.ts) must also pass the anti-extraction rules before any provider may approve it:
  *  1. at least `minFieldsPerProvider` fields with an effective weight per provider used;
  *  2. no field carries more than `maxFieldVarianceShare` of that provider's score variance, estimated from the

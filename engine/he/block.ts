@@ -1,7 +1,7 @@
 /**
- * Block operations: the engine's HE primitives over one ciphertext's worth of subjects (DESIGN §4).
+ * Block operations: the engine's HE primitives over one ciphertext's worth of subjects (docs/design.md §4).
  * One `BlockOps` per context per process/worker; evaluator, encoder and constant plaintexts are reused, never created
- * per slot. Callers own the ciphertexts they get back and free them with `delete()` (STYLE §9).
+ * per slot. Callers own the ciphertexts they get back and free them with `delete()`.
  */
 import type { Ciphertext, Plaintext, PublicKey, SecretKey, BatchEncoder, Evaluator } from 'node-seal';
 import { fail } from '../../core/errors.ts';
@@ -11,7 +11,7 @@ import { toSlot } from '../../core/fixed.ts';
 
 export interface LinearTerm {
   readonly ct: Ciphertext;
-  /** Signed integer multiplier; |m| < t/2. Negative weights are applied as multiply-by-|m| then subtract (DESIGN §3). */
+  /** Signed integer multiplier; |m| < t/2. Negative weights are applied as multiply-by-|m| then subtract (docs/design.md §3). */
   readonly multiplier: bigint;
 }
 
@@ -103,7 +103,7 @@ export class BlockOps {
   }
 
   /**
-   * Σ m_i · ct_i (DESIGN §4.1). Zero multipliers are skipped; an empty or all-zero sum is an error (there is no
+   * Σ m_i · ct_i (docs/design.md §4.1). Zero multipliers are skipped; an empty or all-zero sum is an error (there is no
    * transparent zero ciphertext by design).
    */
   linear(terms: readonly LinearTerm[]): Ciphertext {
@@ -153,7 +153,7 @@ export class BlockOps {
 
   /**
    * a ⊙ b of two ciphertexts (joint training: feature × Taylor residual), without relinearization: the result has size 3,
-   * which the key holder decrypts directly, so no relinearization keys need to be published (DESIGN §5).
+   * which the key holder decrypts directly, so no relinearization keys need to be published (docs/design.md §5).
    */
   multiply(a: Ciphertext, b: Ciphertext): Ciphertext {
     const out = new this.he.seal.Ciphertext();
@@ -177,7 +177,7 @@ export class BlockOps {
   }
 
   /**
-   * Re-randomize and prepare for transfer (DESIGN §4.2): add a fresh public-key encryption of zero under the key
+   * Re-randomize and prepare for transfer (docs/design.md §4.2): add a fresh public-key encryption of zero under the key
    * holder's public key, then switch down to the parameter set's transfer level. The fresh zero hides which
    * ciphertexts were combined; the modulus switch scales the accumulated noise down to rounding noise and cuts the
    * size (~430 KB → ~214 KB).

@@ -1,5 +1,5 @@
 /**
- * Replayable uniform masks (DESIGN §4.2). A job has a 32-byte seed (escrowed to the auditor); each (provider, block)
+ * Replayable uniform masks (docs/design.md §4.2). A job has a 32-byte seed (escrowed to the auditor); each (provider, block)
  * gets its own key = HKDF-SHA256(seed, salt "safehouse.mask.v1", info label) (RFC 5869), and the mask vector is read
  * from an AES-256-CTR keystream under that key: bitlen(t) bits per slot, little-endian, rejected when ≥ t so every slot is
  * exactly uniform mod t (t < 2^40; rejection rate ≈ 1.3·10^-7 for the 40-bit t). Same seed and label ⇒ same mask,

@@ -1,6 +1,6 @@
 /**
- * Federation parameter sets (DESIGN §3). Every party builds its SEAL context from one of these, and every custodian
- * call carries the parameter-set id so peers refuse mismatches (STYLE §11).
+ * Federation parameter sets (docs/design.md §3). Every party builds its SEAL context from one of these, and every custodian
+ * call carries the parameter-set id so peers refuse mismatches.
  *
  * `bfv-8192-t40-v1`: BFV, N = 8192, coefficient modulus CoeffModulus.BFVDefault(8192, tc128) = primes of
  * 43+43+44+44+44 bits (218 bits, 128-bit classical security per the HomomorphicEncryption.org standard), plain modulus

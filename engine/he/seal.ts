@@ -1,7 +1,7 @@
 /**
  * SEAL runtime: node-seal 7 (Microsoft SEAL 4.1.2 compiled to WebAssembly), loaded once per process or worker.
  *
- * We import the default `node-seal` entry, which throws on transparent ciphertexts (STYLE §8: safe default).
+ * We import the default `node-seal` entry, which throws on transparent ciphertexts — the safe default.
  * node-seal 7's WASM uses the new exception-handling proposal, which is why Node.js 24 is required.
  * WASM exceptions surface as `WebAssembly.Exception` objects without a message; `sealCall` turns them into coded
  * errors so no raw runtime error reaches a caller.
@@ -29,7 +29,7 @@ export function loadSeal(): Promise<Seal> {
 
 /**
  * Bytes of this thread's SEAL WebAssembly memory (0 before SEAL is loaded). WASM memory only grows, so this is the
- * high-water mark of SEAL's heap: flat over a long job means SEAL objects are freed and reused (issue 7).
+ * high-water mark of SEAL's heap: flat over a long job means SEAL objects are freed and reused.
  */
 export function sealMemoryBytes(): number {
   return memory?.buffer.byteLength ?? 0;

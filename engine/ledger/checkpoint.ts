@@ -1,7 +1,7 @@
 /**
  * Signed checkpoints: the C2SP signed-note format (https://c2sp.org/signed-note) with Ed25519 signatures, and the
  * C2SP tlog-checkpoint body (https://c2sp.org/tlog-checkpoint) on top of it. The generic note functions come first,
- * the checkpoint instance after (STYLE §1). Output is byte-compatible with golang.org/x/mod/sumdb/note: the tests
+ * the checkpoint instance after (one verifier object per checkpoint, as golang.org/x/mod/sumdb/note). Output is byte-compatible with golang.org/x/mod/sumdb/note: the tests
  * reproduce that package's published PeterNeumann signature.
  *
  *   <origin>\n<tree size, decimal>\n<base64 root hash>\n   ← note text (signed bytes, UTF-8)

@@ -1,5 +1,5 @@
 /**
- * The tamper-evident ledger (DESIGN §8): an append-only RFC 6962 log of events in SQLite, with signed C2SP
+ * The tamper-evident ledger (docs/design.md §8): an append-only RFC 6962 log of events in SQLite, with signed C2SP
  * checkpoints, inclusion and consistency proofs, a full self-check and the per-USCC access report.
  *
  * Leaves are the UTF-8 bytes of RFC 8785 canonical JSON `{ kind, at, ...event }`; `body` stores exactly that text,
@@ -23,7 +23,7 @@
  * off the checkpoint's frontier, is found by verify() (and by anyone checking an inclusion proof against a signed
  * checkpoint), not by checkpoint(). The ledger_subjects index is a lookup aid, not itself committed to by the tree:
  * an event that must prove whom it touched should name them in its body. The secret key is held (as a copy) for the
- * Ledger's lifetime; JavaScript cannot guarantee it is wiped (STYLE §10).
+ * Ledger's lifetime; JavaScript cannot guarantee it is wiped.
  */
 import type { DatabaseSync, SQLOutputValue, StatementSync } from 'node:sqlite';
 import { describe, fail, isCoded, type ErrorCode } from '../../core/errors.ts';
@@ -31,6 +31,7 @@ import { canonicalize } from '../../core/jcs.ts';
 import { keyHash, signCheckpoint, verifyCheckpoint } from './checkpoint.ts';
 import { ed25519PublicKey } from '../../core/sign.ts';
 import { consistencyPath, EMPTY_ROOT, equalBytes, HASH_SIZE, inclusionPath, leafHash, nodeHash, rootsAtSizes, verifyConsistency } from './merkle.ts';
+import { NodeCache, bytes, checkIndex, checkSize, exactLog2, frontier, parseBody, span, str, tampered } from './tree.ts';
 
 /** Options for `new Ledger(db, opts)`. */
 export interface LedgerOptions {
@@ -121,7 +122,7 @@ export class Ledger {
   readonly #sql: Record<
     | 'nextIndex' | 'tail' | 'leafAt' | 'nodeAt' | 'nodesIn' | 'allNodes' | 'insertNode' | 'insertNodeIfAbsent'
     | 'insertEntry' | 'insertSubject' | 'insertSubjects' | 'hashesFrom' | 'bodiesFrom' | 'entry' | 'allEntries'
-    | 'lastCheckpoint' | 'allCheckpoints' | 'insertCheckpoint' | 'subjectEntries' | 'insertJob' | 'jobEntries',
+    | 'lastCheckpoint' | 'allCheckpoints' | 'insertCheckpoint' | 'subjectEntries' | 'insertJob' | 'jobEntries' | 'textsFrom' | 'notes' | 'touches' | 'ofKind',
     StatementSync
   >;
   /** Node hashes known to equal the database's, valid for the first #cachedSize entries (ending in #cachedLast). */
@@ -201,6 +202,10 @@ export class Ledger {
          WHERE s.uscc = ? ORDER BY e.idx`,
       ),
       insertJob: q('INSERT INTO ledger_jobs(job_id, idx) VALUES (?, ?)'),
+      textsFrom: q('SELECT idx, body FROM ledger_entries WHERE idx >= ? ORDER BY idx LIMIT ?'),
+      notes: q('SELECT size, note FROM ledger_checkpoints ORDER BY size'),
+      touches: q('SELECT 1 AS hit FROM ledger_subjects WHERE idx = ? AND uscc = ? LIMIT 1'),
+      ofKind: q('SELECT idx, kind, body, at FROM ledger_entries WHERE kind = ? AND idx >= ? ORDER BY idx'),
       jobEntries: q('SELECT e.idx, e.kind, e.body, e.at FROM ledger_jobs j JOIN ledger_entries e ON e.idx = j.idx WHERE j.job_id = ? ORDER BY e.idx'),
     };
   }
@@ -317,6 +322,32 @@ export class Ledger {
     const row = this.#sql.entry.get(index);
     if (!row) fail('SH_ERR_NOT_FOUND', `ledger entry ${index} does not exist`, { index });
     return str(row.body);
+  }
+
+  /** Up to `limit` entries from `from` on, as their exact stored leaf texts (clients recompute every hash themselves). */
+  leafTexts(from: number, limit: number): Array<{ index: number; body: string }> {
+    checkIndex(from, 'from');
+    checkIndex(limit, 'limit');
+    return this.#sql.textsFrom.all(from, limit).map((r) => ({ index: Number(r.idx), body: str(r.body) }));
+  }
+
+  /** Every stored checkpoint note, by size (unverified: clients verify them against the ledger key). */
+  checkpointNotes(): Array<{ size: number; note: string }> {
+    return this.#sql.notes.all().map((r) => ({ size: Number(r.size), note: str(r.note) }));
+  }
+
+  /** Entries of one kind from index `from` on, in ledger order (e.g. every `job.requested`). */
+  entriesOfKind(kind: string, from = 0): Array<{ index: number; kind: string; body: Record<string, unknown>; at: string }> {
+    checkIndex(from, 'from');
+    return this.#sql.ofKind.all(kind, from).map((r) => {
+      const index = Number(r.idx);
+      return { index, kind: str(r.kind), body: parseBody(index, r.body), at: str(r.at) };
+    });
+  }
+
+  /** Whether entry `index` was appended with `uscc` among its subjects (is in its access report). */
+  touches(index: number, uscc: string): boolean {
+    return this.#sql.touches.get(index, uscc) !== undefined;
   }
 
   /**
@@ -498,7 +529,7 @@ export class Ledger {
   }
 
   /**
-   * Access report (DESIGN §8): every entry appended with `uscc` among its subjects, in ledger order.
+   * Access report (docs/design.md §8): every entry appended with `uscc` among its subjects, in ledger order.
    * @throws SafehouseError SH_ERR_INVALID_ARGUMENT if `uscc` is not a non-empty string; SH_ERR_LEDGER_TAMPERED if
    *   a body is not JSON.
    * @example ledger.subjectEntries('91350100M000100Y43').map((e) => e.kind)
@@ -757,94 +788,4 @@ export class Ledger {
       throw err;
     }
   }
-}
-
-/**
- * In-memory copy of node hashes, one growable flat buffer (32 bytes a node) and presence map per level; level 0
- * holds leaf hashes. Returned hashes are views: callers copy before handing them out.
- */
-class NodeCache {
-  readonly #levels: Array<{ data: Uint8Array; have: Uint8Array }> = [];
-
-  get(level: number, idx: number): Uint8Array | undefined {
-    const l = this.#levels[level];
-    if (!l || idx >= l.have.length || l.have[idx] !== 1) return undefined;
-    return l.data.subarray(idx * HASH_SIZE, (idx + 1) * HASH_SIZE);
-  }
-
-  set(level: number, idx: number, hash: Uint8Array): void {
-    let l = this.#levels[level];
-    if (!l || idx >= l.have.length) {
-      const capacity = Math.max(64, idx + 1, 2 * (l?.have.length ?? 0));
-      const grown = { data: new Uint8Array(capacity * HASH_SIZE), have: new Uint8Array(capacity) };
-      if (l) {
-        grown.data.set(l.data);
-        grown.have.set(l.have);
-      }
-      for (let k = this.#levels.length; k < level; k++) this.#levels.push({ data: new Uint8Array(0), have: new Uint8Array(0) });
-      this.#levels[level] = l = grown;
-    }
-    l.data.set(hash, idx * HASH_SIZE);
-    l.have[idx] = 1;
-  }
-}
-
-// --- helpers
-
-/** The perfect aligned subtrees that make up [0, size), largest first, as [level, idx] (bits of size, high to low). */
-function frontier(size: number): Array<[level: number, idx: number]> {
-  const out: Array<[number, number]> = [];
-  let start = 0;
-  for (let level = 52; level >= 0; level--) {
-    const w = 2 ** level;
-    if (size - start >= w) {
-      out.push([level, start / w]);
-      start += w;
-    }
-  }
-  return out;
-}
-
-/** log2(w) if w is a power of two (w ≥ 1), else -1. */
-function exactLog2(w: number): number {
-  let level = 0;
-  while (w > 1 && w % 2 === 0) [w, level] = [w / 2, level + 1];
-  return w === 1 ? level : -1;
-}
-
-/** The entries under node (level, idx), as `a..b`. */
-function span(level: number, idx: number): string {
-  const w = 2 ** level;
-  return `${idx * w}..${(idx + 1) * w - 1}`;
-}
-
-function tampered(where: { index?: number; checkpointSize?: number }, reason: string): LedgerReport {
-  return { ok: false, ...where, code: 'SH_ERR_LEDGER_TAMPERED', reason };
-}
-
-function checkIndex(v: unknown, name: string): asserts v is number {
-  if (!Number.isSafeInteger(v) || (v as number) < 0) fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected a non-negative integer, got ${describe(v)}`);
-}
-
-function checkSize(v: unknown, name: string, max: number): asserts v is number {
-  checkIndex(v, name);
-  if (v > max) fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected at most ${max}, got ${v}`, { [name]: v, max });
-}
-
-function parseBody(index: number, body: SQLOutputValue | undefined): Record<string, unknown> {
-  try {
-    const v: unknown = JSON.parse(str(body));
-    if (v !== null && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
-  } catch {
-    // fall through: reported below with the entry's index
-  }
-  return fail('SH_ERR_LEDGER_TAMPERED', `ledger entry ${index} has a body that is not a JSON object`, { index });
-}
-
-function str(v: SQLOutputValue | undefined): string {
-  return typeof v === 'string' ? v : String(v);
-}
-
-function bytes(v: SQLOutputValue | undefined): Uint8Array {
-  return v instanceof Uint8Array ? v : new Uint8Array(0);
 }

@@ -1,5 +1,5 @@
 /**
- * Embedded store (DESIGN §9): node:sqlite for metadata and the ledger, content-addressed blobs on disk.
+ * Embedded store (docs/design.md §9): node:sqlite for metadata and the ledger, content-addressed blobs on disk.
  *
  * Layout of a data directory (`--home`, default ./.safehouse):
  *   engine.db          metadata + ledger (the engine's view: public keys, ciphertext addresses, consents, models, jobs)

@@ -1,5 +1,5 @@
 /**
- * Normalization of string-id values before they become OPRF tokens (DESIGN §2, §4.4, §5 Verification).
+ * Normalization of string-id values before they become OPRF tokens (docs/design.md §2, §4.4, §5 Verification).
  *
  * A token matches only if the provider's upload and the bank's claim hash exactly the same bytes, so the same
  * certificate number, account number or organization name typed two ways must normalize to one string. Both sides

@@ -1,5 +1,5 @@
 /**
- * OPRF tokens for string-id fields (DESIGN §2, §4.4 token membership, §5 Verification): RFC 9497, suite
+ * OPRF tokens for string-id fields (docs/design.md §2, §4.4 token membership, §5 Verification): RFC 9497, suite
  * P256-SHA256, POPRF mode (mode 0x02: verifiable, with a public `info` input), through @noble/curves' `p256_oprf`.
  *
  *   token = POPRF_k(info, input) = SHA-256(len‖input ‖ len‖info ‖ len‖(1/(k + m))·HashToGroup(input) ‖ "Finalize")
@@ -16,7 +16,7 @@
  *   the provider's uploaded tokens for the same (subject, field, value), so membership is a lookup.
  * Views: the custodian sees `info` (provider, field, epoch: public by design) and uniformly random blinded points;
  * the engine sees tokens, never the key, so it cannot tokenize a guessed value offline — every guess costs a
- * custodian evaluation, which the custodian logs and bounds by the bank's signed budget (DESIGN §4.4, §7). That is
+ * custodian evaluation, which the custodian logs and bounds by the bank's signed budget (docs/design.md §4.4, §7). That is
  * the reason for an OPRF rather than a keyed hash the engine could compute: ids such as certificate numbers have
  * little entropy. `info` binds provider, field and key epoch, so tokens of the same value under another provider,
  * field or epoch are unrelated, and a proof made for one `info` never verifies for another.

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../../engine/engine.ts';
 import { BFV_8192_T40 } from '../../engine/he/params.ts';
-import { EngineServer, adminKey } from '../../api/server.ts';
+import { EngineServer, adminKey } from '../../api/server/index.ts';
 import { Client, registerParties, grantConsents, revokeConsents, enterpriseKeys, auditVerify, accessReport } from '../../api/client.ts';
 import { keygen, keygenEnterprises, readKeyFile, readPublic } from '../../api/keys.ts';
 import { randomUscc } from '../../sandbox/uscc.ts';

@@ -1,5 +1,5 @@
 /**
- * Custodians on the wire (issue 5 groundwork): each provider's custodian runs behind its own fastify server on
+ * Custodians on the wire: each provider's custodian runs behind its own fastify server on
  * 127.0.0.1, the engine talks to it through `HttpCustodian`, and scoring and verification give exactly the embedded
  * results. Unsigned, wrongly signed and replayed HTTP requests are refused with coded 401s.
  */

@@ -12,7 +12,8 @@ import { runNetwork, writeScenario, NET_BANK, NET_AUDITOR, NET_PURPOSE, type Net
 import { Safehouse } from '../../api/embedded.ts';
 import { parseCsv } from '../../core/csv.ts';
 import { trainTestSplit } from '../../models/german.ts';
-import { toScorecard, trainOptions } from '../../models/train.ts';
+import { toScorecard } from '../../models/export.ts';
+import { trainOptions } from '../../models/train.ts';
 import { parseModel } from '../../models/model.ts';
 import { evaluatePlain } from '../../models/plain.ts';
 import { validateSchema } from '../../sandbox/catalog.ts';

@@ -1,5 +1,5 @@
 /**
- * Fuzzing the engine server and a custodian server (issue 5) with fast-check: for every route family (admin, provider,
+ * Fuzzing the engine server and a custodian server with fast-check: for every route family (admin, provider,
  * bank, enterprise, auditor, blobs) 1000 requests properly signed by a party of the right role — so they pass
  * authentication and the role check — but malformed: random JSON values, wrong types, missing and extra fields, huge
  * strings, invalid hex / base64, `__proto__` / `constructor.prototype` keys, random path parameters and queries,
@@ -16,7 +16,8 @@ import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { Safehouse } from '../../api/embedded.ts';
-import { EngineServer } from '../../api/server.ts';
+import { EngineServer } from '../../api/server/index.ts';
+import type { Staging } from '../../api/server/staging.ts';
 import { buildCustodianServer } from '../../api/custodian-http.ts';
 import { signRequest } from '../../api/httpsig.ts';
 import { generateDemo } from '../../api/demo-data.ts';
@@ -151,7 +152,7 @@ function snapshot(): Record<string, number> {
     if (name === 'ledger_checkpoints') continue;
     out[name] = Number((db.prepare(`SELECT COUNT(*) AS n FROM "${name}"`).get() as { n: number }).n);
   }
-  out.staged = (server as unknown as { staged: Map<string, unknown> }).staged.size;
+  out.staged = (server as unknown as { staging: Staging }).staging.size;
   out.blobs = existsSync(join(home, 'blobs')) ? readdirSync(join(home, 'blobs'), { recursive: true }).length : 0;
   out.custodianJobs = (sh.engine.registry.custodian(PROVIDER) as unknown as { jobs: Map<string, unknown> }).jobs.size;
   return out;

@@ -1,5 +1,5 @@
 /**
- * The engine server's job life cycle (issue 5): jobs are asynchronous (202 → status with progress → result), a
+ * The engine server's job life cycle: jobs are asynchronous (202 → status with progress → result), a
  * graceful shutdown finishes the running job and parks the queued ones, and the next server on the same data directory
  * resumes the parked jobs; results over HTTP equal embedded mode. Nothing is lost across the restart.
  */
@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Safehouse } from '../../api/embedded.ts';
 import { generateDemo, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID, ALL_CATEGORIES } from '../../api/demo-data.ts';
-import { EngineServer } from '../../api/server.ts';
+import { EngineServer } from '../../api/server/index.ts';
 import { Client, newJobId, type JobView } from '../../api/client.ts';
 import { buildScoreRequest, openScoreResult } from '../../engine/protocols/score/bank.ts';
 import { type ScoreResult } from '../../engine/protocols/score/messages.ts';

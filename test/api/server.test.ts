@@ -1,5 +1,5 @@
 /**
- * The engine server's defences (issue 5), each refusal checked for its coded error *and* for leaving the state alone:
+ * The engine server's defences, each refusal checked for its coded error *and* for leaving the state alone:
  * RFC 9421 signatures (missing, wrong key, tampered body, replayed, stale, future-dated, unknown key), role checks,
  * per-object authorization (another bank's job, another enterprise's report or consents), custodians answering only
  * bank-signed jobs (forged, stale, unknown job hash, a label answered twice), body limits, malformed and poisoned JSON,
@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { Safehouse } from '../../api/embedded.ts';
 import { generateDemo, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID, ALL_CATEGORIES } from '../../api/demo-data.ts';
-import { EngineServer } from '../../api/server.ts';
+import { EngineServer } from '../../api/server/index.ts';
 import { newJobId } from '../../api/client.ts';
 import { buildCustodianServer, HttpCustodian } from '../../api/custodian-http.ts';
 import { signRequest } from '../../api/httpsig.ts';

@@ -1,5 +1,5 @@
 /**
- * The error catalog, its documentation and the source agree both ways (STYLE §4, after fastify's
+ * The error catalog, its documentation and the source agree both ways (as fastify does with
  * `test/internals/errors.test.js`):
  *  (a) every code in `ERRORS` has a `### CODE` section in docs/errors.md, in the same order, with the same kind, status
  *      and summary — and the page documents no code the catalog lacks;

@@ -21,7 +21,7 @@ function flipCt(ct: string, i: number): string {
   return b.toString('base64');
 }
 
-describe('sealbox: X25519 + HKDF-SHA256 + AES-256-GCM (DESIGN §4.2 mode seal)', () => {
+describe('sealbox: X25519 + HKDF-SHA256 + AES-256-GCM (docs/design.md §4.2 mode seal)', () => {
   const bank = x25519KeyPair();
 
   it('round trips empty, 1-byte and 64 KiB plaintexts', () => {

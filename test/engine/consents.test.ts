@@ -1,6 +1,6 @@
 /**
  * Engine.consentStatusesParallel (batched reads, statements judged in the worker pool) gives exactly the answers of
- * the one-subject-at-a-time Engine.consentStatuses for every status (DESIGN §6): OK, NO_CONSENT, EXPIRED, REVOKED,
+ * the one-subject-at-a-time Engine.consentStatuses for every status (docs/design.md §6): OK, NO_CONSENT, EXPIRED, REVOKED,
  * OUT_OF_SCOPE, BAD_SIGNATURE (a stored statement altered behind the engine), unregistered subjects, several consents
  * per subject, and chunk boundaries (more subjects than one pool task takes).
  */

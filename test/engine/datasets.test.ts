@@ -1,5 +1,5 @@
 /**
- * Provider ingest (DESIGN §2, §7): a CSV is validated completely before anything is encrypted, and an upload is
+ * Provider ingest (docs/design.md §2, §7): a CSV is validated completely before anything is encrypted, and an upload is
  * checked completely (signature, schema, every blob's hash and size, the subject index) before anything is written.
  * Every refusal carries its code (row errors name the line and field) and leaves no dataset, subject, column, blob
  * file or ledger entry behind. A valid re-ingest creates the next version and retires the previous one.

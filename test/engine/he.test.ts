@@ -1,14 +1,14 @@
 /**
- * Engine HE primitives against plaintext (STYLE §6, after node-seal's `evaluator-bfv.test.ts`): every operation on
+ * Engine HE primitives against plaintext (every operation compared with the same map over the plaintext array): every operation on
  * ciphertexts is compared with the same map over the plaintext array, mod t, read back centered.
  *
  * The test plays the key holder: it generates the BFV keys with `generateBfvKeys` and builds its own Decryptor, so it
  * can measure noise budgets and check what the engine computed. The custodian section drives `LocalCustodian` with
  * properly prepared ciphertexts (linear → mask → re-randomize → save) in each mode and checks every refusal, and that
- * the custodian's own view is v + m, never v (DESIGN §4.2; secretflow's "the party not meant to receive output gets
+ * the custodian's own view is v + m, never v (docs/design.md §4.2; secretflow's "the party not meant to receive output gets
  * nothing").
  *
- * Measured figures are printed (console.log) so a reader can compare them with params.ts and DESIGN §4.2.
+ * Measured figures are printed (console.log) so a reader can compare them with params.ts and docs/design.md §4.2.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes, randomInt } from 'node:crypto';
@@ -137,7 +137,7 @@ afterAll(() => {
 
 // ---------------------------------------------------------------------------------------------------------------------
 
-describe('params: bfv-8192-t40-v1 (DESIGN §3)', () => {
+describe('params: bfv-8192-t40-v1 (docs/design.md §3)', () => {
   it('builds a 128-bit batching context with t = 1099511480321 and 8192 slots', async () => {
     expect(he.params).toBe(BFV_8192_T40);
     expect(await heContext()).toBe(he); // one context per process
@@ -264,7 +264,7 @@ describe('codec: exact decimal fixed point and residues mod t', () => {
 
 // ---------------------------------------------------------------------------------------------------------------------
 
-describe('BlockOps.linear: Σ m·x (DESIGN §4.1) equals the plaintext sum mod t, centered', () => {
+describe('BlockOps.linear: Σ m·x (docs/design.md §4.1) equals the plaintext sum mod t, centered', () => {
   it('random vectors within bounds and random signed multipliers: exact integer sums', () => {
     // Bound: Σ|m|·B < t/2, so the centered result is the true integer sum, not just its residue.
     const B = 1n << 20n;
@@ -339,7 +339,7 @@ describe('BlockOps.linear: Σ m·x (DESIGN §4.1) equals the plaintext sum mod t
 
 // ---------------------------------------------------------------------------------------------------------------------
 
-describe('BlockOps.rerandomizeForTransfer (DESIGN §4.2)', () => {
+describe('BlockOps.rerandomizeForTransfer (docs/design.md §4.2)', () => {
   it('switches to the transfer level, keeps the vector, leaves ≥ minNoiseBudget bits and shrinks the ciphertext', () => {
     const xs = [randVec(N, 1n << 20n), randVec(N, 1n << 20n), randVec(N, 1n << 20n)];
     const ms = [123_456n, -(1n << 18n), 1n];
@@ -387,7 +387,7 @@ describe('BlockOps.rerandomizeForTransfer (DESIGN §4.2)', () => {
 
 // ---------------------------------------------------------------------------------------------------------------------
 
-describe('BlockOps.load and freed handles (STYLE §9)', () => {
+describe('BlockOps.load and freed handles', () => {
   it('round trips a saved ciphertext', () => {
     const x = randVec(N, 1000n);
     const ct = track(ops.load(ops.save(enc(x))));
@@ -428,7 +428,7 @@ describe('BlockOps.load and freed handles (STYLE §9)', () => {
 
 // ---------------------------------------------------------------------------------------------------------------------
 
-describe('mask: HKDF-SHA256 key, AES-256-CTR stream, uniform mod t (DESIGN §4.2)', () => {
+describe('mask: HKDF-SHA256 key, AES-256-CTR stream, uniform mod t (docs/design.md §4.2)', () => {
   const seed = new Uint8Array(32).map((_, i) => i * 7 + 1);
 
   it('is deterministic for the same seed and label, different otherwise', () => {
@@ -486,7 +486,7 @@ describe('mask: HKDF-SHA256 key, AES-256-CTR stream, uniform mod t (DESIGN §4.2
 
 // ---------------------------------------------------------------------------------------------------------------------
 
-describe('LocalCustodian: masked decryption in each mode, and every refusal (DESIGN §4.2, STYLE §11)', () => {
+describe('LocalCustodian: masked decryption in each mode, and every refusal (docs/design.md §4.2)', () => {
   const engineKeys = ed25519KeyPair();
   const custodianSigning = ed25519KeyPair();
   const bank = x25519KeyPair();
@@ -724,7 +724,7 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (DES
 
 // ---------------------------------------------------------------------------------------------------------------------
 
-describe('WorkerPool (DESIGN §9, STYLE §5)', () => {
+describe('WorkerPool (docs/design.md §9)', () => {
   let pool: WorkerPool;
   let dir: string;
 
@@ -766,7 +766,7 @@ describe('WorkerPool (DESIGN §9, STYLE §5)', () => {
     const bytes = out.ciphertext;
     const ct = track(ops.load(bytes));
     expect(ops.chainIndex(ct)).toBe(BFV_8192_T40.transferChainIndex);
-    // Replay (issue 6): the same task with the logged encryption of zero gives the same bytes; another zero does not.
+    // Replay: the same task with the logged encryption of zero gives the same bytes; another zero does not.
     expect(Buffer.from((await pool.run(evalBlock, { ...task, rerandomizer: out.rerandomizer })) as Uint8Array).equals(Buffer.from(bytes))).toBe(true);
     const other = (await pool.run(evalBlock, task)) as { ciphertext: Uint8Array; rerandomizer: Uint8Array };
     expect(Buffer.from((await pool.run(evalBlock, { ...task, rerandomizer: other.rerandomizer })) as Uint8Array).equals(Buffer.from(bytes))).toBe(false);

@@ -1,5 +1,5 @@
 /**
- * Model vetting and the bound calculator (DESIGN §3, §7; models/model.ts, sandbox/vetting.ts) through
+ * Model vetting and the bound calculator (docs/design.md §3, §7; models/model.ts, sandbox/vetting.ts) through
  * `Safehouse.registerModel`: every refusal carries its code and leaves no row in `models` and no ledger entry; a model
  * exactly at the bound limit |score|·10^scale = (t−1)/2 passes and scores exactly at its extremes (encrypted ==
  * plaintext), one unit more is refused.

@@ -1,5 +1,5 @@
 /**
- * Joint training, plaintext parts (DESIGN §5; models/train.ts, models/german.ts): provider-side binning, the exact
+ * Joint training, plaintext parts (docs/design.md §5; models/train.ts, models/german.ts): provider-side binning, the exact
  * gradient integers against a float re-computation, the bound calculator and group size, the update step, the
  * fixed-point and float reference trainers, the scorecard conversion (accepted by compileModel and vetting, scored by
  * evaluatePlain), and the German Credit fixture. The acceptance check: on German Credit (seed fixed, stratified 70/30,
@@ -9,10 +9,9 @@ import { describe, it, expect, beforeAll } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import {
-  DEFAULT_TRAIN, MAX_BINS, binOf, maxAbsD, quantileBins, sumGroupSize, taylorGradientSums, toScorecard, trainOptions,
-  trainPlainFixed, trainPlainFloat, updateModel, type BinSpec, type FixedModel, type TrainOptions,
-} from '../../models/train.ts';
+import { DEFAULT_TRAIN, maxAbsD, sumGroupSize, taylorGradientSums, trainOptions, trainPlainFixed, trainPlainFloat, updateModel, type FixedModel, type TrainOptions } from '../../models/train.ts';
+import { MAX_BINS, binOf, quantileBins, type BinSpec } from '../../models/features.ts';
+import { toScorecard } from '../../models/export.ts';
 import { auc, ks } from '../../models/metrics.ts';
 import {
   GERMAN_ATTRIBUTES, GERMAN_PATH, GERMAN_PROVIDER_FIELDS, loadGerman, germanSplit, trainTestSplit, type GermanSplit,

@@ -57,7 +57,7 @@ describe('catalog (国办发〔2021〕52号 sharing list)', () => {
 });
 
 describe('classAllows (分级分类)', () => {
-  it('is the table of DESIGN §2', () => {
+  it('is the table of docs/design.md §2', () => {
     const ops: FieldOp[] = ['score', 'train', 'verify', 'return'];
     const table: Record<FieldClass, boolean[]> = {
       PUBLIC: [true, true, true, true],

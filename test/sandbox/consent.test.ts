@@ -37,7 +37,7 @@ const consent = (over: Partial<ConsentInput> = {}, key = sk): SignedConsent => c
 const status = (req: Partial<ConsentRequest>, cs: SignedConsent[], rs: SignedRevocation[] = []) =>
   consentStatus({ ...REQ, ...req }, cs, rs, pk);
 
-describe('consent statements (DESIGN §6)', () => {
+describe('consent statements (docs/design.md §6)', () => {
   it('signs canonical JSON tagged safehouse.consent.v1 with a content-derived id', () => {
     const c = consent();
     const { id, ...rest } = c.statement;
@@ -116,7 +116,7 @@ describe('revocations', () => {
   });
 });
 
-describe('consentStatus (DESIGN §6)', () => {
+describe('consentStatus (docs/design.md §6)', () => {
   it('OK for a valid, in-scope, unrevoked consent in its window', () => {
     const c = consent();
     expect(status({}, [c])).toEqual({ status: 'OK', consentId: c.statement.id });

@@ -5,7 +5,8 @@
  */
 import type { Signed } from '../../../core/sign.ts';
 import type { ConsentStatus } from '../../../sandbox/consent.ts';
-import { STD_BITS, type BinSpec, type FixedModel, type TrainOptions } from '../../../models/train.ts';
+import { STD_BITS, type BinSpec } from '../../../models/features.ts';
+import { type FixedModel, type TrainOptions } from '../../../models/train.ts';
 
 export const TRAIN_REQUEST_TYPE = 'safehouse.train.request.v1';
 

@@ -10,7 +10,7 @@ import { fail } from '../../../core/errors.ts';
 import { sha256Hex } from '../../../core/hash.ts';
 import { toSlot } from '../../../core/fixed.ts';
 import { signJson, type Signed } from '../../../core/sign.ts';
-import { quantileBins, binOf, standardizedValue, type BinSpec } from '../../../models/train.ts';
+import { quantileBins, binOf, standardizedValue, type BinSpec } from '../../../models/features.ts';
 import type { ProviderSide } from '../../provider/side.ts';
 import { fieldStats, type ProviderTable } from '../../provider/table.ts';
 import type { TrainColumns, TrainingPart, TrainRequest } from './messages.ts';

@@ -24,7 +24,7 @@ const subtractVector = kernelRef<typeof Kernels.subtractVector>(KERNELS, 'subtra
 
 /**
  * Move every other provider's columns under the key holder's key and into its subject layout
- * (domain transfer with relayout, DESIGN §4.3). Per (column, source block, target block): mask under the source key,
+ * (domain transfer with relayout, docs/design.md §4.3). Per (column, source block, target block): mask under the source key,
  * the source custodian decrypts v + m, moves the cohort's slots and encrypts under the key holder's public key, and
  * the engine subtracts the moved mask. The source custodian sees only uniform values; no one sees a feature.
  */

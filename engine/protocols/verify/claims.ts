@@ -44,7 +44,7 @@ export function prepareClaim(engine: Engine, claim: SignedClaim, opening: { valu
   if (!classAllows(spec.class, 'verify')) fail('SH_ERR_VERIFY_FIELD_CLASS', `${at}: ${claim.provider}/${claim.field} is ${spec.class} and cannot be verified`, { claim: claim.claimId, field: claim.field });
   const ops = spec.type === 'id' ? TOKEN_OPS : NUMERIC_OPS;
   if (!ops.includes(claim.op)) fail('SH_ERR_CLAIM_INVALID', `${at}: op ${JSON.stringify(claim.op)} is not allowed on ${spec.type} field ${claim.field} (allowed: ${ops.join(', ')})`, { claim: claim.claimId });
-  // The bound calculator runs before any work (DESIGN §3): a field too wide for a masked comparison is refused here,
+  // The bound calculator runs before any work (docs/design.md §3): a field too wide for a masked comparison is refused here,
   // not after the job is recorded, the budget spent and custodians called (test/engine/protocols/verify.test.ts, "bound calculator").
   if (spec.type !== 'id') comparisonRange(engine, spec);
   if (!opening || !Array.isArray(opening.values) || typeof opening.salt !== 'string' || commitment(claim.claimId, opening.values, opening.salt) !== claim.commitment) {

@@ -103,8 +103,8 @@ export async function replayVerify(ctx: ReplayContext<StoredVerify>): Promise<vo
       const resp = blobOrMissing(engine, responses.get(label)?.body.responseHash);
       if (resp === 'missing') { add(step, 'missing', "the custodian's signed evaluations are not stored"); continue; }
       if (resp === 'corrupt') { add(step, 'mismatch', "the stored evaluations do not hash to the ledgered response"); continue; }
-      const response = JSON.parse(new TextDecoder().decode(resp)) as Signed<{ evaluated: string[]; proof: string }>;
-      if (!verifyJson(response as never, party.ed25519)) { add(step, 'mismatch', "the stored evaluations are not signed by the custodian"); continue; }
+      const response = JSON.parse(new TextDecoder().decode(resp)) as Signed<{ type: string; evaluated: string[]; proof: string }>;
+      if (!verifyJson(response, party.ed25519)) { add(step, 'mismatch', "the stored evaluations are not signed by the custodian"); continue; }
       try {
         const tokens = finalizeTokens(chunk.map((x) => x.input), blinded, response.body.evaluated.map((h) => hexToBytes(h)), hexToBytes(response.body.proof), party.oprfPublicKey!, info);
         tokens.forEach((tk, i) => { if (engine.datasets.hasToken(chunk[i]!.datasetId, field, tk)) results.set(chunk[i]!.claimId, 'yes'); });

@@ -1,5 +1,5 @@
 /**
- * Auditor replay of scoring jobs (issue 6): an untouched job replays `match` at every step; altering one stored
+ * Auditor replay of scoring jobs: an untouched job replays `match` at every step; altering one stored
  * column blob, the escrowed mask seed or one weight of the registered model makes the replay report `mismatch` at the
  * right step; a purged re-randomizer is reported `missing`, not `mismatch`.
  */
@@ -193,7 +193,7 @@ describe('access report', () => {
 
 describe('audit replay over the network', () => {
   it("the auditor's client replays each job on its own replica (verified ledger, bundle rows, hash-checked blobs) with the same steps and results", async () => {
-    const { EngineServer } = await import('../../../api/server.ts');
+    const { EngineServer } = await import('../../../api/server/index.ts');
     const { Client, replayRemote, jobsOf } = await import('../../../api/client.ts');
     const { ed25519KeyPair } = await import('../../../core/sign.ts');
     const server = new EngineServer({ engine: sh.engine, adminPublicKey: ed25519KeyPair().publicKey });

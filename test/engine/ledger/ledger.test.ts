@@ -1,4 +1,4 @@
-// The Ledger class (DESIGN §8): appends, C2SP checkpoints that never contradict an earlier one, RFC 9162 proofs
+// The Ledger class (docs/design.md §8): appends, C2SP checkpoints that never contradict an earlier one, RFC 9162 proofs
 // checked with merkle.ts, verify() locating tampering, and the per-USCC access report.
 import { DatabaseSync } from 'node:sqlite';
 import { ed25519 } from '@noble/curves/ed25519.js';

@@ -1,5 +1,5 @@
 /**
- * A long job does not grow memory (issue 7): scoring jobs over 50 blocks (409 600 rows, one consented subject per
+ * A long job does not grow memory: scoring jobs over 50 blocks (409 600 rows, one consented subject per
  * block), sampling after every block each worker's SEAL WebAssembly memory (engine pool and the provider's pool, where
  * the custodian decrypts) and the process RSS (after a main-thread GC). WASM memory must not grow at all after the
  * first 10 blocks (it never shrinks, so any leaked ciphertext, plaintext or key would show as growth). RSS is judged

@@ -1,5 +1,5 @@
 /**
- * Multi-provider scoring (DESIGN §5, engine/protocols/score.ts), asserted as a protocol: encrypted == plaintext for
+ * Multi-provider scoring (docs/design.md §5, engine/protocols/score.ts), asserted as a protocol: encrypted == plaintext for
  * every row (exact score strings from models/plain.ts on the same CSV cells), the per-subject consent statuses, the
  * block boundaries (0, 1, 8192, 8193+ subjects), and each party's view — the custodian sees uniform residues and
  * never a partial sum, the bank gets nothing for refused subjects and cannot open boxes sealed to someone else, the

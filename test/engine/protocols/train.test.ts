@@ -1,5 +1,5 @@
 /**
- * Joint training (联合建模, DESIGN §5) over the real protocol: the gradients the engine gets from masked `sum`
+ * Joint training (联合建模, docs/design.md §5) over the real protocol: the gradients the engine gets from masked `sum`
  * decryptions equal, exactly and iteration by iteration, the integers of the same fixed-point Taylor-LR on plaintext;
  * the cohort minimum, consent exclusions and views are asserted.
  */
@@ -11,7 +11,8 @@ import { Safehouse } from '../../../api/embedded.ts';
 import { generateDemo, type DemoData } from '../../../api/demo-data.ts';
 import { mulberry32 } from '../../../core/rng.ts';
 import { oneHot } from '../../../api/train-run.ts';
-import { trainPlainFixed, trainOptions, toScorecard } from '../../../models/train.ts';
+import { trainPlainFixed, trainOptions } from '../../../models/train.ts';
+import { toScorecard } from '../../../models/export.ts';
 import { evaluatePlain } from '../../../models/plain.ts';
 import type { CustodianView } from '../../../engine/custodian/messages.ts';
 import type { ProviderTable } from '../../../engine/provider/table.ts';
@@ -207,7 +208,7 @@ describe('train: standardized raw features (published mean/std) → a linear mod
   it('gradients equal the plaintext fixed-point ones exactly; the exported linear model scores as is with AUC within 0.01 of plaintext', async () => {
     const { germanSplit } = await import('../../../models/german.ts');
     const { runTrain } = await import('../../../api/train-run.ts');
-    const { STD_BITS, STD_CLIP } = await import('../../../models/train.ts');
+    const { STD_BITS, STD_CLIP } = await import('../../../models/features.ts');
     const gc = germanSplit({ seed: 7, providers: 1 });
     const p = gc.providers[0]!;
     // The first provider id may exist from the two-provider test; re-ingest gives this split's table as the current one.

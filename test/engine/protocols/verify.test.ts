@@ -1,5 +1,5 @@
 /**
- * Data verification (数据核验, DESIGN §5, engine/protocols/verify.ts) asserted as a protocol: every claim op against
+ * Data verification (数据核验, docs/design.md §5, engine/protocols/verify.ts) asserted as a protocol: every claim op against
  * the plaintext predicate (models/plain.ts `claimPlain`) on random data with rows at the field bounds and thresholds
  * at, around and outside them; the per-claim results (no_data, refused:<status>, over_budget and the budget ledger);
  * refusals before any work; the DLEQ proof and the custodian's per-claim evaluation counts; and each party's view —
