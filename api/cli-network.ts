@@ -12,17 +12,54 @@ import { toScorecard, toLinear } from '../models/export.ts';
 import { trainOptions } from '../models/train.ts';
 import { trainTestSplit } from '../models/german.ts';
 import { toCsv } from '../core/csv.ts';
-import { need, list, readJson, readText, progressBar, subjectsOf, grantsOf, claimsOf, trainInputsOf, featuresOf, numOpt, type Opts } from './cli-args.ts';
+import {
+  need,
+  list,
+  readJson,
+  readText,
+  progressBar,
+  subjectsOf,
+  grantsOf,
+  claimsOf,
+  trainInputsOf,
+  featuresOf,
+  numOpt,
+  type Opts,
+} from './cli-args.ts';
 import { EngineServer, adminKey } from './server/index.ts';
 import { startCustodian } from './custodian-process.ts';
 import { keygen, keygenEnterprises, readPublic } from './keys.ts';
-import { replayRemote, jobsOf, clientFor, registerParties, ProviderClient, registerModel, score, verify, train, grantConsents, revokeConsents, enterpriseKeys, auditVerify, accessReport } from './client.ts';
+import {
+  replayRemote,
+  jobsOf,
+  clientFor,
+  registerParties,
+  ProviderClient,
+  registerModel,
+  score,
+  verify,
+  train,
+  grantConsents,
+  revokeConsents,
+  enterpriseKeys,
+  auditVerify,
+  accessReport,
+} from './client.ts';
 import type { Role } from './wallet.ts';
 
 export const NETWORK_OPTIONS = {
-  server: { type: 'string' }, as: { type: 'string' }, key: { type: 'string' }, public: { type: 'string' },
-  keys: { type: 'string' }, engine: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' },
-  ids: { type: 'string' }, 'engine-key': { type: 'string' }, 'pool-size': { type: 'string' }, state: { type: 'string' },
+  server: { type: 'string' },
+  as: { type: 'string' },
+  key: { type: 'string' },
+  public: { type: 'string' },
+  keys: { type: 'string' },
+  engine: { type: 'string' },
+  port: { type: 'string' },
+  host: { type: 'string' },
+  ids: { type: 'string' },
+  'engine-key': { type: 'string' },
+  'pool-size': { type: 'string' },
+  state: { type: 'string' },
 } as const;
 
 export const NETWORK_USAGE = `
@@ -39,7 +76,10 @@ Network mode (each party in its own place; servers bind 127.0.0.1 unless --host 
 
 function port(o: Opts): number {
   const p = Number(need(o, 'port'));
-  if (!Number.isInteger(p) || p < 0 || p > 65535) throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--port" expected 0..65535, got ${o.port}`, { option: 'port' });
+  if (!Number.isInteger(p) || p < 0 || p > 65535)
+    throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--port" expected 0..65535, got ${o.port}`, {
+      option: 'port',
+    });
   return p;
 }
 
@@ -59,22 +99,39 @@ export async function runNetworkCommand(key: string, o: Opts, home: string): Pro
   if (key === 'serve') {
     const engine = Engine.open({ home, create: true, ...(o['pool-size'] ? { poolSize: Number(o['pool-size']) } : {}) });
     const admin = adminKey(home);
-    const server = new EngineServer({ engine, adminPublicKey: admin.publicKey, log: (l) => process.stderr.write(l + '\n') });
+    const server = new EngineServer({
+      engine,
+      adminPublicKey: admin.publicKey,
+      log: (l) => process.stderr.write(l + '\n'),
+    });
     const url = await server.listen(port(o), (o.host as string | undefined) ?? '127.0.0.1');
-    out(`safehouse engine listening on ${url} (parameters ${engine.params.id}; admin key ${admin.path}; OpenAPI ${url}/docs)`);
+    out(
+      `safehouse engine listening on ${url} (parameters ${engine.params.id}; admin key ${admin.path}; OpenAPI ${url}/docs)`,
+    );
     return untilSignal(async () => {
       await server.close();
       await engine.close();
     });
   }
   if (key === 'custodian') {
-    const c = await startCustodian({ ...(o.provider ? { provider: o.provider as string } : {}), keysDir: resolve(need(o, 'keys')), engine: need(o, 'engine'), port: port(o), ...(o.host ? { host: o.host as string } : {}), ...(o['engine-key'] ? { engineKey: o['engine-key'] as string } : {}) });
+    const c = await startCustodian({
+      ...(o.provider ? { provider: o.provider as string } : {}),
+      keysDir: resolve(need(o, 'keys')),
+      engine: need(o, 'engine'),
+      port: port(o),
+      ...(o.host ? { host: o.host as string } : {}),
+      ...(o['engine-key'] ? { engineKey: o['engine-key'] as string } : {}),
+    });
     out(`custodian of ${o.provider ?? 'provider'} listening on ${c.url}, registered with ${o.engine}`);
     return untilSignal(c.close);
   }
   if (key === 'keygen') {
     const role = need(o, 'role') as Role;
-    if (!['provider', 'bank', 'enterprise', 'auditor'].includes(role)) throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--role" expected provider|bank|enterprise|auditor, got ${role}`);
+    if (!['provider', 'bank', 'enterprise', 'auditor'].includes(role))
+      throw new SafehouseError(
+        'SH_ERR_INVALID_ARGUMENT',
+        `"--role" expected provider|bank|enterprise|auditor, got ${role}`,
+      );
     if (o.ids) {
       if (role !== 'enterprise') throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', '"--ids" is for enterprises');
       const pubs = keygenEnterprises(list(readText(o.ids as string, 'ids'), /\r?\n/), resolve(need(o, 'out')));
@@ -100,7 +157,8 @@ export async function runNetworkCommand(key: string, o: Opts, home: string): Pro
     case 'provider ingest': {
       const p = new ProviderClient(server, resolve(need(o, 'key')));
       try {
-        if (as !== undefined && as !== p.client.id) fail('SH_ERR_INVALID_ARGUMENT', `"--as" ${as} does not match the key directory's party ${p.client.id}`);
+        if (as !== undefined && as !== p.client.id)
+          fail('SH_ERR_INVALID_ARGUMENT', `"--as" ${as} does not match the key directory's party ${p.client.id}`);
         const r = await p.ingest(readJson(need(o, 'schema'), 'schema'), readText(need(o, 'csv'), 'csv'));
         out(`ingested ${r.subjects} subjects in ${r.blocks} block(s) as dataset ${r.datasetId} (version ${r.version})`);
       } finally {
@@ -125,8 +183,22 @@ export async function runNetworkCommand(key: string, o: Opts, home: string): Pro
     }
     case 'score': {
       const outFile = need(o, 'out');
-      const { jobId, rows } = await score(clientFor(server, as, need(o, 'key')), need(o, 'model'), need(o, 'purpose'), subjectsOf(o), (p) => { if (p.phase === 'compute') progressBar('scoring blocks', p.done, p.total); });
-      writeFileSync(resolve(outFile), toCsv(['uscc', 'status', 'score'], rows.map((r) => [r.uscc, r.status, r.score])));
+      const { jobId, rows } = await score(
+        clientFor(server, as, need(o, 'key')),
+        need(o, 'model'),
+        need(o, 'purpose'),
+        subjectsOf(o),
+        (p) => {
+          if (p.phase === 'compute') progressBar('scoring blocks', p.done, p.total);
+        },
+      );
+      writeFileSync(
+        resolve(outFile),
+        toCsv(
+          ['uscc', 'status', 'score'],
+          rows.map((r) => [r.uscc, r.status, r.score]),
+        ),
+      );
       const ok = rows.filter((r) => r.status === 'OK').length;
       out(`job ${jobId}: ${ok} scored, ${rows.length - ok} refused → ${outFile}`);
       return 0;
@@ -135,7 +207,13 @@ export async function runNetworkCommand(key: string, o: Opts, home: string): Pro
       const claims = claimsOf(o);
       const outFile = need(o, 'out');
       const { jobId, results } = await verify(clientFor(server, as, need(o, 'key')), need(o, 'purpose'), claims);
-      writeFileSync(resolve(outFile), toCsv(['claim_id', 'result'], claims.map((c) => [c.claimId, results.get(c.claimId) ?? ''])));
+      writeFileSync(
+        resolve(outFile),
+        toCsv(
+          ['claim_id', 'result'],
+          claims.map((c) => [c.claimId, results.get(c.claimId) ?? '']),
+        ),
+      );
       const counts: Record<string, number> = {};
       for (const r of results.values()) counts[r] = (counts[r] ?? 0) + 1;
       out(`job ${jobId}: ${claims.length} claims ${JSON.stringify(counts)} → ${outFile}`);
@@ -148,31 +226,72 @@ export async function runNetworkCommand(key: string, o: Opts, home: string): Pro
       const { provider, fields, others, labels } = trainInputsOf(o);
       const outFile = need(o, 'out');
       const modelId = (o['model-id'] as string | undefined) ?? outFile.replace(/^.*[\\/]/, '').replace(/\.json$/i, '');
-      const { train: trainSet, test } = trainTestSplit([...labels.keys()], labels, { seed: numOpt(o, 'seed') ?? 42, testFraction: 0.3 });
+      const { train: trainSet, test } = trainTestSplit([...labels.keys()], labels, {
+        seed: numOpt(o, 'seed') ?? 42,
+        testFraction: 0.3,
+      });
       const iterations = numOpt(o, 'iterations');
       const features = featuresOf(o);
       const t0 = performance.now();
       const outcome = await train(bank, {
-        provider, purpose: need(o, 'purpose'), fields, ...(others.length ? { others } : {}), subjects: trainSet, labels, bins: numOpt(o, 'bins') ?? 5,
-        ...(features ? { features } : {}), ...(iterations !== undefined ? { options: { iterations } } : {}),
-        ...(o.json ? {} : { onProgress: (p: { phase: string; done: number; total: number }) => { if (p.phase === 'iterate') progressBar('training', p.done, p.total); } }),
+        provider,
+        purpose: need(o, 'purpose'),
+        fields,
+        ...(others.length ? { others } : {}),
+        subjects: trainSet,
+        labels,
+        bins: numOpt(o, 'bins') ?? 5,
+        ...(features ? { features } : {}),
+        ...(iterations !== undefined ? { options: { iterations } } : {}),
+        ...(o.json
+          ? {}
+          : {
+              onProgress: (p: { phase: string; done: number; total: number }) => {
+                if (p.phase === 'iterate') progressBar('training', p.done, p.total);
+              },
+            }),
       });
       const opts = trainOptions(iterations !== undefined ? { iterations } : {});
       const pdo = numOpt(o, 'pdo');
-      const model = features === 'standardized' ? toLinear(modelId, outcome.bins, outcome.model, opts.scaleBits)
-        : toScorecard(modelId, outcome.bins, outcome.model, opts.scaleBits, pdo !== undefined ? { pdo, baseScore: numOpt(o, 'base-score') ?? 600, baseOdds: numOpt(o, 'base-odds') ?? 50 } : undefined);
+      const model =
+        features === 'standardized'
+          ? toLinear(modelId, outcome.bins, outcome.model, opts.scaleBits)
+          : toScorecard(
+              modelId,
+              outcome.bins,
+              outcome.model,
+              opts.scaleBits,
+              pdo !== undefined
+                ? { pdo, baseScore: numOpt(o, 'base-score') ?? 600, baseOdds: numOpt(o, 'base-odds') ?? 50 }
+                : undefined,
+            );
       writeFileSync(resolve(outFile), JSON.stringify(model, null, 2) + '\n');
       writeFileSync(resolve(`${outFile}.holdout.txt`), test.join('\n') + '\n');
-      const summary = { jobId: outcome.jobId, model: model.id, iterations: outcome.iterations, cohort: outcome.cohort, excluded: Object.keys(outcome.excluded).length, holdout: test.length, seconds: Number(((performance.now() - t0) / 1000).toFixed(3)) };
-      out(o.json ? JSON.stringify(summary) : `job ${outcome.jobId}: ${outcome.iterations} iterations on ${outcome.cohort} subjects → ${outFile} (hold-out subjects → ${outFile}.holdout.txt)`);
+      const summary = {
+        jobId: outcome.jobId,
+        model: model.id,
+        iterations: outcome.iterations,
+        cohort: outcome.cohort,
+        excluded: Object.keys(outcome.excluded).length,
+        holdout: test.length,
+        seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
+      };
+      out(
+        o.json
+          ? JSON.stringify(summary)
+          : `job ${outcome.jobId}: ${outcome.iterations} iterations on ${outcome.cohort} subjects → ${outFile} (hold-out subjects → ${outFile}.holdout.txt)`,
+      );
       return 0;
     }
     case 'consent grant': {
       const grants = grantsOf(o);
       const keyOf = enterpriseKeys(resolve(need(o, 'key')));
-      if (as !== undefined && grants.some((g) => g.subject !== as)) fail('SH_ERR_FORBIDDEN', `--as ${as} may grant its own consents only`);
+      if (as !== undefined && grants.some((g) => g.subject !== as))
+        fail('SH_ERR_FORBIDDEN', `--as ${as} may grant its own consents only`);
       const signed = await grantConsents(server, grants, keyOf);
-      if (signed.length <= 20) for (const c of signed) out(`${c.statement.id} ${c.statement.subject} → ${c.statement.grantee} until ${c.statement.notAfter}`);
+      if (signed.length <= 20)
+        for (const c of signed)
+          out(`${c.statement.id} ${c.statement.subject} → ${c.statement.grantee} until ${c.statement.notAfter}`);
       else out(`granted ${signed.length} consents`);
       return 0;
     }
@@ -187,7 +306,10 @@ export async function runNetworkCommand(key: string, o: Opts, home: string): Pro
       const r = await accessReport(ent, o['engine-key'] as string | undefined);
       if (o.json) out(JSON.stringify(r));
       else {
-        for (const e of r.entries) out(`${e.at} #${e.index} ${e.what === 'job' ? `${e.operation} job ${e.jobId} by ${e.bank} for ${e.purpose} → ${e.outcome}` : e.what === 'consent' ? `consent ${e.consentId} to ${e.bank} for ${e.purpose}` : `revocation of ${e.consentId}`}`);
+        for (const e of r.entries)
+          out(
+            `${e.at} #${e.index} ${e.what === 'job' ? `${e.operation} job ${e.jobId} by ${e.bank} for ${e.purpose} → ${e.outcome}` : e.what === 'consent' ? `consent ${e.consentId} to ${e.bank} for ${e.purpose}` : `revocation of ${e.consentId}`}`,
+          );
         out(`${r.entries.length} entries, each proven included in the signed checkpoint of ${r.size} entries`);
       }
       return 0;
@@ -195,31 +317,46 @@ export async function runNetworkCommand(key: string, o: Opts, home: string): Pro
     case 'audit replay': {
       // On the auditor's machine: verified ledger + the job's bundle + blobs → a local replica → the same replay.
       const auditor = clientFor(server, as, need(o, 'key'));
-      const ids = o.all ? await jobsOf(auditor, numOpt(o, 'since') ?? 0, o['engine-key'] as string | undefined) : [need(o, 'job')];
+      const ids = o.all
+        ? await jobsOf(auditor, numOpt(o, 'since') ?? 0, o['engine-key'] as string | undefined)
+        : [need(o, 'job')];
       const reports = [];
       for (const [i, id] of ids.entries()) {
         reports.push(await replayRemote(auditor, id, o['engine-key'] ? { engineKey: o['engine-key'] as string } : {}));
         if (o.all && !o.json) progressBar('replaying jobs', i + 1, ids.length);
       }
       if (o.json) out(JSON.stringify(reports));
-      else for (const r of reports) {
-        out(`${r.jobId} (${r.kind}): ${r.ok ? 'all steps match' : 'NOT ALL MATCH'}`);
-        for (const st of r.steps) if (!o.all || st.status !== 'match') out(`  ${st.status.padEnd(8)} ${st.step}${st.detail ? ` — ${st.detail}` : ''}`);
-      }
+      else
+        for (const r of reports) {
+          out(`${r.jobId} (${r.kind}): ${r.ok ? 'all steps match' : 'NOT ALL MATCH'}`);
+          for (const st of r.steps)
+            if (!o.all || st.status !== 'match')
+              out(`  ${st.status.padEnd(8)} ${st.step}${st.detail ? ` — ${st.detail}` : ''}`);
+        }
       return reports.some((r) => r.steps.some((st) => st.status === 'mismatch')) ? 1 : 0;
     }
     case 'audit verify': {
       const keyFile = need(o, 'key');
-      const r = await auditVerify(clientFor(server, as, keyFile), o['engine-key'] as string | undefined, resolve((o.state as string | undefined) ?? `${keyFile}.checkpoint.json`));
+      const r = await auditVerify(
+        clientFor(server, as, keyFile),
+        o['engine-key'] as string | undefined,
+        resolve((o.state as string | undefined) ?? `${keyFile}.checkpoint.json`),
+      );
       if (r.ok) {
-        out(`ledger intact: ${r.size} entries, ${r.checkpoints} signed checkpoints, root ${r.root} (verified on the auditor's side${r.consistentWith !== undefined ? `; consistent with the checkpoint of ${r.consistentWith} seen before` : ''})`);
+        out(
+          `ledger intact: ${r.size} entries, ${r.checkpoints} signed checkpoints, root ${r.root} (verified on the auditor's side${r.consistentWith !== undefined ? `; consistent with the checkpoint of ${r.consistentWith} seen before` : ''})`,
+        );
         return 0;
       }
-      process.stderr.write(`${r.code}: ledger check failed at ${r.index !== undefined ? `entry ${r.index}` : `checkpoint ${r.checkpointSize}`}: ${r.reason}\n`);
+      process.stderr.write(
+        `${r.code}: ledger check failed at ${r.index !== undefined ? `entry ${r.index}` : `checkpoint ${r.checkpointSize}`}: ${r.reason}\n`,
+      );
       return 2;
     }
     default:
-      throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `command ${JSON.stringify(key)} has no client mode; see safehouse --help`);
+      throw new SafehouseError(
+        'SH_ERR_INVALID_ARGUMENT',
+        `command ${JSON.stringify(key)} has no client mode; see safehouse --help`,
+      );
   }
 }
-

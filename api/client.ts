@@ -38,8 +38,22 @@ import type { PartyKeys } from './wallet.ts';
 import type { ConsentGrant } from './embedded.ts';
 import type { AccessEntry, AccessReport } from '../engine/audit/report.ts';
 
-export interface ServerInfo { paramsId: string; slots: number; t: string; engine: { ed25519: string }; policy: Policy; ledgerOrigin: string }
-export interface JobView { jobId: string; kind: string; status: string; progress: { phase: string; done: number; total: number } | null; error: { code: string; message: string; details: Record<string, string | number | boolean> } | null; plan?: Pick<TrainPlan, 'jobId' | 'provider' | 'features' | 'options' | 'cohort' | 'excluded'> }
+export interface ServerInfo {
+  paramsId: string;
+  slots: number;
+  t: string;
+  engine: { ed25519: string };
+  policy: Policy;
+  ledgerOrigin: string;
+}
+export interface JobView {
+  jobId: string;
+  kind: string;
+  status: string;
+  progress: { phase: string; done: number; total: number } | null;
+  error: { code: string; message: string; details: Record<string, string | number | boolean> } | null;
+  plan?: Pick<TrainPlan, 'jobId' | 'provider' | 'features' | 'options' | 'cohort' | 'excluded'>;
+}
 
 /** A signed HTTP client for one party. */
 export class Client {
@@ -66,7 +80,12 @@ export class Client {
     } catch (err) {
       // A pooled keep-alive socket reset before the request went out (e.g. the server closed it after refusing an
       // oversized body): send once more, freshly signed. A replayed job submission is refused as already existing.
-      if ((err as { code?: string }).code === 'SH_ERR_UNAVAILABLE' && /ECONNRESET|UND_ERR_SOCKET|other side closed/.test(String((err as { cause?: { cause?: unknown } }).cause?.cause ?? ''))) {
+      if (
+        (err as { code?: string }).code === 'SH_ERR_UNAVAILABLE' &&
+        /ECONNRESET|UND_ERR_SOCKET|other side closed/.test(
+          String((err as { cause?: { cause?: unknown } }).cause?.cause ?? ''),
+        )
+      ) {
         return this.callOnce<T>(method, path, payload);
       }
       throw err;
@@ -77,7 +96,11 @@ export class Client {
     const url = new URL(path, this.base);
     const binary = payload instanceof Uint8Array;
     const body = payload === undefined ? undefined : binary ? payload : new TextEncoder().encode(toJson(payload));
-    const headers: Record<string, string> = signRequest({ method, url: url.href, authority: url.host, ...(body ? { body } : {}) }, this.keys.id, this.keys.ed25519.secretKey);
+    const headers: Record<string, string> = signRequest(
+      { method, url: url.href, authority: url.host, ...(body ? { body } : {}) },
+      this.keys.id,
+      this.keys.ed25519.secretKey,
+    );
     if (body) headers['content-type'] = binary ? 'application/octet-stream' : 'application/json';
     let res: Response;
     try {
@@ -93,8 +116,14 @@ export class Client {
       json = undefined;
     }
     if (!res.ok) {
-      const e = (json ?? {}) as { code?: string; message?: string; details?: Record<string, string | number | boolean> };
-      const code = (e.code && e.code in ERRORS ? e.code : res.status === 429 ? 'SH_ERR_RATE_LIMITED' : 'SH_ERR_INTERNAL') as ErrorCode;
+      const e = (json ?? {}) as {
+        code?: string;
+        message?: string;
+        details?: Record<string, string | number | boolean>;
+      };
+      const code = (
+        e.code && e.code in ERRORS ? e.code : res.status === 429 ? 'SH_ERR_RATE_LIMITED' : 'SH_ERR_INTERNAL'
+      ) as ErrorCode;
       throw new SafehouseError(code, e.message ?? `${method} ${path} answered ${res.status}`, e.details ?? {});
     }
     return json as T;
@@ -107,12 +136,27 @@ export class Client {
   /** GET an `application/octet-stream` body (blobs). */
   async getBytes(path: string): Promise<Uint8Array> {
     const url = new URL(path, this.base);
-    const headers = signRequest({ method: 'GET', url: url.href, authority: url.host }, this.keys.id, this.keys.ed25519.secretKey);
-    const res = await fetch(url, { headers }).catch((err: unknown) => fail('SH_ERR_UNAVAILABLE', `cannot reach ${url.origin}`, {}, err));
+    const headers = signRequest(
+      { method: 'GET', url: url.href, authority: url.host },
+      this.keys.id,
+      this.keys.ed25519.secretKey,
+    );
+    const res = await fetch(url, { headers }).catch((err: unknown) =>
+      fail('SH_ERR_UNAVAILABLE', `cannot reach ${url.origin}`, {}, err),
+    );
     const bytes = new Uint8Array(await res.arrayBuffer());
     if (!res.ok) {
-      const e = (() => { try { return JSON.parse(new TextDecoder().decode(bytes)) as { code?: string; message?: string }; } catch { return {}; } })();
-      throw new SafehouseError((e.code && e.code in ERRORS ? e.code : 'SH_ERR_INTERNAL') as ErrorCode, e.message ?? `GET ${path} answered ${res.status}`);
+      const e = (() => {
+        try {
+          return JSON.parse(new TextDecoder().decode(bytes)) as { code?: string; message?: string };
+        } catch {
+          return {};
+        }
+      })();
+      throw new SafehouseError(
+        (e.code && e.code in ERRORS ? e.code : 'SH_ERR_INTERNAL') as ErrorCode,
+        e.message ?? `GET ${path} answered ${res.status}`,
+      );
     }
     return bytes;
   }
@@ -128,7 +172,10 @@ export class Client {
     this.infoCache ??= fetch(new URL('/v1/info', this.base))
       .catch((err: unknown) => fail('SH_ERR_UNAVAILABLE', `cannot reach ${this.base.origin}`, {}, err))
       .then(async (res) => fromJson(await res.text()) as ServerInfo)
-      .catch((err: unknown) => { this.infoCache = undefined; throw err; });
+      .catch((err: unknown) => {
+        this.infoCache = undefined;
+        throw err;
+      });
     return this.infoCache;
   }
 
@@ -137,16 +184,29 @@ export class Client {
   }
 
   /** Poll a job until it is done (or needs the bank), reporting progress; bounded by `timeoutMs`. */
-  async waitJob(jobId: string, opts: { until?: string[]; onProgress?: (p: { phase: string; done: number; total: number }) => void; timeoutMs?: number } = {}): Promise<JobView> {
+  async waitJob(
+    jobId: string,
+    opts: {
+      until?: string[];
+      onProgress?: (p: { phase: string; done: number; total: number }) => void;
+      timeoutMs?: number;
+    } = {},
+  ): Promise<JobView> {
     const until = opts.until ?? ['done'];
     const deadline = Date.now() + (opts.timeoutMs ?? 6 * 3600_000);
     let delay = 50;
     for (;;) {
       const v = await this.get<JobView>(`/v1/bank/jobs/${encodeURIComponent(jobId)}`);
       if (v.progress) opts.onProgress?.(v.progress);
-      if (v.status === 'failed' && v.error) throw new SafehouseError((v.error.code in ERRORS ? v.error.code : 'SH_ERR_INTERNAL') as ErrorCode, v.error.message, v.error.details);
+      if (v.status === 'failed' && v.error)
+        throw new SafehouseError(
+          (v.error.code in ERRORS ? v.error.code : 'SH_ERR_INTERNAL') as ErrorCode,
+          v.error.message,
+          v.error.details,
+        );
       if (until.includes(v.status)) return v;
-      if (Date.now() > deadline) fail('SH_ERR_UNAVAILABLE', `job ${jobId} did not finish in time (last status ${v.status})`, { job: jobId });
+      if (Date.now() > deadline)
+        fail('SH_ERR_UNAVAILABLE', `job ${jobId} did not finish in time (last status ${v.status})`, { job: jobId });
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(500, delay * 2);
     }
@@ -155,12 +215,16 @@ export class Client {
 
 export function clientFor(server: string, as: string | undefined, keyPath: string): Client {
   const keys = readKeyFile(keyPath);
-  if (as !== undefined && as !== keys.id) fail('SH_ERR_INVALID_ARGUMENT', `"--as" ${as} does not match the key file's party ${keys.id}`, { option: 'as' });
+  if (as !== undefined && as !== keys.id)
+    fail('SH_ERR_INVALID_ARGUMENT', `"--as" ${as} does not match the key file's party ${keys.id}`, { option: 'as' });
   return new Client(server, keys);
 }
 
 export function newJobId(kind: string): string {
-  return `${kind}_${new Date().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}_${randomBytes(4).toString('hex')}`;
+  return `${kind}_${new Date()
+    .toISOString()
+    .replace(/[-:.TZ]/g, '')
+    .slice(0, 14)}_${randomBytes(4).toString('hex')}`;
 }
 
 // ---------------------------------------------------------------- admin
@@ -170,7 +234,9 @@ export async function registerParties(admin: Client, pubs: readonly PublicKeys[]
   const others = pubs.filter((p) => p.role !== 'enterprise');
   for (const p of others) await admin.post('/v1/admin/parties', p);
   for (let i = 0; i < enterprises.length; i += 5000) {
-    await admin.post('/v1/admin/enterprises', { enterprises: enterprises.slice(i, i + 5000).map((e) => ({ uscc: e.id, ed25519: e.ed25519 })) });
+    await admin.post('/v1/admin/enterprises', {
+      enterprises: enterprises.slice(i, i + 5000).map((e) => ({ uscc: e.id, ed25519: e.ed25519 })),
+    });
   }
   return pubs.map((p) => p.id);
 }
@@ -196,7 +262,19 @@ export class ProviderClient {
       this.params = paramSet((await this.client.info()).paramsId);
       const k = providerKeys(this.dir);
       this.pool = new WorkerPool({ size: 2 });
-      this.agentInstance = new ProviderAgent(k.party.id, this.params, { bfvSecretKey: k.bfvSecretKey, bfvPublicKey: k.bfvPublicKey, ed25519SecretKey: k.party.ed25519.secretKey, ed25519PublicKey: k.party.ed25519.publicKey, oprfSecretKey: k.oprfSecretKey, oprfPublicKey: k.oprfPublicKey }, this.pool);
+      this.agentInstance = new ProviderAgent(
+        k.party.id,
+        this.params,
+        {
+          bfvSecretKey: k.bfvSecretKey,
+          bfvPublicKey: k.bfvPublicKey,
+          ed25519SecretKey: k.party.ed25519.secretKey,
+          ed25519PublicKey: k.party.ed25519.publicKey,
+          oprfSecretKey: k.oprfSecretKey,
+          oprfPublicKey: k.oprfPublicKey,
+        },
+        this.pool,
+      );
     }
     return this.agentInstance;
   }
@@ -205,31 +283,50 @@ export class ProviderClient {
     await this.pool?.close();
   }
 
-  async ingest(schema: unknown, csvText: string): Promise<{ datasetId: string; subjects: number; blocks: number; version: number; category: string }> {
+  async ingest(
+    schema: unknown,
+    csvText: string,
+  ): Promise<{ datasetId: string; subjects: number; blocks: number; version: number; category: string }> {
     const agent = await this.agent();
     const datasetId = `${agent.id}.${(schema as { category?: string })?.category ?? 'x'}.${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
     const up = await agent.prepareUpload(schema, csvText, datasetId);
     await this.client.putBlobs(up.blobs);
-    const ds = await this.client.post<{ datasetId: string; subjects: number; blocks: number; version: number; category: string }>('/v1/provider/datasets', { manifest: up.manifest });
+    const ds = await this.client.post<{
+      datasetId: string;
+      subjects: number;
+      blocks: number;
+      version: number;
+      category: string;
+    }>('/v1/provider/datasets', { manifest: up.manifest });
     writeSecret(join(this.dir, `${ds.category}.json`), JSON.stringify(up.table));
     return ds;
   }
 
   table(category: string): ProviderTable {
     const p = join(this.dir, `${category}.json`);
-    if (!existsSync(p)) fail('SH_ERR_MODEL_STALE', `provider ${this.client.id} has no local copy of its ${category} dataset in ${this.dir}`);
+    if (!existsSync(p))
+      fail(
+        'SH_ERR_MODEL_STALE',
+        `provider ${this.client.id} has no local copy of its ${category} dataset in ${this.dir}`,
+      );
     return JSON.parse(readFileSync(p, 'utf8')) as ProviderTable;
   }
 
   async approve(modelId: string): Promise<void> {
     const agent = await this.agent();
     const { spec } = await this.client.get<{ spec: ModelSpec }>(`/v1/provider/models/${encodeURIComponent(modelId)}`);
-    const { datasets } = await this.client.get<{ datasets: Array<{ id: string; category: string; fields: string[] }> }>('/v1/provider/datasets');
+    const { datasets } = await this.client.get<{ datasets: Array<{ id: string; category: string; fields: string[] }> }>(
+      '/v1/provider/datasets',
+    );
     const field = spec.terms.find((t) => t.provider === agent.id)!.field;
     const ds = datasets.find((d) => d.fields.includes(field));
     if (!ds) fail('SH_ERR_UNKNOWN_FIELD', `provider ${agent.id} has no dataset with ${field}`);
     const table = this.table(ds.category);
-    if (table.datasetId !== ds.id) fail('SH_ERR_MODEL_STALE', `provider ${agent.id}'s local table is ${table.datasetId}, the engine's current dataset is ${ds.id}`);
+    if (table.datasetId !== ds.id)
+      fail(
+        'SH_ERR_MODEL_STALE',
+        `provider ${agent.id}'s local table is ${table.datasetId}, the engine's current dataset is ${ds.id}`,
+      );
     const { policy } = await this.client.info();
     const { approval, blobs } = await agent.approve(spec, table, policy);
     await this.client.putBlobs(blobs);
@@ -239,32 +336,68 @@ export class ProviderClient {
 
 // ---------------------------------------------------------------- bank
 
-export async function registerModel(bank: Client, modelJson: unknown): Promise<{ id: string; hash: string; scale: number; bound: string }> {
+export async function registerModel(
+  bank: Client,
+  modelJson: unknown,
+): Promise<{ id: string; hash: string; scale: number; bound: string }> {
   const spec = parseModel(modelJson);
-  return bank.post('/v1/bank/models', { registration: signJson({ type: 'safehouse.model.register.v1', bank: bank.id, model: spec }, bank.id, bank.keys.ed25519.secretKey) });
+  return bank.post('/v1/bank/models', {
+    registration: signJson(
+      { type: 'safehouse.model.register.v1', bank: bank.id, model: spec },
+      bank.id,
+      bank.keys.ed25519.secretKey,
+    ),
+  });
 }
 
 type Progress = (p: { phase: string; done: number; total: number }) => void;
 
-export async function score(bank: Client, modelId: string, purpose: string, subjects: string[], onProgress?: Progress): Promise<{ jobId: string; rows: Array<{ uscc: string; status: ScoreStatus; score: string }> }> {
-  if (!bank.keys.x25519) fail('SH_ERR_PARTY_ROLE', `${bank.id}'s key file has no X25519 key (banks need one to open results)`);
+export async function score(
+  bank: Client,
+  modelId: string,
+  purpose: string,
+  subjects: string[],
+  onProgress?: Progress,
+): Promise<{ jobId: string; rows: Array<{ uscc: string; status: ScoreStatus; score: string }> }> {
+  if (!bank.keys.x25519)
+    fail('SH_ERR_PARTY_ROLE', `${bank.id}'s key file has no X25519 key (banks need one to open results)`);
   const m = await bank.get<{ hash: string }>(`/v1/bank/models/${encodeURIComponent(modelId)}`);
   const jobId = newJobId('score');
-  const signed = buildScoreRequest({ jobId, bank: bank.id, modelId, modelHash: m.hash, purpose, subjects, requestedAt: new Date().toISOString() }, bank.keys.ed25519.secretKey);
+  const signed = buildScoreRequest(
+    { jobId, bank: bank.id, modelId, modelHash: m.hash, purpose, subjects, requestedAt: new Date().toISOString() },
+    bank.keys.ed25519.secretKey,
+  );
   await bank.post('/v1/bank/jobs', { kind: 'score', request: signed });
   await bank.waitJob(jobId, onProgress ? { onProgress } : {});
   const result = await bank.get<ScoreResult>(`/v1/bank/jobs/${jobId}/result`);
   return { jobId, rows: openScoreResult(result, bank.id, bank.keys.x25519.secretKey) };
 }
 
-export async function verify(bank: Client, purpose: string, claims: readonly Claim[], onProgress?: Progress): Promise<{ jobId: string; results: Map<string, ClaimResult> }> {
-  if (!bank.keys.x25519) fail('SH_ERR_PARTY_ROLE', `${bank.id}'s key file has no X25519 key (banks need one to open results)`);
+export async function verify(
+  bank: Client,
+  purpose: string,
+  claims: readonly Claim[],
+  onProgress?: Progress,
+): Promise<{ jobId: string; results: Map<string, ClaimResult> }> {
+  if (!bank.keys.x25519)
+    fail('SH_ERR_PARTY_ROLE', `${bank.id}'s key file has no X25519 key (banks need one to open results)`);
   const jobId = newJobId('verify');
-  const { signed, openings } = buildVerifyRequest({ jobId, bank: bank.id, purpose, claims, requestedAt: new Date().toISOString() }, bank.keys.ed25519.secretKey);
+  const { signed, openings } = buildVerifyRequest(
+    { jobId, bank: bank.id, purpose, claims, requestedAt: new Date().toISOString() },
+    bank.keys.ed25519.secretKey,
+  );
   await bank.post('/v1/bank/jobs', { kind: 'verify', request: signed, openings });
   await bank.waitJob(jobId, onProgress ? { onProgress } : {});
   const result = await bank.get<VerifyResult>(`/v1/bank/jobs/${jobId}/result`);
-  return { jobId, results: openVerifyResult(result, bank.id, bank.keys.x25519.secretKey, claims.map((c) => c.claimId)) };
+  return {
+    jobId,
+    results: openVerifyResult(
+      result,
+      bank.id,
+      bank.keys.x25519.secretKey,
+      claims.map((c) => c.claimId),
+    ),
+  };
 }
 
 /**
@@ -272,16 +405,52 @@ export async function verify(bank: Client, purpose: string, claims: readonly Cla
  * labels of the cohort under the key holder's registered BFV key on the bank's side; the engine gathers the providers'
  * encrypted columns from their custodians and iterates.
  */
-export async function train(bank: Client, r: { provider: string; purpose: string; fields: string[]; others?: Array<{ provider: string; fields: string[] }>; subjects: string[]; labels: ReadonlyMap<string, 0 | 1>; bins?: number; features?: 'binned' | 'standardized'; options?: Partial<TrainOptions>; onProgress?: Progress }): Promise<TrainOutcome> {
+export async function train(
+  bank: Client,
+  r: {
+    provider: string;
+    purpose: string;
+    fields: string[];
+    others?: Array<{ provider: string; fields: string[] }>;
+    subjects: string[];
+    labels: ReadonlyMap<string, 0 | 1>;
+    bins?: number;
+    features?: 'binned' | 'standardized';
+    options?: Partial<TrainOptions>;
+    onProgress?: Progress;
+  },
+): Promise<TrainOutcome> {
   const jobId = newJobId('train');
-  const signed = buildTrainRequest({ jobId, bank: bank.id, purpose: r.purpose, provider: r.provider, fields: r.fields, ...(r.others?.length ? { others: r.others } : {}), ...(r.features ? { features: r.features } : {}), subjects: r.subjects, bins: r.bins ?? 5, options: r.options ?? {}, requestedAt: new Date().toISOString() }, bank.keys.ed25519.secretKey);
+  const signed = buildTrainRequest(
+    {
+      jobId,
+      bank: bank.id,
+      purpose: r.purpose,
+      provider: r.provider,
+      fields: r.fields,
+      ...(r.others?.length ? { others: r.others } : {}),
+      ...(r.features ? { features: r.features } : {}),
+      subjects: r.subjects,
+      bins: r.bins ?? 5,
+      options: r.options ?? {},
+      requestedAt: new Date().toISOString(),
+    },
+    bank.keys.ed25519.secretKey,
+  );
   await bank.post('/v1/bank/jobs', { kind: 'train', request: signed });
   const view = await bank.waitJob(jobId, { until: ['awaiting-labels', 'done'] });
   if (!view.plan) fail('SH_ERR_JOB_NOT_READY', `job ${jobId} has no training plan`);
   const holder = await bank.get<{ bfvPublicKey?: string }>(`/v1/parties/${encodeURIComponent(view.plan.provider)}`);
   if (!holder.bfvPublicKey) fail('SH_ERR_UNKNOWN_PARTY', `provider ${view.plan.provider} has no BFV key registered`);
   const params = paramSet((await bank.info()).paramsId);
-  const enc = await encryptLabels(params, new Uint8Array(Buffer.from(holder.bfvPublicKey, 'base64')), { ...view.plan, jobId }, r.labels, bank.id, bank.keys.ed25519.secretKey);
+  const enc = await encryptLabels(
+    params,
+    new Uint8Array(Buffer.from(holder.bfvPublicKey, 'base64')),
+    { ...view.plan, jobId },
+    r.labels,
+    bank.id,
+    bank.keys.ed25519.secretKey,
+  );
   await bank.putBlobs(enc.blobs);
   await bank.post(`/v1/bank/jobs/${jobId}/labels`, { labels: enc.signed });
   await bank.waitJob(jobId, r.onProgress ? { onProgress: r.onProgress } : {});
@@ -291,30 +460,55 @@ export async function train(bank: Client, r: { provider: string; purpose: string
 // ---------------------------------------------------------------- enterprise
 
 /** Grant consents, each signed by its enterprise with its own key (`keyOf`), one request per enterprise. */
-export async function grantConsents(server: string, grants: readonly ConsentGrant[], keyOf: (uscc: string) => PartyKeys): Promise<SignedConsent[]> {
+export async function grantConsents(
+  server: string,
+  grants: readonly ConsentGrant[],
+  keyOf: (uscc: string) => PartyKeys,
+): Promise<SignedConsent[]> {
   const bySubject = new Map<string, SignedConsent[]>();
   const out: SignedConsent[] = [];
   for (const g of grants) {
     const subject = parseUscc(g.subject);
     const k = keyOf(subject);
-    if (!Number.isFinite(g.days) || g.days <= 0) fail('SH_ERR_CONSENT_INVALID', `"days" expected a positive number, got ${g.days}`);
+    if (!Number.isFinite(g.days) || g.days <= 0)
+      fail('SH_ERR_CONSENT_INVALID', `"days" expected a positive number, got ${g.days}`);
     const nb = g.notBefore ?? new Date();
-    const c = createConsent({ subject, grantee: g.bank, purpose: g.purpose, categories: g.categories, operations: g.operations, notBefore: nb, notAfter: new Date(nb.getTime() + g.days * 86_400_000) }, k.ed25519.secretKey);
+    const c = createConsent(
+      {
+        subject,
+        grantee: g.bank,
+        purpose: g.purpose,
+        categories: g.categories,
+        operations: g.operations,
+        notBefore: nb,
+        notAfter: new Date(nb.getTime() + g.days * 86_400_000),
+      },
+      k.ed25519.secretKey,
+    );
     bySubject.set(subject, [...(bySubject.get(subject) ?? []), c]);
     out.push(c);
   }
   for (const [subject, consents] of bySubject) {
     const c = new Client(server, keyOf(subject));
-    for (let i = 0; i < consents.length; i += 1000) await c.post('/v1/enterprise/consents', { consents: consents.slice(i, i + 1000) });
+    for (let i = 0; i < consents.length; i += 1000)
+      await c.post('/v1/enterprise/consents', { consents: consents.slice(i, i + 1000) });
   }
   return out;
 }
 
 export async function revokeConsents(ent: Client, sel: { consentId?: string; bank?: string }): Promise<string[]> {
   const { consents } = await ent.get<{ consents: SignedConsent[] }>('/v1/enterprise/consents');
-  const targets = consents.filter((c) => (sel.consentId ? c.statement.id === sel.consentId : c.statement.grantee === sel.bank));
-  if (targets.length === 0) fail('SH_ERR_CONSENT_NOT_FOUND', sel.consentId ? `no consent ${sel.consentId} of ${ent.id}` : `no consent of ${ent.id} for ${sel.bank}`);
-  await ent.post('/v1/enterprise/revocations', { revocations: targets.map((t) => createRevocation(t.statement.id, ent.id, ent.keys.ed25519.secretKey, new Date())) });
+  const targets = consents.filter((c) =>
+    sel.consentId ? c.statement.id === sel.consentId : c.statement.grantee === sel.bank,
+  );
+  if (targets.length === 0)
+    fail(
+      'SH_ERR_CONSENT_NOT_FOUND',
+      sel.consentId ? `no consent ${sel.consentId} of ${ent.id}` : `no consent of ${ent.id} for ${sel.bank}`,
+    );
+  await ent.post('/v1/enterprise/revocations', {
+    revocations: targets.map((t) => createRevocation(t.statement.id, ent.id, ent.keys.ed25519.secretKey, new Date())),
+  });
   return targets.map((t) => t.statement.id);
 }
 
@@ -325,7 +519,8 @@ export function enterpriseKeys(path: string): (uscc: string) => PartyKeys {
     let k = cache.get(uscc);
     if (!k) {
       const isDir = existsSync(path) && statSync(path).isDirectory();
-      if (isDir && !existsSync(join(path, `${uscc}.key`))) fail('SH_ERR_UNKNOWN_PARTY', `no key for enterprise ${uscc} in ${path}`, { party: uscc });
+      if (isDir && !existsSync(join(path, `${uscc}.key`)))
+        fail('SH_ERR_UNKNOWN_PARTY', `no key for enterprise ${uscc} in ${path}`, { party: uscc });
       k = readKeyFile(isDir ? join(path, `${uscc}.key`) : path);
       if (k.id !== uscc) fail('SH_ERR_UNKNOWN_PARTY', `no key for enterprise ${uscc} in ${path}`, { party: uscc });
       cache.set(uscc, k);
@@ -341,17 +536,35 @@ export function enterpriseKeys(path: string): (uscc: string) => PartyKeys {
  * bodies and the RFC 6962 roots at each checkpoint size, and check each checkpoint's signature against the engine key
  * (pinned with `engineKey`, else the key in ledger entry 0 must equal the key the server announces).
  */
-export async function auditVerify(auditor: Client, engineKey?: string, state?: string): Promise<{ ok: true; size: number; checkpoints: number; root: string; consistentWith?: number } | { ok: false; code: ErrorCode; reason: string; index?: number; checkpointSize?: number }> {
+export async function auditVerify(
+  auditor: Client,
+  engineKey?: string,
+  state?: string,
+): Promise<
+  | { ok: true; size: number; checkpoints: number; root: string; consistentWith?: number }
+  | { ok: false; code: ErrorCode; reason: string; index?: number; checkpointSize?: number }
+> {
   const r = await auditVerifyOnce(auditor, engineKey);
   if (!r.ok || !state) return r;
   // The auditor keeps the last checkpoint it accepted and requires every new one to extend it (RFC 9162 §2.1.4).
   let consistentWith: number | undefined;
   if (existsSync(state)) {
     const last = JSON.parse(readFileSync(state, 'utf8')) as { size: number; root: string };
-    if (last.size > r.size) return { ok: false, code: 'SH_ERR_LEDGER_INCONSISTENT', reason: `the ledger shrank: ${r.size} entries, the last checkpoint seen had ${last.size}`, checkpointSize: last.size };
+    if (last.size > r.size)
+      return {
+        ok: false,
+        code: 'SH_ERR_LEDGER_INCONSISTENT',
+        reason: `the ledger shrank: ${r.size} entries, the last checkpoint seen had ${last.size}`,
+        checkpointSize: last.size,
+      };
     const c = await auditor.get<{ proof: string[] }>(`/v1/auditor/proofs/consistency?from=${last.size}&to=${r.size}`);
     if (!verifyConsistency(last.size, r.size, c.proof.map(hexToBytes), hexToBytes(last.root), hexToBytes(r.root))) {
-      return { ok: false, code: 'SH_ERR_LEDGER_INCONSISTENT', reason: `the ledger of ${r.size} entries is not an extension of the checkpoint of ${last.size} seen earlier`, checkpointSize: last.size };
+      return {
+        ok: false,
+        code: 'SH_ERR_LEDGER_INCONSISTENT',
+        reason: `the ledger of ${r.size} entries is not an extension of the checkpoint of ${last.size} seen earlier`,
+        checkpointSize: last.size,
+      };
     }
     consistentWith = last.size;
   }
@@ -364,20 +577,37 @@ export async function auditVerify(auditor: Client, engineKey?: string, state?: s
  * pinned), and for every entry an inclusion proof of its exact leaf body in that checkpoint's tree.
  * @throws SH_ERR_LEDGER_TAMPERED when a proof or the checkpoint does not verify
  */
-export async function accessReport(ent: Client, engineKey?: string): Promise<{ subject: string; size: number; entries: Array<Omit<AccessEntry, 'leaf' | 'proof'>> }> {
+export async function accessReport(
+  ent: Client,
+  engineKey?: string,
+): Promise<{ subject: string; size: number; entries: Array<Omit<AccessEntry, 'leaf' | 'proof'>> }> {
   const info = await ent.info();
   const r = await ent.get<AccessReport>('/v1/enterprise/report');
   const cp = verifyCheckpoint(r.checkpoint, info.ledgerOrigin, hexToBytes(engineKey ?? info.engine.ed25519));
   for (const e of r.entries) {
     const leaf = leafHash(new TextEncoder().encode(e.leaf));
-    if (!verifyInclusion(leaf, e.index, cp.size, e.proof.map(hexToBytes), cp.rootHash)) fail('SH_ERR_LEDGER_TAMPERED', `report entry ${e.index} is not included in checkpoint ${cp.size}`, { index: e.index });
+    if (!verifyInclusion(leaf, e.index, cp.size, e.proof.map(hexToBytes), cp.rootHash))
+      fail('SH_ERR_LEDGER_TAMPERED', `report entry ${e.index} is not included in checkpoint ${cp.size}`, {
+        index: e.index,
+      });
     const parsed = JSON.parse(e.leaf) as { kind?: string };
-    if (parsed.kind !== e.kind) fail('SH_ERR_LEDGER_TAMPERED', `report entry ${e.index} does not match its leaf`, { index: e.index });
+    if (parsed.kind !== e.kind)
+      fail('SH_ERR_LEDGER_TAMPERED', `report entry ${e.index} does not match its leaf`, { index: e.index });
   }
-  return { subject: r.subject, size: cp.size, entries: r.entries.map(({ leaf: _leaf, proof: _proof, ...rest }) => rest) };
+  return {
+    subject: r.subject,
+    size: cp.size,
+    entries: r.entries.map(({ leaf: _leaf, proof: _proof, ...rest }) => rest),
+  };
 }
 
-async function auditVerifyOnce(auditor: Client, engineKey?: string): Promise<{ ok: true; size: number; checkpoints: number; root: string } | { ok: false; code: ErrorCode; reason: string; index?: number; checkpointSize?: number }> {
+async function auditVerifyOnce(
+  auditor: Client,
+  engineKey?: string,
+): Promise<
+  | { ok: true; size: number; checkpoints: number; root: string }
+  | { ok: false; code: ErrorCode; reason: string; index?: number; checkpointSize?: number }
+> {
   const r = await verifiedLedger(auditor, engineKey);
   if (!r.ok) return r;
   const { bodies: _bodies, ...rest } = r;
@@ -385,44 +615,96 @@ async function auditVerifyOnce(auditor: Client, engineKey?: string): Promise<{ o
 }
 
 /** The whole ledger, each entry checked against the signed checkpoints (the auditor's own copy). */
-async function verifiedLedger(auditor: Client, engineKey?: string): Promise<{ ok: true; size: number; checkpoints: number; root: string; bodies: string[] } | { ok: false; code: ErrorCode; reason: string; index?: number; checkpointSize?: number }> {
+async function verifiedLedger(
+  auditor: Client,
+  engineKey?: string,
+): Promise<
+  | { ok: true; size: number; checkpoints: number; root: string; bodies: string[] }
+  | { ok: false; code: ErrorCode; reason: string; index?: number; checkpointSize?: number }
+> {
   const info = await auditor.info();
   const key = engineKey ?? info.engine.ed25519;
   // Checkpoints first (the server signs one at its current size), then every entry they cover.
-  const { checkpoints } = await auditor.get<{ checkpoints: Array<{ size: number; note: string }> }>('/v1/auditor/checkpoints');
+  const { checkpoints } = await auditor.get<{ checkpoints: Array<{ size: number; note: string }> }>(
+    '/v1/auditor/checkpoints',
+  );
   const target = Math.max(0, ...checkpoints.map((c) => c.size));
   const bodies: string[] = [];
   for (;;) {
-    const page = await auditor.get<{ size: number; entries: Array<{ index: number; body: string }> }>(`/v1/auditor/ledger?from=${bodies.length}&limit=10000`);
+    const page = await auditor.get<{ size: number; entries: Array<{ index: number; body: string }> }>(
+      `/v1/auditor/ledger?from=${bodies.length}&limit=10000`,
+    );
     for (const e of page.entries) {
-      if (e.index !== bodies.length) return { ok: false, code: 'SH_ERR_LEDGER_TAMPERED', reason: `entry ${bodies.length} is missing`, index: bodies.length };
+      if (e.index !== bodies.length)
+        return {
+          ok: false,
+          code: 'SH_ERR_LEDGER_TAMPERED',
+          reason: `entry ${bodies.length} is missing`,
+          index: bodies.length,
+        };
       bodies.push(e.body);
     }
     if (page.entries.length === 0 || (bodies.length >= target && bodies.length >= page.size)) break;
   }
   const first = bodies[0] ? (JSON.parse(bodies[0]) as { kind?: string; engineKey?: string }) : undefined;
-  if (first?.kind !== 'engine.initialized' || first.engineKey !== key) return { ok: false, code: 'SH_ERR_LEDGER_TAMPERED', reason: 'entry 0 does not name the engine key this auditor trusts', index: 0 };
+  if (first?.kind !== 'engine.initialized' || first.engineKey !== key)
+    return {
+      ok: false,
+      code: 'SH_ERR_LEDGER_TAMPERED',
+      reason: 'entry 0 does not name the engine key this auditor trusts',
+      index: 0,
+    };
   const hashes = bodies.map((b) => leafHash(new TextEncoder().encode(b)));
-  const roots = rootsAtSizes(hashes, checkpoints.map((c) => Math.min(c.size, hashes.length)));
+  const roots = rootsAtSizes(
+    hashes,
+    checkpoints.map((c) => Math.min(c.size, hashes.length)),
+  );
   for (const [i, c] of checkpoints.entries()) {
     let cp;
     try {
       cp = verifyCheckpoint(c.note, info.ledgerOrigin, hexToBytes(key));
     } catch (err) {
-      return { ok: false, code: 'SH_ERR_LEDGER_TAMPERED', reason: `checkpoint ${c.size}: ${(err as Error).message}`, checkpointSize: c.size };
+      return {
+        ok: false,
+        code: 'SH_ERR_LEDGER_TAMPERED',
+        reason: `checkpoint ${c.size}: ${(err as Error).message}`,
+        checkpointSize: c.size,
+      };
     }
-    if (cp.size !== c.size || c.size > hashes.length) return { ok: false, code: 'SH_ERR_LEDGER_TAMPERED', reason: `checkpoint ${c.size} covers entries that were not served`, checkpointSize: c.size };
-    if (!equalBytes(cp.rootHash, roots[i]!)) return { ok: false, code: 'SH_ERR_LEDGER_TAMPERED', reason: `checkpoint ${c.size}: the served entries do not hash to its root`, checkpointSize: c.size };
+    if (cp.size !== c.size || c.size > hashes.length)
+      return {
+        ok: false,
+        code: 'SH_ERR_LEDGER_TAMPERED',
+        reason: `checkpoint ${c.size} covers entries that were not served`,
+        checkpointSize: c.size,
+      };
+    if (!equalBytes(cp.rootHash, roots[i]!))
+      return {
+        ok: false,
+        code: 'SH_ERR_LEDGER_TAMPERED',
+        reason: `checkpoint ${c.size}: the served entries do not hash to its root`,
+        checkpointSize: c.size,
+      };
   }
   const root = rootsAtSizes(hashes, [hashes.length])[0]!;
-  return { ok: true, size: hashes.length, checkpoints: checkpoints.length, root: Buffer.from(root).toString('hex'), bodies };
+  return {
+    ok: true,
+    size: hashes.length,
+    checkpoints: checkpoints.length,
+    root: Buffer.from(root).toString('hex'),
+    bodies,
+  };
 }
 
 /** Job ids with a `job.requested` entry in the verified ledger (optionally from a ledger index on). */
 export async function jobsOf(auditor: Client, since = 0, engineKey?: string): Promise<string[]> {
   const ledger = await verifiedLedger(auditor, engineKey);
   if (!ledger.ok) throw new SafehouseError(ledger.code, `the ledger does not verify: ${ledger.reason}`);
-  return ledger.bodies.slice(since).map((b) => JSON.parse(b) as { kind: string; jobId?: string }).filter((b) => b.kind === 'job.requested').map((b) => b.jobId!);
+  return ledger.bodies
+    .slice(since)
+    .map((b) => JSON.parse(b) as { kind: string; jobId?: string })
+    .filter((b) => b.kind === 'job.requested')
+    .map((b) => b.jobId!);
 }
 
 /**
@@ -431,8 +713,13 @@ export async function jobsOf(auditor: Client, since = 0, engineKey?: string): Pr
  * names (each checked against its hash), builds a local replica data directory and runs the same replay as embedded
  * mode (engine/audit/replay.ts) with its own X25519 key for the escrowed seed.
  */
-export async function replayRemote(auditor: Client, jobId: string, opts: { engineKey?: string; dir?: string } = {}): Promise<ReplayReport> {
-  if (!auditor.keys.x25519) fail('SH_ERR_PARTY_ROLE', `${auditor.id}'s key file has no X25519 key (auditors need one to open escrowed seeds)`);
+export async function replayRemote(
+  auditor: Client,
+  jobId: string,
+  opts: { engineKey?: string; dir?: string } = {},
+): Promise<ReplayReport> {
+  if (!auditor.keys.x25519)
+    fail('SH_ERR_PARTY_ROLE', `${auditor.id}'s key file has no X25519 key (auditors need one to open escrowed seeds)`);
   const ledger = await verifiedLedger(auditor, opts.engineKey);
   if (!ledger.ok) throw new SafehouseError(ledger.code, `the ledger does not verify: ${ledger.reason}`);
   const bundle = await auditor.get<AuditBundle>(`/v1/auditor/jobs/${encodeURIComponent(jobId)}/bundle`);
@@ -447,12 +734,18 @@ export async function replayRemote(auditor: Client, jobId: string, opts: { engin
         for (const r of rows) {
           const row: Record<string, string | number | null> = r;
           const keys = Object.keys(row).filter((k) => /^[a-z][a-z0-9_]*$/.test(k));
-          const values = keys.map((k) => (table === 'tokens' && k === 'token' ? new Uint8Array(Buffer.from(String(row[k]), 'hex')) : row[k]));
-          db.prepare(`INSERT INTO ${table} (${keys.join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`).run(...values);
+          const values = keys.map((k) =>
+            table === 'tokens' && k === 'token' ? new Uint8Array(Buffer.from(String(row[k]), 'hex')) : row[k],
+          );
+          db.prepare(`INSERT INTO ${table} (${keys.join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`).run(
+            ...values,
+          );
         }
       }
       // The job's ledger entries come from the auditor's verified copy, not from the bundle.
-      const ins = db.prepare('INSERT OR REPLACE INTO ledger_entries (idx, kind, body, leaf_hash, at) VALUES (?, ?, ?, ?, ?)');
+      const ins = db.prepare(
+        'INSERT OR REPLACE INTO ledger_entries (idx, kind, body, leaf_hash, at) VALUES (?, ?, ?, ?, ?)',
+      );
       const indexJob = db.prepare('INSERT INTO ledger_jobs (job_id, idx) VALUES (?, ?)');
       ledger.bodies.forEach((body, idx) => {
         if (idx === 0 || !body.includes(JSON.stringify(jobId))) return;
@@ -468,7 +761,8 @@ export async function replayRemote(auditor: Client, jobId: string, opts: { engin
     }
     for (const hash of bundle.blobs) {
       const bytes = await auditor.getBytes(`/v1/auditor/blobs/${hash}`);
-      if (sha256Hex(bytes) !== hash) fail('SH_ERR_BLOB_CORRUPT', `blob ${hash} served by the engine does not hash to its address`);
+      if (sha256Hex(bytes) !== hash)
+        fail('SH_ERR_BLOB_CORRUPT', `blob ${hash} served by the engine does not hash to its address`);
       mirror.store.putBlob(bytes);
     }
     return await replayJob(mirror, jobId, { id: auditor.id, x25519SecretKey: auditor.keys.x25519.secretKey });

@@ -9,7 +9,17 @@
  */
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { SafehouseError, fail, ERRORS, type ErrorCode } from '../core/errors.ts';
-import type { BankJob, Custodian, DecryptRequest, DecryptResponse, TransferRequest, TransferResponse, TokenEvalRequest, TokenEvalResponse, BankClaims } from '../engine/custodian/messages.ts';
+import type {
+  BankJob,
+  Custodian,
+  DecryptRequest,
+  DecryptResponse,
+  TransferRequest,
+  TransferResponse,
+  TokenEvalRequest,
+  TokenEvalResponse,
+  BankClaims,
+} from '../engine/custodian/messages.ts';
 import type { Signed } from '../core/sign.ts';
 import { bytesToHex, hexToBytes } from '../core/sign.ts';
 import { RequestVerifier, signRequest } from './httpsig.ts';
@@ -18,22 +28,26 @@ export { b64, unb64 };
 
 const b64 = (b: Uint8Array) => Buffer.from(b).toString('base64');
 const unb64 = (s: unknown, what: string): Uint8Array => {
-  if (typeof s !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(s)) fail('SH_ERR_INVALID_ARGUMENT', `"${what}" expected base64`);
+  if (typeof s !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(s))
+    fail('SH_ERR_INVALID_ARGUMENT', `"${what}" expected base64`);
   return new Uint8Array(Buffer.from(s, 'base64'));
 };
-
 
 /** Verify a request's RFC 9421 signature by the engine and parse its JSON body (an object, poisoned keys dropped). */
 export type Authed = <T>(req: FastifyRequest) => T;
 
 /** Build (not start) the custodian server. Requests must be RFC 9421-signed by the engine key. */
-export function buildCustodianServer(custodian: Custodian, enginePublicKey: Uint8Array, opts: {
-  bodyLimit?: number;
-  /** Make a bank's registered key known to the custodian (a networked custodian fetches it from the engine's registry). */
-  resolveBank?: (bank: string) => Promise<void>;
-  /** Extra routes (the custodian process adds training-column preparation). */
-  extend?: (app: FastifyInstance, authed: Authed) => void;
-} = {}): FastifyInstance {
+export function buildCustodianServer(
+  custodian: Custodian,
+  enginePublicKey: Uint8Array,
+  opts: {
+    bodyLimit?: number;
+    /** Make a bank's registered key known to the custodian (a networked custodian fetches it from the engine's registry). */
+    resolveBank?: (bank: string) => Promise<void>;
+    /** Extra routes (the custodian process adds training-column preparation). */
+    extend?: (app: FastifyInstance, authed: Authed) => void;
+  } = {},
+): FastifyInstance {
   const app = Fastify({ bodyLimit: opts.bodyLimit ?? 8 * 1024 * 1024, logger: false });
   const verifier = new RequestVerifier({ keyOf: (id) => (id === 'engine' ? enginePublicKey : undefined) });
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
@@ -44,26 +58,46 @@ export function buildCustodianServer(custodian: Custodian, enginePublicKey: Uint
     verifier.verify({ method: req.method, url: req.url, authority: headers.host ?? '', body: raw, headers });
     let body: unknown;
     try {
-      body = raw.length ? JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw), (k, v) => (k === '__proto__' || k === 'constructor' ? undefined : v)) : {};
+      body = raw.length
+        ? JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw), (k, v) =>
+            k === '__proto__' || k === 'constructor' ? undefined : v,
+          )
+        : {};
     } catch (err) {
       return fail('SH_ERR_INVALID_ARGUMENT', 'request body is not valid JSON', {}, err);
     }
     // Handlers read members of the body: `null`, an array or a scalar would otherwise be an uncoded 500.
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) fail('SH_ERR_INVALID_ARGUMENT', 'request body must be a JSON object');
+    if (typeof body !== 'object' || body === null || Array.isArray(body))
+      fail('SH_ERR_INVALID_ARGUMENT', 'request body must be a JSON object');
     return body as T;
   };
   app.setErrorHandler((err, _req, reply) => {
     if (err instanceof SafehouseError) return reply.status(err.status).send(err.toPublic());
     const status = (err as { statusCode?: number }).statusCode;
-    if (status === 413) return reply.status(413).send({ code: 'SH_ERR_BODY_TOO_LARGE', message: 'request body too large', details: {} });
-    if (status && status >= 400 && status < 500) return reply.status(400).send({ code: 'SH_ERR_INVALID_ARGUMENT', message: 'malformed request', details: {} });
+    if (status === 413)
+      return reply.status(413).send({ code: 'SH_ERR_BODY_TOO_LARGE', message: 'request body too large', details: {} });
+    if (status && status >= 400 && status < 500)
+      return reply.status(400).send({ code: 'SH_ERR_INVALID_ARGUMENT', message: 'malformed request', details: {} });
     return reply.status(500).send({ code: 'SH_ERR_INTERNAL', message: ERRORS.SH_ERR_INTERNAL.summary, details: {} });
   });
-  app.get('/v1/custodian/info', async () => ({ provider: custodian.provider, paramsId: custodian.paramsId, bfvPublicKey: b64(custodian.bfvPublicKey), signingPublicKey: bytesToHex(custodian.signingPublicKey) }));
-  const resolveBank = async (bank: unknown) => { if (typeof bank === 'string' && opts.resolveBank) await opts.resolveBank(bank); };
+  app.get('/v1/custodian/info', async () => ({
+    provider: custodian.provider,
+    paramsId: custodian.paramsId,
+    bfvPublicKey: b64(custodian.bfvPublicKey),
+    signingPublicKey: bytesToHex(custodian.signingPublicKey),
+  }));
+  const resolveBank = async (bank: unknown) => {
+    if (typeof bank === 'string' && opts.resolveBank) await opts.resolveBank(bank);
+  };
   /** A bank-signed document from the wire: the custodian looks its signer up in the bank registry, so it must be a name. */
   const bankSigned = <T>(v: T, what: string): T => {
-    if (typeof v !== 'object' || v === null || Array.isArray(v) || typeof (v as { signer?: unknown }).signer !== 'string') fail('SH_ERR_INVALID_ARGUMENT', `"${what}" expected a signed document`);
+    if (
+      typeof v !== 'object' ||
+      v === null ||
+      Array.isArray(v) ||
+      typeof (v as { signer?: unknown }).signer !== 'string'
+    )
+      fail('SH_ERR_INVALID_ARGUMENT', `"${what}" expected a signed document`);
     return v;
   };
   app.post('/v1/custodian/jobs', async (req) => {
@@ -79,7 +113,11 @@ export function buildCustodianServer(custodian: Custodian, enginePublicKey: Uint
   });
   app.post('/v1/custodian/transfer', async (req) => {
     const b = authed(req as never) as { request: Signed<TransferRequest>; ciphertext: string; targetPublicKey: string };
-    const out = await custodian.transfer(b.request, unb64(b.ciphertext, 'ciphertext'), unb64(b.targetPublicKey, 'targetPublicKey'));
+    const out = await custodian.transfer(
+      b.request,
+      unb64(b.ciphertext, 'ciphertext'),
+      unb64(b.targetPublicKey, 'targetPublicKey'),
+    );
     return { response: out.response, ciphertext: b64(out.ciphertext) };
   });
   app.post('/v1/custodian/tokens', async (req) => {
@@ -93,7 +131,12 @@ export function buildCustodianServer(custodian: Custodian, enginePublicKey: Uint
 }
 
 /** `GET /v1/custodian/info`: who the custodian is and its public keys. */
-interface CustodianInfo { provider: string; paramsId: string; bfvPublicKey: string; signingPublicKey: string }
+interface CustodianInfo {
+  provider: string;
+  paramsId: string;
+  bfvPublicKey: string;
+  signingPublicKey: string;
+}
 
 /** Engine side: a remote custodian behind the `Custodian` interface. */
 export class HttpCustodian implements Custodian {
@@ -126,10 +169,18 @@ export class HttpCustodian implements Custodian {
     const body = new TextEncoder().encode(JSON.stringify(payload));
     const headers = signRequest({ method: 'POST', url: url.href, authority: url.host, body }, 'engine', this.engineKey);
     const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
-    const json = (await res.json()) as { code?: string; message?: string; details?: Record<string, string | number | boolean> };
+    const json = (await res.json()) as {
+      code?: string;
+      message?: string;
+      details?: Record<string, string | number | boolean>;
+    };
     if (!res.ok) {
       const code = (json.code && json.code in ERRORS ? json.code : 'SH_ERR_INTERNAL') as ErrorCode;
-      throw new SafehouseError(code, `custodian ${this.provider}: ${json.message ?? res.statusText}`, json.details ?? {});
+      throw new SafehouseError(
+        code,
+        `custodian ${this.provider}: ${json.message ?? res.statusText}`,
+        json.details ?? {},
+      );
     }
     return json as T;
   }
@@ -139,11 +190,24 @@ export class HttpCustodian implements Custodian {
   }
 
   async decrypt(request: Signed<DecryptRequest>, ciphertext: Uint8Array): Promise<Signed<DecryptResponse>> {
-    return (await this.post<{ response: Signed<DecryptResponse> }>('/v1/custodian/decrypt', { request, ciphertext: b64(ciphertext) })).response;
+    return (
+      await this.post<{ response: Signed<DecryptResponse> }>('/v1/custodian/decrypt', {
+        request,
+        ciphertext: b64(ciphertext),
+      })
+    ).response;
   }
 
-  async transfer(request: Signed<TransferRequest>, ciphertext: Uint8Array, targetPublicKey: Uint8Array): Promise<{ response: Signed<TransferResponse>; ciphertext: Uint8Array }> {
-    const out = await this.post<{ response: Signed<TransferResponse>; ciphertext: string }>('/v1/custodian/transfer', { request, ciphertext: b64(ciphertext), targetPublicKey: b64(targetPublicKey) });
+  async transfer(
+    request: Signed<TransferRequest>,
+    ciphertext: Uint8Array,
+    targetPublicKey: Uint8Array,
+  ): Promise<{ response: Signed<TransferResponse>; ciphertext: Uint8Array }> {
+    const out = await this.post<{ response: Signed<TransferResponse>; ciphertext: string }>('/v1/custodian/transfer', {
+      request,
+      ciphertext: b64(ciphertext),
+      targetPublicKey: b64(targetPublicKey),
+    });
     return { response: out.response, ciphertext: unb64(out.ciphertext, 'ciphertext') };
   }
 
@@ -151,14 +215,21 @@ export class HttpCustodian implements Custodian {
    * Ask the provider's side for its training columns of a planned job (binned one-hot or standardized, encrypted under
    * the provider's own key). The custodian checks the bank-signed request first (`openJob`).
    */
-  async trainingColumns(part: TrainingPart, request: Signed<unknown>): Promise<{ signed: Signed<TrainColumns>; blobs: Map<string, Uint8Array> }> {
-    const out = await this.post<{ signed: Signed<TrainColumns>; blobs: Record<string, string> }>('/v1/custodian/training', { part, request });
+  async trainingColumns(
+    part: TrainingPart,
+    request: Signed<unknown>,
+  ): Promise<{ signed: Signed<TrainColumns>; blobs: Map<string, Uint8Array> }> {
+    const out = await this.post<{ signed: Signed<TrainColumns>; blobs: Record<string, string> }>(
+      '/v1/custodian/training',
+      { part, request },
+    );
     const blobs = new Map<string, Uint8Array>();
     for (const [h, b] of Object.entries(out.blobs)) blobs.set(h, unb64(b, 'blob'));
     return { signed: out.signed, blobs };
   }
 
   async evaluateTokens(request: Signed<TokenEvalRequest>, bankRequest: BankClaims): Promise<Signed<TokenEvalResponse>> {
-    return (await this.post<{ response: Signed<TokenEvalResponse> }>('/v1/custodian/tokens', { request, bankRequest })).response;
+    return (await this.post<{ response: Signed<TokenEvalResponse> }>('/v1/custodian/tokens', { request, bankRequest }))
+      .response;
   }
 }

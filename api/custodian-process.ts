@@ -19,21 +19,51 @@ import { checkTrainingPart } from '../engine/protocols/train/provider.ts';
 import { Client } from './client.ts';
 import { providerKeys } from './keys.ts';
 
-export interface CustodianProcess { url: string; close(): Promise<void> }
+export interface CustodianProcess {
+  url: string;
+  close(): Promise<void>;
+}
 
-export async function startCustodian(o: { provider?: string; keysDir: string; engine: string; port: number; host?: string; engineKey?: string; poolSize?: number }): Promise<CustodianProcess> {
+export async function startCustodian(o: {
+  provider?: string;
+  keysDir: string;
+  engine: string;
+  port: number;
+  host?: string;
+  engineKey?: string;
+  poolSize?: number;
+}): Promise<CustodianProcess> {
   const k = providerKeys(o.keysDir);
   const id = k.party.id;
-  if (o.provider !== undefined && o.provider !== id) fail('SH_ERR_INVALID_ARGUMENT', `"--provider" ${o.provider} does not match the keys in ${o.keysDir} (${id})`, { option: 'provider' });
+  if (o.provider !== undefined && o.provider !== id)
+    fail('SH_ERR_INVALID_ARGUMENT', `"--provider" ${o.provider} does not match the keys in ${o.keysDir} (${id})`, {
+      option: 'provider',
+    });
   const client = new Client(o.engine, k.party);
   const info = await client.info();
-  if (o.engineKey && o.engineKey !== info.engine.ed25519) fail('SH_ERR_BAD_SIGNATURE', `the engine at ${o.engine} announces a different key than --engine-key`);
+  if (o.engineKey && o.engineKey !== info.engine.ed25519)
+    fail('SH_ERR_BAD_SIGNATURE', `the engine at ${o.engine} announces a different key than --engine-key`);
   const enginePk = hexToBytes(o.engineKey ?? info.engine.ed25519);
   const params = paramSet(info.paramsId);
   const pool = new WorkerPool({ size: o.poolSize ?? 2 });
-  const agent = new ProviderAgent(id, params, { bfvSecretKey: k.bfvSecretKey, bfvPublicKey: k.bfvPublicKey, ed25519SecretKey: k.party.ed25519.secretKey, ed25519PublicKey: k.party.ed25519.publicKey, oprfSecretKey: k.oprfSecretKey, oprfPublicKey: k.oprfPublicKey }, pool);
+  const agent = new ProviderAgent(
+    id,
+    params,
+    {
+      bfvSecretKey: k.bfvSecretKey,
+      bfvPublicKey: k.bfvPublicKey,
+      ed25519SecretKey: k.party.ed25519.secretKey,
+      ed25519PublicKey: k.party.ed25519.publicKey,
+      oprfSecretKey: k.oprfSecretKey,
+      oprfPublicKey: k.oprfPublicKey,
+    },
+    pool,
+  );
   const bankKeys = new Map<string, Uint8Array>();
-  const custodian = agent.custodian(enginePk, { logFile: join(o.keysDir, 'custodian.log'), bankKey: (b) => bankKeys.get(b) });
+  const custodian = agent.custodian(enginePk, {
+    logFile: join(o.keysDir, 'custodian.log'),
+    bankKey: (b) => bankKeys.get(b),
+  });
   const resolveBank = async (bank: string) => {
     if (bankKeys.has(bank) || !/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(bank)) return;
     try {

@@ -22,7 +22,11 @@ export const NET_BANK = 'bank_gc';
 export const NET_AUDITOR = 'auditor_pboc';
 export const NET_PURPOSE = 'model_training';
 /** Integer fields offered for verification in this scenario. */
-export const NET_VERIFY_FIELDS: Record<string, string> = { gc_duration_months: 'gc_provider', gc_credit_amount: 'gc_provider', gc_age: 'gc_provider2' };
+export const NET_VERIFY_FIELDS: Record<string, string> = {
+  gc_duration_months: 'gc_provider',
+  gc_credit_amount: 'gc_provider',
+  gc_age: 'gc_provider2',
+};
 
 export interface Scenario {
   dir: string;
@@ -45,20 +49,33 @@ export function writeScenario(dir: string, o: { claims?: number; seed?: number }
   const gc = germanSplit({ seed: 7, providers: 2 });
   const rnd = mulberry32(o.seed ?? 5);
   const providers = gc.providers.map((p) => {
-    const schema = structuredClone(p.schema) as unknown as { category: string; fields: Array<{ name: string; class: string }> };
+    const schema = structuredClone(p.schema) as unknown as {
+      category: string;
+      fields: Array<{ name: string; class: string }>;
+    };
     for (const f of schema.fields) if (f.name in NET_VERIFY_FIELDS) f.class = 'AUTH_QUERY';
     const schemaFile = join(dir, `${p.provider}.schema.json`);
     const csvFile = join(dir, `${p.provider}.csv`);
     writeFileSync(schemaFile, JSON.stringify(schema, null, 2) + '\n');
     writeFileSync(csvFile, p.csv);
-    return { provider: p.provider, schemaFile, csvFile, category: schema.category, fields: schema.fields.map((f) => f.name), csv: p.csv, schema };
+    return {
+      provider: p.provider,
+      schemaFile,
+      csvFile,
+      category: schema.category,
+      fields: schema.fields.map((f) => f.name),
+      csv: p.csv,
+      schema,
+    };
   });
   const values = new Map<string, Map<string, string>>();
   for (const p of providers) {
     const csv = parseCsv(p.csv);
     for (const row of csv.rows) {
       const m = values.get(row[0]!) ?? new Map<string, string>();
-      csv.header.forEach((h, i) => { if (i > 0) m.set(h, row[i]!); });
+      csv.header.forEach((h, i) => {
+        if (i > 0) m.set(h, row[i]!);
+      });
       values.set(row[0]!, m);
     }
   }
@@ -69,7 +86,22 @@ export function writeScenario(dir: string, o: { claims?: number; seed?: number }
   const labelsFile = join(dir, 'labels.csv');
   writeFileSync(labelsFile, gc.labelsCsv);
   const consentsFile = join(dir, 'consents.csv');
-  writeFileSync(consentsFile, toCsv(['uscc', 'bank', 'purpose', 'categories', 'ops', 'days'], gc.subjects.filter((u) => !skip.has(u)).map((u) => [u, NET_BANK, NET_PURPOSE, providers.map((p) => p.category).join(';'), 'train;score;verify', '365'])));
+  writeFileSync(
+    consentsFile,
+    toCsv(
+      ['uscc', 'bank', 'purpose', 'categories', 'ops', 'days'],
+      gc.subjects
+        .filter((u) => !skip.has(u))
+        .map((u) => [
+          u,
+          NET_BANK,
+          NET_PURPOSE,
+          providers.map((p) => p.category).join(';'),
+          'train;score;verify',
+          '365',
+        ]),
+    ),
+  );
   // Claims: numeric comparisons on the verifiable fields, thresholds near the data so both answers occur.
   const ops = ['gte', 'lte', 'eq', 'ne', 'between'] as const;
   const claims: string[][] = [];
@@ -86,13 +118,39 @@ export function writeScenario(dir: string, o: { claims?: number; seed?: number }
     const b = Math.max(a, near(actual) + 1);
     const id = `c${String(i).padStart(4, '0')}`;
     claims.push([id, u, NET_VERIFY_FIELDS[field]!, field, op, String(a), op === 'between' ? String(b) : '']);
-    const yes = op === 'gte' ? actual >= a : op === 'lte' ? actual <= a : op === 'eq' ? actual === a : op === 'ne' ? actual !== a : actual >= a && actual <= b;
+    const yes =
+      op === 'gte'
+        ? actual >= a
+        : op === 'lte'
+          ? actual <= a
+          : op === 'eq'
+            ? actual === a
+            : op === 'ne'
+              ? actual !== a
+              : actual >= a && actual <= b;
     expected.set(id, yes ? 'yes' : 'no');
   }
   const claimsFile = join(dir, 'claims.csv');
   writeFileSync(claimsFile, toCsv(['claim_id', 'uscc', 'provider', 'field', 'op', 'value', 'value2'], claims));
   const fields = providers.flatMap((p) => p.fields.map((f) => `${p.provider}.${f}`)).join(',');
-  return { dir, providers: providers.map(({ provider, schemaFile, csvFile, category, schema }) => ({ provider, schemaFile, csvFile, category, schema })), subjectsFile, labelsFile, consentsFile, claimsFile, fields, expectedClaims: expected, withoutConsent, values };
+  return {
+    dir,
+    providers: providers.map(({ provider, schemaFile, csvFile, category, schema }) => ({
+      provider,
+      schemaFile,
+      csvFile,
+      category,
+      schema,
+    })),
+    subjectsFile,
+    labelsFile,
+    consentsFile,
+    claimsFile,
+    fields,
+    expectedClaims: expected,
+    withoutConsent,
+    values,
+  };
 }
 
 /** Run the CLI as a child process; resolves with stdout, rejects with the coded stderr. */
@@ -101,40 +159,67 @@ export function cli(args: string[], opts: { timeoutMs?: number } = {}): Promise<
     const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 10 * 60_000);
     child.on('close', (code) => {
       clearTimeout(timer);
       if (code === 0) done(out);
-      else reject(Object.assign(new Error(`safehouse ${args.slice(0, 2).join(' ')} exited ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`), { stderr: err, code }));
+      else
+        reject(
+          Object.assign(
+            new Error(
+              `safehouse ${args.slice(0, 2).join(' ')} exited ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`,
+            ),
+            { stderr: err, code },
+          ),
+        );
     });
   });
 }
 
 /** Start a long-running CLI server process and wait for its "listening on URL" line. */
-export function startServer(args: string[], timeoutMs = 60_000): Promise<{ url: string; child: ChildProcess; stop: () => Promise<void> }> {
+export function startServer(
+  args: string[],
+  timeoutMs = 60_000,
+): Promise<{ url: string; child: ChildProcess; stop: () => Promise<void> }> {
   return new Promise((done, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${args[0]} did not start in ${timeoutMs} ms: ${err}`)); }, timeoutMs);
-    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${args[0]} did not start in ${timeoutMs} ms: ${err}`));
+    }, timeoutMs);
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /listening on (http:\/\/[0-9.]+:\d+)/.exec(out);
       if (m) {
         clearTimeout(timer);
-        const stop = () => new Promise<void>((closed) => {
-          if (child.exitCode !== null) return closed();
-          const kill = setTimeout(() => child.kill('SIGKILL'), 30_000);
-          child.once('exit', () => { clearTimeout(kill); closed(); });
-          child.kill('SIGTERM');
-        });
+        const stop = () =>
+          new Promise<void>((closed) => {
+            if (child.exitCode !== null) return closed();
+            const kill = setTimeout(() => child.kill('SIGKILL'), 30_000);
+            child.once('exit', () => {
+              clearTimeout(kill);
+              closed();
+            });
+            child.kill('SIGTERM');
+          });
         done({ url: m[1]!, child, stop });
       }
     });
-    child.on('exit', (code) => { clearTimeout(timer); if (!/listening on/.test(out)) reject(new Error(`${args[0]} exited ${code}: ${err.trim()}`)); });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      if (!/listening on/.test(out)) reject(new Error(`${args[0]} exited ${code}: ${err.trim()}`));
+    });
   });
 }
 
@@ -150,7 +235,9 @@ export interface NetworkRun {
 }
 
 /** The whole multi-process scenario. `keep` leaves the directory for inspection. */
-export async function runNetwork(o: { dir?: string; iterations?: number; claims?: number; log?: (line: string) => void } = {}): Promise<NetworkRun> {
+export async function runNetwork(
+  o: { dir?: string; iterations?: number; claims?: number; log?: (line: string) => void } = {},
+): Promise<NetworkRun> {
   const log = o.log ?? (() => {});
   const dir = o.dir ?? mkdtempSync(join(tmpdir(), 'safehouse-net-'));
   const sc = writeScenario(join(dir, 'data'), o.claims !== undefined ? { claims: o.claims } : {});
@@ -177,40 +264,145 @@ export async function runNetwork(o: { dir?: string; iterations?: number; claims?
       await cli(['keygen', '--role', 'bank', '--id', NET_BANK, '--out', join(keys, `${NET_BANK}.key`)]);
       await cli(['keygen', '--role', 'auditor', '--id', NET_AUDITOR, '--out', join(keys, `${NET_AUDITOR}.key`)]);
       await cli(['keygen', '--role', 'enterprise', '--ids', sc.subjectsFile, '--out', join(keys, 'enterprises')]);
-      for (const p of sc.providers) await cli(['keygen', '--role', 'provider', '--id', p.provider, '--out', join(keys, p.provider)]);
+      for (const p of sc.providers)
+        await cli(['keygen', '--role', 'provider', '--id', p.provider, '--out', join(keys, p.provider)]);
       await cli(['party', 'add', ...S, ...admin, '--public', `${join(keys, NET_BANK)}.key.pub`]);
       await cli(['party', 'add', ...S, ...admin, '--public', `${join(keys, NET_AUDITOR)}.key.pub`]);
       for (const p of sc.providers) await cli(['party', 'add', ...S, ...admin, '--public', join(keys, p.provider)]);
       await cli(['party', 'add', ...S, ...admin, '--public', join(keys, 'enterprises')]);
     });
     await step('custodians start', async () => {
-      for (const p of sc.providers) servers.push(await startServer(['custodian', '--provider', p.provider, '--keys', join(keys, p.provider), '--engine', engine.url, '--port', '0']));
+      for (const p of sc.providers)
+        servers.push(
+          await startServer([
+            'custodian',
+            '--provider',
+            p.provider,
+            '--keys',
+            join(keys, p.provider),
+            '--engine',
+            engine.url,
+            '--port',
+            '0',
+          ]),
+        );
     });
     await step('provider ingest', async () => {
-      for (const p of sc.providers) log('  ' + (await cli(['provider', 'ingest', ...S, '--as', p.provider, '--key', join(keys, p.provider), '--schema', p.schemaFile, '--csv', p.csvFile])).trim());
+      for (const p of sc.providers)
+        log(
+          '  ' +
+            (
+              await cli([
+                'provider',
+                'ingest',
+                ...S,
+                '--as',
+                p.provider,
+                '--key',
+                join(keys, p.provider),
+                '--schema',
+                p.schemaFile,
+                '--csv',
+                p.csvFile,
+              ])
+            ).trim(),
+        );
     });
-    await step('consent grant', () => cli(['consent', 'grant', ...S, '--key', join(keys, 'enterprises'), '--file', sc.consentsFile]));
+    await step('consent grant', () =>
+      cli(['consent', 'grant', ...S, '--key', join(keys, 'enterprises'), '--file', sc.consentsFile]),
+    );
     const modelFile = join(dir, 'model.json');
-    const trained = await step('joint training', () => cli(['train', ...S, ...bank, '--providers', sc.providers.map((p) => p.provider).join(','), '--purpose', NET_PURPOSE, '--labels', sc.labelsFile, '--fields', sc.fields, '--out', modelFile, '--iterations', String(o.iterations ?? 10), '--model-id', 'gc-network-v1', '--json']));
+    const trained = await step('joint training', () =>
+      cli([
+        'train',
+        ...S,
+        ...bank,
+        '--providers',
+        sc.providers.map((p) => p.provider).join(','),
+        '--purpose',
+        NET_PURPOSE,
+        '--labels',
+        sc.labelsFile,
+        '--fields',
+        sc.fields,
+        '--out',
+        modelFile,
+        '--iterations',
+        String(o.iterations ?? 10),
+        '--model-id',
+        'gc-network-v1',
+        '--json',
+      ]),
+    );
     log('  ' + trained.trim());
     await step('model register+approve', async () => {
       await cli(['model', 'register', ...S, ...bank, '--file', modelFile]);
-      for (const p of sc.providers) await cli(['model', 'approve', ...S, '--as', p.provider, '--key', join(keys, p.provider), '--model', 'gc-network-v1']);
+      for (const p of sc.providers)
+        await cli([
+          'model',
+          'approve',
+          ...S,
+          '--as',
+          p.provider,
+          '--key',
+          join(keys, p.provider),
+          '--model',
+          'gc-network-v1',
+        ]);
     });
     const scoresFile = join(dir, 'scores.csv');
-    log('  ' + (await step('scoring', () => cli(['score', ...S, ...bank, '--model', 'gc-network-v1', '--purpose', NET_PURPOSE, '--subjects', sc.subjectsFile, '--out', scoresFile]))).trim());
+    log(
+      '  ' +
+        (
+          await step('scoring', () =>
+            cli([
+              'score',
+              ...S,
+              ...bank,
+              '--model',
+              'gc-network-v1',
+              '--purpose',
+              NET_PURPOSE,
+              '--subjects',
+              sc.subjectsFile,
+              '--out',
+              scoresFile,
+            ]),
+          )
+        ).trim(),
+    );
     const resultsFile = join(dir, 'results.csv');
-    log('  ' + (await step('verification', () => cli(['verify', ...S, ...bank, '--purpose', NET_PURPOSE, '--claims', sc.claimsFile, '--out', resultsFile]))).trim());
+    log(
+      '  ' +
+        (
+          await step('verification', () =>
+            cli(['verify', ...S, ...bank, '--purpose', NET_PURPOSE, '--claims', sc.claimsFile, '--out', resultsFile]),
+          )
+        ).trim(),
+    );
     const audit = (await step('audit verify', () => cli(['audit', 'verify', ...S, ...auditor]))).trim();
     log('  ' + audit);
     // The auditor replays every job on its own replica (exits non-zero on any mismatch).
     const replay = (await step('audit replay', () => cli(['audit', 'replay', ...S, ...auditor, '--all']))).trim();
     log('  ' + replay.split('\n').join('\n  '));
     const subject = sc.providers.length ? readFileSync(sc.subjectsFile, 'utf8').split('\n')[0]! : '';
-    const report = JSON.parse(await cli(['report', ...S, '--as', subject, '--key', join(keys, 'enterprises', `${subject}.key`), '--json'])) as { subject: string; entries: unknown[] };
-    const scores = new Map(parseCsv(readFileSync(scoresFile, 'utf8')).rows.map((r) => [r[0]!, { status: r[1]!, score: r[2]! }]));
+    const report = JSON.parse(
+      await cli(['report', ...S, '--as', subject, '--key', join(keys, 'enterprises', `${subject}.key`), '--json']),
+    ) as { subject: string; entries: unknown[] };
+    const scores = new Map(
+      parseCsv(readFileSync(scoresFile, 'utf8')).rows.map((r) => [r[0]!, { status: r[1]!, score: r[2]! }]),
+    );
     const claims = new Map(parseCsv(readFileSync(resultsFile, 'utf8')).rows.map((r) => [r[0]!, r[1]!]));
-    return { scores, claims, model: JSON.parse(readFileSync(modelFile, 'utf8')), audit, replay, report: { subject: report.subject, entries: report.entries.length }, seconds, scenario: sc };
+    return {
+      scores,
+      claims,
+      model: JSON.parse(readFileSync(modelFile, 'utf8')),
+      audit,
+      replay,
+      report: { subject: report.subject, entries: report.entries.length },
+      seconds,
+      scenario: sc,
+    };
   } finally {
     await Promise.all(servers.reverse().map((s) => s.stop()));
     if (!o.dir) rmSync(dir, { recursive: true, force: true });
@@ -220,7 +412,9 @@ export async function runNetwork(o: { dir?: string; iterations?: number; claims?
 if (import.meta.main) {
   const { existsSync } = await import('node:fs');
   if (!existsSync(GERMAN_PATH)) {
-    process.stderr.write(`SH_ERR_INVALID_ARGUMENT: the network demo reads ${GERMAN_PATH} (../shared/data); it is not there\n`);
+    process.stderr.write(
+      `SH_ERR_INVALID_ARGUMENT: the network demo reads ${GERMAN_PATH} (../shared/data); it is not there\n`,
+    );
     process.exit(1);
   }
   const { evaluatePlain } = await import('../models/plain.ts');
@@ -230,18 +424,37 @@ if (import.meta.main) {
   const r = await runNetwork({ log: (l) => process.stdout.write(l + '\n') });
   // Plaintext checks: the trained scorecard on the providers' own values; the claims' predicates.
   const model = parseModel(r.model);
-  const specs = new Map(r.scenario.providers.flatMap((p) => validateSchema(p.schema).fields.map((f) => [`${p.provider}/${f.name}`, f] as const)));
+  const specs = new Map(
+    r.scenario.providers.flatMap((p) =>
+      validateSchema(p.schema).fields.map((f) => [`${p.provider}/${f.name}`, f] as const),
+    ),
+  );
   let mismatches = 0;
   for (const [u, s] of r.scores) {
     if (s.status !== 'OK') continue;
     const v = r.scenario.values.get(u)!;
-    const plain = evaluatePlain(model, (p, f) => specs.get(`${p}/${f}`)!, (_p, f) => v.get(f));
+    const plain = evaluatePlain(
+      model,
+      (p, f) => specs.get(`${p}/${f}`)!,
+      (_p, f) => v.get(f),
+    );
     if (plain.status !== 'OK' || plain.score !== s.score) mismatches++;
   }
   const claimMismatches = [...r.scenario.expectedClaims].filter(([id, want]) => r.claims.get(id) !== want).length;
   const refused = [...r.scores.values()].filter((s) => s.status !== 'OK').length;
-  process.stdout.write(`scores: ${r.scores.size - refused} scored, ${refused} refused (expected ${r.scenario.withoutConsent.length}), ${mismatches} differ from plaintext\n`);
-  process.stdout.write(`claims: ${r.claims.size}, ${claimMismatches} differ from plaintext; access report of ${r.report.subject}: ${r.report.entries} entries\n`);
+  process.stdout.write(
+    `scores: ${r.scores.size - refused} scored, ${refused} refused (expected ${r.scenario.withoutConsent.length}), ${mismatches} differ from plaintext\n`,
+  );
+  process.stdout.write(
+    `claims: ${r.claims.size}, ${claimMismatches} differ from plaintext; access report of ${r.report.subject}: ${r.report.entries} entries\n`,
+  );
   process.stdout.write(`network demo: ${((performance.now() - t0) / 1000).toFixed(1)} s; all processes stopped\n`);
-  process.exitCode = mismatches === 0 && claimMismatches === 0 && refused === r.scenario.withoutConsent.length && r.audit.startsWith('ledger intact') && !/NOT ALL MATCH/.test(r.replay) ? 0 : 1;
+  process.exitCode =
+    mismatches === 0 &&
+    claimMismatches === 0 &&
+    refused === r.scenario.withoutConsent.length &&
+    r.audit.startsWith('ledger intact') &&
+    !/NOT ALL MATCH/.test(r.replay)
+      ? 0
+      : 1;
 }

@@ -25,7 +25,12 @@ import type { TrainOutcome, TrainProgress } from '../engine/protocols/train/mess
 import type { TrainOptions } from '../models/train.ts';
 import { buildVerifyRequest, openVerifyResult } from '../engine/protocols/verify/bank.ts';
 import { runVerifyJob } from '../engine/protocols/verify/run.ts';
-import { type Claim, type ClaimResult, type VerifyProgress, type VerifyResult } from '../engine/protocols/verify/messages.ts';
+import {
+  type Claim,
+  type ClaimResult,
+  type VerifyProgress,
+  type VerifyResult,
+} from '../engine/protocols/verify/messages.ts';
 import { createConsent, createRevocation, type ConsentOp, type SignedConsent } from '../sandbox/consent.ts';
 import { parseUscc } from '../sandbox/uscc.ts';
 import { parseModel, type CompiledModel } from '../models/model.ts';
@@ -67,7 +72,12 @@ export class Safehouse {
 
   /** Open (or create) a data directory in embedded mode and connect the custodians of its providers. */
   static async open(opts: EmbeddedOptions): Promise<Safehouse> {
-    const engine = Engine.open({ home: opts.home, create: opts.create, ...(opts.poolSize ? { poolSize: opts.poolSize } : {}), ...(opts.policy ? { policy: opts.policy } : {}) });
+    const engine = Engine.open({
+      home: opts.home,
+      create: opts.create,
+      ...(opts.poolSize ? { poolSize: opts.poolSize } : {}),
+      ...(opts.policy ? { policy: opts.policy } : {}),
+    });
     const sh = new Safehouse(engine, new Wallet(opts.home), opts);
     for (const p of engine.registry.parties('provider')) sh.connect(p.id);
     return sh;
@@ -105,10 +115,18 @@ export class Safehouse {
       const oprfSk = this.wallet.readSecret(join(dir, 'oprf.sk'));
       const oprfPk = this.wallet.readSecret(join(dir, 'oprf.pk'));
       if (!sk || !pk) fail('SH_ERR_UNKNOWN_PARTY', `provider ${id} has no BFV keys in the wallet`, { party: id });
-      a = new ProviderAgent(id, this.engine.params, {
-        bfvSecretKey: sk, bfvPublicKey: pk, ed25519SecretKey: k.ed25519.secretKey, ed25519PublicKey: k.ed25519.publicKey,
-        ...(oprfSk && oprfPk ? { oprfSecretKey: oprfSk, oprfPublicKey: oprfPk } : {}),
-      }, this.pool);
+      a = new ProviderAgent(
+        id,
+        this.engine.params,
+        {
+          bfvSecretKey: sk,
+          bfvPublicKey: pk,
+          ed25519SecretKey: k.ed25519.secretKey,
+          ed25519PublicKey: k.ed25519.publicKey,
+          ...(oprfSk && oprfPk ? { oprfSecretKey: oprfSk, oprfPublicKey: oprfPk } : {}),
+        },
+        this.pool,
+      );
       this.agents.set(id, a);
     }
     return a;
@@ -117,18 +135,24 @@ export class Safehouse {
   private connect(provider: string): void {
     const a = this.agent(provider);
     const observe = this.opts.observe;
-    this.engine.registry.connectCustodian(a.custodian(this.engine.keys.ed25519.publicKey, {
-      logFile: join(this.wallet.providerDir(provider), 'custodian.log'),
-      // The platform's public registry of bank keys, which a networked custodian would fetch.
-      bankKey: (bank: string) => { const p = this.engine.registry.party(bank); return p?.role === 'bank' ? p.ed25519 : undefined; },
-      ...(observe ? { observe: (v: CustodianView) => observe(provider, v) } : {}),
-    }));
+    this.engine.registry.connectCustodian(
+      a.custodian(this.engine.keys.ed25519.publicKey, {
+        logFile: join(this.wallet.providerDir(provider), 'custodian.log'),
+        // The platform's public registry of bank keys, which a networked custodian would fetch.
+        bankKey: (bank: string) => {
+          const p = this.engine.registry.party(bank);
+          return p?.role === 'bank' ? p.ed25519 : undefined;
+        },
+        ...(observe ? { observe: (v: CustodianView) => observe(provider, v) } : {}),
+      }),
+    );
   }
 
   /** `safehouse party add`: create the party's keys (in its wallet) and register the public halves. */
   async addParty(role: PartyRole, id: string): Promise<void> {
     if (role === 'enterprise') parseUscc(id);
-    if (this.engine.registry.party(id)) fail('SH_ERR_ALREADY_EXISTS', `party ${id} is already registered`, { party: id });
+    if (this.engine.registry.party(id))
+      fail('SH_ERR_ALREADY_EXISTS', `party ${id} is already registered`, { party: id });
     const k = this.wallet.create(id, role);
     if (role === 'provider') {
       const dir = this.wallet.providerDir(id);
@@ -147,15 +171,30 @@ export class Safehouse {
         this.wallet.writeSecret(join(dir, 'oprf.pk'), kp.publicKey);
         oprfPk = kp.publicKey;
       }
-      this.engine.registry.registerParty({ id, role, ed25519: k.ed25519.publicKey, bfvPublicKey: pk, oprfPublicKey: oprfPk });
+      this.engine.registry.registerParty({
+        id,
+        role,
+        ed25519: k.ed25519.publicKey,
+        bfvPublicKey: pk,
+        oprfPublicKey: oprfPk,
+      });
       this.connect(id);
       return;
     }
-    this.engine.registry.registerParty({ id, role, ed25519: k.ed25519.publicKey, ...(k.x25519 ? { x25519: k.x25519.publicKey } : {}) });
+    this.engine.registry.registerParty({
+      id,
+      role,
+      ed25519: k.ed25519.publicKey,
+      ...(k.x25519 ? { x25519: k.x25519.publicKey } : {}),
+    });
   }
 
   /** `safehouse provider ingest`: as the provider, validate + encrypt + sign; the engine verifies and stores. */
-  async ingest(provider: string, schema: unknown, csvText: string): Promise<{ datasetId: string; subjects: number; blocks: number; version: number }> {
+  async ingest(
+    provider: string,
+    schema: unknown,
+    csvText: string,
+  ): Promise<{ datasetId: string; subjects: number; blocks: number; version: number }> {
     this.engine.registry.requireParty(provider, 'provider');
     const agent = this.agent(provider);
     const datasetId = `${provider}.${(schema as { category?: string })?.category ?? 'x'}.${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
@@ -172,11 +211,25 @@ export class Safehouse {
   grantConsents(grants: readonly ConsentGrant[]): SignedConsent[] {
     const subjects = grants.map((g) => parseUscc(g.subject));
     const keys = this.wallet.ensureEnterprises(subjects);
-    this.engine.registry.registerEnterprises(subjects.map((s) => ({ uscc: s, ed25519: keys.get(s)!.ed25519.publicKey })));
+    this.engine.registry.registerEnterprises(
+      subjects.map((s) => ({ uscc: s, ed25519: keys.get(s)!.ed25519.publicKey })),
+    );
     const signed = grants.map((g, i) => {
       const nb = g.notBefore ?? this.engine.now();
-      if (!Number.isFinite(g.days) || g.days <= 0) fail('SH_ERR_CONSENT_INVALID', `"days" expected a positive number, got ${g.days}`);
-      return createConsent({ subject: subjects[i]!, grantee: g.bank, purpose: g.purpose, categories: g.categories, operations: g.operations, notBefore: nb, notAfter: new Date(nb.getTime() + g.days * 86_400_000) }, keys.get(subjects[i]!)!.ed25519.secretKey);
+      if (!Number.isFinite(g.days) || g.days <= 0)
+        fail('SH_ERR_CONSENT_INVALID', `"days" expected a positive number, got ${g.days}`);
+      return createConsent(
+        {
+          subject: subjects[i]!,
+          grantee: g.bank,
+          purpose: g.purpose,
+          categories: g.categories,
+          operations: g.operations,
+          notBefore: nb,
+          notAfter: new Date(nb.getTime() + g.days * 86_400_000),
+        },
+        keys.get(subjects[i]!)!.ed25519.secretKey,
+      );
     });
     this.engine.consents.add(signed);
     return signed;
@@ -205,7 +258,9 @@ export class Safehouse {
   registerModel(bank: string, modelJson: unknown): CompiledModel {
     const k = this.wallet.require(bank, 'bank');
     const spec = parseModel(modelJson);
-    return this.engine.models.register(signJson({ type: 'safehouse.model.register.v1', bank, model: spec }, bank, k.ed25519.secretKey));
+    return this.engine.models.register(
+      signJson({ type: 'safehouse.model.register.v1', bank, model: spec }, bank, k.ed25519.secretKey),
+    );
   }
 
   /** `safehouse model approve`: as the provider, review the model, derive its bin columns, sign the approval. */
@@ -218,31 +273,66 @@ export class Safehouse {
     const ds = this.engine.datasets.withField(provider, fields[0]!);
     if (!ds) fail('SH_ERR_UNKNOWN_FIELD', `provider ${provider} has no dataset with ${fields[0]}`);
     const tablePath = join(this.wallet.providerDir(provider), `${ds.category}.json`);
-    if (!existsSync(tablePath)) fail('SH_ERR_MODEL_STALE', `provider ${provider} has no local copy of dataset ${ds.id}`);
+    if (!existsSync(tablePath))
+      fail('SH_ERR_MODEL_STALE', `provider ${provider} has no local copy of dataset ${ds.id}`);
     const table = JSON.parse(readFileSync(tablePath, 'utf8')) as ProviderTable;
-    if (table.datasetId !== ds.id) fail('SH_ERR_MODEL_STALE', `provider ${provider}'s local table is ${table.datasetId}, engine's current dataset is ${ds.id}`);
+    if (table.datasetId !== ds.id)
+      fail(
+        'SH_ERR_MODEL_STALE',
+        `provider ${provider}'s local table is ${table.datasetId}, engine's current dataset is ${ds.id}`,
+      );
     const { approval, blobs } = await agent.approve(m.spec, table, this.engine.policy);
     this.engine.models.approve(approval, blobs);
   }
 
   /** `safehouse score`: as the bank, sign the request; the engine runs it; the bank opens the result. */
-  async score(bank: string, modelId: string, purpose: string, subjects: string[], onProgress?: (p: ScoreProgress) => void): Promise<{ jobId: string; rows: Array<{ uscc: string; status: ScoreStatus; score: string }>; result: ScoreResult }> {
+  async score(
+    bank: string,
+    modelId: string,
+    purpose: string,
+    subjects: string[],
+    onProgress?: (p: ScoreProgress) => void,
+  ): Promise<{
+    jobId: string;
+    rows: Array<{ uscc: string; status: ScoreStatus; score: string }>;
+    result: ScoreResult;
+  }> {
     const k = this.wallet.require(bank, 'bank');
     const m = this.engine.models.get(modelId);
     if (!m) fail('SH_ERR_NOT_FOUND', `no model ${JSON.stringify(modelId)} is registered`, { model: modelId });
     const jobId = this.engine.jobs.newId('score');
-    const signed = buildScoreRequest({ jobId, bank, modelId, modelHash: m.hash, purpose, subjects, requestedAt: this.engine.now().toISOString() }, k.ed25519.secretKey);
+    const signed = buildScoreRequest(
+      { jobId, bank, modelId, modelHash: m.hash, purpose, subjects, requestedAt: this.engine.now().toISOString() },
+      k.ed25519.secretKey,
+    );
     const result = await runScoreJob(this.engine, signed, onProgress ? { onProgress } : {});
     return { jobId, rows: openScoreResult(result, bank, k.x25519!.secretKey), result };
   }
 
   /** `safehouse verify`: as the bank, sign the claims (values committed); the engine runs them; the bank opens the answers. */
-  async verify(bank: string, purpose: string, claims: readonly Claim[], onProgress?: (p: VerifyProgress) => void): Promise<{ jobId: string; results: Map<string, ClaimResult>; result: VerifyResult }> {
+  async verify(
+    bank: string,
+    purpose: string,
+    claims: readonly Claim[],
+    onProgress?: (p: VerifyProgress) => void,
+  ): Promise<{ jobId: string; results: Map<string, ClaimResult>; result: VerifyResult }> {
     const k = this.wallet.require(bank, 'bank');
     const jobId = this.engine.jobs.newId('verify');
-    const { signed, openings } = buildVerifyRequest({ jobId, bank, purpose, claims, requestedAt: this.engine.now().toISOString() }, k.ed25519.secretKey);
+    const { signed, openings } = buildVerifyRequest(
+      { jobId, bank, purpose, claims, requestedAt: this.engine.now().toISOString() },
+      k.ed25519.secretKey,
+    );
     const result = await runVerifyJob(this.engine, signed, openings, onProgress ? { onProgress } : {});
-    return { jobId, results: openVerifyResult(result, bank, k.x25519!.secretKey, claims.map((c) => c.claimId)), result };
+    return {
+      jobId,
+      results: openVerifyResult(
+        result,
+        bank,
+        k.x25519!.secretKey,
+        claims.map((c) => c.claimId),
+      ),
+      result,
+    };
   }
 
   /**
@@ -250,26 +340,68 @@ export class Safehouse {
    * minimum); as the provider, bin and encrypt the cohort's one-hot columns; as the bank, encrypt the labels under the
    * provider's key; then the engine iterates with masked `sum` decryptions at the custodian.
    */
-  async train(r: { bank: string; provider: string; purpose: string; fields: string[]; others?: Array<{ provider: string; fields: string[] }>; subjects: string[]; labels: ReadonlyMap<string, 0 | 1>; bins?: number; features?: 'binned' | 'standardized'; options?: Partial<TrainOptions>; onProgress?: (p: TrainProgress) => void }): Promise<TrainOutcome> {
+  async train(r: {
+    bank: string;
+    provider: string;
+    purpose: string;
+    fields: string[];
+    others?: Array<{ provider: string; fields: string[] }>;
+    subjects: string[];
+    labels: ReadonlyMap<string, 0 | 1>;
+    bins?: number;
+    features?: 'binned' | 'standardized';
+    options?: Partial<TrainOptions>;
+    onProgress?: (p: TrainProgress) => void;
+  }): Promise<TrainOutcome> {
     const k = this.wallet.require(r.bank, 'bank');
     const jobId = this.engine.jobs.newId('train');
-    const signed = buildTrainRequest({ jobId, bank: r.bank, purpose: r.purpose, provider: r.provider, fields: r.fields, ...(r.others?.length ? { others: r.others } : {}), ...(r.features ? { features: r.features } : {}), subjects: r.subjects, bins: r.bins ?? 5, options: r.options ?? {}, requestedAt: this.engine.now().toISOString() }, k.ed25519.secretKey);
+    const signed = buildTrainRequest(
+      {
+        jobId,
+        bank: r.bank,
+        purpose: r.purpose,
+        provider: r.provider,
+        fields: r.fields,
+        ...(r.others?.length ? { others: r.others } : {}),
+        ...(r.features ? { features: r.features } : {}),
+        subjects: r.subjects,
+        bins: r.bins ?? 5,
+        options: r.options ?? {},
+        requestedAt: this.engine.now().toISOString(),
+      },
+      k.ed25519.secretKey,
+    );
     const plan = planTraining(this.engine, signed);
     // As the bank: its labels under the key holder's public key, at the cohort's slots.
-    const labels = await encryptLabels(this.engine.params, this.engine.registry.bfvPublicKey(plan.provider), plan, r.labels, r.bank, k.ed25519.secretKey);
+    const labels = await encryptLabels(
+      this.engine.params,
+      this.engine.registry.bfvPublicKey(plan.provider),
+      plan,
+      r.labels,
+      r.bank,
+      k.ed25519.secretKey,
+    );
     // As each provider: its columns from its own table, after checking the part is the bank-signed job's.
     const columns = async (provider: string, part: Parameters<typeof checkTrainingPart>[2], request: typeof signed) => {
       checkTrainingPart(provider, request, part);
       const ds = this.engine.datasets.get(part.datasetId)!;
       const tablePath = join(this.wallet.providerDir(provider), `${ds.category}.json`);
-      if (!existsSync(tablePath)) fail('SH_ERR_MODEL_STALE', `provider ${provider} has no local copy of dataset ${ds.id}`);
+      if (!existsSync(tablePath))
+        fail('SH_ERR_MODEL_STALE', `provider ${provider} has no local copy of dataset ${ds.id}`);
       return this.agent(provider).prepareTraining(part, JSON.parse(readFileSync(tablePath, 'utf8')) as ProviderTable);
     };
-    return runTrainJob(this.engine, plan, { columns, labels: labels.signed, labelBlobs: labels.blobs }, r.onProgress ? { onIteration: r.onProgress } : {});
+    return runTrainJob(
+      this.engine,
+      plan,
+      { columns, labels: labels.signed, labelBlobs: labels.blobs },
+      r.onProgress ? { onIteration: r.onProgress } : {},
+    );
   }
 
   /** The provider's own table (embedded mode stand-in for its system of record), for plaintext comparisons. */
   providerTable(provider: string, category: string): ProviderTable {
-    return JSON.parse(readFileSync(join(this.wallet.providerDir(provider), `${category}.json`), 'utf8')) as ProviderTable;
+    return JSON.parse(
+      readFileSync(join(this.wallet.providerDir(provider), `${category}.json`), 'utf8'),
+    ) as ProviderTable;
   }
 }

@@ -30,7 +30,9 @@ const LABEL = 'sig1';
 
 /** RFC 9530 Content-Digest value for a body (an absent body digests as empty). */
 export function contentDigest(body: Uint8Array | undefined): string {
-  return `sha-256=:${createHash('sha256').update(body ?? new Uint8Array(0)).digest('base64')}:`;
+  return `sha-256=:${createHash('sha256')
+    .update(body ?? new Uint8Array(0))
+    .digest('base64')}:`;
 }
 
 function pathAndQuery(url: string): { path: string; query: string } {
@@ -39,9 +41,16 @@ function pathAndQuery(url: string): { path: string; query: string } {
 }
 
 /** RFC 9421 §2.5 signature base. */
-function signatureBase(p: { method: string; authority: string; path: string; query: string; digest: string }, params: string): string {
+function signatureBase(
+  p: { method: string; authority: string; path: string; query: string; digest: string },
+  params: string,
+): string {
   const values: Record<(typeof COMPONENTS)[number], string> = {
-    '@method': p.method.toUpperCase(), '@authority': p.authority.toLowerCase(), '@path': p.path, '@query': p.query, 'content-digest': p.digest,
+    '@method': p.method.toUpperCase(),
+    '@authority': p.authority.toLowerCase(),
+    '@path': p.path,
+    '@query': p.query,
+    'content-digest': p.digest,
   };
   return COMPONENTS.map((c) => `"${c}": ${values[c]}`).join('\n') + `\n"@signature-params": ${params}`;
 }
@@ -54,15 +63,28 @@ function paramsString(created: number, nonce: string, keyid: string): string {
  * Sign a request: returns the headers to add (`content-digest`, `signature-input`, `signature`).
  * @example const h = signRequest({ method: 'POST', url: '/v1/bank/jobs', authority: '127.0.0.1:8080', body }, 'bank1', sk)
  */
-export function signRequest(req: HttpRequestParts, keyid: string, secretKey: Uint8Array, now: Date = new Date()): Record<string, string> {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/.test(keyid)) fail('SH_ERR_INVALID_ARGUMENT', `"keyid" expected a party id, got ${JSON.stringify(keyid)}`);
+export function signRequest(
+  req: HttpRequestParts,
+  keyid: string,
+  secretKey: Uint8Array,
+  now: Date = new Date(),
+): Record<string, string> {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/.test(keyid))
+    fail('SH_ERR_INVALID_ARGUMENT', `"keyid" expected a party id, got ${JSON.stringify(keyid)}`);
   const created = Math.floor(now.getTime() / 1000);
   const nonce = randomBytes(16).toString('base64url');
   const digest = contentDigest(req.body);
   const params = paramsString(created, nonce, keyid);
-  const base = signatureBase({ method: req.method, authority: req.authority, ...pathAndQuery(req.url), digest }, params);
+  const base = signatureBase(
+    { method: req.method, authority: req.authority, ...pathAndQuery(req.url), digest },
+    params,
+  );
   const sig = ed25519Sign(new TextEncoder().encode(base), secretKey);
-  return { 'content-digest': digest, 'signature-input': `${LABEL}=${params}`, signature: `${LABEL}=:${Buffer.from(sig).toString('base64')}:` };
+  return {
+    'content-digest': digest,
+    'signature-input': `${LABEL}=${params}`,
+    signature: `${LABEL}=:${Buffer.from(sig).toString('base64')}:`,
+  };
 }
 
 export interface VerifierOptions {
@@ -87,7 +109,8 @@ export class RequestVerifier {
     this.keyOf = opts.keyOf;
     this.maxSkew = opts.maxSkewSeconds ?? 300;
     this.now = opts.now ?? (() => new Date());
-    if (!Number.isInteger(this.maxSkew) || this.maxSkew < 1) fail('SH_ERR_INVALID_ARGUMENT', `"maxSkewSeconds" expected a positive integer, got ${this.maxSkew}`);
+    if (!Number.isInteger(this.maxSkew) || this.maxSkew < 1)
+      fail('SH_ERR_INVALID_ARGUMENT', `"maxSkewSeconds" expected a positive integer, got ${this.maxSkew}`);
   }
 
   /** @returns the verified party id (`keyid`). @throws SH_ERR_BAD_SIGNATURE */
@@ -97,21 +120,30 @@ export class RequestVerifier {
     const input = h['signature-input'];
     const signature = h['signature'];
     if (!input || !signature) return bad('Signature and Signature-Input headers are required');
-    const m = /^sig1=(\((?:"[^"]+"(?: "[^"]+")*)?\));created=(\d{1,12});nonce="([A-Za-z0-9_-]{16,64})";keyid="([A-Za-z0-9][A-Za-z0-9_.:-]{0,127})";alg="ed25519"$/.exec(input);
+    const m =
+      /^sig1=(\((?:"[^"]+"(?: "[^"]+")*)?\));created=(\d{1,12});nonce="([A-Za-z0-9_-]{16,64})";keyid="([A-Za-z0-9][A-Za-z0-9_.:-]{0,127})";alg="ed25519"$/.exec(
+        input,
+      );
     if (!m) return bad('Signature-Input is malformed or does not use ed25519');
     const [, list, createdText, nonce, keyid] = m as unknown as [string, string, string, string, string];
-    if (list !== `(${COMPONENTS.map((c) => `"${c}"`).join(' ')})`) bad('the covered components must be @method @authority @path @query content-digest');
+    if (list !== `(${COMPONENTS.map((c) => `"${c}"`).join(' ')})`)
+      bad('the covered components must be @method @authority @path @query content-digest');
     const sm = /^sig1=:([A-Za-z0-9+/]+={0,2}):$/.exec(signature);
     if (!sm) return bad('Signature is malformed');
     const digest = h['content-digest'];
     if (digest !== contentDigest(req.body)) bad('Content-Digest does not match the body');
     const created = Number(createdText);
     const now = Math.floor(this.now().getTime() / 1000);
-    if (Math.abs(now - created) > this.maxSkew) bad(`created ${created} is outside ±${this.maxSkew} s of the server clock (stale or future-dated)`);
+    if (Math.abs(now - created) > this.maxSkew)
+      bad(`created ${created} is outside ±${this.maxSkew} s of the server clock (stale or future-dated)`);
     const key = this.keyOf(keyid);
     if (!key) bad(`unknown keyid ${JSON.stringify(keyid)}`);
-    const base = signatureBase({ method: req.method, authority: req.authority, ...pathAndQuery(req.url), digest: digest! }, paramsString(created, nonce, keyid));
-    if (!ed25519Verify(new Uint8Array(Buffer.from(sm[1]!, 'base64')), new TextEncoder().encode(base), key!)) bad(`signature by ${keyid} does not verify`);
+    const base = signatureBase(
+      { method: req.method, authority: req.authority, ...pathAndQuery(req.url), digest: digest! },
+      paramsString(created, nonce, keyid),
+    );
+    if (!ed25519Verify(new Uint8Array(Buffer.from(sm[1]!, 'base64')), new TextEncoder().encode(base), key!))
+      bad(`signature by ${keyid} does not verify`);
     // Replay: a nonce is accepted once while its signature could still be fresh.
     for (const [n, at] of this.seen) if (at < now - 2 * this.maxSkew) this.seen.delete(n);
     const id = `${keyid}\u0000${nonce}`;

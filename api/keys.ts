@@ -21,7 +21,14 @@ import { parseUscc } from '../sandbox/uscc.ts';
 import type { ParamSet } from '../engine/he/params.ts';
 import type { PartyKeys, Role } from './wallet.ts';
 
-export interface PublicKeys { id: string; role: string; ed25519: string; x25519?: string; bfvPublicKey?: string; oprfPublicKey?: string }
+export interface PublicKeys {
+  id: string;
+  role: string;
+  ed25519: string;
+  x25519?: string;
+  bfvPublicKey?: string;
+  oprfPublicKey?: string;
+}
 
 function writeSecret(path: string, data: Uint8Array | string): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
@@ -31,15 +38,34 @@ function writeSecret(path: string, data: Uint8Array | string): void {
 }
 
 function keyJson(k: PartyKeys): string {
-  return JSON.stringify({ id: k.id, role: k.role, ed25519: { secretKey: bytesToHex(k.ed25519.secretKey), publicKey: bytesToHex(k.ed25519.publicKey) }, ...(k.x25519 ? { x25519: { secretKey: bytesToHex(k.x25519.secretKey), publicKey: bytesToHex(k.x25519.publicKey) } } : {}) }, null, 2) + '\n';
+  return (
+    JSON.stringify(
+      {
+        id: k.id,
+        role: k.role,
+        ed25519: { secretKey: bytesToHex(k.ed25519.secretKey), publicKey: bytesToHex(k.ed25519.publicKey) },
+        ...(k.x25519
+          ? { x25519: { secretKey: bytesToHex(k.x25519.secretKey), publicKey: bytesToHex(k.x25519.publicKey) } }
+          : {}),
+      },
+      null,
+      2,
+    ) + '\n'
+  );
 }
 
 function publicOf(k: PartyKeys): PublicKeys {
-  return { id: k.id, role: k.role, ed25519: bytesToHex(k.ed25519.publicKey), ...(k.x25519 ? { x25519: bytesToHex(k.x25519.publicKey) } : {}) };
+  return {
+    id: k.id,
+    role: k.role,
+    ed25519: bytesToHex(k.ed25519.publicKey),
+    ...(k.x25519 ? { x25519: bytesToHex(k.x25519.publicKey) } : {}),
+  };
 }
 
 function fresh(id: string, role: Role): PartyKeys {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(id)) fail('SH_ERR_INVALID_ARGUMENT', `"id" expected a party id, got ${JSON.stringify(id)}`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(id))
+    fail('SH_ERR_INVALID_ARGUMENT', `"id" expected a party id, got ${JSON.stringify(id)}`);
   if (role === 'enterprise') parseUscc(id);
   const x = role === 'bank' || role === 'auditor' ? x25519KeyPair() : undefined;
   return { id, role, ed25519: ed25519KeyPair(), ...(x ? { x25519: x } : {}) };
@@ -61,7 +87,11 @@ export async function keygen(role: Role, id: string, out: string, params: ParamS
     writeSecret(join(out, 'oprf.sk'), oprf.secretKey);
     writeSecret(join(out, 'oprf.pk'), oprf.publicKey);
     bfv.secretKey.fill(0);
-    const pub: PublicKeys = { ...publicOf(k), bfvPublicKey: Buffer.from(bfv.publicKey).toString('base64'), oprfPublicKey: bytesToHex(oprf.publicKey) };
+    const pub: PublicKeys = {
+      ...publicOf(k),
+      bfvPublicKey: Buffer.from(bfv.publicKey).toString('base64'),
+      oprfPublicKey: bytesToHex(oprf.publicKey),
+    };
     writeFileSync(join(out, 'public.json'), JSON.stringify(pub) + '\n');
     return pub;
   }
@@ -88,29 +118,51 @@ export function keygenEnterprises(usccs: readonly string[], dir: string): Public
 /** Read a party key file, or `key.json` of a key directory. @throws SH_ERR_INVALID_ARGUMENT */
 export function readKeyFile(path: string): PartyKeys {
   const file = existsSync(path) && statSync(path).isDirectory() ? join(path, 'key.json') : path;
-  let j: { id?: unknown; role?: unknown; ed25519?: { secretKey?: unknown; publicKey?: unknown }; x25519?: { secretKey?: unknown; publicKey?: unknown } };
+  let j: {
+    id?: unknown;
+    role?: unknown;
+    ed25519?: { secretKey?: unknown; publicKey?: unknown };
+    x25519?: { secretKey?: unknown; publicKey?: unknown };
+  };
   try {
     j = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
     return fail('SH_ERR_INVALID_ARGUMENT', `cannot read key file ${file}`, { option: 'key' }, err);
   }
   const hex = (v: unknown, n: number, what: string) => {
-    if (typeof v !== 'string' || !new RegExp(`^[0-9a-f]{${2 * n}}$`).test(v)) fail('SH_ERR_INVALID_ARGUMENT', `key file ${file}: "${what}" expected ${n} bytes of hex`, { option: 'key' });
+    if (typeof v !== 'string' || !new RegExp(`^[0-9a-f]{${2 * n}}$`).test(v))
+      fail('SH_ERR_INVALID_ARGUMENT', `key file ${file}: "${what}" expected ${n} bytes of hex`, { option: 'key' });
     return hexToBytes(v as string);
   };
-  if (typeof j.id !== 'string' || typeof j.role !== 'string') fail('SH_ERR_INVALID_ARGUMENT', `key file ${file}: "id" and "role" are required`, { option: 'key' });
+  if (typeof j.id !== 'string' || typeof j.role !== 'string')
+    fail('SH_ERR_INVALID_ARGUMENT', `key file ${file}: "id" and "role" are required`, { option: 'key' });
   return {
-    id: j.id as string, role: j.role as Role,
-    ed25519: { secretKey: hex(j.ed25519?.secretKey, 32, 'ed25519.secretKey'), publicKey: hex(j.ed25519?.publicKey, 32, 'ed25519.publicKey') },
-    ...(j.x25519 ? { x25519: { secretKey: hex(j.x25519.secretKey, 32, 'x25519.secretKey'), publicKey: hex(j.x25519.publicKey, 32, 'x25519.publicKey') } } : {}),
+    id: j.id as string,
+    role: j.role as Role,
+    ed25519: {
+      secretKey: hex(j.ed25519?.secretKey, 32, 'ed25519.secretKey'),
+      publicKey: hex(j.ed25519?.publicKey, 32, 'ed25519.publicKey'),
+    },
+    ...(j.x25519
+      ? {
+          x25519: {
+            secretKey: hex(j.x25519.secretKey, 32, 'x25519.secretKey'),
+            publicKey: hex(j.x25519.publicKey, 32, 'x25519.publicKey'),
+          },
+        }
+      : {}),
   };
 }
 
 /** Public keys to register: a `.pub` file, a provider directory's `public.json`, or every `*.key` of a directory. */
 export function readPublic(path: string): PublicKeys[] {
   if (existsSync(path) && statSync(path).isDirectory()) {
-    if (existsSync(join(path, 'public.json'))) return [JSON.parse(readFileSync(join(path, 'public.json'), 'utf8')) as PublicKeys];
-    return readdirSync(path).filter((f) => f.endsWith('.key')).sort().map((f) => publicOf(readKeyFile(join(path, f))));
+    if (existsSync(join(path, 'public.json')))
+      return [JSON.parse(readFileSync(join(path, 'public.json'), 'utf8')) as PublicKeys];
+    return readdirSync(path)
+      .filter((f) => f.endsWith('.key'))
+      .sort()
+      .map((f) => publicOf(readKeyFile(join(path, f))));
   }
   try {
     return [JSON.parse(readFileSync(path, 'utf8')) as PublicKeys];
@@ -120,15 +172,29 @@ export function readPublic(path: string): PublicKeys[] {
 }
 
 /** A provider key directory's secrets for its agent and custodian. */
-export function providerKeys(dir: string): { party: PartyKeys; bfvSecretKey: Uint8Array; bfvPublicKey: Uint8Array; oprfSecretKey: Uint8Array; oprfPublicKey: Uint8Array } {
+export function providerKeys(dir: string): {
+  party: PartyKeys;
+  bfvSecretKey: Uint8Array;
+  bfvPublicKey: Uint8Array;
+  oprfSecretKey: Uint8Array;
+  oprfPublicKey: Uint8Array;
+} {
   const party = readKeyFile(dir);
-  if (party.role !== 'provider') fail('SH_ERR_PARTY_ROLE', `${dir} holds keys of a ${party.role}, not a provider`, { party: party.id });
+  if (party.role !== 'provider')
+    fail('SH_ERR_PARTY_ROLE', `${dir} holds keys of a ${party.role}, not a provider`, { party: party.id });
   const read = (f: string) => {
     const p = join(dir, f);
-    if (!existsSync(p)) fail('SH_ERR_INVALID_ARGUMENT', `provider key directory ${dir} has no ${f}`, { option: 'keys' });
+    if (!existsSync(p))
+      fail('SH_ERR_INVALID_ARGUMENT', `provider key directory ${dir} has no ${f}`, { option: 'keys' });
     return new Uint8Array(readFileSync(p));
   };
-  return { party, bfvSecretKey: read('bfv.sk'), bfvPublicKey: read('bfv.pk'), oprfSecretKey: read('oprf.sk'), oprfPublicKey: read('oprf.pk') };
+  return {
+    party,
+    bfvSecretKey: read('bfv.sk'),
+    bfvPublicKey: read('bfv.pk'),
+    oprfSecretKey: read('oprf.sk'),
+    oprfPublicKey: read('oprf.pk'),
+  };
 }
 
 export { writeSecret };

@@ -30,19 +30,47 @@ export interface TrainRunResult {
   secondsPerIteration: number;
 }
 
-export async function runTrain(sh: Safehouse, r: {
-  bank: string; provider: string; purpose: string; fields: string[]; others?: Array<{ provider: string; fields: string[] }>; labels: ReadonlyMap<string, 0 | 1>;
-  modelId: string; seed?: number; bins?: number; features?: 'binned' | 'standardized'; options?: Partial<TrainOptions>; pdo?: { pdo: number; baseScore: number; baseOdds: number };
-  onProgress?: (p: TrainProgress) => void;
-}): Promise<TrainRunResult> {
+export async function runTrain(
+  sh: Safehouse,
+  r: {
+    bank: string;
+    provider: string;
+    purpose: string;
+    fields: string[];
+    others?: Array<{ provider: string; fields: string[] }>;
+    labels: ReadonlyMap<string, 0 | 1>;
+    modelId: string;
+    seed?: number;
+    bins?: number;
+    features?: 'binned' | 'standardized';
+    options?: Partial<TrainOptions>;
+    pdo?: { pdo: number; baseScore: number; baseOdds: number };
+    onProgress?: (p: TrainProgress) => void;
+  },
+): Promise<TrainRunResult> {
   const t0 = performance.now();
   const { train, test } = trainTestSplit([...r.labels.keys()], r.labels, { seed: r.seed ?? 42, testFraction: 0.3 });
-  const outcome: TrainOutcome = await sh.train({ bank: r.bank, provider: r.provider, purpose: r.purpose, fields: r.fields, ...(r.others ? { others: r.others } : {}), ...(r.features ? { features: r.features } : {}), subjects: train, labels: r.labels, bins: r.bins ?? 5, options: r.options ?? {}, ...(r.onProgress ? { onProgress: r.onProgress } : {}) });
+  const outcome: TrainOutcome = await sh.train({
+    bank: r.bank,
+    provider: r.provider,
+    purpose: r.purpose,
+    fields: r.fields,
+    ...(r.others ? { others: r.others } : {}),
+    ...(r.features ? { features: r.features } : {}),
+    subjects: train,
+    labels: r.labels,
+    bins: r.bins ?? 5,
+    options: r.options ?? {},
+    ...(r.onProgress ? { onProgress: r.onProgress } : {}),
+  });
   const trainSeconds = (performance.now() - t0) / 1000;
   const opts = trainOptions(r.options);
   const standardized = r.features === 'standardized';
-  if (standardized && r.pdo) fail('SH_ERR_INVALID_ARGUMENT', 'PDO points apply to scorecards (binned features), not to a linear model');
-  const model = standardized ? toLinear(r.modelId, outcome.bins, outcome.model, opts.scaleBits) : toScorecard(r.modelId, outcome.bins, outcome.model, opts.scaleBits, r.pdo);
+  if (standardized && r.pdo)
+    fail('SH_ERR_INVALID_ARGUMENT', 'PDO points apply to scorecards (binned features), not to a linear model');
+  const model = standardized
+    ? toLinear(r.modelId, outcome.bins, outcome.model, opts.scaleBits)
+    : toScorecard(r.modelId, outcome.bins, outcome.model, opts.scaleBits, r.pdo);
 
   // Hold-out metrics through the scoring protocol: register, approve, score; the bank computes AUC and KS.
   sh.registerModel(r.bank, model);
@@ -53,22 +81,32 @@ export async function runTrain(sh: Safehouse, r: {
   const score = new Map(rows.filter((x) => x.status === 'OK').map((x) => [x.uscc, sign * Number(x.score)]));
   const metric = (subjects: readonly string[], f: typeof auc) => {
     const s = subjects.filter((u) => score.has(u));
-    if (s.length < 2) fail('SH_ERR_INVALID_ARGUMENT', 'too few scored subjects for metrics (consent op `score` for the purpose is needed)');
-    return f(s.map((u) => score.get(u)!), s.map((u) => r.labels.get(u)!));
+    if (s.length < 2)
+      fail(
+        'SH_ERR_INVALID_ARGUMENT',
+        'too few scored subjects for metrics (consent op `score` for the purpose is needed)',
+      );
+    return f(
+      s.map((u) => score.get(u)!),
+      s.map((u) => r.labels.get(u)!),
+    );
   };
 
   // The same Taylor-LR on plaintext one-hot data with the same bins (embedded-mode comparison only).
-  const tables = new Map([{ provider: r.provider, fields: r.fields }, ...(r.others ?? [])].map((p) => {
-    const ds = sh.engine.datasets.withField(p.provider, p.fields[0]!)!;
-    const table = sh.providerTable(p.provider, ds.category);
-    return [p.provider, { table, row: new Map(table.subjects.map((u, i) => [u, i])) }] as const;
-  }));
-  const onehot = (subjects: readonly string[]) => oneHot(outcome.bins, subjects, (u, f, provider) => {
-    const { table, row } = tables.get(provider)!;
-    const i = row.get(u);
-    const v = i === undefined ? null : table.values[f]![i];
-    return v === null || v === undefined ? null : BigInt(v);
-  });
+  const tables = new Map(
+    [{ provider: r.provider, fields: r.fields }, ...(r.others ?? [])].map((p) => {
+      const ds = sh.engine.datasets.withField(p.provider, p.fields[0]!)!;
+      const table = sh.providerTable(p.provider, ds.category);
+      return [p.provider, { table, row: new Map(table.subjects.map((u, i) => [u, i])) }] as const;
+    }),
+  );
+  const onehot = (subjects: readonly string[]) =>
+    oneHot(outcome.bins, subjects, (u, f, provider) => {
+      const { table, row } = tables.get(provider)!;
+      const i = row.get(u);
+      const v = i === undefined ? null : table.values[f]![i];
+      return v === null || v === undefined ? null : BigInt(v);
+    });
   const cohort = train.filter((u) => !(u in outcome.excluded));
   const cb = standardized ? STD_BITS : 0;
   const plain = trainPlainFloat(onehot(cohort), Uint8Array.from(cohort.map((u) => r.labels.get(u)!)), opts, cb);
@@ -77,21 +115,38 @@ export async function runTrain(sh: Safehouse, r: {
   const excluded: Record<string, number> = {};
   for (const st of Object.values(outcome.excluded)) excluded[st] = (excluded[st] ?? 0) + 1;
   return {
-    jobId: outcome.jobId, model, iterations: outcome.iterations, cohort: outcome.cohort, excluded,
-    trainAuc: metric(train, auc), holdoutAuc: metric(test, auc), holdoutKs: metric(test, ks),
-    plaintextAuc: auc(plainScores, test.map((u) => r.labels.get(u)!)),
+    jobId: outcome.jobId,
+    model,
+    iterations: outcome.iterations,
+    cohort: outcome.cohort,
+    excluded,
+    trainAuc: metric(train, auc),
+    holdoutAuc: metric(test, auc),
+    holdoutKs: metric(test, ks),
+    plaintextAuc: auc(
+      plainScores,
+      test.map((u) => r.labels.get(u)!),
+    ),
     seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
     secondsPerIteration: Number((trainSeconds / Math.max(1, outcome.iterations)).toFixed(3)),
   };
 }
 
 /** Training columns for `subjects`: one-hot bins of every field in order, or standardized values (Int16Array). */
-export function oneHot(bins: readonly BinSpec[], subjects: readonly string[], value: (uscc: string, field: string, provider: string) => bigint | null): Column[] {
+export function oneHot(
+  bins: readonly BinSpec[],
+  subjects: readonly string[],
+  value: (uscc: string, field: string, provider: string) => bigint | null,
+): Column[] {
   const cols: Column[] = [];
   for (const spec of bins) {
     const std = spec.standardize;
     if (std) {
-      cols.push(Int16Array.from(subjects.map((u) => standardizedValue(value(u, spec.field, spec.provider), spec.decimals, std.mean, std.std))));
+      cols.push(
+        Int16Array.from(
+          subjects.map((u) => standardizedValue(value(u, spec.field, spec.provider), spec.decimals, std.mean, std.std)),
+        ),
+      );
       continue;
     }
     const which = subjects.map((u) => binOf(spec.bins, value(u, spec.field, spec.provider), spec.decimals));

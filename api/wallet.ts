@@ -47,13 +47,23 @@ export class Wallet {
   create(id: string, role: Role): PartyKeys {
     const existing = this.get(id);
     if (existing) {
-      if (existing.role !== role) fail('SH_ERR_ALREADY_EXISTS', `party ${id} already exists with role ${existing.role}`, { party: id });
+      if (existing.role !== role)
+        fail('SH_ERR_ALREADY_EXISTS', `party ${id} already exists with role ${existing.role}`, { party: id });
       return existing;
     }
     const ed = ed25519KeyPair();
     const x = role === 'bank' || role === 'auditor' || role === 'engine' ? x25519KeyPair() : undefined;
-    this.db.prepare('INSERT INTO keys (id, role, ed_sk, ed_pk, x_sk, x_pk, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
-      id, role, bytesToHex(ed.secretKey), bytesToHex(ed.publicKey), x ? bytesToHex(x.secretKey) : null, x ? bytesToHex(x.publicKey) : null, new Date().toISOString());
+    this.db
+      .prepare('INSERT INTO keys (id, role, ed_sk, ed_pk, x_sk, x_pk, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(
+        id,
+        role,
+        bytesToHex(ed.secretKey),
+        bytesToHex(ed.publicKey),
+        x ? bytesToHex(x.secretKey) : null,
+        x ? bytesToHex(x.publicKey) : null,
+        new Date().toISOString(),
+      );
     return { id, role, ed25519: ed, ...(x ? { x25519: x } : {}) };
   }
 
@@ -75,7 +85,8 @@ export class Wallet {
     const r = this.db.prepare('SELECT * FROM keys WHERE id = ?').get(id) as Record<string, string | null> | undefined;
     if (!r) return undefined;
     return {
-      id, role: r.role as Role,
+      id,
+      role: r.role as Role,
       ed25519: { secretKey: hexToBytes(r.ed_sk!), publicKey: hexToBytes(r.ed_pk!) },
       ...(r.x_sk ? { x25519: { secretKey: hexToBytes(r.x_sk), publicKey: hexToBytes(r.x_pk!) } } : {}),
     };
@@ -84,7 +95,12 @@ export class Wallet {
   /** @throws SH_ERR_UNKNOWN_PARTY, SH_ERR_PARTY_ROLE */
   require(id: string, role: Role): PartyKeys {
     const k = this.get(id);
-    if (!k) fail('SH_ERR_UNKNOWN_PARTY', `no keys for party ${JSON.stringify(id)} in this wallet (run \`safehouse party add --role ${role} --id ${id}\`)`, { party: id });
+    if (!k)
+      fail(
+        'SH_ERR_UNKNOWN_PARTY',
+        `no keys for party ${JSON.stringify(id)} in this wallet (run \`safehouse party add --role ${role} --id ${id}\`)`,
+        { party: id },
+      );
     if (k.role !== role) fail('SH_ERR_PARTY_ROLE', `party ${id} is a ${k.role}, not a ${role}`, { party: id });
     return k;
   }

@@ -15,8 +15,15 @@ export function fromJson(text: string): unknown {
     if (k === '__proto__' || k === 'constructor') return undefined;
     if (v && typeof v === 'object' && !Array.isArray(v)) {
       const keys = Object.keys(v);
-      if (keys.length === 1 && keys[0] === '$bigint' && typeof (v as { $bigint: unknown }).$bigint === 'string' && /^-?\d+$/.test((v as { $bigint: string }).$bigint)) return BigInt((v as { $bigint: string }).$bigint);
-      if (keys.length === 1 && keys[0] === '$bytes' && typeof (v as { $bytes: unknown }).$bytes === 'string') return new Uint8Array(Buffer.from((v as { $bytes: string }).$bytes, 'base64'));
+      if (
+        keys.length === 1 &&
+        keys[0] === '$bigint' &&
+        typeof (v as { $bigint: unknown }).$bigint === 'string' &&
+        /^-?\d+$/.test((v as { $bigint: string }).$bigint)
+      )
+        return BigInt((v as { $bigint: string }).$bigint);
+      if (keys.length === 1 && keys[0] === '$bytes' && typeof (v as { $bytes: unknown }).$bytes === 'string')
+        return new Uint8Array(Buffer.from((v as { $bytes: string }).$bytes, 'base64'));
     }
     return v;
   });

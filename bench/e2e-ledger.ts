@@ -33,18 +33,24 @@ const ORIGIN = 'safehouse.bench/ledger';
 const BANK = 'bank_bench';
 const utf8 = new TextEncoder();
 
-export async function runLedgerE2e(opts: { leaves: number; batch?: number; log?: (line: string) => void }): Promise<E2eResult> {
+export async function runLedgerE2e(opts: {
+  leaves: number;
+  batch?: number;
+  log?: (line: string) => void;
+}): Promise<E2eResult> {
   const leaves = opts.leaves;
   const batch = opts.batch ?? 1000;
   const log = opts.log ?? (() => {});
-  if (!Number.isSafeInteger(leaves) || leaves < 1) throw new Error(`leaves: expected a positive integer, got ${leaves}`);
+  if (!Number.isSafeInteger(leaves) || leaves < 1)
+    throw new Error(`leaves: expected a positive integer, got ${leaves}`);
   if (!Number.isSafeInteger(batch) || batch < 1) throw new Error(`batch: expected a positive integer, got ${batch}`);
   const phases: Record<string, number> = {};
   const seconds = (t0: number): number => (performance.now() - t0) / 1000;
 
   // --- the events, made one batch at a time just before it is appended (setup, not timed as engine work)
   const rng = mulberry32(20250101);
-  const hex = (bytes: number): string => Buffer.from(Array.from({ length: bytes }, () => Math.floor(rng() * 256))).toString('hex');
+  const hex = (bytes: number): string =>
+    Buffer.from(Array.from({ length: bytes }, () => Math.floor(rng() * 256))).toString('hex');
   const makeEvents = (from: number, to: number): LedgerEvent[] =>
     Array.from({ length: to - from }, (_, k) => {
       const subject = randomUscc(rng);
@@ -94,7 +100,8 @@ export async function runLedgerE2e(opts: { leaves: number; batch?: number; log?:
       checkpointSeconds += ms / 1000;
       signatures++;
       checkpointMs.push({ size: ledger.size(), ms });
-      if (checkpointMs.length % 20 === 0) log(`ledger e2e: ${ledger.size()} leaves appended, last checkpoint ${ms.toFixed(2)} ms`);
+      if (checkpointMs.length % 20 === 0)
+        log(`ledger e2e: ${ledger.size()} leaves appended, last checkpoint ${ms.toFixed(2)} ms`);
     }
     const n = ledger.size();
 
@@ -139,7 +146,9 @@ export async function runLedgerE2e(opts: { leaves: number; batch?: number; log?:
     phases.ledgerVerify = seconds(t);
 
     // --- plaintext baseline: the same leaf bytes, hashed in memory
-    const bodies = (db.prepare('SELECT body FROM ledger_entries ORDER BY idx').all() as Array<{ body: string }>).map((r) => r.body);
+    const bodies = (db.prepare('SELECT body FROM ledger_entries ORDER BY idx').all() as Array<{ body: string }>).map(
+      (r) => r.body,
+    );
     t = performance.now();
     const plainLeaves = bodies.map((b) => leafHash(utf8.encode(b)));
     const plainRoot = rootFromLeafHashes(plainLeaves);
@@ -151,7 +160,10 @@ export async function runLedgerE2e(opts: { leaves: number; batch?: number; log?:
     const pages = Number((db.prepare('PRAGMA page_count').get() as { page_count: number }).page_count);
     const tableBytes = new Map<string, number>();
     try {
-      for (const r of db.prepare('SELECT name, SUM(pgsize) AS bytes FROM dbstat GROUP BY name').all() as Array<{ name: string; bytes: number }>) {
+      for (const r of db.prepare('SELECT name, SUM(pgsize) AS bytes FROM dbstat GROUP BY name').all() as Array<{
+        name: string;
+        bytes: number;
+      }>) {
         tableBytes.set(r.name, Number(r.bytes));
       }
     } catch {
@@ -167,12 +179,18 @@ export async function runLedgerE2e(opts: { leaves: number; batch?: number; log?:
       `${n - badProofs}/${n} inclusion proofs verified with merkle.ts verifyInclusion against the signed checkpoint of size ${cp.size} (all, none sampled)`,
       `checkpoint root ${rootOk ? '=' : '≠'} rootFromLeafHashes over the leaves re-hashed from their bodies`,
       `leaf hashes from appendMany ${sameLeaves ? '=' : '≠'} the re-hashed bodies`,
-      report.ok ? `Ledger.verify() ok (${report.checkpoints} checkpoints, stored nodes match)` : `Ledger.verify() failed: ${report.code} ${report.reason}`,
+      report.ok
+        ? `Ledger.verify() ok (${report.checkpoints} checkpoints, stored nodes match)`
+        : `Ledger.verify() failed: ${report.code} ${report.reason}`,
     ].join('; ');
 
     const median = (xs: number[]): number => {
       const s = [...xs].sort((a, b) => a - b);
-      return s.length === 0 ? Number.NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+      return s.length === 0
+        ? Number.NaN
+        : s.length % 2
+          ? s[(s.length - 1) / 2]!
+          : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
     };
     const round = (x: number, digits = 3): number => Number(x.toFixed(digits));
     const first10 = checkpointMs.slice(0, 10);
@@ -196,7 +214,13 @@ export async function runLedgerE2e(opts: { leaves: number; batch?: number; log?:
       'measured.rowsRead': measured.rowsRead,
       engineVsPlaintext: round(engineSeconds / plaintextSeconds, 1),
     };
-    for (const [name, key] of [['ledger_entries', 'entriesBytesPerLeaf'], ['ledger_nodes', 'nodesBytesPerLeaf'], ['ledger_subjects', 'subjectsBytesPerLeaf'], ['ledger_subjects_uscc', 'subjectIndexBytesPerLeaf'], ['ledger_checkpoints', 'checkpointsBytesPerLeaf']] as const) {
+    for (const [name, key] of [
+      ['ledger_entries', 'entriesBytesPerLeaf'],
+      ['ledger_nodes', 'nodesBytesPerLeaf'],
+      ['ledger_subjects', 'subjectsBytesPerLeaf'],
+      ['ledger_subjects_uscc', 'subjectIndexBytesPerLeaf'],
+      ['ledger_checkpoints', 'checkpointsBytesPerLeaf'],
+    ] as const) {
       const b = tableBytes.get(name);
       if (b !== undefined) extra[key] = round(b / n, 1);
     }

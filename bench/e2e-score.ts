@@ -43,19 +43,40 @@ const INTERCEPT = '12.5';
 /** Values are integers in [0, MAX]; linear weights are fixed-point at scale 10^6: Σ |w|·10^6·MAX ≤ 1.8·10^11 < t/2. */
 const MAX = 10_000;
 
-export interface ScoreE2eOptions { subjects: number; paillierSample?: number; scaling?: boolean; scalingSubjects?: number; scalingRepeats?: number; log?: (line: string) => void }
+export interface ScoreE2eOptions {
+  subjects: number;
+  paillierSample?: number;
+  scaling?: boolean;
+  scalingSubjects?: number;
+  scalingRepeats?: number;
+  log?: (line: string) => void;
+}
 
 export async function runScoreE2e(opts: ScoreE2eOptions): Promise<E2eResult> {
   const log = opts.log ?? (() => {});
   const n = opts.subjects;
   const phases: Record<string, number> = {};
-  const lap = (name: string, t0: number) => { phases[name] = Number(((performance.now() - t0) / 1000).toFixed(3)); };
+  const lap = (name: string, t0: number) => {
+    phases[name] = Number(((performance.now() - t0) / 1000).toFixed(3));
+  };
   const rnd = mulberry32(20261123);
   const seen = new Set<string>();
   const subjects: string[] = [];
-  while (subjects.length < n) { const u = randomUscc(rnd); if (!seen.has(u)) { seen.add(u); subjects.push(u); } }
-  const fieldNames = PROVIDERS.map((p) => Array.from({ length: FIELDS_PER_PROVIDER }, (_, i) => `${p.prefix}_f${String(i + 1).padStart(2, '0')}`));
-  const values = PROVIDERS.map(() => Array.from({ length: FIELDS_PER_PROVIDER }, () => Int32Array.from({ length: n }, () => Math.floor(rnd() * (MAX + 1)))));
+  while (subjects.length < n) {
+    const u = randomUscc(rnd);
+    if (!seen.has(u)) {
+      seen.add(u);
+      subjects.push(u);
+    }
+  }
+  const fieldNames = PROVIDERS.map((p) =>
+    Array.from({ length: FIELDS_PER_PROVIDER }, (_, i) => `${p.prefix}_f${String(i + 1).padStart(2, '0')}`),
+  );
+  const values = PROVIDERS.map(() =>
+    Array.from({ length: FIELDS_PER_PROVIDER }, () =>
+      Int32Array.from({ length: n }, () => Math.floor(rnd() * (MAX + 1))),
+    ),
+  );
   const consented = subjects.filter((_, i) => i % 20 !== 7); // 95 %
 
   const home = mkdtempSync(join(tmpdir(), 'safehouse-bench-score-'));
@@ -70,7 +91,18 @@ export async function runScoreE2e(opts: ScoreE2eOptions): Promise<E2eResult> {
     t = performance.now();
     let datasets: string[] = [];
     for (const [pi, p] of PROVIDERS.entries()) {
-      const schema = { category: p.category, fields: fieldNames[pi]!.map((name) => ({ name, label: name, type: 'int', decimals: 0, min: '0', max: String(MAX), class: 'MODEL_ONLY' })) };
+      const schema = {
+        category: p.category,
+        fields: fieldNames[pi]!.map((name) => ({
+          name,
+          label: name,
+          type: 'int',
+          decimals: 0,
+          min: '0',
+          max: String(MAX),
+          class: 'MODEL_ONLY',
+        })),
+      };
       const lines = ['uscc,' + fieldNames[pi]!.join(',')];
       for (let s = 0; s < n; s++) lines.push(subjects[s] + ',' + values[pi]!.map((col) => col[s]).join(','));
       const r = await sh.ingest(p.id, schema, lines.join('\n') + '\n');
@@ -81,13 +113,26 @@ export async function runScoreE2e(opts: ScoreE2eOptions): Promise<E2eResult> {
 
     t = performance.now();
     for (let i = 0; i < consented.length; i += 5000) {
-      sh.grantConsents(consented.slice(i, i + 5000).map((u) => ({ subject: u, bank: BANK, purpose: PURPOSE, categories: PROVIDERS.map((p) => p.category), operations: ['score'], days: 365 })));
+      sh.grantConsents(
+        consented
+          .slice(i, i + 5000)
+          .map((u) => ({
+            subject: u,
+            bank: BANK,
+            purpose: PURPOSE,
+            categories: PROVIDERS.map((p) => p.category),
+            operations: ['score'],
+            days: 365,
+          })),
+      );
       log(`consents ${Math.min(consented.length, i + 5000)}/${consented.length}`);
     }
     lap('setup.consents', t);
 
     t = performance.now();
-    const terms = PROVIDERS.flatMap((p, pi) => fieldNames[pi]!.map((field, i) => ({ provider: p.id, field, weight: WEIGHTS[i]! })));
+    const terms = PROVIDERS.flatMap((p, pi) =>
+      fieldNames[pi]!.map((field, i) => ({ provider: p.id, field, weight: WEIGHTS[i]! })),
+    );
     sh.registerModel(BANK, { id: MODEL, kind: 'linear', intercept: INTERCEPT, terms });
     for (const p of PROVIDERS) await sh.approveModel(p.id, MODEL);
     lap('setup.model', t);
@@ -100,7 +145,12 @@ export async function runScoreE2e(opts: ScoreE2eOptions): Promise<E2eResult> {
     // How busy the engine's own thread is (event-loop utilization): the part of the job that cannot scale with workers.
     const elu0 = performance.eventLoopUtilization();
     let eluConsent = elu0;
-    const { rows, result } = await sh.score(BANK, MODEL, PURPOSE, subjects, (p) => { if (p.phase === 'compute' && p.done === 0) { consentDone = performance.now(); eluConsent = performance.eventLoopUtilization(); } });
+    const { rows, result } = await sh.score(BANK, MODEL, PURPOSE, subjects, (p) => {
+      if (p.phase === 'compute' && p.done === 0) {
+        consentDone = performance.now();
+        eluConsent = performance.eventLoopUtilization();
+      }
+    });
     const mainThreadBusy = performance.eventLoopUtilization(elu0).utilization;
     const mainThreadBusyConsent = performance.eventLoopUtilization(eluConsent, elu0).utilization;
     const engineSeconds = (performance.now() - t) / 1000;
@@ -118,7 +168,8 @@ export async function runScoreE2e(opts: ScoreE2eOptions): Promise<E2eResult> {
     for (let s = 0; s < n; s++) {
       if (!ok.has(subjects[s]!)) continue;
       let acc = intercept;
-      for (let pi = 0; pi < PROVIDERS.length; pi++) for (let f = 0; f < FIELDS_PER_PROVIDER; f++) acc += w[f]! * BigInt(values[pi]![f]![s]!);
+      for (let pi = 0; pi < PROVIDERS.length; pi++)
+        for (let f = 0; f < FIELDS_PER_PROVIDER; f++) acc += w[f]! * BigInt(values[pi]![f]![s]!);
       expected.set(subjects[s]!, formatFixed(acc, result.scale));
     }
     const plaintextSeconds = (performance.now() - t) / 1000;
@@ -131,7 +182,8 @@ export async function runScoreE2e(opts: ScoreE2eOptions): Promise<E2eResult> {
       if (!row) continue;
       const c = JSON.parse(row.signed_json) as SignedConsent;
       const pk = hexToBytes((keyQ.get(u) as { ed25519_pub: string }).ed25519_pub);
-      if (ed25519Verify(hexToBytes(c.signature), canonicalBytes({ type: 'safehouse.consent.v1', ...c.statement }), pk)) plainVerified++;
+      if (ed25519Verify(hexToBytes(c.signature), canonicalBytes({ type: 'safehouse.consent.v1', ...c.statement }), pk))
+        plainVerified++;
     }
     const plaintextConsentSeconds = (performance.now() - t) / 1000 + plaintextSeconds;
 
@@ -139,7 +191,10 @@ export async function runScoreE2e(opts: ScoreE2eOptions): Promise<E2eResult> {
     let scored = 0;
     for (const r of rows) {
       const e = expected.get(r.uscc);
-      if (e === undefined) { if (r.status !== 'NO_CONSENT') mismatches++; continue; }
+      if (e === undefined) {
+        if (r.status !== 'NO_CONSENT') mismatches++;
+        continue;
+      }
       scored++;
       if (r.status !== 'OK' || r.score !== e) mismatches++;
     }
@@ -174,10 +229,14 @@ export async function runScoreE2e(opts: ScoreE2eOptions): Promise<E2eResult> {
     let blobs = 0;
     for (const [pi, ds] of datasets.entries()) {
       const rec = sh.engine.datasets.get(ds)!;
-      for (let b = 0; b < rec.blocks; b++) for (const f of fieldNames[pi]!) {
-        const h = sh.engine.datasets.columnBlob(ds, f, b);
-        if (h) { bytes += statSync(sh.engine.store.blobPath(h)).size; blobs++; }
-      }
+      for (let b = 0; b < rec.blocks; b++)
+        for (const f of fieldNames[pi]!) {
+          const h = sh.engine.datasets.columnBlob(ds, f, b);
+          if (h) {
+            bytes += statSync(sh.engine.store.blobPath(h)).size;
+            blobs++;
+          }
+        }
     }
     const blockCount = sh.engine.datasets.get(datasets[0]!)!.blocks;
 
@@ -190,13 +249,18 @@ export async function runScoreE2e(opts: ScoreE2eOptions): Promise<E2eResult> {
     const cores = availableParallelism();
     if (opts.scaling !== false) {
       for (let rep = 0; rep < (opts.scalingRepeats ?? 3); rep++) {
-        for (const [which, size] of [['one', 1], ['all', cores]] as const) {
+        for (const [which, size] of [
+          ['one', 1],
+          ['all', cores],
+        ] as const) {
           await sh.close();
           sh = await Safehouse.open({ home, poolSize: size });
           await sh.warmUp();
           t = performance.now();
           let mark = 0;
-          const again = await sh.score(BANK, MODEL, PURPOSE, subjects.slice(0, scalingSubjects), (p) => { if (p.phase === 'compute' && p.done === 0) mark = performance.now(); });
+          const again = await sh.score(BANK, MODEL, PURPOSE, subjects.slice(0, scalingSubjects), (p) => {
+            if (p.phase === 'compute' && p.done === 0) mark = performance.now();
+          });
           times[which].push((performance.now() - t) / 1000);
           consentTimes[which].push((mark - t) / 1000);
           for (const r of again.rows) if (r.status === 'OK' && r.score !== expected.get(r.uscc)) mismatches++;
@@ -211,19 +275,29 @@ export async function runScoreE2e(opts: ScoreE2eOptions): Promise<E2eResult> {
     t = performance.now();
     const pai = await paillierBaseline(sample, w, values, log);
     phases['paillier'] = Number(((performance.now() - t) / 1000).toFixed(3));
-    const paillierScaledSeconds = pai.perSubjectMs * scored / 1000;
+    const paillierScaledSeconds = (pai.perSubjectMs * scored) / 1000;
     const computeSeconds = phases['score.compute+open']!;
 
     return {
       name: 'score',
       description: `score ${n.toLocaleString('en-US')} subjects × ${fields * PROVIDERS.length} fields from ${PROVIDERS.length} providers (linear model, 95 % consented), one job`,
-      size: { subjects: n, fields: fields * PROVIDERS.length, providers: PROVIDERS.length, blocks: blockCount, workItems: items, scored },
+      size: {
+        subjects: n,
+        fields: fields * PROVIDERS.length,
+        providers: PROVIDERS.length,
+        blocks: blockCount,
+        workItems: items,
+        scored,
+      },
       engineSeconds,
       phases,
       ops,
       plaintextSeconds,
       peakRssMiB: peakRssMiB(),
-      checks: { ok: mismatches === 0 && scored === withConsent && plainVerified === withConsent, detail: `${scored} scored, ${mismatches} differ from plaintext, ${n - scored} refused (no consent)` },
+      checks: {
+        ok: mismatches === 0 && scored === withConsent && plainVerified === withConsent,
+        detail: `${scored} scored, ${mismatches} differ from plaintext, ${n - scored} refused (no consent)`,
+      },
       extra: {
         poolSize: cores,
         scalingSubjects,
@@ -231,7 +305,9 @@ export async function runScoreE2e(opts: ScoreE2eOptions): Promise<E2eResult> {
         scalingAllCoresSeconds: times.all.map((x) => x.toFixed(2)).join(' / '),
         poolScaling: best(times.one) / best(times.all),
         poolScalingConsentPhase: best(consentTimes.one) / best(consentTimes.all),
-        poolScalingRestOfJob: best(times.one.map((x, k) => x - consentTimes.one[k]!)) / best(times.all.map((x, k) => x - consentTimes.all[k]!)),
+        poolScalingRestOfJob:
+          best(times.one.map((x, k) => x - consentTimes.one[k]!)) /
+          best(times.all.map((x, k) => x - consentTimes.all[k]!)),
         mainThreadBusy,
         mainThreadBusyConsentPhase: mainThreadBusy ? mainThreadBusyConsent : 0,
         plaintextWithConsentSeconds: plaintextConsentSeconds,
@@ -259,12 +335,18 @@ export async function runScoreE2e(opts: ScoreE2eOptions): Promise<E2eResult> {
  * per ciphertext (upload, timed separately), then Σ w·Enc(x) (c^|w|, a modular inverse for negative weights as
  * python-paillier does), + Enc(mask), decrypt. Checked against plaintext.
  */
-async function paillierBaseline(sample: number, w: readonly bigint[], values: readonly (readonly Int32Array[])[], log: (line: string) => void): Promise<{ perSubjectMs: number; encryptPerValueMs: number; bytesPerValue: number }> {
+async function paillierBaseline(
+  sample: number,
+  w: readonly bigint[],
+  values: readonly (readonly Int32Array[])[],
+  log: (line: string) => void,
+): Promise<{ perSubjectMs: number; encryptPerValueMs: number; bytesPerValue: number }> {
   const { publicKey, privateKey } = await paillier.generateRandomKeys(2048);
   const n2 = publicKey._n2;
   const enc: bigint[][] = [];
   let t = performance.now();
-  for (let s = 0; s < sample; s++) enc.push(values.flatMap((cols) => cols.map((col) => publicKey.encrypt(BigInt(col[s]!)))));
+  for (let s = 0; s < sample; s++)
+    enc.push(values.flatMap((cols) => cols.map((col) => publicKey.encrypt(BigInt(col[s]!)))));
   const encryptPerValueMs = (performance.now() - t) / (sample * values.length * values[0]!.length);
   t = performance.now();
   for (let s = 0; s < sample; s++) {
@@ -279,17 +361,25 @@ async function paillierBaseline(sample: number, w: readonly bigint[], values: re
     const mask = BigInt(Math.floor(Math.random() * 2 ** 40));
     acc = publicKey.addition(acc, publicKey.encrypt(mask));
     const got = (privateKey.decrypt(acc) - mask + publicKey.n) % publicKey.n;
-    if (got !== (plain % publicKey.n + publicKey.n) % publicKey.n) throw new Error('paillier baseline: decryption does not match the plaintext sum');
+    if (got !== ((plain % publicKey.n) + publicKey.n) % publicKey.n)
+      throw new Error('paillier baseline: decryption does not match the plaintext sum');
   }
   const perSubjectMs = (performance.now() - t) / sample;
-  log(`paillier: ${perSubjectMs.toFixed(1)} ms per subject (${sample} subjects), encrypt ${encryptPerValueMs.toFixed(1)} ms per value`);
+  log(
+    `paillier: ${perSubjectMs.toFixed(1)} ms per subject (${sample} subjects), encrypt ${encryptPerValueMs.toFixed(1)} ms per value`,
+  );
   return { perSubjectMs, encryptPerValueMs, bytesPerValue: 4096 / 8 };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const { positional, flag, has } = benchArgs(process.argv.slice(2));
   const subjects = Number(positional[0] ?? 100_000);
-  const r = await runScoreE2e({ subjects, paillierSample: flag('--paillier') ?? 32, scaling: !has('--no-scaling'), log: (l) => console.error(l) });
+  const r = await runScoreE2e({
+    subjects,
+    paillierSample: flag('--paillier') ?? 32,
+    scaling: !has('--no-scaling'),
+    log: (l) => console.error(l),
+  });
   console.log(JSON.stringify(r, null, 2));
   if (process.env.BENCH_E2E_JSON) writeFileSync(process.env.BENCH_E2E_JSON, JSON.stringify(r, null, 2) + '\n');
 }

@@ -35,11 +35,18 @@ import { planTraining, acceptTrainingInputs, runIterations } from '../engine/pro
 import { transferTrainingColumns } from '../engine/protocols/train/transfer.ts';
 import { type TrainProgress } from '../engine/protocols/train/messages.ts';
 import type { ProviderTable } from '../engine/provider/table.ts';
-import { trainOptions, trainPlainFixed, trainPlainFloat, updateModel, maxAbsD, sumGroupSize, type FixedModel } from '../models/train.ts';
+import {
+  trainOptions,
+  trainPlainFixed,
+  trainPlainFloat,
+  updateModel,
+  maxAbsD,
+  sumGroupSize,
+  type FixedModel,
+} from '../models/train.ts';
 import { standardizedValue, STD_BITS, STD_CLIP, type BinSpec } from '../models/features.ts';
 import { auc } from '../models/metrics.ts';
 import { benchArgs, type E2eResult } from './report.ts';
-
 
 const BANK = 'bank_bench_train';
 const AUDITOR = 'auditor_bench_train';
@@ -49,14 +56,17 @@ const PURPOSE = 'model_training';
 const FEATURES = 'standardized' as const;
 const sec = (ms: number) => Number((ms / 1000).toFixed(3));
 
-interface SyntheticRow { values: Array<string>; label: 0 | 1 }
+interface SyntheticRow {
+  values: Array<string>;
+  label: 0 | 1;
+}
 
 /** Seeded synthetic population: `fields` decimal values per row (empty = missing) and a logistic label. */
 function synthetic(fields: number, seed: number): { next: () => SyntheticRow; coefficients: number[] } {
   const rnd = mulberry32(seed);
   const normal = () => Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
   const coefRnd = mulberry32(1234);
-  const raw = Array.from({ length: fields }, (_, f) => (f % 4 === 3 ? 0 : (coefRnd() * 2 - 1)));
+  const raw = Array.from({ length: fields }, (_, f) => (f % 4 === 3 ? 0 : coefRnd() * 2 - 1));
   const norm = Math.sqrt(raw.reduce((a, b) => a + b * b, 0)) || 1;
   const beta = raw.map((b) => (1.6 * b) / norm); // the latent logit has a standard deviation of about 1.6
   const mean = Array.from({ length: fields }, (_, f) => [50, 1200, 8, 300, 0.5][f % 5]! * (1 + f / 10));
@@ -76,15 +86,27 @@ function synthetic(fields: number, seed: number): { next: () => SyntheticRow; co
 
 const fieldName = (provider: 'a' | 'b', i: number) => `bx_${provider}${String(i + 1).padStart(2, '0')}`;
 
-export async function runTrainE2e(opts: { subjects: number; fields: number; iterations: number; poolSize?: number; holdout?: number; log?: (line: string) => void }): Promise<E2eResult> {
+export async function runTrainE2e(opts: {
+  subjects: number;
+  fields: number;
+  iterations: number;
+  poolSize?: number;
+  holdout?: number;
+  log?: (line: string) => void;
+}): Promise<E2eResult> {
   const { subjects: nSubjects, fields: nFields, iterations } = opts;
-  if (!Number.isInteger(nSubjects) || nSubjects < 200) throw new RangeError(`"subjects" expected an integer ≥ 200 (the policy's minimum cohort), got ${nSubjects}`);
-  if (!Number.isInteger(nFields) || nFields < 2) throw new RangeError(`"fields" expected an integer ≥ 2 (split over two providers), got ${nFields}`);
-  if (!Number.isInteger(iterations) || iterations < 1) throw new RangeError(`"iterations" expected a positive integer, got ${iterations}`);
+  if (!Number.isInteger(nSubjects) || nSubjects < 200)
+    throw new RangeError(`"subjects" expected an integer ≥ 200 (the policy's minimum cohort), got ${nSubjects}`);
+  if (!Number.isInteger(nFields) || nFields < 2)
+    throw new RangeError(`"fields" expected an integer ≥ 2 (split over two providers), got ${nFields}`);
+  if (!Number.isInteger(iterations) || iterations < 1)
+    throw new RangeError(`"iterations" expected a positive integer, got ${iterations}`);
   const nHoldout = opts.holdout ?? Math.max(2048, Math.floor(nSubjects / 2));
   const log = opts.log ?? (() => {});
   const phases: Record<string, number> = {};
-  const lap = (name: string, since: number) => { phases[name] = sec(performance.now() - since); };
+  const lap = (name: string, since: number) => {
+    phases[name] = sec(performance.now() - since);
+  };
   const home = mkdtempSync(join(tmpdir(), 'safehouse-e2e-train-'));
   let sh: Safehouse | undefined;
   try {
@@ -98,19 +120,41 @@ export async function runTrainE2e(opts: { subjects: number; fields: number; iter
     const uRnd = mulberry32(777);
     const seen = new Set<string>();
     const subjects: string[] = [];
-    while (subjects.length < nSubjects) { const u = randomUscc(uRnd); if (!seen.has(u)) { seen.add(u); subjects.push(u); } }
+    while (subjects.length < nSubjects) {
+      const u = randomUscc(uRnd);
+      if (!seen.has(u)) {
+        seen.add(u);
+        subjects.push(u);
+      }
+    }
     const rows = subjects.map(() => gen.next());
     const holdout = Array.from({ length: nHoldout }, () => gen.next());
     const labels = new Map(subjects.map((u, i) => [u, rows[i]!.label]));
-    const fieldSpec = (name: string) => ({ name, type: 'decimal', decimals: 2, min: '-100000', max: '100000', class: 'MODEL_ONLY' });
+    const fieldSpec = (name: string) => ({
+      name,
+      type: 'decimal',
+      decimals: 2,
+      min: '-100000',
+      max: '100000',
+      class: 'MODEL_ONLY',
+    });
     const schemaA = { category: 'tax', fields: fieldsA.map(fieldSpec) };
     const schemaB = { category: 'utilities', fields: fieldsB.map(fieldSpec) };
-    const csvA = toCsv(['uscc', ...fieldsA], subjects.map((u, i) => [u, ...rows[i]!.values.slice(0, nA)]));
+    const csvA = toCsv(
+      ['uscc', ...fieldsA],
+      subjects.map((u, i) => [u, ...rows[i]!.values.slice(0, nA)]),
+    );
     // Provider B lists the same enterprises in its own order: the transfer must move every slot.
     const order = subjects.map((_, i) => i);
     const pRnd = mulberry32(4242);
-    for (let i = order.length - 1; i > 0; i--) { const j = Math.floor(pRnd() * (i + 1)); [order[i], order[j]] = [order[j]!, order[i]!]; }
-    const csvB = toCsv(['uscc', ...fieldsB], order.map((i) => [subjects[i]!, ...rows[i]!.values.slice(nA)]));
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(pRnd() * (i + 1));
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    const csvB = toCsv(
+      ['uscc', ...fieldsB],
+      order.map((i) => [subjects[i]!, ...rows[i]!.values.slice(nA)]),
+    );
     lap('setup.generate', t);
 
     t = performance.now();
@@ -125,11 +169,24 @@ export async function runTrainE2e(opts: { subjects: number; fields: number; iter
     const ingA = await sh.ingest(PROVIDER_A, schemaA, csvA);
     const ingB = await sh.ingest(PROVIDER_B, schemaB, csvB);
     lap('setup.ingest', t);
-    log(`ingest: ${PROVIDER_A} ${ingA.subjects} subjects × ${nA} fields in ${ingA.blocks} block(s); ${PROVIDER_B} ${ingB.subjects} × ${nB} in ${ingB.blocks}`);
+    log(
+      `ingest: ${PROVIDER_A} ${ingA.subjects} subjects × ${nA} fields in ${ingA.blocks} block(s); ${PROVIDER_B} ${ingB.subjects} × ${nB} in ${ingB.blocks}`,
+    );
 
     t = performance.now();
     for (let i = 0; i < subjects.length; i += 2000) {
-      sh.grantConsents(subjects.slice(i, i + 2000).map((u) => ({ subject: u, bank: BANK, purpose: PURPOSE, categories: ['tax', 'utilities'], operations: ['train' as const], days: 365 })));
+      sh.grantConsents(
+        subjects
+          .slice(i, i + 2000)
+          .map((u) => ({
+            subject: u,
+            bank: BANK,
+            purpose: PURPOSE,
+            categories: ['tax', 'utilities'],
+            operations: ['train' as const],
+            days: 365,
+          })),
+      );
     }
     lap('setup.consents', t);
 
@@ -153,25 +210,61 @@ export async function runTrainE2e(opts: { subjects: number; fields: number; iter
     t = t0;
     const k = sh.wallet.require(BANK, 'bank');
     const jobId = sh.engine.jobs.newId('train');
-    const signed = buildTrainRequest({ jobId, bank: BANK, purpose: PURPOSE, provider: PROVIDER_A, fields: fieldsA, others: [{ provider: PROVIDER_B, fields: fieldsB }], features: FEATURES, subjects, bins: 5, options }, k.ed25519.secretKey);
+    const signed = buildTrainRequest(
+      {
+        jobId,
+        bank: BANK,
+        purpose: PURPOSE,
+        provider: PROVIDER_A,
+        fields: fieldsA,
+        others: [{ provider: PROVIDER_B, fields: fieldsB }],
+        features: FEATURES,
+        subjects,
+        bins: 5,
+        options,
+      },
+      k.ed25519.secretKey,
+    );
     const plan = planTraining(sh.engine, signed);
     lap('train.plan', t);
 
     t = performance.now();
-    const parts = [{ provider: plan.provider, datasetId: plan.datasetId, fields: plan.fields, slots: plan.cohort }, ...plan.others];
+    const parts = [
+      { provider: plan.provider, datasetId: plan.datasetId, fields: plan.fields, slots: plan.cohort },
+      ...plan.others,
+    ];
     const tables = new Map<string, ProviderTable>();
-    const prepared = await Promise.all(parts.map(async (part) => {
-      const table = sh!.providerTable(part.provider, sh!.engine.datasets.get(part.datasetId)!.category);
-      tables.set(part.provider, table);
-      return agent(part.provider).prepareTraining({ jobId, datasetId: part.datasetId, fields: part.fields, bins: plan.bins, features: plan.features, cohort: part.slots }, table);
-    }));
+    const prepared = await Promise.all(
+      parts.map(async (part) => {
+        const table = sh!.providerTable(part.provider, sh!.engine.datasets.get(part.datasetId)!.category);
+        tables.set(part.provider, table);
+        return agent(part.provider).prepareTraining(
+          {
+            jobId,
+            datasetId: part.datasetId,
+            fields: part.fields,
+            bins: plan.bins,
+            features: plan.features,
+            cohort: part.slots,
+          },
+          table,
+        );
+      }),
+    );
     const columns = prepared.map((c) => c.signed);
     const blobs = new Map<string, Uint8Array>();
     for (const c of prepared) for (const [h, b] of c.blobs) blobs.set(h, b);
     lap('train.providersEncryptColumns', t);
 
     t = performance.now();
-    const lab = await encryptLabels(sh.engine.params, sh.engine.registry.bfvPublicKey(plan.provider), plan, labels, BANK, k.ed25519.secretKey);
+    const lab = await encryptLabels(
+      sh.engine.params,
+      sh.engine.registry.bfvPublicKey(plan.provider),
+      plan,
+      labels,
+      BANK,
+      k.ed25519.secretKey,
+    );
     for (const [h, b] of lab.blobs) blobs.set(h, b);
     lap('train.bankEncryptsLabels', t);
 
@@ -189,13 +282,17 @@ export async function runTrainE2e(opts: { subjects: number; fields: number; iter
       const now = performance.now();
       iterationTimes.push((now - last) / 1000);
       last = now;
-      log(`iteration ${p.iteration}/${p.iterations}: ${((now - t) / 1000).toFixed(1)} s, max|g| ${p.maxGrad.toExponential(2)}`);
+      log(
+        `iteration ${p.iteration}/${p.iterations}: ${((now - t) / 1000).toFixed(1)} s, max|g| ${p.maxGrad.toExponential(2)}`,
+      );
     });
     lap('train.iterations', t);
     const engineSeconds = sec(performance.now() - t0);
     const cpu = process.cpuUsage(cpu0);
     const load1 = loadavg()[0]!;
-    phases['train.iterationMean'] = Number((iterationTimes.reduce((a, b) => a + b, 0) / Math.max(1, iterationTimes.length)).toFixed(3));
+    phases['train.iterationMean'] = Number(
+      (iterationTimes.reduce((a, b) => a + b, 0) / Math.max(1, iterationTimes.length)).toFixed(3),
+    );
 
     // --- plaintext: the same Taylor-LR on the same standardized columns ----------------------------------------------
     t = performance.now();
@@ -219,19 +316,43 @@ export async function runTrainE2e(opts: { subjects: number; fields: number; iter
     lap('plaintext.trainFixedBigint', t);
 
     // --- checks -----------------------------------------------------------------------------------------------------
-    const sameModel = outcome.model.W0 === fixed.model.W0 && outcome.model.W.length === fixed.model.W.length && outcome.model.W.every((w, i) => w === fixed.model.W[i]);
-    const sameHistory = outcome.iterations === fixed.iterations && outcome.history.every((h, it) => h.G0 === fixed.history[it]!.G0 && h.G.every((g, b) => g === fixed.history[it]!.G[b]));
+    const sameModel =
+      outcome.model.W0 === fixed.model.W0 &&
+      outcome.model.W.length === fixed.model.W.length &&
+      outcome.model.W.every((w, i) => w === fixed.model.W[i]);
+    const sameHistory =
+      outcome.iterations === fixed.iterations &&
+      outcome.history.every(
+        (h, it) => h.G0 === fixed.history[it]!.G0 && h.G.every((g, b) => g === fixed.history[it]!.G[b]),
+      );
     // Hold-out (plaintext only, never ingested), standardized with the providers' published statistics.
     const hX = holdoutColumns(outcome.bins, holdout, fieldsA, fieldsB);
     const hy = Uint8Array.from(holdout.map((r) => r.label));
     const s = 2 ** o.scaleBits;
-    const encScores = hy.reduce<number[]>((acc, _, i) => { acc.push((Number(outcome.model.W0) + outcome.model.W.reduce((a, w, b) => a + (Number(w) * hX[b]![i]!) / 2 ** cb, 0)) / s); return acc; }, []);
-    const plainScores = hy.reduce<number[]>((acc, _, i) => { acc.push(float.w0 + float.w.reduce((a, w, b) => a + (w * hX[b]![i]!) / 2 ** cb, 0)); return acc; }, []);
+    const encScores = hy.reduce<number[]>((acc, _, i) => {
+      acc.push(
+        (Number(outcome.model.W0) + outcome.model.W.reduce((a, w, b) => a + (Number(w) * hX[b]![i]!) / 2 ** cb, 0)) / s,
+      );
+      return acc;
+    }, []);
+    const plainScores = hy.reduce<number[]>((acc, _, i) => {
+      acc.push(float.w0 + float.w.reduce((a, w, b) => a + (w * hX[b]![i]!) / 2 ** cb, 0));
+      return acc;
+    }, []);
     const encAuc = auc(encScores, hy);
     const plainAuc = auc(plainScores, hy);
-    const trainEncAuc = auc(cohort.map((_, i) => Number(outcome.model.W0) + outcome.model.W.reduce((a, w, b) => a + (Number(w) * X[b]![i]!) / 2 ** cb, 0)), y);
+    const trainEncAuc = auc(
+      cohort.map(
+        (_, i) =>
+          Number(outcome.model.W0) + outcome.model.W.reduce((a, w, b) => a + (Number(w) * X[b]![i]!) / 2 ** cb, 0),
+      ),
+      y,
+    );
     // Reference: the generator's true coefficients on the same standardized hold-out columns (columns are in field order).
-    const oracleAuc = auc(holdout.map((_, i) => hX.reduce((a, col, b) => a + gen.coefficients[b]! * col[i]!, 0)), hy);
+    const oracleAuc = auc(
+      holdout.map((_, i) => hX.reduce((a, col, b) => a + gen.coefficients[b]! * col[i]!, 0)),
+      hy,
+    );
     const aucOk = Math.abs(encAuc - plainAuc) <= 0.01;
     const ok = sameModel && sameHistory && aucOk && outcome.iterations === iterations;
     const detail = `encrypted model ${sameModel ? '==' : '!='} trainPlainFixed model, gradients ${sameHistory ? 'equal' : 'DIFFER'} in all ${outcome.iterations} iterations; hold-out AUC (${nHoldout} rows) encrypted ${encAuc.toFixed(4)} vs plaintext float Taylor-LR ${plainAuc.toFixed(4)} (|Δ| ${Math.abs(encAuc - plainAuc).toFixed(4)} ${aucOk ? '≤' : '>'} 0.01)`;
@@ -240,7 +361,19 @@ export async function runTrainE2e(opts: { subjects: number; fields: number; iter
     return {
       name: 'train',
       description: `Vertical Taylor-LR joint training on ${plan.cohort.length} synthetic subjects × ${nFields} standardized fields (${nA} at key holder ${PROVIDER_A}, ${nB} at ${PROVIDER_B} moved by domain transfer), bank-encrypted labels, ${outcome.iterations} fixed iterations with masked sum decryptions, checked bit-for-bit against the plaintext fixed-point trainer and by hold-out AUC against the float Taylor-LR.`,
-      size: { subjects: nSubjects, fields: nFields, iterations: outcome.iterations, cohort: plan.cohort.length, fieldsA: nA, fieldsB: nB, columns: shape.columns, blocks: shape.blocksA, blocksB: shape.blocksB, transfers: shape.transfers, holdout: nHoldout },
+      size: {
+        subjects: nSubjects,
+        fields: nFields,
+        iterations: outcome.iterations,
+        cohort: plan.cohort.length,
+        fieldsA: nA,
+        fieldsB: nB,
+        columns: shape.columns,
+        blocks: shape.blocksA,
+        blocksB: shape.blocksB,
+        transfers: shape.transfers,
+        holdout: nHoldout,
+      },
       engineSeconds,
       phases,
       ops: shape.ops,
@@ -261,7 +394,9 @@ export async function runTrainE2e(opts: { subjects: number; fields: number; iter
         secondsPerIterationMin: Number(Math.min(...iterationTimes).toFixed(3)),
         secondsPerIterationMax: Number(Math.max(...iterationTimes).toFixed(3)),
         firstIterationSeconds: Number((iterationTimes[0] ?? 0).toFixed(3)),
-        msPerDecryptionInIterations: Number(((1000 * phases['train.iterations']!) / (shape.decryptionsPerIteration * outcome.iterations)).toFixed(1)),
+        msPerDecryptionInIterations: Number(
+          ((1000 * phases['train.iterations']!) / (shape.decryptionsPerIteration * outcome.iterations)).toFixed(1),
+        ),
         dRecomputedPerBlockPerIteration: Math.max(1, sh.engine.pool.size),
         poolSize: sh.engine.pool.size,
         rssBeforeTrainMiB: Number(rssBefore.toFixed(1)),
@@ -276,12 +411,26 @@ export async function runTrainE2e(opts: { subjects: number; fields: number; iter
 }
 
 /** Hold-out rows as standardized training columns, with the providers' published mean/std from the trained bins. */
-function holdoutColumns(bins: readonly BinSpec[], rows: readonly SyntheticRow[], fieldsA: readonly string[], fieldsB: readonly string[]): Int16Array[] {
+function holdoutColumns(
+  bins: readonly BinSpec[],
+  rows: readonly SyntheticRow[],
+  fieldsA: readonly string[],
+  fieldsB: readonly string[],
+): Int16Array[] {
   const index = new Map([...fieldsA, ...fieldsB].map((f, i) => [f, i]));
   return bins.map((spec) => {
     const std = spec.standardize!;
     const i = index.get(spec.field)!;
-    return Int16Array.from(rows.map((r) => standardizedValue(r.values[i] === '' ? null : BigInt(Math.round(Number(r.values[i]) * 10 ** spec.decimals)), spec.decimals, std.mean, std.std)));
+    return Int16Array.from(
+      rows.map((r) =>
+        standardizedValue(
+          r.values[i] === '' ? null : BigInt(Math.round(Number(r.values[i]) * 10 ** spec.decimals)),
+          spec.decimals,
+          std.mean,
+          std.std,
+        ),
+      ),
+    );
   });
 }
 
@@ -316,24 +465,42 @@ function holdoutColumns(bins: readonly BinSpec[], rows: readonly SyntheticRow[],
 function trainShape(
   plan: ReturnType<typeof planTraining>,
   history: ReadonlyArray<{ G0: bigint; G: bigint[] }>,
-  nA: number, nB: number,
-  o: ReturnType<typeof trainOptions>, cb: number, t: bigint, slots: number,
-): { ops: Record<string, number>; columns: number; blocksA: number; blocksB: number; transfers: number; decryptionsPerIteration: number; lastGroupSize: number } {
+  nA: number,
+  nB: number,
+  o: ReturnType<typeof trainOptions>,
+  cb: number,
+  t: bigint,
+  slots: number,
+): {
+  ops: Record<string, number>;
+  columns: number;
+  blocksA: number;
+  blocksB: number;
+  transfers: number;
+  decryptionsPerIteration: number;
+  lastGroupSize: number;
+} {
   const columns = nA + nB;
   const blocksA = new Set(plan.cohort.map((c) => c.block)).size;
   const other = plan.others[0]!;
   const blocksB = new Set(other.slots.map((s) => s.block)).size;
   // Transfer pairs: per target block, the distinct source blocks feeding it.
   const sources = new Map<number, Set<number>>();
-  plan.cohort.forEach((c, j) => { const s = sources.get(c.block) ?? new Set<number>(); s.add(other.slots[j]!.block); sources.set(c.block, s); });
+  plan.cohort.forEach((c, j) => {
+    const s = sources.get(c.block) ?? new Set<number>();
+    s.add(other.slots[j]!.block);
+    sources.set(c.block, s);
+  });
   const pairsPerColumn = [...sources.values()].reduce((a, s) => a + s.size, 0);
   const targetsPerColumn = sources.size;
   const transfers = nB * pairsPerColumn;
 
   const ops: Record<string, number> = {};
-  const add = (k: string, n: number) => { if (n) ops[k] = (ops[k] ?? 0) + n; };
+  const add = (k: string, n: number) => {
+    if (n) ops[k] = (ops[k] ?? 0) + n;
+  };
   // one-time
-  add('ed25519.sign', 1 + 2 + 1 + 1);            // request, two column statements, labels, checkpoint
+  add('ed25519.sign', 1 + 2 + 1 + 1); // request, two column statements, labels, checkpoint
   add('ed25519.verify', 1 + 2 + plan.cohort.length + 2 + 1); // request at engine, at custodians A and B; consents; statements; labels
   add('seal.encode', nA * blocksA + nB * blocksB);
   add('seal.encryptSymmetric', nA * blocksA + nB * blocksB);
@@ -359,13 +526,26 @@ function trainShape(
   let lastGroupSize = 0;
   history.forEach((h, it) => {
     // The bound calculator's group size for this iteration (as runTraining computes it): products ≤ max|D|·STD_CLIP.
-    lastGroupSize = sumGroupSize(maxAbsD(model, model.W.map((_, b) => [b]), o.scaleBits, cb, BigInt(STD_CLIP)) * BigInt(STD_CLIP), t, slots);
+    lastGroupSize = sumGroupSize(
+      maxAbsD(
+        model,
+        model.W.map((_, b) => [b]),
+        o.scaleBits,
+        cb,
+        BigInt(STD_CLIP),
+      ) * BigInt(STD_CLIP),
+      t,
+      slots,
+    );
     const nz = model.W.filter((w) => w !== 0n).length;
     const big = model.W.filter((w) => abs(w) > 1n).length;
     const outputs = 1 + columns;
     add('seal.multiplyPlainConst', blocksA * big);
-    add('seal.add', blocksA * (nz > 0 ? nz : 0));           // (nz − 1) between terms + 1 for L
-    if (model.W0 !== 0n) { add('seal.encode', blocksA); add('seal.addPlain', blocksA); }
+    add('seal.add', blocksA * (nz > 0 ? nz : 0)); // (nz − 1) between terms + 1 for L
+    if (model.W0 !== 0n) {
+      add('seal.encode', blocksA);
+      add('seal.addPlain', blocksA);
+    }
     add('seal.multiply', blocksA * columns);
     add('seal.encode', blocksA * outputs);
     add('seal.addPlain', blocksA * outputs);
@@ -390,7 +570,13 @@ if (import.meta.main) {
   const iterations = Number(positional[2] ?? 10);
   const poolSize = flag('--pool');
   const wall = performance.now();
-  const r = await runTrainE2e({ subjects, fields, iterations, ...(poolSize ? { poolSize } : {}), log: (line) => console.error(line) });
+  const r = await runTrainE2e({
+    subjects,
+    fields,
+    iterations,
+    ...(poolSize ? { poolSize } : {}),
+    log: (line) => console.error(line),
+  });
   r.extra.wallSeconds = sec(performance.now() - wall);
   const json = JSON.stringify(r, null, 2);
   console.log(json);

@@ -20,12 +20,18 @@ import { tmpdir, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Safehouse } from '../api/embedded.ts';
 import { demoPlaintext } from '../api/demo.ts';
-import { generateDemo, generateClaims, demoGrants, DEMO_BANK, DEMO_PURPOSE, OUT_OF_SCOPE_CATEGORIES } from '../api/demo-data.ts';
+import {
+  generateDemo,
+  generateClaims,
+  demoGrants,
+  DEMO_BANK,
+  DEMO_PURPOSE,
+  OUT_OF_SCOPE_CATEGORIES,
+} from '../api/demo-data.ts';
 import { claimPlain } from '../models/plain.ts';
 import { normalizeId, idRuleFor } from '../engine/tokens/normalize.ts';
 import type { VerifyProgress, VerifyResult } from '../engine/protocols/verify/messages.ts';
 import { benchArgs, type E2eResult } from './report.ts';
-
 
 /** Token claims are evaluated in chunks of this many blinded elements (engine/protocols/verify.ts `BATCH`). */
 const TOKEN_BATCH = 512;
@@ -34,13 +40,21 @@ const TOKEN_BATCH_MAX = 4096;
 
 const sec = (ms: number) => Number((ms / 1000).toFixed(3));
 
-export async function runVerifyE2e(opts: { claims: number; poolSize?: number; subjects?: number; log?: (line: string) => void }): Promise<E2eResult> {
+export async function runVerifyE2e(opts: {
+  claims: number;
+  poolSize?: number;
+  subjects?: number;
+  log?: (line: string) => void;
+}): Promise<E2eResult> {
   const nClaims = opts.claims;
-  if (!Number.isInteger(nClaims) || nClaims < 2) throw new RangeError(`"claims" expected an integer ≥ 2, got ${nClaims}`);
+  if (!Number.isInteger(nClaims) || nClaims < 2)
+    throw new RangeError(`"claims" expected an integer ≥ 2, got ${nClaims}`);
   const nSubjects = opts.subjects ?? Math.min(20_000, Math.max(10_000, 2 * nClaims));
   const log = opts.log ?? (() => {});
   const phases: Record<string, number> = {};
-  const lap = (name: string, since: number) => { phases[name] = sec(performance.now() - since); };
+  const lap = (name: string, since: number) => {
+    phases[name] = sec(performance.now() - since);
+  };
   const home = mkdtempSync(join(tmpdir(), 'safehouse-e2e-verify-'));
   let sh: Safehouse | undefined;
   try {
@@ -50,7 +64,12 @@ export async function runVerifyE2e(opts: { claims: number; poolSize?: number; su
     lap('setup.generate', t);
 
     t = performance.now();
-    sh = await Safehouse.open({ home, create: true, ...(opts.poolSize ? { poolSize: opts.poolSize } : {}), policy: { verifyBudgetPerEpoch: 1_000_000, maxClaimsPerJob: Math.max(200_000, nClaims) } });
+    sh = await Safehouse.open({
+      home,
+      create: true,
+      ...(opts.poolSize ? { poolSize: opts.poolSize } : {}),
+      policy: { verifyBudgetPerEpoch: 1_000_000, maxClaimsPerJob: Math.max(200_000, nClaims) },
+    });
     await sh.addParty('bank', DEMO_BANK);
     await sh.addParty('auditor', 'auditor_bench');
     for (const p of Object.values(data.providers)) await sh.addParty('provider', p.provider);
@@ -69,7 +88,11 @@ export async function runVerifyE2e(opts: { claims: number; poolSize?: number; su
     const grants = demoGrants(data, sh.engine.now());
     for (let i = 0; i < grants.length; i += 2000) sh.grantConsents(grants.slice(i, i + 2000));
     let revoked = 0;
-    for (const u of data.subjects) if (data.plan.get(u) === 'REVOKED') { sh.revoke({ subject: u, bank: DEMO_BANK }); revoked++; }
+    for (const u of data.subjects)
+      if (data.plan.get(u) === 'REVOKED') {
+        sh.revoke({ subject: u, bank: DEMO_BANK });
+        revoked++;
+      }
     lap('setup.consents', t);
     log(`consents: ${grants.length} granted, ${revoked} revoked`);
 
@@ -101,9 +124,18 @@ export async function runVerifyE2e(opts: { claims: number; poolSize?: number; su
     const engineSeconds = sec(t1 - t0);
     // Sub-phases from the job's own progress events (first event of each phase marks its start).
     const mark = (ph: VerifyProgress['phase']) => seen.get(ph);
-    const points: Array<[string, number | undefined]> = [['verify.sign+check+consent+record', mark('tokens') ?? mark('numeric') ?? mark('done')], ['verify.tokens', mark('numeric') ?? mark('done')], ['verify.numeric+seal+checkpoint', mark('done')], ['verify.bankOpens', t1]];
+    const points: Array<[string, number | undefined]> = [
+      ['verify.sign+check+consent+record', mark('tokens') ?? mark('numeric') ?? mark('done')],
+      ['verify.tokens', mark('numeric') ?? mark('done')],
+      ['verify.numeric+seal+checkpoint', mark('done')],
+      ['verify.bankOpens', t1],
+    ];
     let prev = t0;
-    for (const [name, at] of points) if (at !== undefined) { phases[name] = sec(at - prev); prev = at; }
+    for (const [name, at] of points)
+      if (at !== undefined) {
+        phases[name] = sec(at - prev);
+        prev = at;
+      }
     log(`verify: ${engineSeconds} s`);
 
     // --- plaintext truth ------------------------------------------------------------------------------------------
@@ -118,9 +150,23 @@ export async function runVerifyE2e(opts: { claims: number; poolSize?: number; su
     for (const c of claims) {
       const plan = data.plan.get(c.subject)!;
       const category = categoryOf.get(c.provider)!;
-      const refused = plan === 'OK' ? undefined : plan === 'OUT_OF_SCOPE' ? (OUT_OF_SCOPE_CATEGORIES.includes(category) ? undefined : plan) : plan;
+      const refused =
+        plan === 'OK'
+          ? undefined
+          : plan === 'OUT_OF_SCOPE'
+            ? OUT_OF_SCOPE_CATEGORIES.includes(category)
+              ? undefined
+              : plan
+            : plan;
       const f = fieldSpecs.get(`${c.provider}/${c.field}`)!;
-      expected.set(c.claimId, refused ? `refused:${refused}` : claimPlain(f, tables.get(c.provider)!.get(c.subject)?.get(c.field), c.op, c.values, (v) => normalizeId(idRuleFor(c.field), v)));
+      expected.set(
+        c.claimId,
+        refused
+          ? `refused:${refused}`
+          : claimPlain(f, tables.get(c.provider)!.get(c.subject)?.get(c.field), c.op, c.values, (v) =>
+              normalizeId(idRuleFor(c.field), v),
+            ),
+      );
     }
     const plaintextSeconds = Number(((performance.now() - tp) / 1000).toFixed(4));
     phases['plaintext.claims'] = plaintextSeconds;
@@ -129,35 +175,60 @@ export async function runVerifyE2e(opts: { claims: number; poolSize?: number; su
     let mismatches = 0;
     const firstBad: string[] = [];
     const counts: Record<string, number> = {};
-    const isToken = (c: { provider: string; field: string }) => fieldSpecs.get(`${c.provider}/${c.field}`)!.type === 'id';
+    const isToken = (c: { provider: string; field: string }) =>
+      fieldSpecs.get(`${c.provider}/${c.field}`)!.type === 'id';
     for (const c of claims) {
       const r = got.get(c.claimId) ?? '(none)';
       const key = `${isToken(c) ? 'token' : 'numeric'}:${r}`;
       counts[key] = (counts[key] ?? 0) + 1;
-      if (r !== expected.get(c.claimId)) { mismatches++; if (firstBad.length < 5) firstBad.push(`${c.claimId} ${c.provider}/${c.field} ${c.op} got ${r} want ${expected.get(c.claimId)}`); }
+      if (r !== expected.get(c.claimId)) {
+        mismatches++;
+        if (firstBad.length < 5)
+          firstBad.push(`${c.claimId} ${c.provider}/${c.field} ${c.op} got ${r} want ${expected.get(c.claimId)}`);
+      }
     }
     const tokenClaims = claims.filter(isToken);
     const numericClaims = claims.filter((c) => !isToken(c));
     const shape = verifyShape(result, claims, got, isToken, data.plan, categoryOf);
     const ok = mismatches === 0 && got.size === claims.length && shape.roundsMinimal;
     const detail = ok
-      ? `all ${claims.length} answers equal the plaintext predicate (${Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(', ')}); numeric rounds per block are minimal`
+      ? `all ${claims.length} answers equal the plaintext predicate (${Object.entries(counts)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')}); numeric rounds per block are minimal`
       : `${mismatches} mismatches of ${claims.length}, ${got.size} answered${shape.roundsMinimal ? '' : ', numeric rounds not minimal'}; ${firstBad.join('; ')}`;
 
     let ledgerLeaves: number | string = 'n/a';
     try {
-      ledgerLeaves = (sh.engine.store.db.prepare('SELECT COUNT(*) AS n FROM ledger_entries WHERE body LIKE ?').get(`%${result.jobId}%`) as { n: number }).n;
-    } catch { /* ledger schema changed: leave it out */ }
+      ledgerLeaves = (
+        sh.engine.store.db
+          .prepare('SELECT COUNT(*) AS n FROM ledger_entries WHERE body LIKE ?')
+          .get(`%${result.jobId}%`) as { n: number }
+      ).n;
+    } catch {
+      /* ledger schema changed: leave it out */
+    }
 
-    const numEvaluated = numericClaims.filter((c) => { const r = got.get(c.claimId); return r === 'yes' || r === 'no'; }).length;
-    const tokEvaluated = tokenClaims.filter((c) => { const r = got.get(c.claimId); return r === 'yes' || r === 'no'; }).length;
+    const numEvaluated = numericClaims.filter((c) => {
+      const r = got.get(c.claimId);
+      return r === 'yes' || r === 'no';
+    }).length;
+    const tokEvaluated = tokenClaims.filter((c) => {
+      const r = got.get(c.claimId);
+      return r === 'yes' || r === 'no';
+    }).length;
     return {
       name: 'verify',
       description: `One verification job of ${claims.length} claims (${tokenClaims.length} token eq/in claims via RFC 9497 POPRF, ${numericClaims.length} numeric gte/lte/between/eq/ne claims via masked BFV comparison, mode sign) over ${nSubjects} demo subjects through Safehouse.verify, checked claim by claim against claimPlain on the plaintext CSVs.`,
       size: {
-        claims: claims.length, tokenClaims: tokenClaims.length, numericClaims: numericClaims.length, subjects: nSubjects,
+        claims: claims.length,
+        tokenClaims: tokenClaims.length,
+        numericClaims: numericClaims.length,
+        subjects: nSubjects,
         blocks: Object.values(blocksOf).reduce((a, b) => a + b, 0),
-        tokenElements: shape.tokenElements, tokenBatches: shape.tokenBatches, numericBlocks: shape.numericBlocks, numericGroups: shape.numericGroups,
+        tokenElements: shape.tokenElements,
+        tokenBatches: shape.tokenBatches,
+        numericBlocks: shape.numericBlocks,
+        numericGroups: shape.numericGroups,
       },
       engineSeconds,
       phases,
@@ -168,16 +239,26 @@ export async function runVerifyE2e(opts: { claims: number; poolSize?: number; su
       extra: {
         claimsPerSecond: Number((claims.length / engineSeconds).toFixed(1)),
         // Per phase: token claims over the token phase, numeric claims over the numeric phase (they run one after the other).
-        tokenClaimsPerSecond: phases['verify.tokens'] ? Number((tokenClaims.length / phases['verify.tokens']).toFixed(1)) : 'n/a',
-        numericClaimsPerSecond: phases['verify.numeric+seal+checkpoint'] ? Number((numericClaims.length / phases['verify.numeric+seal+checkpoint']).toFixed(1)) : 'n/a',
+        tokenClaimsPerSecond: phases['verify.tokens']
+          ? Number((tokenClaims.length / phases['verify.tokens']).toFixed(1))
+          : 'n/a',
+        numericClaimsPerSecond: phases['verify.numeric+seal+checkpoint']
+          ? Number((numericClaims.length / phases['verify.numeric+seal+checkpoint']).toFixed(1))
+          : 'n/a',
         engineCpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(2)),
         engineCpuPerWall: Number(((cpu.user + cpu.system) / 1e6 / engineSeconds).toFixed(2)),
         loadAverage1m: `${load0.toFixed(2)} → ${load1.toFixed(2)}`,
         tokenClaimsEvaluated: tokEvaluated,
         numericClaimsEvaluated: numEvaluated,
         msPerClaim: Number(((1000 * engineSeconds) / claims.length).toFixed(3)),
-        tokenPhaseMsPerElement: phases['verify.tokens'] !== undefined && shape.tokenElements ? Number(((1000 * phases['verify.tokens']) / shape.tokenElements).toFixed(3)) : 'n/a',
-        numericPhaseMsPerBlock: phases['verify.numeric+seal+checkpoint'] !== undefined && shape.numericBlocks ? Number(((1000 * phases['verify.numeric+seal+checkpoint']) / shape.numericBlocks).toFixed(1)) : 'n/a',
+        tokenPhaseMsPerElement:
+          phases['verify.tokens'] !== undefined && shape.tokenElements
+            ? Number(((1000 * phases['verify.tokens']) / shape.tokenElements).toFixed(3))
+            : 'n/a',
+        numericPhaseMsPerBlock:
+          phases['verify.numeric+seal+checkpoint'] !== undefined && shape.numericBlocks
+            ? Number(((1000 * phases['verify.numeric+seal+checkpoint']) / shape.numericBlocks).toFixed(1))
+            : 'n/a',
         numericBlocksTouched: shape.numericBlocks,
         numericGroupsTouched: shape.numericGroups,
         tokenBatches: shape.tokenBatches,
@@ -228,7 +309,17 @@ function verifyShape(
   isToken: (c: { provider: string; field: string }) => boolean,
   plan: ReadonlyMap<string, string>,
   categoryOf: ReadonlyMap<string, string>,
-): { ops: Record<string, number>; tokenElements: number; tokenBatches: number; tokenBatchesMin: number; numericBlocks: number; numericGroups: number; roundsMinimal: boolean; consentPairs: number; consentSubjects: number } {
+): {
+  ops: Record<string, number>;
+  tokenElements: number;
+  tokenBatches: number;
+  tokenBatchesMin: number;
+  numericBlocks: number;
+  numericGroups: number;
+  roundsMinimal: boolean;
+  consentPairs: number;
+  consentSubjects: number;
+} {
   // Token elements per (provider, field) group, for evaluated claims (answer yes/no).
   const elementsByGroup = new Map<string, number>();
   for (const c of claims) {
@@ -272,7 +363,10 @@ function verifyShape(
     subjects.add(c.subject);
   }
 
-  const custodians = new Set<string>([...result.boxes.map((b) => b.provider), ...claims.filter((c) => isToken(c) && elementsByGroup.has(`${c.provider}/${c.field}`)).map((c) => c.provider)]);
+  const custodians = new Set<string>([
+    ...result.boxes.map((b) => b.provider),
+    ...claims.filter((c) => isToken(c) && elementsByGroup.has(`${c.provider}/${c.field}`)).map((c) => c.provider),
+  ]);
   const auditors = 1;
   const calls = tokenBatches + numericBlocks;
   const ops: Record<string, number> = {
@@ -293,7 +387,17 @@ function verifyShape(
     'sha256.leaf': 4 + ([...got.values()].includes('over_budget') ? 1 : 0) + 2 * calls,
   };
   for (const k of Object.keys(ops)) if (ops[k] === 0) delete ops[k];
-  return { ops, tokenElements, tokenBatches, tokenBatchesMin, numericBlocks, numericGroups: groups.size, roundsMinimal, consentPairs: pairs.size, consentSubjects: subjects.size };
+  return {
+    ops,
+    tokenElements,
+    tokenBatches,
+    tokenBatchesMin,
+    numericBlocks,
+    numericGroups: groups.size,
+    roundsMinimal,
+    consentPairs: pairs.size,
+    consentSubjects: subjects.size,
+  };
 }
 
 if (import.meta.main) {
@@ -302,7 +406,12 @@ if (import.meta.main) {
   const poolSize = flag('--pool');
   const subjects = flag('--subjects');
   const wall = performance.now();
-  const r = await runVerifyE2e({ claims, ...(poolSize ? { poolSize } : {}), ...(subjects ? { subjects } : {}), log: (line) => console.error(line) });
+  const r = await runVerifyE2e({
+    claims,
+    ...(poolSize ? { poolSize } : {}),
+    ...(subjects ? { subjects } : {}),
+    log: (line) => console.error(line),
+  });
   r.extra.wallSeconds = sec(performance.now() - wall);
   const json = JSON.stringify(r, null, 2);
   console.log(json);

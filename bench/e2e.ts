@@ -65,7 +65,8 @@ function startRssSampler(intervalMs = 50): () => Promise<{ peak: number; n: numb
 const MiB = 2 ** 20;
 
 export async function runE2e(subjects: number, opts: { log?: (line: string) => void } = {}): Promise<E2eReport> {
-  if (!Number.isInteger(subjects) || subjects < 1) throw new RangeError(`"subjects" expected a positive integer, got ${subjects}`);
+  if (!Number.isInteger(subjects) || subjects < 1)
+    throw new RangeError(`"subjects" expected a positive integer, got ${subjects}`);
   const log = opts.log ?? ((line: string) => console.error(line));
   const rssAtStart = process.memoryUsage.rss();
   const stopSampler = startRssSampler();
@@ -86,7 +87,11 @@ export async function runE2e(subjects: number, opts: { log?: (line: string) => v
   } finally {
     sampled = await stopSampler();
   }
-  const phases = Object.entries(summary.timings).map(([phase, seconds]) => ({ phase, seconds, secondsPer1000: (seconds / subjects) * 1000 }));
+  const phases = Object.entries(summary.timings).map(([phase, seconds]) => ({
+    phase,
+    seconds,
+    secondsPer1000: (seconds / subjects) * 1000,
+  }));
   phases.push({ phase: 'total', seconds: summary.seconds, secondsPer1000: (summary.seconds / subjects) * 1000 });
   return {
     subjects: summary.subjects,
@@ -111,10 +116,21 @@ export async function runE2e(subjects: number, opts: { log?: (line: string) => v
 }
 
 export function printE2e(r: E2eReport, out: (s: string) => void = console.log): void {
-  out(`\nEnd to end — runDemo, ${r.subjects} subjects (${r.scored} scored, refused ${JSON.stringify(r.refused)}), worker pool ${r.poolSize}; matches plaintext: ${r.matchesPlaintext}, ledger ok: ${r.ledgerOk}\n`);
-  out(formatTable(['phase', 'seconds', 's / 1000 subjects'], r.phases.map((p) => [p.phase, fmt(p.seconds), fmt(p.secondsPer1000)])));
-  out(`\nencrypted / plaintext scoring: ${fmt(r.encryptedVsPlaintextScoring)} (${fmt(r.encryptedScoringSeconds)} s vs ${fmt(r.plaintextScoringSeconds)} s)`);
-  out(`memory: RSS at start ${fmt(r.memory.rssAtStartMiB)} MiB, sampled peak ${fmt(r.memory.sampledPeakRssMiB)} MiB (${r.memory.samples} samples @ 50 ms), maxRSS ${fmt(r.memory.maxRssMiB)} MiB`);
+  out(
+    `\nEnd to end — runDemo, ${r.subjects} subjects (${r.scored} scored, refused ${JSON.stringify(r.refused)}), worker pool ${r.poolSize}; matches plaintext: ${r.matchesPlaintext}, ledger ok: ${r.ledgerOk}\n`,
+  );
+  out(
+    formatTable(
+      ['phase', 'seconds', 's / 1000 subjects'],
+      r.phases.map((p) => [p.phase, fmt(p.seconds), fmt(p.secondsPer1000)]),
+    ),
+  );
+  out(
+    `\nencrypted / plaintext scoring: ${fmt(r.encryptedVsPlaintextScoring)} (${fmt(r.encryptedScoringSeconds)} s vs ${fmt(r.plaintextScoringSeconds)} s)`,
+  );
+  out(
+    `memory: RSS at start ${fmt(r.memory.rssAtStartMiB)} MiB, sampled peak ${fmt(r.memory.sampledPeakRssMiB)} MiB (${r.memory.samples} samples @ 50 ms), maxRSS ${fmt(r.memory.maxRssMiB)} MiB`,
+  );
 }
 
 if (import.meta.main) {

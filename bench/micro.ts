@@ -15,7 +15,14 @@
  *
  * Standalone: `node bench/micro.ts [--quick]` prints the table and the cost map as JSON (BENCH_MICRO_JSON=path writes it).
  */
-import { createHash, createPrivateKey, createPublicKey, sign as nodeSign, verify as nodeVerify, randomBytes } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  sign as nodeSign,
+  verify as nodeVerify,
+  randomBytes,
+} from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Ciphertext } from 'node-seal';
@@ -35,11 +42,29 @@ export const OPRF_BATCH = 256;
 
 /** Operation names used as keys of `costs` and of every end-to-end run's `ops` counts. */
 export const OP_NAMES = [
-  'seal.encode', 'seal.decode', 'seal.encrypt', 'seal.encryptZero', 'seal.encryptSymmetric',
-  'seal.multiplyPlainConst', 'seal.multiplyPlainVector', 'seal.add', 'seal.addPlain', 'seal.multiply', 'seal.multiplyRelin',
-  'seal.modSwitchToTransfer', 'seal.decrypt', 'seal.decrypt3',
-  'oprf.blind', 'oprf.evaluate', 'oprf.finalize',
-  'ed25519.sign', 'ed25519.verify', 'x25519.seal', 'x25519.open', 'sha256.leaf', 'sha256.node',
+  'seal.encode',
+  'seal.decode',
+  'seal.encrypt',
+  'seal.encryptZero',
+  'seal.encryptSymmetric',
+  'seal.multiplyPlainConst',
+  'seal.multiplyPlainVector',
+  'seal.add',
+  'seal.addPlain',
+  'seal.multiply',
+  'seal.multiplyRelin',
+  'seal.modSwitchToTransfer',
+  'seal.decrypt',
+  'seal.decrypt3',
+  'oprf.blind',
+  'oprf.evaluate',
+  'oprf.finalize',
+  'ed25519.sign',
+  'ed25519.verify',
+  'x25519.seal',
+  'x25519.open',
+  'sha256.leaf',
+  'sha256.node',
 ] as const;
 export type OpName = (typeof OP_NAMES)[number];
 
@@ -52,7 +77,9 @@ export interface MicroReport {
   results: BenchResult[];
 }
 
-export async function runMicro(opts: { maxTime?: number; minSamples?: number; log?: (line: string) => void } = {}): Promise<MicroReport> {
+export async function runMicro(
+  opts: { maxTime?: number; minSamples?: number; log?: (line: string) => void } = {},
+): Promise<MicroReport> {
   const log = opts.log ?? ((line: string) => console.log(line));
   const maxTime = opts.maxTime ?? Number(process.env.BENCH_MAX_TIME ?? 1);
   const minSamples = opts.minSamples ?? 5;
@@ -68,11 +95,16 @@ export async function runMicro(opts: { maxTime?: number; minSamples?: number; lo
   const decryptor = new seal.Decryptor(context, sk);
   const ev = ops.evaluator;
   const rnd = mulberry32(7);
-  const vec = () => BigUint64Array.from({ length: ops.slots }, () => toSlot(BigInt(Math.floor(rnd() * 2 ** 20)), params.t));
+  const vec = () =>
+    BigUint64Array.from({ length: ops.slots }, () => toSlot(BigInt(Math.floor(rnd() * 2 ** 20)), params.t));
   const ptA = ops.encode(vec());
   const ptB = ops.encode(vec());
   const ptConst = ops.constant(1550n);
-  const fresh = (pt = ptA): Ciphertext => { const c = new seal.Ciphertext(); encryptor.encryptSymmetric(pt, c); return c; };
+  const fresh = (pt = ptA): Ciphertext => {
+    const c = new seal.Ciphertext();
+    encryptor.encryptSymmetric(pt, c);
+    return c;
+  };
   const a = fresh(ptA);
   const b = fresh(ptB);
   const dest = new seal.Ciphertext();
@@ -81,8 +113,14 @@ export async function runMicro(opts: { maxTime?: number; minSamples?: number; lo
   // Transfer level (chain index params.transferChainIndex): what the custodian decrypts.
   const transferParms = (() => {
     let data = context.firstContextData();
-    while (data.chainIndex() > params.transferChainIndex) { const next = data.nextContextData(); data.delete(); data = next; }
-    const id = data.parmsId(); data.delete(); return id;
+    while (data.chainIndex() > params.transferChainIndex) {
+      const next = data.nextContextData();
+      data.delete();
+      data = next;
+    }
+    const id = data.parmsId();
+    data.delete();
+    return id;
   })();
   const atTransfer = new seal.Ciphertext();
   ev.cipherModSwitchTo(a, transferParms, atTransfer);
@@ -94,24 +132,54 @@ export async function runMicro(opts: { maxTime?: number; minSamples?: number; lo
   decryptor.decrypt(atTransfer, out);
   const back = ops.decode(out);
   const want = ops.decode(ptA);
-  for (let i = 0; i < 64; i++) if (back[i] !== want[i]) throw new Error('micro: transfer-level decryption does not round-trip');
+  for (let i = 0; i < 64; i++)
+    if (back[i] !== want[i]) throw new Error('micro: transfer-level decryption does not round-trip');
 
   // OPRF: a batch of OPRF_BATCH inputs under one key and info.
   const oprfKeys = generateOprfKeyPair();
   const info = tokenInfo('sz_property_registry', 'property_cert_no', 1);
   const poprf = p256_oprf.poprf(info);
-  const inputs = Array.from({ length: OPRF_BATCH }, (_, i) => new TextEncoder().encode(`91440300MA5${String(i).padStart(7, '0')}|property_cert_no|粤(2020)深圳市不动产权第${String(1000000 + i)}号`));
+  const inputs = Array.from({ length: OPRF_BATCH }, (_, i) =>
+    new TextEncoder().encode(
+      `91440300MA5${String(i).padStart(7, '0')}|property_cert_no|粤(2020)深圳市不动产权第${String(1000000 + i)}号`,
+    ),
+  );
   const blinds = inputs.map((x) => poprf.blind(x, oprfKeys.publicKey));
-  const evaluated = poprf.blindEvaluateBatch(oprfKeys.secretKey, blinds.map((x) => x.blinded));
-  const finalizeItems = inputs.map((input, i) => ({ input, blind: blinds[i]!.blind, blinded: blinds[i]!.blinded, evaluated: evaluated.evaluated[i]! }));
+  const evaluated = poprf.blindEvaluateBatch(
+    oprfKeys.secretKey,
+    blinds.map((x) => x.blinded),
+  );
+  const finalizeItems = inputs.map((input, i) => ({
+    input,
+    blind: blinds[i]!.blind,
+    blinded: blinds[i]!.blinded,
+    evaluated: evaluated.evaluated[i]!,
+  }));
   const tweaked = blinds[0]!.tweakedKey;
   const tokens = poprf.finalizeBatch(finalizeItems, evaluated.proof, tweaked);
   if (tokens.length !== OPRF_BATCH) throw new Error('micro: OPRF batch did not finalize');
 
   // Ed25519: a consent-sized statement (RFC 8785 JSON, ~420 bytes).
-  const statement = new TextEncoder().encode(JSON.stringify({ type: 'safehouse.consent.v1', id: 'c'.repeat(64), subject: '91440300MA5F000001', grantee: 'bank_icbc_sz', purpose: 'sme_credit_line', categories: ['housing_fund', 'property', 'tax', 'utilities'], operations: ['score', 'verify'], notBefore: '2026-11-23T00:00:00.000Z', notAfter: '2027-11-23T00:00:00.000Z', nonce: '0'.repeat(32) }));
+  const statement = new TextEncoder().encode(
+    JSON.stringify({
+      type: 'safehouse.consent.v1',
+      id: 'c'.repeat(64),
+      subject: '91440300MA5F000001',
+      grantee: 'bank_icbc_sz',
+      purpose: 'sme_credit_line',
+      categories: ['housing_fund', 'property', 'tax', 'utilities'],
+      operations: ['score', 'verify'],
+      notBefore: '2026-11-23T00:00:00.000Z',
+      notAfter: '2027-11-23T00:00:00.000Z',
+      nonce: '0'.repeat(32),
+    }),
+  );
   const edSeed = new Uint8Array(randomBytes(32));
-  const edPriv = createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), edSeed]), format: 'der', type: 'pkcs8' });
+  const edPriv = createPrivateKey({
+    key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), edSeed]),
+    format: 'der',
+    type: 'pkcs8',
+  });
   const edPub = createPublicKey(edPriv);
   const edSig = nodeSign(null, statement, edPriv);
   if (!nodeVerify(null, statement, edPub, edSig)) throw new Error('micro: Ed25519 does not verify');
@@ -121,7 +189,11 @@ export async function runMicro(opts: { maxTime?: number; minSamples?: number; lo
   const SPKI = Buffer.from('302a300506032b6570032100', 'hex');
   const signers = Array.from({ length: 64 }, () => {
     const seed = randomBytes(32);
-    const priv = createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]), format: 'der', type: 'pkcs8' });
+    const priv = createPrivateKey({
+      key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]),
+      format: 'der',
+      type: 'pkcs8',
+    });
     const der = createPublicKey(priv).export({ format: 'der', type: 'spki' });
     return { der: Buffer.concat([SPKI, der.subarray(SPKI.length)]), sig: nodeSign(null, statement, priv) };
   });
@@ -130,37 +202,227 @@ export async function runMicro(opts: { maxTime?: number; minSamples?: number; lo
   const bank = x25519KeyPair();
   const vector = new Uint8Array(ops.slots * 8).fill(7);
   const box = sealTo(bank.publicKey, vector, { jobId: 'j' });
-  const leaf = new Uint8Array(301).fill(0x41); leaf[0] = 0;
-  const nodeIn = new Uint8Array(65).fill(0x42); nodeIn[0] = 1;
+  const leaf = new Uint8Array(301).fill(0x41);
+  leaf[0] = 0;
+  const nodeIn = new Uint8Array(65).fill(0x42);
+  nodeIn[0] = 1;
 
   const cases: BenchCase[] = [
-    { name: 'seal.encode', group: 'seal', fn: () => { ops.encoder.encode(want, out); } },
-    { name: 'seal.decode', group: 'seal', fn: () => { ops.encoder.decodeBigUint64(ptA); } },
-    { name: 'seal.encrypt', group: 'seal', fn: () => { encryptor.encrypt(ptA, dest); }, note: 'public key, full vector' },
-    { name: 'seal.encryptZero', group: 'seal', fn: () => { encryptor.encryptZero(dest); }, note: 'public key (re-randomizer)' },
-    { name: 'seal.encryptSymmetric', group: 'seal', fn: () => { encryptor.encryptSymmetric(ptA, dest); }, note: 'secret key (uploads; serialized seeded, half size)' },
-    { name: 'seal.multiplyPlainConst', group: 'seal', fn: () => { ev.multiplyPlain(a, ptConst, dest); }, note: 'one non-zero coefficient' },
-    { name: 'seal.multiplyPlainVector', group: 'seal', fn: () => { ev.multiplyPlain(a, ptB, dest); } },
-    { name: 'seal.add', group: 'seal', fn: () => { ev.add(a, b, dest); } },
-    { name: 'seal.addPlain', group: 'seal', fn: () => { ev.addPlain(a, ptB, dest); }, note: 'full vector' },
-    { name: 'seal.multiply', group: 'seal', fn: () => { ev.multiply(a, b, dest3); }, note: 'ct × ct, size 3, no relinearization' },
-    { name: 'seal.multiplyRelin', group: 'seal', fn: () => { ev.multiply(a, b, dest3); ev.relinearize(dest3, relin, dest); } },
-    { name: 'seal.modSwitchToTransfer', group: 'seal', fn: () => { ev.cipherModSwitchTo(a, transferParms, dest); }, note: `fresh → chain index ${params.transferChainIndex}` },
-    { name: 'seal.decrypt', group: 'seal', fn: () => { decryptor.decrypt(atTransfer, out); }, note: 'size 2 at the transfer level' },
-    { name: 'seal.decrypt3', group: 'seal', fn: () => { decryptor.decrypt(product3, out); }, note: 'size 3 at the transfer level' },
-    { name: 'oprf.blind', group: 'oprf', fn: () => { poprf.blind(inputs[0]!, oprfKeys.publicKey); }, note: 'per element' },
-    { name: 'oprf.evaluate', group: 'oprf', fn: () => { poprf.blindEvaluateBatch(oprfKeys.secretKey, blinds.map((x) => x.blinded)); }, note: `batch of ${OPRF_BATCH} with one DLEQ proof` },
-    { name: 'oprf.finalize', group: 'oprf', fn: () => { poprf.finalizeBatch(finalizeItems, evaluated.proof, tweaked); }, note: `batch of ${OPRF_BATCH}, proof verified` },
-    { name: 'ed25519.sign', group: 'ec', fn: () => { nodeSign(null, statement, edPriv); }, note: 'node:crypto, 420-byte statement' },
-    { name: 'ed25519.verify', group: 'ec', fn: () => { const x = signers[signer++ & 63]!; if (!nodeVerify(null, statement, createPublicKey({ key: x.der, format: 'der', type: 'spki' }), x.sig)) throw new Error('verify'); }, note: 'node:crypto, from the 32-byte key (a new signer each time)' },
-    { name: 'ed25519.verify (key cached)', group: 'ec', fn: () => { nodeVerify(null, statement, edPub, edSig); }, note: 'node:crypto, key already imported' },
-    { name: 'ed25519.verify (noble)', group: 'ec', fn: () => { ed25519.verify(edSig, statement, edPubRaw); }, note: 'for scale; the engine uses node:crypto' },
-    { name: 'x25519.seal', group: 'ec', fn: () => { sealTo(bank.publicKey, vector, { jobId: 'j' }); }, note: '64 KiB vector: ephemeral X25519 + HKDF + AES-256-GCM' },
-    { name: 'x25519.open', group: 'ec', fn: () => { openSealed(bank.secretKey, box, { jobId: 'j' }); }, note: 'X25519 + HKDF + AES-256-GCM' },
-    { name: 'sha256.leaf', group: 'hash', fn: () => { createHash('sha256').update(leaf).digest(); }, note: 'node:crypto, 0x00 ‖ 300-byte body' },
-    { name: 'sha256.leaf (noble)', group: 'hash', fn: () => { sha256(leaf); } },
-    { name: 'sha256.node', group: 'hash', fn: () => { createHash('sha256').update(nodeIn).digest(); }, note: 'node:crypto, 0x01 ‖ 64 bytes' },
-    { name: 'sha256.node (noble)', group: 'hash', fn: () => { sha256(nodeIn); } },
+    {
+      name: 'seal.encode',
+      group: 'seal',
+      fn: () => {
+        ops.encoder.encode(want, out);
+      },
+    },
+    {
+      name: 'seal.decode',
+      group: 'seal',
+      fn: () => {
+        ops.encoder.decodeBigUint64(ptA);
+      },
+    },
+    {
+      name: 'seal.encrypt',
+      group: 'seal',
+      fn: () => {
+        encryptor.encrypt(ptA, dest);
+      },
+      note: 'public key, full vector',
+    },
+    {
+      name: 'seal.encryptZero',
+      group: 'seal',
+      fn: () => {
+        encryptor.encryptZero(dest);
+      },
+      note: 'public key (re-randomizer)',
+    },
+    {
+      name: 'seal.encryptSymmetric',
+      group: 'seal',
+      fn: () => {
+        encryptor.encryptSymmetric(ptA, dest);
+      },
+      note: 'secret key (uploads; serialized seeded, half size)',
+    },
+    {
+      name: 'seal.multiplyPlainConst',
+      group: 'seal',
+      fn: () => {
+        ev.multiplyPlain(a, ptConst, dest);
+      },
+      note: 'one non-zero coefficient',
+    },
+    {
+      name: 'seal.multiplyPlainVector',
+      group: 'seal',
+      fn: () => {
+        ev.multiplyPlain(a, ptB, dest);
+      },
+    },
+    {
+      name: 'seal.add',
+      group: 'seal',
+      fn: () => {
+        ev.add(a, b, dest);
+      },
+    },
+    {
+      name: 'seal.addPlain',
+      group: 'seal',
+      fn: () => {
+        ev.addPlain(a, ptB, dest);
+      },
+      note: 'full vector',
+    },
+    {
+      name: 'seal.multiply',
+      group: 'seal',
+      fn: () => {
+        ev.multiply(a, b, dest3);
+      },
+      note: 'ct × ct, size 3, no relinearization',
+    },
+    {
+      name: 'seal.multiplyRelin',
+      group: 'seal',
+      fn: () => {
+        ev.multiply(a, b, dest3);
+        ev.relinearize(dest3, relin, dest);
+      },
+    },
+    {
+      name: 'seal.modSwitchToTransfer',
+      group: 'seal',
+      fn: () => {
+        ev.cipherModSwitchTo(a, transferParms, dest);
+      },
+      note: `fresh → chain index ${params.transferChainIndex}`,
+    },
+    {
+      name: 'seal.decrypt',
+      group: 'seal',
+      fn: () => {
+        decryptor.decrypt(atTransfer, out);
+      },
+      note: 'size 2 at the transfer level',
+    },
+    {
+      name: 'seal.decrypt3',
+      group: 'seal',
+      fn: () => {
+        decryptor.decrypt(product3, out);
+      },
+      note: 'size 3 at the transfer level',
+    },
+    {
+      name: 'oprf.blind',
+      group: 'oprf',
+      fn: () => {
+        poprf.blind(inputs[0]!, oprfKeys.publicKey);
+      },
+      note: 'per element',
+    },
+    {
+      name: 'oprf.evaluate',
+      group: 'oprf',
+      fn: () => {
+        poprf.blindEvaluateBatch(
+          oprfKeys.secretKey,
+          blinds.map((x) => x.blinded),
+        );
+      },
+      note: `batch of ${OPRF_BATCH} with one DLEQ proof`,
+    },
+    {
+      name: 'oprf.finalize',
+      group: 'oprf',
+      fn: () => {
+        poprf.finalizeBatch(finalizeItems, evaluated.proof, tweaked);
+      },
+      note: `batch of ${OPRF_BATCH}, proof verified`,
+    },
+    {
+      name: 'ed25519.sign',
+      group: 'ec',
+      fn: () => {
+        nodeSign(null, statement, edPriv);
+      },
+      note: 'node:crypto, 420-byte statement',
+    },
+    {
+      name: 'ed25519.verify',
+      group: 'ec',
+      fn: () => {
+        const x = signers[signer++ & 63]!;
+        if (!nodeVerify(null, statement, createPublicKey({ key: x.der, format: 'der', type: 'spki' }), x.sig))
+          throw new Error('verify');
+      },
+      note: 'node:crypto, from the 32-byte key (a new signer each time)',
+    },
+    {
+      name: 'ed25519.verify (key cached)',
+      group: 'ec',
+      fn: () => {
+        nodeVerify(null, statement, edPub, edSig);
+      },
+      note: 'node:crypto, key already imported',
+    },
+    {
+      name: 'ed25519.verify (noble)',
+      group: 'ec',
+      fn: () => {
+        ed25519.verify(edSig, statement, edPubRaw);
+      },
+      note: 'for scale; the engine uses node:crypto',
+    },
+    {
+      name: 'x25519.seal',
+      group: 'ec',
+      fn: () => {
+        sealTo(bank.publicKey, vector, { jobId: 'j' });
+      },
+      note: '64 KiB vector: ephemeral X25519 + HKDF + AES-256-GCM',
+    },
+    {
+      name: 'x25519.open',
+      group: 'ec',
+      fn: () => {
+        openSealed(bank.secretKey, box, { jobId: 'j' });
+      },
+      note: 'X25519 + HKDF + AES-256-GCM',
+    },
+    {
+      name: 'sha256.leaf',
+      group: 'hash',
+      fn: () => {
+        createHash('sha256').update(leaf).digest();
+      },
+      note: 'node:crypto, 0x00 ‖ 300-byte body',
+    },
+    {
+      name: 'sha256.leaf (noble)',
+      group: 'hash',
+      fn: () => {
+        sha256(leaf);
+      },
+    },
+    {
+      name: 'sha256.node',
+      group: 'hash',
+      fn: () => {
+        createHash('sha256').update(nodeIn).digest();
+      },
+      note: 'node:crypto, 0x01 ‖ 64 bytes',
+    },
+    {
+      name: 'sha256.node (noble)',
+      group: 'hash',
+      fn: () => {
+        sha256(nodeIn);
+      },
+    },
   ];
   const results = await runBenchmarks(cases, { maxTime, minSamples, log });
   const mean = (name: string) => results.find((r) => r.name === name)!.meanMs;
@@ -170,17 +432,40 @@ export async function runMicro(opts: { maxTime?: number; minSamples?: number; lo
   costs['sha256.leaf'] = Math.min(costs['sha256.leaf'], mean('sha256.leaf (noble)'));
   costs['sha256.node'] = Math.min(costs['sha256.node'], mean('sha256.node (noble)'));
 
-  for (const x of [a, b, dest, dest3, atTransfer, product, product3, ptA, ptB, out, relin, kg, encryptor, decryptor, pk, sk]) x.delete();
+  for (const x of [
+    a,
+    b,
+    dest,
+    dest3,
+    atTransfer,
+    product,
+    product3,
+    ptA,
+    ptB,
+    out,
+    relin,
+    kg,
+    encryptor,
+    decryptor,
+    pk,
+    sk,
+  ])
+    x.delete();
   ops.dispose();
   return { paramsId: params.id, oprfBatch: OPRF_BATCH, maxTimeSeconds: maxTime, costs, results };
 }
 
 export function printMicro(r: MicroReport): void {
   console.log(`\nMicro-suite (${r.paramsId}; OPRF per element in batches of ${r.oprfBatch}):\n`);
-  console.log(formatTable(['op', 'ms per op', '±%', 'samples', 'note'], r.results.map((x) => {
-    const perElement = x.name === 'oprf.evaluate' || x.name === 'oprf.finalize';
-    return [x.name, fmt(perElement ? x.meanMs / r.oprfBatch : x.meanMs), fmt(x.rme, 2), x.samples, x.note ?? ''];
-  })));
+  console.log(
+    formatTable(
+      ['op', 'ms per op', '±%', 'samples', 'note'],
+      r.results.map((x) => {
+        const perElement = x.name === 'oprf.evaluate' || x.name === 'oprf.finalize';
+        return [x.name, fmt(perElement ? x.meanMs / r.oprfBatch : x.meanMs), fmt(x.rme, 2), x.samples, x.note ?? ''];
+      }),
+    ),
+  );
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

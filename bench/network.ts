@@ -53,7 +53,15 @@ import { formatTable, fmt, machineFacts, type MachineFacts } from './report.ts';
 
 type Kind = 'numeric' | 'token';
 
-export interface LatencyStats { n: number; meanMs: number; p50Ms: number; p90Ms: number; p99Ms: number; maxMs: number; minMs: number }
+export interface LatencyStats {
+  n: number;
+  meanMs: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  minMs: number;
+}
 
 /** Phases of a 5 ms-polled network round trip, ms (means in a report). */
 export type NetworkPhases = {
@@ -132,28 +140,58 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 function stats(ms: number[]): LatencyStats {
   const s = [...ms].sort((a, b) => a - b);
   const q = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))]!;
-  return { n: s.length, meanMs: s.reduce((a, b) => a + b, 0) / Math.max(1, s.length), p50Ms: q(0.5), p90Ms: q(0.9), p99Ms: q(0.99), maxMs: s[s.length - 1] ?? 0, minMs: s[0] ?? 0 };
+  return {
+    n: s.length,
+    meanMs: s.reduce((a, b) => a + b, 0) / Math.max(1, s.length),
+    p50Ms: q(0.5),
+    p90Ms: q(0.9),
+    p99Ms: q(0.99),
+    maxMs: s[s.length - 1] ?? 0,
+    minMs: s[0] ?? 0,
+  };
 }
 
 /** One round trip: returns the answer to the single claim and, for the 5 ms-polled client, the phase breakdown. */
 type RoundTrip = (claim: DemoClaim) => Promise<{ answer: ClaimResult; phases?: Phases }>;
 
 interface CaseState {
-  name: string; kind: Kind; tier: CaseResult['tier']; concurrency: number; custodians: 'local' | 'http'; rt: RoundTrip;
-  lat: number[]; answers: Record<string, number>; mismatches: number; spentMs: number; sums: Phases; withPhases: number;
-  ledgerFirst: number; ledgerLast: number;
+  name: string;
+  kind: Kind;
+  tier: CaseResult['tier'];
+  concurrency: number;
+  custodians: 'local' | 'http';
+  rt: RoundTrip;
+  lat: number[];
+  answers: Record<string, number>;
+  mismatches: number;
+  spentMs: number;
+  sums: Phases;
+  withPhases: number;
+  ledgerFirst: number;
+  ledgerLast: number;
 }
 
 /**
  * One slice of a case: `count` counted round trips, with
  * `concurrency` callers taking claims from the kind's shared counter; `warmup` uncounted round trips first.
  */
-async function runSlice(c: CaseState, o: { count: number; warmup: number; claims: readonly DemoClaim[]; next: { i: number }; want: (c: DemoClaim) => string; ledgerSize: () => number }): Promise<void> {
+async function runSlice(
+  c: CaseState,
+  o: {
+    count: number;
+    warmup: number;
+    claims: readonly DemoClaim[];
+    next: { i: number };
+    want: (c: DemoClaim) => string;
+    ledgerSize: () => number;
+  },
+): Promise<void> {
   const take = () => o.claims[o.next.i++ % o.claims.length]!;
   for (let i = 0; i < o.warmup; i++) {
     const claim = take();
     const r = await c.rt(claim);
-    if (r.answer !== o.want(claim)) throw new Error(`${c.name}: warm-up answer ${r.answer} for ${claim.claimId}, expected ${o.want(claim)}`);
+    if (r.answer !== o.want(claim))
+      throw new Error(`${c.name}: warm-up answer ${r.answer} for ${claim.claimId}, expected ${o.want(claim)}`);
   }
   if (c.lat.length === 0) c.ledgerFirst = o.ledgerSize();
   let started = 0;
@@ -181,10 +219,20 @@ async function runSlice(c: CaseState, o: { count: number; warmup: number; claims
 function caseResult(c: CaseState): CaseResult {
   const seconds = c.spentMs / 1000;
   return {
-    name: c.name, kind: c.kind, tier: c.tier, concurrency: c.concurrency, roundTrips: c.lat.length, seconds,
-    perSecond: c.lat.length / seconds, latency: stats(c.lat), mismatches: c.mismatches, answers: c.answers,
+    name: c.name,
+    kind: c.kind,
+    tier: c.tier,
+    concurrency: c.concurrency,
+    roundTrips: c.lat.length,
+    seconds,
+    perSecond: c.lat.length / seconds,
+    latency: stats(c.lat),
+    mismatches: c.mismatches,
+    answers: c.answers,
     ledgerSizes: [c.ledgerFirst, c.ledgerLast],
-    ...(c.withPhases ? { breakdown: Object.fromEntries(Object.entries(c.sums).map(([k, v]) => [k, v / c.withPhases])) } : {}),
+    ...(c.withPhases
+      ? { breakdown: Object.fromEntries(Object.entries(c.sums).map(([k, v]) => [k, v / c.withPhases])) }
+      : {}),
   };
 }
 
@@ -199,7 +247,10 @@ function timedCustodian(c: Custodian, clock: { ms: number }): Custodian {
     }
   };
   return {
-    provider: c.provider, paramsId: c.paramsId, bfvPublicKey: c.bfvPublicKey, signingPublicKey: c.signingPublicKey,
+    provider: c.provider,
+    paramsId: c.paramsId,
+    bfvPublicKey: c.bfvPublicKey,
+    signingPublicKey: c.signingPublicKey,
     openJob: (job) => time(() => c.openJob(job)),
     decrypt: (request, ciphertext) => time(() => c.decrypt(request, ciphertext)),
     evaluateTokens: (request, bankRequest) => time(() => c.evaluateTokens(request, bankRequest)),
@@ -208,10 +259,19 @@ function timedCustodian(c: Custodian, clock: { ms: number }): Custodian {
 }
 
 /** Submit, poll every `pollMs` (bounded), fetch the result and open it, timing each phase. */
-async function tightVerify(client: Client, keys: PartyKeys, claim: DemoClaim, pollMs: number, timeoutMs = 60_000): Promise<{ answer: ClaimResult; phases: NetworkPhases }> {
+async function tightVerify(
+  client: Client,
+  keys: PartyKeys,
+  claim: DemoClaim,
+  pollMs: number,
+  timeoutMs = 60_000,
+): Promise<{ answer: ClaimResult; phases: NetworkPhases }> {
   const t0 = performance.now();
   const jobId = newJobId('verify');
-  const { signed, openings } = buildVerifyRequest({ jobId, bank: keys.id, purpose: DEMO_PURPOSE, claims: [claim], requestedAt: new Date().toISOString() }, keys.ed25519.secretKey);
+  const { signed, openings } = buildVerifyRequest(
+    { jobId, bank: keys.id, purpose: DEMO_PURPOSE, claims: [claim], requestedAt: new Date().toISOString() },
+    keys.ed25519.secretKey,
+  );
   await client.post('/v1/bank/jobs', { kind: 'verify', request: signed, openings });
   const t1 = performance.now();
   let polls = 0;
@@ -221,7 +281,8 @@ async function tightVerify(client: Client, keys: PartyKeys, claim: DemoClaim, po
     polls++;
     if (view.status === 'done') break;
     if (view.status === 'failed') throw new Error(`job ${jobId} failed: ${JSON.stringify(view.error)}`);
-    if (performance.now() - t1 > timeoutMs) throw new Error(`job ${jobId} not done after ${timeoutMs} ms (status ${view.status})`);
+    if (performance.now() - t1 > timeoutMs)
+      throw new Error(`job ${jobId} not done after ${timeoutMs} ms (status ${view.status})`);
     await sleep(pollMs);
   }
   const t2 = performance.now();
@@ -229,11 +290,24 @@ async function tightVerify(client: Client, keys: PartyKeys, claim: DemoClaim, po
   const t3 = performance.now();
   const answers = openVerifyResult(result, keys.id, keys.x25519!.secretKey, [claim.claimId]);
   const t4 = performance.now();
-  const serverJobMs = view.finishedAt && view.createdAt ? Date.parse(view.finishedAt) - Date.parse(view.createdAt) : Number.NaN;
-  return { answer: answers.get(claim.claimId)!, phases: { submitMs: t1 - t0, waitMs: t2 - t1, serverJobMs, resultMs: t3 - t2, openMs: t4 - t3, polls } };
+  const serverJobMs =
+    view.finishedAt && view.createdAt ? Date.parse(view.finishedAt) - Date.parse(view.createdAt) : Number.NaN;
+  return {
+    answer: answers.get(claim.claimId)!,
+    phases: { submitMs: t1 - t0, waitMs: t2 - t1, serverJobMs, resultMs: t3 - t2, openMs: t4 - t3, polls },
+  };
 }
 
-export async function runNetwork(opts: { subjects?: number; rounds?: number; seconds?: number; warmup?: number; slice?: number; log?: (line: string) => void } = {}): Promise<NetworkReport> {
+export async function runNetwork(
+  opts: {
+    subjects?: number;
+    rounds?: number;
+    seconds?: number;
+    warmup?: number;
+    slice?: number;
+    log?: (line: string) => void;
+  } = {},
+): Promise<NetworkReport> {
   const tStart = performance.now();
   const loadAtStart = machineFacts().loadAverage;
   const log = opts.log ?? ((line: string) => console.error(line));
@@ -263,9 +337,12 @@ export async function runNetwork(opts: { subjects?: number; rounds?: number; sec
     const ok = (c: DemoClaim) => data.plan.get(c.subject) === 'OK';
     const pools: Record<Kind, DemoClaim[]> = {
       numeric: all.filter((c) => ok(c) && c.field === 'months_continuous_tax' && c.op === 'gte'),
-      token: all.filter((c) => ok(c) && c.field === 'property_cert_no' && c.op === 'eq' && data.property.has(c.subject)),
+      token: all.filter(
+        (c) => ok(c) && c.field === 'property_cert_no' && c.op === 'eq' && data.property.has(c.subject),
+      ),
     };
-    for (const k of ['numeric', 'token'] as const) if (pools[k].length < 50) throw new Error(`only ${pools[k].length} ${k} claims`);
+    for (const k of ['numeric', 'token'] as const)
+      if (pools[k].length < 50) throw new Error(`only ${pools[k].length} ${k} claims`);
 
     // ---- the plaintext truth for each claim.
     const { tables, fieldSpecs } = demoPlaintext(sh, data);
@@ -273,13 +350,21 @@ export async function runNetwork(opts: { subjects?: number; rounds?: number; sec
     const want = (c: DemoClaim): string => {
       let w = wantCache.get(c);
       if (w === undefined) {
-        w = claimPlain(fieldSpecs.get(`${c.provider}/${c.field}`)!, tables.get(c.provider)!.get(c.subject)?.get(c.field), c.op, c.values, (v) => normalizeId(idRuleFor(c.field), v));
+        w = claimPlain(
+          fieldSpecs.get(`${c.provider}/${c.field}`)!,
+          tables.get(c.provider)!.get(c.subject)?.get(c.field),
+          c.op,
+          c.values,
+          (v) => normalizeId(idRuleFor(c.field), v),
+        );
         wantCache.set(c, w);
       }
       return w;
     };
     const setupSeconds = (performance.now() - tStart) / 1000;
-    log(`setup: ${subjects} subjects, ${pools.numeric.length} numeric and ${pools.token.length} token claims available, ${fmt(setupSeconds)} s`);
+    log(
+      `setup: ${subjects} subjects, ${pools.numeric.length} numeric and ${pools.token.length} token claims available, ${fmt(setupSeconds)} s`,
+    );
 
     // ---- custodians behind HTTP on loopback (test/api/custodian-http.test.ts); the in-process ones are kept, so each case
     // can connect the set it measures. Then the engine server, with limits that never throttle the bench.
@@ -294,12 +379,19 @@ export async function runNetwork(opts: { subjects?: number; rounds?: number; sec
       servers.push(app);
       remote.push(timedCustodian(await HttpCustodian.connect(url, sh.engine.keys.ed25519.secretKey), clock));
     }
-    server = new EngineServer({ engine: sh.engine, adminPublicKey: ed25519KeyPair().publicKey, rateLimit: { burst: 1e9, perSecond: 1e9 }, ipRateLimit: { burst: 1e9, perSecond: 1e9 } });
+    server = new EngineServer({
+      engine: sh.engine,
+      adminPublicKey: ed25519KeyPair().publicKey,
+      rateLimit: { burst: 1e9, perSecond: 1e9 },
+      ipRateLimit: { burst: 1e9, perSecond: 1e9 },
+    });
     const url = await server.listen(0);
     const keys = sh.wallet.get(DEMO_BANK)!;
     const client = new Client(url, keys);
     const s = sh;
-    const embeddedRt: RoundTrip = async (c) => ({ answer: (await s.verify(DEMO_BANK, DEMO_PURPOSE, [c])).results.get(c.claimId)! });
+    const embeddedRt: RoundTrip = async (c) => ({
+      answer: (await s.verify(DEMO_BANK, DEMO_PURPOSE, [c])).results.get(c.claimId)!,
+    });
     // Sequential embedded round trips also time their phases through the progress callbacks.
     const embeddedPhasedRt: RoundTrip = async (c) => {
       const t0 = performance.now();
@@ -316,16 +408,47 @@ export async function runNetwork(opts: { subjects?: number; rounds?: number; sec
       });
       const t1 = performance.now();
       const { check = t0, crypto = check, last = crypto, done = last } = at;
-      const phases: EmbeddedPhases = { checkMs: check - t0, recordMs: crypto - check, cryptoMs: last - crypto, custodianMs: clock.ms, finishMs: done - last, openMs: t1 - done };
+      const phases: EmbeddedPhases = {
+        checkMs: check - t0,
+        recordMs: crypto - check,
+        cryptoMs: last - crypto,
+        custodianMs: clock.ms,
+        finishMs: done - last,
+        openMs: t1 - done,
+      };
       return { answer: r.results.get(c.claimId)!, phases };
     };
-    const defaultRt: RoundTrip = async (c) => ({ answer: (await clientVerify(client, DEMO_PURPOSE, [c])).results.get(c.claimId)! });
+    const defaultRt: RoundTrip = async (c) => ({
+      answer: (await clientVerify(client, DEMO_PURPOSE, [c])).results.get(c.claimId)!,
+    });
     const tightRt: RoundTrip = async (c) => tightVerify(client, keys, c, 5);
     log(`engine server at ${url}; custodians at ${servers.length} loopback ports`);
 
     const states: CaseState[] = [];
-    const add = (kind: Kind, name: string, tier: CaseResult['tier'], concurrency: number, custodians: 'local' | 'http', rt: RoundTrip) =>
-      states.push({ name: `${kind}: ${name}`, kind, tier, concurrency, custodians, rt, lat: [], answers: {}, mismatches: 0, spentMs: 0, sums: {}, withPhases: 0, ledgerFirst: 0, ledgerLast: 0 });
+    const add = (
+      kind: Kind,
+      name: string,
+      tier: CaseResult['tier'],
+      concurrency: number,
+      custodians: 'local' | 'http',
+      rt: RoundTrip,
+    ) =>
+      states.push({
+        name: `${kind}: ${name}`,
+        kind,
+        tier,
+        concurrency,
+        custodians,
+        rt,
+        lat: [],
+        answers: {},
+        mismatches: 0,
+        spentMs: 0,
+        sums: {},
+        withPhases: 0,
+        ledgerFirst: 0,
+        ledgerLast: 0,
+      });
     for (const kind of ['numeric', 'token'] as const) {
       add(kind, 'embedded', 'embedded', 1, 'local', embeddedPhasedRt);
       add(kind, 'embedded ×4', 'embedded', 4, 'local', embeddedRt);
@@ -347,7 +470,13 @@ export async function runNetwork(opts: { subjects?: number; rounds?: number; sec
     // returns the stored note without signing; median of 3 after one untimed call.
     const checkpointMs = () => {
       s.engine.ledger.checkpoint();
-      return stats(Array.from({ length: 3 }, () => { const t = performance.now(); s.engine.ledger.checkpoint(); return performance.now() - t; })).p50Ms;
+      return stats(
+        Array.from({ length: 3 }, () => {
+          const t = performance.now();
+          s.engine.ledger.checkpoint();
+          return performance.now() - t;
+        }),
+      ).p50Ms;
     };
     const budgetMs = seconds * 1000 * states.length;
     const spent = () => states.reduce((a, c) => a + c.spentMs, 0);
@@ -356,36 +485,81 @@ export async function runNetwork(opts: { subjects?: number; rounds?: number; sec
       checkpoints.push({ pass, ledgerSize: ledgerSize(), checkpointMs: checkpointMs() });
       const order = pass % 2 === 0 ? states : [...states].reverse();
       for (const c of order) {
-        for (const cu of c.custodians === 'local' ? local : remote) if (s.engine.registry.custodian(cu.provider) !== cu) s.engine.registry.connectCustodian(cu);
-        await runSlice(c, { count: Math.min(slice, rounds - c.lat.length), warmup: pass === 0 ? warmup : 0, claims: pools[c.kind], next: next[c.kind], want, ledgerSize });
+        for (const cu of c.custodians === 'local' ? local : remote)
+          if (s.engine.registry.custodian(cu.provider) !== cu) s.engine.registry.connectCustodian(cu);
+        await runSlice(c, {
+          count: Math.min(slice, rounds - c.lat.length),
+          warmup: pass === 0 ? warmup : 0,
+          claims: pools[c.kind],
+          next: next[c.kind],
+          want,
+          ledgerSize,
+        });
       }
-      log(`  pass ${pass}: ${states[0]!.lat.length} round trips per case, ledger ${ledgerSize()} entries, checkpoint ${fmt(checkpoints.at(-1)!.checkpointMs)} ms, ${fmt(spent() / 1000)} of ${fmt(budgetMs / 1000)} s`);
+      log(
+        `  pass ${pass}: ${states[0]!.lat.length} round trips per case, ledger ${ledgerSize()} entries, checkpoint ${fmt(checkpoints.at(-1)!.checkpointMs)} ms, ${fmt(spent() / 1000)} of ${fmt(budgetMs / 1000)} s`,
+      );
     }
     checkpoints.push({ pass, ledgerSize: ledgerSize(), checkpointMs: checkpointMs() });
     const cases = states.map(caseResult);
-    for (const c of cases) log(`  ${c.name}: ${c.roundTrips} round trips in ${fmt(c.seconds)} s, ${fmt(c.perSecond)}/s, p50 ${fmt(c.latency.p50Ms)} ms, p99 ${fmt(c.latency.p99Ms)} ms, mismatches ${c.mismatches}`);
+    for (const c of cases)
+      log(
+        `  ${c.name}: ${c.roundTrips} round trips in ${fmt(c.seconds)} s, ${fmt(c.perSecond)}/s, p50 ${fmt(c.latency.p50Ms)} ms, p99 ${fmt(c.latency.p99Ms)} ms, mismatches ${c.mismatches}`,
+      );
 
     // ---- ratios, within this run.
     const ratios: NetworkReport['ratios'] = [];
     for (const kind of ['numeric', 'token'] as const) {
-      const get = (tier: CaseResult['tier'], c: number) => cases.find((x) => x.kind === kind && x.tier === tier && x.concurrency === c)!;
+      const get = (tier: CaseResult['tier'], c: number) =>
+        cases.find((x) => x.kind === kind && x.tier === tier && x.concurrency === c)!;
       const emb = get('embedded', 1);
       const pair = (name: string, x: CaseResult, formula: string) => {
-        ratios.push({ kind, name: `${name}, p50`, value: x.latency.p50Ms / emb.latency.p50Ms, formula: `${formula} p50 / embedded p50` });
-        ratios.push({ kind, name: `${name}, req/s`, value: emb.perSecond / x.perSecond, formula: `embedded req/s / ${formula} req/s` });
+        ratios.push({
+          kind,
+          name: `${name}, p50`,
+          value: x.latency.p50Ms / emb.latency.p50Ms,
+          formula: `${formula} p50 / embedded p50`,
+        });
+        ratios.push({
+          kind,
+          name: `${name}, req/s`,
+          value: emb.perSecond / x.perSecond,
+          formula: `embedded req/s / ${formula} req/s`,
+        });
       };
       pair('embedded + HTTP custodians ÷ embedded', get('embedded+http-custodians', 1), 'embedded+HTTP custodians');
       pair('network 5 ms polling ÷ embedded', get('network-5ms-poll', 1), 'network 5 ms polling');
       pair('network default polling ÷ embedded', get('network-default-poll', 1), 'network default polling');
       const e4 = get('embedded', 4);
       const n4 = get('network-5ms-poll', 4);
-      ratios.push({ kind, name: 'network 5 ms polling ×4 ÷ embedded ×4, req/s', value: e4.perSecond / n4.perSecond, formula: 'embedded ×4 req/s / network 5 ms ×4 req/s' });
-      ratios.push({ kind, name: 'network 5 ms polling: ×4 ÷ ×1, req/s', value: n4.perSecond / get('network-5ms-poll', 1).perSecond, formula: 'speed-up from 4 concurrent clients' });
+      ratios.push({
+        kind,
+        name: 'network 5 ms polling ×4 ÷ embedded ×4, req/s',
+        value: e4.perSecond / n4.perSecond,
+        formula: 'embedded ×4 req/s / network 5 ms ×4 req/s',
+      });
+      ratios.push({
+        kind,
+        name: 'network 5 ms polling: ×4 ÷ ×1, req/s',
+        value: n4.perSecond / get('network-5ms-poll', 1).perSecond,
+        formula: 'speed-up from 4 concurrent clients',
+      });
     }
     return {
-      subjects, roundsPerCase: rounds, secondsPerCase: seconds, warmupPerCase: warmup, slice, passes: pass, checkpoints, cases, ratios,
+      subjects,
+      roundsPerCase: rounds,
+      secondsPerCase: seconds,
+      warmupPerCase: warmup,
+      slice,
+      passes: pass,
+      checkpoints,
+      cases,
+      ratios,
       mismatches: cases.reduce((a, c) => a + c.mismatches, 0),
-      totalSeconds: (performance.now() - tStart) / 1000, setupSeconds, loadAtStart, machine: machineFacts(),
+      totalSeconds: (performance.now() - tStart) / 1000,
+      setupSeconds,
+      loadAtStart,
+      machine: machineFacts(),
     };
   } finally {
     await server?.close();
@@ -397,31 +571,103 @@ export async function runNetwork(opts: { subjects?: number; rounds?: number; sec
 
 export function printNetwork(r: NetworkReport, out: (s: string) => void = console.log): void {
   const m = r.machine;
-  out(`\nNetwork round trip, one claim per job — ${r.subjects} subjects; ${r.passes} interleaved passes of ${r.slice} round trips per case (limits: ${r.roundsPerCase} round trips, ${r.secondsPerCase} s per case on average; ${r.warmupPerCase} warm-up round trips per case not counted)`);
-  out(`machine: ${m.cpuModel}, ${m.cores} cores, ${m.totalMemoryGiB} GiB, Node ${m.node}, load average ${r.loadAtStart.join(' ')} at the start, ${m.loadAverage.join(' ')} at the end, ${m.date}\n`);
-  out(formatTable(['case', 'n', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'mismatches', 'ledger entries'], r.cases.map((c) => [c.name, c.roundTrips, fmt(c.perSecond), fmt(c.latency.p50Ms), fmt(c.latency.p90Ms), fmt(c.latency.p99Ms), fmt(c.latency.maxMs), c.mismatches, `${c.ledgerSizes[0]}–${c.ledgerSizes[1]}`])));
+  out(
+    `\nNetwork round trip, one claim per job — ${r.subjects} subjects; ${r.passes} interleaved passes of ${r.slice} round trips per case (limits: ${r.roundsPerCase} round trips, ${r.secondsPerCase} s per case on average; ${r.warmupPerCase} warm-up round trips per case not counted)`,
+  );
+  out(
+    `machine: ${m.cpuModel}, ${m.cores} cores, ${m.totalMemoryGiB} GiB, Node ${m.node}, load average ${r.loadAtStart.join(' ')} at the start, ${m.loadAverage.join(' ')} at the end, ${m.date}\n`,
+  );
+  out(
+    formatTable(
+      ['case', 'n', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'mismatches', 'ledger entries'],
+      r.cases.map((c) => [
+        c.name,
+        c.roundTrips,
+        fmt(c.perSecond),
+        fmt(c.latency.p50Ms),
+        fmt(c.latency.p90Ms),
+        fmt(c.latency.p99Ms),
+        fmt(c.latency.maxMs),
+        c.mismatches,
+        `${c.ledgerSizes[0]}–${c.ledgerSizes[1]}`,
+      ]),
+    ),
+  );
   const emb = r.cases.filter((c) => c.breakdown && c.tier.startsWith('embedded'));
   if (emb.length) {
     out('\nWhere an embedded round trip goes (means, ms, from the progress callbacks of sh.verify)\n');
-    out(formatTable(['case', 'total', 'sign+check', 'consent+record', 'crypto', 'of which custodian', 'seal+ledger+checkpoint', 'open'], emb.map((c) => {
-      const b = c.breakdown!;
-      return [c.name, fmt(c.latency.meanMs), fmt(b.checkMs!), fmt(b.recordMs!), fmt(b.cryptoMs!), fmt(b.custodianMs!), fmt(b.finishMs!), fmt(b.openMs!)];
-    })));
+    out(
+      formatTable(
+        [
+          'case',
+          'total',
+          'sign+check',
+          'consent+record',
+          'crypto',
+          'of which custodian',
+          'seal+ledger+checkpoint',
+          'open',
+        ],
+        emb.map((c) => {
+          const b = c.breakdown!;
+          return [
+            c.name,
+            fmt(c.latency.meanMs),
+            fmt(b.checkMs!),
+            fmt(b.recordMs!),
+            fmt(b.cryptoMs!),
+            fmt(b.custodianMs!),
+            fmt(b.finishMs!),
+            fmt(b.openMs!),
+          ];
+        }),
+      ),
+    );
   }
   const net = r.cases.filter((c) => c.breakdown && c.tier === 'network-5ms-poll');
   if (net.length) {
-    out('\nWhere a 5 ms-polled network round trip goes (means, ms; server job = finishedAt − createdAt, 1 ms resolution, queueing included)\n');
-    out(formatTable(['case', 'total', 'sign+submit', 'wait for done', 'server job', 'fetch result', 'open', 'polls'], net.map((c) => {
-      const b = c.breakdown!;
-      return [c.name, fmt(c.latency.meanMs), fmt(b.submitMs!), fmt(b.waitMs!), fmt(b.serverJobMs!), fmt(b.resultMs!), fmt(b.openMs!), fmt(b.polls!, 2)];
-    })));
+    out(
+      '\nWhere a 5 ms-polled network round trip goes (means, ms; server job = finishedAt − createdAt, 1 ms resolution, queueing included)\n',
+    );
+    out(
+      formatTable(
+        ['case', 'total', 'sign+submit', 'wait for done', 'server job', 'fetch result', 'open', 'polls'],
+        net.map((c) => {
+          const b = c.breakdown!;
+          return [
+            c.name,
+            fmt(c.latency.meanMs),
+            fmt(b.submitMs!),
+            fmt(b.waitMs!),
+            fmt(b.serverJobMs!),
+            fmt(b.resultMs!),
+            fmt(b.openMs!),
+            fmt(b.polls!, 2),
+          ];
+        }),
+      ),
+    );
   }
-  out('\nLedger checkpoint (what every job ends with: re-read all leaf hashes, Merkle root, consistency proof), before each pass\n');
-  out(formatTable(['pass', 'ledger entries', 'checkpoint ms'], r.checkpoints.map((c) => [c.pass, c.ledgerSize, fmt(c.checkpointMs)])));
+  out(
+    '\nLedger checkpoint (what every job ends with: re-read all leaf hashes, Merkle root, consistency proof), before each pass\n',
+  );
+  out(
+    formatTable(
+      ['pass', 'ledger entries', 'checkpoint ms'],
+      r.checkpoints.map((c) => [c.pass, c.ledgerSize, fmt(c.checkpointMs)]),
+    ),
+  );
   out('\nRatios (within this run; p50 ratios are network p50 ÷ embedded p50, req/s ratios embedded ÷ network)\n');
-  out(formatTable(['claim', 'ratio', 'value'], r.ratios.map((x) => [x.kind, x.name, fmt(x.value)])));
+  out(
+    formatTable(
+      ['claim', 'ratio', 'value'],
+      r.ratios.map((x) => [x.kind, x.name, fmt(x.value)]),
+    ),
+  );
   out(`\nanswers: ${r.cases.map((c) => `${c.name} ${JSON.stringify(c.answers)}`).join('; ')}`);
-  out(`mismatches against the plaintext predicate: ${r.mismatches}; setup ${fmt(r.setupSeconds)} s, total ${fmt(r.totalSeconds)} s`);
+  out(
+    `mismatches against the plaintext predicate: ${r.mismatches}; setup ${fmt(r.setupSeconds)} s, total ${fmt(r.totalSeconds)} s`,
+  );
 }
 
 if (import.meta.main) {

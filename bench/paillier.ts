@@ -150,7 +150,7 @@ export class Paillier {
   encrypt(m: bigint): bigint {
     const { n, n2 } = this.publicKey;
     const mm = ((m % n) + n) % n;
-    return ((1n + mm * n) % n2) * this.modPow(this.randomUnit(), n, n2) % n2;
+    return (((1n + mm * n) % n2) * this.modPow(this.randomUnit(), n, n2)) % n2;
   }
 
   /** Fresh randomness on an existing ciphertext (multiply by an encryption of zero). */
@@ -178,7 +178,8 @@ export class Paillier {
 
   /** Enc(Σ w_i·x_i): positive and negative terms are accumulated apart, then one inverse for all negative ones. */
   weightedSum(cts: readonly bigint[], weights: readonly bigint[]): bigint {
-    if (cts.length !== weights.length) throw new RangeError(`"weights" expected ${cts.length} entries, got ${weights.length}`);
+    if (cts.length !== weights.length)
+      throw new RangeError(`"weights" expected ${cts.length} entries, got ${weights.length}`);
     const { n2 } = this.publicKey;
     let pos = 1n;
     let neg = 1n;
@@ -203,7 +204,7 @@ export class Paillier {
     const sk = this.requireSecret();
     const mp = (((this.modPow(c % sk.p2, sk.p - 1n, sk.p2) - 1n) / sk.p) * sk.hp) % sk.p;
     const mq = (((this.modPow(c % sk.q2, sk.q - 1n, sk.q2) - 1n) / sk.q) * sk.hq) % sk.q;
-    const h = (((mp - mq) % sk.p + sk.p) * sk.qInvP) % sk.p;
+    const h = ((((mp - mq) % sk.p) + sk.p) * sk.qInvP) % sk.p;
     return center(mq + h * sk.q, this.publicKey.n);
   }
 
@@ -230,7 +231,12 @@ function fromBytes(b: Uint8Array): bigint {
  * Self-check run before timing: decrypt(Σ w·Enc(x)) equals Σ w·x (signed weights, both decryptions, both backends),
  * plus the homomorphic add/addPlain/rerandomize identities. Returns the number of checks; throws on the first failure.
  */
-export function paillierSelfCheck(publicKey: PaillierPublicKey, secretKey: PaillierSecretKey, subjects: readonly (readonly bigint[])[], weights: readonly bigint[]): number {
+export function paillierSelfCheck(
+  publicKey: PaillierPublicKey,
+  secretKey: PaillierSecretKey,
+  subjects: readonly (readonly bigint[])[],
+  weights: readonly bigint[],
+): number {
   let checks = 0;
   const expectEq = (what: string, got: bigint, want: bigint) => {
     if (got !== want) throw new Error(`Paillier self-check failed: ${what}: got ${got}, expected ${want}`);
@@ -244,7 +250,11 @@ export function paillierSelfCheck(publicKey: PaillierPublicKey, secretKey: Paill
       const sum = P.weightedSum(cts, weights);
       expectEq(`${backend.name} subject ${si} decrypt`, P.decrypt(sum), want);
       expectEq(`${backend.name} subject ${si} decryptCrt`, P.decryptCrt(P.rerandomize(sum)), want);
-      expectEq(`${backend.name} subject ${si} add/addPlain`, P.decryptCrt(P.addPlain(P.add(cts[0]!, cts[1]!), -7n)), xs[0]! + xs[1]! - 7n);
+      expectEq(
+        `${backend.name} subject ${si} add/addPlain`,
+        P.decryptCrt(P.addPlain(P.add(cts[0]!, cts[1]!), -7n)),
+        xs[0]! + xs[1]! - 7n,
+      );
       expectEq(`${backend.name} subject ${si} mulScalar`, P.decryptCrt(P.mulScalar(cts[2]!, -3n)), -3n * xs[2]!);
     }
   }

@@ -46,11 +46,20 @@ export interface E2eResult {
 }
 
 /** Command-line arguments of a bench script: positional values and `--flag value` pairs. */
-export function benchArgs(argv: readonly string[]): { positional: string[]; flag: (name: string) => number | undefined; has: (name: string) => boolean } {
-  const positional = argv.filter((a, i) => !a.startsWith('--') && !(i > 0 && argv[i - 1]!.startsWith('--') && /^\d/.test(a)));
+export function benchArgs(argv: readonly string[]): {
+  positional: string[];
+  flag: (name: string) => number | undefined;
+  has: (name: string) => boolean;
+} {
+  const positional = argv.filter(
+    (a, i) => !a.startsWith('--') && !(i > 0 && argv[i - 1]!.startsWith('--') && /^\d/.test(a)),
+  );
   return {
     positional,
-    flag: (name) => { const i = argv.indexOf(name); return i >= 0 ? Number(argv[i + 1]) : undefined; },
+    flag: (name) => {
+      const i = argv.indexOf(name);
+      return i >= 0 ? Number(argv[i + 1]) : undefined;
+    },
     has: (name) => argv.includes(name),
   };
 }
@@ -89,9 +98,15 @@ export function machineFacts(): MachineFacts {
 /** Plain-text table; columns whose cells are all numbers (or '') are right-aligned. */
 export function formatTable(headers: readonly string[], rows: readonly (readonly (string | number)[])[]): string {
   const cells = rows.map((r) => r.map((c) => String(c)));
-  const numeric = headers.map((_, i) => rows.every((r) => typeof r[i] === 'number' || r[i] === '' || /^[\d.,×%+-]+$/.test(String(r[i]))));
+  const numeric = headers.map((_, i) =>
+    rows.every((r) => typeof r[i] === 'number' || r[i] === '' || /^[\d.,×%+-]+$/.test(String(r[i]))),
+  );
   const width = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => (r[i] ?? '').length)));
-  const line = (r: readonly string[]) => r.map((c, i) => (numeric[i] ? c.padStart(width[i]!) : c.padEnd(width[i]!))).join('  ').trimEnd();
+  const line = (r: readonly string[]) =>
+    r
+      .map((c, i) => (numeric[i] ? c.padStart(width[i]!) : c.padEnd(width[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(headers), width.map((w) => '-'.repeat(w)).join('  '), ...cells.map(line)].join('\n');
 }
 
@@ -119,7 +134,10 @@ export interface BenchCase {
  * Run cases with benchmark.js, one after another, synchronously. Any error inside a case fails the whole run (a
  * benchmark that silently measured an exception is worse than none).
  */
-export function runBenchmarks(cases: readonly BenchCase[], opts: { maxTime: number; minSamples: number; log: (line: string) => void }): Promise<BenchResult[]> {
+export function runBenchmarks(
+  cases: readonly BenchCase[],
+  opts: { maxTime: number; minSamples: number; log: (line: string) => void },
+): Promise<BenchResult[]> {
   return new Promise((resolve, reject) => {
     const suite = new Benchmark.Suite('safehouse');
     const byName = new Map(cases.map((c) => [c.name, c]));
@@ -150,7 +168,9 @@ export function runBenchmarks(cases: readonly BenchCase[], opts: { maxTime: numb
     }
     suite.on('cycle', (ev: Benchmark.Event) => {
       const b = ev.target as unknown as Benchmark;
-      opts.log(`  ${b.name}: ${fmt(b.hz ?? 0)} ops/s, ${fmt((b.stats?.mean ?? 0) * 1000)} ms ±${fmt(b.stats?.rme ?? 0, 2)}% (${b.stats?.sample.length ?? 0} samples)`);
+      opts.log(
+        `  ${b.name}: ${fmt(b.hz ?? 0)} ops/s, ${fmt((b.stats?.mean ?? 0) * 1000)} ms ±${fmt(b.stats?.rme ?? 0, 2)}% (${b.stats?.sample.length ?? 0} samples)`,
+      );
     });
     suite.on('error', (ev: Benchmark.Event) => failures.push((ev.target as unknown as Benchmark).error));
     suite.on('complete', () => {

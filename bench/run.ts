@@ -23,7 +23,9 @@ const started = performance.now();
 const machine = machineFacts();
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
 const log = (line: string) => console.error(line);
-log(`Safehouse bench${quick ? ' (quick)' : ''} — ${machine.cpuModel}, ${machine.cores} cores, ${machine.totalMemoryGiB} GiB, Node ${machine.node}, load ${machine.loadAverage.join(' ')}, ${machine.date}`);
+log(
+  `Safehouse bench${quick ? ' (quick)' : ''} — ${machine.cpuModel}, ${machine.cores} cores, ${machine.totalMemoryGiB} GiB, Node ${machine.node}, load ${machine.loadAverage.join(' ')}, ${machine.date}`,
+);
 
 const micro = await runMicro(quick ? { maxTime: 0.05, minSamples: 3, log } : { maxTime: 0.5, minSamples: 5, log });
 printMicro(micro);
@@ -49,78 +51,182 @@ try {
     log(`\n${r.name}: node bench/${r.file} ${r.args.join(' ')} (child process)…`);
     const json = join(tmp, `${r.name}.json`);
     const t0 = performance.now();
-    const child = spawnSync(process.execPath, [here(`./${r.file}`), ...r.args], { env: { ...process.env, BENCH_E2E_JSON: json }, stdio: ['ignore', 'ignore', 'inherit'] });
+    const child = spawnSync(process.execPath, [here(`./${r.file}`), ...r.args], {
+      env: { ...process.env, BENCH_E2E_JSON: json },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
     if (child.status !== 0) throw new Error(`bench/${r.file} exited with ${child.status ?? child.signal}`);
-    runs.push({ ...(JSON.parse(readFileSync(json, 'utf8')) as E2eResult), wallSeconds: (performance.now() - t0) / 1000 });
+    runs.push({
+      ...(JSON.parse(readFileSync(json, 'utf8')) as E2eResult),
+      wallSeconds: (performance.now() - t0) / 1000,
+    });
   }
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }
 
-const bound = (r: E2eResult) => Object.entries(r.ops).reduce((acc, [op, n]) => {
-  const cost = micro.costs[op as keyof MicroReport['costs']];
-  if (cost === undefined) throw new Error(`run ${r.name}: no micro cost for op ${op}`);
-  return acc + n * cost / 1000;
-}, 0);
+const bound = (r: E2eResult) =>
+  Object.entries(r.ops).reduce((acc, [op, n]) => {
+    const cost = micro.costs[op as keyof MicroReport['costs']];
+    if (cost === undefined) throw new Error(`run ${r.name}: no micro cost for op ${op}`);
+    return acc + (n * cost) / 1000;
+  }, 0);
 const byName = new Map(runs.map((r) => [r.name, r]));
 const score = byName.get('score')!;
 const verify = byName.get('verify')!;
 const x = (v: unknown) => Number(v);
 
-interface Target { what: string; value: number; target: number; better: 'lower' | 'higher'; why: string }
+interface Target {
+  what: string;
+  value: number;
+  target: number;
+  better: 'lower' | 'higher';
+  why: string;
+}
 const costOf = (op: keyof MicroReport['costs']) => micro.costs[op];
-const share = (r: E2eResult, ops: string[]) => ops.reduce((a, op) => a + (r.ops[op] ?? 0) * costOf(op as keyof MicroReport['costs']) / 1000, 0) / bound(r);
+const share = (r: E2eResult, ops: string[]) =>
+  ops.reduce((a, op) => a + ((r.ops[op] ?? 0) * costOf(op as keyof MicroReport['costs'])) / 1000, 0) / bound(r);
 const pct = (v: number) => `${Math.round(100 * v)} %`;
 const targets: Target[] = [
-  { what: 'scoring: engine ÷ op-count bound', value: score.engineSeconds / bound(score), target: 3.0, better: 'lower', why: 'the part of the job that is not a priced cryptographic operation: reading consents and slots from SQLite, the ledger, masks, the result for every subject' },
-  { what: 'verification: engine ÷ op-count bound', value: verify.engineSeconds / bound(verify), target: 1.5, better: 'lower', why: 'see the verification breakdown below' },
-  { what: 'pool scaling 1 → 2 workers (scoring job)', value: x(score.extra.poolScaling), target: 1.7, better: 'higher', why: `the per-subject consent phase scaled ${fmt(x(score.extra.poolScalingConsentPhase))}×, the rest of the job ${fmt(x(score.extra.poolScalingRestOfJob))}× (the engine's thread was busy ${pct(x(score.extra.mainThreadBusy))} of the job: subject index, ledger, result assembly and the bank's signing and opening; and with every pool at one worker the engine's and the custodian's workers already share the block phase between two cores); V8's GC shares the cores with the workers` },
-  { what: 'Paillier ÷ Safehouse, scoring (homomorphic phase)', value: x(score.extra.paillierVsComputePhase), target: 1000, better: 'higher', why: 'see the Paillier section' },
+  {
+    what: 'scoring: engine ÷ op-count bound',
+    value: score.engineSeconds / bound(score),
+    target: 3.0,
+    better: 'lower',
+    why: 'the part of the job that is not a priced cryptographic operation: reading consents and slots from SQLite, the ledger, masks, the result for every subject',
+  },
+  {
+    what: 'verification: engine ÷ op-count bound',
+    value: verify.engineSeconds / bound(verify),
+    target: 1.5,
+    better: 'lower',
+    why: 'see the verification breakdown below',
+  },
+  {
+    what: 'pool scaling 1 → 2 workers (scoring job)',
+    value: x(score.extra.poolScaling),
+    target: 1.7,
+    better: 'higher',
+    why: `the per-subject consent phase scaled ${fmt(x(score.extra.poolScalingConsentPhase))}×, the rest of the job ${fmt(x(score.extra.poolScalingRestOfJob))}× (the engine's thread was busy ${pct(x(score.extra.mainThreadBusy))} of the job: subject index, ledger, result assembly and the bank's signing and opening; and with every pool at one worker the engine's and the custodian's workers already share the block phase between two cores); V8's GC shares the cores with the workers`,
+  },
+  {
+    what: 'Paillier ÷ Safehouse, scoring (homomorphic phase)',
+    value: x(score.extra.paillierVsComputePhase),
+    target: 1000,
+    better: 'higher',
+    why: 'see the Paillier section',
+  },
 ];
 const met = (t: Target) => (t.better === 'lower' ? t.value <= t.target : t.value >= t.target);
 
 const rows = runs.map((r) => {
   const b = bound(r);
-  const size = Object.entries(r.size).slice(0, 3).map(([k, v]) => `${k} ${v.toLocaleString('en-US')}`).join(', ');
-  return [r.name, size, fmt(r.engineSeconds), fmt(b), fmt(r.engineSeconds / b), fmt(r.plaintextSeconds), fmt(r.engineSeconds / r.plaintextSeconds), fmt(r.peakRssMiB), r.checks.ok ? 'ok' : 'FAILED'];
+  const size = Object.entries(r.size)
+    .slice(0, 3)
+    .map(([k, v]) => `${k} ${v.toLocaleString('en-US')}`)
+    .join(', ');
+  return [
+    r.name,
+    size,
+    fmt(r.engineSeconds),
+    fmt(b),
+    fmt(r.engineSeconds / b),
+    fmt(r.plaintextSeconds),
+    fmt(r.engineSeconds / r.plaintextSeconds),
+    fmt(r.peakRssMiB),
+    r.checks.ok ? 'ok' : 'FAILED',
+  ];
 });
-const opRows = runs.flatMap((r) => Object.entries(r.ops).map(([op, n]) => {
-  const c = micro.costs[op as keyof MicroReport['costs']];
-  return [r.name, op, n.toLocaleString('en-US'), fmt(c), fmt(n * c / 1000)];
-}));
+const opRows = runs.flatMap((r) =>
+  Object.entries(r.ops).map(([op, n]) => {
+    const c = micro.costs[op as keyof MicroReport['costs']];
+    return [r.name, op, n.toLocaleString('en-US'), fmt(c), fmt((n * c) / 1000)];
+  }),
+);
 
 const md: string[] = [];
 md.push(`# Benchmark results${quick ? ' (quick run: small sizes, not the issue-7 figures)' : ''}`);
 md.push('');
-md.push(`Written by \`npm run bench${quick ? ' -- --quick' : ''}\` on ${machine.date}. Machine: ${machine.cpuModel}, ${machine.cores} cores, ${machine.totalMemoryGiB} GiB, Node ${machine.node} (${machine.platform}/${machine.arch}), load average ${machine.loadAverage.join(' / ')} at the start. The run took ${fmt((performance.now() - started) / 1000)} s.`);
+md.push(
+  `Written by \`npm run bench${quick ? ' -- --quick' : ''}\` on ${machine.date}. Machine: ${machine.cpuModel}, ${machine.cores} cores, ${machine.totalMemoryGiB} GiB, Node ${machine.node} (${machine.platform}/${machine.arch}), load average ${machine.loadAverage.join(' / ')} at the start. The run took ${fmt((performance.now() - started) / 1000)} s.`,
+);
 md.push('');
-md.push('Every number below was measured in this one run; the machine is shared, so compare ratios, not absolute times across runs. The **bound** of an end-to-end run is the minimal number of each cryptographic operation the protocol needs for that job (counted by the run) × that operation\'s cost measured by the micro-suite in this run, summed: one core doing nothing but cryptography. engine ÷ bound below 1 means the engine used more than one core.');
+md.push(
+  "Every number below was measured in this one run; the machine is shared, so compare ratios, not absolute times across runs. The **bound** of an end-to-end run is the minimal number of each cryptographic operation the protocol needs for that job (counted by the run) × that operation's cost measured by the micro-suite in this run, summed: one core doing nothing but cryptography. engine ÷ bound below 1 means the engine used more than one core.",
+);
 md.push('');
 md.push('## Targets');
 md.push('');
-md.push(formatTable(['target', 'measured', 'goal', 'status'], targets.map((t) => [t.what, fmt(t.value), `${t.better === 'lower' ? '≤' : '≥'} ${t.target}`, met(t) ? 'met' : `NOT met (${t.better === 'lower' ? fmt(t.value / t.target) + '× over' : fmt(t.target / t.value) + '× short'}): ${t.why}`])));
+md.push(
+  formatTable(
+    ['target', 'measured', 'goal', 'status'],
+    targets.map((t) => [
+      t.what,
+      fmt(t.value),
+      `${t.better === 'lower' ? '≤' : '≥'} ${t.target}`,
+      met(t)
+        ? 'met'
+        : `NOT met (${t.better === 'lower' ? fmt(t.value / t.target) + '× over' : fmt(t.target / t.value) + '× short'}): ${t.why}`,
+    ]),
+  ),
+);
 md.push('');
 md.push('## Where the bound goes');
 md.push('');
-md.push(`- **scoring**: consent signature checks (one Ed25519 verification per subject with a consent on file) are ${pct(share(score, ['ed25519.verify']))} of the bound; the homomorphic work (block evaluation, masking, re-randomization, custodian decryption, sealing) the rest. Plaintext with the same consent checks takes ${fmt(x(score.extra.plaintextWithConsentSeconds))} s, so the engine costs ${fmt(score.engineSeconds / x(score.extra.plaintextWithConsentSeconds))}× a plaintext system that checks the same signatures (one core).`);
-md.push(`- **verification**: the RFC 9497 OPRF (blind, evaluate with DLEQ proof, finalize; noble P-256 in JS) is ${pct(share(verify, ['oprf.blind', 'oprf.evaluate', 'oprf.finalize']))} of the bound.`);
+md.push(
+  `- **scoring**: consent signature checks (one Ed25519 verification per subject with a consent on file) are ${pct(share(score, ['ed25519.verify']))} of the bound; the homomorphic work (block evaluation, masking, re-randomization, custodian decryption, sealing) the rest. Plaintext with the same consent checks takes ${fmt(x(score.extra.plaintextWithConsentSeconds))} s, so the engine costs ${fmt(score.engineSeconds / x(score.extra.plaintextWithConsentSeconds))}× a plaintext system that checks the same signatures (one core).`,
+);
+md.push(
+  `- **verification**: the RFC 9497 OPRF (blind, evaluate with DLEQ proof, finalize; noble P-256 in JS) is ${pct(share(verify, ['oprf.blind', 'oprf.evaluate', 'oprf.finalize']))} of the bound.`,
+);
 const train = byName.get('train');
-if (train) md.push(`- **training**: ciphertext × ciphertext products are ${pct(share(train, ['seal.multiply']))} of the bound.`);
+if (train)
+  md.push(`- **training**: ciphertext × ciphertext products are ${pct(share(train, ['seal.multiply']))} of the bound.`);
 const ledger = byName.get('ledger');
-if (ledger) md.push(`- **ledger**: the bound is the bare RFC 6962 hashing (leaf + node); the engine's cost is SQLite (rows, subject index, tree nodes) and a signed checkpoint per batch, so its ratio is large by construction; what matters is that appends, proofs and checkpoints no longer grow with the ledger (median checkpoint of a 1 000-entry batch: ${fmt(x(ledger.extra.checkpointMsMedianFirst10Batches))} ms over the first ten batches, ${fmt(x(ledger.extra.checkpointMsMedianLast10Batches))} ms over the last ten, ${String(ledger.extra.checkpointSizesCompared)} entries).`);
+if (ledger)
+  md.push(
+    `- **ledger**: the bound is the bare RFC 6962 hashing (leaf + node); the engine's cost is SQLite (rows, subject index, tree nodes) and a signed checkpoint per batch, so its ratio is large by construction; what matters is that appends, proofs and checkpoints no longer grow with the ledger (median checkpoint of a 1 000-entry batch: ${fmt(x(ledger.extra.checkpointMsMedianFirst10Batches))} ms over the first ten batches, ${fmt(x(ledger.extra.checkpointMsMedianLast10Batches))} ms over the last ten, ${String(ledger.extra.checkpointSizesCompared)} entries).`,
+  );
 md.push('');
 md.push('## End-to-end runs');
 md.push('');
-md.push(formatTable(['run', 'size', 'engine s', 'bound s', 'engine ÷ bound', 'plaintext s', 'engine ÷ plaintext', 'peak RSS MiB', 'check'], rows));
+md.push(
+  formatTable(
+    [
+      'run',
+      'size',
+      'engine s',
+      'bound s',
+      'engine ÷ bound',
+      'plaintext s',
+      'engine ÷ plaintext',
+      'peak RSS MiB',
+      'check',
+    ],
+    rows,
+  ),
+);
 md.push('');
 for (const r of runs) {
   md.push(`### ${r.name}`);
   md.push('');
-  md.push(`${r.description.replace(/\.$/, '')}. Check: ${r.checks.ok ? 'passed' : 'FAILED'} — ${r.checks.detail}. Child process wall time ${fmt(r.wallSeconds)} s.`);
+  md.push(
+    `${r.description.replace(/\.$/, '')}. Check: ${r.checks.ok ? 'passed' : 'FAILED'} — ${r.checks.detail}. Child process wall time ${fmt(r.wallSeconds)} s.`,
+  );
   md.push('');
-  md.push(formatTable(['phase', 'seconds'], Object.entries(r.phases).map(([k, v]) => [k, fmt(v)])));
+  md.push(
+    formatTable(
+      ['phase', 'seconds'],
+      Object.entries(r.phases).map(([k, v]) => [k, fmt(v)]),
+    ),
+  );
   md.push('');
-  md.push(formatTable(['measure', 'value'], Object.entries(r.extra).map(([k, v]) => [k, typeof v === 'number' ? fmt(v) : v])));
+  md.push(
+    formatTable(
+      ['measure', 'value'],
+      Object.entries(r.extra).map(([k, v]) => [k, typeof v === 'number' ? fmt(v) : v]),
+    ),
+  );
   md.push('');
 }
 md.push('## Operation counts and the bound');
@@ -131,13 +237,25 @@ md.push('## Micro-suite');
 md.push('');
 md.push(`benchmark.js, ${micro.paramsId}; OPRF per element in batches of ${micro.oprfBatch}.`);
 md.push('');
-md.push(formatTable(['operation', 'ms', '± %', 'samples', 'note'], micro.results.map((m) => {
-  const per = m.name === 'oprf.evaluate' || m.name === 'oprf.finalize';
-  return [m.name, fmt(per ? m.meanMs / micro.oprfBatch : m.meanMs), fmt(m.rme, 2), m.samples, m.note ?? ''];
-})));
+md.push(
+  formatTable(
+    ['operation', 'ms', '± %', 'samples', 'note'],
+    micro.results.map((m) => {
+      const per = m.name === 'oprf.evaluate' || m.name === 'oprf.finalize';
+      return [m.name, fmt(per ? m.meanMs / micro.oprfBatch : m.meanMs), fmt(m.rme, 2), m.samples, m.note ?? ''];
+    }),
+  ),
+);
 md.push('');
 
-const report = { machine, quick, wallSeconds: Number(((performance.now() - started) / 1000).toFixed(1)), targets: targets.map((t) => ({ ...t, met: met(t) })), micro, runs: runs.map((r) => ({ ...r, boundSeconds: bound(r), engineOverBound: r.engineSeconds / bound(r) })) };
+const report = {
+  machine,
+  quick,
+  wallSeconds: Number(((performance.now() - started) / 1000).toFixed(1)),
+  targets: targets.map((t) => ({ ...t, met: met(t) })),
+  micro,
+  runs: runs.map((r) => ({ ...r, boundSeconds: bound(r), engineOverBound: r.engineSeconds / bound(r) })),
+};
 const outDir = quick ? here('./out/') : here('./');
 mkdirSync(outDir, { recursive: true });
 writeFileSync(join(outDir, 'RESULTS.md'), md.join('\n'));

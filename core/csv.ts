@@ -110,7 +110,8 @@ export function parseCsv(text: string, opts?: CsvOptions): CsvTable {
         i++;
         continue;
       }
-      if (c === CR && text.charCodeAt(i + 1) !== LF) malformed(`a bare CR (not followed by LF) on line ${line}`, line, col(i));
+      if (c === CR && text.charCodeAt(i + 1) !== LF)
+        malformed(`a bare CR (not followed by LF) on line ${line}`, line, col(i));
       i += c === CR ? 2 : 1;
       line++;
       lineStart = i;
@@ -133,15 +134,20 @@ export function parseCsv(text: string, opts?: CsvOptions): CsvTable {
   header.forEach((name, k) => {
     if (name === '') malformed(`empty header cell ${k + 1} on line 1`, 1, starts[k]!);
     const prev = seen.get(name);
-    if (prev !== undefined) malformed(`duplicate header name "${name}" (cells ${prev + 1} and ${k + 1}) on line 1`, 1, starts[k]!);
+    if (prev !== undefined)
+      malformed(`duplicate header name "${name}" (cells ${prev + 1} and ${k + 1}) on line 1`, 1, starts[k]!);
     seen.set(name, k);
   });
   const missing = o.requiredHeader.filter((name) => !seen.has(name));
   if (missing.length > 0) {
-    fail('SH_ERR_CSV_MALFORMED', `header on line 1 is missing required column(s) ${missing.map((m) => `"${m}"`).join(', ')}`, {
-      line: 1,
-      missing: missing.join(','),
-    });
+    fail(
+      'SH_ERR_CSV_MALFORMED',
+      `header on line 1 is missing required column(s) ${missing.map((m) => `"${m}"`).join(', ')}`,
+      {
+        line: 1,
+        missing: missing.join(','),
+      },
+    );
   }
 
   const rows: string[][] = [];
@@ -198,13 +204,19 @@ export function toCsv(header: string[], rows: string[][]): string {
   checkCells(header, 'header');
   header.forEach((name, k) => {
     if (name === '' || name.trim() !== name || header.indexOf(name) !== k) {
-      fail('SH_ERR_INVALID_ARGUMENT', `"header[${k}]" expected a non-empty, trimmed, unique name, got ${describe(name)}`);
+      fail(
+        'SH_ERR_INVALID_ARGUMENT',
+        `"header[${k}]" expected a non-empty, trimmed, unique name, got ${describe(name)}`,
+      );
     }
   });
   const out = [writeRow(header)];
   rows.forEach((row, r) => {
     if (!Array.isArray(row) || row.length !== header.length) {
-      fail('SH_ERR_INVALID_ARGUMENT', `"rows[${r}]" expected an array of ${header.length} strings, got ${describe(row)}`);
+      fail(
+        'SH_ERR_INVALID_ARGUMENT',
+        `"rows[${r}]" expected an array of ${header.length} strings, got ${describe(row)}`,
+      );
     }
     checkCells(row, `rows[${r}]`);
     out.push(writeRow(row));
@@ -227,20 +239,25 @@ function checkCells(cells: unknown[], name: string): void {
 
 function checkOptions(opts: CsvOptions | undefined): Required<CsvOptions> {
   if (opts === undefined) return DEFAULTS;
-  if (opts === null || typeof opts !== 'object') fail('SH_ERR_INVALID_ARGUMENT', `"opts" expected an object, got ${describe(opts)}`);
+  if (opts === null || typeof opts !== 'object')
+    fail('SH_ERR_INVALID_ARGUMENT', `"opts" expected an object, got ${describe(opts)}`);
   const unknown = Object.keys(opts).find((k) => !(k in DEFAULTS));
   if (unknown !== undefined) fail('SH_ERR_INVALID_ARGUMENT', `"opts.${unknown}" is not an option of parseCsv`);
   const o = { ...DEFAULTS };
   for (const key of ['maxRows', 'maxFieldLength'] as const) {
     const v = opts[key];
     if (v === undefined) continue;
-    if (!Number.isSafeInteger(v) || v < 1) fail('SH_ERR_INVALID_ARGUMENT', `"opts.${key}" expected a positive integer, got ${describe(v)}`);
+    if (!Number.isSafeInteger(v) || v < 1)
+      fail('SH_ERR_INVALID_ARGUMENT', `"opts.${key}" expected a positive integer, got ${describe(v)}`);
     o[key] = v;
   }
   const req = opts.requiredHeader;
   if (req !== undefined) {
     if (!Array.isArray(req) || !req.every((h) => typeof h === 'string' && h !== '' && h.trim() === h)) {
-      fail('SH_ERR_INVALID_ARGUMENT', `"opts.requiredHeader" expected an array of trimmed non-empty names, got ${describe(req)}`);
+      fail(
+        'SH_ERR_INVALID_ARGUMENT',
+        `"opts.requiredHeader" expected an array of trimmed non-empty names, got ${describe(req)}`,
+      );
     }
     o.requiredHeader = [...req];
   }

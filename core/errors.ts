@@ -48,22 +48,46 @@ export const ERRORS = {
   SH_ERR_MODEL_INVALID: e('input', 400, 'A model file is malformed (kind, terms, weights, bins).'),
   SH_ERR_MODEL_PRECISION: e('input', 400, 'A model weight or point value has more than 6 decimal places.'),
   SH_ERR_MODEL_FIELD_CLASS: e('auth', 403, 'A model uses a field whose class does not allow use in models.'),
-  SH_ERR_MODEL_EXTRACTION: e('auth', 403, 'A model fails the anti-extraction rules (too few fields, one field dominates).'),
+  SH_ERR_MODEL_EXTRACTION: e(
+    'auth',
+    403,
+    'A model fails the anti-extraction rules (too few fields, one field dominates).',
+  ),
   SH_ERR_MODEL_NOT_APPROVED: e('auth', 403, 'A model is not approved by every provider it uses.'),
   SH_ERR_MODEL_STALE: e('state', 409, "A provider's derived model features do not match its current dataset."),
   SH_ERR_BOUND_OVERFLOW: e('limit', 422, 'The bound calculator cannot prove |result| < t/2 for this computation.'),
   // --- jobs and custodians
   SH_ERR_JOB_TOO_LARGE: e('limit', 413, 'A job names more subjects than the output policy allows.'),
-  SH_ERR_CLAIM_INVALID: e('input', 400, 'A verification claim is malformed: op not allowed for the field type, bad value, or commitment mismatch.'),
-  SH_ERR_VERIFY_FIELD_CLASS: e('auth', 403, 'A claim names a field whose class does not allow verification (e.g. MODEL_ONLY).'),
+  SH_ERR_CLAIM_INVALID: e(
+    'input',
+    400,
+    'A verification claim is malformed: op not allowed for the field type, bad value, or commitment mismatch.',
+  ),
+  SH_ERR_VERIFY_FIELD_CLASS: e(
+    'auth',
+    403,
+    'A claim names a field whose class does not allow verification (e.g. MODEL_ONLY).',
+  ),
   SH_ERR_VERIFY_BUDGET: e('limit', 429, "A bank's verification budget for a subject's field is spent for this epoch."),
-  SH_ERR_CUSTODIAN_BUDGET: e('limit', 429, 'A custodian refuses: the request is beyond what the bank-signed job allows (its budget, a label already answered, more token evaluations than signed for).'),
-  SH_ERR_REQUEST_STALE: e('auth', 401, "A bank-signed request is too old (or dated too far ahead) for the engine's or a custodian's clock window."),
+  SH_ERR_CUSTODIAN_BUDGET: e(
+    'limit',
+    429,
+    'A custodian refuses: the request is beyond what the bank-signed job allows (its budget, a label already answered, more token evaluations than signed for).',
+  ),
+  SH_ERR_REQUEST_STALE: e(
+    'auth',
+    401,
+    "A bank-signed request is too old (or dated too far ahead) for the engine's or a custodian's clock window.",
+  ),
   SH_ERR_PARAMS_MISMATCH: e('integrity', 409, 'Peers disagree on the parameter set, job or model hash.'),
   SH_ERR_CIPHERTEXT_SIZE: e('limit', 413, 'A ciphertext is larger than the cap for its parameter set.'),
   SH_ERR_CIPHERTEXT_INVALID: e('integrity', 422, 'A ciphertext fails to load or is not valid for the parameter set.'),
   SH_ERR_SEALED_BOX: e('integrity', 422, 'A sealed result fails authentication or was not sealed to this recipient.'),
-  SH_ERR_TOKEN_PROOF: e('integrity', 422, 'An OPRF evaluation fails its DLEQ proof against the provider\'s published key.'),
+  SH_ERR_TOKEN_PROOF: e(
+    'integrity',
+    422,
+    "An OPRF evaluation fails its DLEQ proof against the provider's published key.",
+  ),
   SH_ERR_TOKEN_INVALID: e('input', 400, 'An OPRF element is malformed, the identity point, or not on the curve.'),
   SH_ERR_NOISE_BUDGET: e('integrity', 500, 'A ciphertext reached the key holder without its required noise margin.'),
   // --- HE runtime
@@ -76,11 +100,19 @@ export const ERRORS = {
   SH_ERR_LEDGER_TAMPERED: e('integrity', 500, 'A ledger entry, tree node or checkpoint does not verify.'),
   SH_ERR_LEDGER_INCONSISTENT: e('integrity', 500, 'A checkpoint is inconsistent with an earlier one.'),
   // --- network API
-  SH_ERR_FORBIDDEN: e('auth', 403, "The authenticated party may not act on or read this object (another bank's job, another enterprise's report)."),
+  SH_ERR_FORBIDDEN: e(
+    'auth',
+    403,
+    "The authenticated party may not act on or read this object (another bank's job, another enterprise's report).",
+  ),
   SH_ERR_RATE_LIMITED: e('limit', 429, 'Too many requests from this party or address in a short time.'),
   SH_ERR_BODY_TOO_LARGE: e('limit', 413, 'A request body is larger than the route accepts.'),
   SH_ERR_UNSUPPORTED_MEDIA_TYPE: e('input', 415, 'A request body has a content type the route does not accept.'),
-  SH_ERR_JOB_NOT_READY: e('state', 409, "A job's result was asked for before the job finished, or a job step came out of order."),
+  SH_ERR_JOB_NOT_READY: e(
+    'state',
+    409,
+    "A job's result was asked for before the job finished, or a job step came out of order.",
+  ),
   SH_ERR_UNAVAILABLE: e('state', 503, "The server is shutting down, or a provider's custodian cannot be reached."),
 } as const satisfies Record<string, CatalogEntry>;
 

@@ -12,7 +12,12 @@ const DECIMAL = /^([+-]?)(\d+)(?:\.(\d+))?$/;
  * @throws SafehouseError `code` (default SH_ERR_INVALID_ARGUMENT) naming `what` for malformed text or extra places.
  * @example parseFixed('12.5', 2) === 1250n
  */
-export function parseFixed(text: string, decimals: number, what = 'value', code: ErrorCode = 'SH_ERR_INVALID_ARGUMENT'): bigint {
+export function parseFixed(
+  text: string,
+  decimals: number,
+  what = 'value',
+  code: ErrorCode = 'SH_ERR_INVALID_ARGUMENT',
+): bigint {
   const m = DECIMAL.exec(text.trim());
   if (!m) fail(code, `"${what}" expected a decimal number, got ${JSON.stringify(text)}`, { field: what });
   const [, sign, whole, frac = ''] = m;
@@ -38,7 +43,8 @@ export function formatFixed(value: bigint, scale: number): string {
 
 /** 10^k as a bigint. */
 export function pow10(k: number): bigint {
-  if (!Number.isInteger(k) || k < 0) fail('SH_ERR_INVALID_ARGUMENT', `"exponent" expected a non-negative integer, got ${k}`);
+  if (!Number.isInteger(k) || k < 0)
+    fail('SH_ERR_INVALID_ARGUMENT', `"exponent" expected a non-negative integer, got ${k}`);
   return 10n ** BigInt(k);
 }
 

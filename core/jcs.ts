@@ -43,7 +43,8 @@ function ser(v: unknown, at: Array<string | number>): string {
         }
         return out + ']';
       }
-      if (ArrayBuffer.isView(v)) fail('SH_ERR_INVALID_ARGUMENT', `"${pathText(at)}" expected JSON, got binary (encode it)`);
+      if (ArrayBuffer.isView(v))
+        fail('SH_ERR_INVALID_ARGUMENT', `"${pathText(at)}" expected JSON, got binary (encode it)`);
       const obj = v as Record<string, unknown>;
       // The default sort compares UTF-16 code units, which is RFC 8785 §3.2.3's order (and faster than a comparator).
       const keys = Object.keys(obj)

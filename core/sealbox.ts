@@ -63,7 +63,11 @@ export function x25519KeyPair(): { secretKey: Uint8Array; publicKey: Uint8Array 
  *   that is not a JSON object; SH_ERR_SEALED_BOX when the recipient key is of low order (all-zero shared secret).
  * @example const box = sealTo(bank.publicKey, bytes, { job: 'j1', provider: 'tax', block: 0, recipient: 'bank-a' });
  */
-export function sealTo(recipientPublicKey: Uint8Array, plaintext: Uint8Array, context: Record<string, unknown>): SealedBox {
+export function sealTo(
+  recipientPublicKey: Uint8Array,
+  plaintext: Uint8Array,
+  context: Record<string, unknown>,
+): SealedBox {
   checkBytes(recipientPublicKey, 'recipientPublicKey', 32);
   checkBytes(plaintext, 'plaintext');
   const aad = contextBytes(context);
@@ -93,7 +97,11 @@ export function sealTo(recipientPublicKey: Uint8Array, plaintext: Uint8Array, co
  *   context or a low-order epk; SH_ERR_INVALID_ARGUMENT for a secret key that is not 32 bytes or a bad context.
  * @example const bytes = openSealed(bank.secretKey, box, { job: 'j1', provider: 'tax', block: 0, recipient: 'bank-a' });
  */
-export function openSealed(recipientSecretKey: Uint8Array, box: SealedBox, context: Record<string, unknown>): Uint8Array {
+export function openSealed(
+  recipientSecretKey: Uint8Array,
+  box: SealedBox,
+  context: Record<string, unknown>,
+): Uint8Array {
   checkBytes(recipientSecretKey, 'recipientSecretKey', 32);
   const aad = contextBytes(context);
   const { epk, nonce, body } = parseBox(box);
@@ -154,7 +162,8 @@ function contextBytes(context: Record<string, unknown>): Uint8Array {
 
 /** Decode and check every field of an untrusted box; anything off is SH_ERR_SEALED_BOX naming the field. */
 function parseBox(box: SealedBox): { epk: Uint8Array; nonce: Uint8Array; body: Uint8Array } {
-  if (box === null || typeof box !== 'object') fail('SH_ERR_SEALED_BOX', `"box" expected an object, got ${describe(box)}`);
+  if (box === null || typeof box !== 'object')
+    fail('SH_ERR_SEALED_BOX', `"box" expected an object, got ${describe(box)}`);
   const { v, epk, nonce, ct } = box as unknown as Record<string, unknown>;
   if (v !== 1) fail('SH_ERR_SEALED_BOX', `"box.v" expected 1, got ${describe(v)}`);
   if (typeof epk !== 'string' || !HEX32.test(epk)) {
@@ -175,7 +184,8 @@ function parseBox(box: SealedBox): { epk: Uint8Array; nonce: Uint8Array; body: U
 }
 
 function checkBytes(value: unknown, name: string, length?: number): void {
-  if (!(value instanceof Uint8Array)) fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected Uint8Array, got ${describe(value)}`);
+  if (!(value instanceof Uint8Array))
+    fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected Uint8Array, got ${describe(value)}`);
   if (length !== undefined && value.length !== length) {
     fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected ${length} bytes, got ${value.length}`);
   }

@@ -2,7 +2,14 @@
  * Ed25519 signatures over RFC 8785 canonical JSON (@noble/curves). Every signed statement carries a `type` member
  * naming its kind (e.g. "safehouse.custodian.decrypt.v1"), so a signature over one kind can never be replayed as another.
  */
-import { createPrivateKey, createPublicKey, sign as nodeSign, verify as nodeVerify, randomBytes, type KeyObject } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  sign as nodeSign,
+  verify as nodeVerify,
+  randomBytes,
+  type KeyObject,
+} from 'node:crypto';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
 import { canonicalBytes } from './jcs.ts';
 import { fail } from './errors.ts';
@@ -18,14 +25,17 @@ export function ed25519KeyPair(): { secretKey: Uint8Array; publicKey: Uint8Array
   return { secretKey, publicKey: ed25519PublicKey(secretKey) };
 }
 
-const PKCS8_ED25519 = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]);
+const PKCS8_ED25519 = Uint8Array.from([
+  0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+]);
 /** Imported private keys, by the secret key array's identity (never by its bytes): callers reuse their key arrays. */
 const privateKeys = new WeakMap<Uint8Array, KeyObject>();
 
 function privateKeyObject(secretKey: Uint8Array): KeyObject {
   let key = privateKeys.get(secretKey);
   if (!key) {
-    if (!(secretKey instanceof Uint8Array) || secretKey.length !== 32) fail('SH_ERR_INVALID_ARGUMENT', '"secretKey" expected 32 bytes (an Ed25519 seed)');
+    if (!(secretKey instanceof Uint8Array) || secretKey.length !== 32)
+      fail('SH_ERR_INVALID_ARGUMENT', '"secretKey" expected 32 bytes (an Ed25519 seed)');
     const der = new Uint8Array(PKCS8_ED25519.length + 32);
     der.set(PKCS8_ED25519);
     der.set(secretKey, PKCS8_ED25519.length);
@@ -73,7 +83,13 @@ const keyObjects = new Map<string, KeyObject>();
  * Malformed input is simply false.
  */
 export function ed25519Verify(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
-  if (!(signature instanceof Uint8Array) || signature.length !== 64 || !(publicKey instanceof Uint8Array) || publicKey.length !== 32) return false;
+  if (
+    !(signature instanceof Uint8Array) ||
+    signature.length !== 64 ||
+    !(publicKey instanceof Uint8Array) ||
+    publicKey.length !== 32
+  )
+    return false;
   const id = bytesToHex(publicKey);
   let key = keyObjects.get(id);
   try {
@@ -102,9 +118,19 @@ export function verifyJson(signed: Signed<{ type: string }>, publicKey: Uint8Arr
 }
 
 /** Verify or throw SH_ERR_BAD_SIGNATURE naming what was signed. */
-export function requireSignature(signed: Signed<{ type: string }>, publicKey: Uint8Array, expectedType: string, what: string): void {
-  if (signed?.body?.type !== expectedType) fail('SH_ERR_BAD_SIGNATURE', `${what}: expected a signed ${expectedType}, got ${JSON.stringify(signed?.body?.type)}`);
-  if (!verifyJson(signed, publicKey)) fail('SH_ERR_BAD_SIGNATURE', `${what}: signature by ${signed.signer} does not verify`, { signer: signed.signer });
+export function requireSignature(
+  signed: Signed<{ type: string }>,
+  publicKey: Uint8Array,
+  expectedType: string,
+  what: string,
+): void {
+  if (signed?.body?.type !== expectedType)
+    fail(
+      'SH_ERR_BAD_SIGNATURE',
+      `${what}: expected a signed ${expectedType}, got ${JSON.stringify(signed?.body?.type)}`,
+    );
+  if (!verifyJson(signed, publicKey))
+    fail('SH_ERR_BAD_SIGNATURE', `${what}: signature by ${signed.signer} does not verify`, { signer: signed.signer });
 }
 
 export { bytesToHex, hexToBytes };

@@ -8,7 +8,13 @@
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { hexToBytes } from '../core/sign.ts';
-import { consentStatus, CONSENT_STATUSES, type ConsentOp, type SignedConsent, type SignedRevocation } from '../sandbox/consent.ts';
+import {
+  consentStatus,
+  CONSENT_STATUSES,
+  type ConsentOp,
+  type SignedConsent,
+  type SignedRevocation,
+} from '../sandbox/consent.ts';
 import { SLOT_STRIDE } from './he/params.ts';
 import { SUBJECT_SLOTS_SQL } from './store/store.ts';
 import { defineKernel } from './pool/kernel.ts';
@@ -24,9 +30,16 @@ export interface ConsentTask {
 }
 
 /** Status codes (index into CONSENT_STATUSES), consent ids joined by newlines, and per dataset the packed slot positions. */
-export interface ConsentAnswer { codes: Uint8Array; ids: string; slots: Array<{ pos: Int32Array; missing: Record<number, string> }> }
+export interface ConsentAnswer {
+  codes: Uint8Array;
+  ids: string;
+  slots: Array<{ pos: Int32Array; missing: Record<number, string> }>;
+}
 
-const databases = new Map<string, { db: DatabaseSync; keys: StatementSync; consents: StatementSync; revocations: StatementSync; slots: StatementSync }>();
+const databases = new Map<
+  string,
+  { db: DatabaseSync; keys: StatementSync; consents: StatementSync; revocations: StatementSync; slots: StatementSync }
+>();
 
 export const consentChunk = defineKernel<ConsentTask, ConsentAnswer>((task) => {
   let d = databases.get(task.dbPath);
@@ -35,17 +48,25 @@ export const consentChunk = defineKernel<ConsentTask, ConsentAnswer>((task) => {
     db.exec('PRAGMA cache_size = -32768;');
     d = {
       db,
-      keys: db.prepare("SELECT p.id, p.ed25519_pub FROM json_each(?) AS j CROSS JOIN parties AS p ON p.id = j.value WHERE p.role = 'enterprise'"),
+      keys: db.prepare(
+        "SELECT p.id, p.ed25519_pub FROM json_each(?) AS j CROSS JOIN parties AS p ON p.id = j.value WHERE p.role = 'enterprise'",
+      ),
       // The subject list drives each loop (CROSS JOIN: index lookups, never a scan per chunk). Consents in rowid order,
       // as the engine's one-subject query reads them (consentStatus takes the first that fits).
-      consents: db.prepare('SELECT c.subject, c.signed_json FROM json_each(?) AS j CROSS JOIN consents AS c ON c.subject = j.value AND c.grantee = ? ORDER BY c.rowid'),
-      revocations: db.prepare('SELECT r.subject, r.signed_json FROM json_each(?) AS j CROSS JOIN revocations AS r ON r.subject = j.value'),
+      consents: db.prepare(
+        'SELECT c.subject, c.signed_json FROM json_each(?) AS j CROSS JOIN consents AS c ON c.subject = j.value AND c.grantee = ? ORDER BY c.rowid',
+      ),
+      revocations: db.prepare(
+        'SELECT r.subject, r.signed_json FROM json_each(?) AS j CROSS JOIN revocations AS r ON r.subject = j.value',
+      ),
       slots: db.prepare(SUBJECT_SLOTS_SQL),
     };
     databases.set(task.dbPath, d);
   }
   const list = JSON.stringify(task.subjects);
-  const keys = new Map((d.keys.all(list) as Array<{ id: string; ed25519_pub: string }>).map((r) => [r.id, r.ed25519_pub]));
+  const keys = new Map(
+    (d.keys.all(list) as Array<{ id: string; ed25519_pub: string }>).map((r) => [r.id, r.ed25519_pub]),
+  );
   const consents = new Map<string, SignedConsent[]>();
   for (const r of d.consents.all(list, task.request.bank) as Array<{ subject: string; signed_json: string }>) {
     const l = consents.get(r.subject);
@@ -60,10 +81,21 @@ export const consentChunk = defineKernel<ConsentTask, ConsentAnswer>((task) => {
     else revs.set(r.subject, [JSON.parse(r.signed_json) as SignedRevocation]);
   }
   const r = task.request;
-  const req = { bank: r.bank, purpose: r.purpose, operation: r.operation, categories: r.categories, at: new Date(r.at) };
+  const req = {
+    bank: r.bank,
+    purpose: r.purpose,
+    operation: r.operation,
+    categories: r.categories,
+    at: new Date(r.at),
+  };
   const statuses = task.subjects.map((s) => {
     const key = keys.get(s);
-    return consentStatus({ subject: s, ...req }, consents.get(s) ?? [], revs.get(s) ?? [], key === undefined ? undefined : hexToBytes(key));
+    return consentStatus(
+      { subject: s, ...req },
+      consents.get(s) ?? [],
+      revs.get(s) ?? [],
+      key === undefined ? undefined : hexToBytes(key),
+    );
   });
   const codes = Uint8Array.from(statuses, (st) => CONSENT_STATUSES.indexOf(st.status));
   const ids = statuses.map((st) => st.consentId ?? '').join('\n');
@@ -79,5 +111,8 @@ export const consentChunk = defineKernel<ConsentTask, ConsentAnswer>((task) => {
     }
     return { pos, missing };
   });
-  return move({ [transferableSymbol]: [codes.buffer, ...slots.map((x) => x.pos.buffer)], [valueSymbol]: { codes, ids, slots } } as never);
+  return move({
+    [transferableSymbol]: [codes.buffer, ...slots.map((x) => x.pos.buffer)],
+    [valueSymbol]: { codes, ids, slots },
+  } as never);
 });

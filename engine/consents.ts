@@ -6,8 +6,16 @@
  */
 import { fail } from '../core/errors.ts';
 import {
-  validateConsentStatement, validateRevocationStatement, verifyConsentSignature, verifyRevocation,
-  consentStatus, CONSENT_STATUSES, type SignedConsent, type SignedRevocation, type ConsentOp, type ConsentStatus,
+  validateConsentStatement,
+  validateRevocationStatement,
+  verifyConsentSignature,
+  verifyRevocation,
+  consentStatus,
+  CONSENT_STATUSES,
+  type SignedConsent,
+  type SignedRevocation,
+  type ConsentOp,
+  type ConsentStatus,
 } from '../sandbox/consent.ts';
 import { SLOT_STRIDE } from './he/params.ts';
 import type { SubjectSlot } from './datasets.ts';
@@ -16,12 +24,21 @@ import { kernelRef } from './pool/kernel.ts';
 import type * as Kernels from './consent-kernels.ts';
 import type { EngineContext } from './context.ts';
 
-const consentChunk = kernelRef<typeof Kernels.consentChunk>(new URL('./consent-kernels.ts', import.meta.url), 'consentChunk');
+const consentChunk = kernelRef<typeof Kernels.consentChunk>(
+  new URL('./consent-kernels.ts', import.meta.url),
+  'consentChunk',
+);
 
 /** Fewest subjects per consent-check task in the pool (below this, messaging costs more than it spreads). */
 const CONSENT_CHUNK_MIN = 256;
 
-export interface ConsentQuery { bank: string; purpose: string; operation: ConsentOp; categories: string[]; at: Date }
+export interface ConsentQuery {
+  bank: string;
+  purpose: string;
+  operation: ConsentOp;
+  categories: string[];
+  at: Date;
+}
 
 export class Consents {
   private readonly ctx: EngineContext;
@@ -42,23 +59,45 @@ export class Consents {
       const st = validateConsentStatement(c.statement);
       const subject = this.registry.requireParty(st.subject, 'enterprise');
       this.registry.requireParty(st.grantee, 'bank');
-      if (!verifyConsentSignature(c, subject.ed25519)) fail('SH_ERR_BAD_SIGNATURE', `consent ${st.id} is not signed by ${st.subject}'s registered key`, { consent: st.id });
+      if (!verifyConsentSignature(c, subject.ed25519))
+        fail('SH_ERR_BAD_SIGNATURE', `consent ${st.id} is not signed by ${st.subject}'s registered key`, {
+          consent: st.id,
+        });
     }
     this.ctx.store.transaction(() => {
-      const ins = this.ctx.store.db.prepare('INSERT INTO consents (id, subject, grantee, signed_json, created_at) VALUES (?, ?, ?, ?, ?)');
+      const ins = this.ctx.store.db.prepare(
+        'INSERT INTO consents (id, subject, grantee, signed_json, created_at) VALUES (?, ?, ?, ?, ?)',
+      );
       const at = this.ctx.now().toISOString();
       for (const c of list) {
         try {
           ins.run(c.statement.id, c.statement.subject, c.statement.grantee, JSON.stringify(c), at);
         } catch (err) {
-          fail('SH_ERR_ALREADY_EXISTS', `consent ${c.statement.id} is already recorded`, { consent: c.statement.id }, err);
+          fail(
+            'SH_ERR_ALREADY_EXISTS',
+            `consent ${c.statement.id} is already recorded`,
+            { consent: c.statement.id },
+            err,
+          );
         }
       }
-      this.ctx.ledger.appendMany(list.map((c) => ({
-        kind: 'consent.granted',
-        event: { consentId: c.statement.id, subject: c.statement.subject, grantee: c.statement.grantee, purpose: c.statement.purpose, categories: c.statement.categories, operations: c.statement.operations, notBefore: c.statement.notBefore, notAfter: c.statement.notAfter, signature: c.signature },
-        subjects: [c.statement.subject],
-      })));
+      this.ctx.ledger.appendMany(
+        list.map((c) => ({
+          kind: 'consent.granted',
+          event: {
+            consentId: c.statement.id,
+            subject: c.statement.subject,
+            grantee: c.statement.grantee,
+            purpose: c.statement.purpose,
+            categories: c.statement.categories,
+            operations: c.statement.operations,
+            notBefore: c.statement.notBefore,
+            notAfter: c.statement.notAfter,
+            signature: c.signature,
+          },
+          subjects: [c.statement.subject],
+        })),
+      );
     });
     // A bulk import is checkpointed now, so the next job's checkpoint hashes only that job's own entries.
     this.ctx.ledger.checkpoint();
@@ -67,21 +106,36 @@ export class Consents {
   /** @throws SH_ERR_CONSENT_INVALID, SH_ERR_CONSENT_NOT_FOUND, SH_ERR_BAD_SIGNATURE */
   revoke(r: SignedRevocation): void {
     const st = validateRevocationStatement(r.statement);
-    const row = this.ctx.store.db.prepare('SELECT subject FROM consents WHERE id = ?').get(st.consentId) as { subject: string } | undefined;
-    if (!row || row.subject !== st.subject) fail('SH_ERR_CONSENT_NOT_FOUND', `no consent ${st.consentId} of subject ${st.subject}`, { consent: st.consentId });
+    const row = this.ctx.store.db.prepare('SELECT subject FROM consents WHERE id = ?').get(st.consentId) as
+      { subject: string } | undefined;
+    if (!row || row.subject !== st.subject)
+      fail('SH_ERR_CONSENT_NOT_FOUND', `no consent ${st.consentId} of subject ${st.subject}`, {
+        consent: st.consentId,
+      });
     const subject = this.registry.requireParty(st.subject, 'enterprise');
-    if (!verifyRevocation(r, subject.ed25519)) fail('SH_ERR_BAD_SIGNATURE', `revocation of ${st.consentId} is not signed by ${st.subject}'s registered key`);
+    if (!verifyRevocation(r, subject.ed25519))
+      fail('SH_ERR_BAD_SIGNATURE', `revocation of ${st.consentId} is not signed by ${st.subject}'s registered key`);
     this.ctx.store.transaction(() => {
-      this.ctx.store.db.prepare('INSERT INTO revocations (consent_id, subject, signed_json, created_at) VALUES (?, ?, ?, ?)').run(st.consentId, st.subject, JSON.stringify(r), this.ctx.now().toISOString());
-      this.ctx.ledger.append('consent.revoked', { consentId: st.consentId, subject: st.subject, revokedAt: st.revokedAt, signature: r.signature }, [st.subject]);
+      this.ctx.store.db
+        .prepare('INSERT INTO revocations (consent_id, subject, signed_json, created_at) VALUES (?, ?, ?, ?)')
+        .run(st.consentId, st.subject, JSON.stringify(r), this.ctx.now().toISOString());
+      this.ctx.ledger.append(
+        'consent.revoked',
+        { consentId: st.consentId, subject: st.subject, revokedAt: st.revokedAt, signature: r.signature },
+        [st.subject],
+      );
     });
   }
 
   /** A subject's consents (to one bank, or to any), in the order they were recorded. */
   of(subject: string, grantee?: string): SignedConsent[] {
-    const rows = (grantee
-      ? this.ctx.store.stmt('SELECT signed_json FROM consents WHERE subject = ? AND grantee = ?').all(subject, grantee)
-      : this.ctx.store.stmt('SELECT signed_json FROM consents WHERE subject = ?').all(subject)) as Array<{ signed_json: string }>;
+    const rows = (
+      grantee
+        ? this.ctx.store
+            .stmt('SELECT signed_json FROM consents WHERE subject = ? AND grantee = ?')
+            .all(subject, grantee)
+        : this.ctx.store.stmt('SELECT signed_json FROM consents WHERE subject = ?').all(subject)
+    ) as Array<{ signed_json: string }>;
     return rows.map((r) => JSON.parse(r.signed_json) as SignedConsent);
   }
 
@@ -90,7 +144,10 @@ export class Consents {
    * statements (signature checks included) are judged by `consentStatus` in the worker pool, in parallel. Same
    * answers as {@link statuses} (test/engine/consents.test.ts).
    */
-  async statusesParallel(req: ConsentQuery, subjects: readonly string[]): Promise<Map<string, { status: ConsentStatus; consentId?: string }>> {
+  async statusesParallel(
+    req: ConsentQuery,
+    subjects: readonly string[],
+  ): Promise<Map<string, { status: ConsentStatus; consentId?: string }>> {
     return (await this.subjectsParallel(req, subjects, [])).consent;
   }
 
@@ -99,13 +156,35 @@ export class Consents {
    * Datasets.subjectSlots; with `slotsOf: 'OK'` only for subjects whose consent is OK), all read and judged in the pool: every per-subject step of a large job runs on the workers
    * (their own read-only connections to this database; WAL: committed data only), this thread only hands out lists.
    */
-  async subjectsParallel(req: ConsentQuery, subjects: readonly string[], datasetIds: readonly string[], opts: { slotsOf?: 'all' | 'OK' } = {}): Promise<{ consent: Map<string, { status: ConsentStatus; consentId?: string }>; slots: Array<Map<string, SubjectSlot>> }> {
-    const request = { bank: req.bank, purpose: req.purpose, operation: req.operation, categories: req.categories, at: req.at.toISOString() };
+  async subjectsParallel(
+    req: ConsentQuery,
+    subjects: readonly string[],
+    datasetIds: readonly string[],
+    opts: { slotsOf?: 'all' | 'OK' } = {},
+  ): Promise<{
+    consent: Map<string, { status: ConsentStatus; consentId?: string }>;
+    slots: Array<Map<string, SubjectSlot>>;
+  }> {
+    const request = {
+      bank: req.bank,
+      purpose: req.purpose,
+      operation: req.operation,
+      categories: req.categories,
+      at: req.at.toISOString(),
+    };
     const chunks: Array<Promise<Kernels.ConsentAnswer>> = [];
     // A multiple of the pool size in equal chunks, so no worker is left alone with the last one.
     const chunkSize = Math.max(CONSENT_CHUNK_MIN, Math.ceil(subjects.length / (this.ctx.pool.size * 8)));
     for (let i = 0; i < subjects.length; i += chunkSize) {
-      chunks.push(this.ctx.pool.run(consentChunk, { dbPath: this.ctx.store.dbPath, request, subjects: subjects.slice(i, i + chunkSize), datasets: [...datasetIds], slotsOfOkOnly: opts.slotsOf === 'OK' }));
+      chunks.push(
+        this.ctx.pool.run(consentChunk, {
+          dbPath: this.ctx.store.dbPath,
+          request,
+          subjects: subjects.slice(i, i + chunkSize),
+          datasets: [...datasetIds],
+          slotsOfOkOnly: opts.slotsOf === 'OK',
+        }),
+      );
     }
     const consent = new Map<string, { status: ConsentStatus; consentId?: string }>();
     const slots = datasetIds.map(() => new Map<string, SubjectSlot>());
@@ -116,11 +195,17 @@ export class Consents {
         const status = CONSENT_STATUSES[code]!;
         consent.set(subjects[c * chunkSize + j]!, ids[j] ? { status, consentId: ids[j] } : { status });
       });
-      r.slots.forEach(({ pos, missing }, d) => pos.forEach((p, j) => {
-        if (p < 0) return;
-        const m = missing[j];
-        slots[d]!.set(subjects[c * chunkSize + j]!, { block: Math.floor(p / SLOT_STRIDE), slot: p % SLOT_STRIDE, missing: m ? new Set(m.split(';')) : none });
-      }));
+      r.slots.forEach(({ pos, missing }, d) =>
+        pos.forEach((p, j) => {
+          if (p < 0) return;
+          const m = missing[j];
+          slots[d]!.set(subjects[c * chunkSize + j]!, {
+            block: Math.floor(p / SLOT_STRIDE),
+            slot: p % SLOT_STRIDE,
+            missing: m ? new Set(m.split(';')) : none,
+          });
+        }),
+      );
     });
     return { consent, slots };
   }
@@ -132,14 +217,26 @@ export class Consents {
     for (const s of subjects) {
       const party = this.registry.party(s);
       const candidates = this.of(s, req.bank);
-      const revs = candidates.length ? (revQ.all(s) as Array<{ signed_json: string }>).map((r) => JSON.parse(r.signed_json) as SignedRevocation) : [];
-      out.set(s, consentStatus({ subject: s, ...req }, candidates, revs, party?.role === 'enterprise' ? party.ed25519 : undefined));
+      const revs = candidates.length
+        ? (revQ.all(s) as Array<{ signed_json: string }>).map((r) => JSON.parse(r.signed_json) as SignedRevocation)
+        : [];
+      out.set(
+        s,
+        consentStatus(
+          { subject: s, ...req },
+          candidates,
+          revs,
+          party?.role === 'enterprise' ? party.ed25519 : undefined,
+        ),
+      );
     }
     return out;
   }
 
   /** The subject a consent id belongs to (a revocation by id is signed by that subject). */
   subjectOf(consentId: string): string | undefined {
-    return (this.ctx.store.stmt('SELECT subject FROM consents WHERE id = ?').get(consentId) as { subject: string } | undefined)?.subject;
+    return (
+      this.ctx.store.stmt('SELECT subject FROM consents WHERE id = ?').get(consentId) as { subject: string } | undefined
+    )?.subject;
   }
 }

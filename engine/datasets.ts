@@ -73,35 +73,45 @@ export class Datasets {
     const provider = this.registry.requireParty(signed.signer, 'provider');
     requireSignature(signed, provider.ed25519, 'safehouse.upload.v1', `upload from ${signed.signer}`);
     const m = signed.body;
-    if (m.provider !== provider.id) fail('SH_ERR_BAD_SIGNATURE', `upload names provider ${m.provider} but is signed by ${provider.id}`);
-    if (m.paramsId !== this.ctx.params.id) fail('SH_ERR_PARAMS_MISMATCH', `upload uses ${m.paramsId}, engine uses ${this.ctx.params.id}`);
+    if (m.provider !== provider.id)
+      fail('SH_ERR_BAD_SIGNATURE', `upload names provider ${m.provider} but is signed by ${provider.id}`);
+    if (m.paramsId !== this.ctx.params.id)
+      fail('SH_ERR_PARAMS_MISMATCH', `upload uses ${m.paramsId}, engine uses ${this.ctx.params.id}`);
     const schema = validateSchema(m.schema);
-    if (schema.category !== m.category) fail('SH_ERR_SCHEMA_INVALID', `manifest category ${m.category} differs from schema category ${schema.category}`);
-    if (!/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/.test(m.datasetId) || this.get(m.datasetId)) fail('SH_ERR_ALREADY_EXISTS', `dataset id ${m.datasetId} is invalid or taken`);
+    if (schema.category !== m.category)
+      fail('SH_ERR_SCHEMA_INVALID', `manifest category ${m.category} differs from schema category ${schema.category}`);
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/.test(m.datasetId) || this.get(m.datasetId))
+      fail('SH_ERR_ALREADY_EXISTS', `dataset id ${m.datasetId} is invalid or taken`);
     const fetchBlob = (hash: string, what: string, cap?: number): Uint8Array => {
       const b = blobs.get(hash);
       if (!b) fail('SH_ERR_INVALID_ARGUMENT', `${what}: blob ${hash} is not in the upload`);
-      if (cap !== undefined && b.length > cap) fail('SH_ERR_CIPHERTEXT_SIZE', `${what}: ${b.length} bytes exceeds the cap of ${cap}`, { bytes: b.length });
+      if (cap !== undefined && b.length > cap)
+        fail('SH_ERR_CIPHERTEXT_SIZE', `${what}: ${b.length} bytes exceeds the cap of ${cap}`, { bytes: b.length });
       if (sha256Hex(b) !== hash) fail('SH_ERR_CIPHERTEXT_INVALID', `${what}: bytes do not hash to ${hash}`);
       return b;
     };
     const index = parseSubjectIndex(fetchBlob(m.subjectsBlob, 'subject index'), this.ctx.params.slots, schema);
-    if (index.length !== m.subjectCount) fail('SH_ERR_INVALID_ARGUMENT', `subject index holds ${index.length} subjects, manifest says ${m.subjectCount}`);
+    if (index.length !== m.subjectCount)
+      fail('SH_ERR_INVALID_ARGUMENT', `subject index holds ${index.length} subjects, manifest says ${m.subjectCount}`);
     const blocks = Math.ceil(index.length / this.ctx.params.slots);
-    if (blocks !== m.blocks) fail('SH_ERR_INVALID_ARGUMENT', `manifest says ${m.blocks} blocks, subjects need ${blocks}`);
+    if (blocks !== m.blocks)
+      fail('SH_ERR_INVALID_ARGUMENT', `manifest says ${m.blocks} blocks, subjects need ${blocks}`);
     const numeric = schema.fields.filter((f) => f.type !== 'id');
     const want = new Set(numeric.flatMap((f) => Array.from({ length: blocks }, (_, b) => `${f.name}#${b}`)));
     for (const c of m.columns) {
-      if (!want.delete(`${c.column}#${c.block}`)) fail('SH_ERR_INVALID_ARGUMENT', `column ${c.column} block ${c.block} is not expected or repeated`);
+      if (!want.delete(`${c.column}#${c.block}`))
+        fail('SH_ERR_INVALID_ARGUMENT', `column ${c.column} block ${c.block} is not expected or repeated`);
       fetchBlob(c.blob, `column ${c.column} block ${c.block}`, this.ctx.params.maxCiphertextBytes);
     }
     if (want.size > 0) fail('SH_ERR_INVALID_ARGUMENT', `upload lacks columns: ${[...want].slice(0, 5).join(', ')}`);
     const idFields = new Set(schema.fields.filter((f) => f.type === 'id').map((f) => f.name));
     const tokenSets = (m.tokens ?? []).map((tk) => {
-      if (!idFields.delete(tk.field)) fail('SH_ERR_INVALID_ARGUMENT', `token set for ${tk.field} is not an id field of the schema or is repeated`);
+      if (!idFields.delete(tk.field))
+        fail('SH_ERR_INVALID_ARGUMENT', `token set for ${tk.field} is not an id field of the schema or is repeated`);
       if (!provider.oprfPublicKey) fail('SH_ERR_INVALID_ARGUMENT', `provider ${provider.id} published no OPRF key`);
       const b = fetchBlob(tk.blob, `tokens of ${tk.field}`);
-      if (!Number.isInteger(tk.count) || b.length !== tk.count * 32) fail('SH_ERR_TOKEN_INVALID', `tokens of ${tk.field}: ${b.length} bytes is not ${tk.count} × 32`);
+      if (!Number.isInteger(tk.count) || b.length !== tk.count * 32)
+        fail('SH_ERR_TOKEN_INVALID', `tokens of ${tk.field}: ${b.length} bytes is not ${tk.count} × 32`);
       return { field: tk.field, bytes: b };
     });
     if (idFields.size > 0) fail('SH_ERR_INVALID_ARGUMENT', `upload lacks token sets for: ${[...idFields].join(', ')}`);
@@ -113,18 +123,54 @@ export class Datasets {
           if (!existsSync(this.ctx.store.blobPath(hash))) written.push(hash);
           this.ctx.store.putBlob(blobs.get(hash)!);
         }
-        const prev = this.ctx.store.db.prepare('SELECT MAX(version) AS v FROM datasets WHERE provider = ? AND category = ?').get(m.provider, m.category) as { v: number | null };
+        const prev = this.ctx.store.db
+          .prepare('SELECT MAX(version) AS v FROM datasets WHERE provider = ? AND category = ?')
+          .get(m.provider, m.category) as { v: number | null };
         const version = (prev.v ?? 0) + 1;
-        this.ctx.store.db.prepare('UPDATE datasets SET current = 0 WHERE provider = ? AND category = ?').run(m.provider, m.category);
-        this.ctx.store.db.prepare('INSERT INTO datasets (id, provider, category, version, schema_json, manifest_json, signature, params_id, subjects, blocks, stats_json, created_at, current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)').run(
-          m.datasetId, m.provider, m.category, version, JSON.stringify(schema), JSON.stringify(m), signed.signature, m.paramsId, index.length, blocks, JSON.stringify(m.stats), this.ctx.now().toISOString());
-        const insS = this.ctx.store.db.prepare('INSERT INTO dataset_subjects (dataset_id, uscc, block, slot, missing) VALUES (?, ?, ?, ?, ?)');
+        this.ctx.store.db
+          .prepare('UPDATE datasets SET current = 0 WHERE provider = ? AND category = ?')
+          .run(m.provider, m.category);
+        this.ctx.store.db
+          .prepare(
+            'INSERT INTO datasets (id, provider, category, version, schema_json, manifest_json, signature, params_id, subjects, blocks, stats_json, created_at, current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)',
+          )
+          .run(
+            m.datasetId,
+            m.provider,
+            m.category,
+            version,
+            JSON.stringify(schema),
+            JSON.stringify(m),
+            signed.signature,
+            m.paramsId,
+            index.length,
+            blocks,
+            JSON.stringify(m.stats),
+            this.ctx.now().toISOString(),
+          );
+        const insS = this.ctx.store.db.prepare(
+          'INSERT INTO dataset_subjects (dataset_id, uscc, block, slot, missing) VALUES (?, ?, ?, ?, ?)',
+        );
         for (const s of index) insS.run(m.datasetId, s.uscc, s.block, s.slot, s.missing);
-        const insC = this.ctx.store.db.prepare('INSERT INTO columns (dataset_id, column_name, block, blob) VALUES (?, ?, ?, ?)');
+        const insC = this.ctx.store.db.prepare(
+          'INSERT INTO columns (dataset_id, column_name, block, blob) VALUES (?, ?, ?, ?)',
+        );
         for (const c of m.columns) insC.run(m.datasetId, c.column, c.block, c.blob);
-        const insT = this.ctx.store.db.prepare('INSERT OR IGNORE INTO tokens (dataset_id, field, token) VALUES (?, ?, ?)');
-        for (const tk of tokenSets) for (let o = 0; o < tk.bytes.length; o += 32) insT.run(m.datasetId, tk.field, tk.bytes.subarray(o, o + 32));
-        this.ctx.ledger.append('dataset.uploaded', { provider: m.provider, category: m.category, datasetId: m.datasetId, version, manifest: sha256Hex(JSON.stringify(m)), signature: signed.signature, subjects: index.length, blocks });
+        const insT = this.ctx.store.db.prepare(
+          'INSERT OR IGNORE INTO tokens (dataset_id, field, token) VALUES (?, ?, ?)',
+        );
+        for (const tk of tokenSets)
+          for (let o = 0; o < tk.bytes.length; o += 32) insT.run(m.datasetId, tk.field, tk.bytes.subarray(o, o + 32));
+        this.ctx.ledger.append('dataset.uploaded', {
+          provider: m.provider,
+          category: m.category,
+          datasetId: m.datasetId,
+          version,
+          manifest: sha256Hex(JSON.stringify(m)),
+          signature: signed.signature,
+          subjects: index.length,
+          blocks,
+        });
         return this.get(m.datasetId)!;
       });
     } catch (err) {
@@ -134,15 +180,20 @@ export class Datasets {
   }
 
   get(id: string): DatasetRecord | undefined {
-    const r = this.ctx.store.db.prepare('SELECT * FROM datasets WHERE id = ?').get(id) as Record<string, string | number> | undefined;
+    const r = this.ctx.store.db.prepare('SELECT * FROM datasets WHERE id = ?').get(id) as
+      Record<string, string | number> | undefined;
     return r ? toDataset(r) : undefined;
   }
 
   /** The current (latest) dataset of every provider, or of one. */
   current(provider?: string): DatasetRecord[] {
-    const rows = (provider
-      ? this.ctx.store.db.prepare('SELECT * FROM datasets WHERE current = 1 AND provider = ? ORDER BY provider, category').all(provider)
-      : this.ctx.store.db.prepare('SELECT * FROM datasets WHERE current = 1 ORDER BY provider, category').all()) as Array<Record<string, string | number>>;
+    const rows = (
+      provider
+        ? this.ctx.store.db
+            .prepare('SELECT * FROM datasets WHERE current = 1 AND provider = ? ORDER BY provider, category')
+            .all(provider)
+        : this.ctx.store.db.prepare('SELECT * FROM datasets WHERE current = 1 ORDER BY provider, category').all()
+    ) as Array<Record<string, string | number>>;
     return rows.map(toDataset);
   }
 
@@ -165,7 +216,12 @@ export class Datasets {
     const q = this.ctx.store.stmt(SUBJECT_SLOTS_SQL);
     const none = new Set<string>();
     for (let i = 0; i < usccs.length; i += SQL_CHUNK) {
-      for (const r of q.all(JSON.stringify(usccs.slice(i, i + SQL_CHUNK)), datasetId) as Array<{ uscc: string; block: number; slot: number; missing: string }>) {
+      for (const r of q.all(JSON.stringify(usccs.slice(i, i + SQL_CHUNK)), datasetId) as Array<{
+        uscc: string;
+        block: number;
+        slot: number;
+        missing: string;
+      }>) {
         out.set(r.uscc, { block: r.block, slot: r.slot, missing: r.missing ? new Set(r.missing.split(';')) : none });
       }
     }
@@ -175,11 +231,17 @@ export class Datasets {
 
   /** Whether a finalized token is in a dataset's token set for a field. */
   hasToken(datasetId: string, field: string, token: Uint8Array): boolean {
-    return this.ctx.store.stmt('SELECT 1 FROM tokens WHERE dataset_id = ? AND field = ? AND token = ?').get(datasetId, field, token) !== undefined;
+    return (
+      this.ctx.store
+        .stmt('SELECT 1 FROM tokens WHERE dataset_id = ? AND field = ? AND token = ?')
+        .get(datasetId, field, token) !== undefined
+    );
   }
 
   columnBlob(datasetId: string, column: string, block: number): string | undefined {
-    const r = this.ctx.store.stmt('SELECT blob FROM columns WHERE dataset_id = ? AND column_name = ? AND block = ?').get(datasetId, column, block) as { blob: string } | undefined;
+    const r = this.ctx.store
+      .stmt('SELECT blob FROM columns WHERE dataset_id = ? AND column_name = ? AND block = ?')
+      .get(datasetId, column, block) as { blob: string } | undefined;
     return r?.blob;
   }
 
@@ -187,9 +249,17 @@ export class Datasets {
    * Store columns derived from or built for a dataset (scorecard bin indicators at approval, a training job's inputs)
    * — blobs already hash-checked by the caller, who runs this inside its own transaction with its ledger leaf.
    */
-  putColumns(datasetId: string, columns: ReadonlyArray<{ column: string; block: number; blob: string; bytes: Uint8Array }>, opts: { replace?: boolean } = {}): void {
+  putColumns(
+    datasetId: string,
+    columns: ReadonlyArray<{ column: string; block: number; blob: string; bytes: Uint8Array }>,
+    opts: { replace?: boolean } = {},
+  ): void {
     const { store } = this.ctx;
-    const ins = store.stmt(opts.replace ? 'INSERT OR REPLACE INTO columns (dataset_id, column_name, block, blob) VALUES (?, ?, ?, ?)' : 'INSERT INTO columns (dataset_id, column_name, block, blob) VALUES (?, ?, ?, ?)');
+    const ins = store.stmt(
+      opts.replace
+        ? 'INSERT OR REPLACE INTO columns (dataset_id, column_name, block, blob) VALUES (?, ?, ?, ?)'
+        : 'INSERT INTO columns (dataset_id, column_name, block, blob) VALUES (?, ?, ?, ?)',
+    );
     for (const c of columns) {
       store.putBlob(c.bytes);
       ins.run(datasetId, c.column, c.block, c.blob);
@@ -199,13 +269,22 @@ export class Datasets {
 
 function toDataset(r: Record<string, string | number>): DatasetRecord {
   return {
-    id: r.id as string, provider: r.provider as string, category: r.category as string, version: r.version as number,
-    schema: JSON.parse(r.schema_json as string) as DatasetSchema, subjects: r.subjects as number, blocks: r.blocks as number,
+    id: r.id as string,
+    provider: r.provider as string,
+    category: r.category as string,
+    version: r.version as number,
+    schema: JSON.parse(r.schema_json as string) as DatasetSchema,
+    subjects: r.subjects as number,
+    blocks: r.blocks as number,
     stats: JSON.parse(r.stats_json as string) as UploadManifest['stats'],
   };
 }
 
-function parseSubjectIndex(bytes: Uint8Array, slots: number, schema: DatasetSchema): Array<{ uscc: string; block: number; slot: number; missing: string }> {
+function parseSubjectIndex(
+  bytes: Uint8Array,
+  slots: number,
+  schema: DatasetSchema,
+): Array<{ uscc: string; block: number; slot: number; missing: string }> {
   let rows: unknown;
   try {
     rows = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
@@ -216,13 +295,19 @@ function parseSubjectIndex(bytes: Uint8Array, slots: number, schema: DatasetSche
   const names = new Set(schema.fields.map((f) => f.name));
   const seen = new Set<string>();
   return rows.map((r: unknown, i: number) => {
-    if (!Array.isArray(r) || r.length !== 4) fail('SH_ERR_INVALID_ARGUMENT', `subject index row ${i} expected [uscc, block, slot, missing]`);
+    if (!Array.isArray(r) || r.length !== 4)
+      fail('SH_ERR_INVALID_ARGUMENT', `subject index row ${i} expected [uscc, block, slot, missing]`);
     const [u, block, slot, missing] = r as [string, number, number, string];
     const uscc = parseUscc(u);
     if (seen.has(uscc)) fail('SH_ERR_CSV_DUPLICATE_SUBJECT', `subject ${uscc} appears twice in the index`);
     seen.add(uscc);
-    if (block !== Math.floor(i / slots) || slot !== i % slots) fail('SH_ERR_INVALID_ARGUMENT', `subject index row ${i} has position (${block}, ${slot}), expected (${Math.floor(i / slots)}, ${i % slots})`);
-    if (typeof missing !== 'string' || (missing && missing.split(';').some((f) => !names.has(f)))) fail('SH_ERR_INVALID_ARGUMENT', `subject index row ${i} names unknown missing fields`);
+    if (block !== Math.floor(i / slots) || slot !== i % slots)
+      fail(
+        'SH_ERR_INVALID_ARGUMENT',
+        `subject index row ${i} has position (${block}, ${slot}), expected (${Math.floor(i / slots)}, ${i % slots})`,
+      );
+    if (typeof missing !== 'string' || (missing && missing.split(';').some((f) => !names.has(f))))
+      fail('SH_ERR_INVALID_ARGUMENT', `subject index row ${i} names unknown missing fields`);
     return { uscc, block, slot, missing };
   });
 }

@@ -67,7 +67,13 @@ export class Engine implements EngineContext {
     const sk = hexToBytes((JSON.parse(readFileSync(keyFile, 'utf8')) as { ed25519: string }).ed25519);
     const kp = { secretKey: sk, publicKey: ed25519PublicKey(sk) };
     this.keys = { ed25519: kp };
-    this.ledger = new Ledger(store.db, { origin: LEDGER_ORIGIN, keyName: LEDGER_ORIGIN, secretKey: kp.secretKey, publicKey: kp.publicKey, now: this.now });
+    this.ledger = new Ledger(store.db, {
+      origin: LEDGER_ORIGIN,
+      keyName: LEDGER_ORIGIN,
+      secretKey: kp.secretKey,
+      publicKey: kp.publicKey,
+      now: this.now,
+    });
     this.registry = new Registry(this);
     this.datasets = new Datasets(this, this.registry);
     this.consents = new Consents(this, this.registry);
@@ -85,10 +91,16 @@ export class Engine implements EngineContext {
       if (!store.getMeta('params')) {
         store.setMeta('params', e.params.id);
         store.setMeta('created_at', e.now().toISOString());
-        e.ledger.append('engine.initialized', { paramsId: e.params.id, engineKey: bytesToHex(e.keys.ed25519.publicKey) });
+        e.ledger.append('engine.initialized', {
+          paramsId: e.params.id,
+          engineKey: bytesToHex(e.keys.ed25519.publicKey),
+        });
         e.ledger.checkpoint();
       } else if (store.getMeta('params') !== e.params.id) {
-        fail('SH_ERR_PARAMS_MISMATCH', `data directory uses ${store.getMeta('params')}, engine configured for ${e.params.id}`);
+        fail(
+          'SH_ERR_PARAMS_MISMATCH',
+          `data directory uses ${store.getMeta('params')}, engine configured for ${e.params.id}`,
+        );
       }
       return e;
     } catch (err) {

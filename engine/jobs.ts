@@ -22,7 +22,16 @@ export interface JobRecord {
   finishedAt: string | null;
 }
 
-interface JobRow { id: string; kind: string; bank: string; request_json: string; status: string; summary_json: string | null; created_at: string; finished_at: string | null }
+interface JobRow {
+  id: string;
+  kind: string;
+  bank: string;
+  request_json: string;
+  status: string;
+  summary_json: string | null;
+  created_at: string;
+  finished_at: string | null;
+}
 
 export class Jobs {
   private readonly ctx: EngineContext;
@@ -33,7 +42,11 @@ export class Jobs {
 
   /** A fresh job id: `<kind>_<UTC yyyymmddhhmmss>_<8 hex>`. */
   newId(kind: string): string {
-    return `${kind}_${this.ctx.now().toISOString().replace(/[-:.TZ]/g, '').slice(0, 14)}_${randomBytes(4).toString('hex')}`;
+    return `${kind}_${this.ctx
+      .now()
+      .toISOString()
+      .replace(/[-:.TZ]/g, '')
+      .slice(0, 14)}_${randomBytes(4).toString('hex')}`;
   }
 
   /** Random 32-byte job seed; masks derive from it (docs/design.md §4.2) and it is escrowed to the auditors. */
@@ -47,7 +60,8 @@ export class Jobs {
    * @throws SH_ERR_ALREADY_EXISTS
    */
   requireNew(jobId: string): void {
-    if (this.ctx.store.stmt('SELECT 1 FROM jobs WHERE id = ?').get(jobId)) fail('SH_ERR_ALREADY_EXISTS', `job ${jobId} already exists; a signed request runs once`, { job: jobId });
+    if (this.ctx.store.stmt('SELECT 1 FROM jobs WHERE id = ?').get(jobId))
+      fail('SH_ERR_ALREADY_EXISTS', `job ${jobId} already exists; a signed request runs once`, { job: jobId });
   }
 
   /**
@@ -55,11 +69,17 @@ export class Jobs {
    * reports) in one transaction, the id re-checked inside it; `also` runs in the same transaction (e.g. budget use).
    * @throws SH_ERR_ALREADY_EXISTS
    */
-  record(job: { id: string; kind: JobKind; bank: string; request: Record<string, unknown>; status: 'running' | 'planned' }, requested: { event: Record<string, unknown>; subjects: readonly string[] }, also?: () => void): void {
+  record(
+    job: { id: string; kind: JobKind; bank: string; request: Record<string, unknown>; status: 'running' | 'planned' },
+    requested: { event: Record<string, unknown>; subjects: readonly string[] },
+    also?: () => void,
+  ): void {
     const { store, ledger, now } = this.ctx;
     store.transaction(() => {
       this.requireNew(job.id);
-      store.db.prepare('INSERT INTO jobs (id, kind, bank, request_json, status, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(job.id, job.kind, job.bank, JSON.stringify(job.request), job.status, now().toISOString());
+      store.db
+        .prepare('INSERT INTO jobs (id, kind, bank, request_json, status, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(job.id, job.kind, job.bank, JSON.stringify(job.request), job.status, now().toISOString());
       ledger.append('job.requested', requested.event, requested.subjects);
       also?.();
     });
@@ -72,14 +92,19 @@ export class Jobs {
 
   setStatus(id: string, status: JobStatus, summary?: Record<string, unknown>): void {
     if (summary === undefined) this.ctx.store.db.prepare('UPDATE jobs SET status = ? WHERE id = ?').run(status, id);
-    else this.ctx.store.db.prepare('UPDATE jobs SET status = ?, summary_json = ? WHERE id = ?').run(status, JSON.stringify(summary), id);
+    else
+      this.ctx.store.db
+        .prepare('UPDATE jobs SET status = ?, summary_json = ? WHERE id = ?')
+        .run(status, JSON.stringify(summary), id);
   }
 
   /** Finish a job: status, summary and its `job.completed` leaf in one transaction, then a signed checkpoint. */
   complete(id: string, summary: Record<string, unknown>, completed: Record<string, unknown>): void {
     const { store, ledger, now } = this.ctx;
     store.transaction(() => {
-      store.db.prepare("UPDATE jobs SET status = 'completed', summary_json = ?, finished_at = ? WHERE id = ?").run(JSON.stringify(summary), now().toISOString(), id);
+      store.db
+        .prepare("UPDATE jobs SET status = 'completed', summary_json = ?, finished_at = ? WHERE id = ?")
+        .run(JSON.stringify(summary), now().toISOString(), id);
       ledger.append('job.completed', { jobId: id, ...completed });
     });
     ledger.checkpoint();
@@ -106,18 +131,32 @@ export class Jobs {
 
   /** Ids of jobs finished at or before `cutoff` (ISO time) and not purged yet, oldest first. */
   finishedBefore(cutoff: string): string[] {
-    return (this.ctx.store.db.prepare("SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at <= ? AND status != 'purged' ORDER BY finished_at").all(cutoff) as Array<{ id: string }>).map((r) => r.id);
+    return (
+      this.ctx.store.db
+        .prepare(
+          "SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at <= ? AND status != 'purged' ORDER BY finished_at",
+        )
+        .all(cutoff) as Array<{ id: string }>
+    ).map((r) => r.id);
   }
 
   /** Every job id in creation order. */
   ids(): string[] {
-    return (this.ctx.store.db.prepare('SELECT id FROM jobs ORDER BY created_at, id').all() as Array<{ id: string }>).map((r) => r.id);
+    return (
+      this.ctx.store.db.prepare('SELECT id FROM jobs ORDER BY created_at, id').all() as Array<{ id: string }>
+    ).map((r) => r.id);
   }
 }
 
 function toJob(r: JobRow): JobRecord {
   return {
-    id: r.id, kind: r.kind as JobKind, bank: r.bank, request: JSON.parse(r.request_json) as Record<string, unknown>, status: r.status as JobStatus,
-    summary: r.summary_json ? (JSON.parse(r.summary_json) as Record<string, unknown>) : null, createdAt: r.created_at, finishedAt: r.finished_at,
+    id: r.id,
+    kind: r.kind as JobKind,
+    bank: r.bank,
+    request: JSON.parse(r.request_json) as Record<string, unknown>,
+    status: r.status as JobStatus,
+    summary: r.summary_json ? (JSON.parse(r.summary_json) as Record<string, unknown>) : null,
+    createdAt: r.created_at,
+    finishedAt: r.finished_at,
   };
 }

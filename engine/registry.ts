@@ -25,7 +25,13 @@ export interface PartyRecord {
 const PARTY_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
 const ROLES: readonly PartyRole[] = ['provider', 'bank', 'enterprise', 'auditor'];
 
-interface PartyRow { role: string; ed25519_pub: string; x25519_pub: string | null; bfv_pub: string | null; oprf_pub: string | null }
+interface PartyRow {
+  role: string;
+  ed25519_pub: string;
+  x25519_pub: string | null;
+  bfv_pub: string | null;
+  oprf_pub: string | null;
+}
 
 export class Registry {
   private readonly ctx: EngineContext;
@@ -40,13 +46,28 @@ export class Registry {
    * same key again is a no-op.
    * @throws SH_ERR_INVALID_ARGUMENT, SH_ERR_ALREADY_EXISTS, SH_ERR_USCC_* (an enterprise id is its USCC)
    */
-  registerParty(p: { id: string; role: PartyRole; ed25519: Uint8Array; x25519?: Uint8Array; bfvPublicKey?: Uint8Array; oprfPublicKey?: Uint8Array }): PartyRecord {
+  registerParty(p: {
+    id: string;
+    role: PartyRole;
+    ed25519: Uint8Array;
+    x25519?: Uint8Array;
+    bfvPublicKey?: Uint8Array;
+    oprfPublicKey?: Uint8Array;
+  }): PartyRecord {
     if (!PARTY_ID.test(p.id)) fail('SH_ERR_INVALID_ARGUMENT', `"id" expected ${PARTY_ID}, got ${JSON.stringify(p.id)}`);
-    if (!ROLES.includes(p.role)) fail('SH_ERR_INVALID_ARGUMENT', `"role" expected provider|bank|enterprise|auditor, got ${JSON.stringify(p.role)}`);
-    if (p.ed25519.length !== 32) fail('SH_ERR_INVALID_ARGUMENT', `"ed25519" expected 32 bytes, got ${p.ed25519.length}`);
-    if ((p.role === 'bank' || p.role === 'auditor') && p.x25519?.length !== 32) fail('SH_ERR_INVALID_ARGUMENT', `"x25519" expected 32 bytes for a ${p.role}`);
-    if (p.role === 'provider' && !p.bfvPublicKey) fail('SH_ERR_INVALID_ARGUMENT', '"bfvPublicKey" is required for a provider');
-    if (p.oprfPublicKey && (p.role !== 'provider' || p.oprfPublicKey.length !== 33)) fail('SH_ERR_INVALID_ARGUMENT', `"oprfPublicKey" expected a 33-byte P-256 point of a provider`);
+    if (!ROLES.includes(p.role))
+      fail(
+        'SH_ERR_INVALID_ARGUMENT',
+        `"role" expected provider|bank|enterprise|auditor, got ${JSON.stringify(p.role)}`,
+      );
+    if (p.ed25519.length !== 32)
+      fail('SH_ERR_INVALID_ARGUMENT', `"ed25519" expected 32 bytes, got ${p.ed25519.length}`);
+    if ((p.role === 'bank' || p.role === 'auditor') && p.x25519?.length !== 32)
+      fail('SH_ERR_INVALID_ARGUMENT', `"x25519" expected 32 bytes for a ${p.role}`);
+    if (p.role === 'provider' && !p.bfvPublicKey)
+      fail('SH_ERR_INVALID_ARGUMENT', '"bfvPublicKey" is required for a provider');
+    if (p.oprfPublicKey && (p.role !== 'provider' || p.oprfPublicKey.length !== 33))
+      fail('SH_ERR_INVALID_ARGUMENT', `"oprfPublicKey" expected a 33-byte P-256 point of a provider`);
     if (p.role === 'enterprise') parseUscc(p.id);
     const existing = this.party(p.id);
     if (existing) {
@@ -57,9 +78,31 @@ export class Registry {
     return store.transaction(() => {
       const bfv = p.bfvPublicKey ? store.putBlob(p.bfvPublicKey) : null;
       const oprf = p.oprfPublicKey ? bytesToHex(p.oprfPublicKey) : null;
-      store.db.prepare('INSERT INTO parties (id, role, ed25519_pub, x25519_pub, bfv_pub, params_id, oprf_pub, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run(
-        p.id, p.role, bytesToHex(p.ed25519), p.x25519 ? bytesToHex(p.x25519) : null, bfv, bfv ? params.id : null, oprf, now().toISOString());
-      ledger.append('party.registered', { party: p.id, role: p.role, ed25519: bytesToHex(p.ed25519), ...(bfv ? { bfvPublicKey: bfv } : {}), ...(oprf ? { oprfPublicKey: oprf } : {}) }, p.role === 'enterprise' ? [p.id] : []);
+      store.db
+        .prepare(
+          'INSERT INTO parties (id, role, ed25519_pub, x25519_pub, bfv_pub, params_id, oprf_pub, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+        )
+        .run(
+          p.id,
+          p.role,
+          bytesToHex(p.ed25519),
+          p.x25519 ? bytesToHex(p.x25519) : null,
+          bfv,
+          bfv ? params.id : null,
+          oprf,
+          now().toISOString(),
+        );
+      ledger.append(
+        'party.registered',
+        {
+          party: p.id,
+          role: p.role,
+          ed25519: bytesToHex(p.ed25519),
+          ...(bfv ? { bfvPublicKey: bfv } : {}),
+          ...(oprf ? { oprfPublicKey: oprf } : {}),
+        },
+        p.role === 'enterprise' ? [p.id] : [],
+      );
       return this.party(p.id)!;
     });
   }
@@ -73,19 +116,31 @@ export class Registry {
     if (fresh.length === 0) return;
     const { store, ledger, now } = this.ctx;
     store.transaction(() => {
-      const ins = store.db.prepare("INSERT INTO parties (id, role, ed25519_pub, created_at) VALUES (?, 'enterprise', ?, ?)");
+      const ins = store.db.prepare(
+        "INSERT INTO parties (id, role, ed25519_pub, created_at) VALUES (?, 'enterprise', ?, ?)",
+      );
       const at = now().toISOString();
       for (const e of fresh) ins.run(e.uscc, bytesToHex(e.ed25519), at);
-      ledger.appendMany(fresh.map((e) => ({ kind: 'party.registered', event: { party: e.uscc, role: 'enterprise', ed25519: bytesToHex(e.ed25519) }, subjects: [e.uscc] })));
+      ledger.appendMany(
+        fresh.map((e) => ({
+          kind: 'party.registered',
+          event: { party: e.uscc, role: 'enterprise', ed25519: bytesToHex(e.ed25519) },
+          subjects: [e.uscc],
+        })),
+      );
     });
   }
 
   party(id: string): PartyRecord | undefined {
     if (typeof id !== 'string') return undefined;
-    const r = this.ctx.store.stmt('SELECT role, ed25519_pub, x25519_pub, bfv_pub, oprf_pub FROM parties WHERE id = ?').get(id) as PartyRow | undefined;
+    const r = this.ctx.store
+      .stmt('SELECT role, ed25519_pub, x25519_pub, bfv_pub, oprf_pub FROM parties WHERE id = ?')
+      .get(id) as PartyRow | undefined;
     if (!r) return undefined;
     return {
-      id, role: r.role as PartyRole, ed25519: hexToBytes(r.ed25519_pub),
+      id,
+      role: r.role as PartyRole,
+      ed25519: hexToBytes(r.ed25519_pub),
       ...(r.x25519_pub ? { x25519: hexToBytes(r.x25519_pub) } : {}),
       ...(r.bfv_pub ? { bfvPublicKeyBlob: r.bfv_pub } : {}),
       ...(r.oprf_pub ? { oprfPublicKey: hexToBytes(r.oprf_pub) } : {}),
@@ -103,9 +158,11 @@ export class Registry {
   /** Registered parties other than enterprises (of one role, or all), by id. */
   parties(role?: PartyRole): PartyRecord[] {
     const db = this.ctx.store.db;
-    const rows = (role
-      ? db.prepare("SELECT id FROM parties WHERE role = ? AND role != 'enterprise' ORDER BY id").all(role)
-      : db.prepare("SELECT id FROM parties WHERE role != 'enterprise' ORDER BY id").all()) as Array<{ id: string }>;
+    const rows = (
+      role
+        ? db.prepare("SELECT id FROM parties WHERE role = ? AND role != 'enterprise' ORDER BY id").all(role)
+        : db.prepare("SELECT id FROM parties WHERE role != 'enterprise' ORDER BY id").all()
+    ) as Array<{ id: string }>;
     return rows.map((r) => this.party(r.id)!);
   }
 
@@ -120,8 +177,10 @@ export class Registry {
    */
   connectCustodian(c: Custodian): void {
     const p = this.requireParty(c.provider, 'provider');
-    if (c.paramsId !== this.ctx.params.id) fail('SH_ERR_PARAMS_MISMATCH', `custodian ${c.provider} uses ${c.paramsId}, engine uses ${this.ctx.params.id}`);
-    if (sha256Hex(c.bfvPublicKey) !== p.bfvPublicKeyBlob) fail('SH_ERR_PARAMS_MISMATCH', `custodian ${c.provider} holds a different BFV key than the one registered`);
+    if (c.paramsId !== this.ctx.params.id)
+      fail('SH_ERR_PARAMS_MISMATCH', `custodian ${c.provider} uses ${c.paramsId}, engine uses ${this.ctx.params.id}`);
+    if (sha256Hex(c.bfvPublicKey) !== p.bfvPublicKeyBlob)
+      fail('SH_ERR_PARAMS_MISMATCH', `custodian ${c.provider} holds a different BFV key than the one registered`);
     this.connected.set(c.provider, c);
   }
 

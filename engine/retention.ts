@@ -28,12 +28,19 @@ export class Retention {
    * @throws SH_ERR_INVALID_ARGUMENT for a negative or non-finite `days`
    */
   purge(days: number = this.ctx.policy.blobRetentionDays): { jobs: string[]; blobs: number } {
-    if (!Number.isFinite(days) || days < 0) fail('SH_ERR_INVALID_ARGUMENT', `"days" expected a number ≥ 0, got ${days}`);
+    if (!Number.isFinite(days) || days < 0)
+      fail('SH_ERR_INVALID_ARGUMENT', `"days" expected a number ≥ 0, got ${days}`);
     const { store, ledger, now } = this.ctx;
     const cutoff = new Date(now().getTime() - days * 86_400_000).toISOString();
     const jobs = this.jobs.finishedBefore(cutoff);
     if (jobs.length === 0) return { jobs, blobs: 0 };
-    const kept = new Set((store.db.prepare('SELECT blob FROM columns WHERE dataset_id NOT LIKE ?').all('%:labels') as Array<{ blob: string }>).map((r) => r.blob));
+    const kept = new Set(
+      (
+        store.db.prepare('SELECT blob FROM columns WHERE dataset_id NOT LIKE ?').all('%:labels') as Array<{
+          blob: string;
+        }>
+      ).map((r) => r.blob),
+    );
     const hashes = new Set<string>();
     for (const id of jobs) {
       for (const e of ledger.jobEntries(id)) {
@@ -42,12 +49,20 @@ export class Retention {
           if (typeof h === 'string' && /^[0-9a-f]{64}$/.test(h) && !kept.has(h)) hashes.add(h);
         }
       }
-      for (const r of store.db.prepare('SELECT blob FROM columns WHERE dataset_id = ? OR column_name LIKE ?').all(`${id}:labels`, `train/${id}/%`) as Array<{ blob: string }>) hashes.add(r.blob);
+      for (const r of store.db
+        .prepare('SELECT blob FROM columns WHERE dataset_id = ? OR column_name LIKE ?')
+        .all(`${id}:labels`, `train/${id}/%`) as Array<{ blob: string }>)
+        hashes.add(r.blob);
     }
     const purged = [...hashes].filter((h) => existsSync(store.blobPath(h))).sort();
     store.transaction(() => {
       for (const id of jobs) this.jobs.setStatus(id, 'purged');
-      ledger.append('retention.purged', { jobs, before: cutoff, blobs: purged.length, blobsHash: sha256Hex(purged.join('\n')) });
+      ledger.append('retention.purged', {
+        jobs,
+        before: cutoff,
+        blobs: purged.length,
+        blobsHash: sha256Hex(purged.join('\n')),
+      });
     });
     for (const h of purged) store.dropBlob(h);
     ledger.checkpoint();

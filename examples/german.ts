@@ -16,6 +16,13 @@ const schema = p.schema as { category: string; fields: Array<{ name: string }> }
 writeFileSync(join(dir, `${p.provider}.schema.json`), JSON.stringify(p.schema, null, 2) + '\n');
 writeFileSync(join(dir, `${p.provider}.csv`), p.csv);
 writeFileSync(join(dir, 'labels.csv'), gc.labelsCsv);
-writeFileSync(join(dir, 'consents.csv'), 'uscc,bank,purpose,categories,ops,days\n' + gc.subjects.map((u) => `${u},bank_gc,model_training,${schema.category},train;score,365`).join('\n') + '\n');
+writeFileSync(
+  join(dir, 'consents.csv'),
+  'uscc,bank,purpose,categories,ops,days\n' +
+    gc.subjects.map((u) => `${u},bank_gc,model_training,${schema.category},train;score,365`).join('\n') +
+    '\n',
+);
 writeFileSync(join(dir, 'fields.txt'), schema.fields.map((f) => `${p.provider}.${f.name}`).join(',') + '\n');
-process.stdout.write(`wrote ${dir}/: provider ${p.provider} (${schema.fields.length} fields), ${gc.subjects.length} labeled subjects\n`);
+process.stdout.write(
+  `wrote ${dir}/: provider ${p.provider} (${schema.fields.length} fields), ${gc.subjects.length} labeled subjects\n`,
+);

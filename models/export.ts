@@ -11,7 +11,8 @@ import { checkModel, checkScale, type FixedModel } from './train.ts';
 
 /** Exact decimal text of a float rounded to 6 places (toFixed rounds the exact binary value, ties away from 0). */
 function points6(x: number, what: string): string {
-  if (!Number.isFinite(x) || Math.abs(x) >= 1e15) fail('SH_ERR_MODEL_INVALID', `"${what}" expected a finite value below 1e15 in magnitude, got ${x}`);
+  if (!Number.isFinite(x) || Math.abs(x) >= 1e15)
+    fail('SH_ERR_MODEL_INVALID', `"${what}" expected a finite value below 1e15 in magnitude, got ${x}`);
   return formatFixed(parseFixed(x.toFixed(6), 6), 6);
 }
 
@@ -28,19 +29,30 @@ function points6(x: number, what: string): string {
  * @throws SH_ERR_INVALID_ARGUMENT (weights don't match the bins, bad scaling), SH_ERR_MODEL_INVALID (id, bins).
  * @example toScorecard('gc-v1', bins, model, 16, { pdo: 20, baseScore: 600, baseOdds: 50 }).kind === 'scorecard'
  */
-export function toScorecard(id: string, bins: readonly BinSpec[], model: FixedModel, scaleBits: number, scaling?: { pdo: number; baseScore: number; baseOdds: number }): ModelSpec {
+export function toScorecard(
+  id: string,
+  bins: readonly BinSpec[],
+  model: FixedModel,
+  scaleBits: number,
+  scaling?: { pdo: number; baseScore: number; baseOdds: number },
+): ModelSpec {
   checkModel(model);
   const s = Number(checkScale(scaleBits));
-  if (!Array.isArray(bins as unknown) || bins.length === 0) fail('SH_ERR_INVALID_ARGUMENT', `"bins" expected a non-empty array of BinSpec, got ${describe(bins)}`);
+  if (!Array.isArray(bins as unknown) || bins.length === 0)
+    fail('SH_ERR_INVALID_ARGUMENT', `"bins" expected a non-empty array of BinSpec, got ${describe(bins)}`);
   const nCols = bins.reduce((a, b) => a + b.bins.length, 0);
-  if (model.W.length !== nCols) fail('SH_ERR_INVALID_ARGUMENT', `"model.W" expected ${nCols} weights (one per bin), got ${model.W.length}`);
+  if (model.W.length !== nCols)
+    fail('SH_ERR_INVALID_ARGUMENT', `"model.W" expected ${nCols} weights (one per bin), got ${model.W.length}`);
   let factor = 1;
   let offset = 0;
   if (scaling !== undefined) {
     const { pdo, baseScore, baseOdds } = scaling;
-    if (typeof pdo !== 'number' || !Number.isFinite(pdo) || pdo <= 0) fail('SH_ERR_INVALID_ARGUMENT', `"scaling.pdo" expected a finite number > 0, got ${describe(pdo)}`);
-    if (typeof baseScore !== 'number' || !Number.isFinite(baseScore)) fail('SH_ERR_INVALID_ARGUMENT', `"scaling.baseScore" expected a finite number, got ${describe(baseScore)}`);
-    if (typeof baseOdds !== 'number' || !Number.isFinite(baseOdds) || baseOdds <= 0) fail('SH_ERR_INVALID_ARGUMENT', `"scaling.baseOdds" expected a finite number > 0, got ${describe(baseOdds)}`);
+    if (typeof pdo !== 'number' || !Number.isFinite(pdo) || pdo <= 0)
+      fail('SH_ERR_INVALID_ARGUMENT', `"scaling.pdo" expected a finite number > 0, got ${describe(pdo)}`);
+    if (typeof baseScore !== 'number' || !Number.isFinite(baseScore))
+      fail('SH_ERR_INVALID_ARGUMENT', `"scaling.baseScore" expected a finite number, got ${describe(baseScore)}`);
+    if (typeof baseOdds !== 'number' || !Number.isFinite(baseOdds) || baseOdds <= 0)
+      fail('SH_ERR_INVALID_ARGUMENT', `"scaling.baseOdds" expected a finite number > 0, got ${describe(baseOdds)}`);
     // Points rise with the odds good:bad = e^−logit: score = offset + (pdo/ln 2)·ln(odds) = offset − (pdo/ln 2)·logit.
     factor = -pdo / Math.LN2;
     offset = baseScore - (pdo / Math.LN2) * Math.log(baseOdds);
@@ -51,7 +63,11 @@ export function toScorecard(id: string, bins: readonly BinSpec[], model: FixedMo
   const terms = bins.map((b, i) => ({
     provider: b.provider,
     field: b.field,
-    bins: b.bins.map((bin, j) => ({ lo: bin.lo, hi: bin.hi, points: pts(model.W[col++]!, `terms[${i}].bins[${j}].points`) })),
+    bins: b.bins.map((bin, j) => ({
+      lo: bin.lo,
+      hi: bin.hi,
+      points: pts(model.W[col++]!, `terms[${i}].bins[${j}].points`),
+    })),
     missingPoints: '0',
   }));
   const intercept = points6(offset + factor * (Number(model.W0) / s), 'intercept');
@@ -68,13 +84,22 @@ export function toScorecard(id: string, bins: readonly BinSpec[], model: FixedMo
 export function toLinear(id: string, specs: readonly BinSpec[], model: FixedModel, scaleBits: number): ModelSpec {
   checkModel(model);
   const s = Number(checkScale(scaleBits));
-  if (model.W.length !== specs.length) fail('SH_ERR_INVALID_ARGUMENT', `"model.W" expected ${specs.length} weights (one per field), got ${model.W.length}`);
+  if (model.W.length !== specs.length)
+    fail(
+      'SH_ERR_INVALID_ARGUMENT',
+      `"model.W" expected ${specs.length} weights (one per field), got ${model.W.length}`,
+    );
   let intercept = Number(model.W0) / s;
   const terms = specs.map((spec, f) => {
-    if (!spec.standardize || !(spec.standardize.std > 0)) fail('SH_ERR_INVALID_ARGUMENT', `"specs[${f}]" is not a standardized feature`);
+    if (!spec.standardize || !(spec.standardize.std > 0))
+      fail('SH_ERR_INVALID_ARGUMENT', `"specs[${f}]" is not a standardized feature`);
     const w = Number(model.W[f]!) / s;
     intercept -= (w * spec.standardize.mean) / spec.standardize.std;
-    return { provider: spec.provider, field: spec.field, weight: points6(w / spec.standardize.std, `terms[${f}].weight`) };
+    return {
+      provider: spec.provider,
+      field: spec.field,
+      weight: points6(w / spec.standardize.std, `terms[${f}].weight`),
+    };
   });
   return parseModel({ id, kind: 'linear', intercept: points6(intercept, 'intercept'), terms });
 }

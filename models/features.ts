@@ -66,12 +66,19 @@ export const MAX_BINS = 64;
  * @example quantileBins(ageSpec, [30n, 40n, 50n, 60n, null], 2) // [{ lo: null, hi: '50' }, { lo: '50', hi: null }]
  */
 export function quantileBins(spec: FieldSpec, values: ReadonlyArray<bigint | null>, k: number): BinSpec['bins'] {
-  if (spec.type === 'id') fail('SH_ERR_INVALID_ARGUMENT', `"spec" expected a numeric, bool or enum field, got token field ${spec.name}`, { field: spec.name });
-  if (!Number.isInteger(k) || k < 1 || k > MAX_BINS) fail('SH_ERR_INVALID_ARGUMENT', `"k" expected an integer 1..${MAX_BINS}, got ${describe(k)}`);
+  if (spec.type === 'id')
+    fail('SH_ERR_INVALID_ARGUMENT', `"spec" expected a numeric, bool or enum field, got token field ${spec.name}`, {
+      field: spec.name,
+    });
+  if (!Number.isInteger(k) || k < 1 || k > MAX_BINS)
+    fail('SH_ERR_INVALID_ARGUMENT', `"k" expected an integer 1..${MAX_BINS}, got ${describe(k)}`);
   const present: bigint[] = [];
   values.forEach((v, i) => {
     if (v === null) return;
-    if (typeof v !== 'bigint') fail('SH_ERR_INVALID_ARGUMENT', `"values[${i}]" expected a bigint or null, got ${describe(v)}`, { field: spec.name });
+    if (typeof v !== 'bigint')
+      fail('SH_ERR_INVALID_ARGUMENT', `"values[${i}]" expected a bigint or null, got ${describe(v)}`, {
+        field: spec.name,
+      });
     present.push(v);
   });
   present.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
@@ -102,8 +109,14 @@ export function binOf(bins: BinSpec['bins'], x: bigint | null, decimals: number)
   if (x === null) return -1;
   for (let j = 0; j < bins.length; j++) {
     const b = bins[j]!;
-    if ((b.lo === null || x >= parseFixed(b.lo, decimals, `bins[${j}].lo`)) && (b.hi === null || x < parseFixed(b.hi, decimals, `bins[${j}].hi`))) return j;
+    if (
+      (b.lo === null || x >= parseFixed(b.lo, decimals, `bins[${j}].lo`)) &&
+      (b.hi === null || x < parseFixed(b.hi, decimals, `bins[${j}].hi`))
+    )
+      return j;
   }
-  return fail('SH_ERR_INVALID_ARGUMENT', `"bins" expected to cover every value, got none holding ${formatFixed(x, decimals)}`);
+  return fail(
+    'SH_ERR_INVALID_ARGUMENT',
+    `"bins" expected to cover every value, got none holding ${formatFixed(x, decimals)}`,
+  );
 }
-

@@ -25,7 +25,8 @@ import { encodeValue } from '../sandbox/values.ts';
 /** Default location: `../shared/data/credit/german.data` beside the repository checkout. */
 export const GERMAN_PATH = resolve(import.meta.dirname, '..', '..', 'shared', 'data', 'credit', 'german.data');
 
-const codes = (prefix: string, from: number, to: number): string[] => Array.from({ length: to - from + 1 }, (_, i) => `${prefix}${from + i}`);
+const codes = (prefix: string, from: number, to: number): string[] =>
+  Array.from({ length: to - from + 1 }, (_, i) => `${prefix}${from + i}`);
 
 /**
  * The 20 attributes of german.data in file order (attribute k at index k−1), each numeric or with its codes
@@ -68,9 +69,14 @@ export interface GermanRow {
  * @example loadGerman().filter((r) => r.label === 1).length === 300
  */
 export function loadGerman(path: string = GERMAN_PATH): GermanRow[] {
-  if (typeof path !== 'string' || path === '') fail('SH_ERR_INVALID_ARGUMENT', `"path" expected a file path, got ${describe(path)}`);
+  if (typeof path !== 'string' || path === '')
+    fail('SH_ERR_INVALID_ARGUMENT', `"path" expected a file path, got ${describe(path)}`);
   if (!existsSync(path)) {
-    fail('SH_ERR_NOT_FOUND', `German Credit data not found at ${path}: it is read from ../shared/data/credit/german.data beside the checkout (UCI doi:10.24432/C5NC77), or pass a path`, { path });
+    fail(
+      'SH_ERR_NOT_FOUND',
+      `German Credit data not found at ${path}: it is read from ../shared/data/credit/german.data beside the checkout (UCI doi:10.24432/C5NC77), or pass a path`,
+      { path },
+    );
   }
   const lines = readFileSync(path, 'utf8').split('\n');
   while (lines.length > 0 && lines[lines.length - 1]!.trim() === '') lines.pop();
@@ -82,7 +88,9 @@ export function loadGerman(path: string = GERMAN_PATH): GermanRow[] {
     GERMAN_ATTRIBUTES.forEach((a, k) => {
       const v = tok[k]!;
       if (a.codes ? !a.codes.includes(v) : !/^(0|[1-9][0-9]{0,8})$/.test(v)) {
-        bad(`attribute ${a.attr} (${a.name}) expected ${a.codes ? a.codes.join('|') : 'a non-negative integer'}, got ${JSON.stringify(v)}`);
+        bad(
+          `attribute ${a.attr} (${a.name}) expected ${a.codes ? a.codes.join('|') : 'a non-negative integer'}, got ${JSON.stringify(v)}`,
+        );
       }
     });
     const cls = tok[20];
@@ -92,12 +100,26 @@ export function loadGerman(path: string = GERMAN_PATH): GermanRow[] {
 }
 
 /** A provider field: its german.data attribute number (1..20) and the field as the provider declares it in its schema. */
-export interface GermanField { attr: number; field: Record<string, unknown> }
+export interface GermanField {
+  attr: number;
+  field: Record<string, unknown>;
+}
 
-const int = (attr: number, name: string, label: string, min: string, max: string, unit?: string): GermanField =>
-  ({ attr, field: { name, label, type: 'int', decimals: 0, min, max, class: 'MODEL_ONLY', ...(unit ? { unit } : {}) } });
-const enm = (attr: number, name: string, label: string): GermanField =>
-  ({ attr, field: { name, label, type: 'enum', decimals: 0, class: 'MODEL_ONLY', values: [...GERMAN_ATTRIBUTES[attr - 1]!.codes!] } });
+const int = (attr: number, name: string, label: string, min: string, max: string, unit?: string): GermanField => ({
+  attr,
+  field: { name, label, type: 'int', decimals: 0, min, max, class: 'MODEL_ONLY', ...(unit ? { unit } : {}) },
+});
+const enm = (attr: number, name: string, label: string): GermanField => ({
+  attr,
+  field: {
+    name,
+    label,
+    type: 'enum',
+    decimals: 0,
+    class: 'MODEL_ONLY',
+    values: [...GERMAN_ATTRIBUTES[attr - 1]!.codes!],
+  },
+});
 
 /**
  * The eleven provider-held attributes, in the order of the provider's schema. Bounds are generous domain bounds, not
@@ -118,7 +140,13 @@ export const GERMAN_PROVIDER_FIELDS: readonly GermanField[] = [
 ];
 
 /** Fields the second provider holds when `providers: 2` (the applicant's profile; the first keeps the credit file). */
-export const GERMAN_SECOND_PROVIDER_FIELDS: readonly string[] = ['gc_age', 'gc_residence_since', 'gc_dependents', 'gc_employment', 'gc_savings'];
+export const GERMAN_SECOND_PROVIDER_FIELDS: readonly string[] = [
+  'gc_age',
+  'gc_residence_since',
+  'gc_dependents',
+  'gc_employment',
+  'gc_savings',
+];
 
 /** Attributes no provider holds: the bank's own application data (codes as written). */
 const BANK_ATTRIBUTES = [4, 9, 10, 12, 14, 15, 17, 19, 20];
@@ -158,43 +186,84 @@ export interface GermanSplit {
  *   falls outside its field's bounds.
  * @example germanSplit({ seed: 7, providers: 1 }).providers[0].provider === 'gc_provider'
  */
-export function germanSplit(o: { seed: number; providers: 1 | 2; path?: string; secondProviderFields?: readonly string[] }): GermanSplit {
-  if (typeof o !== 'object' || o === null) fail('SH_ERR_INVALID_ARGUMENT', `"options" expected an object, got ${describe(o)}`);
-  if (!Number.isSafeInteger(o.seed)) fail('SH_ERR_INVALID_ARGUMENT', `"seed" expected an integer, got ${describe(o.seed)}`);
-  if (o.providers !== 1 && o.providers !== 2) fail('SH_ERR_INVALID_ARGUMENT', `"providers" expected 1 or 2, got ${describe(o.providers)}`);
+export function germanSplit(o: {
+  seed: number;
+  providers: 1 | 2;
+  path?: string;
+  secondProviderFields?: readonly string[];
+}): GermanSplit {
+  if (typeof o !== 'object' || o === null)
+    fail('SH_ERR_INVALID_ARGUMENT', `"options" expected an object, got ${describe(o)}`);
+  if (!Number.isSafeInteger(o.seed))
+    fail('SH_ERR_INVALID_ARGUMENT', `"seed" expected an integer, got ${describe(o.seed)}`);
+  if (o.providers !== 1 && o.providers !== 2)
+    fail('SH_ERR_INVALID_ARGUMENT', `"providers" expected 1 or 2, got ${describe(o.providers)}`);
   const rows = loadGerman(o.path);
   const rng = mulberry32(o.seed);
   const seen = new Set<string>();
   const subjects: string[] = [];
   while (subjects.length < rows.length) {
     const u = randomUscc(rng);
-    if (!seen.has(u)) { seen.add(u); subjects.push(u); }
+    if (!seen.has(u)) {
+      seen.add(u);
+      subjects.push(u);
+    }
   }
   const labels = new Map(subjects.map((u, i) => [u, rows[i]!.label]));
 
   const second = new Set(o.providers === 2 ? (o.secondProviderFields ?? GERMAN_SECOND_PROVIDER_FIELDS) : []);
   const names = GERMAN_PROVIDER_FIELDS.map((f) => f.field.name as string);
-  for (const n of second) if (!names.includes(n)) fail('SH_ERR_INVALID_ARGUMENT', `"secondProviderFields" expected names from ${names.join(', ')}, got ${describe(n)}`);
+  for (const n of second)
+    if (!names.includes(n))
+      fail(
+        'SH_ERR_INVALID_ARGUMENT',
+        `"secondProviderFields" expected names from ${names.join(', ')}, got ${describe(n)}`,
+      );
   if (o.providers === 2 && (second.size === 0 || second.size === names.length)) {
-    fail('SH_ERR_INVALID_ARGUMENT', `"secondProviderFields" expected a non-empty proper subset of the ${names.length} provider fields, got ${second.size}`);
+    fail(
+      'SH_ERR_INVALID_ARGUMENT',
+      `"secondProviderFields" expected a non-empty proper subset of the ${names.length} provider fields, got ${second.size}`,
+    );
   }
   const parts: Array<{ provider: string; category: string; fields: GermanField[] }> = [
-    { provider: GERMAN_PROVIDER, category: 'tax', fields: GERMAN_PROVIDER_FIELDS.filter((f) => !second.has(f.field.name as string)) },
+    {
+      provider: GERMAN_PROVIDER,
+      category: 'tax',
+      fields: GERMAN_PROVIDER_FIELDS.filter((f) => !second.has(f.field.name as string)),
+    },
   ];
-  if (o.providers === 2) parts.push({ provider: GERMAN_PROVIDER2, category: 'utilities', fields: GERMAN_PROVIDER_FIELDS.filter((f) => second.has(f.field.name as string)) });
+  if (o.providers === 2)
+    parts.push({
+      provider: GERMAN_PROVIDER2,
+      category: 'utilities',
+      fields: GERMAN_PROVIDER_FIELDS.filter((f) => second.has(f.field.name as string)),
+    });
 
   const providers = parts.map((p): GermanProviderData => {
     const schema = validateSchema({ category: p.category, fields: p.fields.map((f) => f.field) });
-    const cells = rows.map((r, i) => [subjects[i]!, ...p.fields.map((f, k) => {
-      const v = r.attributes[f.attr - 1]!;
-      encodeValue(schema.fields[k]!, v, i + 1); // bounds check: a value outside the declared field is refused here
-      return v;
-    })]);
+    const cells = rows.map((r, i) => [
+      subjects[i]!,
+      ...p.fields.map((f, k) => {
+        const v = r.attributes[f.attr - 1]!;
+        encodeValue(schema.fields[k]!, v, i + 1); // bounds check: a value outside the declared field is refused here
+        return v;
+      }),
+    ]);
     return { provider: p.provider, schema, csv: toCsv(['uscc', ...schema.fields.map((f) => f.name)], cells) };
   });
 
-  const bankFeatures = new Map(subjects.map((u, i) => [u, Object.freeze(Object.fromEntries(BANK_ATTRIBUTES.map((a) => [GERMAN_ATTRIBUTES[a - 1]!.name, rows[i]!.attributes[a - 1]!])))]));
-  const labelsCsv = toCsv(['uscc', 'label'], subjects.map((u) => [u, String(labels.get(u))]));
+  const bankFeatures = new Map(
+    subjects.map((u, i) => [
+      u,
+      Object.freeze(
+        Object.fromEntries(BANK_ATTRIBUTES.map((a) => [GERMAN_ATTRIBUTES[a - 1]!.name, rows[i]!.attributes[a - 1]!])),
+      ),
+    ]),
+  );
+  const labelsCsv = toCsv(
+    ['uscc', 'label'],
+    subjects.map((u) => [u, String(labels.get(u))]),
+  );
   return { subjects, labels, providers, labelsCsv, bankFeatures };
 }
 
@@ -207,15 +276,22 @@ export function germanSplit(o: { seed: number; providers: 1 | 2; path?: string; 
  *   outside (0, 1).
  * @example trainTestSplit(gc.subjects, gc.labels, { seed: 42, testFraction: 0.3 }).test.length === 300
  */
-export function trainTestSplit(subjects: readonly string[], labels: ReadonlyMap<string, 0 | 1>, o: { seed: number; testFraction?: number }): { train: string[]; test: string[] } {
-  if (!Number.isSafeInteger(o.seed)) fail('SH_ERR_INVALID_ARGUMENT', `"seed" expected an integer, got ${describe(o.seed)}`);
+export function trainTestSplit(
+  subjects: readonly string[],
+  labels: ReadonlyMap<string, 0 | 1>,
+  o: { seed: number; testFraction?: number },
+): { train: string[]; test: string[] } {
+  if (!Number.isSafeInteger(o.seed))
+    fail('SH_ERR_INVALID_ARGUMENT', `"seed" expected an integer, got ${describe(o.seed)}`);
   const f = o.testFraction ?? 0.3;
-  if (typeof f !== 'number' || !(f > 0 && f < 1)) fail('SH_ERR_INVALID_ARGUMENT', `"testFraction" expected a number in (0, 1), got ${describe(f)}`);
+  if (typeof f !== 'number' || !(f > 0 && f < 1))
+    fail('SH_ERR_INVALID_ARGUMENT', `"testFraction" expected a number in (0, 1), got ${describe(f)}`);
   const byClass: [string[], string[]] = [[], []];
   const seen = new Set<string>();
   for (const u of subjects) {
     const l = labels.get(u);
-    if (l !== 0 && l !== 1) fail('SH_ERR_INVALID_ARGUMENT', `"labels" expected a 0/1 label for every subject, got none for ${u}`);
+    if (l !== 0 && l !== 1)
+      fail('SH_ERR_INVALID_ARGUMENT', `"labels" expected a 0/1 label for every subject, got none for ${u}`);
     if (seen.has(u)) fail('SH_ERR_INVALID_ARGUMENT', `"subjects" expected distinct subjects, got ${u} twice`);
     seen.add(u);
     byClass[l].push(u);

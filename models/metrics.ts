@@ -9,22 +9,36 @@
 import { describe, fail } from '../core/errors.ts';
 
 /** Validated input: indices sorted by score, and the class sizes. */
-interface Checked { order: number[]; nBad: number; nGood: number }
+interface Checked {
+  order: number[];
+  nBad: number;
+  nGood: number;
+}
 
 function check(scores: readonly number[], labels: Uint8Array | readonly number[]): Checked {
-  if (!Array.isArray(scores)) fail('SH_ERR_INVALID_ARGUMENT', `"scores" expected an array of numbers, got ${describe(scores)}`);
-  if (!(labels instanceof Uint8Array) && !Array.isArray(labels)) fail('SH_ERR_INVALID_ARGUMENT', `"labels" expected a Uint8Array or an array of 0/1, got ${describe(labels)}`);
-  if (labels.length !== scores.length) fail('SH_ERR_INVALID_ARGUMENT', `"labels" expected ${scores.length} labels (one per score), got ${labels.length}`);
-  if (scores.length === 0) fail('SH_ERR_INVALID_ARGUMENT', '"scores" expected at least one bad and one good subject, got none');
+  if (!Array.isArray(scores))
+    fail('SH_ERR_INVALID_ARGUMENT', `"scores" expected an array of numbers, got ${describe(scores)}`);
+  if (!(labels instanceof Uint8Array) && !Array.isArray(labels))
+    fail('SH_ERR_INVALID_ARGUMENT', `"labels" expected a Uint8Array or an array of 0/1, got ${describe(labels)}`);
+  if (labels.length !== scores.length)
+    fail('SH_ERR_INVALID_ARGUMENT', `"labels" expected ${scores.length} labels (one per score), got ${labels.length}`);
+  if (scores.length === 0)
+    fail('SH_ERR_INVALID_ARGUMENT', '"scores" expected at least one bad and one good subject, got none');
   let nBad = 0;
   for (let i = 0; i < scores.length; i++) {
-    if (typeof scores[i] !== 'number' || !Number.isFinite(scores[i])) fail('SH_ERR_INVALID_ARGUMENT', `"scores[${i}]" expected a finite number, got ${describe(scores[i])}`);
+    if (typeof scores[i] !== 'number' || !Number.isFinite(scores[i]))
+      fail('SH_ERR_INVALID_ARGUMENT', `"scores[${i}]" expected a finite number, got ${describe(scores[i])}`);
     const l = labels[i];
-    if (l !== 0 && l !== 1) fail('SH_ERR_INVALID_ARGUMENT', `"labels[${i}]" expected 0 (good) or 1 (bad), got ${describe(l)}`);
+    if (l !== 0 && l !== 1)
+      fail('SH_ERR_INVALID_ARGUMENT', `"labels[${i}]" expected 0 (good) or 1 (bad), got ${describe(l)}`);
     nBad += l;
   }
   const nGood = scores.length - nBad;
-  if (nBad === 0 || nGood === 0) fail('SH_ERR_INVALID_ARGUMENT', `"labels" expected both classes, got ${nBad} bad and ${nGood} good`, { bad: nBad, good: nGood });
+  if (nBad === 0 || nGood === 0)
+    fail('SH_ERR_INVALID_ARGUMENT', `"labels" expected both classes, got ${nBad} bad and ${nGood} good`, {
+      bad: nBad,
+      good: nGood,
+    });
   const order = Array.from(scores.keys()).sort((a, b) => scores[a]! - scores[b]!);
   return { order, nBad, nGood };
 }

@@ -19,11 +19,29 @@ import { classAllows, type FieldSpec } from '../sandbox/catalog.ts';
 
 export const MAX_WEIGHT_DECIMALS = 6;
 
-export interface Bin { lo: string | null; hi: string | null; points: string }
-export interface LinearTerm { provider: string; field: string; weight: string }
-export interface ScorecardTerm { provider: string; field: string; bins: Bin[]; missingPoints?: string }
+export interface Bin {
+  lo: string | null;
+  hi: string | null;
+  points: string;
+}
+export interface LinearTerm {
+  provider: string;
+  field: string;
+  weight: string;
+}
+export interface ScorecardTerm {
+  provider: string;
+  field: string;
+  bins: Bin[];
+  missingPoints?: string;
+}
 export type ModelTerm = LinearTerm | ScorecardTerm;
-export interface ModelSpec { id: string; kind: 'linear' | 'scorecard'; intercept: string; terms: ModelTerm[] }
+export interface ModelSpec {
+  id: string;
+  kind: 'linear' | 'scorecard';
+  intercept: string;
+  terms: ModelTerm[];
+}
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
@@ -35,7 +53,11 @@ export function isScorecardTerm(t: ModelTerm): t is ScorecardTerm {
 function decimalText(v: unknown, what: string): string {
   if (typeof v === 'string' && /^[+-]?\d+(\.\d+)?$/.test(v.trim())) return v.trim();
   if (typeof v === 'number' && Number.isFinite(v) && !/e/i.test(String(v))) return String(v);
-  return fail('SH_ERR_MODEL_INVALID', `"${what}" expected a decimal number or decimal string, got ${JSON.stringify(v)}`, { field: what });
+  return fail(
+    'SH_ERR_MODEL_INVALID',
+    `"${what}" expected a decimal number or decimal string, got ${JSON.stringify(v)}`,
+    { field: what },
+  );
 }
 
 /** Weight-like decimal: at most 6 places (SH_ERR_MODEL_PRECISION). Returns value·10^6. */
@@ -49,33 +71,45 @@ function weight6(text: string, what: string): bigint {
  * @example parseModel({ id: 'm1', kind: 'linear', intercept: 0, terms: [{ provider: 'tax', field: 'vat_paid_12m', weight: 0.5 }] })
  */
 export function parseModel(input: unknown): ModelSpec {
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) fail('SH_ERR_MODEL_INVALID', '"model" expected a JSON object');
+  if (typeof input !== 'object' || input === null || Array.isArray(input))
+    fail('SH_ERR_MODEL_INVALID', '"model" expected a JSON object');
   const o = input as Record<string, unknown>;
   const allowed = new Set(['id', 'kind', 'intercept', 'terms', 'description']);
-  for (const k of Object.keys(o)) if (!allowed.has(k)) fail('SH_ERR_MODEL_INVALID', `"model" has unknown member ${JSON.stringify(k)}`);
-  if (typeof o.id !== 'string' || !ID.test(o.id)) fail('SH_ERR_MODEL_INVALID', `"id" expected ${ID}, got ${JSON.stringify(o.id)}`);
-  if (o.kind !== 'linear' && o.kind !== 'scorecard') fail('SH_ERR_MODEL_INVALID', `"kind" expected "linear" or "scorecard", got ${JSON.stringify(o.kind)}`);
+  for (const k of Object.keys(o))
+    if (!allowed.has(k)) fail('SH_ERR_MODEL_INVALID', `"model" has unknown member ${JSON.stringify(k)}`);
+  if (typeof o.id !== 'string' || !ID.test(o.id))
+    fail('SH_ERR_MODEL_INVALID', `"id" expected ${ID}, got ${JSON.stringify(o.id)}`);
+  if (o.kind !== 'linear' && o.kind !== 'scorecard')
+    fail('SH_ERR_MODEL_INVALID', `"kind" expected "linear" or "scorecard", got ${JSON.stringify(o.kind)}`);
   const intercept = decimalText(o.intercept ?? '0', 'intercept');
   weight6(intercept, 'intercept');
-  if (!Array.isArray(o.terms) || o.terms.length === 0) fail('SH_ERR_MODEL_INVALID', '"terms" expected a non-empty array');
+  if (!Array.isArray(o.terms) || o.terms.length === 0)
+    fail('SH_ERR_MODEL_INVALID', '"terms" expected a non-empty array');
   const seen = new Set<string>();
   const terms = o.terms.map((t: unknown, i: number): ModelTerm => {
     const at = `terms[${i}]`;
     if (typeof t !== 'object' || t === null) fail('SH_ERR_MODEL_INVALID', `"${at}" expected an object`);
     const r = t as Record<string, unknown>;
-    if (typeof r.provider !== 'string' || !ID.test(r.provider)) fail('SH_ERR_MODEL_INVALID', `"${at}.provider" expected a party id`);
-    if (typeof r.field !== 'string' || !/^[a-z][a-z0-9_]{0,47}$/.test(r.field)) fail('SH_ERR_MODEL_INVALID', `"${at}.field" expected a field name`);
+    if (typeof r.provider !== 'string' || !ID.test(r.provider))
+      fail('SH_ERR_MODEL_INVALID', `"${at}.provider" expected a party id`);
+    if (typeof r.field !== 'string' || !/^[a-z][a-z0-9_]{0,47}$/.test(r.field))
+      fail('SH_ERR_MODEL_INVALID', `"${at}.field" expected a field name`);
     const key = `${r.provider}/${r.field}`;
     if (seen.has(key)) fail('SH_ERR_MODEL_INVALID', `"${at}" repeats ${key}`);
     seen.add(key);
     if (o.kind === 'linear') {
-      for (const k of Object.keys(r)) if (!['provider', 'field', 'weight'].includes(k)) fail('SH_ERR_MODEL_INVALID', `"${at}" has unknown member ${JSON.stringify(k)} for a linear model`);
+      for (const k of Object.keys(r))
+        if (!['provider', 'field', 'weight'].includes(k))
+          fail('SH_ERR_MODEL_INVALID', `"${at}" has unknown member ${JSON.stringify(k)} for a linear model`);
       const w = decimalText(r.weight, `${at}.weight`);
       weight6(w, `${at}.weight`);
       return { provider: r.provider, field: r.field, weight: w };
     }
-    for (const k of Object.keys(r)) if (!['provider', 'field', 'bins', 'missingPoints'].includes(k)) fail('SH_ERR_MODEL_INVALID', `"${at}" has unknown member ${JSON.stringify(k)} for a scorecard`);
-    if (!Array.isArray(r.bins) || r.bins.length === 0) fail('SH_ERR_MODEL_INVALID', `"${at}.bins" expected a non-empty array`);
+    for (const k of Object.keys(r))
+      if (!['provider', 'field', 'bins', 'missingPoints'].includes(k))
+        fail('SH_ERR_MODEL_INVALID', `"${at}" has unknown member ${JSON.stringify(k)} for a scorecard`);
+    if (!Array.isArray(r.bins) || r.bins.length === 0)
+      fail('SH_ERR_MODEL_INVALID', `"${at}.bins" expected a non-empty array`);
     const bins = r.bins.map((b: unknown, j: number): Bin => {
       const bt = `${at}.bins[${j}]`;
       if (typeof b !== 'object' || b === null) fail('SH_ERR_MODEL_INVALID', `"${bt}" expected an object`);
@@ -143,9 +177,18 @@ export function compileModel(spec: ModelSpec, lookup: FieldLookup, t: bigint): C
   const hash = modelHash(spec);
   const fields = spec.terms.map((term, i) => {
     const f = lookup(term.provider, term.field);
-    if (!f) fail('SH_ERR_UNKNOWN_FIELD', `"terms[${i}]" names ${term.provider}/${term.field}, which no current dataset of ${term.provider} declares`, { provider: term.provider, field: term.field });
+    if (!f)
+      fail(
+        'SH_ERR_UNKNOWN_FIELD',
+        `"terms[${i}]" names ${term.provider}/${term.field}, which no current dataset of ${term.provider} declares`,
+        { provider: term.provider, field: term.field },
+      );
     if (f.type === 'id' || !classAllows(f.class, 'score')) {
-      fail('SH_ERR_MODEL_FIELD_CLASS', `"terms[${i}]" field ${term.provider}/${term.field} is ${f.class}${f.type === 'id' ? ' (token field)' : ''} and may not be used in a model`, { field: term.field });
+      fail(
+        'SH_ERR_MODEL_FIELD_CLASS',
+        `"terms[${i}]" field ${term.provider}/${term.field} is ${f.class}${f.type === 'id' ? ' (token field)' : ''} and may not be used in a model`,
+        { field: term.field },
+      );
     }
     return f;
   });
@@ -162,26 +205,49 @@ export function compileModel(spec: ModelSpec, lookup: FieldLookup, t: bigint): C
       const mag = m < 0n ? -m : m;
       // σ in fixed-point units (x·10^d), like the multiplier applies to; bounds' uniform σ when no statistics are published.
       const std = f.std !== undefined ? f.std * 10 ** f.decimals : Number(hi - lo) / Math.sqrt(12);
-      return { provider: term.provider, field: term.field, spec: f, columns: [{ column: f.name, multiplier: m }], missingOffset: undefined, bound: mag * absMax, spread: Number(mag) * std, effective: m !== 0n };
+      return {
+        provider: term.provider,
+        field: term.field,
+        spec: f,
+        columns: [{ column: f.name, multiplier: m }],
+        missingOffset: undefined,
+        bound: mag * absMax,
+        spread: Number(mag) * std,
+        effective: m !== 0n,
+      };
     }
     checkBins(term, f, i);
-    const pts = term.bins.map((b, j) => parseFixed(b.points, MAX_WEIGHT_DECIMALS, `terms[${i}].bins[${j}].points`) * pow10(D));
-    const missing = term.missingPoints === undefined ? undefined : parseFixed(term.missingPoints, MAX_WEIGHT_DECIMALS, `terms[${i}].missingPoints`) * pow10(D);
+    const pts = term.bins.map(
+      (b, j) => parseFixed(b.points, MAX_WEIGHT_DECIMALS, `terms[${i}].bins[${j}].points`) * pow10(D),
+    );
+    const missing =
+      term.missingPoints === undefined
+        ? undefined
+        : parseFixed(term.missingPoints, MAX_WEIGHT_DECIMALS, `terms[${i}].missingPoints`) * pow10(D);
     const mags = [...pts, ...(missing === undefined ? [] : [missing])].map((p) => (p < 0n ? -p : p));
     const bound = mags.reduce((a, b) => (b > a ? b : a), 0n);
     const min = pts.reduce((a, b) => (b < a ? b : a));
     const max = pts.reduce((a, b) => (b > a ? b : a));
     return {
-      provider: term.provider, field: term.field, spec: f,
+      provider: term.provider,
+      field: term.field,
+      spec: f,
       columns: pts.map((p, j) => ({ column: binColumn(hash, i, j), multiplier: p })),
-      missingOffset: missing, bound, spread: Number(max - min) / 2, effective: max !== min,
+      missingOffset: missing,
+      bound,
+      spread: Number(max - min) / 2,
+      effective: max !== min,
     };
   });
   const iMag = intercept < 0n ? -intercept : intercept;
   const bound = terms.reduce((a, t) => a + t.bound, iMag);
   const half = (t - 1n) / 2n;
   if (bound > half) {
-    fail('SH_ERR_BOUND_OVERFLOW', `model ${spec.id}: |score|·10^${scale} can reach ${bound}, more than (t−1)/2 = ${half}; reduce weights or use coarser field units`, { bound: bound.toString(), limit: half.toString() });
+    fail(
+      'SH_ERR_BOUND_OVERFLOW',
+      `model ${spec.id}: |score|·10^${scale} can reach ${bound}, more than (t−1)/2 = ${half}; reduce weights or use coarser field units`,
+      { bound: bound.toString(), limit: half.toString() },
+    );
   }
   return { spec, hash, scale, intercept, terms, bound };
 }
@@ -203,13 +269,19 @@ function checkBins(term: ScorecardTerm, f: FieldSpec, i: number): void {
     const { lo, hi } = edges[j]!;
     if (lo !== null && hi !== null && lo >= hi) fail('SH_ERR_MODEL_INVALID', `"${at}[${j}]" expected lo < hi`);
     if (j > 0 && (edges[j - 1]!.hi === null || lo === null || edges[j - 1]!.hi !== lo)) {
-      fail('SH_ERR_MODEL_INVALID', `"${at}[${j}]" expected lo equal to the previous bin's hi (bins must be contiguous and sorted)`);
+      fail(
+        'SH_ERR_MODEL_INVALID',
+        `"${at}[${j}]" expected lo equal to the previous bin's hi (bins must be contiguous and sorted)`,
+      );
     }
   }
   const first = edges[0]!.lo;
   const last = edges[edges.length - 1]!.hi;
   if ((first !== null && first > min) || (last !== null && last <= max)) {
-    fail('SH_ERR_MODEL_INVALID', `"${at}" expected to cover the field's range [${f.min}, ${f.max}] of ${term.provider}/${term.field}`);
+    fail(
+      'SH_ERR_MODEL_INVALID',
+      `"${at}" expected to cover the field's range [${f.min}, ${f.max}] of ${term.provider}/${term.field}`,
+    );
   }
 }
 

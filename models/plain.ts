@@ -9,7 +9,10 @@ import type { FieldSpec } from '../sandbox/catalog.ts';
 import { isScorecardTerm, type ModelSpec } from './model.ts';
 
 /** Exact decimal: value / 10^exp. */
-interface Dec { v: bigint; exp: number }
+interface Dec {
+  v: bigint;
+  exp: number;
+}
 
 const add = (a: Dec, b: Dec): Dec => {
   const e = Math.max(a.exp, b.exp);
@@ -53,7 +56,9 @@ export function evaluatePlain(
       total = add(total, { v: w.v * xv.v, exp: w.exp + xv.exp });
       continue;
     }
-    const bin = term.bins.find((b) => (b.lo === null || cmp(xv, dec(b.lo)) >= 0) && (b.hi === null || cmp(xv, dec(b.hi)) < 0));
+    const bin = term.bins.find(
+      (b) => (b.lo === null || cmp(xv, dec(b.lo)) >= 0) && (b.hi === null || cmp(xv, dec(b.hi)) < 0),
+    );
     if (!bin) throw new Error(`value outside bins for ${term.field}`);
     total = add(total, dec(bin.points));
   }
@@ -91,11 +96,17 @@ export function claimPlain(
   const c = values.map(asDec);
   const yes = (b: boolean) => (b ? 'yes' : 'no');
   switch (op) {
-    case 'eq': return yes(cmp(x, c[0]!) === 0);
-    case 'ne': return yes(cmp(x, c[0]!) !== 0);
-    case 'gte': return yes(cmp(x, c[0]!) >= 0);
-    case 'lte': return yes(cmp(x, c[0]!) <= 0);
-    case 'between': return yes(cmp(x, c[0]!) >= 0 && cmp(x, c[1]!) <= 0);
-    default: throw new Error(`op ${op} is not numeric`);
+    case 'eq':
+      return yes(cmp(x, c[0]!) === 0);
+    case 'ne':
+      return yes(cmp(x, c[0]!) !== 0);
+    case 'gte':
+      return yes(cmp(x, c[0]!) >= 0);
+    case 'lte':
+      return yes(cmp(x, c[0]!) <= 0);
+    case 'between':
+      return yes(cmp(x, c[0]!) >= 0 && cmp(x, c[1]!) <= 0);
+    default:
+      throw new Error(`op ${op} is not numeric`);
   }
 }

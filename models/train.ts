@@ -45,7 +45,12 @@ export interface TrainOptions {
  * max |g| ≈ 0.015 (the cap, not the tolerance, stops training; more iterations did not improve hold-out AUC).
  */
 export const DEFAULT_TRAIN: Readonly<TrainOptions> = Object.freeze({
-  scaleBits: 16, learningRate: 0.5, decay: 0.01, l2: 0.01, iterations: 30, tolerance: 1e-4,
+  scaleBits: 16,
+  learningRate: 0.5,
+  decay: 0.01,
+  l2: 0.01,
+  iterations: 30,
+  tolerance: 1e-4,
 });
 
 /**
@@ -59,11 +64,17 @@ export function trainOptions(o?: Partial<TrainOptions>): TrainOptions {
   }
   const given = (o ?? {}) as Record<string, unknown>;
   for (const k of Object.keys(given)) {
-    if (!(k in DEFAULT_TRAIN)) fail('SH_ERR_INVALID_ARGUMENT', `"options.${k}" is not a training option (expected one of ${Object.keys(DEFAULT_TRAIN).join(', ')})`, { option: k });
+    if (!(k in DEFAULT_TRAIN))
+      fail(
+        'SH_ERR_INVALID_ARGUMENT',
+        `"options.${k}" is not a training option (expected one of ${Object.keys(DEFAULT_TRAIN).join(', ')})`,
+        { option: k },
+      );
   }
   const pick = (k: keyof TrainOptions, ok: (v: number) => boolean, what: string): number => {
     const v = given[k] === undefined ? DEFAULT_TRAIN[k] : given[k];
-    if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v)) fail('SH_ERR_INVALID_ARGUMENT', `"options.${k}" expected ${what}, got ${describe(v)}`, { option: k });
+    if (typeof v !== 'number' || !Number.isFinite(v) || !ok(v))
+      fail('SH_ERR_INVALID_ARGUMENT', `"options.${k}" expected ${what}, got ${describe(v)}`, { option: k });
     return v;
   };
   return {
@@ -99,22 +110,37 @@ function checkData(X: readonly Column[], y: Uint8Array, nCols?: number): number 
   const n = y.length;
   if (n === 0) fail('SH_ERR_INVALID_ARGUMENT', '"y" expected at least one subject, got 0');
   for (let i = 0; i < n; i++) if (y[i]! > 1) fail('SH_ERR_INVALID_ARGUMENT', `"y[${i}]" expected 0 or 1, got ${y[i]}`);
-  if (!Array.isArray(X)) fail('SH_ERR_INVALID_ARGUMENT', `"X" expected an array of Uint8Array columns, got ${describe(X)}`);
-  if (nCols !== undefined && X.length !== nCols) fail('SH_ERR_INVALID_ARGUMENT', `"X" expected ${nCols} columns (one per weight), got ${X.length}`);
+  if (!Array.isArray(X))
+    fail('SH_ERR_INVALID_ARGUMENT', `"X" expected an array of Uint8Array columns, got ${describe(X)}`);
+  if (nCols !== undefined && X.length !== nCols)
+    fail('SH_ERR_INVALID_ARGUMENT', `"X" expected ${nCols} columns (one per weight), got ${X.length}`);
   X.forEach((col, b) => {
-    if (!(col instanceof Uint8Array || col instanceof Int16Array) || col.length !== n) fail('SH_ERR_INVALID_ARGUMENT', `"X[${b}]" expected a Uint8Array or Int16Array of ${n} (one per label), got ${describe(col)}`);
-    if (col instanceof Uint8Array) for (let i = 0; i < n; i++) if (col[i]! > 1) fail('SH_ERR_INVALID_ARGUMENT', `"X[${b}][${i}]" expected 0 or 1, got ${col[i]}`);
+    if (!(col instanceof Uint8Array || col instanceof Int16Array) || col.length !== n)
+      fail(
+        'SH_ERR_INVALID_ARGUMENT',
+        `"X[${b}]" expected a Uint8Array or Int16Array of ${n} (one per label), got ${describe(col)}`,
+      );
+    if (col instanceof Uint8Array)
+      for (let i = 0; i < n; i++)
+        if (col[i]! > 1) fail('SH_ERR_INVALID_ARGUMENT', `"X[${b}][${i}]" expected 0 or 1, got ${col[i]}`);
   });
   return n;
 }
 
 export function checkScale(scaleBits: number): bigint {
-  if (!Number.isInteger(scaleBits) || scaleBits < 1 || scaleBits > 32) fail('SH_ERR_INVALID_ARGUMENT', `"scaleBits" expected an integer 1..32, got ${describe(scaleBits)}`);
+  if (!Number.isInteger(scaleBits) || scaleBits < 1 || scaleBits > 32)
+    fail('SH_ERR_INVALID_ARGUMENT', `"scaleBits" expected an integer 1..32, got ${describe(scaleBits)}`);
   return 1n << BigInt(scaleBits);
 }
 
 export function checkModel(model: FixedModel): void {
-  if (typeof model !== 'object' || model === null || typeof model.W0 !== 'bigint' || !Array.isArray(model.W) || !model.W.every((w) => typeof w === 'bigint')) {
+  if (
+    typeof model !== 'object' ||
+    model === null ||
+    typeof model.W0 !== 'bigint' ||
+    !Array.isArray(model.W) ||
+    !model.W.every((w) => typeof w === 'bigint')
+  ) {
     fail('SH_ERR_INVALID_ARGUMENT', `"model" expected { W0: bigint, W: bigint[] }, got ${describe(model)}`);
   }
 }
@@ -126,7 +152,13 @@ export function checkModel(model: FixedModel): void {
  * @throws SH_ERR_INVALID_ARGUMENT for mismatched lengths, non-0/1 entries, or a bad scaleBits.
  * @example taylorGradientSums({ W0: 0n, W: [0n] }, [Uint8Array.of(1, 0)], Uint8Array.of(1, 0), 16) // { G0: 0n, G: [-131072n] }
  */
-export function taylorGradientSums(model: FixedModel, X: readonly Column[], y: Uint8Array, scaleBits: number, columnBits = 0): GradientSums {
+export function taylorGradientSums(
+  model: FixedModel,
+  X: readonly Column[],
+  y: Uint8Array,
+  scaleBits: number,
+  columnBits = 0,
+): GradientSums {
   checkModel(model);
   const s = checkScale(scaleBits);
   const n = checkData(X, y, model.W.length);
@@ -156,7 +188,13 @@ export function taylorGradientSums(model: FixedModel, X: readonly Column[], y: U
  * @throws SH_ERR_INVALID_ARGUMENT for a column index out of range or listed twice.
  * @example maxAbsD({ W0: -3n, W: [1n, -5n, 2n] }, [[0, 1], [2]], 1) === 3n + 5n + 2n + 4n
  */
-export function maxAbsD(model: FixedModel, groups: ReadonlyArray<readonly number[]>, scaleBits: number, columnBits = 0, columnMax = 1n): bigint {
+export function maxAbsD(
+  model: FixedModel,
+  groups: ReadonlyArray<readonly number[]>,
+  scaleBits: number,
+  columnBits = 0,
+  columnMax = 1n,
+): bigint {
   checkModel(model);
   const s = checkScale(scaleBits);
   const abs = (v: bigint): bigint => (v < 0n ? -v : v);
@@ -165,14 +203,21 @@ export function maxAbsD(model: FixedModel, groups: ReadonlyArray<readonly number
   groups.forEach((g, f) => {
     let m = 0n;
     for (const b of g) {
-      if (!Number.isInteger(b) || b < 0 || b >= model.W.length) fail('SH_ERR_INVALID_ARGUMENT', `"groups[${f}]" expected column indices 0..${model.W.length - 1}, got ${describe(b)}`);
-      if (seen[b]) fail('SH_ERR_INVALID_ARGUMENT', `"groups[${f}]" lists column ${b}, which another group already holds`);
+      if (!Number.isInteger(b) || b < 0 || b >= model.W.length)
+        fail(
+          'SH_ERR_INVALID_ARGUMENT',
+          `"groups[${f}]" expected column indices 0..${model.W.length - 1}, got ${describe(b)}`,
+        );
+      if (seen[b])
+        fail('SH_ERR_INVALID_ARGUMENT', `"groups[${f}]" lists column ${b}, which another group already holds`);
       seen[b] = 1;
       if (abs(model.W[b]!) > m) m = abs(model.W[b]!);
     }
     total += m * columnMax;
   });
-  model.W.forEach((w, b) => { if (!seen[b]) total += abs(w) * columnMax; });
+  model.W.forEach((w, b) => {
+    if (!seen[b]) total += abs(w) * columnMax;
+  });
   return total;
 }
 
@@ -184,12 +229,18 @@ export function maxAbsD(model: FixedModel, groups: ReadonlyArray<readonly number
  * @example sumGroupSize(1n << 20n, 1099511480321n, 8192) === 8192
  */
 export function sumGroupSize(maxD: bigint, t: bigint, slots: number): number {
-  if (typeof maxD !== 'bigint' || maxD < 0n) fail('SH_ERR_INVALID_ARGUMENT', `"maxD" expected a bigint ≥ 0, got ${describe(maxD)}`);
+  if (typeof maxD !== 'bigint' || maxD < 0n)
+    fail('SH_ERR_INVALID_ARGUMENT', `"maxD" expected a bigint ≥ 0, got ${describe(maxD)}`);
   if (typeof t !== 'bigint' || t < 3n) fail('SH_ERR_INVALID_ARGUMENT', `"t" expected a bigint ≥ 3, got ${describe(t)}`);
-  if (!Number.isSafeInteger(slots) || slots < 1) fail('SH_ERR_INVALID_ARGUMENT', `"slots" expected a positive integer, got ${describe(slots)}`);
+  if (!Number.isSafeInteger(slots) || slots < 1)
+    fail('SH_ERR_INVALID_ARGUMENT', `"slots" expected a positive integer, got ${describe(slots)}`);
   const half = (t - 1n) / 2n;
   if (maxD > half) {
-    fail('SH_ERR_BOUND_OVERFLOW', `training: |D| can reach ${maxD}, more than (t−1)/2 = ${half} even for single-subject sums; lower scaleBits or the learning rate`, { bound: maxD.toString(), limit: half.toString() });
+    fail(
+      'SH_ERR_BOUND_OVERFLOW',
+      `training: |D| can reach ${maxD}, more than (t−1)/2 = ${half} even for single-subject sums; lower scaleBits or the learning rate`,
+      { bound: maxD.toString(), limit: half.toString() },
+    );
   }
   let g = 1;
   while (g * 2 <= slots && BigInt(g * 2) * maxD <= half) g *= 2;
@@ -206,20 +257,44 @@ export function sumGroupSize(maxD: bigint, t: bigint, slots: number): number {
  *   weight leaves the exactly representable range (|w·s| ≥ 2^53: a diverging learning rate).
  * @example updateModel(model, taylorGradientSums(model, X, y, 16), y.length, 0, trainOptions())
  */
-export function updateModel(model: FixedModel, sums: GradientSums, n: number, iteration: number, o: TrainOptions, columnBits = 0): { model: FixedModel; maxGrad: number } {
+export function updateModel(
+  model: FixedModel,
+  sums: GradientSums,
+  n: number,
+  iteration: number,
+  o: TrainOptions,
+  columnBits = 0,
+): { model: FixedModel; maxGrad: number } {
   checkModel(model);
   const s = checkScale(o.scaleBits);
-  if (typeof sums !== 'object' || sums === null || typeof sums.G0 !== 'bigint' || !Array.isArray(sums.G) || sums.G.length !== model.W.length || !sums.G.every((g) => typeof g === 'bigint')) {
-    fail('SH_ERR_INVALID_ARGUMENT', `"sums" expected { G0: bigint, G: bigint[${model.W.length}] }, got ${describe(sums)}`);
+  if (
+    typeof sums !== 'object' ||
+    sums === null ||
+    typeof sums.G0 !== 'bigint' ||
+    !Array.isArray(sums.G) ||
+    sums.G.length !== model.W.length ||
+    !sums.G.every((g) => typeof g === 'bigint')
+  ) {
+    fail(
+      'SH_ERR_INVALID_ARGUMENT',
+      `"sums" expected { G0: bigint, G: bigint[${model.W.length}] }, got ${describe(sums)}`,
+    );
   }
-  if (!Number.isSafeInteger(n) || n < 1) fail('SH_ERR_INVALID_ARGUMENT', `"n" expected a positive integer, got ${describe(n)}`);
-  if (!Number.isSafeInteger(iteration) || iteration < 0) fail('SH_ERR_INVALID_ARGUMENT', `"iteration" expected an integer ≥ 0, got ${describe(iteration)}`);
+  if (!Number.isSafeInteger(n) || n < 1)
+    fail('SH_ERR_INVALID_ARGUMENT', `"n" expected a positive integer, got ${describe(n)}`);
+  if (!Number.isSafeInteger(iteration) || iteration < 0)
+    fail('SH_ERR_INVALID_ARGUMENT', `"iteration" expected an integer ≥ 0, got ${describe(iteration)}`);
   const sf = Number(s);
   const denom = 4 * sf * n;
   const lr = o.learningRate / (1 + o.decay * iteration);
   const quantize = (w: number, what: string): bigint => {
     const q = Math.round(w * sf);
-    if (!Number.isSafeInteger(q)) fail('SH_ERR_BOUND_OVERFLOW', `training diverged: ${what} = ${w} at iteration ${iteration}; lower the learning rate`, { iteration });
+    if (!Number.isSafeInteger(q))
+      fail(
+        'SH_ERR_BOUND_OVERFLOW',
+        `training diverged: ${what} = ${w} at iteration ${iteration}; lower the learning rate`,
+        { iteration },
+      );
     return BigInt(q);
   };
   // Standardized columns carry a factor c = 2^columnBits in D and another in X: g_0 = G_0/(4sn·c), g_b = G_b/(4sn·c²).
@@ -244,7 +319,12 @@ export function updateModel(model: FixedModel, sums: GradientSums, n: number, it
  * @throws SH_ERR_INVALID_ARGUMENT (data or options), SH_ERR_BOUND_OVERFLOW (divergence).
  * @example trainPlainFixed(X, y, trainOptions()).model.W.length === X.length
  */
-export function trainPlainFixed(X: readonly Column[], y: Uint8Array, o: TrainOptions, columnBits = 0): { model: FixedModel; iterations: number; history: Array<GradientSums & { maxGrad: number }> } {
+export function trainPlainFixed(
+  X: readonly Column[],
+  y: Uint8Array,
+  o: TrainOptions,
+  columnBits = 0,
+): { model: FixedModel; iterations: number; history: Array<GradientSums & { maxGrad: number }> } {
   const opts = trainOptions(o);
   const n = checkData(X, y);
   let model: FixedModel = { W0: 0n, W: new Array<bigint>(X.length).fill(0n) };
@@ -266,7 +346,12 @@ export function trainPlainFixed(X: readonly Column[], y: Uint8Array, o: TrainOpt
  * @throws SH_ERR_INVALID_ARGUMENT (data or options).
  * @example const { w0, w } = trainPlainFloat(X, y, trainOptions()) // logit = w0 + Σ w_b·X_b
  */
-export function trainPlainFloat(X: readonly Column[], y: Uint8Array, o: TrainOptions, columnBits = 0): { w0: number; w: number[]; iterations: number } {
+export function trainPlainFloat(
+  X: readonly Column[],
+  y: Uint8Array,
+  o: TrainOptions,
+  columnBits = 0,
+): { w0: number; w: number[]; iterations: number } {
   const opts = trainOptions(o);
   const n = checkData(X, y);
   let w0 = 0;
@@ -276,7 +361,10 @@ export function trainPlainFloat(X: readonly Column[], y: Uint8Array, o: TrainOpt
   for (let it = 0; it < opts.iterations; it++) {
     for (let i = 0; i < n; i++) r[i] = w0;
     const c = 2 ** columnBits;
-    X.forEach((col, b) => { const wb = w[b]!; if (wb !== 0) for (let i = 0; i < n; i++) if (col[i] !== 0) r[i]! += (wb * col[i]!) / c; });
+    X.forEach((col, b) => {
+      const wb = w[b]!;
+      if (wb !== 0) for (let i = 0; i < n; i++) if (col[i] !== 0) r[i]! += (wb * col[i]!) / c;
+    });
     for (let i = 0; i < n; i++) r[i] = 0.5 + r[i]! / 4 - y[i]!;
     let g0 = 0;
     for (let i = 0; i < n; i++) g0 += r[i]!;
@@ -297,4 +385,3 @@ export function trainPlainFloat(X: readonly Column[], y: Uint8Array, o: TrainOpt
   }
   return { w0, w, iterations };
 }
-

@@ -75,16 +75,44 @@ export function classAllows(cls: FieldClass, op: FieldOp): boolean {
 // --- catalog --------------------------------------------------------------------------------------------------
 
 const num = (
-  name: string, label: string, type: 'int' | 'decimal', decimals: number, min: string, max: string,
-  cls: FieldClass, unit?: string,
+  name: string,
+  label: string,
+  type: 'int' | 'decimal',
+  decimals: number,
+  min: string,
+  max: string,
+  cls: FieldClass,
+  unit?: string,
 ): FieldSpec => ({ name, label, type, decimals, min, max, class: cls, ...(unit === undefined ? {} : { unit }) });
-const bool = (name: string, label: string, cls: FieldClass): FieldSpec =>
-  ({ name, label, type: 'bool', decimals: 0, min: '0', max: '1', class: cls });
-const enm = (name: string, label: string, values: string[], cls: FieldClass): FieldSpec =>
-  ({ name, label, type: 'enum', decimals: 0, min: '0', max: String(values.length - 1), class: cls, values });
+const bool = (name: string, label: string, cls: FieldClass): FieldSpec => ({
+  name,
+  label,
+  type: 'bool',
+  decimals: 0,
+  min: '0',
+  max: '1',
+  class: cls,
+});
+const enm = (name: string, label: string, values: string[], cls: FieldClass): FieldSpec => ({
+  name,
+  label,
+  type: 'enum',
+  decimals: 0,
+  min: '0',
+  max: String(values.length - 1),
+  class: cls,
+  values,
+});
 /** String ids are uploaded only as OPRF tokens (docs/design.md §2), so membership tests are all that can be done with them. */
-const id = (name: string, label: string): FieldSpec =>
-  ({ name, label, type: 'id', decimals: 0, min: '', max: '', class: 'VERIFY_ONLY' });
+const id = (name: string, label: string): FieldSpec => ({
+  name,
+  label,
+  type: 'id',
+  decimals: 0,
+  min: '',
+  max: '',
+  class: 'VERIFY_ONLY',
+});
 
 const RESTRICTED: FieldClass[] = ['AUTH_QUERY', 'VERIFY_ONLY', 'MODEL_ONLY'];
 
@@ -184,9 +212,13 @@ const STANDARD = new Map<string, [string, FieldSpec]>(
 export function getCategory(id: string): CategorySpec {
   const c = CATALOG.find((x) => x.id === id);
   if (c === undefined) {
-    fail('SH_ERR_UNKNOWN_CATEGORY', `"category" expected one of ${CATALOG.map((x) => x.id).join(', ')}, got ${describe(id)}`, {
-      category: String(id),
-    });
+    fail(
+      'SH_ERR_UNKNOWN_CATEGORY',
+      `"category" expected one of ${CATALOG.map((x) => x.id).join(', ')}, got ${describe(id)}`,
+      {
+        category: String(id),
+      },
+    );
   }
   return c;
 }
@@ -229,8 +261,7 @@ function invalid(path: string, msg: string, field?: string): never {
   return fail('SH_ERR_SCHEMA_INVALID', `"${path}" ${msg}`, field === undefined ? { path } : { path, field });
 }
 
-const isRecord = (x: unknown): x is Record<string, unknown> =>
-  x !== null && typeof x === 'object' && !Array.isArray(x);
+const isRecord = (x: unknown): x is Record<string, unknown> => x !== null && typeof x === 'object' && !Array.isArray(x);
 
 /**
  * Validate a provider's dataset schema into a filled {@link DatasetSchema} (docs/design.md §2; fields from the catalog).
@@ -263,7 +294,8 @@ export function validateSchema(input: unknown): DatasetSchema {
   const seen = new Set<string>();
   const fields = raw.map((f, i) => {
     const spec = validateField(f, i, cat);
-    if (seen.has(spec.name)) invalid(`fields[${i}].name`, `expected a unique name, got duplicate "${spec.name}"`, spec.name);
+    if (seen.has(spec.name))
+      invalid(`fields[${i}].name`, `expected a unique name, got duplicate "${spec.name}"`, spec.name);
     seen.add(spec.name);
     return spec;
   });
@@ -284,7 +316,11 @@ function validateField(f: unknown, i: number, cat: CategorySpec): FieldSpec {
   if (std !== undefined) {
     for (const k of ['type', 'decimals', 'class', 'label', 'unit', 'values'] as const) {
       if (f[k] !== undefined && JSON.stringify(f[k]) !== JSON.stringify(std[k])) {
-        invalid(at(k), `expected the catalog's ${JSON.stringify(std[k] ?? null)} for standard field, got ${describe(f[k])}`, name);
+        invalid(
+          at(k),
+          `expected the catalog's ${JSON.stringify(std[k] ?? null)} for standard field, got ${describe(f[k])}`,
+          name,
+        );
       }
     }
     return { ...std, ...bounds(f, std, at, name), ...(std.values ? { values: [...std.values] } : {}) };
@@ -293,23 +329,31 @@ function validateField(f: unknown, i: number, cat: CategorySpec): FieldSpec {
   const other = STANDARD.get(name);
   if (other !== undefined) invalid(at('name'), `is a standard field of category ${other[0]}, not ${cat.id}`, name);
   const type = f.type as FieldType;
-  if (!FIELD_TYPES.includes(type)) invalid(at('type'), `expected one of ${FIELD_TYPES.join(', ')}, got ${describe(f.type)}`, name);
+  if (!FIELD_TYPES.includes(type))
+    invalid(at('type'), `expected one of ${FIELD_TYPES.join(', ')}, got ${describe(f.type)}`, name);
   const cls = f.class as FieldClass;
-  if (!FIELD_CLASSES.includes(cls)) invalid(at('class'), `expected one of ${FIELD_CLASSES.join(', ')}, got ${describe(f.class)}`, name);
+  if (!FIELD_CLASSES.includes(cls))
+    invalid(at('class'), `expected one of ${FIELD_CLASSES.join(', ')}, got ${describe(f.class)}`, name);
   if (!cat.allowedClasses.includes(cls)) {
-    fail('SH_ERR_FIELD_CLASS_NOT_ALLOWED',
+    fail(
+      'SH_ERR_FIELD_CLASS_NOT_ALLOWED',
       `"${at('class')}" expected one of ${cat.allowedClasses.join(', ')} for category ${cat.id}, got ${cls}`,
-      { field: name, category: cat.id, class: cls });
+      { field: name, category: cat.id, class: cls },
+    );
   }
   if (type === 'id' && cls !== 'VERIFY_ONLY') {
-    fail('SH_ERR_FIELD_CLASS_NOT_ALLOWED', `"${at('class')}" expected VERIFY_ONLY for an id field, got ${cls}`,
-      { field: name, category: cat.id, class: cls });
+    fail('SH_ERR_FIELD_CLASS_NOT_ALLOWED', `"${at('class')}" expected VERIFY_ONLY for an id field, got ${cls}`, {
+      field: name,
+      category: cat.id,
+      class: cls,
+    });
   }
   const decimals = f.decimals;
   if (typeof decimals !== 'number' || !Number.isInteger(decimals) || decimals < 0 || decimals > 6) {
     invalid(at('decimals'), `expected an integer 0..6, got ${describe(decimals)}`, name);
   }
-  if (type !== 'decimal' && decimals !== 0) invalid(at('decimals'), `expected 0 for type ${type}, got ${decimals}`, name);
+  if (type !== 'decimal' && decimals !== 0)
+    invalid(at('decimals'), `expected 0 for type ${type}, got ${decimals}`, name);
   const label = f.label ?? name;
   if (typeof label !== 'string' || label.length === 0 || label.length > 64) {
     invalid(at('label'), `expected a string of 1..64 characters, got ${describe(label)}`, name);
@@ -320,8 +364,13 @@ function validateField(f: unknown, i: number, cat: CategorySpec): FieldSpec {
   let values: string[] | undefined;
   if (type === 'enum') {
     const v = f.values;
-    if (!Array.isArray(v) || v.length === 0 || v.length > 256 ||
-      !v.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 64) || new Set(v).size !== v.length) {
+    if (
+      !Array.isArray(v) ||
+      v.length === 0 ||
+      v.length > 256 ||
+      !v.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 64) ||
+      new Set(v).size !== v.length
+    ) {
       invalid(at('values'), `expected 1..256 distinct labels of 1..64 characters, got ${describe(v)}`, name);
     }
     values = [...(v as string[])];
@@ -330,8 +379,13 @@ function validateField(f: unknown, i: number, cat: CategorySpec): FieldSpec {
   }
   // The type's full range: the outer limit for bool/enum/id, whose bounds may be omitted.
   const outer: FieldSpec = {
-    name, label: label as string, type, decimals: decimals as number, class: cls,
-    min: type === 'bool' || type === 'enum' ? '0' : '', max: type === 'bool' ? '1' : type === 'enum' ? String(values!.length - 1) : '',
+    name,
+    label: label as string,
+    type,
+    decimals: decimals as number,
+    class: cls,
+    min: type === 'bool' || type === 'enum' ? '0' : '',
+    max: type === 'bool' ? '1' : type === 'enum' ? String(values!.length - 1) : '',
   };
   if (type === 'int' || type === 'decimal') {
     if (f.min === undefined) invalid(at('min'), 'expected a decimal string, got nothing', name);
@@ -349,7 +403,12 @@ function validateField(f: unknown, i: number, cat: CategorySpec): FieldSpec {
  * The field's [min, max]: given bounds parsed exactly and checked to lie within `outer` (the catalog's bounds, or
  * the type's range; an int/decimal own field has no outer bounds), min ≤ max; omitted bounds default to `outer`.
  */
-function bounds(f: Record<string, unknown>, outer: FieldSpec, at: (k: string) => string, name: string): { min: string; max: string } {
+function bounds(
+  f: Record<string, unknown>,
+  outer: FieldSpec,
+  at: (k: string) => string,
+  name: string,
+): { min: string; max: string } {
   if (outer.type === 'id') {
     for (const k of ['min', 'max'] as const) {
       if (f[k] !== undefined && f[k] !== '') invalid(at(k), `expected "" for an id field, got ${describe(f[k])}`, name);
@@ -361,19 +420,23 @@ function bounds(f: Record<string, unknown>, outer: FieldSpec, at: (k: string) =>
     let v = f[k];
     if (v === undefined) return outer[k] === '' ? undefined : decimalToScaled(outer[k], d);
     if (typeof v === 'number') {
-      if (!Number.isSafeInteger(v)) invalid(at(k), `expected a decimal string (numbers only as safe integers), got ${v}`, name);
+      if (!Number.isSafeInteger(v))
+        invalid(at(k), `expected a decimal string (numbers only as safe integers), got ${v}`, name);
       v = String(v);
     }
     const s = decimalToScaled(v as string, d);
-    if (s === undefined) invalid(at(k), `expected a decimal string with at most ${d} decimal places, got ${describe(v)}`, name);
+    if (s === undefined)
+      invalid(at(k), `expected a decimal string with at most ${d} decimal places, got ${describe(v)}`, name);
     return s;
   };
   const lo = parse('min')!;
   const hi = parse('max')!;
   const oLo = outer.min === '' ? undefined : decimalToScaled(outer.min, d)!;
   const oHi = outer.max === '' ? undefined : decimalToScaled(outer.max, d)!;
-  if (oLo !== undefined && lo < oLo) invalid(at('min'), `expected ≥ ${outer.min} (bounds may only narrow), got ${scaledToDecimal(lo, d)}`, name);
-  if (oHi !== undefined && hi > oHi) invalid(at('max'), `expected ≤ ${outer.max} (bounds may only narrow), got ${scaledToDecimal(hi, d)}`, name);
+  if (oLo !== undefined && lo < oLo)
+    invalid(at('min'), `expected ≥ ${outer.min} (bounds may only narrow), got ${scaledToDecimal(lo, d)}`, name);
+  if (oHi !== undefined && hi > oHi)
+    invalid(at('max'), `expected ≤ ${outer.max} (bounds may only narrow), got ${scaledToDecimal(hi, d)}`, name);
   if (lo > hi) invalid(at('min'), `expected ≤ max ${scaledToDecimal(hi, d)}, got ${scaledToDecimal(lo, d)}`, name);
   return { min: scaledToDecimal(lo, d), max: scaledToDecimal(hi, d) };
 }

@@ -57,7 +57,14 @@ export interface SignedRevocation {
 }
 export type ConsentStatus = 'OK' | 'NO_CONSENT' | 'EXPIRED' | 'REVOKED' | 'OUT_OF_SCOPE' | 'BAD_SIGNATURE';
 /** Every status, in a fixed order (a compact code for passing many statuses between threads). */
-export const CONSENT_STATUSES: readonly ConsentStatus[] = ['OK', 'NO_CONSENT', 'EXPIRED', 'REVOKED', 'OUT_OF_SCOPE', 'BAD_SIGNATURE'];
+export const CONSENT_STATUSES: readonly ConsentStatus[] = [
+  'OK',
+  'NO_CONSENT',
+  'EXPIRED',
+  'REVOKED',
+  'OUT_OF_SCOPE',
+  'BAD_SIGNATURE',
+];
 /** What {@link createConsent} takes: the statement without id; nonce optional (random when omitted). */
 export interface ConsentInput {
   subject: string;
@@ -89,15 +96,24 @@ const CONSENT_ID = /^c_[0-9a-f]{32}$/;
 const NONCE = /^[0-9a-f]{32}$/;
 const SIGNATURE = /^[0-9a-f]{128}$/;
 const ISO_UTC = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d{1,3})?Z$/;
-const CONSENT_KEYS = ['categories', 'grantee', 'id', 'nonce', 'notAfter', 'notBefore', 'operations', 'purpose', 'subject'];
+const CONSENT_KEYS = [
+  'categories',
+  'grantee',
+  'id',
+  'nonce',
+  'notAfter',
+  'notBefore',
+  'operations',
+  'purpose',
+  'subject',
+];
 const REVOCATION_KEYS = ['consentId', 'nonce', 'revokedAt', 'subject'];
 
 function invalid(path: string, msg: string): never {
   return fail('SH_ERR_CONSENT_INVALID', `"${path}" ${msg}`, { path });
 }
 
-const isRecord = (x: unknown): x is Record<string, unknown> =>
-  x !== null && typeof x === 'object' && !Array.isArray(x);
+const isRecord = (x: unknown): x is Record<string, unknown> => x !== null && typeof x === 'object' && !Array.isArray(x);
 
 function checkKeys(x: Record<string, unknown>, keys: readonly string[], what: string): void {
   for (const k of Object.keys(x)) if (!keys.includes(k)) invalid(k, `is not a ${what} key`);
@@ -125,7 +141,8 @@ function checkList<T extends string>(path: string, v: unknown, ok: (s: string) =
   if (!Array.isArray(v) || v.length === 0 || v.length > 64 || new Set(v).size !== v.length) {
     invalid(path, `expected 1..64 distinct ${what}, got ${describe(v)}`);
   }
-  for (const [i, s] of v.entries()) if (typeof s !== 'string' || !ok(s)) invalid(`${path}[${i}]`, `expected ${what}, got ${describe(s)}`);
+  for (const [i, s] of v.entries())
+    if (typeof s !== 'string' || !ok(s)) invalid(`${path}[${i}]`, `expected ${what}, got ${describe(s)}`);
   return [...(v as T[])];
 }
 
@@ -155,19 +172,33 @@ export function validateConsentStatement(x: unknown): ConsentStatement {
   if (!isRecord(x)) invalid('statement', `expected an object, got ${describe(x)}`);
   checkKeys(x, CONSENT_KEYS, 'consent');
   const subject = checkSubject(x.subject);
-  if (typeof x.grantee !== 'string' || !PARTY.test(x.grantee)) invalid('grantee', `expected a party id, got ${describe(x.grantee)}`);
+  if (typeof x.grantee !== 'string' || !PARTY.test(x.grantee))
+    invalid('grantee', `expected a party id, got ${describe(x.grantee)}`);
   if (typeof x.purpose !== 'string' || !PURPOSE.test(x.purpose)) {
     invalid('purpose', `expected ^[a-z][a-z0-9_.-]{0,63}$, got ${describe(x.purpose)}`);
   }
   const categories = checkList<string>('categories', x.categories, knownCategory, 'catalog category ids');
-  const operations = checkList<ConsentOp>('operations', x.operations, (s) => OPS.includes(s as ConsentOp), 'score, verify or train');
+  const operations = checkList<ConsentOp>(
+    'operations',
+    x.operations,
+    (s) => OPS.includes(s as ConsentOp),
+    'score, verify or train',
+  );
   const nb = isoMillis('notBefore', x.notBefore);
   const na = isoMillis('notAfter', x.notAfter);
-  if (!(nb < na)) invalid('notAfter', `expected later than notBefore ${x.notBefore as string}, got ${x.notAfter as string}`);
-  if (typeof x.nonce !== 'string' || !NONCE.test(x.nonce)) invalid('nonce', `expected 32 lowercase hex characters, got ${describe(x.nonce)}`);
+  if (!(nb < na))
+    invalid('notAfter', `expected later than notBefore ${x.notBefore as string}, got ${x.notAfter as string}`);
+  if (typeof x.nonce !== 'string' || !NONCE.test(x.nonce))
+    invalid('nonce', `expected 32 lowercase hex characters, got ${describe(x.nonce)}`);
   const rest = {
-    subject, grantee: x.grantee as string, purpose: x.purpose as string, categories, operations,
-    notBefore: x.notBefore as string, notAfter: x.notAfter as string, nonce: x.nonce as string,
+    subject,
+    grantee: x.grantee as string,
+    purpose: x.purpose as string,
+    categories,
+    operations,
+    notBefore: x.notBefore as string,
+    notAfter: x.notAfter as string,
+    nonce: x.nonce as string,
   };
   const id = consentId(rest);
   if (x.id !== id) invalid('id', `expected the content-derived id ${id}, got ${describe(x.id)}`);
@@ -198,8 +229,13 @@ export function createConsent(input: ConsentInput, secretKey: Uint8Array): Signe
   if (!isRecord(input)) invalid('statement', `expected an object, got ${describe(input)}`);
   const rest = {
     subject: typeof input.subject === 'string' ? parseUscc(input.subject) : input.subject,
-    grantee: input.grantee, purpose: input.purpose, categories: input.categories, operations: input.operations,
-    notBefore: toIso(input.notBefore), notAfter: toIso(input.notAfter), nonce: input.nonce ?? bytesToHex(randomBytes(16)),
+    grantee: input.grantee,
+    purpose: input.purpose,
+    categories: input.categories,
+    operations: input.operations,
+    notBefore: toIso(input.notBefore),
+    notAfter: toIso(input.notAfter),
+    nonce: input.nonce ?? bytesToHex(randomBytes(16)),
   };
   const statement = validateConsentStatement({ id: consentId(rest), ...rest });
   const signature = bytesToHex(ed25519Sign(canonicalBytes({ type: CONSENT_TYPE, ...statement }), sk));
@@ -244,7 +280,8 @@ export function validateRevocationStatement(x: unknown): RevocationStatement {
   }
   const subject = checkSubject(x.subject);
   isoMillis('revokedAt', x.revokedAt);
-  if (typeof x.nonce !== 'string' || !NONCE.test(x.nonce)) invalid('nonce', `expected 32 lowercase hex characters, got ${describe(x.nonce)}`);
+  if (typeof x.nonce !== 'string' || !NONCE.test(x.nonce))
+    invalid('nonce', `expected 32 lowercase hex characters, got ${describe(x.nonce)}`);
   return { consentId: x.consentId, subject, revokedAt: x.revokedAt as string, nonce: x.nonce };
 }
 
@@ -257,11 +294,16 @@ export function validateRevocationStatement(x: unknown): RevocationStatement {
  * @example createRevocation(consent.statement.id, consent.statement.subject, sk).statement.consentId
  */
 export function createRevocation(
-  consentId: string, subject: string, secretKey: Uint8Array, revokedAt: string | Date = new Date(),
+  consentId: string,
+  subject: string,
+  secretKey: Uint8Array,
+  revokedAt: string | Date = new Date(),
 ): SignedRevocation {
   const sk = secretKeyBytes(secretKey);
   const statement = validateRevocationStatement({
-    consentId, subject: typeof subject === 'string' ? parseUscc(subject) : subject, revokedAt: toIso(revokedAt),
+    consentId,
+    subject: typeof subject === 'string' ? parseUscc(subject) : subject,
+    revokedAt: toIso(revokedAt),
     nonce: bytesToHex(randomBytes(16)),
   });
   const signature = bytesToHex(ed25519Sign(canonicalBytes({ type: REVOCATION_TYPE, ...statement }), sk));
@@ -284,7 +326,12 @@ export function verifyRevocation(signed: SignedRevocation, publicKey: Uint8Array
 
 /** Precedence of statuses across a subject's consents: the best one is reported. */
 const RANK: Readonly<Record<ConsentStatus, number>> = {
-  OK: 5, REVOKED: 4, EXPIRED: 3, OUT_OF_SCOPE: 2, BAD_SIGNATURE: 1, NO_CONSENT: 0,
+  OK: 5,
+  REVOKED: 4,
+  EXPIRED: 3,
+  OUT_OF_SCOPE: 2,
+  BAD_SIGNATURE: 1,
+  NO_CONSENT: 0,
 };
 
 function arg(path: string, msg: string): never {
@@ -294,10 +341,16 @@ function arg(path: string, msg: string): never {
 function checkRequest(req: ConsentRequest): { subject: string; at: number } {
   if (!isRecord(req)) arg('req', `expected an object, got ${describe(req)}`);
   const subject = parseUscc(req.subject);
-  if (typeof req.bank !== 'string' || req.bank === '') arg('req.bank', `expected a party id, got ${describe(req.bank)}`);
+  if (typeof req.bank !== 'string' || req.bank === '')
+    arg('req.bank', `expected a party id, got ${describe(req.bank)}`);
   if (typeof req.purpose !== 'string') arg('req.purpose', `expected a string, got ${describe(req.purpose)}`);
-  if (!OPS.includes(req.operation)) arg('req.operation', `expected score, verify or train, got ${describe(req.operation)}`);
-  if (!Array.isArray(req.categories) || req.categories.length === 0 || !req.categories.every((c) => typeof c === 'string')) {
+  if (!OPS.includes(req.operation))
+    arg('req.operation', `expected score, verify or train, got ${describe(req.operation)}`);
+  if (
+    !Array.isArray(req.categories) ||
+    req.categories.length === 0 ||
+    !req.categories.every((c) => typeof c === 'string')
+  ) {
     arg('req.categories', `expected a non-empty array of category ids, got ${describe(req.categories)}`);
   }
   const at = req.at instanceof Date ? req.at.getTime() : NaN;
@@ -341,7 +394,11 @@ export function consentStatus(
   const revoked = new Set<string>();
   if (subjectKey !== undefined) {
     for (const r of revocations) {
-      if (verifyRevocation(r, subjectKey) && r.statement.subject === subject && Date.parse(r.statement.revokedAt) <= at) {
+      if (
+        verifyRevocation(r, subjectKey) &&
+        r.statement.subject === subject &&
+        Date.parse(r.statement.revokedAt) <= at
+      ) {
         revoked.add(r.statement.consentId);
       }
     }
@@ -360,7 +417,11 @@ export function consentStatus(
 }
 
 function candidateStatus(
-  c: SignedConsent, req: ConsentRequest, at: number, revoked: Set<string>, subjectKey: Uint8Array | undefined,
+  c: SignedConsent,
+  req: ConsentRequest,
+  at: number,
+  revoked: Set<string>,
+  subjectKey: Uint8Array | undefined,
 ): ConsentStatus {
   if (subjectKey === undefined || !verifyConsentSignature(c, subjectKey)) return 'BAD_SIGNATURE';
   let st: ConsentStatement;
@@ -369,8 +430,12 @@ function candidateStatus(
   } catch {
     return 'BAD_SIGNATURE';
   }
-  if (st.purpose !== req.purpose || !st.operations.includes(req.operation) ||
-    !req.categories.every((k) => st.categories.includes(k))) return 'OUT_OF_SCOPE';
+  if (
+    st.purpose !== req.purpose ||
+    !st.operations.includes(req.operation) ||
+    !req.categories.every((k) => st.categories.includes(k))
+  )
+    return 'OUT_OF_SCOPE';
   if (revoked.has(st.id)) return 'REVOKED';
   if (Date.parse(st.notAfter) <= at) return 'EXPIRED';
   if (Date.parse(st.notBefore) > at) return 'NO_CONSENT';

@@ -39,11 +39,22 @@ export const DEFAULT_POLICY: Readonly<Policy> = Object.freeze({
 /** Fill and validate a policy. @throws SH_ERR_INVALID_ARGUMENT */
 export function policy(overrides: Partial<Policy> = {}): Policy {
   const p = { ...DEFAULT_POLICY, ...overrides };
-  if (!Number.isInteger(p.minFieldsPerProvider) || p.minFieldsPerProvider < 1) fail('SH_ERR_INVALID_ARGUMENT', `"minFieldsPerProvider" expected an integer ≥ 1, got ${p.minFieldsPerProvider}`);
-  if (!(p.maxFieldVarianceShare > 0 && p.maxFieldVarianceShare <= 1)) fail('SH_ERR_INVALID_ARGUMENT', `"maxFieldVarianceShare" expected (0, 1], got ${p.maxFieldVarianceShare}`);
-  if (!Number.isInteger(p.maxSubjectsPerJob) || p.maxSubjectsPerJob < 1) fail('SH_ERR_INVALID_ARGUMENT', `"maxSubjectsPerJob" expected an integer ≥ 1, got ${p.maxSubjectsPerJob}`);
-  for (const k of ['maxClaimsPerJob', 'verifyBudgetPerEpoch', 'verifyEpochDays', 'minComparisonR', 'minTrainingCohort', 'blobRetentionDays'] as const) {
-    if (!Number.isInteger(p[k]) || p[k] < 1) fail('SH_ERR_INVALID_ARGUMENT', `"${k}" expected an integer ≥ 1, got ${p[k]}`);
+  if (!Number.isInteger(p.minFieldsPerProvider) || p.minFieldsPerProvider < 1)
+    fail('SH_ERR_INVALID_ARGUMENT', `"minFieldsPerProvider" expected an integer ≥ 1, got ${p.minFieldsPerProvider}`);
+  if (!(p.maxFieldVarianceShare > 0 && p.maxFieldVarianceShare <= 1))
+    fail('SH_ERR_INVALID_ARGUMENT', `"maxFieldVarianceShare" expected (0, 1], got ${p.maxFieldVarianceShare}`);
+  if (!Number.isInteger(p.maxSubjectsPerJob) || p.maxSubjectsPerJob < 1)
+    fail('SH_ERR_INVALID_ARGUMENT', `"maxSubjectsPerJob" expected an integer ≥ 1, got ${p.maxSubjectsPerJob}`);
+  for (const k of [
+    'maxClaimsPerJob',
+    'verifyBudgetPerEpoch',
+    'verifyEpochDays',
+    'minComparisonR',
+    'minTrainingCohort',
+    'blobRetentionDays',
+  ] as const) {
+    if (!Number.isInteger(p[k]) || p[k] < 1)
+      fail('SH_ERR_INVALID_ARGUMENT', `"${k}" expected an integer ≥ 1, got ${p[k]}`);
   }
   return p;
 }

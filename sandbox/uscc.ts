@@ -81,9 +81,13 @@ export function parseUscc(s: string): string {
     fail('SH_ERR_USCC_FORMAT', `"uscc" expected 18 characters, got ${u.length}`, { length: u.length });
   }
   if (!FORMAT.test(u)) {
-    fail('SH_ERR_USCC_FORMAT', `"uscc" expected GB 32100 characters (${USCC_ALPHABET}; digits at 3–8), got ${describe(u)}`, {
-      uscc: u,
-    });
+    fail(
+      'SH_ERR_USCC_FORMAT',
+      `"uscc" expected GB 32100 characters (${USCC_ALPHABET}; digits at 3–8), got ${describe(u)}`,
+      {
+        uscc: u,
+      },
+    );
   }
   const org = orgCodeCheckChar(u.slice(8, 16));
   if (u[16] !== org) {
@@ -113,8 +117,26 @@ export function isValidUscc(s: unknown): boolean {
 
 /** Real GB/T 2260 county-level divisions, so generated codes look like registrations in those districts. */
 const DIVISIONS = [
-  '110105', '110108', '110115', '120116', '310104', '310115', '320505', '330106', '330110', '340104',
-  '350102', '350203', '370202', '420111', '440106', '440300', '440305', '500112', '510107', '610113',
+  '110105',
+  '110108',
+  '110115',
+  '120116',
+  '310104',
+  '310115',
+  '320505',
+  '330106',
+  '330110',
+  '340104',
+  '350102',
+  '350203',
+  '370202',
+  '420111',
+  '440106',
+  '440300',
+  '440305',
+  '500112',
+  '510107',
+  '610113',
 ] as const;
 
 function cryptoRng(): number {
@@ -150,12 +172,16 @@ export function randomUscc(rng: () => number = cryptoRng): string {
  * @throws SH_ERR_USCC_FORMAT, SH_ERR_USCC_CHECK with `{ index }`.
  */
 export function parseSubjectList(list: readonly string[]): string[] {
-  return [...new Set(list.map((s, i) => {
-    try {
-      return parseUscc(s);
-    } catch (err) {
-      const e = err as { code: 'SH_ERR_USCC_FORMAT'; message: string };
-      return fail(e.code, `subjects[${i}]: ${e.message}`, { index: i }, err);
-    }
-  }))];
+  return [
+    ...new Set(
+      list.map((s, i) => {
+        try {
+          return parseUscc(s);
+        } catch (err) {
+          const e = err as { code: 'SH_ERR_USCC_FORMAT'; message: string };
+          return fail(e.code, `subjects[${i}]: ${e.message}`, { index: i }, err);
+        }
+      }),
+    ),
+  ];
 }

@@ -24,12 +24,22 @@ export function encodeValue(spec: FieldSpec, cell: string, line?: number): bigin
       const t = text.toLowerCase();
       if (t === 'true' || t === '1') v = 1n;
       else if (t === 'false' || t === '0') v = 0n;
-      else return fail('SH_ERR_CSV_VALUE', `"${spec.name}" expected true/false or 1/0, got ${JSON.stringify(cell)}${at}`, d);
+      else
+        return fail(
+          'SH_ERR_CSV_VALUE',
+          `"${spec.name}" expected true/false or 1/0, got ${JSON.stringify(cell)}${at}`,
+          d,
+        );
       break;
     }
     case 'enum': {
       const i = (spec.values ?? []).indexOf(text);
-      if (i < 0) return fail('SH_ERR_CSV_VALUE', `"${spec.name}" expected one of ${(spec.values ?? []).join('|')}, got ${JSON.stringify(cell)}${at}`, d);
+      if (i < 0)
+        return fail(
+          'SH_ERR_CSV_VALUE',
+          `"${spec.name}" expected one of ${(spec.values ?? []).join('|')}, got ${JSON.stringify(cell)}${at}`,
+          d,
+        );
       v = BigInt(i);
       break;
     }
@@ -42,12 +52,20 @@ export function encodeValue(spec: FieldSpec, cell: string, line?: number): bigin
       }
       break;
     default:
-      return fail('SH_ERR_CSV_VALUE', `"${spec.name}" is a token (id) field; token upload is not part of numeric ingest${at}`, d);
+      return fail(
+        'SH_ERR_CSV_VALUE',
+        `"${spec.name}" is a token (id) field; token upload is not part of numeric ingest${at}`,
+        d,
+      );
   }
   const min = parseFixed(spec.min, spec.decimals);
   const max = parseFixed(spec.max, spec.decimals);
   if (v < min || v > max) {
-    fail('SH_ERR_CSV_VALUE', `"${spec.name}" expected a value in [${spec.min}, ${spec.max}], got ${JSON.stringify(cell)}${at}`, d);
+    fail(
+      'SH_ERR_CSV_VALUE',
+      `"${spec.name}" expected a value in [${spec.min}, ${spec.max}], got ${JSON.stringify(cell)}${at}`,
+      d,
+    );
   }
   return v;
 }

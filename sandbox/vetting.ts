@@ -31,7 +31,11 @@ export function vetModel(model: VettableModel, policy: Policy): VettingReport {
   for (const [provider, terms] of byProvider) {
     const effective = terms.filter((t) => t.effective);
     if (effective.length < policy.minFieldsPerProvider) {
-      fail('SH_ERR_MODEL_EXTRACTION', `model ${model.spec.id} uses ${effective.length} effective field(s) of ${provider}; at least ${policy.minFieldsPerProvider} are required`, { provider, fields: effective.length });
+      fail(
+        'SH_ERR_MODEL_EXTRACTION',
+        `model ${model.spec.id} uses ${effective.length} effective field(s) of ${provider}; at least ${policy.minFieldsPerProvider} are required`,
+        { provider, fields: effective.length },
+      );
     }
     const total = effective.reduce((a, t) => a + t.spread * t.spread, 0);
     let maxShare = 0;
@@ -41,7 +45,11 @@ export function vetModel(model: VettableModel, policy: Policy): VettingReport {
       if (share > maxShare) [maxShare, maxShareField] = [share, t.field];
     }
     if (maxShare > policy.maxFieldVarianceShare) {
-      fail('SH_ERR_MODEL_EXTRACTION', `model ${model.spec.id}: field ${provider}/${maxShareField} carries ${(maxShare * 100).toFixed(1)}% of ${provider}'s score variance (limit ${(policy.maxFieldVarianceShare * 100).toFixed(0)}%)`, { provider, field: maxShareField });
+      fail(
+        'SH_ERR_MODEL_EXTRACTION',
+        `model ${model.spec.id}: field ${provider}/${maxShareField} carries ${(maxShare * 100).toFixed(1)}% of ${provider}'s score variance (limit ${(policy.maxFieldVarianceShare * 100).toFixed(0)}%)`,
+        { provider, field: maxShareField },
+      );
     }
     providers.push({ provider, effectiveFields: effective.length, maxShare, maxShareField });
   }

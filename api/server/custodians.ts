@@ -12,13 +12,19 @@ export class Custodians {
 
   constructor(engine: Engine) {
     this.engine = engine;
-    engine.store.db.exec('CREATE TABLE IF NOT EXISTS api_custodians (provider TEXT PRIMARY KEY, url TEXT NOT NULL, registered_at TEXT NOT NULL);');
+    engine.store.db.exec(
+      'CREATE TABLE IF NOT EXISTS api_custodians (provider TEXT PRIMARY KEY, url TEXT NOT NULL, registered_at TEXT NOT NULL);',
+    );
   }
 
   /** Connects the provider's custodian at `url` (it must answer as that provider) and remembers the address. */
   async register(provider: string, url: string): Promise<void> {
     await this.connect(provider, url);
-    this.engine.store.db.prepare('INSERT INTO api_custodians (provider, url, registered_at) VALUES (?, ?, ?) ON CONFLICT(provider) DO UPDATE SET url = excluded.url, registered_at = excluded.registered_at').run(provider, url, new Date().toISOString());
+    this.engine.store.db
+      .prepare(
+        'INSERT INTO api_custodians (provider, url, registered_at) VALUES (?, ?, ?) ON CONFLICT(provider) DO UPDATE SET url = excluded.url, registered_at = excluded.registered_at',
+      )
+      .run(provider, url, new Date().toISOString());
   }
 
   /** Reconnect custodians registered in an earlier run (lazily, before a job needs them). */
@@ -30,8 +36,12 @@ export class Custodians {
       } catch {
         // not connected in this process yet
       }
-      const row = this.engine.store.db.prepare('SELECT url FROM api_custodians WHERE provider = ?').get(p) as { url: string } | undefined;
-      if (!row) fail('SH_ERR_UNAVAILABLE', `provider ${p} has not registered a custodian (run \`safehouse custodian\`)`, { provider: p });
+      const row = this.engine.store.db.prepare('SELECT url FROM api_custodians WHERE provider = ?').get(p) as
+        { url: string } | undefined;
+      if (!row)
+        fail('SH_ERR_UNAVAILABLE', `provider ${p} has not registered a custodian (run \`safehouse custodian\`)`, {
+          provider: p,
+        });
       await this.connect(p, row.url);
     }
   }
@@ -44,7 +54,8 @@ export class Custodians {
       if (isCoded(err)) throw err;
       return fail('SH_ERR_UNAVAILABLE', `custodian of ${provider} at ${url} cannot be reached`, { provider }, err);
     }
-    if (c.provider !== provider) fail('SH_ERR_FORBIDDEN', `the custodian at ${url} is ${c.provider}'s, not ${provider}'s`);
+    if (c.provider !== provider)
+      fail('SH_ERR_FORBIDDEN', `the custodian at ${url} is ${c.provider}'s, not ${provider}'s`);
     this.engine.registry.connectCustodian(c);
   }
 }

@@ -86,7 +86,15 @@ export class EngineServer {
     const { engine } = this.opts;
     // Fastify's default Ajv options strip unknown properties (removeAdditional) and coerce types (coerceTypes): schemas
     // here are strict (`additionalProperties: false`, strings stay strings), so an extra key or a wrong type is a 400.
-    const app = Fastify({ bodyLimit: this.opts.bodyLimit ?? 16 * 1024 * 1024, logger: false, onProtoPoisoning: 'error', onConstructorPoisoning: 'error', return503OnClosing: true, ajv: { customOptions: { removeAdditional: false, coerceTypes: false } }, frameworkErrors });
+    const app = Fastify({
+      bodyLimit: this.opts.bodyLimit ?? 16 * 1024 * 1024,
+      logger: false,
+      onProtoPoisoning: 'error',
+      onConstructorPoisoning: 'error',
+      return503OnClosing: true,
+      ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+      frameworkErrors,
+    });
     // Only JSON and octet-stream bodies are accepted: anything else (text/plain included) is a 415. Both keep the raw
     // bytes, which the request signature's content digest covers.
     app.removeContentTypeParser('text/plain');
@@ -96,10 +104,14 @@ export class EngineServer {
       if ((body as Buffer).length === 0) return done(null, undefined);
       json(req, (body as Buffer).toString('utf8'), done);
     });
-    app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: this.opts.blobLimit ?? 32 * 1024 * 1024 }, (req, body, done) => {
-      (req as FastifyRequest).rawBody = body as Buffer;
-      done(null, body);
-    });
+    app.addContentTypeParser(
+      'application/octet-stream',
+      { parseAs: 'buffer', bodyLimit: this.opts.blobLimit ?? 32 * 1024 * 1024 },
+      (req, body, done) => {
+        (req as FastifyRequest).rawBody = body as Buffer;
+        done(null, body);
+      },
+    );
     app.addHook('onRequest', async () => {
       if (this.closing) fail('SH_ERR_UNAVAILABLE', 'the server is shutting down');
     });
@@ -109,7 +121,16 @@ export class EngineServer {
     app.setNotFoundHandler(notFound);
     const { route, routes } = router(app);
     const ctx: RouteContext = { engine, route, staging: this.staging, jobs: this.jobs, custodians: this.custodians };
-    for (const group of [publicRoutes, adminRoutes, blobRoutes, providerRoutes, bankRoutes, enterpriseRoutes, auditorRoutes]) group(ctx);
+    for (const group of [
+      publicRoutes,
+      adminRoutes,
+      blobRoutes,
+      providerRoutes,
+      bankRoutes,
+      enterpriseRoutes,
+      auditorRoutes,
+    ])
+      group(ctx);
     docsRoute(app, routes);
     return app;
   }
@@ -120,7 +141,19 @@ export function adminKey(home: string): { secretKey: Uint8Array; publicKey: Uint
   const path = join(home, 'admin.key');
   if (!existsSync(path)) {
     const kp = ed25519KeyPair();
-    writeFileSync(path, JSON.stringify({ id: ADMIN_ID, role: 'admin', ed25519: { secretKey: bytesToHex(kp.secretKey), publicKey: bytesToHex(kp.publicKey) } }, null, 2) + '\n', { mode: 0o600 });
+    writeFileSync(
+      path,
+      JSON.stringify(
+        {
+          id: ADMIN_ID,
+          role: 'admin',
+          ed25519: { secretKey: bytesToHex(kp.secretKey), publicKey: bytesToHex(kp.publicKey) },
+        },
+        null,
+        2,
+      ) + '\n',
+      { mode: 0o600 },
+    );
   }
   const k = JSON.parse(readFileSync(path, 'utf8')) as { ed25519: { secretKey: string; publicKey: string } };
   return { secretKey: hexToBytes(k.ed25519.secretKey), publicKey: hexToBytes(k.ed25519.publicKey), path };

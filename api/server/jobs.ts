@@ -25,11 +25,28 @@ import type { Custodians } from './custodians.ts';
 
 export type JobKind = 'score' | 'verify' | 'train';
 export type JobStatus = 'queued' | 'running' | 'awaiting-labels' | 'done' | 'failed' | 'parked';
-export interface JobRow { id: string; kind: JobKind; bank: string; status: JobStatus; progress: { phase: string; done: number; total: number } | null; error: { code: string; message: string; details: Record<string, unknown> } | null; createdAt: string; finishedAt: string | null }
+export interface JobRow {
+  id: string;
+  kind: JobKind;
+  bank: string;
+  status: JobStatus;
+  progress: { phase: string; done: number; total: number } | null;
+  error: { code: string; message: string; details: Record<string, unknown> } | null;
+  createdAt: string;
+  finishedAt: string | null;
+}
 /** A job as the bank submits it (`POST /v1/bank/jobs`). */
-export interface JobSubmission { kind: JobKind; request: Signed<never>; openings?: ClaimOpenings }
+export interface JobSubmission {
+  kind: JobKind;
+  request: Signed<never>;
+  openings?: ClaimOpenings;
+}
 
-const REQUEST_TYPES: Record<JobKind, string> = { score: 'safehouse.score.request.v1', verify: 'safehouse.verify.request.v1', train: 'safehouse.train.request.v1' };
+const REQUEST_TYPES: Record<JobKind, string> = {
+  score: 'safehouse.score.request.v1',
+  verify: 'safehouse.verify.request.v1',
+  train: 'safehouse.train.request.v1',
+};
 
 export class JobQueue {
   private readonly engine: Engine;
@@ -41,20 +58,27 @@ export class JobQueue {
   private running: Promise<void> | undefined;
   private stopped = false;
 
-  constructor(engine: Engine, custodians: Custodians, opts: { trainingColumns?: TrainingColumnsSource | undefined; log: (line: string) => void }) {
+  constructor(
+    engine: Engine,
+    custodians: Custodians,
+    opts: { trainingColumns?: TrainingColumnsSource | undefined; log: (line: string) => void },
+  ) {
     this.engine = engine;
     this.custodians = custodians;
     this.trainingColumns = opts.trainingColumns;
     this.log = opts.log;
     this.resultsDir = join(engine.store.home, 'results');
     mkdirSync(this.resultsDir, { recursive: true });
-    engine.store.db.exec(`CREATE TABLE IF NOT EXISTS api_jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, bank TEXT NOT NULL,
+    engine.store.db
+      .exec(`CREATE TABLE IF NOT EXISTS api_jobs (id TEXT PRIMARY KEY, kind TEXT NOT NULL, bank TEXT NOT NULL,
       status TEXT NOT NULL, progress_json TEXT, error_json TEXT, submit_json TEXT NOT NULL, plan_json TEXT, created_at TEXT NOT NULL, finished_at TEXT);`);
   }
 
   /** Jobs parked by a previous shutdown (or cut off by a crash while running) go back in the queue. */
   resume(): void {
-    const again = this.engine.store.db.prepare("SELECT id FROM api_jobs WHERE status IN ('queued', 'parked', 'running') ORDER BY created_at").all() as Array<{ id: string }>;
+    const again = this.engine.store.db
+      .prepare("SELECT id FROM api_jobs WHERE status IN ('queued', 'parked', 'running') ORDER BY created_at")
+      .all() as Array<{ id: string }>;
     for (const r of again) this.enqueue(r.id);
   }
 
@@ -62,7 +86,9 @@ export class JobQueue {
   park(): void {
     this.stopped = true;
     const parked = this.queue.splice(0);
-    const park = this.engine.store.db.prepare("UPDATE api_jobs SET status = 'parked' WHERE id = ? AND status = 'queued'");
+    const park = this.engine.store.db.prepare(
+      "UPDATE api_jobs SET status = 'parked' WHERE id = ? AND status = 'queued'",
+    );
     for (const id of parked) park.run(id);
   }
 
@@ -75,42 +101,107 @@ export class JobQueue {
   submit(bank: string, b: JobSubmission): { jobId: string; status: JobStatus } {
     const e = this.engine;
     const request = b.request as unknown as Signed<{ type: string; jobId: string; bank: string }>;
-    if (request.signer !== bank || request.body.bank !== bank) fail('SH_ERR_FORBIDDEN', `bank ${bank} may submit its own requests only`);
-    requireSignature(request, e.registry.requireParty(bank, 'bank').ed25519, REQUEST_TYPES[b.kind], `${b.kind} request by ${bank}`);
+    if (request.signer !== bank || request.body.bank !== bank)
+      fail('SH_ERR_FORBIDDEN', `bank ${bank} may submit its own requests only`);
+    requireSignature(
+      request,
+      e.registry.requireParty(bank, 'bank').ed25519,
+      REQUEST_TYPES[b.kind],
+      `${b.kind} request by ${bank}`,
+    );
     const jobId = request.body.jobId;
-    if (typeof jobId !== 'string' || !new RegExp(JOB_ID).test(jobId)) fail('SH_ERR_INVALID_ARGUMENT', '"jobId" expected 1..96 characters [A-Za-z0-9_.:-]');
-    if (e.store.db.prepare('SELECT 1 FROM api_jobs WHERE id = ? UNION SELECT 1 FROM jobs WHERE id = ?').get(jobId, jobId)) fail('SH_ERR_ALREADY_EXISTS', `job ${jobId} already exists`, { job: jobId });
+    if (typeof jobId !== 'string' || !new RegExp(JOB_ID).test(jobId))
+      fail('SH_ERR_INVALID_ARGUMENT', '"jobId" expected 1..96 characters [A-Za-z0-9_.:-]');
+    if (
+      e.store.db.prepare('SELECT 1 FROM api_jobs WHERE id = ? UNION SELECT 1 FROM jobs WHERE id = ?').get(jobId, jobId)
+    )
+      fail('SH_ERR_ALREADY_EXISTS', `job ${jobId} already exists`, { job: jobId });
     if (b.kind === 'verify' && !b.openings) fail('SH_ERR_INVALID_ARGUMENT', '"openings" is required for a verify job');
     let plan: TrainPlan | undefined;
     if (b.kind === 'train') {
       // The planner looks providers and fields up in the database: malformed ones get a coded 400, not a driver error.
       const t = request.body as { provider?: unknown; fields?: unknown; others?: unknown; subjects?: unknown };
-      const part = (p: unknown) => typeof p === 'object' && p !== null && typeof (p as { provider?: unknown }).provider === 'string'
-        && Array.isArray((p as { fields?: unknown }).fields) && ((p as { fields: unknown[] }).fields).every((f) => typeof f === 'string');
-      if (!part(t) || !(t.others === undefined || (Array.isArray(t.others) && t.others.every(part))) || !Array.isArray(t.subjects)) fail('SH_ERR_INVALID_ARGUMENT', 'a training request expected "provider" and "fields" (strings), "others" as a list of { provider, fields } and a "subjects" list');
+      const part = (p: unknown) =>
+        typeof p === 'object' &&
+        p !== null &&
+        typeof (p as { provider?: unknown }).provider === 'string' &&
+        Array.isArray((p as { fields?: unknown }).fields) &&
+        (p as { fields: unknown[] }).fields.every((f) => typeof f === 'string');
+      if (
+        !part(t) ||
+        !(t.others === undefined || (Array.isArray(t.others) && t.others.every(part))) ||
+        !Array.isArray(t.subjects)
+      )
+        fail(
+          'SH_ERR_INVALID_ARGUMENT',
+          'a training request expected "provider" and "fields" (strings), "others" as a list of { provider, fields } and a "subjects" list',
+        );
       plan = planTraining(e, request as never);
     }
     const status: JobStatus = plan ? 'awaiting-labels' : 'queued';
-    e.store.db.prepare('INSERT INTO api_jobs (id, kind, bank, status, submit_json, plan_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
-      jobId, b.kind, bank, status, JSON.stringify({ request: b.request, ...(b.openings ? { openings: b.openings } : {}) }), plan ? toJson(plan) : null, new Date().toISOString());
+    e.store.db
+      .prepare(
+        'INSERT INTO api_jobs (id, kind, bank, status, submit_json, plan_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      )
+      .run(
+        jobId,
+        b.kind,
+        bank,
+        status,
+        JSON.stringify({ request: b.request, ...(b.openings ? { openings: b.openings } : {}) }),
+        plan ? toJson(plan) : null,
+        new Date().toISOString(),
+      );
     if (status === 'queued') this.enqueue(jobId);
     return { jobId, status };
   }
 
   /** One of the bank's jobs (SH_ERR_NOT_FOUND, or SH_ERR_FORBIDDEN for another bank's). */
   own(id: string, bank: string): JobRow {
-    const r = this.engine.store.db.prepare('SELECT * FROM api_jobs WHERE id = ?').get(id) as Record<string, string | null> | undefined;
+    const r = this.engine.store.db.prepare('SELECT * FROM api_jobs WHERE id = ?').get(id) as
+      Record<string, string | null> | undefined;
     if (!r) fail('SH_ERR_NOT_FOUND', `no job ${JSON.stringify(id)}`, { job: id });
     if (r.bank !== bank) fail('SH_ERR_FORBIDDEN', `job ${id} belongs to another bank`, { job: id });
-    return { id: r.id!, kind: r.kind as JobKind, bank: r.bank!, status: r.status as JobStatus, progress: r.progress_json ? JSON.parse(r.progress_json) : null, error: r.error_json ? JSON.parse(r.error_json) : null, createdAt: r.created_at!, finishedAt: r.finished_at ?? null };
+    return {
+      id: r.id!,
+      kind: r.kind as JobKind,
+      bank: r.bank!,
+      status: r.status as JobStatus,
+      progress: r.progress_json ? JSON.parse(r.progress_json) : null,
+      error: r.error_json ? JSON.parse(r.error_json) : null,
+      createdAt: r.created_at!,
+      finishedAt: r.finished_at ?? null,
+    };
   }
 
   /** A job's status and progress; a training job awaiting labels shows the plan the bank encrypts its labels for. */
   view(job: JobRow, withPlan: boolean): Record<string, unknown> {
-    const view: Record<string, unknown> = { jobId: job.id, kind: job.kind, bank: job.bank, status: job.status, progress: job.progress, error: job.error, createdAt: job.createdAt, finishedAt: job.finishedAt };
+    const view: Record<string, unknown> = {
+      jobId: job.id,
+      kind: job.kind,
+      bank: job.bank,
+      status: job.status,
+      progress: job.progress,
+      error: job.error,
+      createdAt: job.createdAt,
+      finishedAt: job.finishedAt,
+    };
     if (withPlan && job.kind === 'train' && job.status === 'awaiting-labels') {
-      const plan = JSON.parse((this.engine.store.db.prepare('SELECT plan_json FROM api_jobs WHERE id = ?').get(job.id) as { plan_json: string }).plan_json) as TrainPlan;
-      view.plan = { jobId: plan.jobId, provider: plan.provider, features: plan.features, options: plan.options, cohort: plan.cohort, excluded: plan.excluded };
+      const plan = JSON.parse(
+        (
+          this.engine.store.db.prepare('SELECT plan_json FROM api_jobs WHERE id = ?').get(job.id) as {
+            plan_json: string;
+          }
+        ).plan_json,
+      ) as TrainPlan;
+      view.plan = {
+        jobId: plan.jobId,
+        provider: plan.provider,
+        features: plan.features,
+        options: plan.options,
+        cohort: plan.cohort,
+        excluded: plan.excluded,
+      };
     }
     return view;
   }
@@ -124,13 +215,22 @@ export class JobQueue {
 
   /** A planned training job got its signed labels: it joins the queue. */
   queueLabelled(id: string, labels: Signed<TrainLabels>): void {
-    this.engine.store.db.prepare("UPDATE api_jobs SET status = 'queued', submit_json = json_set(submit_json, '$.labels', json(?)) WHERE id = ?").run(JSON.stringify(labels), id);
+    this.engine.store.db
+      .prepare(
+        "UPDATE api_jobs SET status = 'queued', submit_json = json_set(submit_json, '$.labels', json(?)) WHERE id = ?",
+      )
+      .run(JSON.stringify(labels), id);
     this.enqueue(id);
   }
 
   /** A finished job's result; a failed job answers with its own coded error. */
   result(job: JobRow): unknown {
-    if (job.status === 'failed') throw new SafehouseError((job.error!.code in ERRORS ? job.error!.code : 'SH_ERR_INTERNAL') as ErrorCode, job.error!.message, job.error!.details as never);
+    if (job.status === 'failed')
+      throw new SafehouseError(
+        (job.error!.code in ERRORS ? job.error!.code : 'SH_ERR_INTERNAL') as ErrorCode,
+        job.error!.message,
+        job.error!.details as never,
+      );
     if (job.status !== 'done') fail('SH_ERR_JOB_NOT_READY', `job ${job.id} is ${job.status}`, { status: job.status });
     return fromJson(readFileSync(join(this.resultsDir, `${job.id}.json`), 'utf8'));
   }
@@ -141,9 +241,13 @@ export class JobQueue {
 
   private enqueue(id: string): void {
     if (this.stopped) return;
-    this.engine.store.db.prepare("UPDATE api_jobs SET status = 'queued' WHERE id = ? AND status IN ('parked', 'running')").run(id);
+    this.engine.store.db
+      .prepare("UPDATE api_jobs SET status = 'queued' WHERE id = ? AND status IN ('parked', 'running')")
+      .run(id);
     this.queue.push(id);
-    this.running ??= this.drain().finally(() => { this.running = undefined; });
+    this.running ??= this.drain().finally(() => {
+      this.running = undefined;
+    });
   }
 
   private async drain(): Promise<void> {
@@ -155,7 +259,11 @@ export class JobQueue {
 
   private async run(id: string): Promise<void> {
     const db = this.engine.store.db;
-    const row = db.prepare('SELECT kind, submit_json, plan_json FROM api_jobs WHERE id = ?').get(id) as { kind: JobKind; submit_json: string; plan_json: string | null };
+    const row = db.prepare('SELECT kind, submit_json, plan_json FROM api_jobs WHERE id = ?').get(id) as {
+      kind: JobKind;
+      submit_json: string;
+      plan_json: string | null;
+    };
     db.prepare("UPDATE api_jobs SET status = 'running' WHERE id = ?").run(id);
     // Progress goes to the database at most every 200 ms, and always when a phase completes.
     let last = 0;
@@ -163,29 +271,50 @@ export class JobQueue {
       const now = performance.now();
       if (now - last < 200 && p.done !== p.total) return;
       last = now;
-      db.prepare('UPDATE api_jobs SET progress_json = ? WHERE id = ?').run(JSON.stringify({ phase: p.phase, done: p.done, total: p.total }), id);
+      db.prepare('UPDATE api_jobs SET progress_json = ? WHERE id = ?').run(
+        JSON.stringify({ phase: p.phase, done: p.done, total: p.total }),
+        id,
+      );
     };
     try {
-      const submitted = JSON.parse(row.submit_json) as { request: Signed<never>; openings?: ClaimOpenings; labels?: Signed<TrainLabels> };
+      const submitted = JSON.parse(row.submit_json) as {
+        request: Signed<never>;
+        openings?: ClaimOpenings;
+        labels?: Signed<TrainLabels>;
+      };
       let result: unknown;
       if (row.kind === 'score') {
         const req = submitted.request as unknown as Signed<ScoreRequest>;
         const m = this.engine.models.get(req.body.modelId);
         if (m) await this.custodians.ensure(m.spec.terms.map((t) => t.provider));
-        result = await runScoreJob(this.engine, req, { onProgress: (p) => progress({ phase: p.phase, done: p.done, total: p.total }) });
+        result = await runScoreJob(this.engine, req, {
+          onProgress: (p) => progress({ phase: p.phase, done: p.done, total: p.total }),
+        });
       } else if (row.kind === 'verify') {
         const req = submitted.request as unknown as Signed<VerifyRequest>;
         await this.custodians.ensure(req.body.claims.map((c) => c.provider));
-        result = await runVerifyJob(this.engine, req, submitted.openings ?? {}, { onProgress: (p) => progress({ phase: p.phase, done: p.done, total: p.total }) });
+        result = await runVerifyJob(this.engine, req, submitted.openings ?? {}, {
+          onProgress: (p) => progress({ phase: p.phase, done: p.done, total: p.total }),
+        });
       } else {
         const plan = fromJson(row.plan_json!) as TrainPlan;
         await this.custodians.ensure([plan.provider, ...plan.others.map((o) => o.provider)]);
         // Each provider's columns from its custodian (unless a source was given), the bank's labels as it uploaded them.
-        const columns = this.trainingColumns ?? ((provider: string, part: TrainingPart, request: Signed<TrainRequest>) => (this.engine.registry.custodian(provider) as HttpCustodian).trainingColumns(part, request));
+        const columns =
+          this.trainingColumns ??
+          ((provider: string, part: TrainingPart, request: Signed<TrainRequest>) =>
+            (this.engine.registry.custodian(provider) as HttpCustodian).trainingColumns(part, request));
         const labels = submitted.labels!;
         const dir = this.inputsDir(id);
-        const labelBlobs = new Map(labels.body.blocks.map((b) => [b.blob, new Uint8Array(readFileSync(join(dir, b.blob)))] as const));
-        result = await runTrainJob(this.engine, plan, { columns, labels, labelBlobs }, { onProgress: (p) => progress(p) });
+        const labelBlobs = new Map(
+          labels.body.blocks.map((b) => [b.blob, new Uint8Array(readFileSync(join(dir, b.blob)))] as const),
+        );
+        result = await runTrainJob(
+          this.engine,
+          plan,
+          { columns, labels, labelBlobs },
+          { onProgress: (p) => progress(p) },
+        );
       }
       // Written aside and renamed, so a result file is never seen half-written.
       const file = join(this.resultsDir, `${id}.json`);
@@ -193,9 +322,15 @@ export class JobQueue {
       renameSync(`${file}.tmp`, file);
       db.prepare("UPDATE api_jobs SET status = 'done', finished_at = ? WHERE id = ?").run(new Date().toISOString(), id);
     } catch (err) {
-      const pub = isCoded(err) ? err.toPublic() : { code: 'SH_ERR_INTERNAL', message: ERRORS.SH_ERR_INTERNAL.summary, details: {} };
+      const pub = isCoded(err)
+        ? err.toPublic()
+        : { code: 'SH_ERR_INTERNAL', message: ERRORS.SH_ERR_INTERNAL.summary, details: {} };
       if (!isCoded(err) || err.kind === 'internal') this.log(`job ${id}: ${(err as Error)?.stack ?? String(err)}`);
-      db.prepare("UPDATE api_jobs SET status = 'failed', error_json = ?, finished_at = ? WHERE id = ?").run(JSON.stringify(pub), new Date().toISOString(), id);
+      db.prepare("UPDATE api_jobs SET status = 'failed', error_json = ?, finished_at = ? WHERE id = ?").run(
+        JSON.stringify(pub),
+        new Date().toISOString(),
+        id,
+      );
     }
   }
 }

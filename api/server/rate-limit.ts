@@ -6,7 +6,10 @@
 import type { FastifyInstance } from 'fastify';
 import { fail } from '../../core/errors.ts';
 
-export interface BucketSize { burst: number; perSecond: number }
+export interface BucketSize {
+  burst: number;
+  perSecond: number;
+}
 
 export class Bucket {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
@@ -24,7 +27,8 @@ export class Bucket {
     b.at = now;
     this.buckets.set(key, b);
     // Full buckets carry no state worth keeping: dropping them bounds the map under many distinct keys.
-    if (this.buckets.size > 100_000) for (const [k, v] of this.buckets) if (v.tokens >= this.burst) this.buckets.delete(k);
+    if (this.buckets.size > 100_000)
+      for (const [k, v] of this.buckets) if (v.tokens >= this.burst) this.buckets.delete(k);
     if (b.tokens < 1) return Math.ceil((1 - b.tokens) / this.perSecond);
     b.tokens -= 1;
     return 0;
@@ -35,7 +39,10 @@ export class Bucket {
  * Installs the per-address limit as an `onRequest` hook and returns the per-party one, for the authentication hook
  * to take once it knows the party (api/server/auth.ts).
  */
-export function rateLimits(app: FastifyInstance, opts: { perAddress?: BucketSize; perParty?: BucketSize }): { party: (id: string) => void } {
+export function rateLimits(
+  app: FastifyInstance,
+  opts: { perAddress?: BucketSize; perParty?: BucketSize },
+): { party: (id: string) => void } {
   const ipBucket = new Bucket(opts.perAddress?.burst ?? 2000, opts.perAddress?.perSecond ?? 1000);
   const partyBucket = new Bucket(opts.perParty?.burst ?? 400, opts.perParty?.perSecond ?? 200);
   app.addHook('onRequest', async (req) => {

@@ -13,14 +13,34 @@ import type { Staging } from './staging.ts';
 import type { JobQueue } from './jobs.ts';
 import type { Custodians } from './custodians.ts';
 
-export interface RouteSchema { body?: TSchema; params?: TSchema; querystring?: TSchema; response?: TSchema; status?: number; binary?: boolean }
+export interface RouteSchema {
+  body?: TSchema;
+  params?: TSchema;
+  querystring?: TSchema;
+  response?: TSchema;
+  status?: number;
+  binary?: boolean;
+}
 
 /** A registered route as the OpenAPI document sees it. */
-export interface RouteDoc { method: string; url: string; role: string; summary: string; schema: Record<string, unknown> }
+export interface RouteDoc {
+  method: string;
+  url: string;
+  role: string;
+  summary: string;
+  schema: Record<string, unknown>;
+}
 
-export type Route = <B = unknown, P = Record<string, string>, Q = Record<string, string>>(method: 'GET' | 'POST' | 'PUT', url: string, role: string, summary: string,
+export type Route = <B = unknown, P = Record<string, string>, Q = Record<string, string>>(
+  method: 'GET' | 'POST' | 'PUT',
+  url: string,
+  role: string,
+  summary: string,
   schema: RouteSchema,
-  handler: (req: FastifyRequest & { body: B; params: P; query: Q; party: { id: string; role: PartyRole | 'admin' } }) => Promise<unknown>) => void;
+  handler: (
+    req: FastifyRequest & { body: B; params: P; query: Q; party: { id: string; role: PartyRole | 'admin' } },
+  ) => Promise<unknown>,
+) => void;
 
 /** What every route module is given. */
 export interface RouteContext {
@@ -39,13 +59,34 @@ export function router(app: FastifyInstance): { route: Route; routes: readonly R
     if (schema.body) s.body = schema.body;
     if (schema.params) s.params = schema.params;
     if (schema.querystring) s.querystring = schema.querystring;
-    routes.push({ method, url, role, summary, schema: { ...s, ...(schema.response ? { response: schema.response } : {}), ...(schema.binary ? { binary: true } : {}), status: schema.status ?? 200 } });
+    routes.push({
+      method,
+      url,
+      role,
+      summary,
+      schema: {
+        ...s,
+        ...(schema.response ? { response: schema.response } : {}),
+        ...(schema.binary ? { binary: true } : {}),
+        status: schema.status ?? 200,
+      },
+    });
     app.route({
-      method, url, schema: s, config: { role },
+      method,
+      url,
+      schema: s,
+      config: { role },
       handler: async (req, reply) => {
         const out = await handler(req as never);
-        if (out instanceof Uint8Array) return reply.status(schema.status ?? 200).header('content-type', 'application/octet-stream').send(Buffer.from(out));
-        return reply.status(schema.status ?? 200).header('content-type', 'application/json; charset=utf-8').send(toJson(out));
+        if (out instanceof Uint8Array)
+          return reply
+            .status(schema.status ?? 200)
+            .header('content-type', 'application/octet-stream')
+            .send(Buffer.from(out));
+        return reply
+          .status(schema.status ?? 200)
+          .header('content-type', 'application/json; charset=utf-8')
+          .send(toJson(out));
       },
     });
   };

@@ -15,7 +15,11 @@ export class Staging {
     const m = this.staged.get(party) ?? new Map<string, Uint8Array>();
     let total = bytes.length;
     for (const b of m.values()) total += b.length;
-    if (total > STAGED_LIMIT) fail('SH_ERR_BODY_TOO_LARGE', `party ${party} has more than 1 GiB of staged blobs; submit the statement that uses them first`);
+    if (total > STAGED_LIMIT)
+      fail(
+        'SH_ERR_BODY_TOO_LARGE',
+        `party ${party} has more than 1 GiB of staged blobs; submit the statement that uses them first`,
+      );
     m.set(hash, bytes);
     this.staged.set(party, m);
   }

@@ -28,6 +28,15 @@ export async function replayJob(engine: Engine, jobId: string, auditor: Auditor)
     steps.add('request', 'missing', `replay of ${job.kind} jobs is not implemented`);
     return steps.report(jobId, job.kind);
   }
-  await replay({ engine, jobId, auditor, stored: job.request as never, events, requested, add: steps.add, steps: () => steps.steps });
+  await replay({
+    engine,
+    jobId,
+    auditor,
+    stored: job.request as never,
+    events,
+    requested,
+    add: steps.add,
+    steps: () => steps.steps,
+  });
   return steps.report(jobId, job.kind);
 }

@@ -28,7 +28,12 @@ export interface AccessEntry {
   proof: string[];
 }
 
-export interface AccessReport { subject: string; checkpoint: string; size: number; entries: AccessEntry[] }
+export interface AccessReport {
+  subject: string;
+  checkpoint: string;
+  size: number;
+  entries: AccessEntry[];
+}
 
 export function accessReport(engine: Engine, subject: string): AccessReport {
   const checkpoint = engine.ledger.checkpoint();
@@ -36,16 +41,40 @@ export function accessReport(engine: Engine, subject: string): AccessReport {
   const entries: AccessEntry[] = [];
   for (const e of engine.ledger.subjectEntries(subject)) {
     if (e.index >= size) continue;
-    const base = { index: e.index, at: e.at, kind: e.kind, body: e.body, leaf: engine.ledger.leafText(e.index), proof: engine.ledger.inclusionProof(e.index, size).map((p) => bytesToHex(p)) };
+    const base = {
+      index: e.index,
+      at: e.at,
+      kind: e.kind,
+      body: e.body,
+      leaf: engine.ledger.leafText(e.index),
+      proof: engine.ledger.inclusionProof(e.index, size).map((p) => bytesToHex(p)),
+    };
     if (e.kind === 'consent.granted') {
-      entries.push({ ...base, what: 'consent', bank: String(e.body.grantee), purpose: String(e.body.purpose), operation: (e.body.operations as string[]).join(','), fields: e.body.categories as string[], consentId: String(e.body.consentId) });
+      entries.push({
+        ...base,
+        what: 'consent',
+        bank: String(e.body.grantee),
+        purpose: String(e.body.purpose),
+        operation: (e.body.operations as string[]).join(','),
+        fields: e.body.categories as string[],
+        consentId: String(e.body.consentId),
+      });
     } else if (e.kind === 'consent.revoked') {
       entries.push({ ...base, what: 'revocation', consentId: String(e.body.consentId) });
     } else if (e.kind === 'job.requested') {
       const jobId = String(e.body.jobId);
       const job = engine.jobs.get(jobId);
       const signed = job ? (job.request as { signed: { body: Record<string, unknown> } }).signed.body : {};
-      entries.push({ ...base, what: 'job', jobId, bank: String(e.body.bank), purpose: String(e.body.purpose), operation: String(e.body.job), fields: jobFields(engine, String(e.body.job), signed, subject), outcome: outcomeOf(engine, String(e.body.job), signed, job?.summary ?? null, subject) });
+      entries.push({
+        ...base,
+        what: 'job',
+        jobId,
+        bank: String(e.body.bank),
+        purpose: String(e.body.purpose),
+        operation: String(e.body.job),
+        fields: jobFields(engine, String(e.body.job), signed, subject),
+        outcome: outcomeOf(engine, String(e.body.job), signed, job?.summary ?? null, subject),
+      });
     } else {
       entries.push({ ...base, what: 'job', ...(typeof e.body.jobId === 'string' ? { jobId: e.body.jobId } : {}) });
     }
@@ -55,17 +84,36 @@ export function accessReport(engine: Engine, subject: string): AccessReport {
 
 /** Fields a job used of this subject: the model's terms (score), the subject's claims (verify), the training fields. */
 function jobFields(engine: Engine, kind: string, req: Record<string, unknown>, subject: string): string[] {
-  if (kind === 'score') return [...new Set((engine.models.get(String(req.modelId))?.spec.terms ?? []).map((t) => `${t.provider}.${t.field}`))].sort();
-  if (kind === 'verify') return [...new Set(((req.claims ?? []) as Array<{ subject: string; provider: string; field: string }>).filter((c) => c.subject === subject).map((c) => `${c.provider}.${c.field}`))].sort();
+  if (kind === 'score')
+    return [
+      ...new Set((engine.models.get(String(req.modelId))?.spec.terms ?? []).map((t) => `${t.provider}.${t.field}`)),
+    ].sort();
+  if (kind === 'verify')
+    return [
+      ...new Set(
+        ((req.claims ?? []) as Array<{ subject: string; provider: string; field: string }>)
+          .filter((c) => c.subject === subject)
+          .map((c) => `${c.provider}.${c.field}`),
+      ),
+    ].sort();
   if (kind === 'train') {
-    const parts = [{ provider: req.provider, fields: req.fields }, ...((req.others ?? []) as Array<{ provider: string; fields: string[] }>)] as Array<{ provider: string; fields: string[] }>;
+    const parts = [
+      { provider: req.provider, fields: req.fields },
+      ...((req.others ?? []) as Array<{ provider: string; fields: string[] }>),
+    ] as Array<{ provider: string; fields: string[] }>;
     return parts.flatMap((p) => (p.fields ?? []).map((f) => `${p.provider}.${f}`)).sort();
   }
   return [];
 }
 
 /** Delivered or refused for this subject: the stored result where kept, else the consent status at the job's time. */
-function outcomeOf(engine: Engine, kind: string, req: Record<string, unknown>, summary: Record<string, unknown> | null, subject: string): string {
+function outcomeOf(
+  engine: Engine,
+  kind: string,
+  req: Record<string, unknown>,
+  summary: Record<string, unknown> | null,
+  subject: string,
+): string {
   if (kind === 'score' && summary) {
     const hash = summary.resultHash as string | undefined;
     if (hash && existsSync(engine.store.blobPath(hash))) {
@@ -75,11 +123,45 @@ function outcomeOf(engine: Engine, kind: string, req: Record<string, unknown>, s
     }
   }
   const op = kind === 'score' ? 'score' : kind === 'verify' ? 'verify' : 'train';
-  const categories = kind === 'verify'
-    ? [...new Set(((req.claims ?? []) as Array<{ subject: string; provider: string; field: string }>).filter((c) => c.subject === subject).map((c) => engine.datasets.withField(c.provider, c.field)?.category).filter((c): c is string => !!c))]
-    : kind === 'score'
-      ? [...new Set((engine.models.get(String(req.modelId))?.spec.terms ?? []).map((t) => engine.datasets.withField(t.provider, t.field)?.category).filter((c): c is string => !!c))]
-      : [...new Set([{ provider: req.provider, fields: req.fields }, ...((req.others ?? []) as Array<{ provider: string; fields: string[] }>)].map((p) => engine.datasets.withField(String(p.provider), String((p.fields as string[])[0]))?.category).filter((c): c is string => !!c))];
-  const st = engine.consents.statuses({ bank: String(req.bank), purpose: String(req.purpose), operation: op, categories: categories.sort(), at: new Date(String(req.requestedAt)) }, [subject]).get(subject)!;
+  const categories =
+    kind === 'verify'
+      ? [
+          ...new Set(
+            ((req.claims ?? []) as Array<{ subject: string; provider: string; field: string }>)
+              .filter((c) => c.subject === subject)
+              .map((c) => engine.datasets.withField(c.provider, c.field)?.category)
+              .filter((c): c is string => !!c),
+          ),
+        ]
+      : kind === 'score'
+        ? [
+            ...new Set(
+              (engine.models.get(String(req.modelId))?.spec.terms ?? [])
+                .map((t) => engine.datasets.withField(t.provider, t.field)?.category)
+                .filter((c): c is string => !!c),
+            ),
+          ]
+        : [
+            ...new Set(
+              [
+                { provider: req.provider, fields: req.fields },
+                ...((req.others ?? []) as Array<{ provider: string; fields: string[] }>),
+              ]
+                .map((p) => engine.datasets.withField(String(p.provider), String((p.fields as string[])[0]))?.category)
+                .filter((c): c is string => !!c),
+            ),
+          ];
+  const st = engine.consents
+    .statuses(
+      {
+        bank: String(req.bank),
+        purpose: String(req.purpose),
+        operation: op,
+        categories: categories.sort(),
+        at: new Date(String(req.requestedAt)),
+      },
+      [subject],
+    )
+    .get(subject)!;
   return st.status === 'OK' ? 'delivered' : `refused:${st.status}`;
 }

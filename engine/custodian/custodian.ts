@@ -32,8 +32,19 @@ import { checkedDecrypt } from './decrypt.ts';
 import { CustodianJournal } from './journal.ts';
 import type { CustodianRules, OpenJob } from './rules.ts';
 import {
-  BANK_REQUEST_TTL_MS, type BankClaims, type BankJob, type Custodian, type CustodianKeys, type CustodianView, type DecryptMode, type DecryptRequest,
-  type DecryptResponse, type TokenEvalRequest, type TokenEvalResponse, type TransferRequest, type TransferResponse,
+  BANK_REQUEST_TTL_MS,
+  type BankClaims,
+  type BankJob,
+  type Custodian,
+  type CustodianKeys,
+  type CustodianView,
+  type DecryptMode,
+  type DecryptRequest,
+  type DecryptResponse,
+  type TokenEvalRequest,
+  type TokenEvalResponse,
+  type TransferRequest,
+  type TransferResponse,
 } from './messages.ts';
 
 const KERNELS = new URL('./kernels.ts', import.meta.url);
@@ -117,27 +128,52 @@ export class LocalCustodian implements Custodian {
 
   async openJob(job: BankJob): Promise<void> {
     const rules = this.rules.get(job?.body?.type);
-    if (!rules) fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider}: ${JSON.stringify(job?.body?.type)} is not a bank job request`);
+    if (!rules)
+      fail(
+        'SH_ERR_PARAMS_MISMATCH',
+        `custodian ${this.provider}: ${JSON.stringify(job?.body?.type)} is not a bank job request`,
+      );
     const bankKey = this.bankKey?.(job.signer);
-    if (!bankKey) fail('SH_ERR_BAD_SIGNATURE', `custodian ${this.provider}: unknown bank ${JSON.stringify(job.signer)}`);
+    if (!bankKey)
+      fail('SH_ERR_BAD_SIGNATURE', `custodian ${this.provider}: unknown bank ${JSON.stringify(job.signer)}`);
     requireSignature(job, bankKey, job.body.type, `custodian ${this.provider}: bank job`);
-    if (job.body.bank !== job.signer) fail('SH_ERR_BAD_SIGNATURE', `custodian ${this.provider}: job names bank ${job.body.bank} but is signed by ${job.signer}`);
+    if (job.body.bank !== job.signer)
+      fail(
+        'SH_ERR_BAD_SIGNATURE',
+        `custodian ${this.provider}: job names bank ${job.body.bank} but is signed by ${job.signer}`,
+      );
     const jobHash = sha256Hex(canonicalize(job));
     const jobs = this.openJobs();
     if (jobs.has(jobHash)) return;
     this.requireFresh(job.body, job.body.jobId);
     const allowance = rules.allowance(job.body as BankJob['body'] & Record<string, unknown>, this.provider);
-    if (allowance.budget === 0) fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider}: job ${job.body.jobId} does not involve provider ${this.provider}`);
+    if (allowance.budget === 0)
+      fail(
+        'SH_ERR_PARAMS_MISMATCH',
+        `custodian ${this.provider}: job ${job.body.jobId} does not involve provider ${this.provider}`,
+      );
     const open: OpenJob = { jobId: job.body.jobId, kind: rules.kind, used: 0, labels: new Set(), ...allowance };
     jobs.set(jobHash, open);
-    this.journal.append({ at: new Date().toISOString(), opened: jobHash, jobId: open.jobId, kind: open.kind, bank: job.signer, budget: open.budget, ...open.limits });
+    this.journal.append({
+      at: new Date().toISOString(),
+      opened: jobHash,
+      jobId: open.jobId,
+      kind: open.kind,
+      bank: job.signer,
+      budget: open.budget,
+      ...open.limits,
+    });
   }
 
   /** A bank-signed request is honoured only within BANK_REQUEST_TTL_MS of its signing. @throws SH_ERR_REQUEST_STALE */
   private requireFresh(body: { requestedAt?: unknown }, jobId: string): void {
     const requestedAt = Date.parse(String(body.requestedAt ?? ''));
     if (!Number.isFinite(requestedAt) || Math.abs(Date.now() - requestedAt) > BANK_REQUEST_TTL_MS) {
-      fail('SH_ERR_REQUEST_STALE', `custodian ${this.provider}: the bank request of job ${jobId} is not fresh (requestedAt ${JSON.stringify(body.requestedAt)})`, { job: jobId });
+      fail(
+        'SH_ERR_REQUEST_STALE',
+        `custodian ${this.provider}: the bank request of job ${jobId} is not fresh (requestedAt ${JSON.stringify(body.requestedAt)})`,
+        { job: jobId },
+      );
     }
   }
 
@@ -151,11 +187,17 @@ export class LocalCustodian implements Custodian {
       this.journal.append({ at: new Date().toISOString(), jobId, jobHash, label, mode, refused: code });
       return fail(code, `custodian ${this.provider}: ${why}`, { job: jobId });
     };
-    if (!job || job.jobId !== jobId) return refuse('SH_ERR_PARAMS_MISMATCH', `request ${label} names no bank-signed job shown to this custodian`);
-    const outside = typeof label === 'string' ? this.rulesOf(job).refuse(job, label, mode, this.provider) : `label ${JSON.stringify(label)} is not a string`;
+    if (!job || job.jobId !== jobId)
+      return refuse('SH_ERR_PARAMS_MISMATCH', `request ${label} names no bank-signed job shown to this custodian`);
+    const outside =
+      typeof label === 'string'
+        ? this.rulesOf(job).refuse(job, label, mode, this.provider)
+        : `label ${JSON.stringify(label)} is not a string`;
     if (outside) return refuse('SH_ERR_PARAMS_MISMATCH', outside);
-    if (job.labels.has(label)) return refuse('SH_ERR_CUSTODIAN_BUDGET', `label ${label} of job ${jobId} was already answered`);
-    if (job.used >= job.budget) return refuse('SH_ERR_CUSTODIAN_BUDGET', `job ${jobId} has used its ${job.budget} decryption(s)`);
+    if (job.labels.has(label))
+      return refuse('SH_ERR_CUSTODIAN_BUDGET', `label ${label} of job ${jobId} was already answered`);
+    if (job.used >= job.budget)
+      return refuse('SH_ERR_CUSTODIAN_BUDGET', `job ${jobId} has used its ${job.budget} decryption(s)`);
     return job;
   }
 
@@ -173,17 +215,28 @@ export class LocalCustodian implements Custodian {
     // 1. Who is asking, and do we agree on what is computed — all before SEAL sees the ciphertext.
     requireSignature(request, this.enginePublicKey, 'safehouse.custodian.decrypt.v1', `custodian ${this.provider}`);
     const req = request.body;
-    if (req.paramsId !== this.paramsId) fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider} uses ${this.paramsId}, request names ${req.paramsId}`);
+    if (req.paramsId !== this.paramsId)
+      fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider} uses ${this.paramsId}, request names ${req.paramsId}`);
     paramSet(req.paramsId);
-    if (req.provider !== this.provider) fail('SH_ERR_PARAMS_MISMATCH', `request for ${req.provider} sent to custodian ${this.provider}`);
+    if (req.provider !== this.provider)
+      fail('SH_ERR_PARAMS_MISMATCH', `request for ${req.provider} sent to custodian ${this.provider}`);
     if (!/^[0-9a-f]{64}$/.test(req.jobHash)) fail('SH_ERR_PARAMS_MISMATCH', `"jobHash" expected a SHA-256 hex digest`);
     const job = this.admit(req.jobHash, req.jobId, req.label, req.mode);
     if (ciphertext.length > this.params.maxCiphertextBytes) {
-      fail('SH_ERR_CIPHERTEXT_SIZE', `"ciphertext" expected at most ${this.params.maxCiphertextBytes} bytes, got ${ciphertext.length}`, { bytes: ciphertext.length });
+      fail(
+        'SH_ERR_CIPHERTEXT_SIZE',
+        `"ciphertext" expected at most ${this.params.maxCiphertextBytes} bytes, got ${ciphertext.length}`,
+        { bytes: ciphertext.length },
+      );
     }
-    if (sha256Hex(ciphertext) !== req.ciphertext) fail('SH_ERR_CIPHERTEXT_INVALID', `"ciphertext" does not match the hash in the signed request (${req.label})`);
-    if ((req.mode === 'seal' || req.mode === 'sign') && !req.recipient) fail('SH_ERR_INVALID_ARGUMENT', `"recipient" is required for mode ${req.mode}`);
-    if (req.mode === 'sum' && !(Number.isInteger(req.groupSize) && req.groupSize! >= 1 && this.params.slots % req.groupSize! === 0)) {
+    if (sha256Hex(ciphertext) !== req.ciphertext)
+      fail('SH_ERR_CIPHERTEXT_INVALID', `"ciphertext" does not match the hash in the signed request (${req.label})`);
+    if ((req.mode === 'seal' || req.mode === 'sign') && !req.recipient)
+      fail('SH_ERR_INVALID_ARGUMENT', `"recipient" is required for mode ${req.mode}`);
+    if (
+      req.mode === 'sum' &&
+      !(Number.isInteger(req.groupSize) && req.groupSize! >= 1 && this.params.slots % req.groupSize! === 0)
+    ) {
       fail('SH_ERR_INVALID_ARGUMENT', `"groupSize" expected a divisor of ${this.params.slots}, got ${req.groupSize}`);
     }
     const requestHash = sha256Hex(canonicalize(request));
@@ -195,10 +248,28 @@ export class LocalCustodian implements Custodian {
 
     // 3. Answer in the requested mode; v itself never leaves.
     const t = this.params.t;
-    const body: DecryptResponse = { type: 'safehouse.custodian.response.v1', provider: this.provider, jobId: req.jobId, label: req.label, requestHash, mode: req.mode };
-    const boxContext = { jobId: req.jobId, jobHash: req.jobHash, provider: this.provider, label: req.label, mode: req.mode, recipient: req.recipient?.party ?? '' };
+    const body: DecryptResponse = {
+      type: 'safehouse.custodian.response.v1',
+      provider: this.provider,
+      jobId: req.jobId,
+      label: req.label,
+      requestHash,
+      mode: req.mode,
+    };
+    const boxContext = {
+      jobId: req.jobId,
+      jobHash: req.jobHash,
+      provider: this.provider,
+      label: req.label,
+      mode: req.mode,
+      recipient: req.recipient?.party ?? '',
+    };
     if (req.mode === 'seal') {
-      body.sealed = sealTo(hexToBytes(req.recipient!.x25519), new Uint8Array(values.buffer, values.byteOffset, values.byteLength), boxContext);
+      body.sealed = sealTo(
+        hexToBytes(req.recipient!.x25519),
+        new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
+        boxContext,
+      );
     } else if (req.mode === 'sign') {
       const bits = new Uint8Array(Math.ceil(values.length / 8));
       for (let i = 0; i < values.length; i++) if (centered(values[i]!, t) >= 0n) bits[i >> 3]! |= 1 << (i & 7);
@@ -216,24 +287,54 @@ export class LocalCustodian implements Custodian {
     values.fill(0n);
     const response = signJson(body, this.provider, this.keys.ed25519SecretKey);
     this.spend(job, req.label);
-    this.journal.append({ at: new Date().toISOString(), jobId: req.jobId, jobHash: req.jobHash, label: req.label, mode: req.mode, requestHash, responseHash: sha256Hex(canonicalize(response)) });
+    this.journal.append({
+      at: new Date().toISOString(),
+      jobId: req.jobId,
+      jobHash: req.jobHash,
+      label: req.label,
+      mode: req.mode,
+      requestHash,
+      responseHash: sha256Hex(canonicalize(response)),
+    });
     return response;
   }
 
-  async transfer(request: Signed<TransferRequest>, ciphertext: Uint8Array, targetPublicKey: Uint8Array): Promise<{ response: Signed<TransferResponse>; ciphertext: Uint8Array }> {
+  async transfer(
+    request: Signed<TransferRequest>,
+    ciphertext: Uint8Array,
+    targetPublicKey: Uint8Array,
+  ): Promise<{ response: Signed<TransferResponse>; ciphertext: Uint8Array }> {
     requireSignature(request, this.enginePublicKey, 'safehouse.custodian.transfer.v1', `custodian ${this.provider}`);
     const req = request.body;
-    if (req.paramsId !== this.paramsId) fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider} uses ${this.paramsId}, request names ${req.paramsId}`);
-    if (req.provider !== this.provider) fail('SH_ERR_PARAMS_MISMATCH', `transfer for ${req.provider} sent to custodian ${this.provider}`);
+    if (req.paramsId !== this.paramsId)
+      fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider} uses ${this.paramsId}, request names ${req.paramsId}`);
+    if (req.provider !== this.provider)
+      fail('SH_ERR_PARAMS_MISMATCH', `transfer for ${req.provider} sent to custodian ${this.provider}`);
     const job = this.admit(req.jobHash, req.jobId, req.label, 'transfer');
-    if (ciphertext.length > this.params.maxCiphertextBytes) fail('SH_ERR_CIPHERTEXT_SIZE', `"ciphertext" expected at most ${this.params.maxCiphertextBytes} bytes, got ${ciphertext.length}`);
-    if (sha256Hex(ciphertext) !== req.ciphertext) fail('SH_ERR_CIPHERTEXT_INVALID', `"ciphertext" does not match the hash in the signed request (${req.label})`);
-    if (sha256Hex(targetPublicKey) !== req.target.bfvPublicKey) fail('SH_ERR_PARAMS_MISMATCH', `target public key does not match the signed request (${req.label})`);
+    if (ciphertext.length > this.params.maxCiphertextBytes)
+      fail(
+        'SH_ERR_CIPHERTEXT_SIZE',
+        `"ciphertext" expected at most ${this.params.maxCiphertextBytes} bytes, got ${ciphertext.length}`,
+      );
+    if (sha256Hex(ciphertext) !== req.ciphertext)
+      fail('SH_ERR_CIPHERTEXT_INVALID', `"ciphertext" does not match the hash in the signed request (${req.label})`);
+    if (sha256Hex(targetPublicKey) !== req.target.bfvPublicKey)
+      fail('SH_ERR_PARAMS_MISMATCH', `target public key does not match the signed request (${req.label})`);
     const n = this.params.slots;
     const seen = new Set<number>();
-    if (!Array.isArray(req.moves) || req.moves.length === 0) fail('SH_ERR_INVALID_ARGUMENT', '"moves" expected a non-empty list');
+    if (!Array.isArray(req.moves) || req.moves.length === 0)
+      fail('SH_ERR_INVALID_ARGUMENT', '"moves" expected a non-empty list');
     for (const [from, to] of req.moves) {
-      if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || from >= n || to < 0 || to >= n || seen.has(to)) fail('SH_ERR_INVALID_ARGUMENT', `"moves" has an invalid or repeated slot pair [${from}, ${to}]`);
+      if (
+        !Number.isInteger(from) ||
+        !Number.isInteger(to) ||
+        from < 0 ||
+        from >= n ||
+        to < 0 ||
+        to >= n ||
+        seen.has(to)
+      )
+        fail('SH_ERR_INVALID_ARGUMENT', `"moves" has an invalid or repeated slot pair [${from}, ${to}]`);
       seen.add(to);
     }
     const values = await this.decryptChecked(ciphertext, req.label, 2);
@@ -262,34 +363,59 @@ export class LocalCustodian implements Custodian {
       encryptor.delete();
     }
     const requestHash = sha256Hex(canonicalize(request));
-    const body: TransferResponse = { type: 'safehouse.custodian.transfer.response.v1', provider: this.provider, jobId: req.jobId, label: req.label, requestHash, ciphertext: sha256Hex(bytes) };
+    const body: TransferResponse = {
+      type: 'safehouse.custodian.transfer.response.v1',
+      provider: this.provider,
+      jobId: req.jobId,
+      label: req.label,
+      requestHash,
+      ciphertext: sha256Hex(bytes),
+    };
     const response = signJson(body, this.provider, this.keys.ed25519SecretKey);
     this.spend(job, req.label);
-    this.journal.append({ at: new Date().toISOString(), jobId: req.jobId, jobHash: req.jobHash, label: req.label, mode: 'transfer', target: req.target.provider, requestHash, responseHash: sha256Hex(canonicalize(response)) });
+    this.journal.append({
+      at: new Date().toISOString(),
+      jobId: req.jobId,
+      jobHash: req.jobHash,
+      label: req.label,
+      mode: 'transfer',
+      target: req.target.provider,
+      requestHash,
+      responseHash: sha256Hex(canonicalize(response)),
+    });
     return { response, ciphertext: bytes };
   }
 
   async evaluateTokens(request: Signed<TokenEvalRequest>, bankRequest: BankClaims): Promise<Signed<TokenEvalResponse>> {
     requireSignature(request, this.enginePublicKey, 'safehouse.custodian.oprf.v1', `custodian ${this.provider}`);
     const req = request.body;
-    if (req.provider !== this.provider) fail('SH_ERR_PARAMS_MISMATCH', `token request for ${req.provider} sent to custodian ${this.provider}`);
-    if (req.suite !== TOKEN_SUITE || req.mode !== TOKEN_MODE) fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider} evaluates ${TOKEN_SUITE} ${TOKEN_MODE}, request names ${req.suite} ${req.mode}`);
+    if (req.provider !== this.provider)
+      fail('SH_ERR_PARAMS_MISMATCH', `token request for ${req.provider} sent to custodian ${this.provider}`);
+    if (req.suite !== TOKEN_SUITE || req.mode !== TOKEN_MODE)
+      fail(
+        'SH_ERR_PARAMS_MISMATCH',
+        `custodian ${this.provider} evaluates ${TOKEN_SUITE} ${TOKEN_MODE}, request names ${req.suite} ${req.mode}`,
+      );
     if (!this.keys.oprfSecretKey) fail('SH_ERR_INVALID_ARGUMENT', `custodian ${this.provider} has no OPRF key`);
     // The protocol with token claims (verification) says which bank request type carries them and what it allows.
     const rules = [...this.rules.values()].find((r) => r.tokenAllowance);
-    if (!rules?.tokenAllowance) fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider} serves no protocol with token claims`);
+    if (!rules?.tokenAllowance)
+      fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider} serves no protocol with token claims`);
     // The bank's own signature over its claims, and the engine's request bound to exactly that document.
     // A job's batches all carry the same bank request: in process it is the same object, checked (signature, hash) once.
     let bankHash = this.checkedBankRequests.get(bankRequest);
     if (bankHash === undefined) {
       const bankKey = this.bankKey?.(bankRequest?.signer);
-      if (!bankKey) fail('SH_ERR_BAD_SIGNATURE', `custodian ${this.provider}: unknown bank ${JSON.stringify(bankRequest?.signer)}`);
+      if (!bankKey)
+        fail('SH_ERR_BAD_SIGNATURE', `custodian ${this.provider}: unknown bank ${JSON.stringify(bankRequest?.signer)}`);
       requireSignature(bankRequest, bankKey, rules.requestType, `custodian ${this.provider}: bank request`);
       bankHash = sha256Hex(canonicalize(bankRequest));
       this.checkedBankRequests.set(bankRequest, bankHash);
     }
-    if (bankHash !== req.jobHash || bankRequest.body.jobId !== req.jobId) fail('SH_ERR_PARAMS_MISMATCH', `token request ${req.label} is not bound to the bank-signed request`);
-    if (!Array.isArray(req.elements) || req.elements.length === 0 || req.elements.length > 4096) fail('SH_ERR_INVALID_ARGUMENT', `"elements" expected 1..4096 blinded points, got ${req.elements?.length}`);
+    if (bankHash !== req.jobHash || bankRequest.body.jobId !== req.jobId)
+      fail('SH_ERR_PARAMS_MISMATCH', `token request ${req.label} is not bound to the bank-signed request`);
+    if (!Array.isArray(req.elements) || req.elements.length === 0 || req.elements.length > 4096)
+      fail('SH_ERR_INVALID_ARGUMENT', `"elements" expected 1..4096 blinded points, got ${req.elements?.length}`);
     const allowed = rules.tokenAllowance(bankRequest, this.provider, req.field);
     // A signed request is honoured only while fresh, and the counts survive restarts (rebuilt from the journal), so one
     // bank-signed request can never buy more evaluations than it names.
@@ -301,13 +427,24 @@ export class LocalCustodian implements Custodian {
       const n = (next.get(el.claimId) ?? 0) + 1;
       const limit = allowed.get(el.claimId);
       if (limit === undefined || n > limit) {
-        this.journal.append({ at: new Date().toISOString(), jobId: req.jobId, label: req.label, refused: 'SH_ERR_CUSTODIAN_BUDGET', claim: el.claimId });
-        fail('SH_ERR_CUSTODIAN_BUDGET', `custodian ${this.provider}: claim ${el.claimId} asks for evaluation ${n}, the bank signed for ${limit ?? 0} on ${req.field}`, { claim: el.claimId });
+        this.journal.append({
+          at: new Date().toISOString(),
+          jobId: req.jobId,
+          label: req.label,
+          refused: 'SH_ERR_CUSTODIAN_BUDGET',
+          claim: el.claimId,
+        });
+        fail(
+          'SH_ERR_CUSTODIAN_BUDGET',
+          `custodian ${this.provider}: claim ${el.claimId} asks for evaluation ${n}, the bank signed for ${limit ?? 0} on ${req.field}`,
+          { claim: el.claimId },
+        );
       }
       next.set(el.claimId, n);
     }
     const blinded = req.elements.map((el) => {
-      if (typeof el.blinded !== 'string' || !/^[0-9a-f]+$/.test(el.blinded) || el.blinded.length % 2) fail('SH_ERR_TOKEN_INVALID', `blinded element for ${el.claimId} is not hex`);
+      if (typeof el.blinded !== 'string' || !/^[0-9a-f]+$/.test(el.blinded) || el.blinded.length % 2)
+        fail('SH_ERR_TOKEN_INVALID', `blinded element for ${el.claimId} is not hex`);
       return hexToBytes(el.blinded);
     });
     const info = tokenInfo(this.provider, req.field, req.epoch);
@@ -316,11 +453,28 @@ export class LocalCustodian implements Custodian {
       : evaluateBlinded(this.keys.oprfSecretKey, info, blinded);
     this.evaluations.set(req.jobId, next);
     const requestHash = sha256Hex(canonicalize(request));
-    const body: TokenEvalResponse = { type: 'safehouse.custodian.oprf.response.v1', provider: this.provider, jobId: req.jobId, label: req.label, requestHash, evaluated: out.evaluated.map((e) => bytesToHex(e)), proof: bytesToHex(out.proof) };
+    const body: TokenEvalResponse = {
+      type: 'safehouse.custodian.oprf.response.v1',
+      provider: this.provider,
+      jobId: req.jobId,
+      label: req.label,
+      requestHash,
+      evaluated: out.evaluated.map((e) => bytesToHex(e)),
+      proof: bytesToHex(out.proof),
+    };
     const response = signJson(body, this.provider, this.keys.ed25519SecretKey);
     const perClaim: Record<string, number> = {};
     for (const el of req.elements) perClaim[el.claimId] = (perClaim[el.claimId] ?? 0) + 1;
-    this.journal.append({ at: new Date().toISOString(), jobId: req.jobId, label: req.label, mode: 'oprf', elements: blinded.length, evaluations: perClaim, requestHash, responseHash: sha256Hex(canonicalize(response)) });
+    this.journal.append({
+      at: new Date().toISOString(),
+      jobId: req.jobId,
+      label: req.label,
+      mode: 'oprf',
+      elements: blinded.length,
+      evaluations: perClaim,
+      requestHash,
+      responseHash: sha256Hex(canonicalize(response)),
+    });
     return response;
   }
 
@@ -328,7 +482,14 @@ export class LocalCustodian implements Custodian {
   private async decryptChecked(ciphertext: Uint8Array, label: string, maxSize: number): Promise<BigUint64Array> {
     if (this.pool) {
       this.poolKey ??= sharedKey(this.keys.bfvSecretKey);
-      return this.pool.run(decryptKernel, { paramsId: this.paramsId, secretKey: this.poolKey.bytes, keyHash: this.poolKey.hash, ciphertext, label, maxSize });
+      return this.pool.run(decryptKernel, {
+        paramsId: this.paramsId,
+        secretKey: this.poolKey.bytes,
+        keyHash: this.poolKey.hash,
+        ciphertext,
+        label,
+        maxSize,
+      });
     }
     const { ops, decryptor } = await this.init();
     return checkedDecrypt(ops, decryptor, this.params, ciphertext, label, maxSize);

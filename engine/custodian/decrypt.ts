@@ -11,16 +11,30 @@ import type { ParamSet } from '../he/params.ts';
 import { sealCall } from '../he/seal.ts';
 
 /** @throws SH_ERR_CIPHERTEXT_SIZE, SH_ERR_CIPHERTEXT_INVALID, SH_ERR_NOISE_BUDGET */
-export function checkedDecrypt(ops: BlockOps, decryptor: Decryptor, params: ParamSet, ciphertext: Uint8Array, label: string, maxSize: number): BigUint64Array {
+export function checkedDecrypt(
+  ops: BlockOps,
+  decryptor: Decryptor,
+  params: ParamSet,
+  ciphertext: Uint8Array,
+  label: string,
+  maxSize: number,
+): BigUint64Array {
   const ct: Ciphertext = ops.load(ciphertext, `ciphertext for ${label}`, maxSize);
   try {
     const level = ops.chainIndex(ct);
     if (level !== params.transferChainIndex) {
-      fail('SH_ERR_CIPHERTEXT_INVALID', `ciphertext for ${label} is at level ${level}, expected the transfer level ${params.transferChainIndex} (re-randomize and switch down first)`);
+      fail(
+        'SH_ERR_CIPHERTEXT_INVALID',
+        `ciphertext for ${label} is at level ${level}, expected the transfer level ${params.transferChainIndex} (re-randomize and switch down first)`,
+      );
     }
     const budget = sealCall('SH_ERR_CIPHERTEXT_INVALID', 'noise budget', () => decryptor.invariantNoiseBudget(ct));
     if (budget < params.minNoiseBudget) {
-      fail('SH_ERR_NOISE_BUDGET', `ciphertext for ${label} has ${budget} bits of noise budget, the minimum is ${params.minNoiseBudget}`, { budget });
+      fail(
+        'SH_ERR_NOISE_BUDGET',
+        `ciphertext for ${label} has ${budget} bits of noise budget, the minimum is ${params.minNoiseBudget}`,
+        { budget },
+      );
     }
     const pt = new ops.he.seal.Plaintext();
     try {

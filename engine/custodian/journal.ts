@@ -47,7 +47,14 @@ export class CustodianJournal {
       if (typeof e.opened === 'string') {
         const limits: Record<string, number> = {};
         for (const [k, v] of Object.entries(e)) if (!OPENED_KEYS.has(k) && typeof v === 'number') limits[k] = v;
-        const j: OpenJob = { jobId: String(e.jobId), kind: e.kind as JobKind, budget: Number(e.budget), used: 0, labels: new Set(), ...(Object.keys(limits).length ? { limits } : {}) };
+        const j: OpenJob = {
+          jobId: String(e.jobId),
+          kind: e.kind as JobKind,
+          budget: Number(e.budget),
+          used: 0,
+          labels: new Set(),
+          ...(Object.keys(limits).length ? { limits } : {}),
+        };
         jobs.set(e.opened, j);
         byId.set(j.jobId, j);
       } else if (typeof e.responseHash === 'string' && typeof e.label === 'string' && e.mode !== 'oprf') {
@@ -67,7 +74,8 @@ export class CustodianJournal {
     for (const e of this.lines()) {
       if (!e.evaluations || typeof e.at !== 'string' || Date.parse(e.at) < since) continue;
       const m = out.get(String(e.jobId)) ?? new Map<string, number>();
-      for (const [claim, n] of Object.entries(e.evaluations as Record<string, number>)) m.set(claim, (m.get(claim) ?? 0) + n);
+      for (const [claim, n] of Object.entries(e.evaluations as Record<string, number>))
+        m.set(claim, (m.get(claim) ?? 0) + n);
       out.set(String(e.jobId), m);
     }
     return out;

@@ -21,11 +21,24 @@ export interface DecryptTask {
 /** Decrypt a ciphertext the custodian already hash-checked against the signed request; the decoded slots come back. */
 export const decrypt = defineKernel<DecryptTask, BigUint64Array>(async (task) => {
   const o = await blockOps(task.paramsId);
-  const values = checkedDecrypt(o, decryptorFor(o, task.secretKey, task.keyHash), o.he.params, task.ciphertext, task.label, task.maxSize);
+  const values = checkedDecrypt(
+    o,
+    decryptorFor(o, task.secretKey, task.keyHash),
+    o.he.params,
+    task.ciphertext,
+    task.label,
+    task.maxSize,
+  );
   return move(values as never);
 });
 
-export interface EvaluateBlindedTask { secretKey: Uint8Array; info: Uint8Array; blinded: Uint8Array[] }
+export interface EvaluateBlindedTask {
+  secretKey: Uint8Array;
+  info: Uint8Array;
+  blinded: Uint8Array[];
+}
 
 /** POPRF BlindEvaluate of a batch (P-256 scalar multiplications, ≈ 2–4 ms per element) with one DLEQ proof. */
-export const evaluateBlinded = defineKernel<EvaluateBlindedTask, { evaluated: Uint8Array[]; proof: Uint8Array }>((task) => evaluate(task.secretKey, task.info, task.blinded));
+export const evaluateBlinded = defineKernel<EvaluateBlindedTask, { evaluated: Uint8Array[]; proof: Uint8Array }>(
+  (task) => evaluate(task.secretKey, task.info, task.blinded),
+);

@@ -111,7 +111,9 @@ export interface BankJobBody {
 export type BankJob = Signed<BankJobBody>;
 
 /** The bank-signed verification request a token evaluation is counted against (engine/protocols/verify/). */
-export type BankClaims = Signed<BankJobBody & { claims: Array<{ claimId: string; provider: string; field: string; op: string; count: number }> }>;
+export type BankClaims = Signed<
+  BankJobBody & { claims: Array<{ claimId: string; provider: string; field: string; op: string; count: number }> }
+>;
 
 export interface Custodian {
   readonly provider: string;
@@ -134,7 +136,11 @@ export interface Custodian {
    */
   evaluateTokens(request: Signed<TokenEvalRequest>, bankRequest: BankClaims): Promise<Signed<TokenEvalResponse>>;
   /** Domain transfer with relayout (docs/design.md §4.3): returns Enc_target(π(v + m)) and a signed receipt. */
-  transfer(request: Signed<TransferRequest>, ciphertext: Uint8Array, targetPublicKey: Uint8Array): Promise<{ response: Signed<TransferResponse>; ciphertext: Uint8Array }>;
+  transfer(
+    request: Signed<TransferRequest>,
+    ciphertext: Uint8Array,
+    targetPublicKey: Uint8Array,
+  ): Promise<{ response: Signed<TransferResponse>; ciphertext: Uint8Array }>;
 }
 
 export interface CustodianKeys {

@@ -31,7 +31,8 @@ export class BlockOps {
 
   /** Encode a vector of residues (length ≤ slots, padded with zeros). */
   encode(values: BigUint64Array): Plaintext {
-    if (values.length > this.slots) fail('SH_ERR_INVALID_ARGUMENT', `"values" expected at most ${this.slots} slots, got ${values.length}`);
+    if (values.length > this.slots)
+      fail('SH_ERR_INVALID_ARGUMENT', `"values" expected at most ${this.slots} slots, got ${values.length}`);
     const full = values.length === this.slots ? values : padded(values, this.slots);
     const pt = new this.he.seal.Plaintext();
     this.encoder.encode(full, pt);
@@ -68,13 +69,20 @@ export class BlockOps {
    */
   load(bytes: Uint8Array, what = 'ciphertext', maxSize = 2): Ciphertext {
     if (bytes.length > this.he.params.maxCiphertextBytes) {
-      fail('SH_ERR_CIPHERTEXT_SIZE', `"${what}" expected at most ${this.he.params.maxCiphertextBytes} bytes, got ${bytes.length}`, { bytes: bytes.length });
+      fail(
+        'SH_ERR_CIPHERTEXT_SIZE',
+        `"${what}" expected at most ${this.he.params.maxCiphertextBytes} bytes, got ${bytes.length}`,
+        { bytes: bytes.length },
+      );
     }
     const ct = new this.he.seal.Ciphertext();
     try {
       sealCall('SH_ERR_CIPHERTEXT_INVALID', what, () => ct.loadFromArray(this.he.context, bytes));
       if (ct.size() < 2 || ct.size() > maxSize || ct.polyModulusDegree() !== this.he.params.polyModulusDegree) {
-        fail('SH_ERR_CIPHERTEXT_INVALID', `"${what}" expected a ciphertext of size 2${maxSize > 2 ? `..${maxSize}` : ''} for ${this.he.params.id}, got size ${ct.size()}`);
+        fail(
+          'SH_ERR_CIPHERTEXT_INVALID',
+          `"${what}" expected a ciphertext of size 2${maxSize > 2 ? `..${maxSize}` : ''} for ${this.he.params.id}, got size ${ct.size()}`,
+        );
       }
     } catch (err) {
       ct.delete();
@@ -85,7 +93,11 @@ export class BlockOps {
 
   /** Serialize with zstd (what goes to disk and over the wire). */
   save(ct: Ciphertext): Uint8Array {
-    return sealCall('SH_ERR_INTERNAL', 'ciphertext save', () => ct.saveToArray(this.he.seal.ComprModeType.zstd) as Uint8Array);
+    return sealCall(
+      'SH_ERR_INTERNAL',
+      'ciphertext save',
+      () => ct.saveToArray(this.he.seal.ComprModeType.zstd) as Uint8Array,
+    );
   }
 
   /** Chain index of a ciphertext's level (3 = fresh for bfv-8192-t40-v1, 0 = last). */
@@ -192,7 +204,11 @@ export class BlockOps {
    */
   rerandomizeLogged(ct: Ciphertext, publicKey: PublicKey): Uint8Array {
     let out: Uint8Array | undefined;
-    sealCall('SH_ERR_CIPHERTEXT_INVALID', 'rerandomizeForTransfer', () => this.rerandomizeUnchecked(ct, publicKey, (zero) => { out = this.save(zero); }));
+    sealCall('SH_ERR_CIPHERTEXT_INVALID', 'rerandomizeForTransfer', () =>
+      this.rerandomizeUnchecked(ct, publicKey, (zero) => {
+        out = this.save(zero);
+      }),
+    );
     return out!;
   }
 
@@ -200,13 +216,20 @@ export class BlockOps {
   rerandomizeWith(ct: Ciphertext, zeroBytes: Uint8Array): void {
     const zero = this.load(zeroBytes, 'logged re-randomizer');
     try {
-      sealCall('SH_ERR_CIPHERTEXT_INVALID', 'rerandomizeWith', () => this.rerandomizeUnchecked(ct, undefined, undefined, zero));
+      sealCall('SH_ERR_CIPHERTEXT_INVALID', 'rerandomizeWith', () =>
+        this.rerandomizeUnchecked(ct, undefined, undefined, zero),
+      );
     } finally {
       zero.delete();
     }
   }
 
-  private rerandomizeUnchecked(ct: Ciphertext, publicKey: PublicKey | undefined, keep?: (zero: Ciphertext) => void, given?: Ciphertext): void {
+  private rerandomizeUnchecked(
+    ct: Ciphertext,
+    publicKey: PublicKey | undefined,
+    keep?: (zero: Ciphertext) => void,
+    given?: Ciphertext,
+  ): void {
     if (given) {
       if (this.chainIndex(given) !== this.chainIndex(ct)) this.evaluator.cipherModSwitchToInplace(given, ct.parmsId());
       this.evaluator.addInplace(ct, given);
@@ -225,7 +248,8 @@ export class BlockOps {
     }
     const target = this.he.params.transferChainIndex;
     let idx = this.chainIndex(ct);
-    if (idx < target) fail('SH_ERR_NOISE_BUDGET', `ciphertext is already below the transfer level (${idx} < ${target})`);
+    if (idx < target)
+      fail('SH_ERR_NOISE_BUDGET', `ciphertext is already below the transfer level (${idx} < ${target})`);
     while (idx > target) {
       this.evaluator.cipherModSwitchToNextInplace(ct);
       idx = this.chainIndex(ct);

@@ -45,7 +45,11 @@ export const PARAM_SETS: ReadonlyMap<string, ParamSet> = new Map([[BFV_8192_T40.
 /** Look up a parameter set by id. @throws SH_ERR_PARAMS_MISMATCH for an unknown id. */
 export function paramSet(id: string): ParamSet {
   const p = PARAM_SETS.get(id);
-  if (!p) fail('SH_ERR_PARAMS_MISMATCH', `"paramsId" expected one of ${[...PARAM_SETS.keys()].join(', ')}, got ${JSON.stringify(id)}`);
+  if (!p)
+    fail(
+      'SH_ERR_PARAMS_MISMATCH',
+      `"paramsId" expected one of ${[...PARAM_SETS.keys()].join(', ')}, got ${JSON.stringify(id)}`,
+    );
   return p;
 }
 
@@ -82,7 +86,10 @@ async function build(params: ParamSet): Promise<HeContext> {
   parms.setCoeffModulus(seal.CoeffModulus.BFVDefault(params.polyModulusDegree, seal.SecLevelType.tc128));
   const plain = seal.PlainModulus.Batching(params.polyModulusDegree, params.plainBits);
   if (plain.value() !== params.t) {
-    fail('SH_ERR_PARAMS_INSECURE', `parameter set ${params.id}: SEAL derived t = ${plain.value()}, expected ${params.t}`);
+    fail(
+      'SH_ERR_PARAMS_INSECURE',
+      `parameter set ${params.id}: SEAL derived t = ${plain.value()}, expected ${params.t}`,
+    );
   }
   parms.setPlainModulus(plain);
   const context = new seal.SEALContext(parms, true, seal.SecLevelType.tc128);

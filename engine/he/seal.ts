@@ -14,8 +14,14 @@ export type Seal = MainModule;
 
 let runtime: Promise<Seal> | undefined;
 /** The WebAssembly namespace (not in this project's TypeScript libs): only what the memory capture touches. */
-interface WasmMemory { readonly buffer: ArrayBuffer }
-const Wasm = (globalThis as unknown as { WebAssembly: Record<string, unknown> & { Memory: abstract new (...a: never[]) => WasmMemory } }).WebAssembly;
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+}
+const Wasm = (
+  globalThis as unknown as {
+    WebAssembly: Record<string, unknown> & { Memory: abstract new (...a: never[]) => WasmMemory };
+  }
+).WebAssembly;
 let memory: WasmMemory | undefined;
 
 /** The process-wide SEAL module (loaded on first call, then cached). @throws SH_ERR_SEAL_RUNTIME */
@@ -72,7 +78,8 @@ export function sealCall<T>(code: ErrorCode, what: string, fn: () => T): T {
     const text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
     // embind: "Cannot pass deleted object as a pointer of type X" (a method or argument), "X instance already
     // deleted" (delete() twice).
-    if (/deleted object|instance already deleted/i.test(text)) fail('SH_ERR_HANDLE_DELETED', `${what}: SEAL object used after delete()`, {}, err);
+    if (/deleted object|instance already deleted/i.test(text))
+      fail('SH_ERR_HANDLE_DELETED', `${what}: SEAL object used after delete()`, {}, err);
     return fail(code, `${what}: SEAL rejected the operation`, {}, err);
   }
 }

@@ -82,7 +82,8 @@ export function verifierKey(name: string, publicKey: Uint8Array): string {
  * @example signNote('hello\n', 'example.com/log', sk) // 'hello\n\n— example.com/log …\n'
  */
 export function signNote(text: string, keyName: string, secretKey: Uint8Array): string {
-  if (!isNoteText(text)) fail('SH_ERR_INVALID_ARGUMENT', `"text" expected note text ending in a newline, got ${describe(text)}`);
+  if (!isNoteText(text))
+    fail('SH_ERR_INVALID_ARGUMENT', `"text" expected note text ending in a newline, got ${describe(text)}`);
   checkKey(secretKey, 'secretKey');
   const publicKey = ed25519PublicKey(secretKey);
   const sig = ed25519Sign(utf8.encode(text), secretKey);
@@ -147,7 +148,8 @@ export function signCheckpoint(cp: Checkpoint, keyName: string, secretKey: Uint8
   if (typeof origin !== 'string' || !/^[^\x00-\x1f]+$/.test(origin) || !origin.isWellFormed()) {
     fail('SH_ERR_INVALID_ARGUMENT', `"origin" expected a non-empty single line, got ${describe(origin)}`);
   }
-  if (!Number.isSafeInteger(size) || size < 0) fail('SH_ERR_INVALID_ARGUMENT', `"size" expected a non-negative integer, got ${describe(size)}`);
+  if (!Number.isSafeInteger(size) || size < 0)
+    fail('SH_ERR_INVALID_ARGUMENT', `"size" expected a non-negative integer, got ${describe(size)}`);
   if (!(rootHash instanceof Uint8Array) || rootHash.length !== HASH_SIZE) {
     fail('SH_ERR_INVALID_ARGUMENT', `"rootHash" expected 32 bytes, got ${describe(rootHash)}`);
   }
@@ -220,6 +222,9 @@ function checkKeyName(name: unknown): void {
 
 function checkKey(key: unknown, name: string): asserts key is Uint8Array {
   if (!(key instanceof Uint8Array) || key.length !== 32) {
-    fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected 32 bytes, got ${key instanceof Uint8Array ? `${key.length} bytes` : describe(key)}`);
+    fail(
+      'SH_ERR_INVALID_ARGUMENT',
+      `"${name}" expected 32 bytes, got ${key instanceof Uint8Array ? `${key.length} bytes` : describe(key)}`,
+    );
   }
 }

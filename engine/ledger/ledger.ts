@@ -30,8 +30,29 @@ import { describe, fail, isCoded, type ErrorCode } from '../../core/errors.ts';
 import { canonicalize } from '../../core/jcs.ts';
 import { keyHash, signCheckpoint, verifyCheckpoint } from './checkpoint.ts';
 import { ed25519PublicKey } from '../../core/sign.ts';
-import { consistencyPath, EMPTY_ROOT, equalBytes, HASH_SIZE, inclusionPath, leafHash, nodeHash, rootsAtSizes, verifyConsistency } from './merkle.ts';
-import { NodeCache, bytes, checkIndex, checkSize, exactLog2, frontier, parseBody, span, str, tampered } from './tree.ts';
+import {
+  consistencyPath,
+  EMPTY_ROOT,
+  equalBytes,
+  HASH_SIZE,
+  inclusionPath,
+  leafHash,
+  nodeHash,
+  rootsAtSizes,
+  verifyConsistency,
+} from './merkle.ts';
+import {
+  NodeCache,
+  bytes,
+  checkIndex,
+  checkSize,
+  exactLog2,
+  frontier,
+  parseBody,
+  span,
+  str,
+  tampered,
+} from './tree.ts';
 
 /** Options for `new Ledger(db, opts)`. */
 export interface LedgerOptions {
@@ -120,9 +141,31 @@ export class Ledger {
   readonly #now: () => Date;
   readonly #count: LedgerCounters;
   readonly #sql: Record<
-    | 'nextIndex' | 'tail' | 'leafAt' | 'nodeAt' | 'nodesIn' | 'allNodes' | 'insertNode' | 'insertNodeIfAbsent'
-    | 'insertEntry' | 'insertSubject' | 'insertSubjects' | 'hashesFrom' | 'bodiesFrom' | 'entry' | 'allEntries'
-    | 'lastCheckpoint' | 'allCheckpoints' | 'insertCheckpoint' | 'subjectEntries' | 'insertJob' | 'jobEntries' | 'textsFrom' | 'notes' | 'touches' | 'ofKind',
+    | 'nextIndex'
+    | 'tail'
+    | 'leafAt'
+    | 'nodeAt'
+    | 'nodesIn'
+    | 'allNodes'
+    | 'insertNode'
+    | 'insertNodeIfAbsent'
+    | 'insertEntry'
+    | 'insertSubject'
+    | 'insertSubjects'
+    | 'hashesFrom'
+    | 'bodiesFrom'
+    | 'entry'
+    | 'allEntries'
+    | 'lastCheckpoint'
+    | 'allCheckpoints'
+    | 'insertCheckpoint'
+    | 'subjectEntries'
+    | 'insertJob'
+    | 'jobEntries'
+    | 'textsFrom'
+    | 'notes'
+    | 'touches'
+    | 'ofKind',
     StatementSync
   >;
   /** Node hashes known to equal the database's, valid for the first #cachedSize entries (ending in #cachedLast). */
@@ -143,7 +186,8 @@ export class Ledger {
   #trusted: { size: number; note: string; root: Uint8Array } | undefined;
 
   constructor(db: DatabaseSync, opts: LedgerOptions) {
-    if (opts === null || typeof opts !== 'object') fail('SH_ERR_INVALID_ARGUMENT', `"opts" expected object, got ${describe(opts)}`);
+    if (opts === null || typeof opts !== 'object')
+      fail('SH_ERR_INVALID_ARGUMENT', `"opts" expected object, got ${describe(opts)}`);
     const { origin, keyName, secretKey, publicKey, now = () => new Date(), counters } = opts;
     if (typeof origin !== 'string' || !/^[^\x00-\x1f]+$/.test(origin) || !origin.isWellFormed()) {
       fail('SH_ERR_INVALID_ARGUMENT', `"origin" expected a non-empty single line, got ${describe(origin)}`);
@@ -168,10 +212,14 @@ export class Ledger {
     this.#secretKey = secretKey?.slice();
     this.#now = now;
     this.#count = counters ?? { leafHashes: 0, nodeHashes: 0, rowsRead: 0 };
-    const hadJobIndex = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger_jobs'").get() !== undefined;
+    const hadJobIndex =
+      db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger_jobs'").get() !== undefined;
     db.exec(SCHEMA);
     // A ledger from before the job index: index the jobs of its existing entries once.
-    if (!hadJobIndex) db.exec("INSERT INTO ledger_jobs(job_id, idx) SELECT json_extract(body, '$.jobId'), idx FROM ledger_entries WHERE json_type(body, '$.jobId') = 'text'");
+    if (!hadJobIndex)
+      db.exec(
+        "INSERT INTO ledger_jobs(job_id, idx) SELECT json_extract(body, '$.jobId'), idx FROM ledger_entries WHERE json_type(body, '$.jobId') = 'text'",
+      );
     const q = (sql: string): StatementSync => db.prepare(sql);
     this.#sql = {
       nextIndex: q('SELECT COALESCE(MAX(idx) + 1, 0) AS n FROM ledger_entries'),
@@ -206,7 +254,9 @@ export class Ledger {
       notes: q('SELECT size, note FROM ledger_checkpoints ORDER BY size'),
       touches: q('SELECT 1 AS hit FROM ledger_subjects WHERE idx = ? AND uscc = ? LIMIT 1'),
       ofKind: q('SELECT idx, kind, body, at FROM ledger_entries WHERE kind = ? AND idx >= ? ORDER BY idx'),
-      jobEntries: q('SELECT e.idx, e.kind, e.body, e.at FROM ledger_jobs j JOIN ledger_entries e ON e.idx = j.idx WHERE j.job_id = ? ORDER BY e.idx'),
+      jobEntries: q(
+        'SELECT e.idx, e.kind, e.body, e.at FROM ledger_jobs j JOIN ledger_entries e ON e.idx = j.idx WHERE j.job_id = ? ORDER BY e.idx',
+      ),
     };
   }
 
@@ -216,7 +266,11 @@ export class Ledger {
    *   reserved `kind` or `at` members, non-JSON values, or subjects that are not non-empty strings.
    * @example ledger.append('job.requested', { jobId: 'j1' }, ['91350100M000100Y43']) // { index: 0, leafHash }
    */
-  append(kind: string, event: Record<string, unknown>, subjects?: readonly string[]): { index: number; leafHash: Uint8Array } {
+  append(
+    kind: string,
+    event: Record<string, unknown>,
+    subjects?: readonly string[],
+  ): { index: number; leafHash: Uint8Array } {
     return this.appendMany([{ kind, event, ...(subjects === undefined ? {} : { subjects }) }])[0]!;
   }
 
@@ -239,7 +293,11 @@ export class Ledger {
     try {
       first = this.#sync(); // read inside the transaction, so indices cannot collide
       if (this.#nodesPastEnd && rows.length > 0) {
-        fail('SH_ERR_LEDGER_TAMPERED', `the tree node table has nodes past entry ${first - 1}: entries were deleted from the end`, { index: first });
+        fail(
+          'SH_ERR_LEDGER_TAMPERED',
+          `the tree node table has nodes past entry ${first - 1}: entries were deleted from the end`,
+          { index: first },
+        );
       }
       const stack = frontier(first).map(([level, idx]) => this.#node(level, idx));
       rows.forEach((r, i) => {
@@ -253,7 +311,12 @@ export class Ledger {
             this.#sql.insertNode.run(level, idx, hash);
           } catch (err) {
             if ((err as { errcode?: unknown }).errcode !== SQLITE_CONSTRAINT_PRIMARYKEY) throw err;
-            fail('SH_ERR_LEDGER_TAMPERED', `tree node (level ${level}, index ${idx}) already exists past the last entry`, { index: idx * 2 ** level }, err);
+            fail(
+              'SH_ERR_LEDGER_TAMPERED',
+              `tree node (level ${level}, index ${idx}) already exists past the last entry`,
+              { index: idx * 2 ** level },
+              err,
+            );
           }
           made.push([level, idx, hash]);
         });
@@ -310,7 +373,13 @@ export class Ledger {
     checkIndex(index, 'index');
     const row = this.#sql.entry.get(index);
     if (!row) fail('SH_ERR_NOT_FOUND', `ledger entry ${index} does not exist`, { index });
-    return { index, kind: str(row.kind), at: str(row.at), body: parseBody(index, row.body), leafHash: bytes(row.leaf_hash) };
+    return {
+      index,
+      kind: str(row.kind),
+      at: str(row.at),
+      body: parseBody(index, row.body),
+      leafHash: bytes(row.leaf_hash),
+    };
   }
 
   /**
@@ -337,7 +406,10 @@ export class Ledger {
   }
 
   /** Entries of one kind from index `from` on, in ledger order (e.g. every `job.requested`). */
-  entriesOfKind(kind: string, from = 0): Array<{ index: number; kind: string; body: Record<string, unknown>; at: string }> {
+  entriesOfKind(
+    kind: string,
+    from = 0,
+  ): Array<{ index: number; kind: string; body: Record<string, unknown>; at: string }> {
     checkIndex(from, 'from');
     return this.#sql.ofKind.all(kind, from).map((r) => {
       const index = Number(r.idx);
@@ -374,11 +446,19 @@ export class Ledger {
     const n = this.#sync(); // also backfills a node table from before this version
     const last = this.latestCheckpoint();
     const m = last?.size ?? 0;
-    if (n < m) fail('SH_ERR_LEDGER_INCONSISTENT', `the ledger has ${n} entries but checkpoint ${m} was signed`, { size: n, checkpointSize: m });
+    if (n < m)
+      fail('SH_ERR_LEDGER_INCONSISTENT', `the ledger has ${n} entries but checkpoint ${m} was signed`, {
+        size: n,
+        checkpointSize: m,
+      });
     // (1) The old tree, from the database.
     const stack = frontier(m).map(([level, idx]) => this.#readNode(level, idx));
     if (last && !equalBytes(this.#fold(stack), last.rootHash)) {
-      fail('SH_ERR_LEDGER_INCONSISTENT', `the stored tree of the first ${m} entries no longer hashes to the root of checkpoint ${m} (a tree node or leaf hash was altered)`, { size: n, checkpointSize: m });
+      fail(
+        'SH_ERR_LEDGER_INCONSISTENT',
+        `the stored tree of the first ${m} entries no longer hashes to the root of checkpoint ${m} (a tree node or leaf hash was altered)`,
+        { size: n, checkpointSize: m },
+      );
     }
     if (last && n === m) return last.note;
     // (2) The new entries, from their bodies, extending the old tree.
@@ -390,7 +470,9 @@ export class Ledger {
       const h = leafHash(utf8.encode(str(row.body)));
       this.#count.leafHashes++;
       if (!equalBytes(h, bytes(row.leaf_hash))) {
-        fail('SH_ERR_LEDGER_TAMPERED', `ledger entry ${row.idx} does not match its leaf hash`, { index: Number(row.idx) });
+        fail('SH_ERR_LEDGER_TAMPERED', `ledger entry ${row.idx} does not match its leaf hash`, {
+          index: Number(row.idx),
+        });
       }
       this.#push(stack, h, next, (level, idx, hash) => {
         let list = made.get(level);
@@ -408,18 +490,29 @@ export class Ledger {
         const [idx, hash] = list[k]!;
         if (Number(row.idx) !== idx) break; // reported as missing below
         if (!(row.hash instanceof Uint8Array) || !equalBytes(row.hash, hash)) {
-          fail('SH_ERR_LEDGER_TAMPERED', `tree node (level ${level}, index ${idx}) does not match entries ${span(level, idx)}`, { index: idx * 2 ** level });
+          fail(
+            'SH_ERR_LEDGER_TAMPERED',
+            `tree node (level ${level}, index ${idx}) does not match entries ${span(level, idx)}`,
+            { index: idx * 2 ** level },
+          );
         }
         k++;
       }
       if (k < list.length) {
         const idx = list[k]![0];
-        fail('SH_ERR_LEDGER_TAMPERED', `tree node (level ${level}, index ${idx}) over entries ${span(level, idx)} is missing`, { index: idx * 2 ** level });
+        fail(
+          'SH_ERR_LEDGER_TAMPERED',
+          `tree node (level ${level}, index ${idx}) over entries ${span(level, idx)} is missing`,
+          { index: idx * 2 ** level },
+        );
       }
     }
     const root = this.#fold(stack);
     if (last && !verifyConsistency(m, n, this.consistencyProof(m, n), last.rootHash, root)) {
-      fail('SH_ERR_LEDGER_INCONSISTENT', `the tree of ${n} entries is not consistent with checkpoint ${m}`, { size: n, checkpointSize: m });
+      fail('SH_ERR_LEDGER_INCONSISTENT', `the tree of ${n} entries is not consistent with checkpoint ${m}`, {
+        size: n,
+        checkpointSize: m,
+      });
     }
     const note = signCheckpoint({ origin: this.#origin, size: n, rootHash: root }, this.#keyName, this.#secretKey);
     this.#sql.insertCheckpoint.run(n, root, note, this.#now().toISOString());
@@ -439,7 +532,13 @@ export class Ledger {
     if (!row) return undefined;
     const cp = { size: Number(row.size), rootHash: bytes(row.root), note: str(row.note) };
     const t = this.#trusted;
-    if (!(t && t.size === cp.size && t.note === cp.note && typeof row.note === 'string' && equalBytes(t.root, cp.rootHash))) {
+    if (!(
+      t &&
+      t.size === cp.size &&
+      t.note === cp.note &&
+      typeof row.note === 'string' &&
+      equalBytes(t.root, cp.rootHash)
+    )) {
       const problem = this.#checkCheckpointRow(row);
       if (problem) fail('SH_ERR_LEDGER_TAMPERED', problem.reason, { checkpointSize: cp.size });
       this.#trusted = { size: cp.size, note: cp.note, root: cp.rootHash.slice() };
@@ -459,7 +558,11 @@ export class Ledger {
     const treeSize = size ?? n;
     checkSize(treeSize, 'size', n);
     checkIndex(index, 'index');
-    if (index >= treeSize) fail('SH_ERR_INVALID_ARGUMENT', `"index" expected less than size ${treeSize}, got ${index}`, { index, size: treeSize });
+    if (index >= treeSize)
+      fail('SH_ERR_INVALID_ARGUMENT', `"index" expected less than size ${treeSize}, got ${index}`, {
+        index,
+        size: treeSize,
+      });
     return inclusionPath(index, treeSize, (lo, hi) => this.#range(lo, hi, treeSize)).map((h) => h.slice());
   }
 
@@ -499,26 +602,38 @@ export class Ledger {
     const hashes: Uint8Array[] = [];
     for (const row of this.#sql.allEntries.iterate()) {
       const index = hashes.length;
-      if (Number(row.idx) !== index) return tampered({ index }, `entry ${index} is missing (the next stored entry is ${row.idx})`);
-      if (typeof row.body !== 'string' || !(row.leaf_hash instanceof Uint8Array)) return tampered({ index }, `entry ${index} has a malformed row`);
+      if (Number(row.idx) !== index)
+        return tampered({ index }, `entry ${index} is missing (the next stored entry is ${row.idx})`);
+      if (typeof row.body !== 'string' || !(row.leaf_hash instanceof Uint8Array))
+        return tampered({ index }, `entry ${index} has a malformed row`);
       const h = leafHash(utf8.encode(row.body));
-      if (!equalBytes(h, row.leaf_hash)) return tampered({ index }, `entry ${index}: the stored leaf hash does not match the body`);
+      if (!equalBytes(h, row.leaf_hash))
+        return tampered({ index }, `entry ${index}: the stored leaf hash does not match the body`);
       hashes.push(h);
     }
     this.#count.rowsRead += hashes.length;
     this.#count.leafHashes += hashes.length;
     const rows = this.#sql.allCheckpoints.all();
-    const roots = rootsAtSizes(hashes, rows.map((r) => Math.min(Number(r.size), hashes.length)));
+    const roots = rootsAtSizes(
+      hashes,
+      rows.map((r) => Math.min(Number(r.size), hashes.length)),
+    );
     let good = 0;
     for (const [k, row] of rows.entries()) {
       const checkpointSize = Number(row.size);
       const problem = this.#checkCheckpointRow(row);
       if (problem) return { ok: false, checkpointSize, ...problem };
       if (checkpointSize > hashes.length) {
-        return tampered({ index: hashes.length, checkpointSize }, `checkpoint ${checkpointSize} covers entries ${hashes.length}.. which are missing`);
+        return tampered(
+          { index: hashes.length, checkpointSize },
+          `checkpoint ${checkpointSize} covers entries ${hashes.length}.. which are missing`,
+        );
       }
       if (!equalBytes(roots[k]!, bytes(row.root))) {
-        return tampered({ checkpointSize }, `checkpoint ${checkpointSize}: entries ${good}..${checkpointSize - 1} were rewritten (the root differs)`);
+        return tampered(
+          { checkpointSize },
+          `checkpoint ${checkpointSize}: entries ${good}..${checkpointSize - 1} were rewritten (the root differs)`,
+        );
       }
       good = checkpointSize;
     }
@@ -535,7 +650,8 @@ export class Ledger {
    * @example ledger.subjectEntries('91350100M000100Y43').map((e) => e.kind)
    */
   subjectEntries(uscc: string): Array<{ index: number; kind: string; body: Record<string, unknown>; at: string }> {
-    if (typeof uscc !== 'string' || uscc === '') fail('SH_ERR_INVALID_ARGUMENT', `"uscc" expected a non-empty string, got ${describe(uscc)}`);
+    if (typeof uscc !== 'string' || uscc === '')
+      fail('SH_ERR_INVALID_ARGUMENT', `"uscc" expected a non-empty string, got ${describe(uscc)}`);
     return this.#sql.subjectEntries.all(uscc).map((r) => {
       const index = Number(r.idx);
       return { index, kind: str(r.kind), body: parseBody(index, r.body), at: str(r.at) };
@@ -551,11 +667,15 @@ export class Ledger {
    * @example ledger.jobEntries('score_20261202_ab12cd34').map((e) => e.kind) // ['job.requested', 'custodian.request', …]
    */
   jobEntries(jobId: string): Array<{ index: number; kind: string; body: Record<string, unknown>; at: string }> {
-    if (typeof jobId !== 'string' || jobId === '') fail('SH_ERR_INVALID_ARGUMENT', `"jobId" expected a non-empty string, got ${describe(jobId)}`);
-    return this.#sql.jobEntries.all(jobId).map((r) => {
-      const index = Number(r.idx);
-      return { index, kind: str(r.kind), body: parseBody(index, r.body), at: str(r.at) };
-    }).filter((e) => e.body.jobId === jobId);
+    if (typeof jobId !== 'string' || jobId === '')
+      fail('SH_ERR_INVALID_ARGUMENT', `"jobId" expected a non-empty string, got ${describe(jobId)}`);
+    return this.#sql.jobEntries
+      .all(jobId)
+      .map((r) => {
+        const index = Number(r.idx);
+        return { index, kind: str(r.kind), body: parseBody(index, r.body), at: str(r.at) };
+      })
+      .filter((e) => e.body.jobId === jobId);
   }
 
   // --- internals: the stored tree
@@ -571,7 +691,8 @@ export class Ledger {
     this.#count.rowsRead++;
     const n = row.last === null ? 0 : Number(row.last) + 1;
     const lastLeaf = row.leaf instanceof Uint8Array ? row.leaf : undefined;
-    const same = (a: Uint8Array | undefined, b: Uint8Array | undefined): boolean => (a && b ? equalBytes(a, b) : a === b);
+    const same = (a: Uint8Array | undefined, b: Uint8Array | undefined): boolean =>
+      a && b ? equalBytes(a, b) : a === b;
     if (n !== this.#cachedSize || !same(lastLeaf, this.#cachedLast)) {
       let keep = false;
       if (n > this.#cachedSize) {
@@ -612,9 +733,11 @@ export class Ledger {
       let next = start;
       for (const row of this.#sql.hashesFrom.iterate(start)) {
         this.#count.rowsRead++;
-        if (Number(row.idx) !== next) fail('SH_ERR_LEDGER_TAMPERED', `ledger entry ${next} is missing`, { index: next });
+        if (Number(row.idx) !== next)
+          fail('SH_ERR_LEDGER_TAMPERED', `ledger entry ${next} is missing`, { index: next });
         const h = row.leaf_hash;
-        if (!(h instanceof Uint8Array) || h.length !== HASH_SIZE) fail('SH_ERR_LEDGER_TAMPERED', `ledger entry ${next} has a malformed leaf hash`, { index: next });
+        if (!(h instanceof Uint8Array) || h.length !== HASH_SIZE)
+          fail('SH_ERR_LEDGER_TAMPERED', `ledger entry ${next} has a malformed leaf hash`, { index: next });
         this.#push(stack, h, next, (level, idx, hash) => this.#sql.insertNodeIfAbsent.run(level, idx, hash));
         next++;
       }
@@ -649,13 +772,18 @@ export class Ledger {
       const row = this.#sql.leafAt.get(idx);
       if (!row) fail('SH_ERR_LEDGER_TAMPERED', `ledger entry ${idx} is missing`, { index: idx });
       const h = row.leaf_hash;
-      if (!(h instanceof Uint8Array) || h.length !== HASH_SIZE) fail('SH_ERR_LEDGER_TAMPERED', `ledger entry ${idx} has a malformed leaf hash`, { index: idx });
+      if (!(h instanceof Uint8Array) || h.length !== HASH_SIZE)
+        fail('SH_ERR_LEDGER_TAMPERED', `ledger entry ${idx} has a malformed leaf hash`, { index: idx });
       return h;
     }
     const row = this.#sql.nodeAt.get(level, idx);
     const h = row?.hash;
     if (!(h instanceof Uint8Array) || h.length !== HASH_SIZE) {
-      fail('SH_ERR_LEDGER_TAMPERED', `tree node (level ${level}, index ${idx}) over entries ${span(level, idx)} is ${row ? 'malformed' : 'missing'}`, { index: idx * 2 ** level });
+      fail(
+        'SH_ERR_LEDGER_TAMPERED',
+        `tree node (level ${level}, index ${idx}) over entries ${span(level, idx)} is ${row ? 'malformed' : 'missing'}`,
+        { index: idx * 2 ** level },
+      );
     }
     return h;
   }
@@ -668,7 +796,8 @@ export class Ledger {
     const w = hi - lo;
     const level = exactLog2(w);
     if (level >= 0 && lo % w === 0) return this.#node(level, lo / w);
-    if (hi !== size) throw new Error(`internal: [${lo}, ${hi}) is neither a perfect subtree nor a right edge of ${size}`);
+    if (hi !== size)
+      throw new Error(`internal: [${lo}, ${hi}) is neither a perfect subtree nor a right edge of ${size}`);
     let edge = this.#edge;
     if (!edge || edge.generation !== this.#generation || edge.size !== size) {
       const parts = frontier(size);
@@ -686,7 +815,12 @@ export class Ledger {
   }
 
   /** Adds leaf `index` to a frontier stack of [0, index), reporting each node it completes (level ≥ 1). */
-  #push(stack: Uint8Array[], leaf: Uint8Array, index: number, onNode: (level: number, idx: number, hash: Uint8Array) => void): void {
+  #push(
+    stack: Uint8Array[],
+    leaf: Uint8Array,
+    index: number,
+    onNode: (level: number, idx: number, hash: Uint8Array) => void,
+  ): void {
     let h = leaf;
     let level = 0;
     let i = index;
@@ -716,7 +850,7 @@ export class Ledger {
   #checkNodes(hashes: readonly Uint8Array[]): LedgerReport | undefined {
     const n = hashes.length;
     const levels: Array<readonly Uint8Array[]> = [hashes];
-    for (let below = hashes; below.length >= 2; ) {
+    for (let below = hashes; below.length >= 2;) {
       const up: Uint8Array[] = [];
       for (let i = 0; i + 1 < below.length; i += 2) up.push(this.#hash(below[i]!, below[i + 1]!));
       levels.push(up);
@@ -728,7 +862,8 @@ export class Ledger {
       while (level < levels.length && idx >= levels[level]!.length) [level, idx] = [level + 1, 0];
       return level < levels.length ? [level, idx] : undefined;
     };
-    const before = (a: readonly [number, number], b: readonly [number, number]): boolean => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+    const before = (a: readonly [number, number], b: readonly [number, number]): boolean =>
+      a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
     const missing = ([l, i]: [number, number]): LedgerReport =>
       tampered({ index: i * 2 ** l }, `tree node (level ${l}, index ${i}) over entries ${span(l, i)} is missing`);
     for (const row of this.#sql.allNodes.iterate()) {
@@ -737,10 +872,16 @@ export class Ledger {
       const e = expected();
       if (e && before(e, stored)) return missing(e);
       if (!e || before(stored, e)) {
-        return tampered({ index: Math.min(Math.max(0, stored[1] * 2 ** stored[0]), n) }, `tree node (level ${stored[0]}, index ${stored[1]}) is not part of the tree of ${n} entries`);
+        return tampered(
+          { index: Math.min(Math.max(0, stored[1] * 2 ** stored[0]), n) },
+          `tree node (level ${stored[0]}, index ${stored[1]}) is not part of the tree of ${n} entries`,
+        );
       }
       if (!(row.hash instanceof Uint8Array) || !equalBytes(row.hash, levels[level]![idx]!)) {
-        return tampered({ index: idx * 2 ** level }, `tree node (level ${level}, index ${idx}) does not match entries ${span(level, idx)}`);
+        return tampered(
+          { index: idx * 2 ** level },
+          `tree node (level ${level}, index ${idx}) does not match entries ${span(level, idx)}`,
+        );
       }
       idx++;
     }
@@ -751,18 +892,27 @@ export class Ledger {
   // --- internals: entries and checkpoints
 
   /** Validates one event for appending and computes its leaf. */
-  #prepare(e: LedgerEvent, name: string): { kind: string; at: string; body: string; leafHash: Uint8Array; subjects: string[]; jobId: string | undefined } {
-    if (e === null || typeof e !== 'object') fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected object, got ${describe(e)}`);
+  #prepare(
+    e: LedgerEvent,
+    name: string,
+  ): { kind: string; at: string; body: string; leafHash: Uint8Array; subjects: string[]; jobId: string | undefined } {
+    if (e === null || typeof e !== 'object')
+      fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected object, got ${describe(e)}`);
     const { kind, event, subjects = [] } = e;
-    if (typeof kind !== 'string' || kind === '') fail('SH_ERR_INVALID_ARGUMENT', `"${name}.kind" expected a non-empty string, got ${describe(kind)}`);
+    if (typeof kind !== 'string' || kind === '')
+      fail('SH_ERR_INVALID_ARGUMENT', `"${name}.kind" expected a non-empty string, got ${describe(kind)}`);
     if (event === null || typeof event !== 'object' || Array.isArray(event)) {
       fail('SH_ERR_INVALID_ARGUMENT', `"${name}.event" expected object, got ${describe(event)}`);
     }
     for (const reserved of ['kind', 'at']) {
-      if (Object.hasOwn(event, reserved)) fail('SH_ERR_INVALID_ARGUMENT', `"${name}.event.${reserved}" is reserved: the ledger sets it`);
+      if (Object.hasOwn(event, reserved))
+        fail('SH_ERR_INVALID_ARGUMENT', `"${name}.event.${reserved}" is reserved: the ledger sets it`);
     }
     if (!Array.isArray(subjects) || subjects.some((s) => typeof s !== 'string' || s === '')) {
-      fail('SH_ERR_INVALID_ARGUMENT', `"${name}.subjects" expected an array of non-empty strings, got ${describe(subjects)}`);
+      fail(
+        'SH_ERR_INVALID_ARGUMENT',
+        `"${name}.subjects" expected an array of non-empty strings, got ${describe(subjects)}`,
+      );
     }
     const at = this.#now().toISOString();
     const body = canonicalize({ ...event, kind, at });
@@ -777,10 +927,16 @@ export class Ledger {
     try {
       const cp = verifyCheckpoint(str(row.note), this.#keyName, this.#publicKey);
       if (cp.origin !== this.#origin || cp.size !== size) {
-        return { code: 'SH_ERR_LEDGER_TAMPERED', reason: `checkpoint ${size}: the note is for ${cp.origin} at size ${cp.size}` };
+        return {
+          code: 'SH_ERR_LEDGER_TAMPERED',
+          reason: `checkpoint ${size}: the note is for ${cp.origin} at size ${cp.size}`,
+        };
       }
       if (!(row.root instanceof Uint8Array) || !equalBytes(cp.rootHash, row.root)) {
-        return { code: 'SH_ERR_LEDGER_TAMPERED', reason: `checkpoint ${size}: the stored root differs from the signed note` };
+        return {
+          code: 'SH_ERR_LEDGER_TAMPERED',
+          reason: `checkpoint ${size}: the stored root differs from the signed note`,
+        };
       }
       return undefined;
     } catch (err) {

@@ -31,7 +31,8 @@ export const EMPTY_ROOT: Uint8Array = sha256(new Uint8Array(0));
  * @example leafHash(new Uint8Array()) // 6e340b9c…
  */
 export function leafHash(data: Uint8Array): Uint8Array {
-  if (!(data instanceof Uint8Array)) fail('SH_ERR_INVALID_ARGUMENT', `"data" expected Uint8Array, got ${describe(data)}`);
+  if (!(data instanceof Uint8Array))
+    fail('SH_ERR_INVALID_ARGUMENT', `"data" expected Uint8Array, got ${describe(data)}`);
   const buf = new Uint8Array(data.length + 1);
   buf.set(data, 1);
   return sha256(buf);
@@ -88,7 +89,8 @@ export function rootsAtSizes(hashes: readonly Uint8Array[], sizes: readonly numb
 export function inclusionProof(leafHashes: readonly Uint8Array[], index: number, size: number): Uint8Array[] {
   checkSize(size, 'size', leafHashes.length);
   checkCount(index, 'index');
-  if (index >= size) fail('SH_ERR_INVALID_ARGUMENT', `"index" expected less than size ${size}, got ${index}`, { index, size });
+  if (index >= size)
+    fail('SH_ERR_INVALID_ARGUMENT', `"index" expected less than size ${size}, got ${index}`, { index, size });
   return inclusionPath(index, size, (lo, hi) => range(leafHashes, lo, hi));
 }
 
@@ -282,7 +284,10 @@ function isPowerOfTwo(n: number): boolean {
 
 function checkHash(h: unknown, name: string): void {
   if (!(h instanceof Uint8Array) || h.length !== HASH_SIZE) {
-    fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected a 32-byte hash, got ${h instanceof Uint8Array ? `${h.length} bytes` : describe(h)}`);
+    fail(
+      'SH_ERR_INVALID_ARGUMENT',
+      `"${name}" expected a 32-byte hash, got ${h instanceof Uint8Array ? `${h.length} bytes` : describe(h)}`,
+    );
   }
 }
 
@@ -294,7 +299,8 @@ function checkCount(v: unknown, name: string): void {
 
 function checkSize(v: unknown, name: string, max: number): void {
   checkCount(v, name);
-  if ((v as number) > max) fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected at most ${max}, got ${v}`, { [name]: v as number, max });
+  if ((v as number) > max)
+    fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected at most ${max}, got ${v}`, { [name]: v as number, max });
 }
 
 function checkArray(proof: unknown): readonly Uint8Array[] {
@@ -303,5 +309,6 @@ function checkArray(proof: unknown): readonly Uint8Array[] {
 }
 
 function checkBytes(values: readonly unknown[]): void {
-  for (const v of values) if (!(v instanceof Uint8Array)) fail('SH_ERR_INVALID_ARGUMENT', `expected Uint8Array, got ${describe(v)}`);
+  for (const v of values)
+    if (!(v instanceof Uint8Array)) fail('SH_ERR_INVALID_ARGUMENT', `expected Uint8Array, got ${describe(v)}`);
 }

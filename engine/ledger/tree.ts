@@ -29,7 +29,8 @@ export class NodeCache {
         grown.data.set(l.data);
         grown.have.set(l.have);
       }
-      for (let k = this.#levels.length; k < level; k++) this.#levels.push({ data: new Uint8Array(0), have: new Uint8Array(0) });
+      for (let k = this.#levels.length; k < level; k++)
+        this.#levels.push({ data: new Uint8Array(0), have: new Uint8Array(0) });
       this.#levels[level] = l = grown;
     }
     l.data.set(hash, idx * HASH_SIZE);
@@ -69,7 +70,8 @@ export function tampered(where: { index?: number; checkpointSize?: number }, rea
 }
 
 export function checkIndex(v: unknown, name: string): asserts v is number {
-  if (!Number.isSafeInteger(v) || (v as number) < 0) fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected a non-negative integer, got ${describe(v)}`);
+  if (!Number.isSafeInteger(v) || (v as number) < 0)
+    fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected a non-negative integer, got ${describe(v)}`);
 }
 
 export function checkSize(v: unknown, name: string, max: number): asserts v is number {

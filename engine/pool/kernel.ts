@@ -12,7 +12,9 @@ import { move, transferableSymbol, valueSymbol, workerData } from 'piscina';
 import { SafehouseError } from '../../core/errors.ts';
 import { sealMemoryBytes } from '../he/seal.ts';
 
-export interface TaskError { error: { code: string; message: string; details: Record<string, unknown> } }
+export interface TaskError {
+  error: { code: string; message: string; details: Record<string, unknown> };
+}
 
 /** A kernel as the worker runs it. `R` is what the caller receives (a kernel may return a piscina `move` wrapper). */
 export type KernelFn<T, R> = ((task: T) => Promise<R | TaskError>) & { readonly __result?: R };
@@ -28,7 +30,10 @@ export interface KernelRef<T, R> {
  * A reference to kernel `name` of the module at `url`, typed from the kernel itself (a type-only import).
  * @example import type * as K from './kernels.ts'; const evalBlock = kernelRef<typeof K.evalBlock>(new URL('./kernels.ts', import.meta.url), 'evalBlock');
  */
-export function kernelRef<F extends KernelFn<never, unknown>>(url: URL, name: string): KernelRef<Parameters<F>[0], F extends KernelFn<never, infer R> ? R : never> {
+export function kernelRef<F extends KernelFn<never, unknown>>(
+  url: URL,
+  name: string,
+): KernelRef<Parameters<F>[0], F extends KernelFn<never, infer R> ? R : never> {
   return { filename: url.href, name };
 }
 
@@ -45,14 +50,18 @@ export function defineKernel<T, R>(fn: (task: T) => unknown): KernelFn<T, R> {
     try {
       return (await fn(task)) as R;
     } catch (err) {
-      if (err instanceof SafehouseError) return { error: { code: err.code, message: err.message, details: { ...err.details } } } satisfies TaskError;
+      if (err instanceof SafehouseError)
+        return { error: { code: err.code, message: err.message, details: { ...err.details } } } satisfies TaskError;
       if (err instanceof Error) throw err;
       // WASM exceptions and other non-Error values cannot be structured-cloned: report them as coded internal errors.
-      return { error: { code: 'SH_ERR_INTERNAL', message: `worker task failed: ${String(err)}`, details: {} } } satisfies TaskError;
+      return {
+        error: { code: 'SH_ERR_INTERNAL', message: `worker task failed: ${String(err)}`, details: {} },
+      } satisfies TaskError;
     } finally {
       if (telemetry) {
         telemetrySlot ||= Atomics.add(telemetry, 0, 1) + 1;
-        if (telemetrySlot < telemetry.length) Atomics.store(telemetry, telemetrySlot, Math.ceil(sealMemoryBytes() / 65536));
+        if (telemetrySlot < telemetry.length)
+          Atomics.store(telemetry, telemetrySlot, Math.ceil(sealMemoryBytes() / 65536));
       }
     }
   }) as KernelFn<T, R>;
@@ -60,5 +69,8 @@ export function defineKernel<T, R>(fn: (task: T) => unknown): KernelFn<T, R> {
 
 /** `{ ciphertext, rerandomizer }` with both buffers transferred to the caller, not copied (≈ 0.6 MB per block). */
 export function moveBoth(ciphertext: Uint8Array, rerandomizer: Uint8Array): unknown {
-  return move({ [transferableSymbol]: [ciphertext.buffer, rerandomizer.buffer], [valueSymbol]: { ciphertext, rerandomizer } } as never);
+  return move({
+    [transferableSymbol]: [ciphertext.buffer, rerandomizer.buffer],
+    [valueSymbol]: { ciphertext, rerandomizer },
+  } as never);
 }

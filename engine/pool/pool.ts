@@ -28,9 +28,13 @@ export class WorkerPool {
 
   constructor(opts: PoolOptions = {}) {
     const o = { ...kDefaults, ...opts };
-    if (!Number.isInteger(o.size) || o.size < 1 || o.size > 64) fail('SH_ERR_INVALID_ARGUMENT', `"size" expected an integer in [1, 64], got ${o.size}`);
+    if (!Number.isInteger(o.size) || o.size < 1 || o.size > 64)
+      fail('SH_ERR_INVALID_ARGUMENT', `"size" expected an integer in [1, 64], got ${o.size}`);
     if (!Number.isInteger(o.maxOldGenerationSizeMb) || o.maxOldGenerationSizeMb < 64) {
-      fail('SH_ERR_INVALID_ARGUMENT', `"maxOldGenerationSizeMb" expected an integer ≥ 64, got ${o.maxOldGenerationSizeMb}`);
+      fail(
+        'SH_ERR_INVALID_ARGUMENT',
+        `"maxOldGenerationSizeMb" expected an integer ≥ 64, got ${o.maxOldGenerationSizeMb}`,
+      );
     }
     this.size = o.size;
     this.piscina = new Piscina({
@@ -51,7 +55,11 @@ export class WorkerPool {
    * @example await pool.run(evalBlock, { paramsId, publicKey, columns, maskKey })
    */
   async run<T, R>(ref: KernelRef<T, R>, task: T, transfer?: ArrayBuffer[]): Promise<R> {
-    const out = (await this.piscina.run(task, { filename: ref.filename, name: ref.name, ...(transfer ? { transferList: transfer as never } : {}) })) as R | TaskError;
+    const out = (await this.piscina.run(task, {
+      filename: ref.filename,
+      name: ref.name,
+      ...(transfer ? { transferList: transfer as never } : {}),
+    })) as R | TaskError;
     if (out && typeof out === 'object' && 'error' in (out as object)) {
       const e = (out as TaskError).error;
       throw new SafehouseError(e.code as ErrorCode, e.message, e.details as Record<string, string | number | boolean>);

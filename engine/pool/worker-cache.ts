@@ -12,7 +12,10 @@ import { BlockOps } from '../he/block.ts';
 import { readBlobVerified } from '../store/store.ts';
 
 /** A stored blob, named by its path and the SHA-256 the worker checks before SEAL sees a byte. */
-export interface BlobRef { path: string; hash: string }
+export interface BlobRef {
+  path: string;
+  hash: string;
+}
 
 const ops = new Map<string, Promise<BlockOps>>();
 const publicKeys = new Map<string, PublicKey>();
@@ -69,7 +72,8 @@ export function cachedCiphertext(o: BlockOps, ref: BlobRef, what: string, pinned
 export function decryptorFor(o: BlockOps, secretKey: Uint8Array, keyHash: string): Decryptor {
   let d = decryptors.get(keyHash);
   if (!d) {
-    if (createHash('sha256').update(secretKey).digest('hex') !== keyHash) throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', 'decrypt task: the secret key does not match its hash');
+    if (createHash('sha256').update(secretKey).digest('hex') !== keyHash)
+      throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', 'decrypt task: the secret key does not match its hash');
     const sk = o.loadSecretKey(secretKey);
     d = new o.he.seal.Decryptor(o.he.context, sk);
     sk.delete();

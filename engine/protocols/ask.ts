@@ -33,12 +33,22 @@ export async function askCustodian<B, T>(engine: Engine, ask: Ask<B, T>): Promis
   const answer = await ask.send(engine.registry.custodian(ask.provider), signed);
   const response = ask.response(answer);
   const provider = engine.registry.requireParty(ask.provider, 'provider');
-  if (!verifyJson(response, provider.ed25519) || response.body.requestHash !== sha256Hex(canonicalize(signed)) || !ask.complete(answer)) {
-    fail('SH_ERR_BAD_SIGNATURE', `custodian ${ask.provider} answered ${ask.body.label} with an unsigned or mismatched response`);
+  if (
+    !verifyJson(response, provider.ed25519) ||
+    response.body.requestHash !== sha256Hex(canonicalize(signed)) ||
+    !ask.complete(answer)
+  ) {
+    fail(
+      'SH_ERR_BAD_SIGNATURE',
+      `custodian ${ask.provider} answered ${ask.body.label} with an unsigned or mismatched response`,
+    );
   }
   const { jobId, label } = ask.body;
   engine.ledger.appendMany([
-    { kind: 'custodian.request', event: { jobId, provider: ask.provider, label, ...ask.requestEvent, requestHash: response.body.requestHash } },
+    {
+      kind: 'custodian.request',
+      event: { jobId, provider: ask.provider, label, ...ask.requestEvent, requestHash: response.body.requestHash },
+    },
     { kind: 'custodian.response', event: { jobId, provider: ask.provider, label, ...ask.responseEvent(answer) } },
   ]);
   return answer;

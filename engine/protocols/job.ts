@@ -30,26 +30,47 @@ export interface Admitted<T> {
  * @throws SH_ERR_UNKNOWN_PARTY, SH_ERR_PARTY_ROLE, SH_ERR_BAD_SIGNATURE, SH_ERR_INVALID_ARGUMENT, SH_ERR_REQUEST_STALE,
  *   SH_ERR_ALREADY_EXISTS
  */
-export function admitBankRequest<T extends BankJobBody>(engine: Engine, signed: Signed<T>, type: T['type'], what: string, opts: { sealedResults: boolean }): Admitted<T> {
+export function admitBankRequest<T extends BankJobBody>(
+  engine: Engine,
+  signed: Signed<T>,
+  type: T['type'],
+  what: string,
+  opts: { sealedResults: boolean },
+): Admitted<T> {
   const bank = engine.registry.requireParty(signed.signer, 'bank');
   requireSignature(signed, bank.ed25519, type, `${what} request by ${signed.signer}`);
   const req = signed.body;
   if (req.bank !== bank.id) fail('SH_ERR_BAD_SIGNATURE', `request names bank ${req.bank} but is signed by ${bank.id}`);
-  if (opts.sealedResults && !bank.x25519) fail('SH_ERR_INVALID_ARGUMENT', `bank ${bank.id} has no X25519 key to receive results`);
+  if (opts.sealedResults && !bank.x25519)
+    fail('SH_ERR_INVALID_ARGUMENT', `bank ${bank.id} has no X25519 key to receive results`);
   const at = new Date(req.requestedAt);
-  if (!Number.isFinite(at.getTime())) fail('SH_ERR_INVALID_ARGUMENT', `"requestedAt" expected an ISO 8601 time, got ${JSON.stringify(req.requestedAt)}`);
+  if (!Number.isFinite(at.getTime()))
+    fail('SH_ERR_INVALID_ARGUMENT', `"requestedAt" expected an ISO 8601 time, got ${JSON.stringify(req.requestedAt)}`);
   if (Math.abs(at.getTime() - engine.now().getTime()) > MAX_REQUEST_SKEW_MS) {
-    fail('SH_ERR_REQUEST_STALE', `"requestedAt" expected within ${MAX_REQUEST_SKEW_MS / 60_000} minutes of the engine's clock, got ${JSON.stringify(req.requestedAt)}`);
+    fail(
+      'SH_ERR_REQUEST_STALE',
+      `"requestedAt" expected within ${MAX_REQUEST_SKEW_MS / 60_000} minutes of the engine's clock, got ${JSON.stringify(req.requestedAt)}`,
+    );
   }
   engine.jobs.requireNew(req.jobId);
   return { bank, req, jobHash: sha256Hex(canonicalize(signed)), at };
 }
 
-export interface EscrowBox { auditor: string; sealed: SealedBox }
+export interface EscrowBox {
+  auditor: string;
+  sealed: SealedBox;
+}
 
 /** Seal `secret` to every registered auditor, bound to the job (context `type`, jobId, jobHash). */
-export function escrowToAuditors(engine: Engine, secret: Uint8Array, context: { type: string; jobId: string; jobHash: string }): EscrowBox[] {
-  return engine.registry.parties('auditor').filter((a) => a.x25519).map((a) => ({ auditor: a.id, sealed: sealTo(a.x25519!, secret, context) }));
+export function escrowToAuditors(
+  engine: Engine,
+  secret: Uint8Array,
+  context: { type: string; jobId: string; jobHash: string },
+): EscrowBox[] {
+  return engine.registry
+    .parties('auditor')
+    .filter((a) => a.x25519)
+    .map((a) => ({ auditor: a.id, sealed: sealTo(a.x25519!, secret, context) }));
 }
 
 /** What the ledger keeps of escrow boxes: who can open one, and its hash. */

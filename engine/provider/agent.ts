@@ -83,15 +83,18 @@ export class ProviderAgent implements ProviderSide {
           const v = col[i];
           if (v !== null && v !== undefined) vec[i - b * slots] = toSlot(BigInt(v), this.params.t);
         }
-        tasks.push(this.encrypt(vec).then((bytes) => {
-          const blob = sha256Hex(bytes);
-          blobs.set(blob, bytes);
-          return { column: f.name, block: b, blob };
-        }));
+        tasks.push(
+          this.encrypt(vec).then((bytes) => {
+            const blob = sha256Hex(bytes);
+            blobs.set(blob, bytes);
+            return { column: f.name, block: b, blob };
+          }),
+        );
       }
     }
     const idFields = schema.fields.filter((f) => f.type === 'id');
-    if (idFields.length > 0 && !this.keys.oprfSecretKey) fail('SH_ERR_INVALID_ARGUMENT', `provider ${this.id} has no OPRF key for token fields`);
+    if (idFields.length > 0 && !this.keys.oprfSecretKey)
+      fail('SH_ERR_INVALID_ARGUMENT', `provider ${this.id} has no OPRF key for token fields`);
     const tokenTasks = idFields.map(async (f) => {
       const tokens = await this.tokensFor(f.name, table.subjects, table.ids[f.name]!);
       const bytes = new Uint8Array(tokens.length * 32);
@@ -102,17 +105,29 @@ export class ProviderAgent implements ProviderSide {
     });
     const columns = await this.pool.all(tasks);
     const tokens = await this.pool.all(tokenTasks);
-    const missingOf = (i: number) => [
-      ...numeric.filter((f) => table.values[f.name]![i] === null).map((f) => f.name),
-      ...idFields.filter((f) => table.ids[f.name]![i]!.length === 0).map((f) => f.name),
-    ].join(';');
+    const missingOf = (i: number) =>
+      [
+        ...numeric.filter((f) => table.values[f.name]![i] === null).map((f) => f.name),
+        ...idFields.filter((f) => table.ids[f.name]![i]!.length === 0).map((f) => f.name),
+      ].join(';');
     const index = table.subjects.map((u, i) => [u, Math.floor(i / slots), i % slots, missingOf(i)]);
     const indexBytes = new TextEncoder().encode(JSON.stringify(index));
     const subjectsBlob = sha256Hex(indexBytes);
     blobs.set(subjectsBlob, indexBytes);
     const manifest: UploadManifest = {
-      type: 'safehouse.upload.v1', provider: this.id, category: schema.category, datasetId, paramsId: this.params.id,
-      schema, subjectsBlob, subjectCount: n, blocks, columns, tokens, stats: fieldStats(numeric, table), createdAt: new Date().toISOString(),
+      type: 'safehouse.upload.v1',
+      provider: this.id,
+      category: schema.category,
+      datasetId,
+      paramsId: this.params.id,
+      schema,
+      subjectsBlob,
+      subjectCount: n,
+      blocks,
+      columns,
+      tokens,
+      stats: fieldStats(numeric, table),
+      createdAt: new Date().toISOString(),
     };
     return { manifest: signJson(manifest, this.id, this.keys.ed25519SecretKey), blobs, table };
   }
@@ -122,19 +137,29 @@ export class ProviderAgent implements ProviderSide {
    * holder itself (non-interactive evaluation), in pool-sized chunks. Returned sorted, so the upload's order says
    * nothing about which subject a token belongs to.
    */
-  private async tokensFor(field: string, subjects: readonly string[], values: ReadonlyArray<readonly string[]>): Promise<Uint8Array[]> {
+  private async tokensFor(
+    field: string,
+    subjects: readonly string[],
+    values: ReadonlyArray<readonly string[]>,
+  ): Promise<Uint8Array[]> {
     const info = tokenInfo(this.id, field, TOKEN_EPOCH);
     const inputs = subjects.flatMap((u, i) => values[i]!.map((v) => tokenInput(u, field, v)));
     const chunks: Array<Promise<Uint8Array[]>> = [];
     for (let i = 0; i < inputs.length; i += 512) {
-      chunks.push(this.pool.run(evaluateKernel, { secretKey: this.keys.oprfSecretKey!, info, inputs: inputs.slice(i, i + 512) }));
+      chunks.push(
+        this.pool.run(evaluateKernel, { secretKey: this.keys.oprfSecretKey!, info, inputs: inputs.slice(i, i + 512) }),
+      );
     }
     const out = (await this.pool.all(chunks)).flat();
     return out.sort((a, b) => Buffer.compare(a, b));
   }
 
   encrypt(values: BigUint64Array): Promise<Uint8Array> {
-    return this.pool.run(encryptKernel, { paramsId: this.params.id, secretKey: this.keys.bfvSecretKey.slice(), values }, [values.buffer as ArrayBuffer]);
+    return this.pool.run(
+      encryptKernel,
+      { paramsId: this.params.id, secretKey: this.keys.bfvSecretKey.slice(), values },
+      [values.buffer as ArrayBuffer],
+    );
   }
 
   all<T>(tasks: ReadonlyArray<Promise<T>>): Promise<T[]> {
@@ -145,17 +170,39 @@ export class ProviderAgent implements ProviderSide {
    * Approve a model: review it with this provider's own schema and statistics, derive its scorecard bin columns.
    * @throws SH_ERR_INVALID_ARGUMENT, SH_ERR_MODEL_* (engine/protocols/score/provider.ts)
    */
-  approve(spec: ModelSpec, table: ProviderTable, policy?: Policy): Promise<{ approval: Signed<ApprovalStatement>; blobs: Map<string, Uint8Array> }> {
+  approve(
+    spec: ModelSpec,
+    table: ProviderTable,
+    policy?: Policy,
+  ): Promise<{ approval: Signed<ApprovalStatement>; blobs: Map<string, Uint8Array> }> {
     return approveModel(this, spec, table, policy);
   }
 
   /** This provider's part of a planned training job (engine/protocols/train/provider.ts). */
-  prepareTraining(part: TrainingPart, table: ProviderTable): Promise<{ signed: Signed<TrainColumns>; blobs: Map<string, Uint8Array> }> {
+  prepareTraining(
+    part: TrainingPart,
+    table: ProviderTable,
+  ): Promise<{ signed: Signed<TrainColumns>; blobs: Map<string, Uint8Array> }> {
     return prepareTrainingColumns(this, part, table);
   }
 
   /** This provider's custodian, answering only requests signed with `enginePublicKey`, by every protocol's rules. */
-  custodian(enginePublicKey: Uint8Array, opts: { logFile?: string; observe?: (v: CustodianView) => void; bankKey?: (bank: string) => Uint8Array | undefined } = {}): LocalCustodian {
-    return new LocalCustodian({ provider: this.id, params: this.params, keys: this.keys, rules: CUSTODIAN_RULES, enginePublicKey, pool: this.pool, ...opts });
+  custodian(
+    enginePublicKey: Uint8Array,
+    opts: {
+      logFile?: string;
+      observe?: (v: CustodianView) => void;
+      bankKey?: (bank: string) => Uint8Array | undefined;
+    } = {},
+  ): LocalCustodian {
+    return new LocalCustodian({
+      provider: this.id,
+      params: this.params,
+      keys: this.keys,
+      rules: CUSTODIAN_RULES,
+      enginePublicKey,
+      pool: this.pool,
+      ...opts,
+    });
   }
 }

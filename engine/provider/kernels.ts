@@ -31,7 +31,13 @@ export const encrypt = defineKernel<EncryptTask, Uint8Array>(async (task) => {
   }
 });
 
-export interface EvaluateTask { secretKey: Uint8Array; info: Uint8Array; inputs: Uint8Array[] }
+export interface EvaluateTask {
+  secretKey: Uint8Array;
+  info: Uint8Array;
+  inputs: Uint8Array[];
+}
 
 /** Non-interactive POPRF evaluation by the key holder itself (≈ 2–4 ms per input on P-256). */
-export const evaluate = defineKernel<EvaluateTask, Uint8Array[]>((task) => evaluateTokens(task.secretKey, task.info, task.inputs));
+export const evaluate = defineKernel<EvaluateTask, Uint8Array[]>((task) =>
+  evaluateTokens(task.secretKey, task.info, task.inputs),
+);

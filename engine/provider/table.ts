@@ -30,20 +30,33 @@ export interface ProviderTable {
  */
 export function encodeTable(schema: DatasetSchema, csvText: string, datasetId: string, t: bigint): ProviderTable {
   const csv = parseCsv(csvText, { requiredHeader: ['uscc'] });
-  if (csv.header[0] !== 'uscc') fail('SH_ERR_CSV_MALFORMED', `"header" expected uscc as the first column, got ${JSON.stringify(csv.header[0])}`, { line: 1 });
+  if (csv.header[0] !== 'uscc')
+    fail('SH_ERR_CSV_MALFORMED', `"header" expected uscc as the first column, got ${JSON.stringify(csv.header[0])}`, {
+      line: 1,
+    });
   const byName = new Map(schema.fields.map((f) => [f.name, f]));
   const cols = csv.header.slice(1).map((h) => {
     const f = byName.get(h);
-    if (!f) fail('SH_ERR_CSV_UNKNOWN_FIELD', `column ${JSON.stringify(h)} is not a field of the ${schema.category} schema`, { line: 1, field: h });
+    if (!f)
+      fail('SH_ERR_CSV_UNKNOWN_FIELD', `column ${JSON.stringify(h)} is not a field of the ${schema.category} schema`, {
+        line: 1,
+        field: h,
+      });
     return f;
   });
   const numeric = schema.fields.filter((f) => f.type !== 'id');
-  for (const f of numeric) if (!csv.header.includes(f.name)) fail('SH_ERR_CSV_MALFORMED', `schema field ${f.name} has no column in the CSV`, { line: 1, field: f.name });
+  for (const f of numeric)
+    if (!csv.header.includes(f.name))
+      fail('SH_ERR_CSV_MALFORMED', `schema field ${f.name} has no column in the CSV`, { line: 1, field: f.name });
   const half = (t - 1n) / 2n;
   const subjects: string[] = [];
   const seen = new Set<string>();
-  const values: Record<string, Array<string | null>> = Object.fromEntries(numeric.map((f) => [f.name, [] as Array<string | null>]));
-  const ids: Record<string, string[][]> = Object.fromEntries(schema.fields.filter((f) => f.type === 'id').map((f) => [f.name, [] as string[][]]));
+  const values: Record<string, Array<string | null>> = Object.fromEntries(
+    numeric.map((f) => [f.name, [] as Array<string | null>]),
+  );
+  const ids: Record<string, string[][]> = Object.fromEntries(
+    schema.fields.filter((f) => f.type === 'id').map((f) => [f.name, [] as string[][]]),
+  );
   csv.rows.forEach((row, r) => {
     const line = csv.lines[r]!;
     let uscc: string;
@@ -62,7 +75,8 @@ export function encodeTable(schema: DatasetSchema, csvText: string, datasetId: s
         return;
       }
       const v = encodeValue(f, row[c + 1]!, line);
-      if (v !== null && (v > half || -v > half)) fail('SH_ERR_CSV_VALUE', `line ${line}: "${f.name}" does not fit the plain modulus`, { line, field: f.name });
+      if (v !== null && (v > half || -v > half))
+        fail('SH_ERR_CSV_VALUE', `line ${line}: "${f.name}" does not fit the plain modulus`, { line, field: f.name });
       values[f.name]!.push(v === null ? null : v.toString());
     });
   });
@@ -86,7 +100,10 @@ function parseIdCell(field: string, cell: string, line: number): string[] {
 }
 
 /** Published statistics: count, mean and population std (field units), the last two rounded to 3 significant digits. */
-export function fieldStats(fields: readonly FieldSpec[], table: ProviderTable): Record<string, { count: number; std: number; mean: number }> {
+export function fieldStats(
+  fields: readonly FieldSpec[],
+  table: ProviderTable,
+): Record<string, { count: number; std: number; mean: number }> {
   const out: Record<string, { count: number; std: number; mean: number }> = {};
   for (const f of fields) {
     const xs = table.values[f.name]!.filter((v): v is string => v !== null).map((v) => Number(v) / 10 ** f.decimals);

@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS jobs (
  * Slots of a list of subjects in a dataset: ? = JSON array of USCCs, ? = dataset id. The list drives the loop (CROSS
  * JOIN: one index lookup per subject; with `IN (json_each)` SQLite scanned the whole dataset once per list).
  */
-export const SUBJECT_SLOTS_SQL = 'SELECT d.uscc, d.block, d.slot, d.missing FROM json_each(?) AS j CROSS JOIN dataset_subjects AS d ON d.dataset_id = ? AND d.uscc = j.value';
+export const SUBJECT_SLOTS_SQL =
+  'SELECT d.uscc, d.block, d.slot, d.missing FROM json_each(?) AS j CROSS JOIN dataset_subjects AS d ON d.dataset_id = ? AND d.uscc = j.value';
 
 export class Store {
   readonly home: string;
@@ -79,12 +80,17 @@ export class Store {
   static open(home: string, opts: { create?: boolean } = {}): Store {
     const dbPath = join(home, 'engine.db');
     if (!existsSync(dbPath) && !opts.create) {
-      fail('SH_ERR_HOME_NOT_INITIALIZED', `no Safehouse data directory at ${home} (run \`safehouse init --home ${home}\`)`);
+      fail(
+        'SH_ERR_HOME_NOT_INITIALIZED',
+        `no Safehouse data directory at ${home} (run \`safehouse init --home ${home}\`)`,
+      );
     }
     mkdirSync(join(home, 'blobs'), { recursive: true });
     const db = new DatabaseSync(dbPath);
     // A 64 MiB page cache (default 2 MiB): a 100 000-subject job inserts its subject index in random key order.
-    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;');
+    db.exec(
+      'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;',
+    );
     db.exec(SCHEMA);
     return new Store(home, db);
   }
@@ -119,7 +125,9 @@ export class Store {
   }
 
   setMeta(key: string, value: string): void {
-    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+    this.db
+      .prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value')
+      .run(key, value);
   }
 
   /** Run `fn` in one SQLite transaction: all of its writes land, or none do. */
@@ -154,7 +162,8 @@ export class Store {
   }
 
   blobPath(hash: string): string {
-    if (!/^[0-9a-f]{64}$/.test(hash)) fail('SH_ERR_INVALID_ARGUMENT', `"blob" expected a SHA-256 hex address, got ${JSON.stringify(hash)}`);
+    if (!/^[0-9a-f]{64}$/.test(hash))
+      fail('SH_ERR_INVALID_ARGUMENT', `"blob" expected a SHA-256 hex address, got ${JSON.stringify(hash)}`);
     return join(this.blobDir, hash.slice(0, 2), hash);
   }
 
@@ -173,6 +182,7 @@ export function readBlobVerified(path: string, hash: string): Uint8Array {
     return fail('SH_ERR_BLOB_MISSING', `blob ${hash} is missing from the store`, { blob: hash }, err);
   }
   bytes = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a plain view: embind rejects Buffer
-  if (sha256Hex(bytes) !== hash) fail('SH_ERR_BLOB_CORRUPT', `blob ${hash} does not hash to its address`, { blob: hash });
+  if (sha256Hex(bytes) !== hash)
+    fail('SH_ERR_BLOB_CORRUPT', `blob ${hash} does not hash to its address`, { blob: hash });
   return bytes;
 }

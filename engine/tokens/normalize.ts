@@ -91,10 +91,14 @@ export function idRuleFor(field: string): IdRule {
  * @example normalizeId('account', '4400-1234 5678／90') === '44001234567890'
  */
 export function normalizeId(rule: IdRule, value: string): string {
-  if (!RULES.includes(rule)) fail('SH_ERR_INVALID_ARGUMENT', `"rule" expected one of ${RULES.join(', ')}, got ${describe(rule)}`);
+  if (!RULES.includes(rule))
+    fail('SH_ERR_INVALID_ARGUMENT', `"rule" expected one of ${RULES.join(', ')}, got ${describe(rule)}`);
   if (typeof value !== 'string') fail('SH_ERR_INVALID_ARGUMENT', `"value" expected a string, got ${describe(value)}`);
   if (value.length > MAX_ID_INPUT) {
-    fail('SH_ERR_ID_VALUE', `"value" expected at most ${MAX_ID_INPUT} characters, got ${value.length}`, { rule, length: value.length });
+    fail('SH_ERR_ID_VALUE', `"value" expected at most ${MAX_ID_INPUT} characters, got ${value.length}`, {
+      rule,
+      length: value.length,
+    });
   }
   let s = value;
   let stable = false;
@@ -109,7 +113,10 @@ export function normalizeId(rule: IdRule, value: string): string {
   if (CORRUPT.test(s)) fail('SH_ERR_ID_VALUE', `"value" contains a control character or lone surrogate`, { rule });
   const n = [...s].length; // code points, not UTF-16 units
   if (n > MAX_ID_LENGTH) {
-    fail('SH_ERR_ID_VALUE', `"value" expected at most ${MAX_ID_LENGTH} characters after normalization, got ${n}`, { rule, length: n });
+    fail('SH_ERR_ID_VALUE', `"value" expected at most ${MAX_ID_LENGTH} characters after normalization, got ${n}`, {
+      rule,
+      length: n,
+    });
   }
   return s;
 }

@@ -132,10 +132,14 @@ export function tokenInput(uscc: string, field: string, normalizedValue: string)
   checkName(field, 'field');
   const rule = idRuleFor(field);
   if (normalizeId(rule, normalizedValue) !== normalizedValue) {
-    fail('SH_ERR_ID_VALUE', `"value" is not normalized for field ${field} (rule ${rule}): pass normalizeId(idRuleFor(field), value)`, {
-      field,
-      rule,
-    });
+    fail(
+      'SH_ERR_ID_VALUE',
+      `"value" is not normalized for field ${field} (rule ${rule}): pass normalizeId(idRuleFor(field), value)`,
+      {
+        field,
+        rule,
+      },
+    );
   }
   return canonicalBytes({ s, f: field, v: normalizedValue });
 }
@@ -163,15 +167,23 @@ export function evaluateTokens(secretKey: Uint8Array, info: Uint8Array, inputs: 
  *   tweaked key is the identity); SH_ERR_INVALID_ARGUMENT for a bad input or batch size.
  * @example const b = blindInputs(provider.publicKey, info, inputs); send(b.map((x) => x.blinded));
  */
-export function blindInputs(publicKey: Uint8Array, info: Uint8Array, inputs: Uint8Array[], blindKey?: Uint8Array): Blinded[] {
+export function blindInputs(
+  publicKey: Uint8Array,
+  info: Uint8Array,
+  inputs: Uint8Array[],
+  blindKey?: Uint8Array,
+): Blinded[] {
   checkInfo(info);
   checkBatch(inputs, 'inputs');
   inputs.forEach((x, i) => checkInput(x, `inputs[${i}]`));
   tweakedKeyFor(publicKey, info); // coded refusal of a bad key before noble sees it
-  if (blindKey !== undefined && blindKey.length !== 32) fail('SH_ERR_INVALID_ARGUMENT', `"blindKey" expected 32 bytes, got ${blindKey.length}`);
+  if (blindKey !== undefined && blindKey.length !== 32)
+    fail('SH_ERR_INVALID_ARGUMENT', `"blindKey" expected 32 bytes, got ${blindKey.length}`);
   const poprf = p256_oprf.poprf(info);
   return inputs.map((x, i) => {
-    const { blind, blinded, tweakedKey } = blindKey ? poprf.blind(x, publicKey, seededRng(blindKey, i)) : poprf.blind(x, publicKey);
+    const { blind, blinded, tweakedKey } = blindKey
+      ? poprf.blind(x, publicKey, seededRng(blindKey, i))
+      : poprf.blind(x, publicKey);
     return { blind, blinded, tweakedKey };
   });
 }
@@ -183,7 +195,10 @@ export function blindInputs(publicKey: Uint8Array, info: Uint8Array, inputs: Uin
  */
 function seededRng(key: Uint8Array, index: number): (n?: number) => Uint8Array<ArrayBuffer> {
   let counter = 0;
-  return (n = 32) => new Uint8Array(hkdf(sha256, key, undefined, new TextEncoder().encode(`safehouse.blind.v1/${index}/${counter++}`), n));
+  return (n = 32) =>
+    new Uint8Array(
+      hkdf(sha256, key, undefined, new TextEncoder().encode(`safehouse.blind.v1/${index}/${counter++}`), n),
+    );
 }
 
 /**
@@ -232,21 +247,28 @@ export function finalizeTokens(
   const items = inputs.map((input, i) => {
     checkInput(input, `inputs[${i}]`);
     const b = blinded[i];
-    if (typeof b !== 'object' || b === null) fail('SH_ERR_INVALID_ARGUMENT', `"blinded[${i}]" expected an object, got ${describe(b)}`);
+    if (typeof b !== 'object' || b === null)
+      fail('SH_ERR_INVALID_ARGUMENT', `"blinded[${i}]" expected an object, got ${describe(b)}`);
     checkSecretScalar(b.blind, `blinded[${i}].blind`);
     decodeElement(b.blinded, `blinded[${i}].blinded`);
     decodeElement(evaluated[i]!, `evaluated[${i}]`);
     return { input, blind: b.blind, blinded: b.blinded, evaluated: evaluated[i]! };
   });
   checkBytes(proof, 'proof');
-  if (proof.length !== PROOF_BYTES) fail('SH_ERR_TOKEN_PROOF', `"proof" expected ${PROOF_BYTES} bytes, got ${proof.length}`);
+  if (proof.length !== PROOF_BYTES)
+    fail('SH_ERR_TOKEN_PROOF', `"proof" expected ${PROOF_BYTES} bytes, got ${proof.length}`);
   try {
     return p256_oprf.poprf(info).finalizeBatch(items, proof, tweakedKey);
   } catch (err) {
     // Everything else was validated above: what noble can still refuse is the proof (a scalar ≥ n, or c ≠ c').
-    return fail('SH_ERR_TOKEN_PROOF', 'the DLEQ proof does not verify against the provider key and info for this batch', {
-      elements: inputs.length,
-    }, err);
+    return fail(
+      'SH_ERR_TOKEN_PROOF',
+      'the DLEQ proof does not verify against the provider key and info for this batch',
+      {
+        elements: inputs.length,
+      },
+      err,
+    );
   }
 }
 
@@ -269,7 +291,8 @@ function tweakedKeyFor(publicKey: Uint8Array, info: Uint8Array): Uint8Array {
 /** RFC 9497 §2.1 DeserializeElement with the §3.3 wire rules: 33-byte SEC1 compressed, on the curve, not identity. */
 function decodeElement(bytes: Uint8Array, name: string): ReturnType<typeof Point.fromBytes> {
   checkBytes(bytes, name);
-  if (bytes.length !== ELEMENT_BYTES) fail('SH_ERR_TOKEN_INVALID', `"${name}" expected ${ELEMENT_BYTES} bytes, got ${bytes.length}`);
+  if (bytes.length !== ELEMENT_BYTES)
+    fail('SH_ERR_TOKEN_INVALID', `"${name}" expected ${ELEMENT_BYTES} bytes, got ${bytes.length}`);
   let p;
   try {
     p = Point.fromBytes(bytes);
@@ -282,7 +305,8 @@ function decodeElement(bytes: Uint8Array, name: string): ReturnType<typeof Point
 
 function checkSecretScalar(bytes: Uint8Array, name: string): void {
   checkBytes(bytes, name);
-  if (bytes.length !== SCALAR_BYTES) fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected ${SCALAR_BYTES} bytes, got ${bytes.length}`);
+  if (bytes.length !== SCALAR_BYTES)
+    fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected ${SCALAR_BYTES} bytes, got ${bytes.length}`);
   let x = 0n;
   for (const b of bytes) x = (x << 8n) | BigInt(b);
   // Not secret-independent timing, but only the range is tested: a comparison, not arithmetic on the key.
@@ -301,7 +325,8 @@ function checkBatch(list: unknown, name: string, expected?: number): void {
 
 function checkInput(bytes: Uint8Array, name: string): void {
   checkBytes(bytes, name);
-  if (bytes.length > MAX_RFC_INPUT) fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected at most ${MAX_RFC_INPUT} bytes, got ${bytes.length}`);
+  if (bytes.length > MAX_RFC_INPUT)
+    fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected at most ${MAX_RFC_INPUT} bytes, got ${bytes.length}`);
 }
 
 function checkInfo(info: Uint8Array): void {
@@ -315,5 +340,6 @@ function checkName(value: string, name: string): void {
 }
 
 function checkBytes(value: unknown, name: string): asserts value is Uint8Array {
-  if (!(value instanceof Uint8Array)) fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected Uint8Array, got ${describe(value)}`);
+  if (!(value instanceof Uint8Array))
+    fail('SH_ERR_INVALID_ARGUMENT', `"${name}" expected Uint8Array, got ${describe(value)}`);
 }

@@ -21,7 +21,9 @@ const sh = (...args: string[]) => {
   return { code: r.status, out: r.stdout, err: r.stderr };
 };
 
-beforeAll(() => { home = mkdtempSync(join(tmpdir(), 'sh-cli-train-')); });
+beforeAll(() => {
+  home = mkdtempSync(join(tmpdir(), 'sh-cli-train-'));
+});
 afterAll(() => rmSync(home, { recursive: true, force: true }));
 
 describe('safehouse train (German Credit)', () => {
@@ -33,19 +35,58 @@ describe('safehouse train (German Credit)', () => {
     writeFileSync(join(home, 'features.csv'), p.csv);
     writeFileSync(join(home, 'labels.csv'), gc.labelsCsv);
     // Two applicants in a hundred did not authorize training: they are left out and reported.
-    const consents = gc.subjects.map((u, i) => `${u},bank_gc,model_training,${category},${i % 50 === 0 ? 'score' : 'train;score'},365`);
+    const consents = gc.subjects.map(
+      (u, i) => `${u},bank_gc,model_training,${category},${i % 50 === 0 ? 'score' : 'train;score'},365`,
+    );
     writeFileSync(join(home, 'consents.csv'), 'uscc,bank,purpose,categories,ops,days\n' + consents.join('\n') + '\n');
     expect(sh('init').code).toBe(0);
     expect(sh('party', 'add', '--role', 'bank', '--id', 'bank_gc').code).toBe(0);
     expect(sh('party', 'add', '--role', 'provider', '--id', p.provider).code).toBe(0);
-    expect(sh('provider', 'ingest', '--provider', p.provider, '--schema', join(home, 'schema.json'), '--csv', join(home, 'features.csv')).code).toBe(0);
+    expect(
+      sh(
+        'provider',
+        'ingest',
+        '--provider',
+        p.provider,
+        '--schema',
+        join(home, 'schema.json'),
+        '--csv',
+        join(home, 'features.csv'),
+      ).code,
+    ).toBe(0);
     expect(sh('consent', 'grant', '--file', join(home, 'consents.csv')).code).toBe(0);
-    const fields = (p.schema as { fields: Array<{ name: string }> }).fields.map((f) => `${p.provider}.${f.name}`).join(',');
+    const fields = (p.schema as { fields: Array<{ name: string }> }).fields
+      .map((f) => `${p.provider}.${f.name}`)
+      .join(',');
     const out = join(home, 'gc-model.json');
-    const r = sh('train', '--bank', 'bank_gc', '--providers', p.provider, '--purpose', 'model_training', '--labels', join(home, 'labels.csv'), '--fields', fields, '--out', out, '--iterations', '20', '--json');
+    const r = sh(
+      'train',
+      '--bank',
+      'bank_gc',
+      '--providers',
+      p.provider,
+      '--purpose',
+      'model_training',
+      '--labels',
+      join(home, 'labels.csv'),
+      '--fields',
+      fields,
+      '--out',
+      out,
+      '--iterations',
+      '20',
+      '--json',
+    );
     expect(r.err).not.toMatch(/SH_ERR/);
     expect(r.code).toBe(0);
-    const summary = JSON.parse(r.out) as { iterations: number; trainAuc: number; holdoutAuc: number; plaintextAuc: number; excluded: Record<string, number>; secondsPerIteration: number };
+    const summary = JSON.parse(r.out) as {
+      iterations: number;
+      trainAuc: number;
+      holdoutAuc: number;
+      plaintextAuc: number;
+      excluded: Record<string, number>;
+      secondsPerIteration: number;
+    };
     console.log('German Credit (CLI):', JSON.stringify(summary));
     expect(summary.iterations).toBe(20);
     expect(Math.abs(summary.holdoutAuc - summary.plaintextAuc)).toBeLessThanOrEqual(0.01);
@@ -59,32 +100,79 @@ describe('safehouse train (German Credit)', () => {
     expect(sh('model', 'register', '--bank', 'bank_gc', '--file', join(home, 'm2.json')).code).toBe(0);
     expect(sh('model', 'approve', '--provider', p.provider, '--model', 'gc-again').code).toBe(0);
     writeFileSync(join(home, 'subjects.txt'), gc.subjects.join('\n'));
-    expect(sh('score', '--bank', 'bank_gc', '--model', 'gc-again', '--purpose', 'model_training', '--subjects', join(home, 'subjects.txt'), '--out', join(home, 'scores.csv')).code).toBe(0);
+    expect(
+      sh(
+        'score',
+        '--bank',
+        'bank_gc',
+        '--model',
+        'gc-again',
+        '--purpose',
+        'model_training',
+        '--subjects',
+        join(home, 'subjects.txt'),
+        '--out',
+        join(home, 'scores.csv'),
+      ).code,
+    ).toBe(0);
     const rows = parseCsv(readFileSync(join(home, 'scores.csv'), 'utf8')).rows.filter((x) => x[1] === 'OK');
     expect(rows.length).toBe(gc.subjects.length);
     // The re-registered scorecard ranks the whole population as well as the trained one did.
-    const all = auc(rows.map((x) => Number(x[2])), rows.map((x) => gc.labels.get(x[0]!)!));
+    const all = auc(
+      rows.map((x) => Number(x[2])),
+      rows.map((x) => gc.labels.get(x[0]!)!),
+    );
     expect(all).toBeGreaterThan(0.7);
     expect(sh('audit', 'verify').code).toBe(0);
   });
 
   it('two providers (--providers p1,p2): features of the second move under the first key by domain transfer', () => {
     const gc = germanSplit({ seed: 7, providers: 2 });
-    const [p1, p2] = gc.providers as [typeof gc.providers[0], typeof gc.providers[0]];
+    const [p1, p2] = gc.providers as [(typeof gc.providers)[0], (typeof gc.providers)[0]];
     const cats: string[] = [];
     for (const p of [p1, p2]) {
       writeFileSync(join(home, `${p.provider}.schema.json`), JSON.stringify(p.schema));
       writeFileSync(join(home, `${p.provider}.csv`), p.csv);
       // The first provider is registered by the previous test; its table is re-ingested with this split's fields.
       if (p === p2) expect(sh('party', 'add', '--role', 'provider', '--id', p.provider).code).toBe(0);
-      expect(sh('provider', 'ingest', '--provider', p.provider, '--schema', join(home, `${p.provider}.schema.json`), '--csv', join(home, `${p.provider}.csv`)).code).toBe(0);
+      expect(
+        sh(
+          'provider',
+          'ingest',
+          '--provider',
+          p.provider,
+          '--schema',
+          join(home, `${p.provider}.schema.json`),
+          '--csv',
+          join(home, `${p.provider}.csv`),
+        ).code,
+      ).toBe(0);
       cats.push((p.schema as { category: string }).category);
     }
     const consents = gc.subjects.map((u) => `${u},bank_gc,model_training_2,${cats.join(';')},train;score,365`);
     writeFileSync(join(home, 'consents2.csv'), 'uscc,bank,purpose,categories,ops,days\n' + consents.join('\n') + '\n');
     expect(sh('consent', 'grant', '--file', join(home, 'consents2.csv')).code).toBe(0);
-    const fields = [p1, p2].flatMap((p) => (p.schema as { fields: Array<{ name: string }> }).fields.map((f) => `${p.provider}.${f.name}`)).join(',');
-    const r = sh('train', '--bank', 'bank_gc', '--providers', `${p1.provider},${p2.provider}`, '--purpose', 'model_training_2', '--labels', join(home, 'labels.csv'), '--fields', fields, '--out', join(home, 'gc2.json'), '--iterations', '12', '--json');
+    const fields = [p1, p2]
+      .flatMap((p) => (p.schema as { fields: Array<{ name: string }> }).fields.map((f) => `${p.provider}.${f.name}`))
+      .join(',');
+    const r = sh(
+      'train',
+      '--bank',
+      'bank_gc',
+      '--providers',
+      `${p1.provider},${p2.provider}`,
+      '--purpose',
+      'model_training_2',
+      '--labels',
+      join(home, 'labels.csv'),
+      '--fields',
+      fields,
+      '--out',
+      join(home, 'gc2.json'),
+      '--iterations',
+      '12',
+      '--json',
+    );
     expect(r.err).not.toMatch(/SH_ERR/);
     expect(r.code).toBe(0);
     const summary = JSON.parse(r.out) as { iterations: number; holdoutAuc: number; plaintextAuc: number };
@@ -98,10 +186,42 @@ describe('safehouse train (German Credit)', () => {
     const gc = germanSplit({ seed: 7, providers: 1 });
     const p = gc.providers[0]!;
     // Re-ingest the one-provider table (the previous test made the two-provider split's table current).
-    expect(sh('provider', 'ingest', '--provider', p.provider, '--schema', join(home, 'schema.json'), '--csv', join(home, 'features.csv')).code).toBe(0);
-    const fields = (p.schema as { fields: Array<{ name: string }> }).fields.map((f) => `${p.provider}.${f.name}`).join(',');
+    expect(
+      sh(
+        'provider',
+        'ingest',
+        '--provider',
+        p.provider,
+        '--schema',
+        join(home, 'schema.json'),
+        '--csv',
+        join(home, 'features.csv'),
+      ).code,
+    ).toBe(0);
+    const fields = (p.schema as { fields: Array<{ name: string }> }).fields
+      .map((f) => `${p.provider}.${f.name}`)
+      .join(',');
     const out = join(home, 'gc-linear.json');
-    const r = sh('train', '--bank', 'bank_gc', '--providers', p.provider, '--purpose', 'model_training', '--labels', join(home, 'labels.csv'), '--fields', fields, '--features', 'standardized', '--out', out, '--iterations', '20', '--json');
+    const r = sh(
+      'train',
+      '--bank',
+      'bank_gc',
+      '--providers',
+      p.provider,
+      '--purpose',
+      'model_training',
+      '--labels',
+      join(home, 'labels.csv'),
+      '--fields',
+      fields,
+      '--features',
+      'standardized',
+      '--out',
+      out,
+      '--iterations',
+      '20',
+      '--json',
+    );
     expect(r.err).not.toMatch(/SH_ERR/);
     expect(r.code).toBe(0);
     const summary = JSON.parse(r.out) as { holdoutAuc: number; plaintextAuc: number };
@@ -109,6 +229,24 @@ describe('safehouse train (German Credit)', () => {
     expect(Math.abs(summary.holdoutAuc - summary.plaintextAuc)).toBeLessThanOrEqual(0.01);
     const model = parseModel(JSON.parse(readFileSync(out, 'utf8')));
     expect(model.kind).toBe('linear');
-    expect(sh('train', '--bank', 'bank_gc', '--providers', p.provider, '--purpose', 'model_training', '--labels', join(home, 'labels.csv'), '--fields', fields, '--features', 'raw', '--out', out).err).toMatch(/^SH_ERR_INVALID_ARGUMENT: /);
+    expect(
+      sh(
+        'train',
+        '--bank',
+        'bank_gc',
+        '--providers',
+        p.provider,
+        '--purpose',
+        'model_training',
+        '--labels',
+        join(home, 'labels.csv'),
+        '--fields',
+        fields,
+        '--features',
+        'raw',
+        '--out',
+        out,
+      ).err,
+    ).toMatch(/^SH_ERR_INVALID_ARGUMENT: /);
   });
 });

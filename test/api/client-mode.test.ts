@@ -10,7 +10,15 @@ import { join } from 'node:path';
 import { Engine } from '../../engine/engine.ts';
 import { BFV_8192_T40 } from '../../engine/he/params.ts';
 import { EngineServer, adminKey } from '../../api/server/index.ts';
-import { Client, registerParties, grantConsents, revokeConsents, enterpriseKeys, auditVerify, accessReport } from '../../api/client.ts';
+import {
+  Client,
+  registerParties,
+  grantConsents,
+  revokeConsents,
+  enterpriseKeys,
+  auditVerify,
+  accessReport,
+} from '../../api/client.ts';
 import { keygen, keygenEnterprises, readKeyFile, readPublic } from '../../api/keys.ts';
 import { randomUscc } from '../../sandbox/uscc.ts';
 import { mulberry32 } from '../../core/rng.ts';
@@ -53,8 +61,14 @@ describe('client mode', () => {
     await expect(keygen('bank', BANK, file, BFV_8192_T40)).rejects.toMatchObject({ code: 'SH_ERR_ALREADY_EXISTS' });
     // A bank cannot register parties; the admin can.
     const bank = new Client(url, readKeyFile(file));
-    await expect(registerParties(bank, readPublic(`${file}.pub`))).rejects.toMatchObject({ code: 'SH_ERR_BAD_SIGNATURE' });
-    await registerParties(admin, [...readPublic(`${file}.pub`), ...readPublic(join(dir, `${AUDITOR}.key.pub`)), ...readPublic(join(dir, 'ent'))]);
+    await expect(registerParties(bank, readPublic(`${file}.pub`))).rejects.toMatchObject({
+      code: 'SH_ERR_BAD_SIGNATURE',
+    });
+    await registerParties(admin, [
+      ...readPublic(`${file}.pub`),
+      ...readPublic(join(dir, `${AUDITOR}.key.pub`)),
+      ...readPublic(join(dir, 'ent')),
+    ]);
     expect(engine.registry.party(BANK)?.role).toBe('bank');
     expect(usccs.every((u) => engine.registry.party(u)?.role === 'enterprise')).toBe(true);
     // Now registered, the bank is authenticated but still not an admin.
@@ -64,23 +78,38 @@ describe('client mode', () => {
   it('an enterprise grants and revokes its own consent over HTTP and sees both in its access report', async () => {
     const keyOf = enterpriseKeys(join(dir, 'ent'));
     const [u] = usccs as [string];
-    const [c] = await grantConsents(url, [{ subject: u, bank: BANK, purpose: 'sme_credit_line', categories: ['tax'], operations: ['score'], days: 30 }], keyOf);
+    const [c] = await grantConsents(
+      url,
+      [{ subject: u, bank: BANK, purpose: 'sme_credit_line', categories: ['tax'], operations: ['score'], days: 30 }],
+      keyOf,
+    );
     expect(engine.consents.of(u, BANK).map((x) => x.statement.id)).toEqual([c!.statement.id]);
     // An enterprise submitting a consent for another subject (signed with its own key) is refused; nothing is stored.
-    await expect(grantConsents(url, [{ subject: usccs[1]!, bank: BANK, purpose: 'p', categories: ['tax'], operations: ['score'], days: 1 }], () => keyOf(u))).rejects.toMatchObject({ code: 'SH_ERR_FORBIDDEN' });
+    await expect(
+      grantConsents(
+        url,
+        [{ subject: usccs[1]!, bank: BANK, purpose: 'p', categories: ['tax'], operations: ['score'], days: 1 }],
+        () => keyOf(u),
+      ),
+    ).rejects.toMatchObject({ code: 'SH_ERR_FORBIDDEN' });
     expect(engine.consents.of(usccs[1]!)).toEqual([]);
     // A key directory without the subject's key is a coded error on the client side.
     expect(() => keyOf(randomUscc(mulberry32(99)))).toThrow(expect.objectContaining({ code: 'SH_ERR_UNKNOWN_PARTY' }));
     const ent = new Client(url, keyOf(u));
     expect(await revokeConsents(ent, { bank: BANK })).toEqual([c!.statement.id]);
-    const status = engine.consents.statuses({ bank: BANK, purpose: 'sme_credit_line', operation: 'score', categories: ['tax'], at: new Date() }, [u]);
+    const status = engine.consents.statuses(
+      { bank: BANK, purpose: 'sme_credit_line', operation: 'score', categories: ['tax'], at: new Date() },
+      [u],
+    );
     expect(status.get(u)?.status).toBe('REVOKED');
     const report = await ent.get<{ subject: string; entries: Array<{ kind: string }> }>('/v1/enterprise/report');
     expect(report.subject).toBe(u);
     expect(report.entries.map((e) => e.kind)).toEqual(expect.arrayContaining(['consent.granted', 'consent.revoked']));
     // Checked on the enterprise's side: every entry proven included in the signed checkpoint.
     const checked = await accessReport(ent);
-    expect(checked.entries.map((e) => e.index)).toEqual(report.entries.map((e) => (e as unknown as { index: number }).index));
+    expect(checked.entries.map((e) => e.index)).toEqual(
+      report.entries.map((e) => (e as unknown as { index: number }).index),
+    );
     await expect(accessReport(ent, '11'.repeat(32))).rejects.toMatchObject({ code: 'SH_ERR_BAD_SIGNATURE' }); // checkpoint not signed by the pinned key
     // An enterprise may fetch inclusion proofs of its own entries only.
     const mine = checked.entries[0]!.index;
@@ -94,28 +123,54 @@ describe('client mode', () => {
     const first = await auditVerify(auditor, undefined, state);
     expect(first).toMatchObject({ ok: true });
     expect((first as { consistentWith?: number }).consistentWith).toBeUndefined();
-    await grantConsents(url, [{ subject: usccs[2]!, bank: BANK, purpose: 'sme_credit_line', categories: ['tax'], operations: ['score'], days: 30 }], enterpriseKeys(join(dir, 'ent')));
+    await grantConsents(
+      url,
+      [
+        {
+          subject: usccs[2]!,
+          bank: BANK,
+          purpose: 'sme_credit_line',
+          categories: ['tax'],
+          operations: ['score'],
+          days: 30,
+        },
+      ],
+      enterpriseKeys(join(dir, 'ent')),
+    );
     const second = await auditVerify(auditor, undefined, state);
     expect(second).toMatchObject({ ok: true, consistentWith: (first as { size: number }).size });
     expect((second as { size: number }).size).toBeGreaterThan((first as { size: number }).size);
     // A remembered checkpoint the ledger does not extend (another root at that size) is an inconsistency.
     const saved = JSON.parse(readFileSync(state, 'utf8')) as { size: number; root: string };
     writeFileSync(state, JSON.stringify({ ...saved, root: 'ab'.repeat(32) }));
-    expect(await auditVerify(auditor, undefined, state)).toMatchObject({ ok: false, code: 'SH_ERR_LEDGER_INCONSISTENT' });
+    expect(await auditVerify(auditor, undefined, state)).toMatchObject({
+      ok: false,
+      code: 'SH_ERR_LEDGER_INCONSISTENT',
+    });
     writeFileSync(state, JSON.stringify({ ...saved, size: saved.size + 1000 }));
-    expect(await auditVerify(auditor, undefined, state)).toMatchObject({ ok: false, code: 'SH_ERR_LEDGER_INCONSISTENT' });
+    expect(await auditVerify(auditor, undefined, state)).toMatchObject({
+      ok: false,
+      code: 'SH_ERR_LEDGER_INCONSISTENT',
+    });
   });
 
-  it("the auditor verifies the ledger on its own side and catches a rewritten entry", async () => {
+  it('the auditor verifies the ledger on its own side and catches a rewritten entry', async () => {
     const auditor = new Client(url, readKeyFile(join(dir, `${AUDITOR}.key`)));
     const ok = await auditVerify(auditor);
     expect(ok).toMatchObject({ ok: true });
     const size = (ok as { size: number }).size;
     expect(size).toBe(engine.ledger.size());
     // A wrong pinned engine key is caught at entry 0.
-    expect(await auditVerify(auditor, '00'.repeat(32))).toMatchObject({ ok: false, code: 'SH_ERR_LEDGER_TAMPERED', index: 0 });
+    expect(await auditVerify(auditor, '00'.repeat(32))).toMatchObject({
+      ok: false,
+      code: 'SH_ERR_LEDGER_TAMPERED',
+      index: 0,
+    });
     // Rewrite one entry's body behind the engine's back: the served entries no longer hash to the signed root.
-    const row = engine.store.db.prepare('SELECT idx, body FROM ledger_entries WHERE idx = 1').get() as { idx: number; body: string };
+    const row = engine.store.db.prepare('SELECT idx, body FROM ledger_entries WHERE idx = 1').get() as {
+      idx: number;
+      body: string;
+    };
     engine.store.db.prepare('UPDATE ledger_entries SET body = ? WHERE idx = 1').run(`${row.body} `);
     try {
       expect(await auditVerify(auditor)).toMatchObject({ ok: false, code: 'SH_ERR_LEDGER_TAMPERED' });

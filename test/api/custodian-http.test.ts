@@ -9,7 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Safehouse } from '../../api/embedded.ts';
-import { generateDemo, generateClaims, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID, ALL_CATEGORIES } from '../../api/demo-data.ts';
+import {
+  generateDemo,
+  generateClaims,
+  DEMO_BANK,
+  DEMO_PURPOSE,
+  DEMO_MODEL_ID,
+  ALL_CATEGORIES,
+} from '../../api/demo-data.ts';
 import { buildCustodianServer, HttpCustodian } from '../../api/custodian-http.ts';
 import { signRequest } from '../../api/httpsig.ts';
 import { ed25519KeyPair } from '../../core/sign.ts';
@@ -32,7 +39,16 @@ beforeAll(async () => {
     await sh.addParty('provider', p.provider);
     await sh.ingest(p.provider, p.schema, p.csv);
   }
-  sh.grantConsents(data.subjects.map((u) => ({ subject: u, bank: DEMO_BANK, purpose: DEMO_PURPOSE, categories: ALL_CATEGORIES, operations: ['score' as const, 'verify' as const], days: 30 })));
+  sh.grantConsents(
+    data.subjects.map((u) => ({
+      subject: u,
+      bank: DEMO_BANK,
+      purpose: DEMO_PURPOSE,
+      categories: ALL_CATEGORIES,
+      operations: ['score' as const, 'verify' as const],
+      days: 30,
+    })),
+  );
   sh.registerModel(DEMO_BANK, data.model);
   for (const p of ['sz_tax_bureau', 'sz_power_water', 'sz_housing_fund']) await sh.approveModel(p, DEMO_MODEL_ID);
   // Embedded results first.
@@ -70,18 +86,25 @@ describe('custodians over HTTP', () => {
   it('unsigned, wrongly signed and replayed requests get coded 401s', async () => {
     const url = new URL('/v1/custodian/decrypt', urls.get('sz_tax_bureau')!);
     const body = new TextEncoder().encode(JSON.stringify({ request: {}, ciphertext: '' }));
-    const post = (headers: Record<string, string>) => fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
+    const post = (headers: Record<string, string>) =>
+      fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
     const unsigned = await post({});
     expect(unsigned.status).toBe(401);
     expect(await unsigned.json()).toMatchObject({ code: 'SH_ERR_BAD_SIGNATURE' });
-    const forged = await post(signRequest({ method: 'POST', url: url.href, authority: url.host, body }, 'engine', ed25519KeyPair().secretKey));
+    const forged = await post(
+      signRequest({ method: 'POST', url: url.href, authority: url.host, body }, 'engine', ed25519KeyPair().secretKey),
+    );
     expect(forged.status).toBe(401);
-    const headers = signRequest({ method: 'POST', url: url.href, authority: url.host, body }, 'engine', sh.engine.keys.ed25519.secretKey);
+    const headers = signRequest(
+      { method: 'POST', url: url.href, authority: url.host, body },
+      'engine',
+      sh.engine.keys.ed25519.secretKey,
+    );
     const first = await post(headers);
     expect(first.status).toBe(401); // transport signature fine, but the engine-signed body is missing: coded refusal
     expect(await first.json()).toMatchObject({ code: 'SH_ERR_BAD_SIGNATURE' });
     const replay = await post(headers);
     expect(replay.status).toBe(401);
-    expect((await replay.json() as { message: string }).message).toMatch(/replayed/);
+    expect(((await replay.json()) as { message: string }).message).toMatch(/replayed/);
   });
 });

@@ -8,7 +8,14 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runNetwork, writeScenario, NET_BANK, NET_AUDITOR, NET_PURPOSE, type NetworkRun } from '../../api/demo-network.ts';
+import {
+  runNetwork,
+  writeScenario,
+  NET_BANK,
+  NET_AUDITOR,
+  NET_PURPOSE,
+  type NetworkRun,
+} from '../../api/demo-network.ts';
 import { Safehouse } from '../../api/embedded.ts';
 import { parseCsv } from '../../core/csv.ts';
 import { trainTestSplit } from '../../models/german.ts';
@@ -34,13 +41,19 @@ describe('network deployment (engine + 2 custodians as processes, CLI client mod
   it('scores, claim answers and refusals equal plaintext; the auditor verifies the ledger on its side', () => {
     const sc = net.scenario;
     const model = parseModel(net.model);
-    const specs = new Map(sc.providers.flatMap((p) => validateSchema(p.schema).fields.map((f) => [`${p.provider}/${f.name}`, f] as const)));
+    const specs = new Map(
+      sc.providers.flatMap((p) => validateSchema(p.schema).fields.map((f) => [`${p.provider}/${f.name}`, f] as const)),
+    );
     const refused = [...net.scores].filter(([, s]) => s.status !== 'OK').map(([u, s]) => [u, s.status] as const);
     expect(new Map(refused)).toEqual(new Map(sc.withoutConsent.map((u) => [u, 'NO_CONSENT'])));
     let compared = 0;
     for (const [u, s] of net.scores) {
       if (s.status !== 'OK') continue;
-      const plain = evaluatePlain(model, (p, f) => specs.get(`${p}/${f}`)!, (_p, f) => sc.values.get(u)!.get(f));
+      const plain = evaluatePlain(
+        model,
+        (p, f) => specs.get(`${p}/${f}`)!,
+        (_p, f) => sc.values.get(u)!.get(f),
+      );
       expect(plain).toEqual({ status: 'OK', score: s.score });
       compared++;
     }
@@ -50,7 +63,11 @@ describe('network deployment (engine + 2 custodians as processes, CLI client mod
     expect(net.audit).toMatch(/^ledger intact: \d+ entries/);
     // Every job (train, score, verify) replayed by the auditor's client on its own replica: all steps match.
     const replayed = net.replay.split('\n').filter((l) => /^\S+ \((score|verify|train)\): /.test(l));
-    expect(replayed.map((l) => l.replace(/^\S+ /, ''))).toEqual(['(train): all steps match', '(score): all steps match', '(verify): all steps match']);
+    expect(replayed.map((l) => l.replace(/^\S+ /, ''))).toEqual([
+      '(train): all steps match',
+      '(score): all steps match',
+      '(verify): all steps match',
+    ]);
     // The enterprise's own access report: its consent and the jobs that touched it.
     expect(net.report.entries).toBeGreaterThanOrEqual(3);
   });
@@ -66,8 +83,22 @@ describe('network deployment (engine + 2 custodians as processes, CLI client mod
         await sh.ingest(p.provider, p.schema, readFileSync(p.csvFile, 'utf8'));
       }
       const consents = parseCsv(readFileSync(sc.consentsFile, 'utf8'));
-      sh.grantConsents(consents.rows.map((r) => ({ subject: r[0]!, bank: r[1]!, purpose: r[2]!, categories: r[3]!.split(';'), operations: r[4]!.split(';') as ConsentOp[], days: Number(r[5]) })));
-      const labels = new Map(parseCsv(readFileSync(sc.labelsFile, 'utf8')).rows.map((r) => [r[0]!, r[1] === '1' ? 1 as const : 0 as const]));
+      sh.grantConsents(
+        consents.rows.map((r) => ({
+          subject: r[0]!,
+          bank: r[1]!,
+          purpose: r[2]!,
+          categories: r[3]!.split(';'),
+          operations: r[4]!.split(';') as ConsentOp[],
+          days: Number(r[5]),
+        })),
+      );
+      const labels = new Map(
+        parseCsv(readFileSync(sc.labelsFile, 'utf8')).rows.map((r) => [
+          r[0]!,
+          r[1] === '1' ? (1 as const) : (0 as const),
+        ]),
+      );
       const { train } = trainTestSplit([...labels.keys()], labels, { seed: 42, testFraction: 0.3 });
       const byProvider = new Map<string, string[]>();
       for (const f of sc.fields.split(',')) {
@@ -75,8 +106,23 @@ describe('network deployment (engine + 2 custodians as processes, CLI client mod
         byProvider.set(p, [...(byProvider.get(p) ?? []), name]);
       }
       const [first, second] = sc.providers;
-      const outcome = await sh.train({ bank: NET_BANK, provider: first!.provider, purpose: NET_PURPOSE, fields: byProvider.get(first!.provider)!, others: [{ provider: second!.provider, fields: byProvider.get(second!.provider)! }], subjects: train, labels, bins: 5, options: { iterations: ITERATIONS } });
-      const model = toScorecard('gc-network-v1', outcome.bins, outcome.model, trainOptions({ iterations: ITERATIONS }).scaleBits);
+      const outcome = await sh.train({
+        bank: NET_BANK,
+        provider: first!.provider,
+        purpose: NET_PURPOSE,
+        fields: byProvider.get(first!.provider)!,
+        others: [{ provider: second!.provider, fields: byProvider.get(second!.provider)! }],
+        subjects: train,
+        labels,
+        bins: 5,
+        options: { iterations: ITERATIONS },
+      });
+      const model = toScorecard(
+        'gc-network-v1',
+        outcome.bins,
+        outcome.model,
+        trainOptions({ iterations: ITERATIONS }).scaleBits,
+      );
       expect(model).toEqual(net.model);
 
       sh.registerModel(NET_BANK, model);
@@ -85,7 +131,14 @@ describe('network deployment (engine + 2 custodians as processes, CLI client mod
       const { rows } = await sh.score(NET_BANK, model.id, NET_PURPOSE, subjects);
       expect(new Map(rows.map((r) => [r.uscc, { status: r.status, score: r.score }]))).toEqual(net.scores);
 
-      const claims: Claim[] = parseCsv(readFileSync(sc.claimsFile, 'utf8')).rows.map((r) => ({ claimId: r[0]!, subject: r[1]!, provider: r[2]!, field: r[3]!, op: r[4] as Claim['op'], values: r[4] === 'between' ? [r[5]!, r[6]!] : [r[5]!] }));
+      const claims: Claim[] = parseCsv(readFileSync(sc.claimsFile, 'utf8')).rows.map((r) => ({
+        claimId: r[0]!,
+        subject: r[1]!,
+        provider: r[2]!,
+        field: r[3]!,
+        op: r[4] as Claim['op'],
+        values: r[4] === 'between' ? [r[5]!, r[6]!] : [r[5]!],
+      }));
       const { results } = await sh.verify(NET_BANK, NET_PURPOSE, claims);
       expect(new Map([...results].map(([k, v]) => [k, String(v)]))).toEqual(net.claims);
       expect(sh.engine.auditVerify().ok).toBe(true);

@@ -30,7 +30,16 @@ beforeAll(async () => {
     await sh.addParty('provider', p.provider);
     await sh.ingest(p.provider, p.schema, p.csv);
   }
-  sh.grantConsents(data.subjects.map((u) => ({ subject: u, bank: DEMO_BANK, purpose: DEMO_PURPOSE, categories: ALL_CATEGORIES, operations: ['score' as const], days: 30 })));
+  sh.grantConsents(
+    data.subjects.map((u) => ({
+      subject: u,
+      bank: DEMO_BANK,
+      purpose: DEMO_PURPOSE,
+      categories: ALL_CATEGORIES,
+      operations: ['score' as const],
+      days: 30,
+    })),
+  );
   sh.registerModel(DEMO_BANK, data.model);
   for (const p of ['sz_tax_bureau', 'sz_power_water', 'sz_housing_fund']) await sh.approveModel(p, DEMO_MODEL_ID);
   embedded = (await sh.score(DEMO_BANK, DEMO_MODEL_ID, DEMO_PURPOSE, data.subjects)).rows;
@@ -41,7 +50,12 @@ afterAll(async () => {
   rmSync(home, { recursive: true, force: true });
 });
 
-const statuses = () => new Map((sh.engine.store.db.prepare('SELECT id, status FROM api_jobs').all() as Array<{ id: string; status: string }>).map((r) => [r.id, r.status]));
+const statuses = () =>
+  new Map(
+    (sh.engine.store.db.prepare('SELECT id, status FROM api_jobs').all() as Array<{ id: string; status: string }>).map(
+      (r) => [r.id, r.status],
+    ),
+  );
 
 describe('engine server job life cycle', () => {
   it('shutdown finishes the running job and parks the queued ones; a restarted server resumes them', async () => {
@@ -52,7 +66,18 @@ describe('engine server job life cycle', () => {
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
       const jobId = newJobId('score');
-      const request = buildScoreRequest({ jobId, bank: DEMO_BANK, modelId: DEMO_MODEL_ID, modelHash: hash, purpose: DEMO_PURPOSE, subjects: data.subjects, requestedAt: new Date().toISOString() }, bank.keys.ed25519.secretKey);
+      const request = buildScoreRequest(
+        {
+          jobId,
+          bank: DEMO_BANK,
+          modelId: DEMO_MODEL_ID,
+          modelHash: hash,
+          purpose: DEMO_PURPOSE,
+          subjects: data.subjects,
+          requestedAt: new Date().toISOString(),
+        },
+        bank.keys.ed25519.secretKey,
+      );
       const r = await bank.post<{ jobId: string; status: string }>('/v1/bank/jobs', { kind: 'score', request });
       expect(r).toEqual({ jobId, status: 'queued' });
       ids.push(jobId);

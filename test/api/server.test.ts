@@ -24,7 +24,15 @@ import { ed25519KeyPair, signJson, bytesToHex, type Signed } from '../../core/si
 import { sha256Hex } from '../../core/hash.ts';
 import { buildScoreRequest, openScoreResult } from '../../engine/protocols/score/bank.ts';
 import { type ScoreRequest, type ScoreResult } from '../../engine/protocols/score/messages.ts';
-import type { BankJob, Custodian, DecryptRequest, DecryptResponse, TokenEvalRequest, TransferRequest, BankClaims } from '../../engine/custodian/messages.ts';
+import type {
+  BankJob,
+  Custodian,
+  DecryptRequest,
+  DecryptResponse,
+  TokenEvalRequest,
+  TransferRequest,
+  BankClaims,
+} from '../../engine/custodian/messages.ts';
 import { createConsent } from '../../sandbox/consent.ts';
 import type { PartyKeys } from '../../api/wallet.ts';
 
@@ -63,16 +71,34 @@ beforeAll(async () => {
     await sh.addParty('provider', p.provider);
     await sh.ingest(p.provider, p.schema, p.csv);
   }
-  sh.grantConsents(data.subjects.map((u) => ({ subject: u, bank: DEMO_BANK, purpose: DEMO_PURPOSE, categories: ALL_CATEGORIES, operations: ['score' as const], days: 30 })));
+  sh.grantConsents(
+    data.subjects.map((u) => ({
+      subject: u,
+      bank: DEMO_BANK,
+      purpose: DEMO_PURPOSE,
+      categories: ALL_CATEGORIES,
+      operations: ['score' as const],
+      days: 30,
+    })),
+  );
   sh.registerModel(DEMO_BANK, data.model);
   for (const c of PROVIDERS) await sh.approveModel(data.providers[c].provider, DEMO_MODEL_ID);
   embedded = (await sh.score(DEMO_BANK, DEMO_MODEL_ID, DEMO_PURPOSE, data.subjects)).rows;
   // Every server is built before any job is submitted (a new server resumes queued jobs of the data directory).
   server = new EngineServer({ engine: sh.engine, adminPublicKey: admin.publicKey });
   url = await server.listen(0);
-  limited = new EngineServer({ engine: sh.engine, adminPublicKey: admin.publicKey, rateLimit: { burst: 5, perSecond: 1 } });
+  limited = new EngineServer({
+    engine: sh.engine,
+    adminPublicKey: admin.publicKey,
+    rateLimit: { burst: 5, perSecond: 1 },
+  });
   limitedUrl = await limited.listen(0);
-  small = new EngineServer({ engine: sh.engine, adminPublicKey: admin.publicKey, bodyLimit: 64 * 1024, blobLimit: 64 * 1024 });
+  small = new EngineServer({
+    engine: sh.engine,
+    adminPublicKey: admin.publicKey,
+    bodyLimit: 64 * 1024,
+    blobLimit: 64 * 1024,
+  });
   smallUrl = await small.listen(0);
   custodianApp = buildCustodianServer(sh.engine.registry.custodian(TAX), sh.engine.keys.ed25519.publicKey);
   custodianUrl = await custodianApp.listen({ host: '127.0.0.1', port: 0 });
@@ -91,7 +117,12 @@ afterAll(async () => {
 
 /** Answers are JSON checked field by field. */
 type Json = any;
-interface Answer { status: number; headers: Headers; text: string; json: Json }
+interface Answer {
+  status: number;
+  headers: Headers;
+  text: string;
+  json: Json;
+}
 
 type Method = 'GET' | 'POST' | 'PUT';
 interface Req {
@@ -107,7 +138,8 @@ interface Req {
   base?: string;
 }
 
-const bytes = (b: string | Uint8Array | undefined) => (b === undefined ? undefined : typeof b === 'string' ? new TextEncoder().encode(b) : b);
+const bytes = (b: string | Uint8Array | undefined) =>
+  b === undefined ? undefined : typeof b === 'string' ? new TextEncoder().encode(b) : b;
 
 /** The headers a party would send (signature over method, authority, path, query and body digest). */
 function signed(r: Req): { u: URL; headers: Record<string, string>; body: Uint8Array | undefined } {
@@ -115,12 +147,24 @@ function signed(r: Req): { u: URL; headers: Record<string, string>; body: Uint8A
   const u = new URL(r.path, r.base ?? url);
   const body = bytes(r.body);
   const toSign = r.signedBody === undefined ? body : bytes(r.signedBody);
-  const headers: Record<string, string> = r.as ? signRequest({ method, url: u.href, authority: u.host, ...(toSign ? { body: toSign } : {}) }, r.as.id, r.as.sk, r.now) : {};
+  const headers: Record<string, string> = r.as
+    ? signRequest(
+        { method, url: u.href, authority: u.host, ...(toSign ? { body: toSign } : {}) },
+        r.as.id,
+        r.as.sk,
+        r.now,
+      )
+    : {};
   if (body) headers['content-type'] = r.contentType ?? 'application/json';
   return { u, headers, body };
 }
 
-async function raw(method: Method, u: URL, headers: Record<string, string>, body: Uint8Array | undefined): Promise<Answer> {
+async function raw(
+  method: Method,
+  u: URL,
+  headers: Record<string, string>,
+  body: Uint8Array | undefined,
+): Promise<Answer> {
   const res = await fetch(u, { method, headers, ...(body ? { body } : {}) });
   const text = await res.text();
   let json: Json;
@@ -147,7 +191,8 @@ function expectCoded(a: Answer, code: ErrorCode): void {
   expect(typeof a.json.details).toBe('object');
 }
 
-const count = (sql: string, ...args: string[]) => Number((sh.engine.store.db.prepare(sql).get(...args) as { n: number }).n);
+const count = (sql: string, ...args: string[]) =>
+  Number((sh.engine.store.db.prepare(sql).get(...args) as { n: number }).n);
 
 /** What a refused request must not change. */
 function snapshot() {
@@ -163,18 +208,43 @@ function snapshot() {
 
 /** A fresh party registration body (valid: would create an auditor if accepted). */
 function newAuditor(id: string) {
-  return { id, role: 'auditor', ed25519: bytesToHex(ed25519KeyPair().publicKey), x25519: bytesToHex(ed25519KeyPair().publicKey) };
+  return {
+    id,
+    role: 'auditor',
+    ed25519: bytesToHex(ed25519KeyPair().publicKey),
+    x25519: bytesToHex(ed25519KeyPair().publicKey),
+  };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function scoreRequest(bank: string, subjects: string[], requestedAt = new Date()): Signed<ScoreRequest> {
   const m = sh.engine.models.get(DEMO_MODEL_ID)!;
-  return buildScoreRequest({ jobId: newJobId('score'), bank, modelId: DEMO_MODEL_ID, modelHash: m.hash, purpose: DEMO_PURPOSE, subjects, requestedAt: requestedAt.toISOString() }, keysOf(bank).ed25519.secretKey);
+  return buildScoreRequest(
+    {
+      jobId: newJobId('score'),
+      bank,
+      modelId: DEMO_MODEL_ID,
+      modelHash: m.hash,
+      purpose: DEMO_PURPOSE,
+      subjects,
+      requestedAt: requestedAt.toISOString(),
+    },
+    keysOf(bank).ed25519.secretKey,
+  );
 }
 
 /** One real score job over HTTP as the demo bank, run to the end (shared by the life-cycle and the ownership tests). */
-let lifecycle: Promise<{ jobId: string; request: Signed<ScoreRequest>; submit: Answer; polls: number; final: Answer; result: Answer }> | undefined;
+let lifecycle:
+  | Promise<{
+      jobId: string;
+      request: Signed<ScoreRequest>;
+      submit: Answer;
+      polls: number;
+      final: Answer;
+      result: Answer;
+    }>
+  | undefined;
 function runLifecycle() {
   lifecycle ??= (async () => {
     const request = scoreRequest(DEMO_BANK, data.subjects);
@@ -215,12 +285,24 @@ describe('RFC 9421 request signatures', () => {
   it("refuses a request signed with another party's key, or whose body was changed after signing", async () => {
     const before = snapshot();
     // keyid says admin, key is the bank's.
-    const wrongKey = await send({ path: '/v1/admin/parties', as: { id: 'admin', sk: keysOf(DEMO_BANK).ed25519.secretKey }, body: json(newAuditor('aud_wrongkey')) });
+    const wrongKey = await send({
+      path: '/v1/admin/parties',
+      as: { id: 'admin', sk: keysOf(DEMO_BANK).ed25519.secretKey },
+      body: json(newAuditor('aud_wrongkey')),
+    });
     expectCoded(wrongKey, 'SH_ERR_BAD_SIGNATURE');
     // keyid says the demo bank, key is the other bank's.
-    expectCoded(await send({ path: `/v1/parties/${DEMO_BANK}`, as: { id: DEMO_BANK, sk: keysOf(BANK_B).ed25519.secretKey } }), 'SH_ERR_BAD_SIGNATURE');
+    expectCoded(
+      await send({ path: `/v1/parties/${DEMO_BANK}`, as: { id: DEMO_BANK, sk: keysOf(BANK_B).ed25519.secretKey } }),
+      'SH_ERR_BAD_SIGNATURE',
+    );
     // Body tampered after signing: the digest no longer matches.
-    const tampered = await send({ path: '/v1/admin/parties', as: adminKeys, signedBody: json(newAuditor('aud_signed')), body: json(newAuditor('aud_tampered')) });
+    const tampered = await send({
+      path: '/v1/admin/parties',
+      as: adminKeys,
+      signedBody: json(newAuditor('aud_signed')),
+      body: json(newAuditor('aud_tampered')),
+    });
     expectCoded(tampered, 'SH_ERR_BAD_SIGNATURE');
     expect(tampered.json.message).toMatch(/Content-Digest/);
     // Signed for another path / method / authority.
@@ -228,7 +310,8 @@ describe('RFC 9421 request signatures', () => {
     expectCoded(await raw('GET', new URL('/v1/parties/admin', url), s.headers, undefined), 'SH_ERR_BAD_SIGNATURE');
     const other = signed({ path: '/v1/admin/parties', as: adminKeys, base: limitedUrl });
     expectCoded(await raw('GET', new URL('/v1/admin/parties', url), other.headers, undefined), 'SH_ERR_BAD_SIGNATURE');
-    for (const id of ['aud_wrongkey', 'aud_signed', 'aud_tampered']) expect(sh.engine.registry.party(id)).toBeUndefined();
+    for (const id of ['aud_wrongkey', 'aud_signed', 'aud_tampered'])
+      expect(sh.engine.registry.party(id)).toBeUndefined();
     expect(snapshot()).toEqual(before);
   });
 
@@ -250,10 +333,20 @@ describe('RFC 9421 request signatures', () => {
 
   it('refuses stale (10 min old) and future-dated (10 min ahead) signatures', async () => {
     const before = snapshot();
-    const stale = await send({ path: '/v1/admin/parties', as: adminKeys, body: json(newAuditor('aud_stale')), now: new Date(Date.now() - 10 * 60_000) });
+    const stale = await send({
+      path: '/v1/admin/parties',
+      as: adminKeys,
+      body: json(newAuditor('aud_stale')),
+      now: new Date(Date.now() - 10 * 60_000),
+    });
     expectCoded(stale, 'SH_ERR_BAD_SIGNATURE');
     expect(stale.json.message).toMatch(/stale or future-dated/);
-    const future = await send({ path: '/v1/admin/parties', as: adminKeys, body: json(newAuditor('aud_future')), now: new Date(Date.now() + 10 * 60_000) });
+    const future = await send({
+      path: '/v1/admin/parties',
+      as: adminKeys,
+      body: json(newAuditor('aud_future')),
+      now: new Date(Date.now() + 10 * 60_000),
+    });
     expectCoded(future, 'SH_ERR_BAD_SIGNATURE');
     expect(sh.engine.registry.party('aud_stale')).toBeUndefined();
     expect(sh.engine.registry.party('aud_future')).toBeUndefined();
@@ -263,10 +356,17 @@ describe('RFC 9421 request signatures', () => {
   it('refuses an unknown keyid', async () => {
     const before = snapshot();
     const stranger = ed25519KeyPair();
-    const a = await send({ path: '/v1/admin/parties', as: { id: 'nobody_here', sk: stranger.secretKey }, body: json(newAuditor('aud_stranger')) });
+    const a = await send({
+      path: '/v1/admin/parties',
+      as: { id: 'nobody_here', sk: stranger.secretKey },
+      body: json(newAuditor('aud_stranger')),
+    });
     expectCoded(a, 'SH_ERR_BAD_SIGNATURE');
     expect(a.json.message).toMatch(/unknown keyid/);
-    expectCoded(await send({ path: `/v1/parties/${DEMO_BANK}`, as: { id: 'nobody_here', sk: stranger.secretKey } }), 'SH_ERR_BAD_SIGNATURE');
+    expectCoded(
+      await send({ path: `/v1/parties/${DEMO_BANK}`, as: { id: 'nobody_here', sk: stranger.secretKey } }),
+      'SH_ERR_BAD_SIGNATURE',
+    );
     expect(snapshot()).toEqual(before);
   });
 
@@ -300,8 +400,22 @@ describe('role checks', () => {
     }
     // And the other way round: a provider, an enterprise and the admin on bank routes.
     expectCoded(await send({ path: `/v1/bank/models/${DEMO_MODEL_ID}`, as: as(TAX) }), 'SH_ERR_PARTY_ROLE');
-    expectCoded(await send({ path: '/v1/bank/jobs', as: as(data.subjects[0]!), body: json({ kind: 'score', request: scoreRequest(DEMO_BANK, data.subjects.slice(0, 2)) }) }), 'SH_ERR_PARTY_ROLE');
-    expectCoded(await send({ path: '/v1/bank/jobs', as: adminKeys, body: json({ kind: 'score', request: scoreRequest(DEMO_BANK, data.subjects.slice(0, 2)) }) }), 'SH_ERR_PARTY_ROLE');
+    expectCoded(
+      await send({
+        path: '/v1/bank/jobs',
+        as: as(data.subjects[0]!),
+        body: json({ kind: 'score', request: scoreRequest(DEMO_BANK, data.subjects.slice(0, 2)) }),
+      }),
+      'SH_ERR_PARTY_ROLE',
+    );
+    expectCoded(
+      await send({
+        path: '/v1/bank/jobs',
+        as: adminKeys,
+        body: json({ kind: 'score', request: scoreRequest(DEMO_BANK, data.subjects.slice(0, 2)) }),
+      }),
+      'SH_ERR_PARTY_ROLE',
+    );
     expect(sh.engine.registry.party('aud_by_bank')).toBeUndefined();
     expect(snapshot()).toEqual(before);
   });
@@ -322,7 +436,16 @@ describe("a bank cannot touch another bank's jobs", () => {
     expectCoded(await send({ path: '/v1/bank/jobs/score_does_not_exist', as: other }), 'SH_ERR_NOT_FOUND');
     // Labels for another bank's job are refused the same way, before anything is stored.
     const before = snapshot();
-    expectCoded(await send({ path: `/v1/bank/jobs/${jobId}/labels`, as: other, body: json({ labels: signJson({ type: 'safehouse.train.labels.v1', jobId }, BANK_B, keysOf(BANK_B).ed25519.secretKey) }) }), 'SH_ERR_FORBIDDEN');
+    expectCoded(
+      await send({
+        path: `/v1/bank/jobs/${jobId}/labels`,
+        as: other,
+        body: json({
+          labels: signJson({ type: 'safehouse.train.labels.v1', jobId }, BANK_B, keysOf(BANK_B).ed25519.secretKey),
+        }),
+      }),
+      'SH_ERR_FORBIDDEN',
+    );
     // Another bank's model: forbidden too.
     expectCoded(await send({ path: `/v1/bank/models/${DEMO_MODEL_ID}`, as: other }), 'SH_ERR_FORBIDDEN');
     expect(snapshot()).toEqual(before);
@@ -332,14 +455,33 @@ describe("a bank cannot touch another bank's jobs", () => {
     const before = snapshot();
     // Bank B forwards bank A's genuine signed request.
     const stolen = scoreRequest(DEMO_BANK, data.subjects.slice(0, 3));
-    expectCoded(await send({ path: '/v1/bank/jobs', as: as(BANK_B), body: json({ kind: 'score', request: stolen }) }), 'SH_ERR_FORBIDDEN');
+    expectCoded(
+      await send({ path: '/v1/bank/jobs', as: as(BANK_B), body: json({ kind: 'score', request: stolen }) }),
+      'SH_ERR_FORBIDDEN',
+    );
     // Bank B signs a request that names bank A.
     const m = sh.engine.models.get(DEMO_MODEL_ID)!;
-    const naming = buildScoreRequest({ jobId: newJobId('score'), bank: DEMO_BANK, modelId: DEMO_MODEL_ID, modelHash: m.hash, purpose: DEMO_PURPOSE, subjects: data.subjects.slice(0, 3) }, keysOf(BANK_B).ed25519.secretKey);
+    const naming = buildScoreRequest(
+      {
+        jobId: newJobId('score'),
+        bank: DEMO_BANK,
+        modelId: DEMO_MODEL_ID,
+        modelHash: m.hash,
+        purpose: DEMO_PURPOSE,
+        subjects: data.subjects.slice(0, 3),
+      },
+      keysOf(BANK_B).ed25519.secretKey,
+    );
     const relabelled = { ...naming, signer: BANK_B };
-    expectCoded(await send({ path: '/v1/bank/jobs', as: as(BANK_B), body: json({ kind: 'score', request: relabelled }) }), 'SH_ERR_FORBIDDEN');
+    expectCoded(
+      await send({ path: '/v1/bank/jobs', as: as(BANK_B), body: json({ kind: 'score', request: relabelled }) }),
+      'SH_ERR_FORBIDDEN',
+    );
     // Bank B claims to be bank A inside the statement but signs with its own key: signature check.
-    expectCoded(await send({ path: '/v1/bank/jobs', as: as(DEMO_BANK), body: json({ kind: 'score', request: naming }) }), 'SH_ERR_BAD_SIGNATURE');
+    expectCoded(
+      await send({ path: '/v1/bank/jobs', as: as(DEMO_BANK), body: json({ kind: 'score', request: naming }) }),
+      'SH_ERR_BAD_SIGNATURE',
+    );
     for (const id of [stolen.body.jobId, naming.body.jobId]) {
       expect(count('SELECT COUNT(*) AS n FROM api_jobs WHERE id = ?', id)).toBe(0);
     }
@@ -349,7 +491,7 @@ describe("a bank cannot touch another bank's jobs", () => {
 
 // ---------------------------------------------------------------- 4. enterprises
 
-describe("an enterprise reads and writes only its own records", () => {
+describe('an enterprise reads and writes only its own records', () => {
   it("another enterprise's report and consents are 403; its own report lists its entries", async () => {
     const [mine, theirs] = [data.subjects[0]!, data.subjects[1]!];
     const me = as(mine);
@@ -363,36 +505,101 @@ describe("an enterprise reads and writes only its own records", () => {
     expect(kinds).toContain('consent.granted');
     expect(kinds).toContain('job.requested'); // the embedded scoring run touched every subject
     const direct = JSON.parse(JSON.stringify(sh.engine.ledger.subjectEntries(mine))) as Array<Record<string, unknown>>;
-    expect((own.json.entries as Array<Record<string, unknown>>).map((x) => ({ index: x.index, kind: x.kind, body: x.body, at: x.at }))).toEqual(direct.map((x) => ({ index: x.index, kind: x.kind, body: x.body, at: x.at })));
+    expect(
+      (own.json.entries as Array<Record<string, unknown>>).map((x) => ({
+        index: x.index,
+        kind: x.kind,
+        body: x.body,
+        at: x.at,
+      })),
+    ).toEqual(direct.map((x) => ({ index: x.index, kind: x.kind, body: x.body, at: x.at })));
     // Naming itself explicitly is the same report.
     const explicit = await send({ path: `/v1/enterprise/report?subject=${mine}`, as: me });
     expect(explicit.json).toEqual(own.json);
     const consents = await send({ path: '/v1/enterprise/consents', as: me });
     expect(consents.status).toBe(200);
-    expect(consents.json.consents.map((c: { statement: { id: string } }) => c.statement.id)).toEqual(sh.engine.consents.of(mine).map((c) => c.statement.id));
+    expect(consents.json.consents.map((c: { statement: { id: string } }) => c.statement.id)).toEqual(
+      sh.engine.consents.of(mine).map((c) => c.statement.id),
+    );
   });
 
   it('an enterprise granting or revoking a consent for another subject is 403 and stores nothing', async () => {
     const [mine, theirs] = [data.subjects[2]!, data.subjects[3]!];
     const me = keysOf(mine);
-    const grant = (subject: string, sk: Uint8Array) => createConsent({ subject, grantee: BANK_B, purpose: 'fuzz_other', categories: ['tax'], operations: ['score'], notBefore: new Date(), notAfter: new Date(Date.now() + 86_400_000) }, sk);
+    const grant = (subject: string, sk: Uint8Array) =>
+      createConsent(
+        {
+          subject,
+          grantee: BANK_B,
+          purpose: 'fuzz_other',
+          categories: ['tax'],
+          operations: ['score'],
+          notBefore: new Date(),
+          notAfter: new Date(Date.now() + 86_400_000),
+        },
+        sk,
+      );
     const before = snapshot();
     const theirsBefore = sh.engine.consents.of(theirs).length;
     const mineBefore = sh.engine.consents.of(mine).length;
     // Signed with the caller's key, or even with the other subject's own key (a captured statement): refused either way.
-    expectCoded(await send({ path: '/v1/enterprise/consents', as: as(mine), body: json({ consents: [grant(theirs, me.ed25519.secretKey)] }) }), 'SH_ERR_FORBIDDEN');
-    expectCoded(await send({ path: '/v1/enterprise/consents', as: as(mine), body: json({ consents: [grant(theirs, keysOf(theirs).ed25519.secretKey)] }) }), 'SH_ERR_FORBIDDEN');
+    expectCoded(
+      await send({
+        path: '/v1/enterprise/consents',
+        as: as(mine),
+        body: json({ consents: [grant(theirs, me.ed25519.secretKey)] }),
+      }),
+      'SH_ERR_FORBIDDEN',
+    );
+    expectCoded(
+      await send({
+        path: '/v1/enterprise/consents',
+        as: as(mine),
+        body: json({ consents: [grant(theirs, keysOf(theirs).ed25519.secretKey)] }),
+      }),
+      'SH_ERR_FORBIDDEN',
+    );
     // A batch mixing its own consent with another's: all or nothing.
-    expectCoded(await send({ path: '/v1/enterprise/consents', as: as(mine), body: json({ consents: [grant(mine, me.ed25519.secretKey), grant(theirs, me.ed25519.secretKey)] }) }), 'SH_ERR_FORBIDDEN');
+    expectCoded(
+      await send({
+        path: '/v1/enterprise/consents',
+        as: as(mine),
+        body: json({ consents: [grant(mine, me.ed25519.secretKey), grant(theirs, me.ed25519.secretKey)] }),
+      }),
+      'SH_ERR_FORBIDDEN',
+    );
     // Revoking another subject's consent.
     const target = sh.engine.consents.of(theirs)[0]!;
-    expectCoded(await send({ path: '/v1/enterprise/revocations', as: as(mine), body: json({ revocations: [{ statement: { consentId: target.statement.id, subject: theirs, revokedAt: new Date().toISOString(), nonce: randomBytes(16).toString('hex') }, signature: 'ab'.repeat(64) }] }) }), 'SH_ERR_FORBIDDEN');
+    expectCoded(
+      await send({
+        path: '/v1/enterprise/revocations',
+        as: as(mine),
+        body: json({
+          revocations: [
+            {
+              statement: {
+                consentId: target.statement.id,
+                subject: theirs,
+                revokedAt: new Date().toISOString(),
+                nonce: randomBytes(16).toString('hex'),
+              },
+              signature: 'ab'.repeat(64),
+            },
+          ],
+        }),
+      }),
+      'SH_ERR_FORBIDDEN',
+    );
     expect(sh.engine.consents.of(theirs).length).toBe(theirsBefore);
     expect(sh.engine.consents.of(mine).length).toBe(mineBefore);
     expect(count('SELECT COUNT(*) AS n FROM revocations')).toBe(0);
     expect(snapshot()).toEqual(before);
     // Its own consent is accepted (the refusals above were about the subject, not the statement).
-    const ok = await send({ path: '/v1/enterprise/consents', as: as(mine), body: json({ consents: [grant(mine, me.ed25519.secretKey)] }) });
+    const ok = await send({
+      path: '/v1/enterprise/consents',
+      as: as(mine),
+      body: json({ consents: [grant(mine, me.ed25519.secretKey)] }),
+    });
     expect(ok.status).toBe(201);
     expect(sh.engine.consents.of(mine).length).toBe(mineBefore + 1);
   });
@@ -442,9 +649,16 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
 }
 
 describe('custodians answer only bank-signed jobs', () => {
-  const engineSigned = (body: Omit<DecryptRequest, 'type'>) => signJson({ type: 'safehouse.custodian.decrypt.v1' as const, ...body }, 'engine', sh.engine.keys.ed25519.secretKey);
+  const engineSigned = (body: Omit<DecryptRequest, 'type'>) =>
+    signJson({ type: 'safehouse.custodian.decrypt.v1' as const, ...body }, 'engine', sh.engine.keys.ed25519.secretKey);
   const decryptBody = (jobId: string, jobHash: string, ct: Uint8Array): Omit<DecryptRequest, 'type'> => ({
-    paramsId: sh.engine.params.id, provider: TAX, jobId, jobHash, label: `score/${TAX}/x/block/0`, mode: 'seal', ciphertext: sha256Hex(ct),
+    paramsId: sh.engine.params.id,
+    provider: TAX,
+    jobId,
+    jobHash,
+    label: `score/${TAX}/x/block/0`,
+    mode: 'seal',
+    ciphertext: sha256Hex(ct),
     recipient: { party: DEMO_BANK, x25519: bytesToHex(keysOf(DEMO_BANK).x25519!.publicKey) },
   });
 
@@ -461,7 +675,14 @@ describe('custodians answer only bank-signed jobs', () => {
     const forgedHash = engineSigned(decryptBody(job.body.jobId, randomBytes(32).toString('hex'), ct));
     expect(await codeOf(remote.decrypt(forgedHash, ct))).toBe('SH_ERR_PARAMS_MISMATCH');
     // Not signed by the engine at all.
-    const byBank = signJson({ type: 'safehouse.custodian.decrypt.v1' as const, ...decryptBody(job.body.jobId, sha256Hex(JSON.stringify(job)), ct) }, 'engine', keysOf(DEMO_BANK).ed25519.secretKey);
+    const byBank = signJson(
+      {
+        type: 'safehouse.custodian.decrypt.v1' as const,
+        ...decryptBody(job.body.jobId, sha256Hex(JSON.stringify(job)), ct),
+      },
+      'engine',
+      keysOf(DEMO_BANK).ed25519.secretKey,
+    );
     expect(await codeOf(remote.decrypt(byBank, ct))).toBe('SH_ERR_BAD_SIGNATURE');
   });
 
@@ -469,22 +690,38 @@ describe('custodians answer only bank-signed jobs', () => {
     const remote = await HttpCustodian.connect(custodianUrl, sh.engine.keys.ed25519.secretKey);
     const local = sh.engine.registry.custodian(TAX);
     const m = sh.engine.models.get(DEMO_MODEL_ID)!;
-    const body = { jobId: newJobId('score'), bank: DEMO_BANK, modelId: DEMO_MODEL_ID, modelHash: m.hash, purpose: DEMO_PURPOSE, subjects: data.subjects.slice(0, 4), requestedAt: new Date().toISOString() };
+    const body = {
+      jobId: newJobId('score'),
+      bank: DEMO_BANK,
+      modelId: DEMO_MODEL_ID,
+      modelHash: m.hash,
+      purpose: DEMO_PURPOSE,
+      subjects: data.subjects.slice(0, 4),
+      requestedAt: new Date().toISOString(),
+    };
     const forged = buildScoreRequest(body, ed25519KeyPair().secretKey) as unknown as BankJob; // signer says the bank, key is anyone's
     expect(await codeOf(remote.openJob(forged))).toBe('SH_ERR_BAD_SIGNATURE');
     expect(await codeOf(local.openJob(forged))).toBe('SH_ERR_BAD_SIGNATURE');
     const genuine = buildScoreRequest(body, keysOf(DEMO_BANK).ed25519.secretKey) as unknown as BankJob;
     const altered = { ...genuine, body: { ...genuine.body, subjects: data.subjects } }; // more subjects = more budget
     expect(await codeOf(remote.openJob(altered))).toBe('SH_ERR_BAD_SIGNATURE');
-    const unknownBank = buildScoreRequest({ ...body, bank: 'bank_nowhere' }, ed25519KeyPair().secretKey) as unknown as BankJob;
+    const unknownBank = buildScoreRequest(
+      { ...body, bank: 'bank_nowhere' },
+      ed25519KeyPair().secretKey,
+    ) as unknown as BankJob;
     expect(await codeOf(remote.openJob(unknownBank))).toBe('SH_ERR_BAD_SIGNATURE');
-    const stale = buildScoreRequest({ ...body, jobId: newJobId('score'), requestedAt: new Date(Date.now() - 3_600_000).toISOString() }, keysOf(DEMO_BANK).ed25519.secretKey) as unknown as BankJob;
+    const stale = buildScoreRequest(
+      { ...body, jobId: newJobId('score'), requestedAt: new Date(Date.now() - 3_600_000).toISOString() },
+      keysOf(DEMO_BANK).ed25519.secretKey,
+    ) as unknown as BankJob;
     expect(await codeOf(remote.openJob(stale))).toBe('SH_ERR_REQUEST_STALE');
     expect(await codeOf(local.openJob(stale))).toBe('SH_ERR_REQUEST_STALE');
     // A decryption for the refused jobs then names no opened job.
     const ct = randomBytes(100);
     for (const j of [forged, stale]) {
-      expect(await codeOf(remote.decrypt(engineSigned(decryptBody(j.body.jobId, sha256Hex(JSON.stringify(j)), ct)), ct))).toBe('SH_ERR_PARAMS_MISMATCH');
+      expect(
+        await codeOf(remote.decrypt(engineSigned(decryptBody(j.body.jobId, sha256Hex(JSON.stringify(j)), ct)), ct)),
+      ).toBe('SH_ERR_PARAMS_MISMATCH');
     }
   });
 
@@ -520,11 +757,32 @@ describe('request bodies and routes', () => {
   it('a body over the limit is 413 SH_ERR_BODY_TOO_LARGE (JSON and blobs)', async () => {
     const before = snapshot();
     const big = json({ ...newAuditor('aud_big'), padding: 'x'.repeat(100 * 1024) });
-    expectCoded(await send({ base: smallUrl, path: '/v1/admin/parties', as: adminKeys, body: big }), 'SH_ERR_BODY_TOO_LARGE');
+    expectCoded(
+      await send({ base: smallUrl, path: '/v1/admin/parties', as: adminKeys, body: big }),
+      'SH_ERR_BODY_TOO_LARGE',
+    );
     const blob = randomBytes(100 * 1024);
-    expectCoded(await send({ base: smallUrl, method: 'PUT', path: `/v1/blobs/${sha256Hex(blob)}`, as: as(TAX), body: blob, contentType: 'application/octet-stream' }), 'SH_ERR_BODY_TOO_LARGE');
+    expectCoded(
+      await send({
+        base: smallUrl,
+        method: 'PUT',
+        path: `/v1/blobs/${sha256Hex(blob)}`,
+        as: as(TAX),
+        body: blob,
+        contentType: 'application/octet-stream',
+      }),
+      'SH_ERR_BODY_TOO_LARGE',
+    );
     // Under the limit, the same server answers normally (here: the schema refuses the padding).
-    expectCoded(await send({ base: smallUrl, path: '/v1/admin/parties', as: adminKeys, body: json({ ...newAuditor('aud_pad'), padding: 'x' }) }), 'SH_ERR_INVALID_ARGUMENT');
+    expectCoded(
+      await send({
+        base: smallUrl,
+        path: '/v1/admin/parties',
+        as: adminKeys,
+        body: json({ ...newAuditor('aud_pad'), padding: 'x' }),
+      }),
+      'SH_ERR_INVALID_ARGUMENT',
+    );
     expect(sh.engine.registry.party('aud_big')).toBeUndefined();
     expect(snapshot()).toEqual(before);
   });
@@ -559,10 +817,24 @@ describe('request bodies and routes', () => {
 
   it('a wrong content type is 415 SH_ERR_UNSUPPORTED_MEDIA_TYPE', async () => {
     const before = snapshot();
-    expectCoded(await send({ path: '/v1/admin/parties', as: adminKeys, body: json(newAuditor('aud_text')), contentType: 'text/plain' }), 'SH_ERR_UNSUPPORTED_MEDIA_TYPE');
-    expectCoded(await send({ path: '/v1/admin/parties', as: adminKeys, body: '<party/>', contentType: 'application/xml' }), 'SH_ERR_UNSUPPORTED_MEDIA_TYPE');
+    expectCoded(
+      await send({
+        path: '/v1/admin/parties',
+        as: adminKeys,
+        body: json(newAuditor('aud_text')),
+        contentType: 'text/plain',
+      }),
+      'SH_ERR_UNSUPPORTED_MEDIA_TYPE',
+    );
+    expectCoded(
+      await send({ path: '/v1/admin/parties', as: adminKeys, body: '<party/>', contentType: 'application/xml' }),
+      'SH_ERR_UNSUPPORTED_MEDIA_TYPE',
+    );
     // A blob sent as JSON.
-    expectCoded(await send({ method: 'PUT', path: `/v1/blobs/${sha256Hex('"x"')}`, as: as(TAX), body: '"x"' }), 'SH_ERR_UNSUPPORTED_MEDIA_TYPE');
+    expectCoded(
+      await send({ method: 'PUT', path: `/v1/blobs/${sha256Hex('"x"')}`, as: as(TAX), body: '"x"' }),
+      'SH_ERR_UNSUPPORTED_MEDIA_TYPE',
+    );
     expect(sh.engine.registry.party('aud_text')).toBeUndefined();
     expect(snapshot()).toEqual(before);
   });
@@ -570,7 +842,10 @@ describe('request bodies and routes', () => {
   it('an unknown route is 404 SH_ERR_NOT_FOUND, signed or not', async () => {
     expectCoded(await send({ path: '/v1/nothing/here', as: null }), 'SH_ERR_NOT_FOUND');
     expectCoded(await send({ path: '/v1/admin/parties/extra/segments', as: adminKeys }), 'SH_ERR_NOT_FOUND');
-    expectCoded(await send({ method: 'PUT', path: '/v1/admin/parties', as: adminKeys, body: '{}' }), 'SH_ERR_NOT_FOUND');
+    expectCoded(
+      await send({ method: 'PUT', path: '/v1/admin/parties', as: adminKeys, body: '{}' }),
+      'SH_ERR_NOT_FOUND',
+    );
   });
 });
 
@@ -580,7 +855,8 @@ describe('per-party rate limit', () => {
   it('the 6th quick request of one party is 429 with retry-after; another party is still served', async () => {
     const bank = as(DEMO_BANK);
     const answers: Answer[] = [];
-    for (let i = 0; i < 6; i++) answers.push(await send({ base: limitedUrl, path: `/v1/parties/${DEMO_BANK}`, as: bank }));
+    for (let i = 0; i < 6; i++)
+      answers.push(await send({ base: limitedUrl, path: `/v1/parties/${DEMO_BANK}`, as: bank }));
     expect(answers.slice(0, 5).map((a) => a.status)).toEqual([200, 200, 200, 200, 200]);
     const sixth = answers[5]!;
     expectCoded(sixth, 'SH_ERR_RATE_LIMITED');
@@ -598,11 +874,23 @@ describe('GET /docs', () => {
   it('is an OpenAPI 3.0 document covering every role group, with strict request bodies', async () => {
     const a = await send({ path: '/docs', as: null });
     expect(a.status).toBe(200);
-    const doc = a.json as { openapi: string; paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: Record<string, unknown> }> }; parameters?: unknown[] }>> };
+    const doc = a.json as {
+      openapi: string;
+      paths: Record<
+        string,
+        Record<
+          string,
+          { requestBody?: { content: Record<string, { schema: Record<string, unknown> }> }; parameters?: unknown[] }
+        >
+      >;
+    };
     expect(doc.openapi).toMatch(/^3\.0\.\d+$/);
     const paths = Object.keys(doc.paths);
     for (const group of ['admin', 'provider', 'bank', 'enterprise', 'auditor']) {
-      expect(paths.some((p) => p.startsWith(`/v1/${group}/`)), group).toBe(true);
+      expect(
+        paths.some((p) => p.startsWith(`/v1/${group}/`)),
+        group,
+      ).toBe(true);
     }
     expect(paths).toContain('/v1/bank/jobs/{id}/result');
     expect(paths).toContain('/v1/blobs/{hash}');
@@ -617,7 +905,9 @@ describe('GET /docs', () => {
       }
     }
     expect(bodies).toBeGreaterThanOrEqual(10);
-    expect(doc.paths['/v1/bank/jobs/{id}']!.get!.parameters).toEqual([expect.objectContaining({ name: 'id', in: 'path', required: true })]);
+    expect(doc.paths['/v1/bank/jobs/{id}']!.get!.parameters).toEqual([
+      expect.objectContaining({ name: 'id', in: 'path', required: true }),
+    ]);
   });
 });
 
@@ -638,7 +928,10 @@ describe('a job over HTTP', () => {
     expect(rows.filter((r) => r.status === 'OK').length).toBeGreaterThan(20);
     // A signed request runs once: submitting it again is a 409 and queues nothing.
     const before = snapshot();
-    expectCoded(await send({ path: '/v1/bank/jobs', as: as(DEMO_BANK), body: json({ kind: 'score', request }) }), 'SH_ERR_ALREADY_EXISTS');
+    expectCoded(
+      await send({ path: '/v1/bank/jobs', as: as(DEMO_BANK), body: json({ kind: 'score', request }) }),
+      'SH_ERR_ALREADY_EXISTS',
+    );
     expect(snapshot()).toEqual(before);
   });
 });

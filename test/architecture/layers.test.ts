@@ -35,7 +35,11 @@ describe('layers: core ← sandbox ← models ← engine ← api', () => {
 
   it('finds the source tree and reads imports the way the modules write them', () => {
     expect(files.length).toBeGreaterThan(40);
-    expect(relativeImports("import { a } from '../x.ts';\nexport { b } from './y.ts';\nconst m = await import('../z.ts');\nnew URL('./w.ts', import.meta.url)")).toEqual(['../x.ts', './y.ts', '../z.ts', './w.ts']);
+    expect(
+      relativeImports(
+        "import { a } from '../x.ts';\nexport { b } from './y.ts';\nconst m = await import('../z.ts');\nnew URL('./w.ts', import.meta.url)",
+      ),
+    ).toEqual(['../x.ts', './y.ts', '../z.ts', './w.ts']);
   });
 
   it('no module imports a layer above its own', () => {
@@ -46,7 +50,10 @@ describe('layers: core ← sandbox ← models ← engine ← api', () => {
         const target = resolve(dirname(file), spec);
         const layer = layerOf(target);
         if (layer === -1) violations.push(`${relative(ROOT, file)} imports ${spec}, outside the layered tree`);
-        else if (layer > own) violations.push(`${relative(ROOT, file)} (${LAYERS[own]}) imports ${relative(ROOT, target)} (${LAYERS[layer]})`);
+        else if (layer > own)
+          violations.push(
+            `${relative(ROOT, file)} (${LAYERS[own]}) imports ${relative(ROOT, target)} (${LAYERS[layer]})`,
+          );
       }
     }
     expect(violations).toEqual([]);
@@ -57,7 +64,9 @@ describe('layers: core ← sandbox ← models ← engine ← api', () => {
     const protocolOf = (p: string) => /^engine\/protocols\/([^/]+)\//.exec(rel(p))?.[1];
     // Modules that may use the protocols: the protocols themselves, their registry, the auditor's dispatcher and
     // reports, and the provider's agent (which runs every protocol's provider side and custodian rules).
-    const top = (p: string) => rel(p).startsWith('engine/protocols/') || ['engine/audit/replay.ts', 'engine/audit/report.ts', 'engine/provider/agent.ts'].includes(rel(p));
+    const top = (p: string) =>
+      rel(p).startsWith('engine/protocols/') ||
+      ['engine/audit/replay.ts', 'engine/audit/report.ts', 'engine/provider/agent.ts'].includes(rel(p));
     const violations: string[] = [];
     for (const file of files.filter((f) => rel(f).startsWith('engine/'))) {
       for (const spec of relativeImports(readFileSync(file, 'utf8'))) {
@@ -70,7 +79,11 @@ describe('layers: core ← sandbox ← models ← engine ← api', () => {
       }
     }
     expect(violations).toEqual([]);
-    expect(files.some((f) => protocolOf(f) === 'score') && files.some((f) => protocolOf(f) === 'verify') && files.some((f) => protocolOf(f) === 'train')).toBe(true);
+    expect(
+      files.some((f) => protocolOf(f) === 'score') &&
+        files.some((f) => protocolOf(f) === 'verify') &&
+        files.some((f) => protocolOf(f) === 'train'),
+    ).toBe(true);
   });
 
   it('catches a violation (the check itself can fail)', () => {

@@ -32,7 +32,9 @@ export function architectureBlock(readme: string): Map<string, string[]> {
 }
 
 function dirs(dir: string): string[] {
-  return readdirSync(join(ROOT, dir)).filter((f) => statSync(join(ROOT, dir, f)).isDirectory()).flatMap((f) => [`${dir}/${f}`, ...dirs(`${dir}/${f}`)]);
+  return readdirSync(join(ROOT, dir))
+    .filter((f) => statSync(join(ROOT, dir, f)).isDirectory())
+    .flatMap((f) => [`${dir}/${f}`, ...dirs(`${dir}/${f}`)]);
 }
 
 describe('README architecture block', () => {
@@ -53,7 +55,8 @@ describe('README architecture block', () => {
     for (const d of [...SOURCE, ...SOURCE.flatMap((s) => dirs(s))]) if (!tree.has(d)) missing.push(`${d}/ has no line`);
     for (const [dir, files] of tree) {
       if (files.length === 0 || !existsSync(join(ROOT, dir))) continue;
-      for (const f of readdirSync(join(ROOT, dir)).filter((x) => x.endsWith('.ts'))) if (!files.includes(f)) missing.push(`${dir}/${f} is not listed`);
+      for (const f of readdirSync(join(ROOT, dir)).filter((x) => x.endsWith('.ts')))
+        if (!files.includes(f)) missing.push(`${dir}/${f} is not listed`);
     }
     expect(missing).toEqual([]);
   });

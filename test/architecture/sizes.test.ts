@@ -33,13 +33,16 @@ describe('file sizes', () => {
     for (const file of DIRS.flatMap((d) => tsFiles(join(ROOT, d)))) {
       const source = readFileSync(file, 'utf8');
       const lines = source.split('\n').length;
-      if (lines > LIMIT && !/^\s*(\*|\/\/)\s*Longer than 400 lines:\s*\S/m.test(header(source))) unexplained.push(`${relative(ROOT, file)} (${lines} lines)`);
+      if (lines > LIMIT && !/^\s*(\*|\/\/)\s*Longer than 400 lines:\s*\S/m.test(header(source)))
+        unexplained.push(`${relative(ROOT, file)} (${lines} lines)`);
     }
     expect(unexplained).toEqual([]);
   });
 
   it('reads a header the way files write it', () => {
-    expect(header('/**\n * A module.\n * Longer than 400 lines: one table.\n */\nexport {};')).toContain('Longer than 400 lines: one table.');
+    expect(header('/**\n * A module.\n * Longer than 400 lines: one table.\n */\nexport {};')).toContain(
+      'Longer than 400 lines: one table.',
+    );
     expect(header('// a\n// Longer than 400 lines: b\nconst x = 1;')).toContain('Longer than 400 lines: b');
     expect(header('const x = 1;\n/** later */')).toBe('');
   });

@@ -24,7 +24,14 @@ const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 describe('parseCsv: RFC 4180 records', () => {
   it('reads LF, CRLF and mixed line ends, with or without a final newline', () => {
-    const want = { header: ['a', 'b'], rows: [['1', '2'], ['3', '4']], lines: [2, 3] };
+    const want = {
+      header: ['a', 'b'],
+      rows: [
+        ['1', '2'],
+        ['3', '4'],
+      ],
+      lines: [2, 3],
+    };
     expect(parseCsv('a,b\n1,2\n3,4\n')).toEqual(want);
     expect(parseCsv('a,b\n1,2\n3,4')).toEqual(want);
     expect(parseCsv('a,b\r\n1,2\r\n3,4\r\n')).toEqual(want);
@@ -38,7 +45,11 @@ describe('parseCsv: RFC 4180 records', () => {
   });
 
   it('reads empty cells, including a trailing empty cell', () => {
-    expect(parseCsv('a,b,c\n,,\n1,,\n,,3').rows).toEqual([['', '', ''], ['1', '', ''], ['', '', '3']]);
+    expect(parseCsv('a,b,c\n,,\n1,,\n,,3').rows).toEqual([
+      ['', '', ''],
+      ['1', '', ''],
+      ['', '', '3'],
+    ]);
   });
 
   it('unquotes quoted fields: "" escapes, commas, LF and CRLF inside quotes', () => {
@@ -216,9 +227,16 @@ describe('parseCsvBytes: strict UTF-8', () => {
 
 describe('toCsv', () => {
   it('quotes only cells with a comma, quote, CR or LF; LF line ends; final newline', () => {
-    expect(toCsv(['a', 'b'], [['x,y', 'say "hi"'], ['p\nq', 'r\rs'], ['plain', '']])).toBe(
-      'a,b\n"x,y","say ""hi"""\n"p\nq","r\rs"\nplain,\n',
-    );
+    expect(
+      toCsv(
+        ['a', 'b'],
+        [
+          ['x,y', 'say "hi"'],
+          ['p\nq', 'r\rs'],
+          ['plain', ''],
+        ],
+      ),
+    ).toBe('a,b\n"x,y","say ""hi"""\n"p\nq","r\rs"\nplain,\n');
     expect(toCsv(['a'], [])).toBe('a\n');
   });
 

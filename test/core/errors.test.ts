@@ -68,8 +68,14 @@ describe('errors: catalog ⇄ docs/errors.md', () => {
 
   it('every catalog code has a ### heading and every heading is a catalog code, in catalog order', () => {
     const documented = sections.map((s) => s.code);
-    expect(documented.filter((c) => !(c in ERRORS)), 'documented but not in ERRORS').toEqual([]);
-    expect(CODES.filter((c) => !documented.includes(c)), 'in ERRORS but not documented').toEqual([]);
+    expect(
+      documented.filter((c) => !(c in ERRORS)),
+      'documented but not in ERRORS',
+    ).toEqual([]);
+    expect(
+      CODES.filter((c) => !documented.includes(c)),
+      'in ERRORS but not documented',
+    ).toEqual([]);
     expect(new Set(documented).size, 'a code is documented twice').toBe(documented.length);
     expect(documented).toEqual(CODES);
   });
@@ -78,7 +84,10 @@ describe('errors: catalog ⇄ docs/errors.md', () => {
     for (const { code, body } of sections) {
       if (!(code in ERRORS)) continue;
       const entry = ERRORS[code as ErrorCode];
-      const lines = body.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+      const lines = body
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l !== '');
       expect(lines[0], code).toBe(`**Kind:** \`${entry.kind}\` · **HTTP status:** ${entry.status}`);
       expect(lines[1], code).toBe(entry.summary);
       expect(lines[2], code).toMatch(/^\*\*What to do:\*\* \S/);
@@ -90,7 +99,9 @@ describe('errors: catalog ⇄ source', () => {
   const uses = literalUses();
 
   it('every SH_ERR_ string literal in core/, engine/, models/, sandbox/, api/ is in ERRORS', () => {
-    const unknown = [...uses].filter(([code]) => !(code in ERRORS)).map(([code, files]) => `${code} (${files.join(', ')})`);
+    const unknown = [...uses]
+      .filter(([code]) => !(code in ERRORS))
+      .map(([code, files]) => `${code} (${files.join(', ')})`);
     expect(unknown).toEqual([]);
     expect(uses.size).toBeGreaterThan(0); // the scan found the sources
   });
@@ -122,7 +133,12 @@ describe('errors: SafehouseError and toPublic()', () => {
   it('kind and status come from the catalog; toPublic() keeps the message except for kind internal', () => {
     const secret = 'SEAL threw at /home/ops/.safehouse/blobs/ab/abcdef (pointer 0x1234)';
     for (const code of CODES) {
-      const err = new SafehouseError(code, secret, { field: 'income', line: 12, ok: true }, { cause: new Error('inner') });
+      const err = new SafehouseError(
+        code,
+        secret,
+        { field: 'income', line: 12, ok: true },
+        { cause: new Error('inner') },
+      );
       expect(err).toBeInstanceOf(Error);
       expect(err.name).toBe('SafehouseError');
       expect(err.code).toBe(code);

@@ -6,7 +6,6 @@ import { expectCode } from '../fixtures/expect.ts';
 
 const ctx = { job: 'j-001', provider: 'tax', block: 3, recipient: 'bank-a' };
 
-
 /** Flip one bit of byte `i` of a hex field. */
 function flipHex(hex: string, i: number): string {
   const b = Buffer.from(hex, 'hex');
@@ -131,9 +130,15 @@ describe('sealbox: X25519 + HKDF-SHA256 + AES-256-GCM (docs/design.md §4.2 mode
     const box = sealTo(bank.publicKey, Uint8Array.of(1), ctx);
     expectCode(() => sealTo(bank.publicKey.subarray(1), Uint8Array.of(1), ctx), 'SH_ERR_INVALID_ARGUMENT');
     expectCode(() => sealTo(bank.publicKey, 'text' as unknown as Uint8Array, ctx), 'SH_ERR_INVALID_ARGUMENT');
-    expectCode(() => sealTo(bank.publicKey, Uint8Array.of(1), [] as unknown as Record<string, unknown>), 'SH_ERR_INVALID_ARGUMENT');
+    expectCode(
+      () => sealTo(bank.publicKey, Uint8Array.of(1), [] as unknown as Record<string, unknown>),
+      'SH_ERR_INVALID_ARGUMENT',
+    );
     expectCode(() => sealTo(bank.publicKey, Uint8Array.of(1), { n: Number.NaN }), 'SH_ERR_INVALID_ARGUMENT');
     expectCode(() => openSealed(new Uint8Array(31), box, ctx), 'SH_ERR_INVALID_ARGUMENT');
-    expectCode(() => openSealed(bank.secretKey, box, null as unknown as Record<string, unknown>), 'SH_ERR_INVALID_ARGUMENT');
+    expectCode(
+      () => openSealed(bank.secretKey, box, null as unknown as Record<string, unknown>),
+      'SH_ERR_INVALID_ARGUMENT',
+    );
   });
 });

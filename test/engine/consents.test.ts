@@ -24,23 +24,41 @@ beforeAll(async () => {
   await sh.addParty('bank', BANK);
   const rnd = mulberry32(5);
   const seen = new Set<string>();
-  while (subjects.length < 4100) { const u = randomUscc(rnd); if (!seen.has(u)) { seen.add(u); subjects.push(u); } }
+  while (subjects.length < 4100) {
+    const u = randomUscc(rnd);
+    if (!seen.has(u)) {
+      seen.add(u);
+      subjects.push(u);
+    }
+  }
   const now = sh.engine.now();
   const grants = [];
   for (const [i, u] of subjects.entries()) {
     const kind = i % 7;
     if (kind === 0) continue; // NO_CONSENT (and unregistered)
-    const base = { subject: u, bank: BANK, purpose: 'sme_credit_line', categories: ['tax', 'utilities'], operations: ['score' as const], days: 30 };
-    if (kind === 1) grants.push({ ...base, notBefore: new Date(now.getTime() - 90 * DAY) }); // EXPIRED
-    else if (kind === 2) grants.push({ ...base, categories: ['tax'] }); // OUT_OF_SCOPE for tax + utilities
-    else if (kind === 3) grants.push(base, { ...base, operations: ['verify' as const] }); // two consents, one fits
+    const base = {
+      subject: u,
+      bank: BANK,
+      purpose: 'sme_credit_line',
+      categories: ['tax', 'utilities'],
+      operations: ['score' as const],
+      days: 30,
+    };
+    if (kind === 1)
+      grants.push({ ...base, notBefore: new Date(now.getTime() - 90 * DAY) }); // EXPIRED
+    else if (kind === 2)
+      grants.push({ ...base, categories: ['tax'] }); // OUT_OF_SCOPE for tax + utilities
+    else if (kind === 3)
+      grants.push(base, { ...base, operations: ['verify' as const] }); // two consents, one fits
     else grants.push(base);
   }
   sh.grantConsents(grants);
   for (const [i, u] of subjects.entries()) if (i % 7 === 4 && i % 3 === 0) sh.revoke({ subject: u, bank: BANK }); // REVOKED
   // BAD_SIGNATURE: a stored statement altered behind the engine's back.
   const victims = subjects.filter((_, i) => i % 7 === 5 && i % 2 === 0);
-  const upd = sh.engine.store.db.prepare("UPDATE consents SET signed_json = replace(signed_json, '\"purpose\":\"sme_credit_line\"', '\"purpose\":\"sme_credit_linf\"') WHERE subject = ?");
+  const upd = sh.engine.store.db.prepare(
+    'UPDATE consents SET signed_json = replace(signed_json, \'"purpose":"sme_credit_line"\', \'"purpose":"sme_credit_linf"\') WHERE subject = ?',
+  );
   for (const u of victims) upd.run(u);
 }, 240_000);
 
@@ -51,7 +69,13 @@ afterAll(async () => {
 
 describe('consentStatusesParallel', () => {
   it('equals consentStatuses for every subject and status, across chunk boundaries', async () => {
-    const req = { bank: BANK, purpose: 'sme_credit_line', operation: 'score' as const, categories: ['tax', 'utilities'], at: sh.engine.now() };
+    const req = {
+      bank: BANK,
+      purpose: 'sme_credit_line',
+      operation: 'score' as const,
+      categories: ['tax', 'utilities'],
+      at: sh.engine.now(),
+    };
     const stranger = randomUscc(mulberry32(99));
     const list = [...subjects, stranger];
     const par = await sh.engine.consents.statusesParallel(req, list);
@@ -60,16 +84,23 @@ describe('consentStatusesParallel', () => {
     expect(par).toEqual(seq);
     const counts: Record<string, number> = {};
     for (const v of par.values()) counts[v.status] = (counts[v.status] ?? 0) + 1;
-    for (const st of ['OK', 'NO_CONSENT', 'EXPIRED', 'REVOKED', 'OUT_OF_SCOPE', 'BAD_SIGNATURE']) expect(counts[st], st).toBeGreaterThan(10);
+    for (const st of ['OK', 'NO_CONSENT', 'EXPIRED', 'REVOKED', 'OUT_OF_SCOPE', 'BAD_SIGNATURE'])
+      expect(counts[st], st).toBeGreaterThan(10);
     // Both equal what the fixture made of each subject, not only each other.
     const planned = (i: number): string => {
       switch (i % 7) {
-        case 0: return 'NO_CONSENT';
-        case 1: return 'EXPIRED';
-        case 2: return 'OUT_OF_SCOPE';
-        case 4: return i % 3 === 0 ? 'REVOKED' : 'OK';
-        case 5: return i % 2 === 0 ? 'BAD_SIGNATURE' : 'OK';
-        default: return 'OK';
+        case 0:
+          return 'NO_CONSENT';
+        case 1:
+          return 'EXPIRED';
+        case 2:
+          return 'OUT_OF_SCOPE';
+        case 4:
+          return i % 3 === 0 ? 'REVOKED' : 'OK';
+        case 5:
+          return i % 2 === 0 ? 'BAD_SIGNATURE' : 'OK';
+        default:
+          return 'OK';
       }
     };
     subjects.forEach((u, i) => expect(par.get(u)!.status, `subject ${i}`).toBe(planned(i)));
@@ -78,9 +109,21 @@ describe('consentStatusesParallel', () => {
 
   it('another bank, purpose or operation changes the answers the same way', async () => {
     for (const req of [
-      { bank: 'bank_other', purpose: 'sme_credit_line', operation: 'score' as const, categories: ['tax'], at: sh.engine.now() },
+      {
+        bank: 'bank_other',
+        purpose: 'sme_credit_line',
+        operation: 'score' as const,
+        categories: ['tax'],
+        at: sh.engine.now(),
+      },
       { bank: BANK, purpose: 'other_purpose', operation: 'score' as const, categories: ['tax'], at: sh.engine.now() },
-      { bank: BANK, purpose: 'sme_credit_line', operation: 'verify' as const, categories: ['tax'], at: sh.engine.now() },
+      {
+        bank: BANK,
+        purpose: 'sme_credit_line',
+        operation: 'verify' as const,
+        categories: ['tax'],
+        at: sh.engine.now(),
+      },
     ]) {
       const some = subjects.slice(0, 300);
       expect(await sh.engine.consents.statusesParallel(req, some)).toEqual(sh.engine.consents.statuses(req, some));
@@ -90,9 +133,23 @@ describe('consentStatusesParallel', () => {
   it('subjectsParallel: the same statuses, and the same slots as subjectSlots (rows present, missing cells, absent subjects)', async () => {
     await sh.addParty('provider', 'tax_p');
     const rows = subjects.filter((_, i) => i % 5 !== 1); // some subjects have no row
-    const csv = ['uscc,months_continuous_tax,tax_arrears', ...rows.map((u, i) => `${u},${i % 11 === 0 ? '' : i % 120},${i % 2 ? 'true' : 'false'}`)].join('\n') + '\n';
-    const up = await sh.ingest('tax_p', { category: 'tax', fields: [{ name: 'months_continuous_tax' }, { name: 'tax_arrears' }] }, csv);
-    const req = { bank: BANK, purpose: 'sme_credit_line', operation: 'score' as const, categories: ['tax', 'utilities'], at: sh.engine.now() };
+    const csv =
+      [
+        'uscc,months_continuous_tax,tax_arrears',
+        ...rows.map((u, i) => `${u},${i % 11 === 0 ? '' : i % 120},${i % 2 ? 'true' : 'false'}`),
+      ].join('\n') + '\n';
+    const up = await sh.ingest(
+      'tax_p',
+      { category: 'tax', fields: [{ name: 'months_continuous_tax' }, { name: 'tax_arrears' }] },
+      csv,
+    );
+    const req = {
+      bank: BANK,
+      purpose: 'sme_credit_line',
+      operation: 'score' as const,
+      categories: ['tax', 'utilities'],
+      at: sh.engine.now(),
+    };
     const got = await sh.engine.consents.subjectsParallel(req, subjects, [up.datasetId, up.datasetId]);
     expect(got.consent).toEqual(sh.engine.consents.statuses(req, subjects));
     const want = sh.engine.datasets.subjectSlots(up.datasetId, subjects);
@@ -107,6 +164,13 @@ describe('consentStatusesParallel', () => {
   });
 
   it('an empty subject list', async () => {
-    expect((await sh.engine.consents.statusesParallel({ bank: BANK, purpose: 'sme_credit_line', operation: 'score', categories: ['tax'], at: sh.engine.now() }, [])).size).toBe(0);
+    expect(
+      (
+        await sh.engine.consents.statusesParallel(
+          { bank: BANK, purpose: 'sme_credit_line', operation: 'score', categories: ['tax'], at: sh.engine.now() },
+          [],
+        )
+      ).size,
+    ).toBe(0);
   });
 });

@@ -43,7 +43,6 @@ const N = BFV_8192_T40.slots;
 // ---------------------------------------------------------------------------------------------------------------------
 // helpers
 
-
 async function expectReject(p: Promise<unknown>, code: ErrorCode): Promise<void> {
   try {
     await p;
@@ -205,7 +204,11 @@ describe('codec: exact decimal fixed point and residues mod t', () => {
   });
 
   it('too many decimals or malformed text → a coded error naming the field', () => {
-    for (const [text, d] of [['1.234', 2], ['0.5', 0], ['-0.0000001', 6]] as const) {
+    for (const [text, d] of [
+      ['1.234', 2],
+      ['0.5', 0],
+      ['-0.0000001', 6],
+    ] as const) {
       try {
         parseFixed(text, d, 'income');
         expect.fail(`${text} accepted`);
@@ -272,7 +275,11 @@ describe('BlockOps.linear: Σ m·x (docs/design.md §4.1) equals the plaintext s
     for (let trial = 0; trial < 4; trial++) {
       const k = 2 + trial;
       const xs = Array.from({ length: k }, () => randVec(N, B));
-      const ms = Array.from({ length: k }, (_, i) => (i < special.length && trial % 2 === 0 ? special[(i + trial) % special.length]! : randBig(-(1n << 14n), 1n << 14n)));
+      const ms = Array.from({ length: k }, (_, i) =>
+        i < special.length && trial % 2 === 0
+          ? special[(i + trial) % special.length]!
+          : randBig(-(1n << 14n), 1n << 14n),
+      );
       if (!ms.some((m) => m !== 0n)) ms[0] = 3n;
       let bound = 0n;
       for (const m of ms) bound += (m < 0n ? -m : m) * B;
@@ -298,7 +305,12 @@ describe('BlockOps.linear: Σ m·x (docs/design.md §4.1) equals the plaintext s
       const xs = ms.map(() => randVec(N, B));
       const cts = xs.map((x) => enc(x));
       const out = track(ops.linear(cts.map((ct, i) => ({ ct, multiplier: ms[i]! }))));
-      const want = Array.from({ length: N }, (_, s) => centered(xs.reduce((acc, x, i) => acc + ms[i]! * x[s]!, 0n), T));
+      const want = Array.from({ length: N }, (_, s) =>
+        centered(
+          xs.reduce((acc, x, i) => acc + ms[i]! * x[s]!, 0n),
+          T,
+        ),
+      );
       expect(dec(out)).toEqual(want);
       const budget = decryptor.invariantNoiseBudget(out);
       expect(budget).toBeGreaterThan(BFV_8192_T40.minNoiseBudget);
@@ -308,7 +320,13 @@ describe('BlockOps.linear: Σ m·x (docs/design.md §4.1) equals the plaintext s
   it('the same ciphertext twice, short vectors (zero padded), and the multiplier bound (t−1)/2 itself', () => {
     const x = randVec(100, 1000n);
     const ct = enc(x);
-    const out = track(ops.linear([{ ct, multiplier: 5n }, { ct, multiplier: -3n }, { ct, multiplier: HALF }]));
+    const out = track(
+      ops.linear([
+        { ct, multiplier: 5n },
+        { ct, multiplier: -3n },
+        { ct, multiplier: HALF },
+      ]),
+    );
     const got = dec(out);
     expect(got.slice(0, 100)).toEqual(x.map((v) => centered(2n * v + HALF * v, T)));
     expect(got.slice(100).every((v) => v === 0n)).toBe(true);
@@ -317,10 +335,24 @@ describe('BlockOps.linear: Σ m·x (docs/design.md §4.1) equals the plaintext s
   it('empty or all-zero multipliers → SH_ERR_INVALID_ARGUMENT; |m| > (t−1)/2 → SH_ERR_BOUND_OVERFLOW', () => {
     const ct = enc([1n, 2n, 3n]);
     expectCode(() => ops.linear([]), 'SH_ERR_INVALID_ARGUMENT');
-    expectCode(() => ops.linear([{ ct, multiplier: 0n }, { ct, multiplier: 0n }]), 'SH_ERR_INVALID_ARGUMENT');
+    expectCode(
+      () =>
+        ops.linear([
+          { ct, multiplier: 0n },
+          { ct, multiplier: 0n },
+        ]),
+      'SH_ERR_INVALID_ARGUMENT',
+    );
     expectCode(() => ops.linear([{ ct, multiplier: HALF + 1n }]), 'SH_ERR_BOUND_OVERFLOW');
     expectCode(() => ops.linear([{ ct, multiplier: -(HALF + 1n) }]), 'SH_ERR_BOUND_OVERFLOW');
-    expectCode(() => ops.linear([{ ct, multiplier: 2n }, { ct, multiplier: T }]), 'SH_ERR_BOUND_OVERFLOW');
+    expectCode(
+      () =>
+        ops.linear([
+          { ct, multiplier: 2n },
+          { ct, multiplier: T },
+        ]),
+      'SH_ERR_BOUND_OVERFLOW',
+    );
     expect(dec(ct).slice(0, 3)).toEqual([1n, 2n, 3n]);
   });
 
@@ -351,7 +383,9 @@ describe('BlockOps.rerandomizeForTransfer (docs/design.md §4.2)', () => {
     ops.rerandomizeForTransfer(ct, pk);
     const after = ops.save(ct).length;
     const budget = decryptor.invariantNoiseBudget(ct);
-    console.log(`rerandomizeForTransfer after a 3-term weighted sum: chain index 3 → ${ops.chainIndex(ct)}, noise budget ${budgetBefore} → ${budget} bits (min ${BFV_8192_T40.minNoiseBudget}), serialized ${before} → ${after} bytes (zstd)`);
+    console.log(
+      `rerandomizeForTransfer after a 3-term weighted sum: chain index 3 → ${ops.chainIndex(ct)}, noise budget ${budgetBefore} → ${budget} bits (min ${BFV_8192_T40.minNoiseBudget}), serialized ${before} → ${after} bytes (zstd)`,
+    );
     expect(ops.chainIndex(ct)).toBe(BFV_8192_T40.transferChainIndex);
     expect(dec(ct)).toEqual(want);
     expect(budget).toBeGreaterThanOrEqual(BFV_8192_T40.minNoiseBudget);
@@ -375,7 +409,9 @@ describe('BlockOps.rerandomizeForTransfer (docs/design.md §4.2)', () => {
     expect(Buffer.from(sa).equals(Buffer.from(sb))).toBe(false);
     expect(dec(a)).toEqual(x);
     expect(dec(b)).toEqual(x);
-    console.log(`rerandomizeForTransfer of a fresh encryption: noise budget ${decryptor.invariantNoiseBudget(a)} bits, ${sa.length} bytes`);
+    console.log(
+      `rerandomizeForTransfer of a fresh encryption: noise budget ${decryptor.invariantNoiseBudget(a)} bits, ${sa.length} bytes`,
+    );
   });
 
   it('refuses a ciphertext already below the transfer level (SH_ERR_NOISE_BUDGET)', () => {
@@ -417,12 +453,24 @@ describe('BlockOps.load and freed handles', () => {
     const ct = enc([1n, 2n]).copy();
     ct.delete();
     expectCode(() => ops.save(ct), 'SH_ERR_HANDLE_DELETED');
-    expectCode(() => sealCall('SH_ERR_INTERNAL', 'linear', () => ops.linear([{ ct, multiplier: 3n }])), 'SH_ERR_HANDLE_DELETED');
+    expectCode(
+      () => sealCall('SH_ERR_INTERNAL', 'linear', () => ops.linear([{ ct, multiplier: 3n }])),
+      'SH_ERR_HANDLE_DELETED',
+    );
     expectCode(() => sealCall('SH_ERR_INTERNAL', 'chain index', () => ops.chainIndex(ct)), 'SH_ERR_HANDLE_DELETED');
-    expectCode(() => sealCall('SH_ERR_INTERNAL', 'noise budget', () => decryptor.invariantNoiseBudget(ct)), 'SH_ERR_HANDLE_DELETED');
+    expectCode(
+      () => sealCall('SH_ERR_INTERNAL', 'noise budget', () => decryptor.invariantNoiseBudget(ct)),
+      'SH_ERR_HANDLE_DELETED',
+    );
     expectCode(() => sealCall('SH_ERR_INTERNAL', 'delete', () => ct.delete()), 'SH_ERR_HANDLE_DELETED');
     // Other SEAL failures keep the caller's code.
-    expectCode(() => sealCall('SH_ERR_CIPHERTEXT_INVALID', 'load', () => new he.seal.Ciphertext().loadFromArray(he.context, new Uint8Array(8))), 'SH_ERR_CIPHERTEXT_INVALID');
+    expectCode(
+      () =>
+        sealCall('SH_ERR_CIPHERTEXT_INVALID', 'load', () =>
+          new he.seal.Ciphertext().loadFromArray(he.context, new Uint8Array(8)),
+        ),
+      'SH_ERR_CIPHERTEXT_INVALID',
+    );
   });
 });
 
@@ -499,9 +547,43 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
   const someSubjects = Array.from({ length: 1000 }, (_, i) => `s${i}`);
   type Mode = DecryptRequest['mode'];
   const jobs: Record<Mode, Signed<{ type: string; jobId: string; bank: string; requestedAt: string }>> = {
-    seal: signJson({ type: 'safehouse.score.request.v1', jobId: 'job-he-seal', bank: 'bank-a', requestedAt: now, subjects: someSubjects }, 'bank-a', bankSigning.secretKey),
-    sign: signJson({ type: 'safehouse.verify.request.v1', jobId: 'job-he-sign', bank: 'bank-a', requestedAt: now, claims: [{ claimId: 'c1', provider: 'tax', field: 'f', op: 'between', count: 500 }] }, 'bank-a', bankSigning.secretKey),
-    sum: signJson({ type: 'safehouse.train.request.v1', jobId: 'job-he-sum', bank: 'bank-a', requestedAt: now, provider: 'tax', fields: ['f'], bins: 2, options: { iterations: 2 }, subjects: someSubjects }, 'bank-a', bankSigning.secretKey),
+    seal: signJson(
+      {
+        type: 'safehouse.score.request.v1',
+        jobId: 'job-he-seal',
+        bank: 'bank-a',
+        requestedAt: now,
+        subjects: someSubjects,
+      },
+      'bank-a',
+      bankSigning.secretKey,
+    ),
+    sign: signJson(
+      {
+        type: 'safehouse.verify.request.v1',
+        jobId: 'job-he-sign',
+        bank: 'bank-a',
+        requestedAt: now,
+        claims: [{ claimId: 'c1', provider: 'tax', field: 'f', op: 'between', count: 500 }],
+      },
+      'bank-a',
+      bankSigning.secretKey,
+    ),
+    sum: signJson(
+      {
+        type: 'safehouse.train.request.v1',
+        jobId: 'job-he-sum',
+        bank: 'bank-a',
+        requestedAt: now,
+        provider: 'tax',
+        fields: ['f'],
+        bins: 2,
+        options: { iterations: 2 },
+        subjects: someSubjects,
+      },
+      'bank-a',
+      bankSigning.secretKey,
+    ),
   };
   const jobHashOf = (mode: Mode) => sha256Hex(canonicalize(jobs[mode]));
   /** The tests' label names, mapped to labels of each job's shape (each answered once). */
@@ -511,7 +593,12 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
     let l = labels.get(key);
     if (!l) {
       const n = labels.size;
-      l = mode === 'seal' ? `score/tax/he/block/${n}` : mode === 'sign' ? `verify/tax/he/f/block/0/round/${n}` : `train/job-he-sum/it/0/block/${n}/D`;
+      l =
+        mode === 'seal'
+          ? `score/tax/he/block/${n}`
+          : mode === 'sign'
+            ? `verify/tax/he/f/block/0/round/${n}`
+            : `train/job-he-sum/it/0/block/${n}/D`;
       labels.set(key, l);
     }
     return l;
@@ -522,7 +609,12 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
     custodian = new LocalCustodian({
       provider: 'tax',
       params: BFV_8192_T40,
-      keys: { bfvSecretKey: keys.secretKey, bfvPublicKey: keys.publicKey, ed25519SecretKey: custodianSigning.secretKey, ed25519PublicKey: custodianSigning.publicKey },
+      keys: {
+        bfvSecretKey: keys.secretKey,
+        bfvPublicKey: keys.publicKey,
+        ed25519SecretKey: custodianSigning.secretKey,
+        ed25519PublicKey: custodianSigning.publicKey,
+      },
       rules: CUSTODIAN_RULES,
       enginePublicKey: engineKeys.publicKey,
       observe: (v) => views.push(v),
@@ -534,7 +626,11 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
     await custodian?.dispose();
   });
 
-  function request(bytes: Uint8Array, over: Partial<DecryptRequest> = {}, signer = engineKeys.secretKey): Signed<DecryptRequest> {
+  function request(
+    bytes: Uint8Array,
+    over: Partial<DecryptRequest> = {},
+    signer = engineKeys.secretKey,
+  ): Signed<DecryptRequest> {
     const { label: name, ...rest } = over;
     const mode = over.mode ?? 'seal';
     const body: DecryptRequest = {
@@ -566,7 +662,14 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
   }
 
   function boxContext(label: string, mode: DecryptRequest['mode'], recipient = 'bank-a') {
-    return { jobId: jobs[mode].body.jobId, jobHash: jobHashOf(mode), provider: 'tax', label: L(label, mode), mode, recipient };
+    return {
+      jobId: jobs[mode].body.jobId,
+      jobHash: jobHashOf(mode),
+      provider: 'tax',
+      label: L(label, mode),
+      mode,
+      recipient,
+    };
   }
 
   it('seal: the bank opens v + m and unmasks v; the custodian saw v + m, never v; others cannot open the box', async () => {
@@ -576,7 +679,14 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
     const n = views.length;
     const res = await custodian.decrypt(req, bytes);
     expect(verifyJson(res, custodian.signingPublicKey)).toBe(true);
-    expect(res.body).toMatchObject({ type: 'safehouse.custodian.response.v1', provider: 'tax', jobId: 'job-he-seal', label: L(label, 'seal'), mode: 'seal', requestHash: sha256Hex(canonicalize(req)) });
+    expect(res.body).toMatchObject({
+      type: 'safehouse.custodian.response.v1',
+      provider: 'tax',
+      jobId: 'job-he-seal',
+      label: L(label, 'seal'),
+      mode: 'seal',
+      requestHash: sha256Hex(canonicalize(req)),
+    });
     expect(res.body.sums).toBeUndefined();
     const opened = openSealed(bank.secretKey, res.body.sealed!, boxContext(label, 'seal'));
     expect(opened.length).toBe(N * 8);
@@ -593,8 +703,14 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
     for (let i = 0; i < N; i++) if (view.values[i] === toSlot(v[i]!, T)) equalToV++;
     expect(equalToV).toBe(0);
     // The engine (or anyone but the named bank) cannot open the box, nor can the bank under another context.
-    expectCode(() => openSealed(x25519KeyPair().secretKey, res.body.sealed!, boxContext(label, 'seal')), 'SH_ERR_SEALED_BOX');
-    expectCode(() => openSealed(bank.secretKey, res.body.sealed!, boxContext('he/tax/block/other', 'seal')), 'SH_ERR_SEALED_BOX');
+    expectCode(
+      () => openSealed(x25519KeyPair().secretKey, res.body.sealed!, boxContext(label, 'seal')),
+      'SH_ERR_SEALED_BOX',
+    );
+    expectCode(
+      () => openSealed(bank.secretKey, res.body.sealed!, boxContext('he/tax/block/other', 'seal')),
+      'SH_ERR_SEALED_BOX',
+    );
   });
 
   it('sum: group sums of v + m mod t minus Σ m per group equal the plaintext group sums', async () => {
@@ -602,7 +718,10 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
     for (const g of [64, 1, 8192]) {
       const label = `he/tax/block/sum/${g}`;
       const { bytes, mask, v } = prepare(label, x, 3n);
-      const res = await custodian.decrypt(request(bytes, { label, mode: 'sum', groupSize: g, recipient: undefined }), bytes);
+      const res = await custodian.decrypt(
+        request(bytes, { label, mode: 'sum', groupSize: g, recipient: undefined }),
+        bytes,
+      );
       expect(res.body.sealed).toBeUndefined();
       const sums = res.body.sums!;
       expect(sums.length).toBe(N / g);
@@ -632,7 +751,9 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
       ops.addVector(ct, slots(r2));
       ops.rerandomizeForTransfer(ct, pk);
       const bytes = ops.save(ct);
-      console.log(`sign-mode ciphertext (c = ${c}) after r⊙(x−c)+r′ and re-randomization: ${decryptor.invariantNoiseBudget(ct)} bits of noise budget, ${bytes.length} bytes`);
+      console.log(
+        `sign-mode ciphertext (c = ${c}) after r⊙(x−c)+r′ and re-randomization: ${decryptor.invariantNoiseBudget(ct)} bits of noise budget, ${bytes.length} bytes`,
+      );
       const n = views.length;
       const res = await custodian.decrypt(request(bytes, { label, mode: 'sign' }), bytes);
       const bits = openSealed(bank.secretKey, res.body.sealed!, boxContext(label, 'sign'));
@@ -657,8 +778,15 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
     }
 
     it('a request signed by another key, of another type, or altered after signing → SH_ERR_BAD_SIGNATURE', async () => {
-      await refused(custodian.decrypt(request(good.bytes, {}, ed25519KeyPair().secretKey), good.bytes), 'SH_ERR_BAD_SIGNATURE');
-      const other = signJson({ ...request(good.bytes).body, type: 'safehouse.score.request.v1' as const }, 'engine', engineKeys.secretKey);
+      await refused(
+        custodian.decrypt(request(good.bytes, {}, ed25519KeyPair().secretKey), good.bytes),
+        'SH_ERR_BAD_SIGNATURE',
+      );
+      const other = signJson(
+        { ...request(good.bytes).body, type: 'safehouse.score.request.v1' as const },
+        'engine',
+        engineKeys.secretKey,
+      );
       await refused(custodian.decrypt(other as unknown as Signed<DecryptRequest>, good.bytes), 'SH_ERR_BAD_SIGNATURE');
       const altered = request(good.bytes);
       altered.body = { ...altered.body, label: 'he/tax/block/elsewhere' };
@@ -666,9 +794,18 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
     });
 
     it('wrong paramsId, provider or jobHash → SH_ERR_PARAMS_MISMATCH', async () => {
-      await refused(custodian.decrypt(request(good.bytes, { paramsId: 'bfv-16384-t60-v1' }), good.bytes), 'SH_ERR_PARAMS_MISMATCH');
-      await refused(custodian.decrypt(request(good.bytes, { provider: 'utility' }), good.bytes), 'SH_ERR_PARAMS_MISMATCH');
-      await refused(custodian.decrypt(request(good.bytes, { jobHash: 'not-a-hash' }), good.bytes), 'SH_ERR_PARAMS_MISMATCH');
+      await refused(
+        custodian.decrypt(request(good.bytes, { paramsId: 'bfv-16384-t60-v1' }), good.bytes),
+        'SH_ERR_PARAMS_MISMATCH',
+      );
+      await refused(
+        custodian.decrypt(request(good.bytes, { provider: 'utility' }), good.bytes),
+        'SH_ERR_PARAMS_MISMATCH',
+      );
+      await refused(
+        custodian.decrypt(request(good.bytes, { jobHash: 'not-a-hash' }), good.bytes),
+        'SH_ERR_PARAMS_MISMATCH',
+      );
     });
 
     it('ciphertext bytes not matching the signed hash → SH_ERR_CIPHERTEXT_INVALID', async () => {
@@ -697,10 +834,19 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
 
     it('sum with a groupSize not dividing 8192, or seal without a recipient → SH_ERR_INVALID_ARGUMENT', async () => {
       for (const groupSize of [100, 0, 3, 16384, 1.5]) {
-        await refused(custodian.decrypt(request(good.bytes, { mode: 'sum', groupSize }), good.bytes), 'SH_ERR_INVALID_ARGUMENT');
+        await refused(
+          custodian.decrypt(request(good.bytes, { mode: 'sum', groupSize }), good.bytes),
+          'SH_ERR_INVALID_ARGUMENT',
+        );
       }
-      await refused(custodian.decrypt(request(good.bytes, { mode: 'sum', recipient: undefined }), good.bytes), 'SH_ERR_INVALID_ARGUMENT');
-      await refused(custodian.decrypt(request(good.bytes, { recipient: undefined }), good.bytes), 'SH_ERR_INVALID_ARGUMENT');
+      await refused(
+        custodian.decrypt(request(good.bytes, { mode: 'sum', recipient: undefined }), good.bytes),
+        'SH_ERR_INVALID_ARGUMENT',
+      );
+      await refused(
+        custodian.decrypt(request(good.bytes, { recipient: undefined }), good.bytes),
+        'SH_ERR_INVALID_ARGUMENT',
+      );
     });
 
     it('a transfer-level ciphertext without the noise margin → SH_ERR_NOISE_BUDGET', async () => {
@@ -714,7 +860,9 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
       }
       ops.rerandomizeForTransfer(ct, pk);
       const budget = decryptor.invariantNoiseBudget(ct);
-      console.log(`burnt ciphertext at the transfer level: ${budget} bits of noise budget (custodian minimum ${BFV_8192_T40.minNoiseBudget})`);
+      console.log(
+        `burnt ciphertext at the transfer level: ${budget} bits of noise budget (custodian minimum ${BFV_8192_T40.minNoiseBudget})`,
+      );
       expect(budget).toBeLessThan(BFV_8192_T40.minNoiseBudget);
       const bytes = ops.save(ct);
       await refused(custodian.decrypt(request(bytes), bytes), 'SH_ERR_NOISE_BUDGET');
@@ -767,9 +915,17 @@ describe('WorkerPool (docs/design.md §9)', () => {
     const ct = track(ops.load(bytes));
     expect(ops.chainIndex(ct)).toBe(BFV_8192_T40.transferChainIndex);
     // Replay: the same task with the logged encryption of zero gives the same bytes; another zero does not.
-    expect(Buffer.from((await pool.run(evalBlock, { ...task, rerandomizer: out.rerandomizer })) as Uint8Array).equals(Buffer.from(bytes))).toBe(true);
+    expect(
+      Buffer.from((await pool.run(evalBlock, { ...task, rerandomizer: out.rerandomizer })) as Uint8Array).equals(
+        Buffer.from(bytes),
+      ),
+    ).toBe(true);
     const other = (await pool.run(evalBlock, task)) as { ciphertext: Uint8Array; rerandomizer: Uint8Array };
-    expect(Buffer.from((await pool.run(evalBlock, { ...task, rerandomizer: other.rerandomizer })) as Uint8Array).equals(Buffer.from(bytes))).toBe(false);
+    expect(
+      Buffer.from((await pool.run(evalBlock, { ...task, rerandomizer: other.rerandomizer })) as Uint8Array).equals(
+        Buffer.from(bytes),
+      ),
+    ).toBe(false);
     const mask = maskVector(maskKey, T, N);
     const got = Array.from(decRaw(ct), (u, i) => centered(u - mask[i]!, T));
     expect(got).toEqual(Array.from({ length: N }, (_, s) => ms[0]! * xs[0]![s]! + ms[1]! * xs[1]![s]!));
@@ -785,7 +941,12 @@ describe('WorkerPool (docs/design.md §9)', () => {
   it('a coded failure in the worker rejects with its code (run rejects, never throws)', async () => {
     const pkBlob = blob(keys.publicKey);
     const wrongHash = sha256Hex('not the public key');
-    const corrupt: EvalBlockTask = { paramsId: BFV_8192_T40.id, publicKey: { path: pkBlob.path, hash: wrongHash }, columns: [], maskKey: new Uint8Array(32) };
+    const corrupt: EvalBlockTask = {
+      paramsId: BFV_8192_T40.id,
+      publicKey: { path: pkBlob.path, hash: wrongHash },
+      columns: [],
+      maskKey: new Uint8Array(32),
+    };
     let p: Promise<unknown> | undefined;
     expect(() => {
       p = pool.run(evalBlock, corrupt);
@@ -797,10 +958,16 @@ describe('WorkerPool (docs/design.md §9)', () => {
     // A column whose file was altered after it was stored.
     const col = blob(ops.save(enc([1n])));
     writeFileSync(col.path, new Uint8Array(16));
-    await expectReject(pool.run(evalBlock, { ...corrupt, publicKey: pkBlob, columns: [{ ...col, multiplier: '1' }] }), 'SH_ERR_BLOB_CORRUPT');
+    await expectReject(
+      pool.run(evalBlock, { ...corrupt, publicKey: pkBlob, columns: [{ ...col, multiplier: '1' }] }),
+      'SH_ERR_BLOB_CORRUPT',
+    );
     // The pool still works after failures.
-    const ok = await pool.run(encryptKernel, { paramsId: BFV_8192_T40.id, secretKey: keys.secretKey.slice(), values: slots([5n]) });
+    const ok = await pool.run(encryptKernel, {
+      paramsId: BFV_8192_T40.id,
+      secretKey: keys.secretKey.slice(),
+      values: slots([5n]),
+    });
     expect(dec(track(ops.load(ok)))[0]).toBe(5n);
   });
 });
-

@@ -54,7 +54,12 @@ describe('auc (Mann–Whitney, average ranks; label 1 = bad, higher score = more
   it('negating the scores gives 1 − AUC (the PDO points convention)', () => {
     const s = [0.3, -1, 2, 2, 0.3, 7, -4];
     const l = [1, 0, 1, 0, 0, 1, 0];
-    expect(auc(s.map((x) => -x), l)).toBeCloseTo(1 - auc(s, l), 15);
+    expect(
+      auc(
+        s.map((x) => -x),
+        l,
+      ),
+    ).toBeCloseTo(1 - auc(s, l), 15);
   });
 
   it('equals the pairwise definition on random data with many ties, in any order', () => {
@@ -70,7 +75,12 @@ describe('auc (Mann–Whitney, average ranks; label 1 = bad, higher score = more
         const j = Math.floor(rng() * (i + 1));
         [perm[i], perm[j]] = [perm[j]!, perm[i]!];
       }
-      expect(auc(perm.map((i) => scores[i]!), perm.map((i) => labels[i]!))).toBeCloseTo(a, 12);
+      expect(
+        auc(
+          perm.map((i) => scores[i]!),
+          perm.map((i) => labels[i]!),
+        ),
+      ).toBeCloseTo(a, 12);
     }
   });
 });
@@ -103,7 +113,10 @@ describe('ks (max |F_bad − F_good|, tie groups never split)', () => {
 });
 
 describe('refusals (SH_ERR_INVALID_ARGUMENT)', () => {
-  for (const [name, f] of [['auc', auc], ['ks', ks]] as const) {
+  for (const [name, f] of [
+    ['auc', auc],
+    ['ks', ks],
+  ] as const) {
     it(`${name}: empty, single class, mismatched lengths, labels other than 0/1, non-finite scores`, () => {
       expectCode(() => f([], []), 'SH_ERR_INVALID_ARGUMENT');
       expectCode(() => f([1, 2, 3], [1, 1, 1]), 'SH_ERR_INVALID_ARGUMENT');

@@ -9,12 +9,29 @@ import { describe, it, expect, beforeAll } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { DEFAULT_TRAIN, maxAbsD, sumGroupSize, taylorGradientSums, trainOptions, trainPlainFixed, trainPlainFloat, updateModel, type FixedModel, type TrainOptions } from '../../models/train.ts';
+import {
+  DEFAULT_TRAIN,
+  maxAbsD,
+  sumGroupSize,
+  taylorGradientSums,
+  trainOptions,
+  trainPlainFixed,
+  trainPlainFloat,
+  updateModel,
+  type FixedModel,
+  type TrainOptions,
+} from '../../models/train.ts';
 import { MAX_BINS, binOf, quantileBins, type BinSpec } from '../../models/features.ts';
 import { toScorecard } from '../../models/export.ts';
 import { auc, ks } from '../../models/metrics.ts';
 import {
-  GERMAN_ATTRIBUTES, GERMAN_PATH, GERMAN_PROVIDER_FIELDS, loadGerman, germanSplit, trainTestSplit, type GermanSplit,
+  GERMAN_ATTRIBUTES,
+  GERMAN_PATH,
+  GERMAN_PROVIDER_FIELDS,
+  loadGerman,
+  germanSplit,
+  trainTestSplit,
+  type GermanSplit,
 } from '../../models/german.ts';
 import { binIndex, compileModel, type ModelSpec, type ScorecardTerm } from '../../models/model.ts';
 import { parseFixed } from '../../core/fixed.ts';
@@ -32,9 +49,34 @@ import { expectCode } from '../fixtures/expect.ts';
 const T = 1099511480321n;
 const HALF = (T - 1n) / 2n;
 
-const intField = (name: string, min: string, max: string): FieldSpec => ({ name, label: name, type: 'int', decimals: 0, min, max, class: 'MODEL_ONLY' });
-const decField = (name: string, min: string, max: string): FieldSpec => ({ name, label: name, type: 'decimal', decimals: 2, min, max, class: 'MODEL_ONLY' });
-const enumField = (name: string, values: string[]): FieldSpec => ({ name, label: name, type: 'enum', decimals: 0, min: '0', max: String(values.length - 1), class: 'MODEL_ONLY', values });
+const intField = (name: string, min: string, max: string): FieldSpec => ({
+  name,
+  label: name,
+  type: 'int',
+  decimals: 0,
+  min,
+  max,
+  class: 'MODEL_ONLY',
+});
+const decField = (name: string, min: string, max: string): FieldSpec => ({
+  name,
+  label: name,
+  type: 'decimal',
+  decimals: 2,
+  min,
+  max,
+  class: 'MODEL_ONLY',
+});
+const enumField = (name: string, values: string[]): FieldSpec => ({
+  name,
+  label: name,
+  type: 'enum',
+  decimals: 0,
+  min: '0',
+  max: String(values.length - 1),
+  class: 'MODEL_ONLY',
+  values,
+});
 
 function shuffle<T>(xs: readonly T[], rng: () => number): T[] {
   const a = [...xs];
@@ -62,7 +104,9 @@ describe('quantileBins / binOf (provider-side binning)', () => {
     const rng = mulberry32(11);
     const f = intField('x', '0', '100000');
     for (const k of [1, 2, 3, 5, 10]) {
-      const values = Array.from({ length: 300 }, () => (rng() < 0.1 ? null : BigInt(Math.floor(rng() * rng() * 20000))));
+      const values = Array.from({ length: 300 }, () =>
+        rng() < 0.1 ? null : BigInt(Math.floor(rng() * rng() * 20000)),
+      );
       const bins = quantileBins(f, values, k);
       expect(bins.length).toBeLessThanOrEqual(k);
       expectWellFormed(bins, 0);
@@ -70,7 +114,10 @@ describe('quantileBins / binOf (provider-side binning)', () => {
       const counts = new Array<number>(bins.length).fill(0);
       for (const v of values) {
         const j = binOf(bins, v, 0);
-        if (v === null) { expect(j).toBe(-1); continue; }
+        if (v === null) {
+          expect(j).toBe(-1);
+          continue;
+        }
         const b = bins[j]!;
         expect(b.lo === null || v >= BigInt(b.lo)).toBe(true);
         expect(b.hi === null || v < BigInt(b.hi)).toBe(true);
@@ -83,15 +130,32 @@ describe('quantileBins / binOf (provider-side binning)', () => {
 
   it('the quantile edges are the order statistics sorted[⌊j·n/k⌋]', () => {
     const f = intField('age', '18', '100');
-    expect(quantileBins(f, [30n, 40n, 50n, 60n, null], 2)).toEqual([{ lo: null, hi: '50' }, { lo: '50', hi: null }]);
+    expect(quantileBins(f, [30n, 40n, 50n, 60n, null], 2)).toEqual([
+      { lo: null, hi: '50' },
+      { lo: '50', hi: null },
+    ]);
     // 10 values 1..10, k = 3 → sorted[3] = 4, sorted[6] = 7
-    expect(quantileBins(f, Array.from({ length: 10 }, (_, i) => BigInt(i + 19)), 3)).toEqual([{ lo: null, hi: '22' }, { lo: '22', hi: '25' }, { lo: '25', hi: null }]);
+    expect(
+      quantileBins(
+        f,
+        Array.from({ length: 10 }, (_, i) => BigInt(i + 19)),
+        3,
+      ),
+    ).toEqual([
+      { lo: null, hi: '22' },
+      { lo: '22', hi: '25' },
+      { lo: '25', hi: null },
+    ]);
   });
 
-  it('decimal: edges are exact decimals at the field\'s places', () => {
+  it("decimal: edges are exact decimals at the field's places", () => {
     const f = decField('amt', '0', '1000');
     const bins = quantileBins(f, [1250n, 1250n, 1999n, 3000n, 4001n, 99999n], 3);
-    expect(bins).toEqual([{ lo: null, hi: '19.99' }, { lo: '19.99', hi: '40.01' }, { lo: '40.01', hi: null }]);
+    expect(bins).toEqual([
+      { lo: null, hi: '19.99' },
+      { lo: '19.99', hi: '40.01' },
+      { lo: '40.01', hi: null },
+    ]);
     expect(binOf(bins, 1999n, 2)).toBe(1);
     expect(binOf(bins, 1998n, 2)).toBe(0);
     expect(binOf(bins, 100000n, 2)).toBe(2);
@@ -100,10 +164,25 @@ describe('quantileBins / binOf (provider-side binning)', () => {
   it('enum / bool: one bin per value present (absent values join the bin below); all missing → one bin', () => {
     const e = enumField('grade', ['A', 'B', 'M', 'C', 'D']);
     const bins = quantileBins(e, [4n, 0n, 2n, 2n, null, 0n], 2); // k does not limit enums
-    expect(bins).toEqual([{ lo: null, hi: '2' }, { lo: '2', hi: '4' }, { lo: '4', hi: null }]);
+    expect(bins).toEqual([
+      { lo: null, hi: '2' },
+      { lo: '2', hi: '4' },
+      { lo: '4', hi: null },
+    ]);
     expect([0n, 1n, 2n, 3n, 4n, null].map((x) => binOf(bins, x, 0))).toEqual([0, 0, 1, 1, 2, -1]);
-    const b: FieldSpec = { name: 'flag', label: 'flag', type: 'bool', decimals: 0, min: '0', max: '1', class: 'MODEL_ONLY' };
-    expect(quantileBins(b, [1n, 0n, 1n], 5)).toEqual([{ lo: null, hi: '1' }, { lo: '1', hi: null }]);
+    const b: FieldSpec = {
+      name: 'flag',
+      label: 'flag',
+      type: 'bool',
+      decimals: 0,
+      min: '0',
+      max: '1',
+      class: 'MODEL_ONLY',
+    };
+    expect(quantileBins(b, [1n, 0n, 1n], 5)).toEqual([
+      { lo: null, hi: '1' },
+      { lo: '1', hi: null },
+    ]);
     expect(quantileBins(b, [1n, 1n], 5)).toEqual([{ lo: null, hi: null }]);
     expect(quantileBins(e, [null, null], 5)).toEqual([{ lo: null, hi: null }]);
     expect(quantileBins(intField('x', '0', '9'), [], 5)).toEqual([{ lo: null, hi: null }]);
@@ -112,35 +191,71 @@ describe('quantileBins / binOf (provider-side binning)', () => {
   it('int with at most k distinct values: one bin per value (a rare value keeps its own bin)', () => {
     const f = intField('dependents', '1', '2');
     const values = Array.from({ length: 100 }, (_, i) => (i < 85 ? 1n : 2n));
-    expect(quantileBins(f, values, 5)).toEqual([{ lo: null, hi: '2' }, { lo: '2', hi: null }]);
+    expect(quantileBins(f, values, 5)).toEqual([
+      { lo: null, hi: '2' },
+      { lo: '2', hi: null },
+    ]);
     expect(quantileBins(f, values, 1)).toEqual([{ lo: null, hi: null }]);
   });
 
   it('the bins make a valid scorecard: compileModel accepts them and binIndex agrees with binOf', () => {
     const rng = mulberry32(5);
-    const fields = [intField('gc_a', '0', '500'), decField('gc_b', '-50', '50'), enumField('gc_c', ['x', 'y', 'z', 'w'])];
-    const values = fields.map((f) => Array.from({ length: 200 }, () => {
-      if (rng() < 0.05) return null;
-      const lo = f.type === 'decimal' ? -5000 : 0;
-      const hi = f.type === 'decimal' ? 5000 : f.type === 'enum' ? 3 : 500;
-      return BigInt(lo + Math.floor(rng() * (hi - lo + 1)));
+    const fields = [
+      intField('gc_a', '0', '500'),
+      decField('gc_b', '-50', '50'),
+      enumField('gc_c', ['x', 'y', 'z', 'w']),
+    ];
+    const values = fields.map((f) =>
+      Array.from({ length: 200 }, () => {
+        if (rng() < 0.05) return null;
+        const lo = f.type === 'decimal' ? -5000 : 0;
+        const hi = f.type === 'decimal' ? 5000 : f.type === 'enum' ? 3 : 500;
+        return BigInt(lo + Math.floor(rng() * (hi - lo + 1)));
+      }),
+    );
+    const specs: BinSpec[] = fields.map((f, i) => ({
+      provider: 'p1',
+      field: f.name,
+      decimals: f.decimals,
+      bins: quantileBins(f, values[i]!, 5),
     }));
-    const specs: BinSpec[] = fields.map((f, i) => ({ provider: 'p1', field: f.name, decimals: f.decimals, bins: quantileBins(f, values[i]!, 5) }));
     const model: ModelSpec = {
-      id: 'binned', kind: 'scorecard', intercept: '0.5',
-      terms: specs.map((s) => ({ provider: s.provider, field: s.field, missingPoints: '0', bins: s.bins.map((b, j) => ({ ...b, points: String(j - 1.25) })) })),
+      id: 'binned',
+      kind: 'scorecard',
+      intercept: '0.5',
+      terms: specs.map((s) => ({
+        provider: s.provider,
+        field: s.field,
+        missingPoints: '0',
+        bins: s.bins.map((b, j) => ({ ...b, points: String(j - 1.25) })),
+      })),
     };
-    const compiled = compileModel(model, (p, name) => (p === 'p1' ? fields.find((f) => f.name === name) : undefined), T);
+    const compiled = compileModel(
+      model,
+      (p, name) => (p === 'p1' ? fields.find((f) => f.name === name) : undefined),
+      T,
+    );
     expect(compiled.terms.map((t) => t.columns.length)).toEqual(specs.map((s) => s.bins.length));
     specs.forEach((s, i) => {
-      for (const v of values[i]!) if (v !== null) expect(binIndex((model.terms[i] as ScorecardTerm).bins, v, s.decimals)).toBe(binOf(s.bins, v, s.decimals));
+      for (const v of values[i]!)
+        if (v !== null)
+          expect(binIndex((model.terms[i] as ScorecardTerm).bins, v, s.decimals)).toBe(binOf(s.bins, v, s.decimals));
     });
   });
 
   it('refusals: token field, k out of range, non-bigint values, bins that do not cover', () => {
-    const id: FieldSpec = { name: 'cert', label: 'cert', type: 'id', decimals: 0, min: '', max: '', class: 'VERIFY_ONLY' };
+    const id: FieldSpec = {
+      name: 'cert',
+      label: 'cert',
+      type: 'id',
+      decimals: 0,
+      min: '',
+      max: '',
+      class: 'VERIFY_ONLY',
+    };
     expectCode(() => quantileBins(id, [], 5), 'SH_ERR_INVALID_ARGUMENT');
-    for (const k of [0, MAX_BINS + 1, 2.5, Number.NaN]) expectCode(() => quantileBins(intField('x', '0', '9'), [1n], k), 'SH_ERR_INVALID_ARGUMENT');
+    for (const k of [0, MAX_BINS + 1, 2.5, Number.NaN])
+      expectCode(() => quantileBins(intField('x', '0', '9'), [1n], k), 'SH_ERR_INVALID_ARGUMENT');
     expectCode(() => quantileBins(intField('x', '0', '9'), [1 as unknown as bigint], 5), 'SH_ERR_INVALID_ARGUMENT');
     expectCode(() => binOf([{ lo: '5', hi: null }], 4n, 0), 'SH_ERR_INVALID_ARGUMENT');
   });
@@ -148,16 +263,35 @@ describe('quantileBins / binOf (provider-side binning)', () => {
 
 describe('trainOptions', () => {
   it('fills defaults and keeps given values', () => {
-    expect(trainOptions()).toEqual({ scaleBits: 16, learningRate: 0.5, decay: 0.01, l2: 0.01, iterations: 30, tolerance: 1e-4 });
+    expect(trainOptions()).toEqual({
+      scaleBits: 16,
+      learningRate: 0.5,
+      decay: 0.01,
+      l2: 0.01,
+      iterations: 30,
+      tolerance: 1e-4,
+    });
     expect(trainOptions()).toEqual(DEFAULT_TRAIN);
     expect(trainOptions({ iterations: 5, l2: 0 })).toEqual({ ...DEFAULT_TRAIN, iterations: 5, l2: 0 });
   });
 
   it('refuses each bad option by name (SH_ERR_INVALID_ARGUMENT)', () => {
     const bad: Array<Record<string, unknown>> = [
-      { scaleBits: 0 }, { scaleBits: 33 }, { scaleBits: 16.5 }, { learningRate: 0 }, { learningRate: -1 }, { learningRate: Infinity },
-      { decay: -0.1 }, { l2: -1 }, { l2: '0.1' }, { iterations: 0 }, { iterations: 1.5 }, { iterations: 10_001 }, { tolerance: -1 },
-      { tolerance: Number.NaN }, { momentum: 0.9 },
+      { scaleBits: 0 },
+      { scaleBits: 33 },
+      { scaleBits: 16.5 },
+      { learningRate: 0 },
+      { learningRate: -1 },
+      { learningRate: Infinity },
+      { decay: -0.1 },
+      { l2: -1 },
+      { l2: '0.1' },
+      { iterations: 0 },
+      { iterations: 1.5 },
+      { iterations: 10_001 },
+      { tolerance: -1 },
+      { tolerance: Number.NaN },
+      { momentum: 0.9 },
     ];
     for (const o of bad) {
       try {
@@ -209,7 +343,10 @@ describe('taylorGradientSums / maxAbsD / sumGroupSize', () => {
   });
 
   it('worked example: zero model, one column, labels (1, 0), s = 2^16 → D = (−2s, 2s), G0 = 0, G = −2s', () => {
-    expect(taylorGradientSums({ W0: 0n, W: [0n] }, [Uint8Array.of(1, 0)], Uint8Array.of(1, 0), 16)).toEqual({ G0: 0n, G: [-131072n] });
+    expect(taylorGradientSums({ W0: 0n, W: [0n] }, [Uint8Array.of(1, 0)], Uint8Array.of(1, 0), 16)).toEqual({
+      G0: 0n,
+      G: [-131072n],
+    });
   });
 
   it('maxAbsD bounds every D_i (random models and inputs) and is attained when all weights share a sign', () => {
@@ -228,7 +365,18 @@ describe('taylorGradientSums / maxAbsD / sumGroupSize', () => {
     expect(directD(model, X, Uint8Array.of(0), 8n)[0]).toBe(7n + 9n + 4n + 6n + 16n);
     // A column no group lists counts on its own; a column listed twice is refused.
     expect(maxAbsD(model, [[0, 1], [2]], 3)).toBe(7n + 9n + 4n + 2n + 6n + 16n);
-    expectCode(() => maxAbsD(model, [[0, 1], [1, 2]], 3), 'SH_ERR_INVALID_ARGUMENT');
+    expectCode(
+      () =>
+        maxAbsD(
+          model,
+          [
+            [0, 1],
+            [1, 2],
+          ],
+          3,
+        ),
+      'SH_ERR_INVALID_ARGUMENT',
+    );
     expectCode(() => maxAbsD(model, [[0, 5]], 3), 'SH_ERR_INVALID_ARGUMENT');
   });
 
@@ -257,10 +405,22 @@ describe('taylorGradientSums / maxAbsD / sumGroupSize', () => {
   it('refuses mismatched data', () => {
     const m: FixedModel = { W0: 0n, W: [0n, 0n] };
     expectCode(() => taylorGradientSums(m, [Uint8Array.of(1)], Uint8Array.of(0), 16), 'SH_ERR_INVALID_ARGUMENT');
-    expectCode(() => taylorGradientSums(m, [Uint8Array.of(1), Uint8Array.of(0, 1)], Uint8Array.of(0), 16), 'SH_ERR_INVALID_ARGUMENT');
-    expectCode(() => taylorGradientSums(m, [Uint8Array.of(2), Uint8Array.of(0)], Uint8Array.of(0), 16), 'SH_ERR_INVALID_ARGUMENT');
-    expectCode(() => taylorGradientSums(m, [Uint8Array.of(1), Uint8Array.of(0)], Uint8Array.of(3), 16), 'SH_ERR_INVALID_ARGUMENT');
-    expectCode(() => taylorGradientSums(m, [Uint8Array.of(1), Uint8Array.of(0)], Uint8Array.of(0), 0), 'SH_ERR_INVALID_ARGUMENT');
+    expectCode(
+      () => taylorGradientSums(m, [Uint8Array.of(1), Uint8Array.of(0, 1)], Uint8Array.of(0), 16),
+      'SH_ERR_INVALID_ARGUMENT',
+    );
+    expectCode(
+      () => taylorGradientSums(m, [Uint8Array.of(2), Uint8Array.of(0)], Uint8Array.of(0), 16),
+      'SH_ERR_INVALID_ARGUMENT',
+    );
+    expectCode(
+      () => taylorGradientSums(m, [Uint8Array.of(1), Uint8Array.of(0)], Uint8Array.of(3), 16),
+      'SH_ERR_INVALID_ARGUMENT',
+    );
+    expectCode(
+      () => taylorGradientSums(m, [Uint8Array.of(1), Uint8Array.of(0)], Uint8Array.of(0), 0),
+      'SH_ERR_INVALID_ARGUMENT',
+    );
   });
 });
 
@@ -306,7 +466,10 @@ describe('updateModel / trainPlainFixed / trainPlainFloat', () => {
     const { X, y } = randomProblem(rng, 80, [2, 3], 0);
     const r = trainPlainFixed(X, y, trainOptions({ tolerance: 10 }));
     expect(r.iterations).toBe(1);
-    expect(r.model).toEqual(updateModel({ W0: 0n, W: new Array<bigint>(X.length).fill(0n) }, r.history[0]!, y.length, 0, trainOptions()).model);
+    expect(r.model).toEqual(
+      updateModel({ W0: 0n, W: new Array<bigint>(X.length).fill(0n) }, r.history[0]!, y.length, 0, trainOptions())
+        .model,
+    );
     expect(trainPlainFloat(X, y, trainOptions({ tolerance: 10 })).iterations).toBe(1);
   });
 
@@ -324,7 +487,9 @@ describe('updateModel / trainPlainFixed / trainPlainFloat', () => {
 
 describe('German Credit loader (UCI Statlog, models/german.ts)', () => {
   let gc: GermanSplit;
-  beforeAll(() => { gc = germanSplit({ seed: 7, providers: 1 }); });
+  beforeAll(() => {
+    gc = germanSplit({ seed: 7, providers: 1 });
+  });
 
   it('1000 rows, 300 bad (class 2 → label 1), distinct valid deterministic USCCs', () => {
     const rows = loadGerman();
@@ -357,18 +522,25 @@ describe('German Credit loader (UCI Statlog, models/german.ts)', () => {
         const csv = parseCsv(p.csv, { requiredHeader: ['uscc'] });
         expect(csv.header).toEqual(['uscc', ...p.schema.fields.map((f) => f.name)]);
         expect(csv.rows.map((r) => r[0])).toEqual(split.subjects);
-        csv.rows.forEach((r, i) => p.schema.fields.forEach((f, k) => {
-          const def = GERMAN_PROVIDER_FIELDS.find((x) => x.field.name === f.name)!;
-          expect(r[k + 1]).toBe(rows[i]!.attributes[def.attr - 1]);
-          expect(encodeValue(f, r[k + 1]!)).not.toBeNull();
-        }));
+        csv.rows.forEach((r, i) =>
+          p.schema.fields.forEach((f, k) => {
+            const def = GERMAN_PROVIDER_FIELDS.find((x) => x.field.name === f.name)!;
+            expect(r[k + 1]).toBe(rows[i]!.attributes[def.attr - 1]);
+            expect(encodeValue(f, r[k + 1]!)).not.toBeNull();
+          }),
+        );
         all.push(...p.schema.fields.map((f) => f.name));
       }
       expect(all.sort()).toEqual(GERMAN_PROVIDER_FIELDS.map((f) => f.field.name as string).sort());
     }
     const two = germanSplit({ seed: 7, providers: 2 });
-    expect(two.providers.map((p) => [p.provider, p.schema.category])).toEqual([['gc_provider', 'tax'], ['gc_provider2', 'utilities']]);
-    expect(gc.providers.map((p) => [p.provider, p.schema.category, p.schema.fields.length])).toEqual([['gc_provider', 'tax', 11]]);
+    expect(two.providers.map((p) => [p.provider, p.schema.category])).toEqual([
+      ['gc_provider', 'tax'],
+      ['gc_provider2', 'utilities'],
+    ]);
+    expect(gc.providers.map((p) => [p.provider, p.schema.category, p.schema.fields.length])).toEqual([
+      ['gc_provider', 'tax', 11],
+    ]);
     const labels = parseCsv(gc.labelsCsv);
     expect(labels.header).toEqual(['uscc', 'label']);
     expect(labels.rows.map(([u, l]) => [u, Number(l)])).toEqual(gc.subjects.map((u) => [u, gc.labels.get(u)]));
@@ -409,7 +581,10 @@ describe('German Credit loader (UCI Statlog, models/german.ts)', () => {
         expect((err as { details: Record<string, unknown> }).details.line).toBe(2);
       }
       expectCode(() => germanSplit({ seed: 7, providers: 3 as 1 }), 'SH_ERR_INVALID_ARGUMENT');
-      expectCode(() => germanSplit({ seed: 7, providers: 2, secondProviderFields: ['gc_nope'] }), 'SH_ERR_INVALID_ARGUMENT');
+      expectCode(
+        () => germanSplit({ seed: 7, providers: 2, secondProviderFields: ['gc_nope'] }),
+        'SH_ERR_INVALID_ARGUMENT',
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -432,10 +607,11 @@ describe('German Credit acceptance: fixed-point Taylor-LR vs float, scorecard ex
   let Xtr: Uint8Array[];
   let Xte: Uint8Array[];
 
-  const oneHot = (subjects: readonly string[]): Uint8Array[] => bins.flatMap((b, k) => {
-    const which = subjects.map((u) => binOf(b.bins, encodeValue(fields[k]!, cellOf(u, b.field)), b.decimals));
-    return b.bins.map((_, j) => Uint8Array.from(which, (w) => (w === j ? 1 : 0)));
-  });
+  const oneHot = (subjects: readonly string[]): Uint8Array[] =>
+    bins.flatMap((b, k) => {
+      const which = subjects.map((u) => binOf(b.bins, encodeValue(fields[k]!, cellOf(u, b.field)), b.decimals));
+      return b.bins.map((_, j) => Uint8Array.from(which, (w) => (w === j ? 1 : 0)));
+    });
   const logits = (X: readonly Uint8Array[], n: number, w0: number, w: readonly number[]): number[] =>
     Array.from({ length: n }, (_, i) => w.reduce((a, wb, b) => a + wb * X[b]![i]!, w0));
   const labelsOf = (subjects: readonly string[]) => Uint8Array.from(subjects, (u) => gc.labels.get(u)!);
@@ -449,7 +625,16 @@ describe('German Credit acceptance: fixed-point Taylor-LR vs float, scorecard ex
     cellOf = (u, field) => rows.get(u)![csv.header.indexOf(field)]!;
     ({ train, test } = trainTestSplit(gc.subjects, gc.labels, { seed: SPLIT_SEED, testFraction: 0.3 }));
     // The provider bins each field from its own records of the training cohort.
-    bins = fields.map((f) => ({ provider: p.provider, field: f.name, decimals: f.decimals, bins: quantileBins(f, train.map((u) => encodeValue(f, cellOf(u, f.name))), BINS) }));
+    bins = fields.map((f) => ({
+      provider: p.provider,
+      field: f.name,
+      decimals: f.decimals,
+      bins: quantileBins(
+        f,
+        train.map((u) => encodeValue(f, cellOf(u, f.name))),
+        BINS,
+      ),
+    }));
     Xtr = oneHot(train);
     Xte = oneHot(test);
     o = trainOptions();
@@ -468,15 +653,17 @@ describe('German Credit acceptance: fixed-point Taylor-LR vs float, scorecard ex
       holdoutFloat: auc(logits(Xte, test.length, float.w0, float.w), labelsOf(test)),
       holdoutKsFixed: ks(logits(Xte, test.length, fw0, fw), labelsOf(test)),
     };
-    console.log(`German Credit (seed ${SEED}, stratified 70/30 seed ${SPLIT_SEED}, ${BINS} bins → ${Xtr.length} columns): ` +
-      `iterations fixed ${fixed.iterations} / float ${float.iterations}, last max|g| ${fixed.history.at(-1)!.maxGrad.toExponential(3)}; ` +
-      `AUC train fixed ${m.trainFixed.toFixed(4)} float ${m.trainFloat.toFixed(4)}; hold-out fixed ${m.holdoutFixed.toFixed(4)} float ${m.holdoutFloat.toFixed(4)}; hold-out KS ${m.holdoutKsFixed.toFixed(4)}`);
+    console.log(
+      `German Credit (seed ${SEED}, stratified 70/30 seed ${SPLIT_SEED}, ${BINS} bins → ${Xtr.length} columns): ` +
+        `iterations fixed ${fixed.iterations} / float ${float.iterations}, last max|g| ${fixed.history.at(-1)!.maxGrad.toExponential(3)}; ` +
+        `AUC train fixed ${m.trainFixed.toFixed(4)} float ${m.trainFloat.toFixed(4)}; hold-out fixed ${m.holdoutFixed.toFixed(4)} float ${m.holdoutFloat.toFixed(4)}; hold-out KS ${m.holdoutKsFixed.toFixed(4)}`,
+    );
     expect(Math.abs(m.holdoutFixed - m.holdoutFloat)).toBeLessThanOrEqual(0.01);
     expect(m.holdoutFixed).toBeGreaterThan(0.7); // the model learned something real (published LR results: ≈ 0.75–0.80)
     expect(fixed.iterations).toBe(float.iterations);
   });
 
-  it('the default options keep every iteration\'s sums exact with whole-block groups (t ≈ 2^40, 8192 slots)', () => {
+  it("the default options keep every iteration's sums exact with whole-block groups (t ≈ 2^40, 8192 slots)", () => {
     const groups: number[][] = [];
     let next = 0;
     for (const b of bins) groups.push(b.bins.map(() => next++));
@@ -485,7 +672,8 @@ describe('German Credit acceptance: fixed-point Taylor-LR vs float, scorecard ex
     fixed.history.forEach((h, it) => {
       const bound = maxAbsD(m, groups, o.scaleBits);
       if (bound > worst) worst = bound;
-      for (const d of directD(m, Xtr, labelsOf(train), 1n << BigInt(o.scaleBits))) expect(d < 0n ? -d : d).toBeLessThanOrEqual(bound);
+      for (const d of directD(m, Xtr, labelsOf(train), 1n << BigInt(o.scaleBits)))
+        expect(d < 0n ? -d : d).toBeLessThanOrEqual(bound);
       m = updateModel(m, h, train.length, it, o).model;
     });
     expect(worst).toBeLessThan(1n << 19n);
@@ -502,15 +690,28 @@ describe('German Credit acceptance: fixed-point Taylor-LR vs float, scorecard ex
     const s = 2 ** o.scaleBits;
     const all = [...train, ...test];
     const X = oneHot(all);
-    const exact = logits(X, all.length, Number(fixed.model.W0) / s, fixed.model.W.map((W) => Number(W) / s));
+    const exact = logits(
+      X,
+      all.length,
+      Number(fixed.model.W0) / s,
+      fixed.model.W.map((W) => Number(W) / s),
+    );
     const scored = all.map((u) => {
-      const r = evaluatePlain(model, (_p, f) => lookup('gc_provider', f)!, (_p, f) => cellOf(u, f));
+      const r = evaluatePlain(
+        model,
+        (_p, f) => lookup('gc_provider', f)!,
+        (_p, f) => cellOf(u, f),
+      );
       if (r.status !== 'OK') throw new Error(`NO_DATA for ${u}`);
       return Number(r.score);
     });
     let worst = 0;
-    scored.forEach((v, i) => { worst = Math.max(worst, Math.abs(v - exact[i]!)); });
-    console.log(`scorecard: ${model.terms.length} terms, ${X.length} bins, max |scorecard − logit| = ${worst.toExponential(2)}`);
+    scored.forEach((v, i) => {
+      worst = Math.max(worst, Math.abs(v - exact[i]!));
+    });
+    console.log(
+      `scorecard: ${model.terms.length} terms, ${X.length} bins, max |scorecard − logit| = ${worst.toExponential(2)}`,
+    );
     expect(worst).toBeLessThanOrEqual(1e-5);
     const n = train.length;
     // Rounding points to 6 places could only swap two subjects whose logits are within 1.3e−5; none are here.
@@ -532,12 +733,25 @@ describe('German Credit acceptance: fixed-point Taylor-LR vs float, scorecard ex
     const pts = test.map((u) => score(pdo, u));
     const factor = scaling.pdo / Math.LN2;
     // points = offset − factor·logit, offset = baseScore − factor·ln(baseOdds): at odds good:bad = 50 (logit = −ln 50) → 600.
-    pts.forEach((p, i) => expect(Math.abs(p - (scaling.baseScore - factor * (lg[i]! + Math.log(scaling.baseOdds))))).toBeLessThan(1e-3));
+    pts.forEach((p, i) =>
+      expect(Math.abs(p - (scaling.baseScore - factor * (lg[i]! + Math.log(scaling.baseOdds))))).toBeLessThan(1e-3),
+    );
     const holdout = auc(lg, labelsOf(test));
-    expect(auc(pts.map((p) => -p), labelsOf(test))).toBe(holdout);
+    expect(
+      auc(
+        pts.map((p) => -p),
+        labelsOf(test),
+      ),
+    ).toBe(holdout);
     expect(auc(pts, labelsOf(test))).toBeCloseTo(1 - holdout, 12);
-    expectCode(() => toScorecard('x', bins, fixed.model, o.scaleBits, { ...scaling, pdo: 0 }), 'SH_ERR_INVALID_ARGUMENT');
-    expectCode(() => toScorecard('x', bins, fixed.model, o.scaleBits, { ...scaling, baseOdds: -1 }), 'SH_ERR_INVALID_ARGUMENT');
+    expectCode(
+      () => toScorecard('x', bins, fixed.model, o.scaleBits, { ...scaling, pdo: 0 }),
+      'SH_ERR_INVALID_ARGUMENT',
+    );
+    expectCode(
+      () => toScorecard('x', bins, fixed.model, o.scaleBits, { ...scaling, baseOdds: -1 }),
+      'SH_ERR_INVALID_ARGUMENT',
+    );
     expectCode(() => toScorecard('x', bins, { W0: 0n, W: [0n] }, o.scaleBits), 'SH_ERR_INVALID_ARGUMENT');
     expectCode(() => toScorecard('bad id!', bins, fixed.model, o.scaleBits), 'SH_ERR_MODEL_INVALID');
   });

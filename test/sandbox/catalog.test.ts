@@ -4,7 +4,6 @@ import type { FieldClass, FieldOp } from '../../sandbox/catalog.ts';
 import { CATALOG, classAllows, decimalToScaled, getCategory, validateSchema } from '../../sandbox/catalog.ts';
 import { thrownCode as code } from '../fixtures/expect.ts';
 
-
 /** The error's message, for checking that it names the field. */
 function message(fn: () => unknown): string {
   try {
@@ -52,7 +51,9 @@ describe('catalog (国办发〔2021〕52号 sharing list)', () => {
 
   it('refuses an unknown category', () => {
     expect(code(() => getCategory('credit_card'))).toBe('SH_ERR_UNKNOWN_CATEGORY');
-    expect(code(() => validateSchema({ category: 'credit_card', fields: [{ name: 'x' }] }))).toBe('SH_ERR_UNKNOWN_CATEGORY');
+    expect(code(() => validateSchema({ category: 'credit_card', fields: [{ name: 'x' }] }))).toBe(
+      'SH_ERR_UNKNOWN_CATEGORY',
+    );
   });
 });
 
@@ -66,7 +67,10 @@ describe('classAllows (分级分类)', () => {
       MODEL_ONLY: [true, true, false, false],
     };
     for (const [cls, row] of Object.entries(table)) {
-      expect(ops.map((op) => classAllows(cls as FieldClass, op)), cls).toEqual(row);
+      expect(
+        ops.map((op) => classAllows(cls as FieldClass, op)),
+        cls,
+      ).toEqual(row);
     }
   });
 
@@ -82,8 +86,14 @@ describe('validateSchema: standard fields', () => {
     const s = validateSchema({ category: 'tax', fields: [{ name: 'vat_paid_12m' }, { name: 'tax_credit_grade' }] });
     expect(s.category).toBe('tax');
     expect(s.fields[0]).toEqual({
-      name: 'vat_paid_12m', label: '近一年增值税实缴金额', type: 'decimal', decimals: 2, min: '0', max: '1000000',
-      class: 'MODEL_ONLY', unit: '万元',
+      name: 'vat_paid_12m',
+      label: '近一年增值税实缴金额',
+      type: 'decimal',
+      decimals: 2,
+      min: '0',
+      max: '1000000',
+      class: 'MODEL_ONLY',
+      unit: '万元',
     });
     expect(s.fields[1]!.values).toEqual(['A', 'B', 'M', 'C', 'D']);
     expect(Object.isFrozen(s.fields[1]!.values)).toBe(false); // a copy, not the catalog's array
@@ -92,13 +102,24 @@ describe('validateSchema: standard fields', () => {
   it('accepts restated catalog values and narrowed bounds, normalized', () => {
     const s = validateSchema({
       category: 'utilities',
-      fields: [{ name: 'electricity_fee_avg_12m', type: 'decimal', decimals: 2, class: 'MODEL_ONLY', unit: '元', min: '10.50', max: 500000 }],
+      fields: [
+        {
+          name: 'electricity_fee_avg_12m',
+          type: 'decimal',
+          decimals: 2,
+          class: 'MODEL_ONLY',
+          unit: '元',
+          min: '10.50',
+          max: 500000,
+        },
+      ],
     });
     expect(s.fields[0]).toMatchObject({ min: '10.5', max: '500000' });
   });
 
   it('refuses widening bounds and changing type, decimals, class or unit', () => {
-    const f = (extra: object) => () => validateSchema({ category: 'tax', fields: [{ name: 'vat_paid_12m', ...extra }] });
+    const f = (extra: object) => () =>
+      validateSchema({ category: 'tax', fields: [{ name: 'vat_paid_12m', ...extra }] });
     expect(code(f({ max: '1000000.01' }))).toBe('SH_ERR_SCHEMA_INVALID');
     expect(code(f({ min: '-1' }))).toBe('SH_ERR_SCHEMA_INVALID');
     expect(code(f({ type: 'int' }))).toBe('SH_ERR_SCHEMA_INVALID');
@@ -106,10 +127,12 @@ describe('validateSchema: standard fields', () => {
     expect(code(f({ class: 'PUBLIC' }))).toBe('SH_ERR_SCHEMA_INVALID');
     expect(code(f({ unit: '元' }))).toBe('SH_ERR_SCHEMA_INVALID');
     expect(message(f({ unit: '元' }))).toContain('"fields.vat_paid_12m.unit"');
-    expect(code(() => validateSchema({ category: 'tax', fields: [{ name: 'tax_credit_grade', values: ['A', 'B'] }] })))
-      .toBe('SH_ERR_SCHEMA_INVALID');
-    expect(code(() => validateSchema({ category: 'property', fields: [{ name: 'property_cert_no', min: '0' }] })))
-      .toBe('SH_ERR_SCHEMA_INVALID');
+    expect(
+      code(() => validateSchema({ category: 'tax', fields: [{ name: 'tax_credit_grade', values: ['A', 'B'] }] })),
+    ).toBe('SH_ERR_SCHEMA_INVALID');
+    expect(code(() => validateSchema({ category: 'property', fields: [{ name: 'property_cert_no', min: '0' }] }))).toBe(
+      'SH_ERR_SCHEMA_INVALID',
+    );
   });
 });
 
@@ -118,10 +141,24 @@ describe('validateSchema: provider fields', () => {
     const s = validateSchema({
       category: 'tax',
       fields: [
-        { name: 'invoice_count_12m', type: 'int', decimals: 0, min: 0, max: '1000000', class: 'MODEL_ONLY', label: '近一年开票张数' },
+        {
+          name: 'invoice_count_12m',
+          type: 'int',
+          decimals: 0,
+          min: 0,
+          max: '1000000',
+          class: 'MODEL_ONLY',
+          label: '近一年开票张数',
+        },
         { name: 'refund_ratio', type: 'decimal', decimals: 4, min: '-1', max: '1.0000', class: 'AUTH_QUERY' },
         { name: 'export_flag', type: 'bool', decimals: 0, class: 'PUBLIC' },
-        { name: 'taxpayer_kind', type: 'enum', decimals: 0, class: 'AUTH_QUERY', values: ['一般纳税人', '小规模纳税人'] },
+        {
+          name: 'taxpayer_kind',
+          type: 'enum',
+          decimals: 0,
+          class: 'AUTH_QUERY',
+          values: ['一般纳税人', '小规模纳税人'],
+        },
         { name: 'tax_account_no', type: 'id', decimals: 0, class: 'VERIFY_ONLY' },
       ],
     });
@@ -136,10 +173,17 @@ describe('validateSchema: provider fields', () => {
 
   it('refuses a class the category does not allow', () => {
     const own = { name: 'meter_count', type: 'int', decimals: 0, min: '0', max: '100' };
-    expect(code(() => validateSchema({ category: 'utilities', fields: [{ ...own, class: 'PUBLIC' }] })))
-      .toBe('SH_ERR_FIELD_CLASS_NOT_ALLOWED');
-    expect(code(() => validateSchema({ category: 'property', fields: [{ name: 'deed_no', type: 'id', decimals: 0, class: 'MODEL_ONLY' }] })))
-      .toBe('SH_ERR_FIELD_CLASS_NOT_ALLOWED');
+    expect(code(() => validateSchema({ category: 'utilities', fields: [{ ...own, class: 'PUBLIC' }] }))).toBe(
+      'SH_ERR_FIELD_CLASS_NOT_ALLOWED',
+    );
+    expect(
+      code(() =>
+        validateSchema({
+          category: 'property',
+          fields: [{ name: 'deed_no', type: 'id', decimals: 0, class: 'MODEL_ONLY' }],
+        }),
+      ),
+    ).toBe('SH_ERR_FIELD_CLASS_NOT_ALLOWED');
   });
 
   it('refuses each malformed schema with SH_ERR_SCHEMA_INVALID naming the field', () => {
@@ -170,12 +214,24 @@ describe('validateSchema: provider fields', () => {
       ['fields.meter_count.max', { category: 'tax', fields: [{ ...own, max: '1e3' }] }],
       ['fields.meter_count.max', { category: 'tax', fields: [{ ...own, max: '0100' }] }],
       ['fields.meter_count.max', { category: 'tax', fields: [{ ...own, max: 2 ** 60 }] }],
-      ['fields.meter_count.values', { category: 'tax', fields: [{ ...own, type: 'enum', min: undefined, max: undefined }] }],
-      ['fields.meter_count.values', { category: 'tax', fields: [{ ...own, type: 'enum', min: undefined, max: undefined, values: ['a', 'a'] }] }],
+      [
+        'fields.meter_count.values',
+        { category: 'tax', fields: [{ ...own, type: 'enum', min: undefined, max: undefined }] },
+      ],
+      [
+        'fields.meter_count.values',
+        { category: 'tax', fields: [{ ...own, type: 'enum', min: undefined, max: undefined, values: ['a', 'a'] }] },
+      ],
       ['fields.meter_count.values', { category: 'tax', fields: [{ ...own, values: ['a'] }] }],
-      ['fields.meter_count.max', { category: 'tax', fields: [{ ...own, type: 'enum', min: '0', max: '2', values: ['a', 'b'] }] }],
+      [
+        'fields.meter_count.max',
+        { category: 'tax', fields: [{ ...own, type: 'enum', min: '0', max: '2', values: ['a', 'b'] }] },
+      ],
       ['fields.meter_count.max', { category: 'tax', fields: [{ ...own, type: 'bool', min: undefined, max: '2' }] }],
-      ['fields.meter_count.min', { category: 'tax', fields: [{ ...own, type: 'id', class: 'VERIFY_ONLY', max: undefined }] }],
+      [
+        'fields.meter_count.min',
+        { category: 'tax', fields: [{ ...own, type: 'id', class: 'VERIFY_ONLY', max: undefined }] },
+      ],
       ['fields.meter_count.label', { category: 'tax', fields: [{ ...own, label: '' }] }],
       ['fields.meter_count.unit', { category: 'tax', fields: [{ ...own, unit: 5 }] }],
     ];

@@ -7,8 +7,13 @@ import { canonicalBytes } from '../../core/jcs.ts';
 import type { ConsentInput, ConsentRequest, SignedConsent, SignedRevocation } from '../../sandbox/consent.ts';
 import { thrownCode as code } from '../fixtures/expect.ts';
 import {
-  consentStatus, createConsent, createRevocation, validateConsentStatement, validateRevocationStatement,
-  verifyConsentSignature, verifyRevocation,
+  consentStatus,
+  createConsent,
+  createRevocation,
+  validateConsentStatement,
+  validateRevocationStatement,
+  verifyConsentSignature,
+  verifyRevocation,
 } from '../../sandbox/consent.ts';
 
 // Fixed keys so failures reproduce; the subject's and an impostor's.
@@ -28,10 +33,13 @@ const BASE: ConsentInput = {
   notAfter: '2026-01-01T00:00:00Z',
 };
 const REQ: ConsentRequest = {
-  subject: SUBJECT, bank: 'bank-fz-001', purpose: 'loan.precredit', operation: 'score', categories: ['tax'],
+  subject: SUBJECT,
+  bank: 'bank-fz-001',
+  purpose: 'loan.precredit',
+  operation: 'score',
+  categories: ['tax'],
   at: new Date('2025-06-01T00:00:00Z'),
 };
-
 
 const consent = (over: Partial<ConsentInput> = {}, key = sk): SignedConsent => createConsent({ ...BASE, ...over }, key);
 const status = (req: Partial<ConsentRequest>, cs: SignedConsent[], rs: SignedRevocation[] = []) =>
@@ -42,7 +50,9 @@ describe('consent statements (docs/design.md §6)', () => {
     const c = consent();
     const { id, ...rest } = c.statement;
     expect(c.statement.nonce).toMatch(/^[0-9a-f]{32}$/);
-    expect(id).toBe('c_' + bytesToHex(sha256(canonicalBytes({ type: 'safehouse.consent.v1', ...rest })).subarray(0, 16)));
+    expect(id).toBe(
+      'c_' + bytesToHex(sha256(canonicalBytes({ type: 'safehouse.consent.v1', ...rest })).subarray(0, 16)),
+    );
     const msg = canonicalBytes({ type: 'safehouse.consent.v1', ...c.statement });
     expect(ed25519.verify(Buffer.from(c.signature, 'hex'), msg, pk)).toBe(true);
     expect(verifyConsentSignature(c, pk)).toBe(true);
@@ -77,7 +87,9 @@ describe('consent statements (docs/design.md §6)', () => {
     const s = consent().statement;
     expect(code(() => validateConsentStatement({ ...s, id: 'c_' + '0'.repeat(32) }))).toBe('SH_ERR_CONSENT_INVALID');
     expect(code(() => validateConsentStatement({ ...s, extra: 1 }))).toBe('SH_ERR_CONSENT_INVALID');
-    expect(code(() => validateConsentStatement({ ...s, subject: s.subject.toLowerCase() }))).toBe('SH_ERR_CONSENT_INVALID');
+    expect(code(() => validateConsentStatement({ ...s, subject: s.subject.toLowerCase() }))).toBe(
+      'SH_ERR_CONSENT_INVALID',
+    );
     expect(code(() => validateConsentStatement('consent'))).toBe('SH_ERR_CONSENT_INVALID');
   });
 
@@ -86,8 +98,13 @@ describe('consent statements (docs/design.md §6)', () => {
     expect(verifyConsentSignature(c, otherPk)).toBe(false);
     expect(verifyConsentSignature(consent({}, otherSk), pk)).toBe(false);
     for (const [k, v] of Object.entries({
-      grantee: 'bank-xm-002', purpose: 'loan.postcredit', categories: ['tax', 'utilities', 'property'], operations: ['score', 'verify', 'train'],
-      notAfter: '2027-01-01T00:00:00Z', nonce: 'cd'.repeat(16), subject: '91310115591693856A',
+      grantee: 'bank-xm-002',
+      purpose: 'loan.postcredit',
+      categories: ['tax', 'utilities', 'property'],
+      operations: ['score', 'verify', 'train'],
+      notAfter: '2027-01-01T00:00:00Z',
+      nonce: 'cd'.repeat(16),
+      subject: '91310115591693856A',
     })) {
       expect(verifyConsentSignature({ ...c, statement: { ...c.statement, [k]: v } }, pk), k).toBe(false);
     }
@@ -104,15 +121,23 @@ describe('revocations', () => {
   it('signs and verifies; refuses forgery and malformed statements', () => {
     const c = consent();
     const r = createRevocation(c.statement.id, SUBJECT, sk, new Date('2025-03-01T00:00:00Z'));
-    expect(r.statement).toMatchObject({ consentId: c.statement.id, subject: SUBJECT, revokedAt: '2025-03-01T00:00:00.000Z' });
+    expect(r.statement).toMatchObject({
+      consentId: c.statement.id,
+      subject: SUBJECT,
+      revokedAt: '2025-03-01T00:00:00.000Z',
+    });
     expect(verifyRevocation(r, pk)).toBe(true);
     expect(verifyRevocation(r, otherPk)).toBe(false);
-    expect(verifyRevocation({ ...r, statement: { ...r.statement, consentId: consent().statement.id } }, pk)).toBe(false);
+    expect(verifyRevocation({ ...r, statement: { ...r.statement, consentId: consent().statement.id } }, pk)).toBe(
+      false,
+    );
     // A consent signature cannot be passed off as a revocation: the type tags differ.
     expect(verifyRevocation({ statement: r.statement, signature: c.signature }, pk)).toBe(false);
     expect(code(() => createRevocation('c_123', SUBJECT, sk))).toBe('SH_ERR_CONSENT_INVALID');
     expect(code(() => createRevocation(c.statement.id, '91350100M000100Y4', sk))).toBe('SH_ERR_USCC_FORMAT');
-    expect(code(() => validateRevocationStatement({ ...r.statement, revokedAt: 'yesterday' }))).toBe('SH_ERR_CONSENT_INVALID');
+    expect(code(() => validateRevocationStatement({ ...r.statement, revokedAt: 'yesterday' }))).toBe(
+      'SH_ERR_CONSENT_INVALID',
+    );
   });
 });
 
@@ -134,7 +159,10 @@ describe('consentStatus (docs/design.md §6)', () => {
     const c = consent();
     expect(status({ at: new Date('2025-01-01T00:00:00Z') }, [c]).status).toBe('OK');
     expect(status({ at: new Date('2025-12-31T23:59:59.999Z') }, [c]).status).toBe('OK');
-    expect(status({ at: new Date('2026-01-01T00:00:00Z') }, [c])).toEqual({ status: 'EXPIRED', consentId: c.statement.id });
+    expect(status({ at: new Date('2026-01-01T00:00:00Z') }, [c])).toEqual({
+      status: 'EXPIRED',
+      consentId: c.statement.id,
+    });
     expect(status({ at: new Date('2024-12-31T23:59:59.999Z') }, [c])).toEqual({ status: 'NO_CONSENT' });
   });
 
@@ -155,7 +183,10 @@ describe('consentStatus (docs/design.md §6)', () => {
     // Validly signed but malformed (e.g. a client that computed the id differently): not a valid consent.
     const { id: _id, ...rest } = c.statement;
     const odd = { ...rest, id: 'c_' + '0'.repeat(32) };
-    const oddSigned = { statement: odd, signature: bytesToHex(ed25519.sign(canonicalBytes({ type: 'safehouse.consent.v1', ...odd }), sk)) };
+    const oddSigned = {
+      statement: odd,
+      signature: bytesToHex(ed25519.sign(canonicalBytes({ type: 'safehouse.consent.v1', ...odd }), sk)),
+    };
     expect(verifyConsentSignature(oddSigned, pk)).toBe(true);
     expect(status({}, [oddSigned])).toEqual({ status: 'BAD_SIGNATURE' });
     expect(status({}, [null as never, { statement: 5 } as never])).toEqual({ status: 'NO_CONSENT' });
@@ -191,9 +222,15 @@ describe('consentStatus (docs/design.md §6)', () => {
     const twin = consent();
     expect(status({}, [forged, twin, fresh])).toEqual({ status: 'OK', consentId: twin.statement.id });
     // Refusals: REVOKED > EXPIRED > OUT_OF_SCOPE > BAD_SIGNATURE > NO_CONSENT.
-    expect(status({}, [old, revoked, otherPurpose, forged], [rev])).toEqual({ status: 'REVOKED', consentId: revoked.statement.id });
+    expect(status({}, [old, revoked, otherPurpose, forged], [rev])).toEqual({
+      status: 'REVOKED',
+      consentId: revoked.statement.id,
+    });
     expect(status({}, [forged, otherPurpose, old], [rev])).toEqual({ status: 'EXPIRED', consentId: old.statement.id });
-    expect(status({}, [forged, otherPurpose, otherBank])).toEqual({ status: 'OUT_OF_SCOPE', consentId: otherPurpose.statement.id });
+    expect(status({}, [forged, otherPurpose, otherBank])).toEqual({
+      status: 'OUT_OF_SCOPE',
+      consentId: otherPurpose.statement.id,
+    });
     expect(status({}, [otherBank, forged])).toEqual({ status: 'BAD_SIGNATURE' });
     // A revoked consent for another purpose is reported OUT_OF_SCOPE: revocation does not concern this request.
     const rev2 = createRevocation(otherPurpose.statement.id, SUBJECT, sk, new Date('2025-04-01T00:00:00Z'));

@@ -2,7 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { isCoded } from '../../core/errors.ts';
 import { thrownCode as code } from '../fixtures/expect.ts';
 import {
-  USCC_ALPHABET, isValidUscc, orgCodeCheckChar, parseUscc, randomUscc, usccCheckChar,
+  USCC_ALPHABET,
+  isValidUscc,
+  orgCodeCheckChar,
+  parseUscc,
+  randomUscc,
+  usccCheckChar,
 } from '../../sandbox/uscc.ts';
 
 /**
@@ -12,21 +17,60 @@ import {
  * sandbox/uscc.ts and against an independent scratch implementation of both check rules.
  */
 const PUBLISHED = [
-  '91350100M000100Y43', '91110105771583283D', '91110000802100433B', '91110108740084270C', '112302070019030687',
-  '91110108735106340Y', '911101077776591113', '51610700305332460K', '91440300359143307G', '11610923MB2900168E',
-  '1134082855783407XL', '91341000MA2N0ABGXX', '91110228397176695A', '91110111567495091J', '51100000500019541K',
-  '11330283002982634F', '92510100MA61WJ3204', '52610500MJU60350X1', '91510000779827684C', '1142092201131905X1',
-  '91440300311906854A', '51140200MJ1693047P', '913101135696449862', '91460600MA5RC30P9Y', '11991000010647510A',
-  '91110113766754543Y', '121526004609138637', '52440111MJK9980480', '91330200750364874C', '52120000MJ0529018E',
-  '91350200776049653A', '91350500798359476R', '91350503MA31DKY80A', '91350200MA31E12PXF', '91440101MA5CJQ4N59',
-  '913502000728319549', '123502001549897397', '91350503MA31DNG762', '913502115628130384', '9135021359498494XQ',
-  '91350203MA31NDF85F', '91350203MA32AXT97E', '91350203MA31XXW31H', '91350206MA31LUJ437', '91350213678251743X',
-  '91350200MA2YJ1XR9G', '91310115591693856A', '91310110666007217T', '91440300708461136T', '91110108551385082Q',
+  '91350100M000100Y43',
+  '91110105771583283D',
+  '91110000802100433B',
+  '91110108740084270C',
+  '112302070019030687',
+  '91110108735106340Y',
+  '911101077776591113',
+  '51610700305332460K',
+  '91440300359143307G',
+  '11610923MB2900168E',
+  '1134082855783407XL',
+  '91341000MA2N0ABGXX',
+  '91110228397176695A',
+  '91110111567495091J',
+  '51100000500019541K',
+  '11330283002982634F',
+  '92510100MA61WJ3204',
+  '52610500MJU60350X1',
+  '91510000779827684C',
+  '1142092201131905X1',
+  '91440300311906854A',
+  '51140200MJ1693047P',
+  '913101135696449862',
+  '91460600MA5RC30P9Y',
+  '11991000010647510A',
+  '91110113766754543Y',
+  '121526004609138637',
+  '52440111MJK9980480',
+  '91330200750364874C',
+  '52120000MJ0529018E',
+  '91350200776049653A',
+  '91350500798359476R',
+  '91350503MA31DKY80A',
+  '91350200MA31E12PXF',
+  '91440101MA5CJQ4N59',
+  '913502000728319549',
+  '123502001549897397',
+  '91350503MA31DNG762',
+  '913502115628130384',
+  '9135021359498494XQ',
+  '91350203MA31NDF85F',
+  '91350203MA32AXT97E',
+  '91350203MA31XXW31H',
+  '91350206MA31LUJ437',
+  '91350213678251743X',
+  '91350200MA2YJ1XR9G',
+  '91310115591693856A',
+  '91310110666007217T',
+  '91440300708461136T',
+  '91110108551385082Q',
 ];
 
 /** Codes from early pilot registries (Fujian, 2015) that are quoted as real but violate GB 32100's check rule. */
 const PILOT_NONCONFORMING = ['91350211M00013FA1N', '91350200M000000510', '91350128M00000019A', '91350203M0001QAY9B'];
-
 
 /** mulberry32: a small seeded PRNG for reproducible generated codes. */
 function seeded(seed: number): () => number {
@@ -56,7 +100,11 @@ describe('GB 32100-2015 check character', () => {
   });
 
   it('refuses pilot-era codes that violate the check rule', () => {
-    for (const u of PILOT_NONCONFORMING) expect(code(() => parseUscc(u)), u).toBe('SH_ERR_USCC_CHECK');
+    for (const u of PILOT_NONCONFORMING)
+      expect(
+        code(() => parseUscc(u)),
+        u,
+      ).toBe('SH_ERR_USCC_CHECK');
   });
 
   it('trims and uppercases to the canonical form', () => {
@@ -80,13 +128,22 @@ describe('GB 11714-1997 organization code check character', () => {
     for (const c of USCC_ALPHABET) {
       if (c === '4') continue;
       const first17 = first16 + c;
-      expect(code(() => parseUscc(first17 + usccCheckChar(first17))), c).toBe('SH_ERR_USCC_CHECK');
+      expect(
+        code(() => parseUscc(first17 + usccCheckChar(first17))),
+        c,
+      ).toBe('SH_ERR_USCC_CHECK');
     }
   });
 });
 
 describe('corruptions', () => {
-  const samples = ['91350100M000100Y43', '91310115591693856A', '1134082855783407XL', '91440101MA5CJQ4N59', '52610500MJU60350X1'];
+  const samples = [
+    '91350100M000100Y43',
+    '91310115591693856A',
+    '1134082855783407XL',
+    '91440101MA5CJQ4N59',
+    '52610500MJU60350X1',
+  ];
 
   it('detects every single-character substitution at every position', () => {
     for (const u of samples) {
@@ -95,7 +152,10 @@ describe('corruptions', () => {
         for (const c of chars) {
           if (c === u[i]) continue;
           const bad = u.slice(0, i) + c + u.slice(i + 1);
-          expect(code(() => parseUscc(bad)), bad).toBe('SH_ERR_USCC_CHECK');
+          expect(
+            code(() => parseUscc(bad)),
+            bad,
+          ).toBe('SH_ERR_USCC_CHECK');
         }
       }
     }
@@ -115,7 +175,11 @@ describe('corruptions', () => {
     expect(code(() => parseUscc('91350100M000100Y4'))).toBe('SH_ERR_USCC_FORMAT');
     expect(code(() => parseUscc('91350100M000100Y433'))).toBe('SH_ERR_USCC_FORMAT');
     expect(code(() => parseUscc(''))).toBe('SH_ERR_USCC_FORMAT');
-    for (const c of 'IOZSV') expect(code(() => parseUscc('91350100M000100' + c + '43')), c).toBe('SH_ERR_USCC_FORMAT');
+    for (const c of 'IOZSV')
+      expect(
+        code(() => parseUscc('91350100M000100' + c + '43')),
+        c,
+      ).toBe('SH_ERR_USCC_FORMAT');
     expect(code(() => parseUscc('9135A100M000100Y43'))).toBe('SH_ERR_USCC_FORMAT');
     expect(code(() => parseUscc('91350100M000-00Y43'))).toBe('SH_ERR_USCC_FORMAT');
     expect(code(() => parseUscc(913501 as unknown as string))).toBe('SH_ERR_USCC_FORMAT');

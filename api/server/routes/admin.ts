@@ -12,21 +12,68 @@ import type { RouteContext } from '../route.ts';
 import { partyView } from './public.ts';
 
 export function adminRoutes({ engine: e, route }: RouteContext): void {
-  route<{ id: string; role: PartyRole; ed25519: string; x25519?: string; bfvPublicKey?: string; oprfPublicKey?: string }>('POST', '/v1/admin/parties', 'admin', 'Register a party and its public keys', {
-    status: 201,
-    body: Obj({ id: Type.String({ pattern: PARTY_ID }), role: Type.Union(['provider', 'bank', 'enterprise', 'auditor'].map((r) => Type.Literal(r))), ed25519: Type.String({ pattern: '^[0-9a-f]{64}$' }), x25519: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })), bfvPublicKey: Type.Optional(Type.String({ maxLength: 2_000_000, pattern: '^[A-Za-z0-9+/]*={0,2}$' })), oprfPublicKey: Type.Optional(Type.String({ pattern: '^[0-9a-f]{66}$' })) }),
-  }, async (req) => {
-    const b = req.body;
-    // `admin` is the admin's key id in request signatures; `engine` signs the engine's own statements and requests.
-    if (b.id === ADMIN_ID || b.id === 'engine') fail('SH_ERR_INVALID_ARGUMENT', `"id" ${b.id} is reserved`);
-    e.registry.registerParty({ id: b.id, role: b.role, ed25519: hexToBytes(b.ed25519), ...(b.x25519 ? { x25519: hexToBytes(b.x25519) } : {}), ...(b.bfvPublicKey ? { bfvPublicKey: new Uint8Array(Buffer.from(b.bfvPublicKey, 'base64')) } : {}), ...(b.oprfPublicKey ? { oprfPublicKey: hexToBytes(b.oprfPublicKey) } : {}) });
-    return partyView(e, b.id);
-  });
-  route<{ enterprises: Array<{ uscc: string; ed25519: string }> }>('POST', '/v1/admin/enterprises', 'admin', 'Register enterprises (real-name registration) in bulk', {
-    body: Obj({ enterprises: Type.Array(Obj({ uscc: Type.String({ minLength: 18, maxLength: 18 }), ed25519: Type.String({ pattern: '^[0-9a-f]{64}$' }) }), { maxItems: 100_000 }) }),
-  }, async (req) => {
-    e.registry.registerEnterprises(req.body.enterprises.map((x) => ({ uscc: x.uscc, ed25519: hexToBytes(x.ed25519) })));
-    return { registered: req.body.enterprises.length };
-  });
-  route('GET', '/v1/admin/parties', 'admin', 'List the registered parties (enterprises excepted)', {}, async () => ({ parties: e.registry.parties().map((p) => partyView(e, p.id)) }));
+  route<{
+    id: string;
+    role: PartyRole;
+    ed25519: string;
+    x25519?: string;
+    bfvPublicKey?: string;
+    oprfPublicKey?: string;
+  }>(
+    'POST',
+    '/v1/admin/parties',
+    'admin',
+    'Register a party and its public keys',
+    {
+      status: 201,
+      body: Obj({
+        id: Type.String({ pattern: PARTY_ID }),
+        role: Type.Union(['provider', 'bank', 'enterprise', 'auditor'].map((r) => Type.Literal(r))),
+        ed25519: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+        x25519: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
+        bfvPublicKey: Type.Optional(Type.String({ maxLength: 2_000_000, pattern: '^[A-Za-z0-9+/]*={0,2}$' })),
+        oprfPublicKey: Type.Optional(Type.String({ pattern: '^[0-9a-f]{66}$' })),
+      }),
+    },
+    async (req) => {
+      const b = req.body;
+      // `admin` is the admin's key id in request signatures; `engine` signs the engine's own statements and requests.
+      if (b.id === ADMIN_ID || b.id === 'engine') fail('SH_ERR_INVALID_ARGUMENT', `"id" ${b.id} is reserved`);
+      e.registry.registerParty({
+        id: b.id,
+        role: b.role,
+        ed25519: hexToBytes(b.ed25519),
+        ...(b.x25519 ? { x25519: hexToBytes(b.x25519) } : {}),
+        ...(b.bfvPublicKey ? { bfvPublicKey: new Uint8Array(Buffer.from(b.bfvPublicKey, 'base64')) } : {}),
+        ...(b.oprfPublicKey ? { oprfPublicKey: hexToBytes(b.oprfPublicKey) } : {}),
+      });
+      return partyView(e, b.id);
+    },
+  );
+  route<{ enterprises: Array<{ uscc: string; ed25519: string }> }>(
+    'POST',
+    '/v1/admin/enterprises',
+    'admin',
+    'Register enterprises (real-name registration) in bulk',
+    {
+      body: Obj({
+        enterprises: Type.Array(
+          Obj({
+            uscc: Type.String({ minLength: 18, maxLength: 18 }),
+            ed25519: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+          }),
+          { maxItems: 100_000 },
+        ),
+      }),
+    },
+    async (req) => {
+      e.registry.registerEnterprises(
+        req.body.enterprises.map((x) => ({ uscc: x.uscc, ed25519: hexToBytes(x.ed25519) })),
+      );
+      return { registered: req.body.enterprises.length };
+    },
+  );
+  route('GET', '/v1/admin/parties', 'admin', 'List the registered parties (enterprises excepted)', {}, async () => ({
+    parties: e.registry.parties().map((p) => partyView(e, p.id)),
+  }));
 }

@@ -12,55 +12,122 @@ import { Obj, JobParams, HashParams } from '../schemas.ts';
 import { auditBundle } from '../bundle.ts';
 import type { RouteContext } from '../route.ts';
 
-const Range = Obj({ from: Type.Optional(Type.String({ pattern: '^[0-9]{1,12}$' })), limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$' })) });
+const Range = Obj({
+  from: Type.Optional(Type.String({ pattern: '^[0-9]{1,12}$' })),
+  limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,6}$' })),
+});
 /** Optional decimal query parameters (ledger indexes and tree sizes). */
-const Q = (...names: string[]) => Obj(Object.fromEntries(names.map((n) => [n, Type.Optional(Type.String({ pattern: '^[0-9]{1,12}$' }))])));
+const Q = (...names: string[]) =>
+  Obj(Object.fromEntries(names.map((n) => [n, Type.Optional(Type.String({ pattern: '^[0-9]{1,12}$' }))])));
 const hexes = (xs: readonly Uint8Array[]) => xs.map((x) => bytesToHex(x));
 const num = (v: string | undefined, what: string, dflt?: number): number => {
-  if (v === undefined) { if (dflt === undefined) fail('SH_ERR_INVALID_ARGUMENT', `"${what}" is required`); return dflt!; }
+  if (v === undefined) {
+    if (dflt === undefined) fail('SH_ERR_INVALID_ARGUMENT', `"${what}" is required`);
+    return dflt!;
+  }
   return Number(v);
 };
 
 export function auditorRoutes({ engine: e, route }: RouteContext): void {
-  route<unknown, Record<string, string>, { from?: string; limit?: string }>('GET', '/v1/auditor/ledger', 'auditor', 'Ledger entries (canonical bodies) from an index', { querystring: Range }, async (req) => {
-    const from = Number(req.query.from ?? 0);
-    const limit = Math.min(Number(req.query.limit ?? 10_000), 10_000);
-    return { size: e.ledger.size(), entries: e.ledger.leafTexts(from, limit) };
-  });
+  route<unknown, Record<string, string>, { from?: string; limit?: string }>(
+    'GET',
+    '/v1/auditor/ledger',
+    'auditor',
+    'Ledger entries (canonical bodies) from an index',
+    { querystring: Range },
+    async (req) => {
+      const from = Number(req.query.from ?? 0);
+      const limit = Math.min(Number(req.query.limit ?? 10_000), 10_000);
+      return { size: e.ledger.size(), entries: e.ledger.leafTexts(from, limit) };
+    },
+  );
   route('GET', '/v1/auditor/checkpoints', 'auditor', 'Every signed checkpoint (C2SP signed notes)', {}, async () => {
     e.ledger.checkpoint();
     return { checkpoints: e.ledger.checkpointNotes() };
   });
-  route<unknown, { id: string }>('GET', '/v1/auditor/jobs/:id', 'auditor', "A job's stored request and summary (transcript)", { params: JobParams }, async (req) => {
-    const job = e.jobs.get(req.params.id);
-    if (!job) fail('SH_ERR_NOT_FOUND', `no job ${JSON.stringify(req.params.id)}`, { job: req.params.id });
-    return { id: job.id, kind: job.kind, bank: job.bank, status: job.status, request: job.request, summary: job.summary, createdAt: job.createdAt, finishedAt: job.finishedAt };
-  });
-  route<unknown, { hash: string }>('GET', '/v1/auditor/blobs/:hash', 'auditor', 'A stored blob (application/octet-stream)', { params: HashParams }, async (req) => {
-    if (!existsSync(e.store.blobPath(req.params.hash))) fail('SH_ERR_NOT_FOUND', `no blob ${req.params.hash}`);
-    return e.store.getBlob(req.params.hash);
-  });
+  route<unknown, { id: string }>(
+    'GET',
+    '/v1/auditor/jobs/:id',
+    'auditor',
+    "A job's stored request and summary (transcript)",
+    { params: JobParams },
+    async (req) => {
+      const job = e.jobs.get(req.params.id);
+      if (!job) fail('SH_ERR_NOT_FOUND', `no job ${JSON.stringify(req.params.id)}`, { job: req.params.id });
+      return {
+        id: job.id,
+        kind: job.kind,
+        bank: job.bank,
+        status: job.status,
+        request: job.request,
+        summary: job.summary,
+        createdAt: job.createdAt,
+        finishedAt: job.finishedAt,
+      };
+    },
+  );
+  route<unknown, { hash: string }>(
+    'GET',
+    '/v1/auditor/blobs/:hash',
+    'auditor',
+    'A stored blob (application/octet-stream)',
+    { params: HashParams },
+    async (req) => {
+      if (!existsSync(e.store.blobPath(req.params.hash))) fail('SH_ERR_NOT_FOUND', `no blob ${req.params.hash}`);
+      return e.store.getBlob(req.params.hash);
+    },
+  );
 
-  route<unknown, Record<string, string>, { index?: string; size?: string }>('GET', '/v1/auditor/proofs/inclusion', 'auditor|enterprise', 'Inclusion proof of one ledger entry in the tree of `size` entries (default: the latest checkpoint)', { querystring: Q('index', 'size') }, async (req) => {
-    const cp = e.ledger.checkpoint();
-    const latest = e.ledger.latestCheckpoint()!.size;
-    const size = num(req.query.size, 'size', latest);
-    const index = num(req.query.index, 'index');
-    if (!(size <= latest && index < size)) fail('SH_ERR_INVALID_ARGUMENT', `expected index < size ≤ ${latest}, got index ${index}, size ${size}`);
-    if (req.party.role === 'enterprise') {
-      if (!e.ledger.touches(index, req.party.id)) fail('SH_ERR_FORBIDDEN', `ledger entry ${index} is not in ${req.party.id}'s access report`);
-    }
-    const body = e.ledger.leafText(index);
-    return { index, size, body, proof: hexes(e.ledger.inclusionProof(index, size)), checkpoint: size === latest ? cp : null };
-  });
-  route<unknown, Record<string, string>, { from?: string; to?: string }>('GET', '/v1/auditor/proofs/consistency', 'auditor', 'Consistency proof between the trees of `from` and `to` entries (default to: the latest checkpoint)', { querystring: Q('from', 'to') }, async (req) => {
-    const cp = e.ledger.checkpoint();
-    const latest = e.ledger.latestCheckpoint()!.size;
-    const to = num(req.query.to, 'to', latest);
-    const from = num(req.query.from, 'from');
-    if (!(from <= to && to <= latest)) fail('SH_ERR_INVALID_ARGUMENT', `expected from ≤ to ≤ ${latest}, got from ${from}, to ${to}`);
-    return { from, to, proof: hexes(e.ledger.consistencyProof(from, to)), checkpoint: to === latest ? cp : null };
-  });
+  route<unknown, Record<string, string>, { index?: string; size?: string }>(
+    'GET',
+    '/v1/auditor/proofs/inclusion',
+    'auditor|enterprise',
+    'Inclusion proof of one ledger entry in the tree of `size` entries (default: the latest checkpoint)',
+    { querystring: Q('index', 'size') },
+    async (req) => {
+      const cp = e.ledger.checkpoint();
+      const latest = e.ledger.latestCheckpoint()!.size;
+      const size = num(req.query.size, 'size', latest);
+      const index = num(req.query.index, 'index');
+      if (!(size <= latest && index < size))
+        fail('SH_ERR_INVALID_ARGUMENT', `expected index < size ≤ ${latest}, got index ${index}, size ${size}`);
+      if (req.party.role === 'enterprise') {
+        if (!e.ledger.touches(index, req.party.id))
+          fail('SH_ERR_FORBIDDEN', `ledger entry ${index} is not in ${req.party.id}'s access report`);
+      }
+      const body = e.ledger.leafText(index);
+      return {
+        index,
+        size,
+        body,
+        proof: hexes(e.ledger.inclusionProof(index, size)),
+        checkpoint: size === latest ? cp : null,
+      };
+    },
+  );
+  route<unknown, Record<string, string>, { from?: string; to?: string }>(
+    'GET',
+    '/v1/auditor/proofs/consistency',
+    'auditor',
+    'Consistency proof between the trees of `from` and `to` entries (default to: the latest checkpoint)',
+    { querystring: Q('from', 'to') },
+    async (req) => {
+      const cp = e.ledger.checkpoint();
+      const latest = e.ledger.latestCheckpoint()!.size;
+      const to = num(req.query.to, 'to', latest);
+      const from = num(req.query.from, 'from');
+      if (!(from <= to && to <= latest))
+        fail('SH_ERR_INVALID_ARGUMENT', `expected from ≤ to ≤ ${latest}, got from ${from}, to ${to}`);
+      return { from, to, proof: hexes(e.ledger.consistencyProof(from, to)), checkpoint: to === latest ? cp : null };
+    },
+  );
 
-  route<unknown, { id: string }>('GET', '/v1/auditor/jobs/:id/bundle', 'auditor', 'The rows a replay of this job reads, and the blobs it needs (by hash)', { params: JobParams }, async (req) => auditBundle(e, req.params.id));
+  route<unknown, { id: string }>(
+    'GET',
+    '/v1/auditor/jobs/:id/bundle',
+    'auditor',
+    'The rows a replay of this job reads, and the blobs it needs (by hash)',
+    { params: JobParams },
+    async (req) => auditBundle(e, req.params.id),
+  );
 }

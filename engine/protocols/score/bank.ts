@@ -9,10 +9,27 @@ import type { ScoreRequest, ScoreResult, ScoreStatus } from './messages.ts';
 
 /** A signed score request. @example buildScoreRequest({ jobId, bank: 'b1', modelId, modelHash, purpose, subjects }, sk) */
 export function buildScoreRequest(
-  r: { jobId: string; bank: string; modelId: string; modelHash: string; purpose: string; subjects: string[]; requestedAt?: string },
+  r: {
+    jobId: string;
+    bank: string;
+    modelId: string;
+    modelHash: string;
+    purpose: string;
+    subjects: string[];
+    requestedAt?: string;
+  },
   bankSecretKey: Uint8Array,
 ): Signed<ScoreRequest> {
-  const body: ScoreRequest = { type: 'safehouse.score.request.v1', jobId: r.jobId, bank: r.bank, modelId: r.modelId, modelHash: r.modelHash, purpose: r.purpose, subjects: r.subjects, requestedAt: r.requestedAt ?? new Date().toISOString() };
+  const body: ScoreRequest = {
+    type: 'safehouse.score.request.v1',
+    jobId: r.jobId,
+    bank: r.bank,
+    modelId: r.modelId,
+    modelHash: r.modelHash,
+    purpose: r.purpose,
+    subjects: r.subjects,
+    requestedAt: r.requestedAt ?? new Date().toISOString(),
+  };
   return signJson(body, r.bank, bankSecretKey);
 }
 
@@ -20,10 +37,21 @@ export function buildScoreRequest(
  * Open the sealed vectors and unmask the scores of OK subjects: score = centered(Σ (v + m)[slot] − U) / 10^scale.
  * @throws SH_ERR_SEALED_BOX when a box was not sealed to this key or was altered.
  */
-export function openScoreResult(result: ScoreResult, bank: string, bankX25519Secret: Uint8Array): Array<{ uscc: string; status: ScoreStatus; score: string }> {
+export function openScoreResult(
+  result: ScoreResult,
+  bank: string,
+  bankX25519Secret: Uint8Array,
+): Array<{ uscc: string; status: ScoreStatus; score: string }> {
   const t = BigInt(result.t);
   const vectors = result.boxes.map((b) => {
-    const bytes = openSealed(bankX25519Secret, b.sealed, { jobId: result.jobId, jobHash: result.jobHash, provider: b.provider, label: b.label, mode: 'seal', recipient: bank });
+    const bytes = openSealed(bankX25519Secret, b.sealed, {
+      jobId: result.jobId,
+      jobHash: result.jobHash,
+      provider: b.provider,
+      label: b.label,
+      mode: 'seal',
+      recipient: bank,
+    });
     const copy = new Uint8Array(bytes);
     return new BigUint64Array(copy.buffer, 0, copy.length / 8);
   });

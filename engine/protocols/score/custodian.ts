@@ -22,7 +22,8 @@ export const scoreRules: CustodianRules = {
     const l = label.startsWith('score/') ? parseScoreLabel(label) : undefined;
     if (!label.startsWith('score/')) return `label ${JSON.stringify(label)} is not a score label`;
     if (mode !== 'seal') return `a score job does not use mode ${mode}`;
-    if (!l || l.provider !== provider) return `label ${JSON.stringify(label)} is not one of provider ${provider}'s score blocks`;
+    if (!l || l.provider !== provider)
+      return `label ${JSON.stringify(label)} is not one of provider ${provider}'s score blocks`;
     return undefined;
   },
 };

@@ -26,13 +26,20 @@ export const evalBlock = kernelRef<typeof Kernels.evalBlock>(new URL('./kernels.
 /** The model a request pins: registered, the bank's own, the same hash, approved by every provider it uses. */
 export function pinnedModel(engine: Engine, req: ScoreRequest, bank: string): CompiledModel {
   const registered = engine.models.get(req.modelId);
-  if (!registered) fail('SH_ERR_NOT_FOUND', `no model ${JSON.stringify(req.modelId)} is registered`, { model: req.modelId });
-  if (registered.bank !== bank) fail('SH_ERR_PARTY_ROLE', `model ${req.modelId} belongs to ${registered.bank}, not ${bank}`);
-  if (registered.hash !== req.modelHash) fail('SH_ERR_PARAMS_MISMATCH', `request pins model hash ${req.modelHash.slice(0, 12)}…, registered is ${registered.hash.slice(0, 12)}…`);
+  if (!registered)
+    fail('SH_ERR_NOT_FOUND', `no model ${JSON.stringify(req.modelId)} is registered`, { model: req.modelId });
+  if (registered.bank !== bank)
+    fail('SH_ERR_PARTY_ROLE', `model ${req.modelId} belongs to ${registered.bank}, not ${bank}`);
+  if (registered.hash !== req.modelHash)
+    fail(
+      'SH_ERR_PARAMS_MISMATCH',
+      `request pins model hash ${req.modelHash.slice(0, 12)}…, registered is ${registered.hash.slice(0, 12)}…`,
+    );
   const model = engine.models.compiled(req.modelId);
   const approvals = engine.models.approvals(req.modelId);
   for (const p of new Set(model.terms.map((t) => t.provider))) {
-    if (approvals.get(p) !== model.hash) fail('SH_ERR_MODEL_NOT_APPROVED', `model ${req.modelId} is not approved by provider ${p}`, { provider: p });
+    if (approvals.get(p) !== model.hash)
+      fail('SH_ERR_MODEL_NOT_APPROVED', `model ${req.modelId} is not approved by provider ${p}`, { provider: p });
   }
   return model;
 }
@@ -62,7 +69,12 @@ export function modelGroups(engine: Engine, model: CompiledModel): Group[] {
  * `missingOffset`, or makes the subject NO_DATA) and, for scorable subjects, the plaintext part of its score (intercept
  * and missing-value offsets). Shared by the job and its replay. `groups[].slots` must hold the consented subjects.
  */
-export function scoreStatuses(model: CompiledModel, groups: ReadonlyArray<{ terms: CompiledTerm[]; slots: Map<string, SubjectSlot> }>, subjects: readonly string[], consent: ReadonlyMap<string, { status: ConsentStatus }>): { status: Map<string, ScoreStatus>; offsets: Map<string, bigint> } {
+export function scoreStatuses(
+  model: CompiledModel,
+  groups: ReadonlyArray<{ terms: CompiledTerm[]; slots: Map<string, SubjectSlot> }>,
+  subjects: readonly string[],
+  consent: ReadonlyMap<string, { status: ConsentStatus }>,
+): { status: Map<string, ScoreStatus>; offsets: Map<string, bigint> } {
   const status = new Map<string, ScoreStatus>(subjects.map((s) => [s, consent.get(s)!.status]));
   const offsets = new Map<string, bigint>();
   for (const s of subjects) {
@@ -89,7 +101,10 @@ export function touchedBlocks(groups: readonly Group[], scored: readonly string[
   const work: Array<{ g: Group; block: number }> = [];
   for (const g of groups) {
     const blocks = new Set<number>();
-    for (const s of scored) { const sl = g.slots.get(s); if (sl) blocks.add(sl.block); }
+    for (const s of scored) {
+      const sl = g.slots.get(s);
+      if (sl) blocks.add(sl.block);
+    }
     for (const b of [...blocks].sort((x, y) => x - y)) work.push({ g, block: b });
   }
   return work;
@@ -105,27 +120,61 @@ export interface Evaluated {
  * Every touched block through the pool and its custodian: Enc(Σ w·x) + m (mask key from the seed and the label), a
  * logged re-randomizer, the custodian's signed `seal` answer — v + m sealed to the bank — and its ledger pair.
  */
-export async function evaluateBlocks(engine: Engine, job: { jobId: string; jobHash: string; bank: PartyRecord; seed: Uint8Array }, work: ReadonlyArray<{ g: Group; block: number }>, onBlock: () => void): Promise<Evaluated> {
+export async function evaluateBlocks(
+  engine: Engine,
+  job: { jobId: string; jobHash: string; bank: PartyRecord; seed: Uint8Array },
+  work: ReadonlyArray<{ g: Group; block: number }>,
+  onBlock: () => void,
+): Promise<Evaluated> {
   const out: Evaluated = { boxes: [], boxIndex: new Map(), masks: new Map() };
   const t = engine.params.t;
   const runBlock = async ({ g, block }: { g: Group; block: number }, i: number) => {
     const label = scoreLabel(g.provider, g.dataset.id, block);
     const maskKey = deriveMaskKey(job.seed, `${job.jobId}/${label}`);
-    const columns = g.terms.flatMap((term) => term.columns.map((c) => {
-      const blob = engine.datasets.columnBlob(g.dataset.id, c.column, block);
-      if (!blob) fail('SH_ERR_MODEL_STALE', `provider ${g.provider} has no column ${c.column} for block ${block} of dataset ${g.dataset.id} (re-approve the model after re-ingesting)`, { provider: g.provider });
-      return { path: engine.store.blobPath(blob), hash: blob, multiplier: c.multiplier.toString() };
-    }));
+    const columns = g.terms.flatMap((term) =>
+      term.columns.map((c) => {
+        const blob = engine.datasets.columnBlob(g.dataset.id, c.column, block);
+        if (!blob)
+          fail(
+            'SH_ERR_MODEL_STALE',
+            `provider ${g.provider} has no column ${c.column} for block ${block} of dataset ${g.dataset.id} (re-approve the model after re-ingesting)`,
+            { provider: g.provider },
+          );
+        return { path: engine.store.blobPath(blob), hash: blob, multiplier: c.multiplier.toString() };
+      }),
+    );
     const pk = engine.registry.requireParty(g.provider, 'provider').bfvPublicKeyBlob!;
-    const res = (await engine.pool.run(evalBlock, { paramsId: engine.params.id, publicKey: { path: engine.store.blobPath(pk), hash: pk }, columns, maskKey: maskKey.slice() })) as { ciphertext: Uint8Array; rerandomizer: Uint8Array };
+    const res = (await engine.pool.run(evalBlock, {
+      paramsId: engine.params.id,
+      publicKey: { path: engine.store.blobPath(pk), hash: pk },
+      columns,
+      maskKey: maskKey.slice(),
+    })) as { ciphertext: Uint8Array; rerandomizer: Uint8Array };
     const ct = res.ciphertext;
     // The fresh encryption of zero is kept so an auditor can replay this block bit for bit.
     const rerandomizer = engine.store.putBlob(res.rerandomizer);
-    const request: DecryptRequest = { type: 'safehouse.custodian.decrypt.v1', paramsId: engine.params.id, provider: g.provider, jobId: job.jobId, jobHash: job.jobHash, label, mode: 'seal', ciphertext: sha256Hex(ct), recipient: { party: job.bank.id, x25519: bytesToHex(job.bank.x25519!) } };
+    const request: DecryptRequest = {
+      type: 'safehouse.custodian.decrypt.v1',
+      paramsId: engine.params.id,
+      provider: g.provider,
+      jobId: job.jobId,
+      jobHash: job.jobHash,
+      label,
+      mode: 'seal',
+      ciphertext: sha256Hex(ct),
+      recipient: { party: job.bank.id, x25519: bytesToHex(job.bank.x25519!) },
+    };
     const response = await askCustodian<DecryptRequest, Signed<DecryptResponse>>(engine, {
-      provider: g.provider, body: request, send: (c, signed) => c.decrypt(signed as Signed<DecryptRequest>, ct), response: (r) => r, complete: (r) => !!r.body.sealed,
+      provider: g.provider,
+      body: request,
+      send: (c, signed) => c.decrypt(signed as Signed<DecryptRequest>, ct),
+      response: (r) => r,
+      complete: (r) => !!r.body.sealed,
       requestEvent: { mode: 'seal', ciphertext: request.ciphertext, rerandomizer },
-      responseEvent: (r) => ({ responseHash: sha256Hex(canonicalize(r)), sealed: sha256Hex(canonicalize(r.body.sealed)) }),
+      responseEvent: (r) => ({
+        responseHash: sha256Hex(canonicalize(r)),
+        sealed: sha256Hex(canonicalize(r.body.sealed)),
+      }),
     });
     out.masks.set(`${g.dataset.id}#${block}`, maskVector(maskKey, t, engine.params.slots));
     out.boxes[i] = { provider: g.provider, datasetId: g.dataset.id, block, label, sealed: response.body.sealed! };
@@ -137,7 +186,14 @@ export async function evaluateBlocks(engine: Engine, job: { jobId: string; jobHa
 }
 
 /** Unmask values for OK subjects only; refused subjects get a status and nothing else. */
-export function scoreResult(engine: Engine, job: { jobId: string; jobHash: string; req: ScoreRequest; model: CompiledModel }, subjects: readonly string[], groups: readonly Group[], judged: { status: Map<string, ScoreStatus>; offsets: Map<string, bigint> }, ev: Evaluated): ScoreResult {
+export function scoreResult(
+  engine: Engine,
+  job: { jobId: string; jobHash: string; req: ScoreRequest; model: CompiledModel },
+  subjects: readonly string[],
+  groups: readonly Group[],
+  judged: { status: Map<string, ScoreStatus>; offsets: Map<string, bigint> },
+  ev: Evaluated,
+): ScoreResult {
   const t = engine.params.t;
   const out: ScoreResult['subjects'] = subjects.map((s) => {
     const st = judged.status.get(s)!;
@@ -153,5 +209,15 @@ export function scoreResult(engine: Engine, job: { jobId: string; jobHash: strin
     }
     return { uscc: s, status: 'OK', refs, unmask: toSlot(u, t).toString() };
   });
-  return { type: 'safehouse.score.result.v1', jobId: job.jobId, jobHash: job.jobHash, modelId: job.req.modelId, paramsId: engine.params.id, t: t.toString(), scale: job.model.scale, boxes: ev.boxes, subjects: out };
+  return {
+    type: 'safehouse.score.result.v1',
+    jobId: job.jobId,
+    jobHash: job.jobHash,
+    modelId: job.req.modelId,
+    paramsId: engine.params.id,
+    t: t.toString(),
+    scale: job.model.scale,
+    boxes: ev.boxes,
+    subjects: out,
+  };
 }

@@ -19,24 +19,26 @@ export interface EvalBlockTask {
   rerandomizer?: Uint8Array;
 }
 
-export const evalBlock = defineKernel<EvalBlockTask, { ciphertext: Uint8Array; rerandomizer: Uint8Array } | Uint8Array>(async (task) => {
-  const o = await blockOps(task.paramsId);
-  const pk = publicKeyFor(o, task.publicKey);
-  const cts = task.columns.map((c) => loadStored(o, c, 'column'));
-  try {
-    const acc = o.linear(cts.map((ct, i) => ({ ct, multiplier: BigInt(task.columns[i]!.multiplier) })));
+export const evalBlock = defineKernel<EvalBlockTask, { ciphertext: Uint8Array; rerandomizer: Uint8Array } | Uint8Array>(
+  async (task) => {
+    const o = await blockOps(task.paramsId);
+    const pk = publicKeyFor(o, task.publicKey);
+    const cts = task.columns.map((c) => loadStored(o, c, 'column'));
     try {
-      o.addVector(acc, maskVector(task.maskKey, o.he.params.t, o.slots));
-      if (task.rerandomizer) {
-        o.rerandomizeWith(acc, task.rerandomizer);
-        return move(o.save(acc));
+      const acc = o.linear(cts.map((ct, i) => ({ ct, multiplier: BigInt(task.columns[i]!.multiplier) })));
+      try {
+        o.addVector(acc, maskVector(task.maskKey, o.he.params.t, o.slots));
+        if (task.rerandomizer) {
+          o.rerandomizeWith(acc, task.rerandomizer);
+          return move(o.save(acc));
+        }
+        const zero = o.rerandomizeLogged(acc, pk);
+        return moveBoth(o.save(acc), zero);
+      } finally {
+        acc.delete();
       }
-      const zero = o.rerandomizeLogged(acc, pk);
-      return moveBoth(o.save(acc), zero);
     } finally {
-      acc.delete();
+      for (const ct of cts) ct.delete();
     }
-  } finally {
-    for (const ct of cts) ct.delete();
-  }
-});
+  },
+);

@@ -10,7 +10,14 @@ import { sha256Hex } from '../../../core/hash.ts';
 import { signJson, type Signed } from '../../../core/sign.ts';
 import { vetModel } from '../../../sandbox/vetting.ts';
 import { DEFAULT_POLICY, type Policy } from '../../../sandbox/policy.ts';
-import { modelHash, isScorecardTerm, binColumn, binIndex, compileModel, type ModelSpec } from '../../../models/model.ts';
+import {
+  modelHash,
+  isScorecardTerm,
+  binColumn,
+  binIndex,
+  compileModel,
+  type ModelSpec,
+} from '../../../models/model.ts';
 import type { ApprovalStatement } from '../../models.ts';
 import type { ProviderSide } from '../../provider/side.ts';
 import { fieldStats, type ProviderTable } from '../../provider/table.ts';
@@ -19,13 +26,22 @@ import { fieldStats, type ProviderTable } from '../../provider/table.ts';
  * Approve a model as `provider`, with its own table; returns the signed approval and the derived columns' blobs.
  * @throws SH_ERR_INVALID_ARGUMENT when the model does not use this provider or the table lacks a field.
  */
-export async function approveModel(provider: ProviderSide, spec: ModelSpec, table: ProviderTable, policy: Policy = DEFAULT_POLICY): Promise<{ approval: Signed<ApprovalStatement>; blobs: Map<string, Uint8Array> }> {
+export async function approveModel(
+  provider: ProviderSide,
+  spec: ModelSpec,
+  table: ProviderTable,
+  policy: Policy = DEFAULT_POLICY,
+): Promise<{ approval: Signed<ApprovalStatement>; blobs: Map<string, Uint8Array> }> {
   const hash = modelHash(spec);
-  if (!spec.terms.some((t) => t.provider === provider.id)) fail('SH_ERR_INVALID_ARGUMENT', `model ${spec.id} does not use provider ${provider.id}`);
+  if (!spec.terms.some((t) => t.provider === provider.id))
+    fail('SH_ERR_INVALID_ARGUMENT', `model ${spec.id} does not use provider ${provider.id}`);
   // The provider's own review, independent of the engine's: its terms must compile against its own schema and pass
   // the anti-extraction rules with its own (unrounded) statistics.
   const mine: ModelSpec = { ...spec, intercept: '0', terms: spec.terms.filter((t) => t.provider === provider.id) };
-  const stats = fieldStats(table.schema.fields.filter((f) => f.type !== 'id'), table);
+  const stats = fieldStats(
+    table.schema.fields.filter((f) => f.type !== 'id'),
+    table,
+  );
   const own = (p: string, name: string) => {
     const f = p === provider.id ? table.schema.fields.find((x) => x.name === name) : undefined;
     return f && stats[name] ? { ...f, std: stats[name].std } : f;
@@ -40,22 +56,36 @@ export async function approveModel(provider: ProviderSide, spec: ModelSpec, tabl
     if (term.provider !== provider.id || !isScorecardTerm(term)) return;
     const f = table.schema.fields.find((x) => x.name === term.field);
     const col = table.values[term.field];
-    if (!f || !col) fail('SH_ERR_INVALID_ARGUMENT', `provider ${provider.id}'s dataset ${table.datasetId} has no field ${term.field}`);
+    if (!f || !col)
+      fail(
+        'SH_ERR_INVALID_ARGUMENT',
+        `provider ${provider.id}'s dataset ${table.datasetId} has no field ${term.field}`,
+      );
     const bins = col.map((v) => (v === null ? -1 : binIndex(term.bins, BigInt(v), f.decimals)));
     term.bins.forEach((_, j) => {
       for (let b = 0; b < blocks; b++) {
         const vec = new BigUint64Array(slots);
         for (let s = b * slots; s < Math.min(n, (b + 1) * slots); s++) if (bins[s] === j) vec[s - b * slots] = 1n;
         const column = binColumn(hash, i, j);
-        tasks.push(provider.encrypt(vec).then((bytes) => {
-          const blob = sha256Hex(bytes);
-          blobs.set(blob, bytes);
-          return { column, block: b, blob };
-        }));
+        tasks.push(
+          provider.encrypt(vec).then((bytes) => {
+            const blob = sha256Hex(bytes);
+            blobs.set(blob, bytes);
+            return { column, block: b, blob };
+          }),
+        );
       }
     });
   });
   const derived = await provider.all(tasks);
-  const body: ApprovalStatement = { type: 'safehouse.approval.v1', provider: provider.id, modelId: spec.id, modelHash: hash, datasetId: table.datasetId, derived, approvedAt: new Date().toISOString() };
+  const body: ApprovalStatement = {
+    type: 'safehouse.approval.v1',
+    provider: provider.id,
+    modelId: spec.id,
+    modelHash: hash,
+    datasetId: table.datasetId,
+    derived,
+    approvedAt: new Date().toISOString(),
+  };
   return { approval: signJson(body, provider.id, provider.keys.ed25519SecretKey), blobs };
 }

@@ -17,12 +17,21 @@ import type { Signed } from '../../../core/sign.ts';
 import type { SealedBox } from '../../../core/sealbox.ts';
 import { compileModel, type CompiledModel } from '../../../models/model.ts';
 import { deriveMaskKey, maskVector } from '../../he/mask.ts';
-import { blobOrMissing, checkRequestAndEscrow, failedDetail, type ReplayContext, type StepStatus } from '../../audit/steps.ts';
+import {
+  blobOrMissing,
+  checkRequestAndEscrow,
+  failedDetail,
+  type ReplayContext,
+  type StepStatus,
+} from '../../audit/steps.ts';
 import { evalBlock, scoreStatuses } from './engine.ts';
 import { parseScoreLabel, type ScoreRequest, type ScoreResult } from './messages.ts';
 
 /** What a scoring job keeps for replay. */
-export interface StoredScore { signed: Signed<ScoreRequest>; escrow?: Array<{ auditor: string; sealed: SealedBox }> }
+export interface StoredScore {
+  signed: Signed<ScoreRequest>;
+  escrow?: Array<{ auditor: string; sealed: SealedBox }>;
+}
 
 export async function replayScore(ctx: ReplayContext<StoredScore>): Promise<void> {
   const { engine, jobId, stored, events, requested, add } = ctx;
@@ -37,7 +46,12 @@ export async function replayScore(ctx: ReplayContext<StoredScore>): Promise<void
     model = compileModel(m.spec, engine.datasets.fieldLookup, engine.params.t);
     const approvals = engine.models.approvals(req.modelId);
     const unapproved = [...new Set(model.terms.map((t) => t.provider))].filter((p) => approvals.get(p) !== model!.hash);
-    if (model.hash !== req.modelHash) add('model', 'mismatch', `the stored model compiles to ${model.hash.slice(0, 12)}…, the request pinned ${req.modelHash.slice(0, 12)}…`);
+    if (model.hash !== req.modelHash)
+      add(
+        'model',
+        'mismatch',
+        `the stored model compiles to ${model.hash.slice(0, 12)}…, the request pinned ${req.modelHash.slice(0, 12)}…`,
+      );
     else if (unapproved.length) add('model', 'mismatch', `not approved by ${unapproved.join(', ')}`);
     else add('model', 'match');
   }
@@ -48,15 +62,34 @@ export async function replayScore(ctx: ReplayContext<StoredScore>): Promise<void
   const datasets = new Map<string, { provider: string; terms: CompiledModel['terms'] }>();
   for (const e of blockEvents) {
     const datasetId = parseScoreLabel(String(e.body.label))?.datasetId ?? '';
-    if (model) datasets.set(datasetId, { provider: String(e.body.provider), terms: model.terms.filter((t) => t.provider === e.body.provider) });
+    if (model)
+      datasets.set(datasetId, {
+        provider: String(e.body.provider),
+        terms: model.terms.filter((t) => t.provider === e.body.provider),
+      });
   }
-  const categories = [...new Set([...datasets.keys()].map((id) => engine.datasets.get(id)?.category).filter((c): c is string => !!c))].sort();
-  const consent = engine.consents.statuses({ bank: req.bank, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) }, subjects);
+  const categories = [
+    ...new Set([...datasets.keys()].map((id) => engine.datasets.get(id)?.category).filter((c): c is string => !!c)),
+  ].sort();
+  const consent = engine.consents.statuses(
+    { bank: req.bank, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) },
+    subjects,
+  );
   const ok = subjects.filter((s) => consent.get(s)?.status === 'OK');
-  const groups = [...datasets].map(([datasetId, d]) => ({ datasetId, ...d, slots: engine.datasets.subjectSlots(datasetId, ok) }));
-  const { status, offsets } = model ? scoreStatuses(model, groups, subjects, consent) : { status: new Map<string, string>(), offsets: new Map<string, bigint>() };
-  const consentIds = subjects.filter((s) => status.get(s) === 'OK').map((s) => consent.get(s)!.consentId!).sort();
-  if (sha256Hex(consentIds.join('\n')) !== requested.body.consentIds) add('consent', 'mismatch', 'the consents valid at the request time are not the ones the job used');
+  const groups = [...datasets].map(([datasetId, d]) => ({
+    datasetId,
+    ...d,
+    slots: engine.datasets.subjectSlots(datasetId, ok),
+  }));
+  const { status, offsets } = model
+    ? scoreStatuses(model, groups, subjects, consent)
+    : { status: new Map<string, string>(), offsets: new Map<string, bigint>() };
+  const consentIds = subjects
+    .filter((s) => status.get(s) === 'OK')
+    .map((s) => consent.get(s)!.consentId!)
+    .sort();
+  if (sha256Hex(consentIds.join('\n')) !== requested.body.consentIds)
+    add('consent', 'mismatch', 'the consents valid at the request time are not the ones the job used');
   else add('consent', 'match');
 
   // blocks: recompute the ciphertext each custodian was sent
@@ -65,14 +98,26 @@ export async function replayScore(ctx: ReplayContext<StoredScore>): Promise<void
     const label = String(e.body.label);
     const step = `block ${label}`;
     const parsed = parseScoreLabel(label);
-    if (!parsed) { add(step, 'mismatch', 'the label is not a score block'); continue; }
+    if (!parsed) {
+      add(step, 'mismatch', 'the label is not a score block');
+      continue;
+    }
     const { provider, datasetId, block } = parsed;
-    if (!seed || !model) { add(step, 'missing', 'no seed or model to replay with'); continue; }
+    if (!seed || !model) {
+      add(step, 'missing', 'no seed or model to replay with');
+      continue;
+    }
     const maskKey = deriveMaskKey(seed, `${jobId}/${label}`);
     masks.set(`${datasetId}#${block}`, maskVector(maskKey, engine.params.t, engine.params.slots));
     const rerandomizer = blobOrMissing(engine, e.body.rerandomizer);
-    if (rerandomizer === 'missing') { add(step, 'missing', 're-randomizer blob not stored'); continue; }
-    if (rerandomizer === 'corrupt') { add(step, 'mismatch', 're-randomizer blob does not hash to its address'); continue; }
+    if (rerandomizer === 'missing') {
+      add(step, 'missing', 're-randomizer blob not stored');
+      continue;
+    }
+    if (rerandomizer === 'corrupt') {
+      add(step, 'mismatch', 're-randomizer blob does not hash to its address');
+      continue;
+    }
     const columns: Array<{ path: string; hash: string; multiplier: string }> = [];
     let problem: StepStatus | undefined;
     for (const term of model.terms.filter((t) => t.provider === provider)) {
@@ -84,10 +129,23 @@ export async function replayScore(ctx: ReplayContext<StoredScore>): Promise<void
         else columns.push({ path: engine.store.blobPath(blob!), hash: blob!, multiplier: c.multiplier.toString() });
       }
     }
-    if (problem) { add(step, problem, problem === 'missing' ? 'a column blob is not stored' : 'a column blob does not hash to its address'); continue; }
+    if (problem) {
+      add(
+        step,
+        problem,
+        problem === 'missing' ? 'a column blob is not stored' : 'a column blob does not hash to its address',
+      );
+      continue;
+    }
     const pk = engine.registry.party(provider!)?.bfvPublicKeyBlob;
     try {
-      const ct = (await engine.pool.run(evalBlock, { paramsId: engine.params.id, publicKey: { path: engine.store.blobPath(pk!), hash: pk! }, columns, maskKey: maskKey.slice(), rerandomizer })) as Uint8Array;
+      const ct = (await engine.pool.run(evalBlock, {
+        paramsId: engine.params.id,
+        publicKey: { path: engine.store.blobPath(pk!), hash: pk! },
+        columns,
+        maskKey: maskKey.slice(),
+        rerandomizer,
+      })) as Uint8Array;
       if (sha256Hex(ct) === e.body.ciphertext) add(step, 'match');
       else add(step, 'mismatch', 'the recomputed ciphertext differs from the one sent to the custodian');
     } catch (err) {
@@ -99,16 +157,23 @@ export async function replayScore(ctx: ReplayContext<StoredScore>): Promise<void
   const completed = events.find((e) => e.kind === 'job.completed');
   const resultBytes = completed ? blobOrMissing(engine, completed.body.resultHash) : 'missing';
   if (resultBytes === 'missing') add('result', 'missing', 'the result sent to the bank is not stored');
-  else if (resultBytes === 'corrupt') add('result', 'mismatch', 'the stored result does not hash to the ledgered resultHash');
+  else if (resultBytes === 'corrupt')
+    add('result', 'mismatch', 'the stored result does not hash to the ledgered resultHash');
   else if (!seed || !model) add('result', 'missing', 'no seed or model to replay with');
   else {
     const result = JSON.parse(new TextDecoder().decode(resultBytes)) as ScoreResult;
     const t = engine.params.t;
-    const responses = new Map(events.filter((e) => e.kind === 'custodian.response').map((e) => [String(e.body.label), String(e.body.sealed)]));
+    const responses = new Map(
+      events.filter((e) => e.kind === 'custodian.response').map((e) => [String(e.body.label), String(e.body.sealed)]),
+    );
     const bad: string[] = [];
-    for (const b of result.boxes) if (responses.get(b.label) !== sha256Hex(canonicalize(b.sealed))) bad.push(`box ${b.label}`);
+    for (const b of result.boxes)
+      if (responses.get(b.label) !== sha256Hex(canonicalize(b.sealed))) bad.push(`box ${b.label}`);
     for (const s of result.subjects) {
-      if (status.get(s.uscc) !== s.status) { bad.push(`status of ${s.uscc}`); continue; }
+      if (status.get(s.uscc) !== s.status) {
+        bad.push(`status of ${s.uscc}`);
+        continue;
+      }
       if (s.status !== 'OK') continue;
       let u = -offsets.get(s.uscc)!;
       for (const g of groups) {

@@ -19,12 +19,21 @@ import { SCORE_REQUEST_TYPE, type ScoreProgress, type ScoreRequest, type ScoreRe
  *   SH_ERR_MODEL_STALE, SH_ERR_JOB_TOO_LARGE, SH_ERR_USCC_*, SH_ERR_REQUEST_STALE (requestedAt not now),
  *   SH_ERR_ALREADY_EXISTS (job id already used), and custodian errors.
  */
-export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, opts: { onProgress?: (p: ScoreProgress) => void } = {}): Promise<ScoreResult> {
+export async function runScoreJob(
+  engine: Engine,
+  signed: Signed<ScoreRequest>,
+  opts: { onProgress?: (p: ScoreProgress) => void } = {},
+): Promise<ScoreResult> {
   // 1. Who asks, for what, under which pinned model.
   const { bank, req, jobHash } = admitBankRequest(engine, signed, SCORE_REQUEST_TYPE, 'score', { sealedResults: true });
   const model = pinnedModel(engine, req, bank.id);
   if (!Array.isArray(req.subjects)) fail('SH_ERR_INVALID_ARGUMENT', '"subjects" expected an array');
-  if (req.subjects.length > engine.policy.maxSubjectsPerJob) fail('SH_ERR_JOB_TOO_LARGE', `job names ${req.subjects.length} subjects; the limit is ${engine.policy.maxSubjectsPerJob}`, { subjects: req.subjects.length });
+  if (req.subjects.length > engine.policy.maxSubjectsPerJob)
+    fail(
+      'SH_ERR_JOB_TOO_LARGE',
+      `job names ${req.subjects.length} subjects; the limit is ${engine.policy.maxSubjectsPerJob}`,
+      { subjects: req.subjects.length },
+    );
   const subjects = parseSubjectList(req.subjects);
 
   // 2. Which datasets, and each subject's status: consent first, then data availability — every per-subject step
@@ -32,9 +41,16 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   const groups = modelGroups(engine, model);
   const categories = [...new Set(groups.map((g) => g.dataset.category))].sort();
   opts.onProgress?.({ phase: 'consent', done: 0, total: subjects.length });
-  const plan = await engine.consents.subjectsParallel({ bank: bank.id, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) }, subjects, groups.map((g) => g.dataset.id), { slotsOf: 'OK' });
+  const plan = await engine.consents.subjectsParallel(
+    { bank: bank.id, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) },
+    subjects,
+    groups.map((g) => g.dataset.id),
+    { slotsOf: 'OK' },
+  );
   const consent = plan.consent;
-  groups.forEach((g, i) => { g.slots = plan.slots[i]!; }); // the pool returned slots of OK subjects only
+  groups.forEach((g, i) => {
+    g.slots = plan.slots[i]!;
+  }); // the pool returned slots of OK subjects only
   const judged = scoreStatuses(model, groups, subjects, consent);
   const scored = subjects.filter((s) => consent.get(s)!.status === 'OK' && judged.status.get(s) === 'OK');
 
@@ -42,20 +58,37 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   const seed = engine.jobs.newSeed();
   const escrow = escrowToAuditors(engine, seed, { type: 'safehouse.escrow.v1', jobId: req.jobId, jobHash });
   const consentIds = scored.map((s) => consent.get(s)!.consentId!).sort();
-  engine.jobs.record({ id: req.jobId, kind: 'score', bank: bank.id, request: { signed, escrow }, status: 'running' }, {
-    event: {
-      jobId: req.jobId, job: 'score', bank: bank.id, modelId: req.modelId, modelHash: model.hash, purpose: req.purpose, jobHash,
-      subjects: subjects.length, consentIds: sha256Hex(consentIds.join('\n')), signature: signed.signature, escrow: escrowHashes(escrow),
+  engine.jobs.record(
+    { id: req.jobId, kind: 'score', bank: bank.id, request: { signed, escrow }, status: 'running' },
+    {
+      event: {
+        jobId: req.jobId,
+        job: 'score',
+        bank: bank.id,
+        modelId: req.modelId,
+        modelHash: model.hash,
+        purpose: req.purpose,
+        jobHash,
+        subjects: subjects.length,
+        consentIds: sha256Hex(consentIds.join('\n')),
+        signature: signed.signature,
+        escrow: escrowHashes(escrow),
+      },
+      subjects,
     },
-    subjects,
-  });
+  );
 
   // 4. One masked, re-randomized ciphertext per (dataset, touched block), sealed to the bank by the custodian.
   const work = touchedBlocks(groups, scored);
-  for (const provider of new Set(work.map((w) => w.g.provider))) await engine.registry.custodian(provider).openJob(signed);
+  for (const provider of new Set(work.map((w) => w.g.provider)))
+    await engine.registry.custodian(provider).openJob(signed);
   let done = 0;
   opts.onProgress?.({ phase: 'compute', done, total: work.length });
-  const evaluated = await failOnError(engine, req.jobId, () => evaluateBlocks(engine, { jobId: req.jobId, jobHash, bank, seed }, work, () => opts.onProgress?.({ phase: 'compute', done: ++done, total: work.length })));
+  const evaluated = await failOnError(engine, req.jobId, () =>
+    evaluateBlocks(engine, { jobId: req.jobId, jobHash, bank, seed }, work, () =>
+      opts.onProgress?.({ phase: 'compute', done: ++done, total: work.length }),
+    ),
+  );
 
   // 5. The result: unmask values for OK subjects only. It is kept (content-addressed by its canonical hash) so a
   // replay can compare what the bank got.
@@ -64,7 +97,11 @@ export async function runScoreJob(engine: Engine, signed: Signed<ScoreRequest>, 
   for (const s of result.subjects) counts[s.status] = (counts[s.status] ?? 0) + 1;
   const resultBlob = engine.store.putBlob(new TextEncoder().encode(canonicalize(result)));
   // The blob's address is the SHA-256 of the same canonical bytes.
-  engine.jobs.complete(req.jobId, { counts, resultHash: resultBlob }, { job: 'score', counts, boxes: evaluated.boxes.length, resultHash: resultBlob });
+  engine.jobs.complete(
+    req.jobId,
+    { counts, resultHash: resultBlob },
+    { job: 'score', counts, boxes: evaluated.boxes.length, resultHash: resultBlob },
+  );
   opts.onProgress?.({ phase: 'done', done: work.length, total: work.length });
   return result;
 }

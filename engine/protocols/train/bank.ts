@@ -12,15 +12,29 @@ import { BlockOps } from '../../he/block.ts';
 import { columnBitsOf, type TrainLabels, type TrainPlan, type TrainRequest } from './messages.ts';
 
 /** A signed training request. */
-export function buildTrainRequest(r: Omit<TrainRequest, 'type' | 'requestedAt'> & { requestedAt?: string }, bankSecretKey: Uint8Array): Signed<TrainRequest> {
-  return signJson({ type: 'safehouse.train.request.v1', ...r, requestedAt: r.requestedAt ?? new Date().toISOString() }, r.bank, bankSecretKey);
+export function buildTrainRequest(
+  r: Omit<TrainRequest, 'type' | 'requestedAt'> & { requestedAt?: string },
+  bankSecretKey: Uint8Array,
+): Signed<TrainRequest> {
+  return signJson(
+    { type: 'safehouse.train.request.v1', ...r, requestedAt: r.requestedAt ?? new Date().toISOString() },
+    r.bank,
+    bankSecretKey,
+  );
 }
 
 /**
  * Encrypt L = c·s·(2 − 4y) at the cohort's slots under the key holder's public key (from the public registry).
  * @throws SH_ERR_INVALID_ARGUMENT when a cohort subject has no label
  */
-export async function encryptLabels(params: ParamSet, holderPublicKey: Uint8Array, plan: Pick<TrainPlan, 'jobId' | 'options' | 'features' | 'cohort'>, labels: ReadonlyMap<string, 0 | 1>, bank: string, bankSecretKey: Uint8Array): Promise<{ signed: Signed<TrainLabels>; blobs: Map<string, Uint8Array> }> {
+export async function encryptLabels(
+  params: ParamSet,
+  holderPublicKey: Uint8Array,
+  plan: Pick<TrainPlan, 'jobId' | 'options' | 'features' | 'cohort'>,
+  labels: ReadonlyMap<string, 0 | 1>,
+  bank: string,
+  bankSecretKey: Uint8Array,
+): Promise<{ signed: Signed<TrainLabels>; blobs: Map<string, Uint8Array> }> {
   const he = await heContext(params);
   const ops = new BlockOps(he);
   const pk = ops.loadPublicKey(holderPublicKey);
@@ -57,5 +71,12 @@ export async function encryptLabels(params: ParamSet, holderPublicKey: Uint8Arra
     pk.delete();
     ops.dispose();
   }
-  return { signed: signJson({ type: 'safehouse.train.labels.v1', jobId: plan.jobId, bank, scaleBits: plan.options.scaleBits, blocks }, bank, bankSecretKey), blobs };
+  return {
+    signed: signJson(
+      { type: 'safehouse.train.labels.v1', jobId: plan.jobId, bank, scaleBits: plan.options.scaleBits, blocks },
+      bank,
+      bankSecretKey,
+    ),
+    blobs,
+  };
 }

@@ -25,7 +25,10 @@ export const trainRules: CustodianRules = {
   requestType: TRAIN_REQUEST_TYPE,
   allowance(body, provider) {
     const subjects = Array.isArray(body.subjects) ? body.subjects.length : 0;
-    const parts = [{ provider: body.provider, fields: body.fields }, ...(Array.isArray(body.others) ? body.others : [])] as Array<{ provider: string; fields: unknown }>;
+    const parts = [
+      { provider: body.provider, fields: body.fields },
+      ...(Array.isArray(body.others) ? body.others : []),
+    ] as Array<{ provider: string; fields: unknown }>;
     // A binned field has at most `bins` quantile bins, or one column per label of an enum (≤ 256, sandbox/catalog.ts).
     const width = body.features === 'standardized' ? 1 : 256;
     const cols = (p: { fields: unknown }) => (Array.isArray(p.fields) ? p.fields.length : 0) * width;
@@ -45,8 +48,17 @@ export const trainRules: CustodianRules = {
     const limits = job.limits ?? {};
     const it = parseIterationLabel(label);
     const tr = parseTransferLabel(label);
-    const ok = it ? it.jobId === job.jobId && mode === 'sum' && it.iteration < (limits.iterations ?? 0) && (it.column === undefined || it.column < (limits.columns ?? 0))
-      : tr ? tr.jobId === job.jobId && mode === 'transfer' && tr.provider === provider && tr.column < (limits.ownColumns ?? 0) : false;
+    const ok = it
+      ? it.jobId === job.jobId &&
+        mode === 'sum' &&
+        it.iteration < (limits.iterations ?? 0) &&
+        (it.column === undefined || it.column < (limits.columns ?? 0))
+      : tr
+        ? tr.jobId === job.jobId &&
+          mode === 'transfer' &&
+          tr.provider === provider &&
+          tr.column < (limits.ownColumns ?? 0)
+        : false;
     return ok ? undefined : `label ${JSON.stringify(label)} is outside job ${job.jobId} (iterations, columns, mode)`;
   },
 };

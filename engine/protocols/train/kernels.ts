@@ -44,7 +44,11 @@ export const gradBlock = defineKernel<GradBlockTask, Uint8Array[]>(async (task) 
   try {
     if (terms.length) o.evaluator.addInplace(d, labels);
     const w0 = BigInt(task.intercept);
-    if (w0 !== 0n) o.addVector(d, task.cohort.map((v) => (v ? toSlot(w0, t) : 0n)));
+    if (w0 !== 0n)
+      o.addVector(
+        d,
+        task.cohort.map((v) => (v ? toSlot(w0, t) : 0n)),
+      );
     const emit = (ct: Ciphertext, k: number) => {
       o.addVector(ct, maskVector(task.maskKeys[k]!, t, o.slots));
       o.rerandomizeForTransfer(ct, pk);
@@ -70,7 +74,10 @@ export const gradBlock = defineKernel<GradBlockTask, Uint8Array[]>(async (task) 
 });
 
 /** Domain transfer, engine side: mask a stored column under its owner's key before the owner's custodian re-encrypts it. */
-export const maskForTransfer = defineKernel<{ paramsId: string; publicKey: BlobRef; column: BlobRef; maskKey: Uint8Array }, Uint8Array>(async (task) => {
+export const maskForTransfer = defineKernel<
+  { paramsId: string; publicKey: BlobRef; column: BlobRef; maskKey: Uint8Array },
+  Uint8Array
+>(async (task) => {
   const o = await blockOps(task.paramsId);
   const pk = publicKeyFor(o, task.publicKey);
   const ct = loadStored(o, task.column, 'column for transfer');
@@ -84,13 +91,19 @@ export const maskForTransfer = defineKernel<{ paramsId: string; publicKey: BlobR
 });
 
 /** Domain transfer, engine side: add the re-encrypted parts of one target block and subtract the moved mask. */
-export const subtractVector = defineKernel<{ paramsId: string; ciphertexts: Uint8Array[]; values: BigUint64Array }, Uint8Array>(async (task) => {
+export const subtractVector = defineKernel<
+  { paramsId: string; ciphertexts: Uint8Array[]; values: BigUint64Array },
+  Uint8Array
+>(async (task) => {
   const o = await blockOps(task.paramsId);
   const cts = task.ciphertexts.map((b) => o.load(b, 'transferred ciphertext'));
   try {
     const t = o.he.params.t;
     for (const c of cts.slice(1)) o.evaluator.addInplace(cts[0]!, c);
-    o.addVector(cts[0]!, task.values.map((v) => (v === 0n ? 0n : t - v)));
+    o.addVector(
+      cts[0]!,
+      task.values.map((v) => (v === 0n ? 0n : t - v)),
+    );
     return move(o.save(cts[0]!));
   } finally {
     for (const c of cts) c.delete();

@@ -52,7 +52,14 @@ export interface TrainPlan {
 }
 
 /** One provider's part of a plan, as the engine asks for its columns. */
-export interface TrainingPart { jobId: string; datasetId: string; fields: string[]; bins: number; features: 'binned' | 'standardized'; cohort: SlotRef[] }
+export interface TrainingPart {
+  jobId: string;
+  datasetId: string;
+  fields: string[];
+  bins: number;
+  features: 'binned' | 'standardized';
+  cohort: SlotRef[];
+}
 
 /** Provider → engine: bins and the one-hot cohort columns (column i = bin i in field order). */
 export interface TrainColumns {
@@ -73,7 +80,11 @@ export interface TrainLabels {
   blocks: Array<{ block: number; blob: string }>;
 }
 
-export interface TrainProgress { iteration: number; iterations: number; maxGrad: number }
+export interface TrainProgress {
+  iteration: number;
+  iterations: number;
+  maxGrad: number;
+}
 
 export interface TrainOutcome {
   jobId: string;
@@ -91,8 +102,13 @@ export function columnBitsOf(plan: { features?: 'binned' | 'standardized' }): nu
 }
 
 /** Every part of a plan in column order: the key holder's, then `others`. */
-export function planParts(plan: TrainPlan): Array<{ provider: string; datasetId: string; fields: string[]; slots: SlotRef[] }> {
-  return [{ provider: plan.provider, datasetId: plan.datasetId, fields: plan.fields, slots: plan.cohort }, ...plan.others];
+export function planParts(
+  plan: TrainPlan,
+): Array<{ provider: string; datasetId: string; fields: string[]; slots: SlotRef[] }> {
+  return [
+    { provider: plan.provider, datasetId: plan.datasetId, fields: plan.fields, slots: plan.cohort },
+    ...plan.others,
+  ];
 }
 
 /** An iteration's sum request: D itself (`column` undefined, for G_0) or the product X_column·D. */
@@ -101,10 +117,17 @@ export function iterationLabel(jobId: string, iteration: number, block: number, 
 }
 
 /** Inverse of {@link iterationLabel}; undefined for anything else. */
-export function parseIterationLabel(label: string): { jobId: string; iteration: number; block: number; column?: number } | undefined {
+export function parseIterationLabel(
+  label: string,
+): { jobId: string; iteration: number; block: number; column?: number } | undefined {
   const m = /^train\/([^/]+)\/it\/(\d+)\/block\/(\d+)\/(D|X(\d+)D)$/.exec(label);
   if (!m) return undefined;
-  return { jobId: m[1]!, iteration: Number(m[2]), block: Number(m[3]), ...(m[5] === undefined ? {} : { column: Number(m[5]) }) };
+  return {
+    jobId: m[1]!,
+    iteration: Number(m[2]),
+    block: Number(m[3]),
+    ...(m[5] === undefined ? {} : { column: Number(m[5]) }),
+  };
 }
 
 /** A domain-transfer request: column `column` of `provider`, from its block `from` into the key holder's block `to`. */
@@ -113,7 +136,9 @@ export function transferLabel(jobId: string, provider: string, column: number, f
 }
 
 /** Inverse of {@link transferLabel}; undefined for anything else. */
-export function parseTransferLabel(label: string): { jobId: string; provider: string; column: number; from: number; to: number } | undefined {
+export function parseTransferLabel(
+  label: string,
+): { jobId: string; provider: string; column: number; from: number; to: number } | undefined {
   const m = /^train\/([^/]+)\/transfer\/([^/]+)\/(\d+)\/from\/(\d+)\/to\/(\d+)$/.exec(label);
   return m ? { jobId: m[1]!, provider: m[2]!, column: Number(m[3]), from: Number(m[4]), to: Number(m[5]) } : undefined;
 }

@@ -18,13 +18,22 @@ import { blobOrMissing, checkRequestAndEscrow, type ReplayContext, type StepStat
 import { columnBitsOf, parseIterationLabel, type TrainRequest } from './messages.ts';
 
 /** What a training job keeps for replay. */
-export interface StoredTrain { signed: Signed<TrainRequest>; escrow?: Array<{ auditor: string; sealed: SealedBox }>; bins?: BinSpec[]; cohort?: number }
+export interface StoredTrain {
+  signed: Signed<TrainRequest>;
+  escrow?: Array<{ auditor: string; sealed: SealedBox }>;
+  bins?: BinSpec[];
+  cohort?: number;
+}
 
 export async function replayTrain(ctx: ReplayContext<StoredTrain>): Promise<void> {
   const { engine, stored, events, requested, add } = ctx;
   const seed = checkRequestAndEscrow(ctx);
-  if (!seed || !stored.bins || stored.cohort === undefined) { add('iterations', 'missing', 'no seed or stored bins to replay with'); return; }
-  if (stored.cohort !== requested.body.cohort) add('cohort', 'mismatch', `stored cohort ${stored.cohort}, ledgered ${String(requested.body.cohort)}`);
+  if (!seed || !stored.bins || stored.cohort === undefined) {
+    add('iterations', 'missing', 'no seed or stored bins to replay with');
+    return;
+  }
+  if (stored.cohort !== requested.body.cohort)
+    add('cohort', 'mismatch', `stored cohort ${stored.cohort}, ledgered ${String(requested.body.cohort)}`);
   else add('cohort', 'match');
   const req = stored.signed.body;
   const o = trainOptions(req.options);
@@ -36,14 +45,19 @@ export async function replayTrain(ctx: ReplayContext<StoredTrain>): Promise<void
   let next = 0;
   for (const b of stored.bins) groups.push(b.bins.map(() => next++));
   const provider = engine.registry.party(req.provider);
-  const responses = new Map(events.filter((e) => e.kind === 'custodian.response').map((e) => [String(e.body.label), e]));
+  const responses = new Map(
+    events.filter((e) => e.kind === 'custodian.response').map((e) => [String(e.body.label), e]),
+  );
   let model: FixedModel = { W0: 0n, W: new Array<bigint>(nCols).fill(0n) };
   const iterations = events.filter((e) => e.kind === 'train.iteration');
   for (const ev of iterations) {
     const it = Number(ev.body.iteration);
     const step = `iteration ${it}`;
     const g = sumGroupSize(maxAbsD(model, groups, o.scaleBits, cb, colMax) * colMax, t, engine.params.slots);
-    if (g !== ev.body.groupSize) { add(step, 'mismatch', `group size ${g} recomputed, ${String(ev.body.groupSize)} used`); break; }
+    if (g !== ev.body.groupSize) {
+      add(step, 'mismatch', `group size ${g} recomputed, ${String(ev.body.groupSize)} used`);
+      break;
+    }
     let G0 = 0n;
     const G = new Array<bigint>(nCols).fill(0n);
     let problem: [StepStatus, string] | undefined;
@@ -51,9 +65,27 @@ export async function replayTrain(ctx: ReplayContext<StoredTrain>): Promise<void
       const m = parseIterationLabel(label);
       if (!m || m.iteration !== it) continue;
       const bytes = blobOrMissing(engine, r.body.responseHash);
-      if (bytes === 'missing' || bytes === 'corrupt') { problem = bytes === 'missing' ? ['missing', `the custodian's sums for ${label} are not stored`] : ['mismatch', `the stored sums for ${label} do not hash as ledgered`]; break; }
-      const response = JSON.parse(new TextDecoder().decode(bytes)) as Signed<{ type: string; label: string; sums?: string[] }>;
-      if (!provider || !verifyJson(response, provider.ed25519) || response.body.label !== label || !response.body.sums) { problem = ['mismatch', `the stored sums for ${label} are not the custodian's signed answer`]; break; }
+      if (bytes === 'missing' || bytes === 'corrupt') {
+        problem =
+          bytes === 'missing'
+            ? ['missing', `the custodian's sums for ${label} are not stored`]
+            : ['mismatch', `the stored sums for ${label} do not hash as ledgered`];
+        break;
+      }
+      const response = JSON.parse(new TextDecoder().decode(bytes)) as Signed<{
+        type: string;
+        label: string;
+        sums?: string[];
+      }>;
+      if (
+        !provider ||
+        !verifyJson(response, provider.ed25519) ||
+        response.body.label !== label ||
+        !response.body.sums
+      ) {
+        problem = ['mismatch', `the stored sums for ${label} are not the custodian's signed answer`];
+        break;
+      }
       const mask = maskVector(deriveMaskKey(seed, label), t, engine.params.slots);
       let total = 0n;
       response.body.sums.forEach((sv, j) => {
@@ -64,15 +96,29 @@ export async function replayTrain(ctx: ReplayContext<StoredTrain>): Promise<void
       if (m.column === undefined) G0 += total;
       else G[m.column]! += total;
     }
-    if (problem) { add(step, problem[0], problem[1]); break; }
-    if (sha256Hex(canonicalize({ G0: G0.toString(), G: G.map(String) })) !== ev.body.gradientsHash) { add(step, 'mismatch', 'the gradient sums differ from the ledgered ones'); break; }
+    if (problem) {
+      add(step, problem[0], problem[1]);
+      break;
+    }
+    if (sha256Hex(canonicalize({ G0: G0.toString(), G: G.map(String) })) !== ev.body.gradientsHash) {
+      add(step, 'mismatch', 'the gradient sums differ from the ledgered ones');
+      break;
+    }
     const upd = updateModel(model, { G0, G }, stored.cohort, it, o, cb);
     model = upd.model;
     add(step, 'match');
   }
   const completed = events.find((e) => e.kind === 'job.completed');
-  const modelHash = sha256Hex(canonicalize({ W0: model.W0.toString(), W: model.W.map(String), scaleBits: o.scaleBits, bins: stored.bins }));
+  const modelHash = sha256Hex(
+    canonicalize({ W0: model.W0.toString(), W: model.W.map(String), scaleBits: o.scaleBits, bins: stored.bins }),
+  );
   if (!completed) add('model', 'missing', 'the job did not complete');
-  else if (ctx.steps().some((x) => x.step.startsWith('iteration') && x.status !== 'match')) add('model', 'missing', 'an iteration could not be replayed');
-  else add('model', modelHash === completed.body.modelHash ? 'match' : 'mismatch', modelHash === completed.body.modelHash ? undefined : 'the replayed model is not the delivered one');
+  else if (ctx.steps().some((x) => x.step.startsWith('iteration') && x.status !== 'match'))
+    add('model', 'missing', 'an iteration could not be replayed');
+  else
+    add(
+      'model',
+      modelHash === completed.body.modelHash ? 'match' : 'mismatch',
+      modelHash === completed.body.modelHash ? undefined : 'the replayed model is not the delivered one',
+    );
 }

@@ -9,24 +9,57 @@ import type { Signed } from '../../../core/sign.ts';
 import type { Engine } from '../../engine.ts';
 import { acceptTrainingInputs, runIterations } from './engine.ts';
 import { transferTrainingColumns } from './transfer.ts';
-import { planParts, type TrainColumns, type TrainingPart, type TrainLabels, type TrainOutcome, type TrainPlan, type TrainProgress, type TrainRequest } from './messages.ts';
+import {
+  planParts,
+  type TrainColumns,
+  type TrainingPart,
+  type TrainLabels,
+  type TrainOutcome,
+  type TrainPlan,
+  type TrainProgress,
+  type TrainRequest,
+} from './messages.ts';
 
 /** A provider's signed training columns for its part of a plan, from wherever the provider runs. */
-export type TrainingColumnsSource = (provider: string, part: TrainingPart, request: Signed<TrainRequest>) => Promise<{ signed: Signed<TrainColumns>; blobs: ReadonlyMap<string, Uint8Array> }>;
+export type TrainingColumnsSource = (
+  provider: string,
+  part: TrainingPart,
+  request: Signed<TrainRequest>,
+) => Promise<{ signed: Signed<TrainColumns>; blobs: ReadonlyMap<string, Uint8Array> }>;
 
-export interface TrainRunProgress { phase: 'columns' | 'iterate'; done: number; total: number }
+export interface TrainRunProgress {
+  phase: 'columns' | 'iterate';
+  done: number;
+  total: number;
+}
 
 /**
  * @throws SH_ERR_BAD_SIGNATURE, SH_ERR_PARAMS_MISMATCH, SH_ERR_CIPHERTEXT_*, SH_ERR_INVALID_ARGUMENT (inputs),
  *   SH_ERR_BOUND_OVERFLOW, custodian errors
  */
-export async function runTrainJob(engine: Engine, plan: TrainPlan, inputs: { columns: TrainingColumnsSource; labels: Signed<TrainLabels>; labelBlobs: ReadonlyMap<string, Uint8Array> }, opts: { onProgress?: (p: TrainRunProgress) => void; onIteration?: (p: TrainProgress) => void } = {}): Promise<TrainOutcome> {
+export async function runTrainJob(
+  engine: Engine,
+  plan: TrainPlan,
+  inputs: { columns: TrainingColumnsSource; labels: Signed<TrainLabels>; labelBlobs: ReadonlyMap<string, Uint8Array> },
+  opts: { onProgress?: (p: TrainRunProgress) => void; onIteration?: (p: TrainProgress) => void } = {},
+): Promise<TrainOutcome> {
   const parts = planParts(plan);
   const columns: Array<Signed<TrainColumns>> = [];
   const blobs = new Map<string, Uint8Array>();
   for (const [i, part] of parts.entries()) {
     opts.onProgress?.({ phase: 'columns', done: i, total: parts.length });
-    const c = await inputs.columns(part.provider, { jobId: plan.jobId, datasetId: part.datasetId, fields: part.fields, bins: plan.bins, features: plan.features, cohort: part.slots }, plan.request);
+    const c = await inputs.columns(
+      part.provider,
+      {
+        jobId: plan.jobId,
+        datasetId: part.datasetId,
+        fields: part.fields,
+        bins: plan.bins,
+        features: plan.features,
+        cohort: part.slots,
+      },
+      plan.request,
+    );
     columns.push(c.signed);
     for (const [h, bytes] of c.blobs) blobs.set(h, bytes);
   }

@@ -28,7 +28,11 @@ const subtractVector = kernelRef<typeof Kernels.subtractVector>(KERNELS, 'subtra
  * the source custodian decrypts v + m, moves the cohort's slots and encrypts under the key holder's public key, and
  * the engine subtracts the moved mask. The source custodian sees only uniform values; no one sees a feature.
  */
-export async function transferTrainingColumns(engine: Engine, plan: TrainPlan, columns: ReadonlyArray<Signed<TrainColumns>>): Promise<void> {
+export async function transferTrainingColumns(
+  engine: Engine,
+  plan: TrainPlan,
+  columns: ReadonlyArray<Signed<TrainColumns>>,
+): Promise<void> {
   const t = engine.params.t;
   const holder = engine.registry.requireParty(plan.provider, 'provider');
   const holderPk = engine.registry.bfvPublicKey(plan.provider);
@@ -43,40 +47,71 @@ export async function transferTrainingColumns(engine: Engine, plan: TrainPlan, c
     const jobs: Array<Promise<void>> = [];
     for (let i = 0; i < nCols; i++) {
       for (const tb of targetBlocks) {
-        jobs.push((async () => {
-          // Which source blocks feed this target block, and the slot moves from each.
-          const bySource = new Map<number, Array<[number, number]>>();
-          plan.cohort.forEach((c, j) => {
-            if (c.block !== tb) return;
-            const s = part.slots[j]!;
-            bySource.set(s.block, [...(bySource.get(s.block) ?? []), [s.slot, c.slot]]);
-          });
-          const parts: Uint8Array[] = [];
-          const moved = new BigUint64Array(engine.params.slots);
-          for (const [sb, moves] of bySource) {
-            const blob = engine.datasets.columnBlob(part.datasetId, rawColumn(plan.jobId, i), sb);
-            if (!blob) fail('SH_ERR_BLOB_MISSING', `training column ${i} block ${sb} of ${part.provider} missing`);
-            const label = transferLabel(plan.jobId, part.provider, i, sb, tb);
-            const maskKey = deriveMaskKey(seed, label);
-            const ct = await engine.pool.run(maskForTransfer, { paramsId: engine.params.id, publicKey: { path: engine.store.blobPath(src.bfvPublicKeyBlob!), hash: src.bfvPublicKeyBlob! }, column: { path: engine.store.blobPath(blob), hash: blob }, maskKey: maskKey.slice() });
-            const request: TransferRequest = { type: 'safehouse.custodian.transfer.v1', paramsId: engine.params.id, provider: part.provider, jobId: plan.jobId, jobHash: plan.jobHash, label, ciphertext: sha256Hex(ct), target: { provider: plan.provider, bfvPublicKey: holder.bfvPublicKeyBlob! }, moves };
-            const { ciphertext } = await askCustodian<TransferRequest, { response: Signed<TransferResponse>; ciphertext: Uint8Array }>(engine, {
-              provider: part.provider, body: request, send: (c, signed) => c.transfer(signed as Signed<TransferRequest>, ct, holderPk), response: (a) => a.response,
-              complete: (a) => a.response.body.ciphertext === sha256Hex(a.ciphertext),
-              requestEvent: { mode: 'transfer', target: plan.provider, ciphertext: request.ciphertext },
-              responseEvent: (a) => ({ responseHash: sha256Hex(canonicalize(a.response)), ciphertext: a.response.body.ciphertext }),
+        jobs.push(
+          (async () => {
+            // Which source blocks feed this target block, and the slot moves from each.
+            const bySource = new Map<number, Array<[number, number]>>();
+            plan.cohort.forEach((c, j) => {
+              if (c.block !== tb) return;
+              const s = part.slots[j]!;
+              bySource.set(s.block, [...(bySource.get(s.block) ?? []), [s.slot, c.slot]]);
             });
-            const m = maskVector(maskKey, t, engine.params.slots);
-            for (const [from, to] of moves) moved[to] = m[from]!;
-            parts.push(ciphertext);
-          }
-          const out = await engine.pool.run(subtractVector, { paramsId: engine.params.id, ciphertexts: parts, values: moved });
-          engine.datasets.putColumns(plan.datasetId, [{ column: heldColumn(plan.jobId, offset + i), block: tb, blob: sha256Hex(out), bytes: out }]);
-        })());
+            const parts: Uint8Array[] = [];
+            const moved = new BigUint64Array(engine.params.slots);
+            for (const [sb, moves] of bySource) {
+              const blob = engine.datasets.columnBlob(part.datasetId, rawColumn(plan.jobId, i), sb);
+              if (!blob) fail('SH_ERR_BLOB_MISSING', `training column ${i} block ${sb} of ${part.provider} missing`);
+              const label = transferLabel(plan.jobId, part.provider, i, sb, tb);
+              const maskKey = deriveMaskKey(seed, label);
+              const ct = await engine.pool.run(maskForTransfer, {
+                paramsId: engine.params.id,
+                publicKey: { path: engine.store.blobPath(src.bfvPublicKeyBlob!), hash: src.bfvPublicKeyBlob! },
+                column: { path: engine.store.blobPath(blob), hash: blob },
+                maskKey: maskKey.slice(),
+              });
+              const request: TransferRequest = {
+                type: 'safehouse.custodian.transfer.v1',
+                paramsId: engine.params.id,
+                provider: part.provider,
+                jobId: plan.jobId,
+                jobHash: plan.jobHash,
+                label,
+                ciphertext: sha256Hex(ct),
+                target: { provider: plan.provider, bfvPublicKey: holder.bfvPublicKeyBlob! },
+                moves,
+              };
+              const { ciphertext } = await askCustodian<
+                TransferRequest,
+                { response: Signed<TransferResponse>; ciphertext: Uint8Array }
+              >(engine, {
+                provider: part.provider,
+                body: request,
+                send: (c, signed) => c.transfer(signed as Signed<TransferRequest>, ct, holderPk),
+                response: (a) => a.response,
+                complete: (a) => a.response.body.ciphertext === sha256Hex(a.ciphertext),
+                requestEvent: { mode: 'transfer', target: plan.provider, ciphertext: request.ciphertext },
+                responseEvent: (a) => ({
+                  responseHash: sha256Hex(canonicalize(a.response)),
+                  ciphertext: a.response.body.ciphertext,
+                }),
+              });
+              const m = maskVector(maskKey, t, engine.params.slots);
+              for (const [from, to] of moves) moved[to] = m[from]!;
+              parts.push(ciphertext);
+            }
+            const out = await engine.pool.run(subtractVector, {
+              paramsId: engine.params.id,
+              ciphertexts: parts,
+              values: moved,
+            });
+            engine.datasets.putColumns(plan.datasetId, [
+              { column: heldColumn(plan.jobId, offset + i), block: tb, blob: sha256Hex(out), bytes: out },
+            ]);
+          })(),
+        );
       }
     }
     await engine.pool.all(jobs);
     offset += nCols;
   }
 }
-

@@ -8,7 +8,16 @@ import { randomBytes } from 'node:crypto';
 import { fail } from '../../../core/errors.ts';
 import { openSealed } from '../../../core/sealbox.ts';
 import { signJson, type Signed } from '../../../core/sign.ts';
-import { CLAIM_ID, commitment, type Claim, type ClaimOpenings, type ClaimResult, type SignedClaim, type VerifyRequest, type VerifyResult } from './messages.ts';
+import {
+  CLAIM_ID,
+  commitment,
+  type Claim,
+  type ClaimOpenings,
+  type ClaimResult,
+  type SignedClaim,
+  type VerifyRequest,
+  type VerifyResult,
+} from './messages.ts';
 
 /**
  * Bank side: sign a verification request; returns the signed request (for the engine and, through it, custodians) and
@@ -21,13 +30,32 @@ export function buildVerifyRequest(
 ): { signed: Signed<VerifyRequest>; openings: ClaimOpenings } {
   const openings: ClaimOpenings = {};
   const claims = r.claims.map((c, i): SignedClaim => {
-    if (!CLAIM_ID.test(c.claimId)) fail('SH_ERR_CLAIM_INVALID', `claims[${i}]: "claim_id" expected ${CLAIM_ID}, got ${JSON.stringify(c.claimId)}`, { claim: i });
-    if (openings[c.claimId]) fail('SH_ERR_CLAIM_INVALID', `claims[${i}]: claim id ${c.claimId} is repeated`, { claim: c.claimId });
+    if (!CLAIM_ID.test(c.claimId))
+      fail('SH_ERR_CLAIM_INVALID', `claims[${i}]: "claim_id" expected ${CLAIM_ID}, got ${JSON.stringify(c.claimId)}`, {
+        claim: i,
+      });
+    if (openings[c.claimId])
+      fail('SH_ERR_CLAIM_INVALID', `claims[${i}]: claim id ${c.claimId} is repeated`, { claim: c.claimId });
     const salt = randomBytes(16).toString('hex');
     openings[c.claimId] = { values: [...c.values], salt };
-    return { claimId: c.claimId, subject: c.subject, provider: c.provider, field: c.field, op: c.op, count: c.values.length, commitment: commitment(c.claimId, c.values, salt) };
+    return {
+      claimId: c.claimId,
+      subject: c.subject,
+      provider: c.provider,
+      field: c.field,
+      op: c.op,
+      count: c.values.length,
+      commitment: commitment(c.claimId, c.values, salt),
+    };
   });
-  const body: VerifyRequest = { type: 'safehouse.verify.request.v1', jobId: r.jobId, bank: r.bank, purpose: r.purpose, requestedAt: r.requestedAt ?? new Date().toISOString(), claims };
+  const body: VerifyRequest = {
+    type: 'safehouse.verify.request.v1',
+    jobId: r.jobId,
+    bank: r.bank,
+    purpose: r.purpose,
+    requestedAt: r.requestedAt ?? new Date().toISOString(),
+    claims,
+  };
   return { signed: signJson(body, r.bank, bankSecretKey), openings };
 }
 
@@ -37,16 +65,42 @@ export function buildVerifyRequest(
  *   is unanswered.
  * @example openVerifyResult(result, 'bank1', x25519SecretKey).get('c1') === 'yes'
  */
-export function openVerifyResult(result: VerifyResult, bank: string, bankX25519Secret: Uint8Array, expected?: readonly string[]): Map<string, ClaimResult> {
-  const direct = JSON.parse(new TextDecoder().decode(openSealed(bankX25519Secret, result.direct, { type: 'safehouse.verify.direct.v1', jobId: result.jobId, jobHash: result.jobHash, recipient: bank }))) as Record<string, ClaimResult>;
-  const bits = result.boxes.map((b) => openSealed(bankX25519Secret, b.sealed, { jobId: result.jobId, jobHash: result.jobHash, provider: b.provider, label: b.label, mode: 'sign', recipient: bank }));
+export function openVerifyResult(
+  result: VerifyResult,
+  bank: string,
+  bankX25519Secret: Uint8Array,
+  expected?: readonly string[],
+): Map<string, ClaimResult> {
+  const direct = JSON.parse(
+    new TextDecoder().decode(
+      openSealed(bankX25519Secret, result.direct, {
+        type: 'safehouse.verify.direct.v1',
+        jobId: result.jobId,
+        jobHash: result.jobHash,
+        recipient: bank,
+      }),
+    ),
+  ) as Record<string, ClaimResult>;
+  const bits = result.boxes.map((b) =>
+    openSealed(bankX25519Secret, b.sealed, {
+      jobId: result.jobId,
+      jobHash: result.jobHash,
+      provider: b.provider,
+      label: b.label,
+      mode: 'sign',
+      recipient: bank,
+    }),
+  );
   const out = new Map<string, ClaimResult>(Object.entries(direct));
   for (const n of result.numeric) {
     const all = n.parts.every(([box, slot]) => ((bits[box]![slot >> 3]! >> (slot & 7)) & 1) === 1);
     out.set(n.claimId, all !== n.negate ? 'yes' : 'no');
   }
   const missing = (expected ?? []).filter((id) => !out.has(id));
-  if (missing.length) fail('SH_ERR_PARAMS_MISMATCH', `the result answers no claim ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ' …' : ''}`);
+  if (missing.length)
+    fail(
+      'SH_ERR_PARAMS_MISMATCH',
+      `the result answers no claim ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ' …' : ''}`,
+    );
   return out;
 }
-

@@ -22,16 +22,27 @@ export const verifyRules: CustodianRules = {
   allowance(body, provider) {
     const claims = Array.isArray(body.claims) ? (body.claims as Array<{ provider?: string; count?: number }>) : [];
     // A numeric eq/ne is two comparisons (≥ and ≤) per value; each decryption answers at least one comparison.
-    return { budget: 2 * claims.filter((c) => c?.provider === provider).reduce((a, c) => a + (Number.isInteger(c.count) && c.count! > 0 ? c.count! : 0), 0) };
+    return {
+      budget:
+        2 *
+        claims
+          .filter((c) => c?.provider === provider)
+          .reduce((a, c) => a + (Number.isInteger(c.count) && c.count! > 0 ? c.count! : 0), 0),
+    };
   },
   refuse(_job, label, mode, provider) {
     if (!label.startsWith('verify/')) return `label ${JSON.stringify(label)} is not a verify label`;
     if (mode !== 'sign') return `a verify job does not use mode ${mode}`;
     const l = parseCompareLabel(label);
-    if (!l || l.provider !== provider) return `label ${JSON.stringify(label)} is not one of provider ${provider}'s comparison blocks`;
+    if (!l || l.provider !== provider)
+      return `label ${JSON.stringify(label)} is not one of provider ${provider}'s comparison blocks`;
     return undefined;
   },
   tokenAllowance(bankRequest, provider, field) {
-    return new Map(bankRequest.body.claims.filter((c) => c.provider === provider && c.field === field && (c.op === 'eq' || c.op === 'in')).map((c) => [c.claimId, c.count]));
+    return new Map(
+      bankRequest.body.claims
+        .filter((c) => c.provider === provider && c.field === field && (c.op === 'eq' || c.op === 'in'))
+        .map((c) => [c.claimId, c.count]),
+    );
   },
 };

@@ -23,7 +23,15 @@ import type { DecryptRequest, DecryptResponse, TokenEvalRequest, TokenEvalRespon
 import { askCustodian, responseBytes } from '../ask.ts';
 import type * as Kernels from './kernels.ts';
 import { comparisonRange, comparisonVectors, comparisonsFor, type Comparison, type PreparedClaim } from './claims.ts';
-import { compareLabel, tokensLabel, TOKEN_BATCH, type ClaimResult, type SignBox, type VerifyRequest, type VerifyResult } from './messages.ts';
+import {
+  compareLabel,
+  tokensLabel,
+  TOKEN_BATCH,
+  type ClaimResult,
+  type SignBox,
+  type VerifyRequest,
+  type VerifyResult,
+} from './messages.ts';
 
 const KERNELS = new URL('./kernels.ts', import.meta.url);
 export const compareBlock = kernelRef<typeof Kernels.compareBlock>(KERNELS, 'compareBlock');
@@ -53,12 +61,23 @@ export interface Judged {
 }
 
 /** Consent per (subject, category), judged in the pool, the categories concurrently: `<category>/<subject>` → status. */
-export async function claimConsents(engine: Engine, bank: string, req: VerifyRequest, prepared: readonly PreparedClaim[], at: Date): Promise<Map<string, { status: ConsentStatus; consentId?: string }>> {
+export async function claimConsents(
+  engine: Engine,
+  bank: string,
+  req: VerifyRequest,
+  prepared: readonly PreparedClaim[],
+  at: Date,
+): Promise<Map<string, { status: ConsentStatus; consentId?: string }>> {
   const consent = new Map<string, { status: ConsentStatus; consentId?: string }>();
-  await engine.pool.all([...groupBy(prepared, (p) => p.dataset.category)].map(async ([category, ps]) => {
-    const st = await engine.consents.statusesParallel({ bank, purpose: req.purpose, operation: 'verify', categories: [category], at }, [...new Set(ps.map((p) => p.claim.subject))]);
-    for (const [s, v] of st) consent.set(`${category}/${s}`, v);
-  }));
+  await engine.pool.all(
+    [...groupBy(prepared, (p) => p.dataset.category)].map(async ([category, ps]) => {
+      const st = await engine.consents.statusesParallel(
+        { bank, purpose: req.purpose, operation: 'verify', categories: [category], at },
+        [...new Set(ps.map((p) => p.claim.subject))],
+      );
+      for (const [s, v] of st) consent.set(`${category}/${s}`, v);
+    }),
+  );
   return consent;
 }
 
@@ -66,7 +85,13 @@ export async function claimConsents(engine: Engine, bank: string, req: VerifyReq
  * Consent (from `claimConsents`), then budget and presence, in claim order. Synchronous, so a job runs it inside the
  * transaction that records the budget it spends: two jobs started together cannot both spend the same units.
  */
-export function judgeClaims(engine: Engine, bank: string, prepared: readonly PreparedClaim[], consent: ReadonlyMap<string, { status: ConsentStatus }>, at: Date): Judged {
+export function judgeClaims(
+  engine: Engine,
+  bank: string,
+  prepared: readonly PreparedClaim[],
+  consent: ReadonlyMap<string, { status: ConsentStatus }>,
+  at: Date,
+): Judged {
   const results = new Map<string, ClaimResult>();
   const epoch = budgetEpoch(engine.policy, at);
   const spend = new Map<string, { key: BudgetKey; used: number }>();
@@ -76,7 +101,10 @@ export function judgeClaims(engine: Engine, bank: string, prepared: readonly Pre
   for (const p of prepared) {
     const { claim } = p;
     const st = consent.get(`${p.dataset.category}/${claim.subject}`)!;
-    if (st.status !== 'OK') { results.set(claim.claimId, `refused:${st.status}`); continue; }
+    if (st.status !== 'OK') {
+      results.set(claim.claimId, `refused:${st.status}`);
+      continue;
+    }
     const key: BudgetKey = { bank, subject: claim.subject, provider: claim.provider, field: claim.field, epoch };
     const k = [bank, claim.subject, claim.provider, claim.field, epoch].join('\u0000');
     const used = spend.get(k)?.used ?? engine.budgets.used(key);
@@ -87,7 +115,10 @@ export function judgeClaims(engine: Engine, bank: string, prepared: readonly Pre
     }
     spend.set(k, { key, used: used + 1 });
     const sl = engine.datasets.subjectSlots(p.dataset.id, [claim.subject]).get(claim.subject);
-    if (!sl || sl.missing.has(claim.field)) { results.set(claim.claimId, 'no_data'); continue; }
+    if (!sl || sl.missing.has(claim.field)) {
+      results.set(claim.claimId, 'no_data');
+      continue;
+    }
     slotOf.set(claim.claimId, sl);
     work.push(p);
   }
@@ -95,53 +126,104 @@ export function judgeClaims(engine: Engine, bank: string, prepared: readonly Pre
 }
 
 /** Token membership for one (provider, field) group: blind → custodian (batched, DLEQ) → finalize → look up. */
-export async function verifyTokens(engine: Engine, signed: Signed<VerifyRequest>, jobHash: string, group: readonly PreparedClaim[], seed: Uint8Array): Promise<Map<string, boolean>> {
+export async function verifyTokens(
+  engine: Engine,
+  signed: Signed<VerifyRequest>,
+  jobHash: string,
+  group: readonly PreparedClaim[],
+  seed: Uint8Array,
+): Promise<Map<string, boolean>> {
   const { provider, field } = group[0]!.claim;
   const party = engine.registry.requireParty(provider, 'provider');
   if (!party.oprfPublicKey) fail('SH_ERR_INVALID_ARGUMENT', `provider ${provider} has no OPRF key`);
   const info = tokenInfo(provider, field, TOKEN_EPOCH);
-  const items = group.flatMap((p) => p.values.map((v) => ({ claimId: p.claim.claimId, input: tokenInput(p.claim.subject, field, v), datasetId: p.dataset.id })));
+  const items = group.flatMap((p) =>
+    p.values.map((v) => ({
+      claimId: p.claim.claimId,
+      input: tokenInput(p.claim.subject, field, v),
+      datasetId: p.dataset.id,
+    })),
+  );
   const matches = new Map<string, boolean>(group.map((p) => [p.claim.claimId, false]));
   const chunks: Array<typeof items> = [];
   for (let i = 0; i < items.length; i += TOKEN_BATCH) chunks.push(items.slice(i, i + TOKEN_BATCH));
-  await engine.pool.all(chunks.map(async (chunk, k) => {
-    const inputs = chunk.map((x) => x.input);
-    // Blinds derive from the job seed, so the auditor holding the escrowed seed can recompute the blinded elements.
-    const label = tokensLabel(provider, field, k);
-    const blinded = await engine.pool.run(blind, { publicKey: party.oprfPublicKey!, info, inputs, blindKey: deriveMaskKey(seed, `${signed.body.jobId}/${label}/blind`) });
-    const request: TokenEvalRequest = {
-      type: 'safehouse.custodian.oprf.v1', suite: 'P256-SHA256', mode: 'POPRF', provider, jobId: signed.body.jobId, jobHash, field, epoch: TOKEN_EPOCH,
-      label,
-      elements: chunk.map((x, i) => ({ claimId: x.claimId, blinded: bytesToHex(blinded[i]!.blinded) })),
-    };
-    const response = await askCustodian<TokenEvalRequest, Signed<TokenEvalResponse>>(engine, {
-      provider, body: request, send: (c, s) => c.evaluateTokens(s as Signed<TokenEvalRequest>, signed), response: (r) => r, complete: (r) => r.body.evaluated.length === chunk.length,
-      requestEvent: { mode: 'oprf', elements: chunk.length, elementsHash: sha256Hex(canonicalize(request.elements)) },
-      // The custodian's signed evaluations and proof are kept (content-addressed by responseHash) for replay.
-      responseEvent: (r) => ({ responseHash: engine.store.putBlob(responseBytes(r)) }),
-    });
-    const tokens = await engine.pool.run(finalize, {
-      publicKey: party.oprfPublicKey!, info, inputs, blinded,
-      evaluated: response.body.evaluated.map((h) => hexToBytes(h)), proof: hexToBytes(response.body.proof),
-    });
-    tokens.forEach((tk, i) => { if (engine.datasets.hasToken(chunk[i]!.datasetId, field, tk)) matches.set(chunk[i]!.claimId, true); });
-  }));
+  await engine.pool.all(
+    chunks.map(async (chunk, k) => {
+      const inputs = chunk.map((x) => x.input);
+      // Blinds derive from the job seed, so the auditor holding the escrowed seed can recompute the blinded elements.
+      const label = tokensLabel(provider, field, k);
+      const blinded = await engine.pool.run(blind, {
+        publicKey: party.oprfPublicKey!,
+        info,
+        inputs,
+        blindKey: deriveMaskKey(seed, `${signed.body.jobId}/${label}/blind`),
+      });
+      const request: TokenEvalRequest = {
+        type: 'safehouse.custodian.oprf.v1',
+        suite: 'P256-SHA256',
+        mode: 'POPRF',
+        provider,
+        jobId: signed.body.jobId,
+        jobHash,
+        field,
+        epoch: TOKEN_EPOCH,
+        label,
+        elements: chunk.map((x, i) => ({ claimId: x.claimId, blinded: bytesToHex(blinded[i]!.blinded) })),
+      };
+      const response = await askCustodian<TokenEvalRequest, Signed<TokenEvalResponse>>(engine, {
+        provider,
+        body: request,
+        send: (c, s) => c.evaluateTokens(s as Signed<TokenEvalRequest>, signed),
+        response: (r) => r,
+        complete: (r) => r.body.evaluated.length === chunk.length,
+        requestEvent: { mode: 'oprf', elements: chunk.length, elementsHash: sha256Hex(canonicalize(request.elements)) },
+        // The custodian's signed evaluations and proof are kept (content-addressed by responseHash) for replay.
+        responseEvent: (r) => ({ responseHash: engine.store.putBlob(responseBytes(r)) }),
+      });
+      const tokens = await engine.pool.run(finalize, {
+        publicKey: party.oprfPublicKey!,
+        info,
+        inputs,
+        blinded,
+        evaluated: response.body.evaluated.map((h) => hexToBytes(h)),
+        proof: hexToBytes(response.body.proof),
+      });
+      tokens.forEach((tk, i) => {
+        if (engine.datasets.hasToken(chunk[i]!.datasetId, field, tk)) matches.set(chunk[i]!.claimId, true);
+      });
+    }),
+  );
   return matches;
 }
 
-export interface CompareTask { p: PreparedClaim; block: number; round: number; comparisons: Comparison[] }
+export interface CompareTask {
+  p: PreparedClaim;
+  block: number;
+  round: number;
+  comparisons: Comparison[];
+}
 
 /**
  * Numeric claims as comparison rounds: per (dataset, field, block) the claims' comparisons, packed one per slot per
  * round. Claims answered without a comparison (e.g. `eq` with more decimals than the field) go to `results`.
  */
-export function compareTasks(numWork: readonly PreparedClaim[], slotOf: ReadonlyMap<string, { block: number; slot: number }>, results: Map<string, ClaimResult>): { tasks: CompareTask[]; numeric: VerifyResult['numeric'] } {
+export function compareTasks(
+  numWork: readonly PreparedClaim[],
+  slotOf: ReadonlyMap<string, { block: number; slot: number }>,
+  results: Map<string, ClaimResult>,
+): { tasks: CompareTask[]; numeric: VerifyResult['numeric'] } {
   const numeric: VerifyResult['numeric'] = [];
   const cmpGroups = new Map<string, { p: PreparedClaim; comparisons: Comparison[] }>();
   for (const p of numWork) {
     const cmps = comparisonsFor(p, slotOf.get(p.claim.claimId)!.slot);
-    if (cmps === 'no') { results.set(p.claim.claimId, 'no'); continue; }
-    if (cmps === 'yes') { results.set(p.claim.claimId, 'yes'); continue; }
+    if (cmps === 'no') {
+      results.set(p.claim.claimId, 'no');
+      continue;
+    }
+    if (cmps === 'yes') {
+      results.set(p.claim.claimId, 'yes');
+      continue;
+    }
     const key = `${p.dataset.id}\u0000${p.claim.field}\u0000${slotOf.get(p.claim.claimId)!.block}`;
     const g = cmpGroups.get(key) ?? { p, comparisons: [] };
     g.comparisons.push(...cmps.map((c, k) => ({ ...c, k })));
@@ -163,37 +245,87 @@ export function compareTasks(numWork: readonly PreparedClaim[], slotOf: Readonly
 }
 
 /** Every comparison round through the pool and its custodian (mode `sign`, sealed to the bank), with its ledger pair. */
-export async function compareBlocks(engine: Engine, job: { jobId: string; jobHash: string; bank: PartyRecord; seed: Uint8Array }, tasks: readonly CompareTask[], numeric: VerifyResult['numeric'], onTask: () => void): Promise<{ boxes: SignBox[]; ranges: Record<string, string> }> {
+export async function compareBlocks(
+  engine: Engine,
+  job: { jobId: string; jobHash: string; bank: PartyRecord; seed: Uint8Array },
+  tasks: readonly CompareTask[],
+  numeric: VerifyResult['numeric'],
+  onTask: () => void,
+): Promise<{ boxes: SignBox[]; ranges: Record<string, string> }> {
   const boxes: SignBox[] = [];
   const ranges: Record<string, string> = {};
   const partsOf = new Map(numeric.map((n) => [n.claimId, n.parts]));
-  await engine.pool.all(tasks.map(async (task, i) => {
-    const { p, block, round, comparisons } = task;
-    const R = comparisonRange(engine, p.spec);
-    ranges[`${p.claim.provider}/${p.claim.field}`] = R.toString();
-    const label = compareLabel(p.claim.provider, p.dataset.id, p.claim.field, block, round);
-    const { multipliers, offsets } = comparisonVectors(engine, job.seed, `${job.jobId}/${label}`, comparisons, R);
-    const blob = engine.datasets.columnBlob(p.dataset.id, p.claim.field, block);
-    if (!blob) fail('SH_ERR_BLOB_MISSING', `no column ${p.claim.field} block ${block} in dataset ${p.dataset.id}`);
-    const pk = engine.registry.requireParty(p.claim.provider, 'provider').bfvPublicKeyBlob!;
-    const out = (await engine.pool.run(compareBlock, { paramsId: engine.params.id, publicKey: { path: engine.store.blobPath(pk), hash: pk }, column: { path: engine.store.blobPath(blob), hash: blob }, multipliers, offsets }, [multipliers.buffer as ArrayBuffer, offsets.buffer as ArrayBuffer])) as { ciphertext: Uint8Array; rerandomizer: Uint8Array };
-    const ct = out.ciphertext;
-    const rerandomizer = engine.store.putBlob(out.rerandomizer);
-    const request: DecryptRequest = { type: 'safehouse.custodian.decrypt.v1', paramsId: engine.params.id, provider: p.claim.provider, jobId: job.jobId, jobHash: job.jobHash, label, mode: 'sign', ciphertext: sha256Hex(ct), recipient: { party: job.bank.id, x25519: bytesToHex(job.bank.x25519!) } };
-    const response = await askCustodian<DecryptRequest, Signed<DecryptResponse>>(engine, {
-      provider: p.claim.provider, body: request, send: (c, s) => c.decrypt(s as Signed<DecryptRequest>, ct), response: (r) => r, complete: (r) => !!r.body.sealed,
-      // Which comparisons the block carries ([claim, position]; the values stay in the engine's store), for replay.
-      requestEvent: { mode: 'sign', ciphertext: request.ciphertext, rerandomizer, comparisons: comparisons.map((c) => [c.claimId, c.k!]) },
-      responseEvent: (r) => ({ responseHash: sha256Hex(canonicalize(r)), sealed: sha256Hex(canonicalize(r.body.sealed)) }),
-    });
-    boxes[i] = { provider: p.claim.provider, datasetId: p.dataset.id, field: p.claim.field, block, round, label, sealed: response.body.sealed! };
-    for (const c of comparisons) partsOf.get(c.claimId)!.push([i, c.slot]);
-    onTask();
-  }));
+  await engine.pool.all(
+    tasks.map(async (task, i) => {
+      const { p, block, round, comparisons } = task;
+      const R = comparisonRange(engine, p.spec);
+      ranges[`${p.claim.provider}/${p.claim.field}`] = R.toString();
+      const label = compareLabel(p.claim.provider, p.dataset.id, p.claim.field, block, round);
+      const { multipliers, offsets } = comparisonVectors(engine, job.seed, `${job.jobId}/${label}`, comparisons, R);
+      const blob = engine.datasets.columnBlob(p.dataset.id, p.claim.field, block);
+      if (!blob) fail('SH_ERR_BLOB_MISSING', `no column ${p.claim.field} block ${block} in dataset ${p.dataset.id}`);
+      const pk = engine.registry.requireParty(p.claim.provider, 'provider').bfvPublicKeyBlob!;
+      const out = (await engine.pool.run(
+        compareBlock,
+        {
+          paramsId: engine.params.id,
+          publicKey: { path: engine.store.blobPath(pk), hash: pk },
+          column: { path: engine.store.blobPath(blob), hash: blob },
+          multipliers,
+          offsets,
+        },
+        [multipliers.buffer as ArrayBuffer, offsets.buffer as ArrayBuffer],
+      )) as { ciphertext: Uint8Array; rerandomizer: Uint8Array };
+      const ct = out.ciphertext;
+      const rerandomizer = engine.store.putBlob(out.rerandomizer);
+      const request: DecryptRequest = {
+        type: 'safehouse.custodian.decrypt.v1',
+        paramsId: engine.params.id,
+        provider: p.claim.provider,
+        jobId: job.jobId,
+        jobHash: job.jobHash,
+        label,
+        mode: 'sign',
+        ciphertext: sha256Hex(ct),
+        recipient: { party: job.bank.id, x25519: bytesToHex(job.bank.x25519!) },
+      };
+      const response = await askCustodian<DecryptRequest, Signed<DecryptResponse>>(engine, {
+        provider: p.claim.provider,
+        body: request,
+        send: (c, s) => c.decrypt(s as Signed<DecryptRequest>, ct),
+        response: (r) => r,
+        complete: (r) => !!r.body.sealed,
+        // Which comparisons the block carries ([claim, position]; the values stay in the engine's store), for replay.
+        requestEvent: {
+          mode: 'sign',
+          ciphertext: request.ciphertext,
+          rerandomizer,
+          comparisons: comparisons.map((c) => [c.claimId, c.k!]),
+        },
+        responseEvent: (r) => ({
+          responseHash: sha256Hex(canonicalize(r)),
+          sealed: sha256Hex(canonicalize(r.body.sealed)),
+        }),
+      });
+      boxes[i] = {
+        provider: p.claim.provider,
+        datasetId: p.dataset.id,
+        field: p.claim.field,
+        block,
+        round,
+        label,
+        sealed: response.body.sealed!,
+      };
+      for (const c of comparisons) partsOf.get(c.claimId)!.push([i, c.slot]);
+      onTask();
+    }),
+  );
   return { boxes, ranges };
 }
 
 /** HMAC-SHA256 of the engine-determined answers (canonical JSON), keyed from the job seed (see job.completed). */
 export function directAnswersMac(seed: Uint8Array, jobId: string, direct: Record<string, ClaimResult>): string {
-  return createHmac('sha256', deriveMaskKey(seed, `${jobId}/verify/direct`)).update(canonicalize(direct)).digest('hex');
+  return createHmac('sha256', deriveMaskKey(seed, `${jobId}/verify/direct`))
+    .update(canonicalize(direct))
+    .digest('hex');
 }

@@ -20,7 +20,10 @@ export interface CompareBlockTask {
   rerandomizer?: Uint8Array;
 }
 
-export const compareBlock = defineKernel<CompareBlockTask, { ciphertext: Uint8Array; rerandomizer: Uint8Array } | Uint8Array>(async (task) => {
+export const compareBlock = defineKernel<
+  CompareBlockTask,
+  { ciphertext: Uint8Array; rerandomizer: Uint8Array } | Uint8Array
+>(async (task) => {
   const o = await blockOps(task.paramsId);
   const pk = publicKeyFor(o, task.publicKey);
   const ct = loadStored(o, task.column, 'column');
@@ -39,7 +42,20 @@ export const compareBlock = defineKernel<CompareBlockTask, { ciphertext: Uint8Ar
 });
 
 /** POPRF Blind of claim inputs under the provider's published key; blinds from `blindKey` (the job seed) when given. */
-export const blind = defineKernel<{ publicKey: Uint8Array; info: Uint8Array; inputs: Uint8Array[]; blindKey?: Uint8Array }, Blinded[]>((task) => blindInputs(task.publicKey, task.info, task.inputs, task.blindKey));
+export const blind = defineKernel<
+  { publicKey: Uint8Array; info: Uint8Array; inputs: Uint8Array[]; blindKey?: Uint8Array },
+  Blinded[]
+>((task) => blindInputs(task.publicKey, task.info, task.inputs, task.blindKey));
 
 /** POPRF Finalize of a batch after checking its DLEQ proof against the provider's published key. */
-export const finalize = defineKernel<{ publicKey: Uint8Array; info: Uint8Array; inputs: Uint8Array[]; blinded: Blinded[]; evaluated: Uint8Array[]; proof: Uint8Array }, Uint8Array[]>((task) => finalizeTokens(task.inputs, task.blinded, task.evaluated, task.proof, task.publicKey, task.info));
+export const finalize = defineKernel<
+  {
+    publicKey: Uint8Array;
+    info: Uint8Array;
+    inputs: Uint8Array[];
+    blinded: Blinded[];
+    evaluated: Uint8Array[];
+    proof: Uint8Array;
+  },
+  Uint8Array[]
+>((task) => finalizeTokens(task.inputs, task.blinded, task.evaluated, task.proof, task.publicKey, task.info));

@@ -14,11 +14,26 @@ export type ClaimOp = 'eq' | 'in' | 'ne' | 'gte' | 'lte' | 'between';
 export type ClaimResult = 'yes' | 'no' | 'no_data' | 'over_budget' | `refused:${ConsentStatus}`;
 
 /** A claim as the bank writes it (claims.csv). `values` has one entry, except `in` (a list) and `between` (two). */
-export interface Claim { claimId: string; subject: string; provider: string; field: string; op: ClaimOp; values: string[] }
+export interface Claim {
+  claimId: string;
+  subject: string;
+  provider: string;
+  field: string;
+  op: ClaimOp;
+  values: string[];
+}
 
 /** What the bank signs per claim: the value itself is replaced by a salted commitment, so custodians can count
  * evaluations per claim from the signed request without learning claimed values. */
-export interface SignedClaim { claimId: string; subject: string; provider: string; field: string; op: ClaimOp; count: number; commitment: string }
+export interface SignedClaim {
+  claimId: string;
+  subject: string;
+  provider: string;
+  field: string;
+  op: ClaimOp;
+  count: number;
+  commitment: string;
+}
 
 export interface VerifyRequest {
   type: 'safehouse.verify.request.v1';
@@ -32,7 +47,15 @@ export interface VerifyRequest {
 /** Openings of the commitments, sent to the engine only. */
 export type ClaimOpenings = Record<string, { values: string[]; salt: string }>;
 
-export interface SignBox { provider: string; datasetId: string; field: string; block: number; round: number; label: string; sealed: SealedBox }
+export interface SignBox {
+  provider: string;
+  datasetId: string;
+  field: string;
+  block: number;
+  round: number;
+  label: string;
+  sealed: SealedBox;
+}
 
 export interface VerifyResult {
   type: 'safehouse.verify.result.v1';
@@ -48,7 +71,11 @@ export interface VerifyResult {
   ranges: Record<string, string>;
 }
 
-export interface VerifyProgress { phase: 'check' | 'tokens' | 'numeric' | 'done'; done: number; total: number }
+export interface VerifyProgress {
+  phase: 'check' | 'tokens' | 'numeric' | 'done';
+  done: number;
+  total: number;
+}
 
 export const CLAIM_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
 export const TOKEN_OPS: readonly ClaimOp[] = ['eq', 'in'];
@@ -68,7 +95,9 @@ export function compareLabel(provider: string, datasetId: string, field: string,
 }
 
 /** Inverse of {@link compareLabel}; undefined for anything else. */
-export function parseCompareLabel(label: string): { provider: string; datasetId: string; field: string; block: number; round: number } | undefined {
+export function parseCompareLabel(
+  label: string,
+): { provider: string; datasetId: string; field: string; block: number; round: number } | undefined {
   const m = /^verify\/([^/]+)\/([^/]+)\/([^/]+)\/block\/(\d+)\/round\/(\d+)$/.exec(label);
   return m ? { provider: m[1]!, datasetId: m[2]!, field: m[3]!, block: Number(m[4]), round: Number(m[5]) } : undefined;
 }

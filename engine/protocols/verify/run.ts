@@ -13,22 +13,47 @@ import type { Signed } from '../../../core/sign.ts';
 import type { Engine } from '../../engine.ts';
 import { admitBankRequest, escrowHashes, escrowToAuditors, failOnError } from '../job.ts';
 import { prepareClaim } from './claims.ts';
-import { claimConsents, compareBlocks, compareTasks, directAnswersMac, groupBy, judgeClaims, verifyTokens, type Judged } from './engine.ts';
-import { VERIFY_REQUEST_TYPE, type ClaimOpenings, type ClaimResult, type VerifyProgress, type VerifyRequest, type VerifyResult } from './messages.ts';
+import {
+  claimConsents,
+  compareBlocks,
+  compareTasks,
+  directAnswersMac,
+  groupBy,
+  judgeClaims,
+  verifyTokens,
+  type Judged,
+} from './engine.ts';
+import {
+  VERIFY_REQUEST_TYPE,
+  type ClaimOpenings,
+  type ClaimResult,
+  type VerifyProgress,
+  type VerifyRequest,
+  type VerifyResult,
+} from './messages.ts';
 
 /**
  * @throws SH_ERR_BAD_SIGNATURE, SH_ERR_CLAIM_INVALID, SH_ERR_VERIFY_FIELD_CLASS, SH_ERR_UNKNOWN_FIELD,
  *   SH_ERR_USCC_*, SH_ERR_JOB_TOO_LARGE, SH_ERR_REQUEST_STALE, SH_ERR_TOKEN_PROOF, SH_ERR_BOUND_OVERFLOW, custodian errors.
  */
-export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>, openings: ClaimOpenings, opts: { onProgress?: (p: VerifyProgress) => void } = {}): Promise<VerifyResult> {
+export async function runVerifyJob(
+  engine: Engine,
+  signed: Signed<VerifyRequest>,
+  openings: ClaimOpenings,
+  opts: { onProgress?: (p: VerifyProgress) => void } = {},
+): Promise<VerifyResult> {
   // 1. Who asks; the whole batch is validated before any work.
-  const { bank, req, jobHash, at } = admitBankRequest(engine, signed, VERIFY_REQUEST_TYPE, 'verify', { sealedResults: true });
+  const { bank, req, jobHash, at } = admitBankRequest(engine, signed, VERIFY_REQUEST_TYPE, 'verify', {
+    sealedResults: true,
+  });
   if (!Array.isArray(req.claims)) fail('SH_ERR_CLAIM_INVALID', '"claims" expected an array');
-  if (req.claims.length > engine.policy.maxClaimsPerJob) fail('SH_ERR_JOB_TOO_LARGE', `job has ${req.claims.length} claims; the limit is ${engine.policy.maxClaimsPerJob}`);
+  if (req.claims.length > engine.policy.maxClaimsPerJob)
+    fail('SH_ERR_JOB_TOO_LARGE', `job has ${req.claims.length} claims; the limit is ${engine.policy.maxClaimsPerJob}`);
   const prepared = req.claims.map((c, i) => prepareClaim(engine, c, openings[c.claimId], i));
   const ids = new Set<string>();
   for (const p of prepared) {
-    if (ids.has(p.claim.claimId)) fail('SH_ERR_CLAIM_INVALID', `claim id ${p.claim.claimId} is repeated`, { claim: p.claim.claimId });
+    if (ids.has(p.claim.claimId))
+      fail('SH_ERR_CLAIM_INVALID', `claim id ${p.claim.claimId} is repeated`, { claim: p.claim.claimId });
     ids.add(p.claim.claimId);
   }
   opts.onProgress?.({ phase: 'check', done: 0, total: prepared.length });
@@ -40,60 +65,127 @@ export async function runVerifyJob(engine: Engine, signed: Signed<VerifyRequest>
   // subject, for access reports) and the budget spent, before any custodian call.
   const subjects = [...new Set(req.claims.map((c) => c.subject))];
   let judged!: Judged;
-  engine.jobs.record({ id: req.jobId, kind: 'verify', bank: bank.id, request: { signed }, status: 'running' }, {
-    event: { jobId: req.jobId, job: 'verify', bank: bank.id, purpose: req.purpose, jobHash, claims: req.claims.length, subjects: subjects.length, signature: signed.signature },
-    subjects,
-  }, () => {
-    judged = judgeClaims(engine, bank.id, prepared, consent, at);
-    const { results, work, epoch } = judged;
-    engine.budgets.write([...judged.spend.values()].map((s) => [s.key, s.used]));
-    engine.ledger.append('verify.budget_used', { jobId: req.jobId, epoch, units: judged.spend.size, claims: work.length + [...results.values()].filter((r) => r === 'no_data').length });
-    if (judged.exceeded.length) engine.ledger.append('verify.budget_exceeded', { jobId: req.jobId, code: 'SH_ERR_VERIFY_BUDGET', epoch, claims: judged.exceeded.map((e) => e.claimId) }, [...new Set(judged.exceeded.map((e) => e.subject))]);
-  });
+  engine.jobs.record(
+    { id: req.jobId, kind: 'verify', bank: bank.id, request: { signed }, status: 'running' },
+    {
+      event: {
+        jobId: req.jobId,
+        job: 'verify',
+        bank: bank.id,
+        purpose: req.purpose,
+        jobHash,
+        claims: req.claims.length,
+        subjects: subjects.length,
+        signature: signed.signature,
+      },
+      subjects,
+    },
+    () => {
+      judged = judgeClaims(engine, bank.id, prepared, consent, at);
+      const { results, work, epoch } = judged;
+      engine.budgets.write([...judged.spend.values()].map((s) => [s.key, s.used]));
+      engine.ledger.append('verify.budget_used', {
+        jobId: req.jobId,
+        epoch,
+        units: judged.spend.size,
+        claims: work.length + [...results.values()].filter((r) => r === 'no_data').length,
+      });
+      if (judged.exceeded.length)
+        engine.ledger.append(
+          'verify.budget_exceeded',
+          { jobId: req.jobId, code: 'SH_ERR_VERIFY_BUDGET', epoch, claims: judged.exceeded.map((e) => e.claimId) },
+          [...new Set(judged.exceeded.map((e) => e.subject))],
+        );
+    },
+  );
   const { results, work, slotOf } = judged;
 
   // The seed (randomizers of numeric comparisons, token blinds) is escrowed to the auditors so a job can be replayed;
   // the claim openings (the bank's values) are not kept in clear: they are sealed to the auditors with the seed.
   const seed = engine.jobs.newSeed();
   const escrow = escrowToAuditors(engine, seed, { type: 'safehouse.escrow.v1', jobId: req.jobId, jobHash });
-  const openingsEscrow = escrowToAuditors(engine, new TextEncoder().encode(canonicalize(openings)), { type: 'safehouse.escrow.openings.v1', jobId: req.jobId, jobHash });
+  const openingsEscrow = escrowToAuditors(engine, new TextEncoder().encode(canonicalize(openings)), {
+    type: 'safehouse.escrow.openings.v1',
+    jobId: req.jobId,
+    jobHash,
+  });
   engine.jobs.setRequest(req.jobId, { signed, escrow, openingsEscrow });
-  engine.ledger.append('job.escrowed', { jobId: req.jobId, escrow: escrowHashes(escrow), openings: escrowHashes(openingsEscrow) });
+  engine.ledger.append('job.escrowed', {
+    jobId: req.jobId,
+    escrow: escrowHashes(escrow),
+    openings: escrowHashes(openingsEscrow),
+  });
 
   const { boxes, numeric, ranges } = await failOnError(engine, req.jobId, async () => {
     // 4. Token claims, batched per (provider, field); groups run concurrently (labels do not depend on the order).
     const tokenWork = work.filter((p) => p.spec.type === 'id');
     opts.onProgress?.({ phase: 'tokens', done: 0, total: tokenWork.length });
     let tokensDone = 0;
-    await engine.pool.all([...groupBy(tokenWork, (p) => `${p.claim.provider}/${p.claim.field}`).values()].map(async (group) => {
-      const matches = await verifyTokens(engine, signed, jobHash, group, seed);
-      for (const p of group) results.set(p.claim.claimId, matches.get(p.claim.claimId) ? 'yes' : 'no');
-      tokensDone += group.length;
-      opts.onProgress?.({ phase: 'tokens', done: tokensDone, total: tokenWork.length });
-    }));
+    await engine.pool.all(
+      [...groupBy(tokenWork, (p) => `${p.claim.provider}/${p.claim.field}`).values()].map(async (group) => {
+        const matches = await verifyTokens(engine, signed, jobHash, group, seed);
+        for (const p of group) results.set(p.claim.claimId, matches.get(p.claim.claimId) ? 'yes' : 'no');
+        tokensDone += group.length;
+        opts.onProgress?.({ phase: 'tokens', done: tokensDone, total: tokenWork.length });
+      }),
+    );
 
     // 5. Numeric claims: comparisons packed into (dataset, field, block, round) ciphertexts.
-    const { tasks, numeric } = compareTasks(work.filter((p) => p.spec.type !== 'id'), slotOf, results);
-    for (const provider of new Set(tasks.map((x) => x.p.claim.provider))) await engine.registry.custodian(provider).openJob(signed);
+    const { tasks, numeric } = compareTasks(
+      work.filter((p) => p.spec.type !== 'id'),
+      slotOf,
+      results,
+    );
+    for (const provider of new Set(tasks.map((x) => x.p.claim.provider)))
+      await engine.registry.custodian(provider).openJob(signed);
     let numDone = 0;
     opts.onProgress?.({ phase: 'numeric', done: 0, total: tasks.length });
-    const { boxes, ranges } = await compareBlocks(engine, { jobId: req.jobId, jobHash, bank, seed }, tasks, numeric, () => opts.onProgress?.({ phase: 'numeric', done: ++numDone, total: tasks.length }));
+    const { boxes, ranges } = await compareBlocks(
+      engine,
+      { jobId: req.jobId, jobHash, bank, seed },
+      tasks,
+      numeric,
+      () => opts.onProgress?.({ phase: 'numeric', done: ++numDone, total: tasks.length }),
+    );
     return { boxes, numeric, ranges };
   });
 
   // 6. Seal what the engine determined; the bank reads numeric answers from the custodians' sealed bits.
   const directJson: Record<string, ClaimResult> = {};
-  for (const c of req.claims) { const r = results.get(c.claimId); if (r) directJson[c.claimId] = r; }
-  const direct = sealTo(bank.x25519!, new TextEncoder().encode(JSON.stringify(directJson)), { type: 'safehouse.verify.direct.v1', jobId: req.jobId, jobHash, recipient: bank.id });
-  const result: VerifyResult = { type: 'safehouse.verify.result.v1', jobId: req.jobId, jobHash, direct, boxes, numeric, ranges };
+  for (const c of req.claims) {
+    const r = results.get(c.claimId);
+    if (r) directJson[c.claimId] = r;
+  }
+  const direct = sealTo(bank.x25519!, new TextEncoder().encode(JSON.stringify(directJson)), {
+    type: 'safehouse.verify.direct.v1',
+    jobId: req.jobId,
+    jobHash,
+    recipient: bank.id,
+  });
+  const result: VerifyResult = {
+    type: 'safehouse.verify.result.v1',
+    jobId: req.jobId,
+    jobHash,
+    direct,
+    boxes,
+    numeric,
+    ranges,
+  };
   const counts: Record<string, number> = {};
-  for (const r of Object.values(directJson)) { const k = r === 'yes' || r === 'no' ? 'token_or_known' : r; counts[k] = (counts[k] ?? 0) + 1; }
+  for (const r of Object.values(directJson)) {
+    const k = r === 'yes' || r === 'no' ? 'token_or_known' : r;
+    counts[k] = (counts[k] ?? 0) + 1;
+  }
   counts.numeric = numeric.length;
   // Replay material: the result as sent (its hash is ledgered) and a MAC of the engine-determined answers under a key
   // derived from the escrowed seed — only the bank (sealed box) and seed-holding auditors can check those answers.
   const resultHash = engine.store.putBlob(new TextEncoder().encode(canonicalize(result)));
   const directMac = directAnswersMac(seed, req.jobId, directJson);
-  engine.jobs.complete(req.jobId, { counts, ranges, resultHash }, { job: 'verify', counts, ranges, boxes: boxes.length, resultHash, directMac });
+  engine.jobs.complete(
+    req.jobId,
+    { counts, ranges, resultHash },
+    { job: 'verify', counts, ranges, boxes: boxes.length, resultHash, directMac },
+  );
   opts.onProgress?.({ phase: 'done', done: req.claims.length, total: req.claims.length });
   return result;
 }

@@ -18,7 +18,6 @@ import go from '../../vectors/signed-note.json' with { type: 'json' };
 import { expectCode as expectCodeOf } from '../../fixtures/expect.ts';
 const expectCode = (code: ErrorCode, f: () => unknown): void => expectCodeOf(f, code);
 
-
 const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
 const goSeed = new Uint8Array(Buffer.from(go.signerKey.split('+').slice(4).join('+'), 'base64')).slice(1);
 const goPub = ed25519.getPublicKey(goSeed);
@@ -58,7 +57,9 @@ describe('signed-note: golang.org/x/mod/sumdb/note reference vector', () => {
     ]) {
       expectCode('SH_ERR_LEDGER_TAMPERED', () => verifyNote(bad, go.name, goPub));
     }
-    expectCode('SH_ERR_BAD_SIGNATURE', () => verifyNote(go.note.replace('cryptography', 'cryptographY'), go.name, goPub));
+    expectCode('SH_ERR_BAD_SIGNATURE', () =>
+      verifyNote(go.note.replace('cryptography', 'cryptographY'), go.name, goPub),
+    );
   });
 });
 
@@ -68,7 +69,9 @@ describe('C2SP tlog-checkpoint', () => {
     expect(lines.slice(0, 4)).toEqual([CP.origin, '8', b64(CP.rootHash), '']);
     expect(lines[4]).toMatch(new RegExp(`^\u2014 ${KEY} [A-Za-z0-9+/]{91}=$`));
     expect(lines[5]).toBe('');
-    expect(Buffer.from(lines[4]!.split(' ')[2]!, 'base64').subarray(0, 4)).toEqual(Buffer.from(keyHash(KEY, publicKey)));
+    expect(Buffer.from(lines[4]!.split(' ')[2]!, 'base64').subarray(0, 4)).toEqual(
+      Buffer.from(keyHash(KEY, publicKey)),
+    );
     expect(verifyCheckpoint(NOTE, KEY, publicKey)).toEqual(CP);
     expect(parseCheckpoint(NOTE)).toMatchObject({ ...CP, extensions: [] });
     const [vname, vhash, ...rest] = verifierKey(KEY, publicKey).split('+');
@@ -80,7 +83,11 @@ describe('C2SP tlog-checkpoint', () => {
   test('a changed body byte (size, root, origin) breaks the signature', () => {
     const root = b64(CP.rootHash);
     const otherRoot = (root[0] === 'A' ? 'B' : 'A') + root.slice(1);
-    for (const forged of [NOTE.replace('\n8\n', '\n9\n'), NOTE.replace(root, otherRoot), NOTE.replace('safehouse.test/ledger\n', 'safehouse.test/ledgeR\n')]) {
+    for (const forged of [
+      NOTE.replace('\n8\n', '\n9\n'),
+      NOTE.replace(root, otherRoot),
+      NOTE.replace('safehouse.test/ledger\n', 'safehouse.test/ledgeR\n'),
+    ]) {
       expectCode('SH_ERR_BAD_SIGNATURE', () => verifyCheckpoint(forged, KEY, publicKey));
     }
   });
@@ -100,7 +107,9 @@ describe('C2SP tlog-checkpoint', () => {
     const other = ed25519.keygen(new Uint8Array(32).fill(9));
     expectCode('SH_ERR_BAD_SIGNATURE', () => verifyCheckpoint(NOTE, KEY, other.publicKey));
     expectCode('SH_ERR_BAD_SIGNATURE', () => verifyCheckpoint(NOTE, 'safehouse.test/other', publicKey));
-    expectCode('SH_ERR_BAD_SIGNATURE', () => verifyCheckpoint(signCheckpoint(CP, KEY, other.secretKey), KEY, publicKey));
+    expectCode('SH_ERR_BAD_SIGNATURE', () =>
+      verifyCheckpoint(signCheckpoint(CP, KEY, other.secretKey), KEY, publicKey),
+    );
   });
 
   test('an extra or missing newline anywhere is refused as malformed', () => {
@@ -139,7 +148,9 @@ describe('C2SP tlog-checkpoint', () => {
     expectCode('SH_ERR_INVALID_ARGUMENT', () => signCheckpoint({ ...CP, size: 1.5 }, KEY, secretKey));
     expectCode('SH_ERR_INVALID_ARGUMENT', () => signCheckpoint({ ...CP, origin: 'a\nb' }, KEY, secretKey));
     expectCode('SH_ERR_INVALID_ARGUMENT', () => signCheckpoint({ ...CP, origin: '' }, KEY, secretKey));
-    expectCode('SH_ERR_INVALID_ARGUMENT', () => signCheckpoint({ ...CP, rootHash: new Uint8Array(31) }, KEY, secretKey));
+    expectCode('SH_ERR_INVALID_ARGUMENT', () =>
+      signCheckpoint({ ...CP, rootHash: new Uint8Array(31) }, KEY, secretKey),
+    );
     expectCode('SH_ERR_INVALID_ARGUMENT', () => signCheckpoint(CP, KEY, secretKey.slice(1)));
     expectCode('SH_ERR_INVALID_ARGUMENT', () => signCheckpoint(CP, 'bad name', secretKey));
     expectCode('SH_ERR_INVALID_ARGUMENT', () => signCheckpoint(CP, 'bad+name', secretKey));

@@ -33,7 +33,14 @@ function open(
 ) {
   let tick = 0;
   const now = (): Date => new Date(Date.UTC(2025, 0, 1) + 1000 * tick++); // pinned clock: no wall-clock in tests
-  const ledger = new Ledger(db, { origin: ORIGIN, keyName: KEY_NAME, publicKey, ...keys, now, ...(counters ? { counters } : {}) });
+  const ledger = new Ledger(db, {
+    origin: ORIGIN,
+    keyName: KEY_NAME,
+    publicKey,
+    ...keys,
+    now,
+    ...(counters ? { counters } : {}),
+  });
   return { db, ledger };
 }
 
@@ -47,12 +54,15 @@ function filled(n: number, checkpointsAt: number[] = []) {
   return l;
 }
 
-
 /** Rewrite entry `idx` the way a careful attacker would: a new body and its matching leaf hash. */
 function rewrite(db: DatabaseSync, idx: number): void {
   const { body } = db.prepare('SELECT body FROM ledger_entries WHERE idx = ?').get(idx) as { body: string };
   const forged = body.replace('job-', 'JOB-');
-  db.prepare('UPDATE ledger_entries SET body = ?, leaf_hash = ? WHERE idx = ?').run(forged, leafHash(utf8.encode(forged)), idx);
+  db.prepare('UPDATE ledger_entries SET body = ?, leaf_hash = ? WHERE idx = ?').run(
+    forged,
+    leafHash(utf8.encode(forged)),
+    idx,
+  );
 }
 
 describe('append, checkpoint, verify', () => {
@@ -64,7 +74,9 @@ describe('append, checkpoint, verify', () => {
     expect(r.index).toBe(0);
     const row = db.prepare('SELECT body, at FROM ledger_entries WHERE idx = 0').get() as { body: string; at: string };
     expect(row.at).toBe('2025-01-01T00:00:00.000Z');
-    expect(row.body).toBe(canonicalize({ kind: 'consent.granted', at: row.at, consentId: 'c1', scope: { fields: ['revenue'] } }));
+    expect(row.body).toBe(
+      canonicalize({ kind: 'consent.granted', at: row.at, consentId: 'c1', scope: { fields: ['revenue'] } }),
+    );
     expect(r.leafHash).toEqual(leafHash(utf8.encode(row.body)));
     expect(ledger.entry(0)).toEqual({
       index: 0,
@@ -126,7 +138,12 @@ describe('verify() detects and locates tampering', () => {
     expect(mid.ledger.verify()).toMatchObject({ ok: false, index: 4, code: 'SH_ERR_LEDGER_TAMPERED' });
     const end = filled(15, [10, 15]);
     end.db.prepare('DELETE FROM ledger_entries WHERE idx = 14').run();
-    expect(end.ledger.verify()).toMatchObject({ ok: false, index: 14, checkpointSize: 15, code: 'SH_ERR_LEDGER_TAMPERED' });
+    expect(end.ledger.verify()).toMatchObject({
+      ok: false,
+      index: 14,
+      checkpointSize: 15,
+      code: 'SH_ERR_LEDGER_TAMPERED',
+    });
   });
 
   test('(d) a checkpoint note with a forged signature', () => {
@@ -135,7 +152,9 @@ describe('verify() detects and locates tampering', () => {
     const blob = note.slice(note.lastIndexOf(' ') + 1, -1);
     const bytes = Buffer.from(blob, 'base64');
     bytes[20]! ^= 0x40;
-    db.prepare('UPDATE ledger_checkpoints SET note = ? WHERE size = 10').run(note.replace(blob, bytes.toString('base64')));
+    db.prepare('UPDATE ledger_checkpoints SET note = ? WHERE size = 10').run(
+      note.replace(blob, bytes.toString('base64')),
+    );
     expect(ledger.verify()).toMatchObject({ ok: false, checkpointSize: 10, code: 'SH_ERR_BAD_SIGNATURE' });
   });
 
@@ -149,7 +168,9 @@ describe('verify() detects and locates tampering', () => {
 
   test('(e) checkpoint roots swapped', () => {
     const { db, ledger } = filled(15, [10, 15]);
-    db.exec(`UPDATE ledger_checkpoints SET root = (SELECT root FROM ledger_checkpoints c WHERE c.size != ledger_checkpoints.size)`);
+    db.exec(
+      `UPDATE ledger_checkpoints SET root = (SELECT root FROM ledger_checkpoints c WHERE c.size != ledger_checkpoints.size)`,
+    );
     expect(ledger.verify()).toMatchObject({ ok: false, checkpointSize: 10, code: 'SH_ERR_LEDGER_TAMPERED' });
   });
 
@@ -220,10 +241,15 @@ describe('proofs served by the ledger verify with merkle.ts', () => {
     for (let size = 1; size <= 13; size++) {
       const root = ledger.root(size);
       for (let i = 0; i < size; i++) {
-        expect(verifyInclusion(ledger.entry(i).leafHash, i, size, ledger.inclusionProof(i, size), root), `${i}/${size}`).toBe(true);
+        expect(
+          verifyInclusion(ledger.entry(i).leafHash, i, size, ledger.inclusionProof(i, size), root),
+          `${i}/${size}`,
+        ).toBe(true);
       }
       for (let m = 0; m <= size; m++) {
-        expect(verifyConsistency(m, size, ledger.consistencyProof(m, size), ledger.root(m), root), `${m}→${size}`).toBe(true);
+        expect(verifyConsistency(m, size, ledger.consistencyProof(m, size), ledger.root(m), root), `${m}→${size}`).toBe(
+          true,
+        );
       }
     }
   });
@@ -233,7 +259,9 @@ describe('proofs served by the ledger verify with merkle.ts', () => {
     const old = ledger.latestCheckpoint()!;
     const cp = verifyCheckpoint(ledger.checkpoint(), KEY_NAME, publicKey);
     expect(verifyInclusion(ledger.entry(7).leafHash, 7, cp.size, ledger.inclusionProof(7), cp.rootHash)).toBe(true);
-    expect(verifyConsistency(old.size, cp.size, ledger.consistencyProof(old.size), old.rootHash, cp.rootHash)).toBe(true);
+    expect(verifyConsistency(old.size, cp.size, ledger.consistencyProof(old.size), old.rootHash, cp.rootHash)).toBe(
+      true,
+    );
   });
 });
 
@@ -266,7 +294,9 @@ describe('appendMany', () => {
       expect(isCoded(err, 'SH_ERR_INVALID_ARGUMENT') && err.message).toContain('events[2].kind');
     }
     expect(ledger.size()).toBe(2);
-    db.exec(`CREATE TRIGGER boom BEFORE INSERT ON ledger_entries WHEN NEW.idx = 4 BEGIN SELECT RAISE(ABORT, 'boom'); END`);
+    db.exec(
+      `CREATE TRIGGER boom BEFORE INSERT ON ledger_entries WHEN NEW.idx = 4 BEGIN SELECT RAISE(ABORT, 'boom'); END`,
+    );
     expect(() => ledger.appendMany([ok, ok, ok])).toThrow(/boom/);
     expect(ledger.size()).toBe(2);
     db.exec('DROP TRIGGER boom');
@@ -284,10 +314,18 @@ describe('access report', () => {
     ledger.append('job.requested', { jobId: 'j1' }, [USCC_A, USCC_B, USCC_A]);
     ledger.append('model.approved', { modelId: 'm1' });
     ledger.append('job.result', { jobId: 'j1' }, [USCC_B]);
-    expect(ledger.subjectEntries(USCC_A).map((e) => [e.index, e.kind])).toEqual([[0, 'consent.granted'], [1, 'job.requested']]);
+    expect(ledger.subjectEntries(USCC_A).map((e) => [e.index, e.kind])).toEqual([
+      [0, 'consent.granted'],
+      [1, 'job.requested'],
+    ]);
     const b = ledger.subjectEntries(USCC_B);
     expect(b.map((e) => e.index)).toEqual([1, 3]);
-    expect(b[1]).toEqual({ index: 3, kind: 'job.result', at: '2025-01-01T00:00:03.000Z', body: { kind: 'job.result', at: '2025-01-01T00:00:03.000Z', jobId: 'j1' } });
+    expect(b[1]).toEqual({
+      index: 3,
+      kind: 'job.result',
+      at: '2025-01-01T00:00:03.000Z',
+      body: { kind: 'job.result', at: '2025-01-01T00:00:03.000Z', jobId: 'j1' },
+    });
     expect(ledger.subjectEntries('91000000000000000X')).toEqual([]);
   });
 });
@@ -296,16 +334,22 @@ describe('misuse is a coded error', () => {
   test('options, arguments and reserved members', () => {
     const db = new DatabaseSync(':memory:');
     const other = ed25519.keygen(new Uint8Array(32).fill(5));
-    expectCode('SH_ERR_INVALID_ARGUMENT', () => new Ledger(db, { origin: ORIGIN, keyName: KEY_NAME, secretKey: other.secretKey, publicKey }));
+    expectCode(
+      'SH_ERR_INVALID_ARGUMENT',
+      () => new Ledger(db, { origin: ORIGIN, keyName: KEY_NAME, secretKey: other.secretKey, publicKey }),
+    );
     expectCode('SH_ERR_INVALID_ARGUMENT', () => new Ledger(db, { origin: 'a\nb', keyName: KEY_NAME, publicKey }));
     expectCode('SH_ERR_INVALID_ARGUMENT', () => new Ledger(db, { origin: ORIGIN, keyName: 'has space', publicKey }));
-    expectCode('SH_ERR_INVALID_ARGUMENT', () => new Ledger(db, { origin: ORIGIN, keyName: KEY_NAME, publicKey: publicKey.slice(1) }));
+    expectCode(
+      'SH_ERR_INVALID_ARGUMENT',
+      () => new Ledger(db, { origin: ORIGIN, keyName: KEY_NAME, publicKey: publicKey.slice(1) }),
+    );
     const { ledger } = filled(3);
     expectCode('SH_ERR_INVALID_ARGUMENT', () => ledger.append('k', { kind: 'spoofed' }));
     expectCode('SH_ERR_INVALID_ARGUMENT', () => ledger.append('k', { at: '1970-01-01T00:00:00Z' }));
     expectCode('SH_ERR_INVALID_ARGUMENT', () => ledger.append('k', [] as unknown as Record<string, unknown>));
     expectCode('SH_ERR_INVALID_ARGUMENT', () => ledger.append('k', { n: Number.NaN }));
-    expectCode('SH_ERR_INVALID_ARGUMENT', () => ledger.append('k', {}, [''] ));
+    expectCode('SH_ERR_INVALID_ARGUMENT', () => ledger.append('k', {}, ['']));
     expectCode('SH_ERR_NOT_FOUND', () => ledger.entry(3));
     expectCode('SH_ERR_INVALID_ARGUMENT', () => ledger.entry(-1));
     expectCode('SH_ERR_INVALID_ARGUMENT', () => ledger.root(4));
@@ -320,7 +364,9 @@ describe('misuse is a coded error', () => {
 
 /** Every leaf hash, read straight from the rows (the reference functions run over these). */
 function storedLeaves(db: DatabaseSync): Uint8Array[] {
-  return (db.prepare('SELECT leaf_hash FROM ledger_entries ORDER BY idx').all() as Array<{ leaf_hash: Uint8Array }>).map((r) => r.leaf_hash);
+  return (
+    db.prepare('SELECT leaf_hash FROM ledger_entries ORDER BY idx').all() as Array<{ leaf_hash: Uint8Array }>
+  ).map((r) => r.leaf_hash);
 }
 
 /** Roots, inclusion and consistency proofs of `ledger` equal merkle.ts's over `leaves`, for sizes in `sizes`. */
@@ -341,9 +387,23 @@ describe('stored tree nodes (ledger_nodes)', () => {
   test('one row per complete perfect subtree of level ≥ 1, each the MTH of its leaves', () => {
     const { db } = filled(11);
     const leaves = storedLeaves(db);
-    const rows = db.prepare('SELECT level, idx, hash FROM ledger_nodes ORDER BY level, idx').all() as Array<{ level: number; idx: number; hash: Uint8Array }>;
-    expect(rows.map((r) => [r.level, r.idx])).toEqual([[1, 0], [1, 1], [1, 2], [1, 3], [1, 4], [2, 0], [2, 1], [3, 0]]);
-    for (const r of rows) expect(r.hash).toEqual(rootFromLeafHashes(leaves.slice(r.idx * 2 ** r.level, (r.idx + 1) * 2 ** r.level)));
+    const rows = db.prepare('SELECT level, idx, hash FROM ledger_nodes ORDER BY level, idx').all() as Array<{
+      level: number;
+      idx: number;
+      hash: Uint8Array;
+    }>;
+    expect(rows.map((r) => [r.level, r.idx])).toEqual([
+      [1, 0],
+      [1, 1],
+      [1, 2],
+      [1, 3],
+      [1, 4],
+      [2, 0],
+      [2, 1],
+      [3, 0],
+    ]);
+    for (const r of rows)
+      expect(r.hash).toEqual(rootFromLeafHashes(leaves.slice(r.idx * 2 ** r.level, (r.idx + 1) * 2 ** r.level)));
   });
 
   test('a node completed by entries new since the checkpoint that differs from their bodies: checkpoint() refuses', () => {
@@ -354,7 +414,9 @@ describe('stored tree nodes (ledger_nodes)', () => {
     expectCode('SH_ERR_LEDGER_TAMPERED', () => open(db).ledger.checkpoint());
     expect(ledger.verify()).toMatchObject({ ok: false, index: 10, code: 'SH_ERR_LEDGER_TAMPERED' });
     db.prepare('DELETE FROM ledger_nodes WHERE level = 2 AND idx = 3').run(); // missing rather than altered
-    db.prepare('UPDATE ledger_nodes SET hash = ? WHERE level = 1 AND idx = 5').run(rootFromLeafHashes(storedLeaves(db).slice(10, 12)));
+    db.prepare('UPDATE ledger_nodes SET hash = ? WHERE level = 1 AND idx = 5').run(
+      rootFromLeafHashes(storedLeaves(db).slice(10, 12)),
+    );
     expectCode('SH_ERR_LEDGER_TAMPERED', () => ledger.checkpoint());
     expect(ledger.verify()).toMatchObject({ ok: false, index: 12, code: 'SH_ERR_LEDGER_TAMPERED' });
   });
@@ -392,7 +454,9 @@ describe('stored tree nodes (ledger_nodes)', () => {
     expect(ledger.size()).toBe(10);
     const junk = filled(4); // a forged node above level 1, where a new leaf will land
     junk.db.prepare('INSERT INTO ledger_nodes(level, idx, hash) VALUES (2, 1, ?)').run(new Uint8Array(32));
-    expectCode('SH_ERR_LEDGER_TAMPERED', () => junk.ledger.appendMany(Array.from({ length: 4 }, () => ({ kind: 'k', event: {} }))));
+    expectCode('SH_ERR_LEDGER_TAMPERED', () =>
+      junk.ledger.appendMany(Array.from({ length: 4 }, () => ({ kind: 'k', event: {} }))),
+    );
     expect(junk.ledger.size()).toBe(4);
   });
 
@@ -441,7 +505,9 @@ describe('stored tree nodes (ledger_nodes)', () => {
     db.exec('ROLLBACK');
     other.append('by.another.instance', {}); // same size as the rolled-back cache: the last leaf differs
     expectReference(ledger, storedLeaves(db), [6, 11, 12]);
-    expect(verifyCheckpoint(ledger.checkpoint(), KEY_NAME, publicKey).rootHash).toEqual(rootFromLeafHashes(storedLeaves(db)));
+    expect(verifyCheckpoint(ledger.checkpoint(), KEY_NAME, publicKey).rootHash).toEqual(
+      rootFromLeafHashes(storedLeaves(db)),
+    );
     expect(ledger.verify()).toMatchObject({ ok: true, size: 12 });
   });
 
@@ -456,12 +522,17 @@ describe('stored tree nodes (ledger_nodes)', () => {
   test('checkpoint cost does not grow with the ledger: counted hashes and row reads at ~1 000 and ~33 000 entries', () => {
     const counters: LedgerCounters = { leafHashes: 0, nodeHashes: 0, rowsRead: 0 };
     const { ledger } = open(undefined, undefined, counters);
-    const batch = (n: number, tag: string) => Array.from({ length: n }, (_, i) => ({ kind: 'job.result', event: { tag, i } }));
+    const batch = (n: number, tag: string) =>
+      Array.from({ length: n }, (_, i) => ({ kind: 'job.result', event: { tag, i } }));
     const costOfCheckpointAfter = (fresh: number): LedgerCounters => {
       ledger.appendMany(batch(fresh, `c${ledger.size()}`));
       const before = { ...counters };
       ledger.checkpoint();
-      return { leafHashes: counters.leafHashes - before.leafHashes, nodeHashes: counters.nodeHashes - before.nodeHashes, rowsRead: counters.rowsRead - before.rowsRead };
+      return {
+        leafHashes: counters.leafHashes - before.leafHashes,
+        nodeHashes: counters.nodeHashes - before.nodeHashes,
+        rowsRead: counters.rowsRead - before.rowsRead,
+      };
     };
     ledger.appendMany(batch(990, 'a'));
     ledger.checkpoint();

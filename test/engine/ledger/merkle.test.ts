@@ -20,7 +20,10 @@ const unhex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
 const VECTOR_LEAVES = vectors.leaves.map((l) => leafHash(unhex(l)));
 const SOME_HASH = unhex('abacaba000000000000000000000000000000000000000000060061e00123456');
 /** 24 distinct leaves: the 8 reference leaves, then 16 more. */
-const LEAVES = [...VECTOR_LEAVES, ...Array.from({ length: 16 }, (_, i) => leafHash(new TextEncoder().encode(`leaf ${i}`)))];
+const LEAVES = [
+  ...VECTOR_LEAVES,
+  ...Array.from({ length: 16 }, (_, i) => leafHash(new TextEncoder().encode(`leaf ${i}`))),
+];
 const MAX = 20;
 const rootOf = (n: number): Uint8Array => rootFromLeafHashes(LEAVES.slice(0, n));
 
@@ -48,7 +51,9 @@ describe('RFC 6962 §2.1 tree hashing', () => {
   });
 
   test('MTH of the first n reference leaves matches the known roots for n = 0..8', () => {
-    vectors.roots.forEach((root, n) => expect(hex(rootFromLeafHashes(VECTOR_LEAVES.slice(0, n))), `size ${n}`).toBe(root));
+    vectors.roots.forEach((root, n) =>
+      expect(hex(rootFromLeafHashes(VECTOR_LEAVES.slice(0, n))), `size ${n}`).toBe(root),
+    );
   });
 
   test('rootsAtSizes agrees with rootFromLeafHashes for every size, in any order', () => {
@@ -76,7 +81,9 @@ describe('RFC 6962 §2.1 tree hashing', () => {
 describe('RFC 9162 §2.1.3 inclusion proofs', () => {
   test.each(vectors.inclusion)('reference proof for index $index in size $size', ({ index, size, proof }) => {
     expect(inclusionProof(VECTOR_LEAVES, index, size).map(hex)).toEqual(proof);
-    expect(verifyInclusion(VECTOR_LEAVES[index]!, index, size, proof.map(unhex), unhex(vectors.roots[size]!))).toBe(true);
+    expect(verifyInclusion(VECTOR_LEAVES[index]!, index, size, proof.map(unhex), unhex(vectors.roots[size]!))).toBe(
+      true,
+    );
   });
 
   test(`every (index, size) up to size ${MAX} verifies`, () => {
@@ -109,9 +116,12 @@ describe('RFC 9162 §2.1.3 inclusion proofs', () => {
           ['preceding root', index, size, leaf, [root, ...proof], root],
         ];
         if (index > 0) probes.push(['index - 1', index - 1, size, leaf, proof, root]);
-        proof.forEach((_, i) => probes.push([`flipped bit in proof[${i}]`, index, size, leaf, flip(proof, i, 8), root]));
+        proof.forEach((_, i) =>
+          probes.push([`flipped bit in proof[${i}]`, index, size, leaf, flip(proof, i, 8), root]),
+        );
         if (proof.length > 0) probes.push(['truncated proof', index, size, leaf, proof.slice(0, -1), root]);
-        if (proof.length > 1) probes.push(['inserted component', index, size, leaf, [proof[0]!, SOME_HASH, ...proof.slice(1)], root]);
+        if (proof.length > 1)
+          probes.push(['inserted component', index, size, leaf, [proof[0]!, SOME_HASH, ...proof.slice(1)], root]);
         for (const [desc, i, n, l, p, r] of probes) {
           expect(verifyInclusion(l, i, n, p, r), `${desc} (index ${index}, size ${size})`).toBe(false);
         }
@@ -124,7 +134,12 @@ describe('RFC 9162 §2.1.3 inclusion proofs', () => {
     expect(verifyInclusion(h, 0, 1, [], h)).toBe(true);
     expect(verifyInclusion(h, 0, 1, [], new Uint8Array(0))).toBe(false);
     expect(verifyInclusion(new Uint8Array(0), 0, 1, [], h)).toBe(false);
-    for (const [index, size] of [[0, 0], [1, 0], [1, 1], [2, 1]] as const) {
+    for (const [index, size] of [
+      [0, 0],
+      [1, 0],
+      [1, 1],
+      [2, 1],
+    ] as const) {
       expect(verifyInclusion(SOME_HASH, index, size, [], EMPTY_ROOT)).toBe(false);
     }
     expectInvalidArgument(() => inclusionProof(LEAVES, 3, 3));

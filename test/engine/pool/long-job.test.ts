@@ -51,10 +51,26 @@ beforeAll(async () => {
     values.push(v);
     lines.push(`${u},${v.join(',')}`);
   }
-  const schema = { category: 'tax', fields: FIELDS.map((name) => ({ name, label: name, type: 'int', decimals: 0, min: '0', max: '1000', class: 'MODEL_ONLY' })) };
+  const schema = {
+    category: 'tax',
+    fields: FIELDS.map((name) => ({
+      name,
+      label: name,
+      type: 'int',
+      decimals: 0,
+      min: '0',
+      max: '1000',
+      class: 'MODEL_ONLY',
+    })),
+  };
   const up = await sh.ingest(PROVIDER, schema, lines.join('\n') + '\n');
   expect(up.blocks).toBe(BLOCKS);
-  sh.registerModel(BANK, { id: 'long-linear', kind: 'linear', intercept: '1', terms: FIELDS.map((field, i) => ({ provider: PROVIDER, field, weight: WEIGHTS[i]! })) });
+  sh.registerModel(BANK, {
+    id: 'long-linear',
+    kind: 'linear',
+    intercept: '1',
+    terms: FIELDS.map((field, i) => ({ provider: PROVIDER, field, weight: WEIGHTS[i]! })),
+  });
   await sh.approveModel(PROVIDER, 'long-linear');
 }, 600_000);
 
@@ -68,7 +84,16 @@ describe('long job: 50 blocks', () => {
     // One subject per block, at a different slot in each.
     const picked = Array.from({ length: BLOCKS }, (_, b) => b * SLOTS + ((b * 163) % SLOTS));
     const subjects = picked.map((i) => rows[i]!);
-    sh.grantConsents(subjects.map((u) => ({ subject: u, bank: BANK, purpose: 'sme_credit_line', categories: ['tax'], operations: ['score'], days: 30 })));
+    sh.grantConsents(
+      subjects.map((u) => ({
+        subject: u,
+        bank: BANK,
+        purpose: 'sme_credit_line',
+        categories: ['tax'],
+        operations: ['score'],
+        days: 30,
+      })),
+    );
     await sh.warmUp();
     const run = async () => {
       const samples: Array<{ engine: number[]; providers: number[]; rss: number }> = [];
@@ -105,6 +130,8 @@ describe('long job: 50 blocks', () => {
     const rss = samples.map((s) => s.rss);
     expect(Math.max(...rss) - rss[0]!).toBeLessThan(16 * 2 ** 20);
     const mib = (b: number) => (b / 2 ** 20).toFixed(0);
-    console.log(`long job: WASM per worker after block ${WARM_UP}: engine ${warm.engine.map(mib)} MiB, providers ${warm.providers.map(mib)} MiB, unchanged through block ${2 * BLOCKS}; RSS job 1 ${mib(first.samples[0]!.rss)} → ${mib(first.samples.at(-1)!.rss)} MiB, job 2 ${mib(rss[0]!)} → max ${mib(Math.max(...rss))} MiB`);
+    console.log(
+      `long job: WASM per worker after block ${WARM_UP}: engine ${warm.engine.map(mib)} MiB, providers ${warm.providers.map(mib)} MiB, unchanged through block ${2 * BLOCKS}; RSS job 1 ${mib(first.samples[0]!.rss)} → ${mib(first.samples.at(-1)!.rss)} MiB, job 2 ${mib(rss[0]!)} → max ${mib(Math.max(...rss))} MiB`,
+    );
   }, 600_000);
 });

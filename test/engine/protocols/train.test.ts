@@ -39,10 +39,24 @@ beforeAll(async () => {
   await sh.addParty('provider', TAX);
   await sh.ingest(TAX, data.providers.tax.schema, data.providers.tax.csv);
   // Every third hundred lacks a `train` consent (score only): they must be excluded, and reported.
-  sh.grantConsents(data.subjects.map((u, i) => ({ subject: u, bank: BANK, purpose: PURPOSE, categories: ['tax'], operations: i % 100 < 3 ? ['score' as const] : ['train' as const, 'score' as const], days: 30 })));
+  sh.grantConsents(
+    data.subjects.map((u, i) => ({
+      subject: u,
+      bank: BANK,
+      purpose: PURPOSE,
+      categories: ['tax'],
+      operations: i % 100 < 3 ? ['score' as const] : ['train' as const, 'score' as const],
+      days: 30,
+    })),
+  );
   table = sh.providerTable(TAX, 'tax');
   const rnd = mulberry32(5);
-  labels = new Map(table.subjects.map((u, i) => [u, (Number(table.values.tax_credit_grade![i]) >= 3 ? rnd() < 0.7 : rnd() < 0.15) ? 1 : 0]));
+  labels = new Map(
+    table.subjects.map((u, i) => [
+      u,
+      (Number(table.values.tax_credit_grade![i]) >= 3 ? rnd() < 0.7 : rnd() < 0.15) ? 1 : 0,
+    ]),
+  );
 });
 
 afterAll(async () => {
@@ -60,7 +74,16 @@ describe('train: encrypted gradients == plaintext fixed-point gradients', () => 
   it('every iteration: G0 and every G_b are the same integers; the model is the same; exclusions are reported', async () => {
     views.length = 0;
     const subjects = data.subjects.slice(0, 600);
-    const out = await sh.train({ bank: BANK, provider: TAX, purpose: PURPOSE, fields: FIELDS, subjects, labels, bins: 4, options: { iterations: 4 } });
+    const out = await sh.train({
+      bank: BANK,
+      provider: TAX,
+      purpose: PURPOSE,
+      fields: FIELDS,
+      subjects,
+      labels,
+      bins: 4,
+      options: { iterations: 4 },
+    });
     const excludedNoTrain = subjects.filter((_, i) => i % 100 < 3);
     expect(Object.keys(out.excluded).sort()).toEqual([...excludedNoTrain].sort());
     expect(new Set(Object.values(out.excluded))).toEqual(new Set(['OUT_OF_SCOPE']));
@@ -82,11 +105,33 @@ describe('train: encrypted gradients == plaintext fixed-point gradients', () => 
     // The scorecard it converts to scores, on plaintext, the logit of the fixed model (to the 6-decimal rounding).
     const card = toScorecard('t-card', out.bins, out.model, 16);
     const s = 2 ** 16;
-    const fields = new Map(sh.engine.datasets.current(TAX)[0]!.schema.fields.map((f) => [f.name, f] as [string, FieldSpec]));
-    const raw = (u: string, f: string) => { const i = table.subjects.indexOf(u); return i < 0 ? undefined : data.providers.tax.csv.split('\n')[i + 1]!.split(',')[['uscc', 'tax_credit_grade', 'vat_paid_12m', 'cit_paid_12m', 'taxable_sales_12m', 'months_continuous_tax', 'tax_arrears', 'tax_penalties_3y'].indexOf(f)]; };
+    const fields = new Map(
+      sh.engine.datasets.current(TAX)[0]!.schema.fields.map((f) => [f.name, f] as [string, FieldSpec]),
+    );
+    const raw = (u: string, f: string) => {
+      const i = table.subjects.indexOf(u);
+      return i < 0
+        ? undefined
+        : data.providers.tax.csv.split('\n')[i + 1]!.split(',')[
+            [
+              'uscc',
+              'tax_credit_grade',
+              'vat_paid_12m',
+              'cit_paid_12m',
+              'taxable_sales_12m',
+              'months_continuous_tax',
+              'tax_arrears',
+              'tax_penalties_3y',
+            ].indexOf(f)
+          ];
+    };
     for (const [k, u] of cohort.slice(0, 50).entries()) {
       const logit = (Number(out.model.W0) + out.model.W.reduce((a, w, b) => a + Number(w) * X[b]![k]!, 0)) / s;
-      const r = evaluatePlain(card, (_p, f) => fields.get(f)!, (_p, f) => raw(u, f));
+      const r = evaluatePlain(
+        card,
+        (_p, f) => fields.get(f)!,
+        (_p, f) => raw(u, f),
+      );
       expect(r.status).toBe('OK');
       expect(Math.abs(Number((r as { score: string }).score) - logit)).toBeLessThan(1e-4);
     }
@@ -98,13 +143,20 @@ describe('train: encrypted gradients == plaintext fixed-point gradients', () => 
     expect(sums.length).toBeGreaterThan(0);
     let total = 0;
     const buckets = new Array<number>(16).fill(0);
-    for (const v of sums.slice(0, 8)) for (const x of v.values) { buckets[Math.floor((Number(x) / t) * 16)]!++; total++; }
+    for (const v of sums.slice(0, 8))
+      for (const x of v.values) {
+        buckets[Math.floor((Number(x) / t) * 16)]!++;
+        total++;
+      }
     const expected = total / 16;
     const chi2 = buckets.reduce((a, o) => a + (o - expected) ** 2 / expected, 0);
     console.log(`train custodian view: χ² = ${chi2.toFixed(2)} (15 d.o.f.) over ${total} residues`);
     expect(chi2).toBeLessThan(50);
     // Cohort slots hold small true values (|X·D| ≤ max|D|); without the mask they would be tiny or zero.
-    const small = sums.slice(0, 8).flatMap((v) => [...v.values]).filter((x) => x < 1n << 30n || x > sh.engine.params.t - (1n << 30n)).length;
+    const small = sums
+      .slice(0, 8)
+      .flatMap((v) => [...v.values])
+      .filter((x) => x < 1n << 30n || x > sh.engine.params.t - (1n << 30n)).length;
     expect(small / total).toBeLessThan(0.01);
   });
 });
@@ -113,25 +165,56 @@ describe('train: refusals', () => {
   it('a cohort below the policy minimum is refused before any work (no custodian call, no job)', async () => {
     views.length = 0;
     const jobs = (sh.engine.store.db.prepare('SELECT COUNT(*) AS n FROM jobs').get() as { n: number }).n;
-    await expect(sh.train({ bank: BANK, provider: TAX, purpose: PURPOSE, fields: FIELDS, subjects: data.subjects.slice(0, 150), labels, options: { iterations: 1 } })).rejects.toMatchObject({ code: 'SH_ERR_JOB_TOO_LARGE' });
+    await expect(
+      sh.train({
+        bank: BANK,
+        provider: TAX,
+        purpose: PURPOSE,
+        fields: FIELDS,
+        subjects: data.subjects.slice(0, 150),
+        labels,
+        options: { iterations: 1 },
+      }),
+    ).rejects.toMatchObject({ code: 'SH_ERR_JOB_TOO_LARGE' });
     expect(views.length).toBe(0);
     expect((sh.engine.store.db.prepare('SELECT COUNT(*) AS n FROM jobs').get() as { n: number }).n).toBe(jobs);
   });
 
   it('unknown fields and fields whose class forbids training are refused', async () => {
-    await expect(sh.train({ bank: BANK, provider: TAX, purpose: PURPOSE, fields: ['no_such_field'], subjects: data.subjects, labels })).rejects.toMatchObject({ code: 'SH_ERR_UNKNOWN_FIELD' });
+    await expect(
+      sh.train({
+        bank: BANK,
+        provider: TAX,
+        purpose: PURPOSE,
+        fields: ['no_such_field'],
+        subjects: data.subjects,
+        labels,
+      }),
+    ).rejects.toMatchObject({ code: 'SH_ERR_UNKNOWN_FIELD' });
   });
 
   it('the wrong purpose leaves every subject without consent', async () => {
-    await expect(sh.train({ bank: BANK, provider: TAX, purpose: 'marketing', fields: FIELDS, subjects: data.subjects, labels })).rejects.toMatchObject({ code: 'SH_ERR_JOB_TOO_LARGE' });
+    await expect(
+      sh.train({ bank: BANK, provider: TAX, purpose: 'marketing', fields: FIELDS, subjects: data.subjects, labels }),
+    ).rejects.toMatchObject({ code: 'SH_ERR_JOB_TOO_LARGE' });
   });
 });
 
 describe('train: what the bank and the engine are given', () => {
   it('the ledger holds iterations and custodian transcripts but no label, no row and no gradient values', () => {
-    const rows = sh.engine.store.db.prepare("SELECT kind, body FROM ledger_entries WHERE body LIKE '%train_%'").all() as Array<{ kind: string; body: string }>;
+    const rows = sh.engine.store.db
+      .prepare("SELECT kind, body FROM ledger_entries WHERE body LIKE '%train_%'")
+      .all() as Array<{ kind: string; body: string }>;
     const kinds = new Set(rows.map((r) => r.kind));
-    for (const k of ['job.requested', 'train.inputs', 'train.iteration', 'custodian.request', 'custodian.response', 'job.completed']) expect(kinds.has(k)).toBe(true);
+    for (const k of [
+      'job.requested',
+      'train.inputs',
+      'train.iteration',
+      'custodian.request',
+      'custodian.response',
+      'job.completed',
+    ])
+      expect(kinds.has(k)).toBe(true);
     for (const r of rows) expect(r.body).not.toMatch(/"G0"|"W0"|"y"/);
     expect(sh.engine.auditVerify().ok).toBe(true);
   });
@@ -141,19 +224,40 @@ describe('train: auditor replay', () => {
   it('every iteration replays from the custodian-signed sums and the escrowed seed to the delivered model; altered sums are caught', async () => {
     const { replayJob } = await import('../../../engine/audit/replay.ts');
     const { readFileSync, writeFileSync } = await import('node:fs');
-    const jobId = (sh.engine.store.db.prepare("SELECT id FROM jobs WHERE kind = 'train' AND status = 'completed' ORDER BY created_at LIMIT 1").get() as { id: string }).id;
+    const jobId = (
+      sh.engine.store.db
+        .prepare("SELECT id FROM jobs WHERE kind = 'train' AND status = 'completed' ORDER BY created_at LIMIT 1")
+        .get() as { id: string }
+    ).id;
     const auditor = { id: 'auditor_train', x25519SecretKey: sh.wallet.get('auditor_train')!.x25519!.secretKey };
     const r = await replayJob(sh.engine, jobId, auditor);
-    expect(r.steps.map((x) => x.step)).toEqual(['request', 'escrow', 'cohort', 'iteration 0', 'iteration 1', 'iteration 2', 'iteration 3', 'model']);
+    expect(r.steps.map((x) => x.step)).toEqual([
+      'request',
+      'escrow',
+      'cohort',
+      'iteration 0',
+      'iteration 1',
+      'iteration 2',
+      'iteration 3',
+      'model',
+    ]);
     expect(r.ok).toBe(true);
     // One custodian answer of iteration 2 altered on disk: iteration 2 mismatches, the model cannot be replayed.
-    const ev = sh.engine.store.db.prepare("SELECT body FROM ledger_entries WHERE body LIKE '%custodian.response%' AND body LIKE ?").get(`%${jobId}/it/2/%`) as { body: string };
+    const ev = sh.engine.store.db
+      .prepare("SELECT body FROM ledger_entries WHERE body LIKE '%custodian.response%' AND body LIKE ?")
+      .get(`%${jobId}/it/2/%`) as { body: string };
     const path = sh.engine.store.blobPath((JSON.parse(ev.body) as { responseHash: string }).responseHash);
     const saved = readFileSync(path);
-    writeFileSync(path, saved.toString('utf8').replace(/"sums":\["(\d)/, (_m, d: string) => `"sums":["${(Number(d) + 1) % 10}`));
+    writeFileSync(
+      path,
+      saved.toString('utf8').replace(/"sums":\["(\d)/, (_m, d: string) => `"sums":["${(Number(d) + 1) % 10}`),
+    );
     try {
       const bad = await replayJob(sh.engine, jobId, auditor);
-      expect(bad.steps.filter((x) => x.status !== 'match').map((x) => `${x.status} ${x.step}`)).toEqual(['mismatch iteration 2', 'missing model']);
+      expect(bad.steps.filter((x) => x.status !== 'match').map((x) => `${x.status} ${x.step}`)).toEqual([
+        'mismatch iteration 2',
+        'missing model',
+      ]);
     } finally {
       writeFileSync(path, saved);
     }
@@ -164,30 +268,55 @@ describe('train: two providers under two keys, through domain transfer (German C
   it('gradients equal the plaintext fixed-point ones exactly; the transfer custodian sees uniform values only', async () => {
     const { germanSplit } = await import('../../../models/german.ts');
     const gc = germanSplit({ seed: 7, providers: 2 });
-    const [p1, p2] = gc.providers as [typeof gc.providers[0], typeof gc.providers[0]];
+    const [p1, p2] = gc.providers as [(typeof gc.providers)[0], (typeof gc.providers)[0]];
     for (const p of [p1, p2]) {
       await sh.addParty('provider', p.provider);
       await sh.ingest(p.provider, p.schema, p.csv);
     }
     const cats = [p1, p2].map((p) => (p.schema as { category: string }).category);
-    sh.grantConsents(gc.subjects.map((u) => ({ subject: u, bank: BANK, purpose: PURPOSE, categories: cats, operations: ['train' as const], days: 30 })));
+    sh.grantConsents(
+      gc.subjects.map((u) => ({
+        subject: u,
+        bank: BANK,
+        purpose: PURPOSE,
+        categories: cats,
+        operations: ['train' as const],
+        days: 30,
+      })),
+    );
     const f1 = (p1.schema as { fields: Array<{ name: string }> }).fields.map((f) => f.name);
     const f2 = (p2.schema as { fields: Array<{ name: string }> }).fields.map((f) => f.name);
     const subjects = gc.subjects.slice(0, 400);
     views.length = 0;
-    const out = await sh.train({ bank: BANK, provider: p1.provider, purpose: PURPOSE, fields: f1, others: [{ provider: p2.provider, fields: f2 }], subjects, labels: gc.labels, bins: 4, options: { iterations: 3 } });
+    const out = await sh.train({
+      bank: BANK,
+      provider: p1.provider,
+      purpose: PURPOSE,
+      fields: f1,
+      others: [{ provider: p2.provider, fields: f2 }],
+      subjects,
+      labels: gc.labels,
+      bins: 4,
+      options: { iterations: 3 },
+    });
     expect(out.cohort).toBe(400);
     expect(new Set(out.bins.map((b) => b.provider))).toEqual(new Set([p1.provider, p2.provider]));
-    const tables = new Map([p1, p2].map((p) => {
-      const table = sh.providerTable(p.provider, (p.schema as { category: string }).category);
-      return [p.provider, { table, row: new Map(table.subjects.map((u, i) => [u, i])) }] as const;
-    }));
+    const tables = new Map(
+      [p1, p2].map((p) => {
+        const table = sh.providerTable(p.provider, (p.schema as { category: string }).category);
+        return [p.provider, { table, row: new Map(table.subjects.map((u, i) => [u, i])) }] as const;
+      }),
+    );
     const X = oneHot(out.bins, subjects, (u, f, provider) => {
       const { table, row } = tables.get(provider)!;
       const v = table.values[f]![row.get(u)!];
       return v === null || v === undefined ? null : BigInt(v);
     });
-    const ref = trainPlainFixed(X, Uint8Array.from(subjects.map((u) => gc.labels.get(u)!)), trainOptions({ iterations: 3 }));
+    const ref = trainPlainFixed(
+      X,
+      Uint8Array.from(subjects.map((u) => gc.labels.get(u)!)),
+      trainOptions({ iterations: 3 }),
+    );
     out.history.forEach((h, it) => {
       expect(h.G0).toBe(ref.history[it]!.G0);
       expect(h.G).toEqual(ref.history[it]!.G);
@@ -197,9 +326,15 @@ describe('train: two providers under two keys, through domain transfer (German C
     const transfers = views.filter((v) => v.label.includes('/transfer/'));
     expect(transfers.length).toBeGreaterThan(0);
     const t = Number(sh.engine.params.t);
-    const mean = transfers.flatMap((v) => [...v.values].slice(0, 1000)).reduce((a, x) => a + Number(x) / t, 0) / (transfers.length * 1000);
+    const mean =
+      transfers.flatMap((v) => [...v.values].slice(0, 1000)).reduce((a, x) => a + Number(x) / t, 0) /
+      (transfers.length * 1000);
     expect(Math.abs(mean - 0.5)).toBeLessThan(0.02);
-    const ledger = sh.engine.store.db.prepare("SELECT COUNT(*) AS n FROM ledger_entries WHERE kind = 'custodian.request' AND body LIKE '%\"mode\":\"transfer\"%'").get() as { n: number };
+    const ledger = sh.engine.store.db
+      .prepare(
+        'SELECT COUNT(*) AS n FROM ledger_entries WHERE kind = \'custodian.request\' AND body LIKE \'%"mode":"transfer"%\'',
+      )
+      .get() as { n: number };
     expect(ledger.n).toBe(transfers.length);
   });
 });
@@ -215,24 +350,61 @@ describe('train: standardized raw features (published mean/std) → a linear mod
     if (!sh.engine.registry.party(p.provider)) await sh.addParty('provider', p.provider);
     await sh.ingest(p.provider, p.schema, p.csv);
     const category = (p.schema as { category: string }).category;
-    sh.grantConsents(gc.subjects.map((u) => ({ subject: u, bank: BANK, purpose: 'model_training_std', categories: [category], operations: ['train' as const, 'score' as const], days: 30 })));
+    sh.grantConsents(
+      gc.subjects.map((u) => ({
+        subject: u,
+        bank: BANK,
+        purpose: 'model_training_std',
+        categories: [category],
+        operations: ['train' as const, 'score' as const],
+        days: 30,
+      })),
+    );
     const fields = (p.schema as { fields: Array<{ name: string }> }).fields.map((f) => f.name);
     const subjects = gc.subjects.slice(0, 500);
-    const out = await sh.train({ bank: BANK, provider: p.provider, purpose: 'model_training_std', fields, subjects, labels: gc.labels, features: 'standardized', options: { iterations: 3 } });
+    const out = await sh.train({
+      bank: BANK,
+      provider: p.provider,
+      purpose: 'model_training_std',
+      fields,
+      subjects,
+      labels: gc.labels,
+      features: 'standardized',
+      options: { iterations: 3 },
+    });
     expect(out.bins.every((b) => b.standardize && b.bins.length === 1)).toBe(true);
     const table = sh.providerTable(p.provider, category);
     const row = new Map(table.subjects.map((u, i) => [u, i]));
-    const X = oneHot(out.bins, subjects, (u, f) => { const v = table.values[f]![row.get(u)!]; return v === null || v === undefined ? null : BigInt(v); });
+    const X = oneHot(out.bins, subjects, (u, f) => {
+      const v = table.values[f]![row.get(u)!];
+      return v === null || v === undefined ? null : BigInt(v);
+    });
     expect(X.every((c) => c instanceof Int16Array && c.every((v) => Math.abs(v) <= STD_CLIP))).toBe(true);
-    const ref = trainPlainFixed(X, Uint8Array.from(subjects.map((u) => gc.labels.get(u)!)), trainOptions({ iterations: 3 }), STD_BITS);
+    const ref = trainPlainFixed(
+      X,
+      Uint8Array.from(subjects.map((u) => gc.labels.get(u)!)),
+      trainOptions({ iterations: 3 }),
+      STD_BITS,
+    );
     out.history.forEach((h, it) => {
       expect(h.G0).toBe(ref.history[it]!.G0);
       expect(h.G).toEqual(ref.history[it]!.G);
     });
     expect(out.model).toEqual(ref.model);
 
-    const r = await runTrain(sh, { bank: BANK, provider: p.provider, purpose: 'model_training_std', fields, labels: gc.labels, modelId: 'gc-linear-std', features: 'standardized', options: { iterations: 20 } });
-    console.log(`standardized German Credit: hold-out AUC ${r.holdoutAuc.toFixed(4)} vs plaintext ${r.plaintextAuc.toFixed(4)}, ${r.secondsPerIteration}s/iteration`);
+    const r = await runTrain(sh, {
+      bank: BANK,
+      provider: p.provider,
+      purpose: 'model_training_std',
+      fields,
+      labels: gc.labels,
+      modelId: 'gc-linear-std',
+      features: 'standardized',
+      options: { iterations: 20 },
+    });
+    console.log(
+      `standardized German Credit: hold-out AUC ${r.holdoutAuc.toFixed(4)} vs plaintext ${r.plaintextAuc.toFixed(4)}, ${r.secondsPerIteration}s/iteration`,
+    );
     expect(r.model.kind).toBe('linear');
     expect(Math.abs(r.holdoutAuc - r.plaintextAuc)).toBeLessThanOrEqual(0.01);
   });

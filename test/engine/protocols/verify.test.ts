@@ -21,9 +21,22 @@ import { buildVerifyRequest, openVerifyResult } from '../../../engine/protocols/
 import { comparisonRange } from '../../../engine/protocols/verify/claims.ts';
 import { runVerifyJob } from '../../../engine/protocols/verify/run.ts';
 import { type Claim, type ClaimOp, type ClaimResult } from '../../../engine/protocols/verify/messages.ts';
-import type { BankClaims, Custodian, CustodianView, TokenEvalRequest, TokenEvalResponse } from '../../../engine/custodian/messages.ts';
+import type {
+  BankClaims,
+  Custodian,
+  CustodianView,
+  TokenEvalRequest,
+  TokenEvalResponse,
+} from '../../../engine/custodian/messages.ts';
 import { TOKEN_EPOCH } from '../../../engine/tokens/oprf.ts';
-import { blindInputs, evaluateBlinded, finalizeTokens, generateOprfKeyPair, tokenInfo, tokenInput } from '../../../engine/tokens/oprf.ts';
+import {
+  blindInputs,
+  evaluateBlinded,
+  finalizeTokens,
+  generateOprfKeyPair,
+  tokenInfo,
+  tokenInput,
+} from '../../../engine/tokens/oprf.ts';
 import { idRuleFor, normalizeId } from '../../../engine/tokens/normalize.ts';
 import { bytesToHex, ed25519KeyPair, hexToBytes, signJson, type Signed } from '../../../core/sign.ts';
 import { x25519KeyPair } from '../../../core/sealbox.ts';
@@ -35,7 +48,17 @@ import { createConsent, type SignedConsent } from '../../../sandbox/consent.ts';
 import { validateSchema, type FieldSpec } from '../../../sandbox/catalog.ts';
 import { encodeValue } from '../../../sandbox/values.ts';
 import { budgetEpoch } from '../../../sandbox/policy.ts';
-import { boundCell, buildCsv, coded, distinctUsccs, PlainWorld, randomCell, seededRng, storeCounts, type PlainTable } from '../../fixtures/protocol.ts';
+import {
+  boundCell,
+  buildCsv,
+  coded,
+  distinctUsccs,
+  PlainWorld,
+  randomCell,
+  seededRng,
+  storeCounts,
+  type PlainTable,
+} from '../../fixtures/protocol.ts';
 
 const BANK = 'bank_v';
 const OTHER_BANK = 'bank_w';
@@ -49,24 +72,62 @@ const HOLDER = 'mortgage_holder';
 // ---------------------------------------------------------------- schemas
 
 const SCHEMAS = {
-  [TAX]: { category: 'tax', fields: [
-    { name: 'tax_credit_grade' }, { name: 'months_continuous_tax' }, { name: 'tax_arrears' },
-    { name: 'vat_paid_12m', max: '1000' }, // MODEL_ONLY: scored, never verified
-    // Provider-defined AUTH_QUERY fields (category tax allows the class): a negative lower bound, and a wide range (small R).
-    { name: 'net_margin_pct', label: '净利润率', type: 'decimal', decimals: 2, min: '-100', max: '100', class: 'AUTH_QUERY', unit: '%' },
-    { name: 'overdue_tax_amount', label: '欠税金额', type: 'decimal', decimals: 2, min: '0', max: '1000000', class: 'AUTH_QUERY', unit: '元' },
-  ] },
-  [PROP]: { category: 'property', fields: [
-    { name: CERT }, { name: HOLDER }, { name: 'property_area_sqm', max: '100000' }, { name: 'property_count', max: '50' }, { name: 'mortgage_registered' },
-  ] },
+  [TAX]: {
+    category: 'tax',
+    fields: [
+      { name: 'tax_credit_grade' },
+      { name: 'months_continuous_tax' },
+      { name: 'tax_arrears' },
+      { name: 'vat_paid_12m', max: '1000' }, // MODEL_ONLY: scored, never verified
+      // Provider-defined AUTH_QUERY fields (category tax allows the class): a negative lower bound, and a wide range (small R).
+      {
+        name: 'net_margin_pct',
+        label: '净利润率',
+        type: 'decimal',
+        decimals: 2,
+        min: '-100',
+        max: '100',
+        class: 'AUTH_QUERY',
+        unit: '%',
+      },
+      {
+        name: 'overdue_tax_amount',
+        label: '欠税金额',
+        type: 'decimal',
+        decimals: 2,
+        min: '0',
+        max: '1000000',
+        class: 'AUTH_QUERY',
+        unit: '元',
+      },
+    ],
+  },
+  [PROP]: {
+    category: 'property',
+    fields: [
+      { name: CERT },
+      { name: HOLDER },
+      { name: 'property_area_sqm', max: '100000' },
+      { name: 'property_count', max: '50' },
+      { name: 'mortgage_registered' },
+    ],
+  },
 } as const;
-const FIELDS = Object.fromEntries(Object.entries(SCHEMAS).map(([p, s]) => [p, validateSchema(s).fields])) as Record<string, FieldSpec[]>;
+const FIELDS = Object.fromEntries(Object.entries(SCHEMAS).map(([p, s]) => [p, validateSchema(s).fields])) as Record<
+  string,
+  FieldSpec[]
+>;
 const spec = (provider: string, field: string) => FIELDS[provider]!.find((f) => f.name === field)!;
 const spec2 = (provider: string, field: string) => world.spec(provider, field);
 /** The verifiable numeric fields (AUTH_QUERY int, decimal, enum, bool). */
 const NUMERIC: Array<[string, string]> = [
-  [TAX, 'tax_credit_grade'], [TAX, 'months_continuous_tax'], [TAX, 'tax_arrears'], [TAX, 'net_margin_pct'], [TAX, 'overdue_tax_amount'],
-  [PROP, 'property_count'], [PROP, 'mortgage_registered'],
+  [TAX, 'tax_credit_grade'],
+  [TAX, 'months_continuous_tax'],
+  [TAX, 'tax_arrears'],
+  [TAX, 'net_margin_pct'],
+  [TAX, 'overdue_tax_amount'],
+  [PROP, 'property_count'],
+  [PROP, 'mortgage_registered'],
 ];
 
 // ---------------------------------------------------------------- subjects and rows
@@ -75,9 +136,42 @@ const rng = seededRng(0x7e41f1);
 const ALL = distinctUsccs(160 + 13, rng);
 /** POOL[i]: every field at min when i % 8 == 0, at max when i % 8 == 1, random otherwise. */
 const POOL = ALL.slice(0, 160);
-const [NOWHERE, EMPTY, NOPROP, NOCONSENT, EXPIRED, REVOKED, OOS_OP, OOS_CAT, OOS_PURPOSE, BADSIG, BUDGET_A, BUDGET_B, SPARE] = ALL.slice(160) as [string, string, string, string, string, string, string, string, string, string, string, string, string];
+const [
+  NOWHERE,
+  EMPTY,
+  NOPROP,
+  NOCONSENT,
+  EXPIRED,
+  REVOKED,
+  OOS_OP,
+  OOS_CAT,
+  OOS_PURPOSE,
+  BADSIG,
+  BUDGET_A,
+  BUDGET_B,
+  SPARE,
+] = ALL.slice(160) as [
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+  string,
+];
 const REFUSED = new Map<string, string>([
-  [NOCONSENT, 'NO_CONSENT'], [EXPIRED, 'EXPIRED'], [REVOKED, 'REVOKED'], [OOS_OP, 'OUT_OF_SCOPE'], [OOS_PURPOSE, 'OUT_OF_SCOPE'], [BADSIG, 'BAD_SIGNATURE'],
+  [NOCONSENT, 'NO_CONSENT'],
+  [EXPIRED, 'EXPIRED'],
+  [REVOKED, 'REVOKED'],
+  [OOS_OP, 'OUT_OF_SCOPE'],
+  [OOS_PURPOSE, 'OUT_OF_SCOPE'],
+  [BADSIG, 'BAD_SIGNATURE'],
 ]);
 const kindOf = (u: string): 'min' | 'max' | 'random' => {
   const i = POOL.indexOf(u);
@@ -87,9 +181,16 @@ const MIN_ROWS = POOL.filter((u) => kindOf(u) === 'min');
 const MAX_ROWS = POOL.filter((u) => kindOf(u) === 'max');
 const RANDOM_ROWS = POOL.filter((u) => kindOf(u) === 'random');
 
-const HOLDERS = ['中国工商银行股份有限公司深圳分行', '招商银行股份有限公司深圳分行(营业部)', '平安银行股份有限公司深圳分行', '深圳农村商业银行股份有限公司', '中国建设银行股份有限公司深圳市分行(福田支行)'];
+const HOLDERS = [
+  '中国工商银行股份有限公司深圳分行',
+  '招商银行股份有限公司深圳分行(营业部)',
+  '平安银行股份有限公司深圳分行',
+  '深圳农村商业银行股份有限公司',
+  '中国建设银行股份有限公司深圳市分行(福田支行)',
+];
 const fullWidth = (s: string, re: RegExp) => s.replace(re, (ch) => String.fromCharCode(ch.charCodeAt(0) + 0xfee0));
-const fakeCert = () => `${rng() < 0.5 ? '粤' : '京'}(${2012 + Math.floor(rng() * 13)})${rng() < 0.5 ? '深圳市' : '朝阳区'}不动产权第${String(Math.floor(rng() * 1e7)).padStart(7, '0')}号`;
+const fakeCert = () =>
+  `${rng() < 0.5 ? '粤' : '京'}(${2012 + Math.floor(rng() * 13)})${rng() < 0.5 ? '深圳市' : '朝阳区'}不动产权第${String(Math.floor(rng() * 1e7)).padStart(7, '0')}号`;
 
 /** Certificate numbers (normalized form) and mortgage holder ('' = none) per subject with a property row. */
 const property = new Map<string, { certs: string[]; holder: string }>();
@@ -108,7 +209,8 @@ function propRow(u: string): Record<string, string> | undefined {
   const k = kindOf(u);
   if (POOL.includes(u) && k === 'random' && rng() < 0.35) return undefined;
   const cells: Record<string, string> = {};
-  for (const f of FIELDS[PROP]!) if (f.type !== 'id') cells[f.name] = k === 'random' ? randomCell(f, rng) : boundCell(f, k);
+  for (const f of FIELDS[PROP]!)
+    if (f.type !== 'id') cells[f.name] = k === 'random' ? randomCell(f, rng) : boundCell(f, k);
   if (u === EMPTY) {
     Object.assign(cells, { [CERT]: '', [HOLDER]: '', property_count: '' });
     return cells;
@@ -117,7 +219,9 @@ function propRow(u: string): Record<string, string> | undefined {
   const holder = rng() < 0.6 ? HOLDERS[Math.floor(rng() * HOLDERS.length)]! : '';
   property.set(u, { certs, holder });
   // The provider's own spelling varies too: full-width brackets, 〔〕; both sides normalize.
-  cells[CERT] = certs.map((c, i) => (i % 3 === 1 ? fullWidth(c, /[()]/g) : i % 3 === 2 ? c.replace('(', '〔').replace(')', '〕') : c)).join(';');
+  cells[CERT] = certs
+    .map((c, i) => (i % 3 === 1 ? fullWidth(c, /[()]/g) : i % 3 === 2 ? c.replace('(', '〔').replace(')', '〕') : c))
+    .join(';');
   cells[HOLDER] = rng() < 0.5 ? holder.replace('(', '（').replace(')', '）') : holder;
   return cells;
 }
@@ -127,7 +231,14 @@ function table(provider: string, rowOf: (u: string) => Record<string, string> | 
     const cells = rowOf(u);
     return cells ? [{ uscc: u, cells }] : [];
   });
-  return { provider, schema: SCHEMAS[provider as keyof typeof SCHEMAS], csv: buildCsv(FIELDS[provider]!.map((f) => f.name), rows) };
+  return {
+    provider,
+    schema: SCHEMAS[provider as keyof typeof SCHEMAS],
+    csv: buildCsv(
+      FIELDS[provider]!.map((f) => f.name),
+      rows,
+    ),
+  };
 }
 const TABLES = [table(TAX, taxRow), table(PROP, propRow)];
 const world = new PlainWorld();
@@ -137,8 +248,13 @@ const NO_PROPERTY = POOL.filter((u) => !property.has(u));
 
 // ---------------------------------------------------------------- set-up
 
-interface SeenView extends CustodianView { provider: string }
-interface TokenCall { request: Signed<TokenEvalRequest>; bank: BankClaims }
+interface SeenView extends CustodianView {
+  provider: string;
+}
+interface TokenCall {
+  request: Signed<TokenEvalRequest>;
+  bank: BankClaims;
+}
 type Tamper = (res: Signed<TokenEvalResponse>, req: Signed<TokenEvalRequest>) => Signed<TokenEvalResponse>;
 
 let home: string;
@@ -153,9 +269,23 @@ let realProp: Custodian;
 const allClaims: Claim[] = [];
 
 let nextClaim = 0;
-const claim = (subject: string, provider: string, field: string, op: ClaimOp, values: string[]): Claim => ({ claimId: `c${++nextClaim}`, subject, provider, field, op, values });
+const claim = (subject: string, provider: string, field: string, op: ClaimOp, values: string[]): Claim => ({
+  claimId: `c${++nextClaim}`,
+  subject,
+  provider,
+  field,
+  op,
+  values,
+});
 const normalizer = (field: string) => (v: string) => normalizeId(idRuleFor(field), v);
-const expected = (c: Claim): ClaimResult => claimPlain(world.spec(c.provider, c.field), world.cell(c.provider, c.subject, c.field), c.op, c.values, normalizer(c.field));
+const expected = (c: Claim): ClaimResult =>
+  claimPlain(
+    world.spec(c.provider, c.field),
+    world.cell(c.provider, c.subject, c.field),
+    c.op,
+    c.values,
+    normalizer(c.field),
+  );
 
 async function verify(claims: Claim[], bank = BANK) {
   const r = await sh.verify(bank, PURPOSE, claims);
@@ -163,15 +293,29 @@ async function verify(claims: Claim[], bank = BANK) {
   return r;
 }
 
-function mismatches(claims: readonly Claim[], results: ReadonlyMap<string, ClaimResult>, want: (c: Claim) => ClaimResult = expected) {
-  return claims.filter((c) => results.get(c.claimId) !== want(c)).map((c) => ({ ...c, got: results.get(c.claimId), want: want(c), cell: world.cell(c.provider, c.subject, c.field) }));
+function mismatches(
+  claims: readonly Claim[],
+  results: ReadonlyMap<string, ClaimResult>,
+  want: (c: Claim) => ClaimResult = expected,
+) {
+  return claims
+    .filter((c) => results.get(c.claimId) !== want(c))
+    .map((c) => ({
+      ...c,
+      got: results.get(c.claimId),
+      want: want(c),
+      cell: world.cell(c.provider, c.subject, c.field),
+    }));
 }
 
 function installWrapper(): void {
   const real = sh.engine.registry.custodian(PROP);
   realProp = real;
   const wrapper: Custodian & { dispose(): Promise<void> } = {
-    provider: real.provider, paramsId: real.paramsId, bfvPublicKey: real.bfvPublicKey, signingPublicKey: real.signingPublicKey,
+    provider: real.provider,
+    paramsId: real.paramsId,
+    bfvPublicKey: real.bfvPublicKey,
+    signingPublicKey: real.signingPublicKey,
     openJob: (job) => real.openJob(job),
     decrypt: (request, ct) => real.decrypt(request, ct),
     transfer: (request, ct, pk) => real.transfer(request, ct, pk),
@@ -180,15 +324,24 @@ function installWrapper(): void {
       const res = await real.evaluateTokens(request, bank);
       return tamper ? tamper(res, request) : res;
     },
-    dispose: async () => { await (real as { dispose?: () => Promise<void> }).dispose?.(); },
+    dispose: async () => {
+      await (real as { dispose?: () => Promise<void> }).dispose?.();
+    },
   };
   sh.engine.registry.connectCustodian(wrapper);
 }
 
-const open = (policy: { verifyBudgetPerEpoch: number }) => Safehouse.open({ home, create: true, poolSize: 2, policy, observe: (provider, v) => views.push({ provider, ...v }) });
+const open = (policy: { verifyBudgetPerEpoch: number }) =>
+  Safehouse.open({ home, create: true, poolSize: 2, policy, observe: (provider, v) => views.push({ provider, ...v }) });
 
 const grant = (subject: string, over: Partial<ConsentGrant> = {}): ConsentGrant => ({
-  subject, bank: BANK, purpose: PURPOSE, categories: ['tax', 'property'], operations: ['verify', 'score'], days: 365, ...over,
+  subject,
+  bank: BANK,
+  purpose: PURPOSE,
+  categories: ['tax', 'property'],
+  operations: ['verify', 'score'],
+  days: 365,
+  ...over,
 });
 
 beforeAll(async () => {
@@ -214,9 +367,22 @@ beforeAll(async () => {
   // BAD_SIGNATURE: a registered subject whose only consent row was altered in the engine's store after signing.
   const keys = sh.wallet.ensureEnterprises([BADSIG]);
   sh.engine.registry.registerEnterprises([{ uscc: BADSIG, ed25519: keys.get(BADSIG)!.ed25519.publicKey }]);
-  const c = createConsent({ subject: BADSIG, grantee: BANK, purpose: PURPOSE, categories: ['tax'], operations: ['verify'], notBefore: now, notAfter: new Date(now.getTime() + 30 * DAY) }, keys.get(BADSIG)!.ed25519.secretKey);
+  const c = createConsent(
+    {
+      subject: BADSIG,
+      grantee: BANK,
+      purpose: PURPOSE,
+      categories: ['tax'],
+      operations: ['verify'],
+      notBefore: now,
+      notAfter: new Date(now.getTime() + 30 * DAY),
+    },
+    keys.get(BADSIG)!.ed25519.secretKey,
+  );
   const bad: SignedConsent = { ...c, statement: { ...c.statement, categories: ['tax', 'property'] } };
-  sh.engine.store.db.prepare('INSERT INTO consents (id, subject, grantee, signed_json, created_at) VALUES (?, ?, ?, ?, ?)').run(bad.statement.id, BADSIG, BANK, JSON.stringify(bad), now.toISOString());
+  sh.engine.store.db
+    .prepare('INSERT INTO consents (id, subject, grantee, signed_json, created_at) VALUES (?, ?, ?, ?, ?)')
+    .run(bad.statement.id, BADSIG, BANK, JSON.stringify(bad), now.toISOString());
 });
 
 afterAll(async () => {
@@ -240,57 +406,143 @@ function threshold(f: FieldSpec, x: bigint, kind: string): string | undefined {
   }
   const fmt = (v: bigint, places = d) => formatFixed(v, places);
   switch (kind) {
-    case 'x': return fmt(x);
-    case 'x+u': return fmt(x + 1n);
-    case 'x-u': return fmt(x - 1n);
-    case 'min': return fmt(min);
-    case 'max': return fmt(max);
-    case 'min-u': return fmt(min - 1n);
-    case 'max+u': return fmt(max + 1n);
-    case 'far-below': return fmt(min - 10n ** BigInt(d + 6) - 7n);
-    case 'far-above': return fmt(max + 10n ** BigInt(d + 9) + 3n);
-    case 'huge-below': return `-1${'0'.repeat(40)}.5`;
-    case 'huge-above': return `1${'0'.repeat(40)}`;
+    case 'x':
+      return fmt(x);
+    case 'x+u':
+      return fmt(x + 1n);
+    case 'x-u':
+      return fmt(x - 1n);
+    case 'min':
+      return fmt(min);
+    case 'max':
+      return fmt(max);
+    case 'min-u':
+      return fmt(min - 1n);
+    case 'max+u':
+      return fmt(max + 1n);
+    case 'far-below':
+      return fmt(min - 10n ** BigInt(d + 6) - 7n);
+    case 'far-above':
+      return fmt(max + 10n ** BigInt(d + 9) + 3n);
+    case 'huge-below':
+      return `-1${'0'.repeat(40)}.5`;
+    case 'huge-above':
+      return `1${'0'.repeat(40)}`;
     // More decimals than the field holds (12.345 on a 2-dp field).
-    case 'x+half': return fmt(x * 10n + 5n, d + 1);
-    case 'x-half': return fmt(x * 10n - 5n, d + 1);
-    case 'x+tiny': return fmt(x * 1000n + 1n, d + 3);
-    case 'x-tiny': return fmt(x * 1000n - 1n, d + 3);
-    case 'x-padded': { const s = fmt(x); return s.includes('.') ? `${s}0` : `${s}.00`; } // 12.340 == 12.34
-    case 'x-signed': return x >= 0n ? `+${fmt(x)}` : ` ${fmt(x)} `;
-    default: throw new Error(`unknown threshold kind ${kind}`);
+    case 'x+half':
+      return fmt(x * 10n + 5n, d + 1);
+    case 'x-half':
+      return fmt(x * 10n - 5n, d + 1);
+    case 'x+tiny':
+      return fmt(x * 1000n + 1n, d + 3);
+    case 'x-tiny':
+      return fmt(x * 1000n - 1n, d + 3);
+    case 'x-padded': {
+      const s = fmt(x);
+      return s.includes('.') ? `${s}0` : `${s}.00`;
+    } // 12.340 == 12.34
+    case 'x-signed':
+      return x >= 0n ? `+${fmt(x)}` : ` ${fmt(x)} `;
+    default:
+      throw new Error(`unknown threshold kind ${kind}`);
   }
 }
 
-interface Combo { op: ClaimOp; kinds: string[] }
+interface Combo {
+  op: ClaimOp;
+  kinds: string[];
+}
 function combosFor(f: FieldSpec): Combo[] {
-  const single = (kinds: string[]) => kinds.flatMap((k) => (['eq', 'ne', 'gte', 'lte'] as const).map((op): Combo => ({ op, kinds: [k] })));
+  const single = (kinds: string[]) =>
+    kinds.flatMap((k) => (['eq', 'ne', 'gte', 'lte'] as const).map((op): Combo => ({ op, kinds: [k] })));
   const between = (pairs: Array<[string, string]>) => pairs.map((p): Combo => ({ op: 'between', kinds: p }));
-  if (f.type === 'bool') return [...single(['x', 'true', 'false', '1', '0', 'TRUE', 'False']), ...between([['0', '1'], ['1', '1'], ['true', 'false'], ['false', 'false'], ['x', 'x']])];
+  if (f.type === 'bool')
+    return [
+      ...single(['x', 'true', 'false', '1', '0', 'TRUE', 'False']),
+      ...between([
+        ['0', '1'],
+        ['1', '1'],
+        ['true', 'false'],
+        ['false', 'false'],
+        ['x', 'x'],
+      ]),
+    ];
   if (f.type === 'enum') {
     return [
-      ...single(['label:x', 'index:x', 'label:x+1', 'label:x-1', 'index:x+1', 'index:x-1', 'label:min', 'label:max', 'index:min', 'index:max']),
-      ...between([['label:x', 'label:x'], ['label:x-1', 'label:x+1'], ['index:min', 'index:max'], ['label:max', 'label:min'], ['index:x', 'label:max'], ['label:min', 'index:x']]),
+      ...single([
+        'label:x',
+        'index:x',
+        'label:x+1',
+        'label:x-1',
+        'index:x+1',
+        'index:x-1',
+        'label:min',
+        'label:max',
+        'index:min',
+        'index:max',
+      ]),
+      ...between([
+        ['label:x', 'label:x'],
+        ['label:x-1', 'label:x+1'],
+        ['index:min', 'index:max'],
+        ['label:max', 'label:min'],
+        ['index:x', 'label:max'],
+        ['label:min', 'index:x'],
+      ]),
     ];
   }
   return [
-    ...single(['x', 'x+u', 'x-u', 'min', 'max', 'min-u', 'max+u', 'far-below', 'far-above', 'huge-below', 'huge-above', 'x+half', 'x-half', 'x+tiny', 'x-tiny', 'x-padded', 'x-signed']),
-    ...between([['x', 'x'], ['x-u', 'x+u'], ['x+u', 'max+u'], ['min-u', 'x-u'], ['min', 'max'], ['far-below', 'far-above'], ['x-half', 'x+half'],
-      ['x+half', 'x+half'], ['max', 'min'], ['x', 'max'], ['min', 'x'], ['x+tiny', 'far-above']]),
+    ...single([
+      'x',
+      'x+u',
+      'x-u',
+      'min',
+      'max',
+      'min-u',
+      'max+u',
+      'far-below',
+      'far-above',
+      'huge-below',
+      'huge-above',
+      'x+half',
+      'x-half',
+      'x+tiny',
+      'x-tiny',
+      'x-padded',
+      'x-signed',
+    ]),
+    ...between([
+      ['x', 'x'],
+      ['x-u', 'x+u'],
+      ['x+u', 'max+u'],
+      ['min-u', 'x-u'],
+      ['min', 'max'],
+      ['far-below', 'far-above'],
+      ['x-half', 'x+half'],
+      ['x+half', 'x+half'],
+      ['max', 'min'],
+      ['x', 'max'],
+      ['min', 'x'],
+      ['x+tiny', 'far-above'],
+    ]),
   ];
 }
 
 /** A uniform random claimed value, a little beyond the bounds on both sides for int/decimal. */
 function randomThreshold(f: FieldSpec): string {
   if (f.type === 'bool') return ['true', 'false', '1', '0', 'TRUE', 'False'][Math.floor(rng() * 6)]!;
-  if (f.type === 'enum') return rng() < 0.5 ? f.values![Math.floor(rng() * f.values!.length)]! : String(Math.floor(rng() * f.values!.length));
+  if (f.type === 'enum')
+    return rng() < 0.5
+      ? f.values![Math.floor(rng() * f.values!.length)]!
+      : String(Math.floor(rng() * f.values!.length));
   const min = parseFixed(f.min, f.decimals);
   const max = parseFixed(f.max, f.decimals);
   const pad = (max - min) / 8n + 1n;
   return formatFixed(min - pad + BigInt(Math.floor(rng() * Number(max - min + 2n * pad + 1n))), f.decimals);
 }
 
-const valueOf = (provider: string, u: string, field: string): bigint => encodeValue(spec(provider, field), world.cell(provider, u, field)!)!;
+const valueOf = (provider: string, u: string, field: string): bigint =>
+  encodeValue(spec(provider, field), world.cell(provider, u, field)!)!;
 
 // ---------------------------------------------------------------- 1. every op vs the plaintext predicate
 
@@ -308,11 +560,24 @@ describe('verify: encrypted == plaintext predicate', () => {
         claims.push(claim(u, provider, field, cb.op, values as string[]));
       };
       const combos = combosFor(f);
-      const groups: Array<[string[], number[]]> = [[MIN_ROWS.filter(has), [0]], [MAX_ROWS.filter(has), [0]], [RANDOM_ROWS.filter(has), [0, 60]]];
-      for (const [group, offsets] of groups) for (const off of offsets) combos.forEach((cb, k) => add(group[(k + off) % group.length]!, cb));
+      const groups: Array<[string[], number[]]> = [
+        [MIN_ROWS.filter(has), [0]],
+        [MAX_ROWS.filter(has), [0]],
+        [RANDOM_ROWS.filter(has), [0, 60]],
+      ];
+      for (const [group, offsets] of groups)
+        for (const off of offsets) combos.forEach((cb, k) => add(group[(k + off) % group.length]!, cb));
       for (const u of RANDOM_ROWS.filter(has)) {
         const op = (['eq', 'ne', 'gte', 'lte', 'between'] as const)[Math.floor(rng() * 5)]!;
-        claims.push(claim(u, provider, field, op, op === 'between' ? [randomThreshold(f), randomThreshold(f)] : [randomThreshold(f)]));
+        claims.push(
+          claim(
+            u,
+            provider,
+            field,
+            op,
+            op === 'between' ? [randomThreshold(f), randomThreshold(f)] : [randomThreshold(f)],
+          ),
+        );
       }
     }
     const { results, result } = await verify(claims);
@@ -324,19 +589,30 @@ describe('verify: encrypted == plaintext predicate', () => {
       const mine = claims.filter((c) => c.field === field);
       expect(new Set(mine.map((c) => c.op)), field).toEqual(new Set(['eq', 'ne', 'gte', 'lte', 'between']));
       expect(new Set(mine.map(expected)), field).toEqual(new Set(['yes', 'no']));
-      for (const u of [MIN_ROWS[0]!, MAX_ROWS[0]!]) expect(mine.some((c) => c.subject === u), `${field} at a bound`).toBe(true);
-      for (const r of ['yes', 'no']) tally.set(`${provider}/${field} ${r}`, mine.filter((c) => expected(c) === r).length);
+      for (const u of [MIN_ROWS[0]!, MAX_ROWS[0]!])
+        expect(
+          mine.some((c) => c.subject === u),
+          `${field} at a bound`,
+        ).toBe(true);
+      for (const r of ['yes', 'no'])
+        tally.set(`${provider}/${field} ${r}`, mine.filter((c) => expected(c) === r).length);
       // R per field is the bound calculator's: the largest R with R·(D + 1) ≤ (t − 1)/2, D = max − min + 1.
       const f = spec(provider, field);
       const D = parseFixed(f.max, f.decimals) - parseFixed(f.min, f.decimals) + 1n;
       const R = BigInt(result.ranges[`${provider}/${field}`]!);
       expect(R).toBe(comparisonRange(sh.engine, f));
-      expect(R * (D + 1n) <= (sh.engine.params.t - 1n) / 2n && (R + 1n) * (D + 1n) > (sh.engine.params.t - 1n) / 2n).toBe(true);
+      expect(
+        R * (D + 1n) <= (sh.engine.params.t - 1n) / 2n && (R + 1n) * (D + 1n) > (sh.engine.params.t - 1n) / 2n,
+      ).toBe(true);
     }
     // Extra decimals are answered exactly and `eq` on them never needs the custodian.
-    const extra = claims.filter((c) => c.values.some((v) => (v.split('.')[1] ?? '').length > spec(c.provider, c.field).decimals));
+    const extra = claims.filter((c) =>
+      c.values.some((v) => (v.split('.')[1] ?? '').length > spec(c.provider, c.field).decimals),
+    );
     expect(extra.length).toBeGreaterThan(100);
-    console.log(`numeric claims: ${claims.length} (${extra.length} with more decimals than the field), ${result.boxes.length} sign boxes`);
+    console.log(
+      `numeric claims: ${claims.length} (${extra.length} with more decimals than the field), ${result.boxes.length} sign boxes`,
+    );
     console.log('measured R (custodian leakage bound) per field:', JSON.stringify(result.ranges, null, 1));
     console.log('answers per field:', JSON.stringify(Object.fromEntries(tally)));
   });
@@ -374,8 +650,19 @@ describe('verify: encrypted == plaintext predicate', () => {
           push(claim(u, PROP, CERT, 'in', list), 'yes');
         },
         () => push(claim(u, PROP, CERT, 'in', [fakeCert(), other]), 'no'),
-        () => push(claim(u, PROP, HOLDER, 'eq', [HOLDER_RETYPE[i % HOLDER_RETYPE.length]!(holder || HOLDERS[0]!)]), holder ? 'yes' : 'no_data'),
-        () => push(claim(u, PROP, HOLDER, 'in', [HOLDERS.find((h) => h !== holder)!, HOLDER_RETYPE[(i + 1) % HOLDER_RETYPE.length]!(holder || HOLDERS[1]!)]), holder ? 'yes' : 'no_data'),
+        () =>
+          push(
+            claim(u, PROP, HOLDER, 'eq', [HOLDER_RETYPE[i % HOLDER_RETYPE.length]!(holder || HOLDERS[0]!)]),
+            holder ? 'yes' : 'no_data',
+          ),
+        () =>
+          push(
+            claim(u, PROP, HOLDER, 'in', [
+              HOLDERS.find((h) => h !== holder)!,
+              HOLDER_RETYPE[(i + 1) % HOLDER_RETYPE.length]!(holder || HOLDERS[1]!),
+            ]),
+            holder ? 'yes' : 'no_data',
+          ),
         () => push(claim(u, PROP, HOLDER, 'eq', [HOLDERS.find((h) => h !== holder)!]), holder ? 'no' : 'no_data'),
       ];
       for (let k = 0; k < 3; k++) menu[(i + k * 2) % menu.length]!();
@@ -386,7 +673,9 @@ describe('verify: encrypted == plaintext predicate', () => {
       push(claim(u, PROP, HOLDER, 'in', [HOLDERS[0]!, HOLDERS[1]!]), 'no_data');
     }
     // The written-down intention and the plaintext reference agree (guards the fixture itself).
-    expect(claims.filter((c) => expected(c) !== c.intended).map((c) => [c.subject, c.field, c.values, c.intended])).toEqual([]);
+    expect(
+      claims.filter((c) => expected(c) !== c.intended).map((c) => [c.subject, c.field, c.values, c.intended]),
+    ).toEqual([]);
     const calls = tokenCalls.length;
     const { results } = await verify(claims);
     expect(mismatches(claims, results)).toEqual([]);
@@ -397,7 +686,9 @@ describe('verify: encrypted == plaintext predicate', () => {
     // Every in-list value and every eq value of an answered claim went to the custodian, once.
     const sent = tokenCalls.slice(calls).flatMap((t) => t.request.body.elements);
     expect(sent.length).toBe(claims.filter((c) => c.intended !== 'no_data').reduce((a, c) => a + c.values.length, 0));
-    console.log(`token claims: ${claims.length} (yes ${count('yes')}, no ${count('no')}, no_data ${count('no_data')}), ${sent.length} blinded elements in ${tokenCalls.length - calls} custodian calls`);
+    console.log(
+      `token claims: ${claims.length} (yes ${count('yes')}, no ${count('no')}, no_data ${count('no_data')}), ${sent.length} blinded elements in ${tokenCalls.length - calls} custodian calls`,
+    );
   });
 });
 
@@ -433,20 +724,40 @@ describe('verify: one result per claim', () => {
     ];
     const claims = table.map(([c]) => c);
     const { results, result } = await verify(claims);
-    expect(claims.map((c) => [c.subject, c.field, results.get(c.claimId)])).toEqual(table.map(([c, r]) => [c.subject, c.field, r]));
-    expect(new Set(results.values())).toEqual(new Set(['yes', 'no_data', 'refused:NO_CONSENT', 'refused:EXPIRED', 'refused:REVOKED', 'refused:OUT_OF_SCOPE', 'refused:BAD_SIGNATURE']));
+    expect(claims.map((c) => [c.subject, c.field, results.get(c.claimId)])).toEqual(
+      table.map(([c, r]) => [c.subject, c.field, r]),
+    );
+    expect(new Set(results.values())).toEqual(
+      new Set([
+        'yes',
+        'no_data',
+        'refused:NO_CONSENT',
+        'refused:EXPIRED',
+        'refused:REVOKED',
+        'refused:OUT_OF_SCOPE',
+        'refused:BAD_SIGNATURE',
+      ]),
+    );
     // Refused and no_data claims are never compared: they are answered directly, with no slot in any sign box.
     const numericIds = new Set(result.numeric.map((n) => n.claimId));
     for (const [c, r] of table) if (r !== 'yes') expect(numericIds.has(c.claimId), c.claimId).toBe(false);
     // Refused claims spend no budget; no_data claims do (the bank learned that the provider has no value).
-    const used = (u: string, provider: string, field: string) => (sh.engine.store.db.prepare('SELECT used FROM verify_budget WHERE bank = ? AND subject = ? AND provider = ? AND field = ?').get(BANK, u, provider, field) as { used: number } | undefined)?.used;
+    const used = (u: string, provider: string, field: string) =>
+      (
+        sh.engine.store.db
+          .prepare('SELECT used FROM verify_budget WHERE bank = ? AND subject = ? AND provider = ? AND field = ?')
+          .get(BANK, u, provider, field) as { used: number } | undefined
+      )?.used;
     for (const u of REFUSED.keys()) expect(used(u, TAX, 'months_continuous_tax'), u).toBeUndefined();
     expect(used(OOS_CAT, TAX, 'months_continuous_tax')).toBeUndefined();
     expect(used(NOWHERE, TAX, 'months_continuous_tax')).toBe(1);
     expect(used(OOS_CAT, PROP, CERT)).toBe(1);
 
     // Another bank without any consent of the subject.
-    const other = await verify([claim(POOL[2]!, TAX, 'months_continuous_tax', 'gte', ['0']), claim(POOL[2]!, PROP, CERT, 'eq', ['x'])], OTHER_BANK);
+    const other = await verify(
+      [claim(POOL[2]!, TAX, 'months_continuous_tax', 'gte', ['0']), claim(POOL[2]!, PROP, CERT, 'eq', ['x'])],
+      OTHER_BANK,
+    );
     expect([...other.results.values()]).toEqual(['refused:NO_CONSENT', 'refused:NO_CONSENT']);
   });
   it('an empty job: completed, no custodian call, nothing to answer', async () => {
@@ -456,7 +767,9 @@ describe('verify: one result per claim', () => {
     expect(result.boxes).toEqual([]);
     expect(result.numeric).toEqual([]);
     expect({ views: views.length, calls: tokenCalls.length }).toEqual(before);
-    expect(sh.engine.store.db.prepare('SELECT status FROM jobs WHERE id = ?').get(jobId)).toMatchObject({ status: 'completed' });
+    expect(sh.engine.store.db.prepare('SELECT status FROM jobs WHERE id = ?').get(jobId)).toMatchObject({
+      status: 'completed',
+    });
   });
 });
 
@@ -465,9 +778,23 @@ describe('verify: one result per claim', () => {
 describe('verify: refusals before any work', () => {
   const bankKey = () => sh.wallet.require(BANK, 'bank').ed25519.secretKey;
   const request = (claims: Claim[], over: { jobId?: string; requestedAt?: string; key?: Uint8Array } = {}) =>
-    buildVerifyRequest({ jobId: over.jobId ?? sh.engine.jobs.newId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: over.requestedAt ?? sh.engine.now().toISOString() }, over.key ?? bankKey());
-  const logs = () => [TAX, PROP].map((p) => { const f = join(sh.wallet.providerDir(p), 'custodian.log'); return existsSync(f) ? readFileSync(f, 'utf8') : ''; });
-  const budget = () => sh.engine.store.db.prepare('SELECT * FROM verify_budget ORDER BY bank, subject, provider, field').all();
+    buildVerifyRequest(
+      {
+        jobId: over.jobId ?? sh.engine.jobs.newId('verify'),
+        bank: BANK,
+        purpose: PURPOSE,
+        claims,
+        requestedAt: over.requestedAt ?? sh.engine.now().toISOString(),
+      },
+      over.key ?? bankKey(),
+    );
+  const logs = () =>
+    [TAX, PROP].map((p) => {
+      const f = join(sh.wallet.providerDir(p), 'custodian.log');
+      return existsSync(f) ? readFileSync(f, 'utf8') : '';
+    });
+  const budget = () =>
+    sh.engine.store.db.prepare('SELECT * FROM verify_budget ORDER BY bank, subject, provider, field').all();
   /** Valid claims that would need both custodians, placed before the bad one: the whole batch is checked first. */
   const valid = () => [
     claim(POOL[3]!, TAX, 'net_margin_pct', 'gte', ['0']),
@@ -475,9 +802,18 @@ describe('verify: refusals before any work', () => {
   ];
 
   async function refusedBeforeWork(run: () => Promise<unknown>, code: string, what: string) {
-    const before = { counts: storeCounts(sh), views: views.length, calls: tokenCalls.length, logs: logs(), budget: budget() };
+    const before = {
+      counts: storeCounts(sh),
+      views: views.length,
+      calls: tokenCalls.length,
+      logs: logs(),
+      budget: budget(),
+    };
     await expect(run(), what).rejects.toMatchObject(coded(code));
-    expect({ counts: storeCounts(sh), views: views.length, calls: tokenCalls.length, logs: logs(), budget: budget() }, what).toEqual(before);
+    expect(
+      { counts: storeCounts(sh), views: views.length, calls: tokenCalls.length, logs: logs(), budget: budget() },
+      what,
+    ).toEqual(before);
   }
 
   it('bad claims: MODEL_ONLY field, op not allowed for the type, unknown field, bad USCC, bad values', async () => {
@@ -489,7 +825,12 @@ describe('verify: refusals before any work', () => {
       [claim(POOL[3]!, TAX, 'months_continuous_tax', 'in', ['1', '2']), 'SH_ERR_CLAIM_INVALID'],
       [claim(POOL[3]!, TAX, 'no_such_field', 'eq', ['1']), 'SH_ERR_UNKNOWN_FIELD'],
       [claim(POOL[3]!, TAX, 'property_count', 'eq', ['1']), 'SH_ERR_UNKNOWN_FIELD'], // another provider's field
-      [claim(`${POOL[3]!.slice(0, 17)}${POOL[3]![17] === '0' ? '1' : '0'}`, TAX, 'months_continuous_tax', 'gte', ['1']), 'SH_ERR_USCC_CHECK'],
+      [
+        claim(`${POOL[3]!.slice(0, 17)}${POOL[3]![17] === '0' ? '1' : '0'}`, TAX, 'months_continuous_tax', 'gte', [
+          '1',
+        ]),
+        'SH_ERR_USCC_CHECK',
+      ],
       [claim(POOL[3]!, 'no_such_provider', 'months_continuous_tax', 'gte', ['1']), 'SH_ERR_UNKNOWN_PARTY'],
       [claim(POOL[3]!, TAX, 'net_margin_pct', 'gte', ['1e3']), 'SH_ERR_CLAIM_INVALID'],
       [claim(POOL[3]!, TAX, 'tax_credit_grade', 'eq', ['Z']), 'SH_ERR_CLAIM_INVALID'],
@@ -502,7 +843,11 @@ describe('verify: refusals before any work', () => {
     ];
     for (const [c, code] of bad) {
       const { signed, openings } = request([...valid(), c]);
-      await refusedBeforeWork(() => runVerifyJob(sh.engine, signed, openings), code, `${c.field} ${c.op} ${JSON.stringify(c.values).slice(0, 40)}`);
+      await refusedBeforeWork(
+        () => runVerifyJob(sh.engine, signed, openings),
+        code,
+        `${c.field} ${c.op} ${JSON.stringify(c.values).slice(0, 40)}`,
+      );
     }
   });
 
@@ -510,23 +855,57 @@ describe('verify: refusals before any work', () => {
     const claims = valid();
     const { signed, openings } = request(claims);
     const id = claims[0]!.claimId;
-    await refusedBeforeWork(() => runVerifyJob(sh.engine, signed, { ...openings, [id]: { ...openings[id]!, values: ['5'] } }), 'SH_ERR_CLAIM_INVALID', 'other value');
-    await refusedBeforeWork(() => runVerifyJob(sh.engine, signed, { ...openings, [id]: { ...openings[id]!, salt: '00'.repeat(16) } }), 'SH_ERR_CLAIM_INVALID', 'other salt');
+    await refusedBeforeWork(
+      () => runVerifyJob(sh.engine, signed, { ...openings, [id]: { ...openings[id]!, values: ['5'] } }),
+      'SH_ERR_CLAIM_INVALID',
+      'other value',
+    );
+    await refusedBeforeWork(
+      () => runVerifyJob(sh.engine, signed, { ...openings, [id]: { ...openings[id]!, salt: '00'.repeat(16) } }),
+      'SH_ERR_CLAIM_INVALID',
+      'other salt',
+    );
     const { [id]: _dropped, ...missing } = openings;
     await refusedBeforeWork(() => runVerifyJob(sh.engine, signed, missing), 'SH_ERR_CLAIM_INVALID', 'no opening');
     // Another claim's (valid) opening does not open this one: the claim id is committed too.
     const id2 = claims[1]!.claimId;
-    await refusedBeforeWork(() => runVerifyJob(sh.engine, signed, { ...openings, [id]: openings[id2]! }), 'SH_ERR_CLAIM_INVALID', 'swapped opening');
+    await refusedBeforeWork(
+      () => runVerifyJob(sh.engine, signed, { ...openings, [id]: openings[id2]! }),
+      'SH_ERR_CLAIM_INVALID',
+      'swapped opening',
+    );
 
     const forged = request(claims, { key: ed25519KeyPair().secretKey });
-    await refusedBeforeWork(() => runVerifyJob(sh.engine, forged.signed, forged.openings), 'SH_ERR_BAD_SIGNATURE', 'forged');
-    const altered = { ...signed, body: { ...signed.body, claims: signed.body.claims.map((c) => ({ ...c, count: c.count + 1 })) } };
-    await refusedBeforeWork(() => runVerifyJob(sh.engine, altered, openings), 'SH_ERR_BAD_SIGNATURE', 'altered after signing');
-    const byOther = buildVerifyRequest({ jobId: sh.engine.jobs.newId('verify'), bank: BANK, purpose: PURPOSE, claims }, sh.wallet.require(OTHER_BANK, 'bank').ed25519.secretKey);
-    await refusedBeforeWork(() => runVerifyJob(sh.engine, { ...byOther.signed, signer: OTHER_BANK }, byOther.openings), 'SH_ERR_BAD_SIGNATURE', 'signed by another bank');
+    await refusedBeforeWork(
+      () => runVerifyJob(sh.engine, forged.signed, forged.openings),
+      'SH_ERR_BAD_SIGNATURE',
+      'forged',
+    );
+    const altered = {
+      ...signed,
+      body: { ...signed.body, claims: signed.body.claims.map((c) => ({ ...c, count: c.count + 1 })) },
+    };
+    await refusedBeforeWork(
+      () => runVerifyJob(sh.engine, altered, openings),
+      'SH_ERR_BAD_SIGNATURE',
+      'altered after signing',
+    );
+    const byOther = buildVerifyRequest(
+      { jobId: sh.engine.jobs.newId('verify'), bank: BANK, purpose: PURPOSE, claims },
+      sh.wallet.require(OTHER_BANK, 'bank').ed25519.secretKey,
+    );
+    await refusedBeforeWork(
+      () => runVerifyJob(sh.engine, { ...byOther.signed, signer: OTHER_BANK }, byOther.openings),
+      'SH_ERR_BAD_SIGNATURE',
+      'signed by another bank',
+    );
 
     const now = sh.engine.now().getTime();
-    for (const [at, code] of [[new Date(now - 45 * DAY).toISOString(), 'SH_ERR_REQUEST_STALE'], [new Date(now + 10 * 60_000).toISOString(), 'SH_ERR_REQUEST_STALE'], ['yesterday', 'SH_ERR_INVALID_ARGUMENT']] as const) {
+    for (const [at, code] of [
+      [new Date(now - 45 * DAY).toISOString(), 'SH_ERR_REQUEST_STALE'],
+      [new Date(now + 10 * 60_000).toISOString(), 'SH_ERR_REQUEST_STALE'],
+      ['yesterday', 'SH_ERR_INVALID_ARGUMENT'],
+    ] as const) {
       const r = request(claims, { requestedAt: at });
       await refusedBeforeWork(() => runVerifyJob(sh.engine, r.signed, r.openings), code, at);
     }
@@ -536,43 +915,79 @@ describe('verify: refusals before any work', () => {
     expect(openVerifyResult(once, BANK, sh.wallet.require(BANK, 'bank').x25519!.secretKey).size).toBe(2);
     await refusedBeforeWork(() => runVerifyJob(sh.engine, signed, openings), 'SH_ERR_ALREADY_EXISTS', 'replayed');
     const sameId = request([claim(POOL[4]!, TAX, 'months_continuous_tax', 'gte', ['1'])], { jobId: signed.body.jobId });
-    await refusedBeforeWork(() => runVerifyJob(sh.engine, sameId.signed, sameId.openings), 'SH_ERR_ALREADY_EXISTS', 'reused job id');
+    await refusedBeforeWork(
+      () => runVerifyJob(sh.engine, sameId.signed, sameId.openings),
+      'SH_ERR_ALREADY_EXISTS',
+      'reused job id',
+    );
   });
 });
 
 // ---------------------------------------------------------------- 4. DLEQ at the protocol level
 
-describe('verify: the engine checks the custodian\'s DLEQ proof', () => {
+describe("verify: the engine checks the custodian's DLEQ proof", () => {
   const providerKey = () => sh.wallet.require(PROP, 'provider').ed25519.secretKey;
   const resign = (body: TokenEvalResponse) => signJson(body, PROP, providerKey());
   const oprfSecret = () => sh.wallet.readSecret(join(sh.wallet.providerDir(PROP), 'oprf.sk'))!;
   const TAMPERS: Array<[string, Tamper]> = [
-    ['a flipped proof bit', (res) => {
-      const p = hexToBytes(res.body.proof);
-      p[40]! ^= 0x01;
-      return resign({ ...res.body, proof: bytesToHex(p) });
-    }],
-    ['two evaluated elements swapped', (res) => {
-      const e = [...res.body.evaluated];
-      [e[0], e[1]] = [e[1]!, e[0]!];
-      return resign({ ...res.body, evaluated: e });
-    }],
-    ['another key\'s evaluation (with a valid proof for that key)', (res, req) => {
-      const other = generateOprfKeyPair();
-      const out = evaluateBlinded(other.secretKey, tokenInfo(PROP, req.body.field, req.body.epoch), req.body.elements.map((x) => hexToBytes(x.blinded)));
-      return resign({ ...res.body, evaluated: out.evaluated.map(bytesToHex), proof: bytesToHex(out.proof) });
-    }],
-    ['the right key under another info (key epoch)', (res, req) => {
-      const out = evaluateBlinded(oprfSecret(), tokenInfo(PROP, req.body.field, req.body.epoch + 1), req.body.elements.map((x) => hexToBytes(x.blinded)));
-      return resign({ ...res.body, evaluated: out.evaluated.map(bytesToHex), proof: bytesToHex(out.proof) });
-    }],
+    [
+      'a flipped proof bit',
+      (res) => {
+        const p = hexToBytes(res.body.proof);
+        p[40]! ^= 0x01;
+        return resign({ ...res.body, proof: bytesToHex(p) });
+      },
+    ],
+    [
+      'two evaluated elements swapped',
+      (res) => {
+        const e = [...res.body.evaluated];
+        [e[0], e[1]] = [e[1]!, e[0]!];
+        return resign({ ...res.body, evaluated: e });
+      },
+    ],
+    [
+      "another key's evaluation (with a valid proof for that key)",
+      (res, req) => {
+        const other = generateOprfKeyPair();
+        const out = evaluateBlinded(
+          other.secretKey,
+          tokenInfo(PROP, req.body.field, req.body.epoch),
+          req.body.elements.map((x) => hexToBytes(x.blinded)),
+        );
+        return resign({ ...res.body, evaluated: out.evaluated.map(bytesToHex), proof: bytesToHex(out.proof) });
+      },
+    ],
+    [
+      'the right key under another info (key epoch)',
+      (res, req) => {
+        const out = evaluateBlinded(
+          oprfSecret(),
+          tokenInfo(PROP, req.body.field, req.body.epoch + 1),
+          req.body.elements.map((x) => hexToBytes(x.blinded)),
+        );
+        return resign({ ...res.body, evaluated: out.evaluated.map(bytesToHex), proof: bytesToHex(out.proof) });
+      },
+    ],
   ];
 
   for (const [name, fn] of TAMPERS) {
     it(`${name}: SH_ERR_TOKEN_PROOF, job.failed, nothing for the bank`, async () => {
       const u = WITH_PROPERTY[5]!;
-      const claims = [claim(u, PROP, CERT, 'eq', [property.get(u)!.certs[0]!]), claim(u, PROP, CERT, 'in', [fakeCert(), fakeCert()])];
-      const { signed, openings } = buildVerifyRequest({ jobId: sh.engine.jobs.newId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: sh.engine.now().toISOString() }, sh.wallet.require(BANK, 'bank').ed25519.secretKey);
+      const claims = [
+        claim(u, PROP, CERT, 'eq', [property.get(u)!.certs[0]!]),
+        claim(u, PROP, CERT, 'in', [fakeCert(), fakeCert()]),
+      ];
+      const { signed, openings } = buildVerifyRequest(
+        {
+          jobId: sh.engine.jobs.newId('verify'),
+          bank: BANK,
+          purpose: PURPOSE,
+          claims,
+          requestedAt: sh.engine.now().toISOString(),
+        },
+        sh.wallet.require(BANK, 'bank').ed25519.secretKey,
+      );
       tamper = fn;
       try {
         await expect(runVerifyJob(sh.engine, signed, openings)).rejects.toMatchObject(coded('SH_ERR_TOKEN_PROOF'));
@@ -580,7 +995,10 @@ describe('verify: the engine checks the custodian\'s DLEQ proof', () => {
         tamper = undefined;
       }
       const jobId = signed.body.jobId;
-      const row = sh.engine.store.db.prepare('SELECT status, summary_json FROM jobs WHERE id = ?').get(jobId) as { status: string; summary_json: string | null };
+      const row = sh.engine.store.db.prepare('SELECT status, summary_json FROM jobs WHERE id = ?').get(jobId) as {
+        status: string;
+        summary_json: string | null;
+      };
       expect(row).toEqual({ status: 'failed', summary_json: null });
       const entries = ledgerOf(jobId);
       expect(entries.filter((e) => e.kind === 'job.failed').map((e) => e.body.code)).toEqual(['SH_ERR_TOKEN_PROOF']);
@@ -592,15 +1010,23 @@ describe('verify: the engine checks the custodian\'s DLEQ proof', () => {
 
   it('untampered again: the same claims verify', async () => {
     const u = WITH_PROPERTY[5]!;
-    const claims = [claim(u, PROP, CERT, 'eq', [property.get(u)!.certs[0]!]), claim(u, PROP, CERT, 'in', [fakeCert(), fakeCert()])];
+    const claims = [
+      claim(u, PROP, CERT, 'eq', [property.get(u)!.certs[0]!]),
+      claim(u, PROP, CERT, 'in', [fakeCert(), fakeCert()]),
+    ];
     const { results } = await verify(claims);
     expect([...results.values()]).toEqual(['yes', 'no']);
   });
 });
 
 function ledgerOf(jobId: string): Array<{ kind: string; body: Record<string, unknown> }> {
-  const rows = sh.engine.store.db.prepare('SELECT kind, body FROM ledger_entries ORDER BY idx').all() as Array<{ kind: string; body: string }>;
-  return rows.map((r) => ({ kind: r.kind, body: JSON.parse(r.body) as Record<string, unknown> })).filter((e) => e.body.jobId === jobId);
+  const rows = sh.engine.store.db.prepare('SELECT kind, body FROM ledger_entries ORDER BY idx').all() as Array<{
+    kind: string;
+    body: string;
+  }>;
+  return rows
+    .map((r) => ({ kind: r.kind, body: JSON.parse(r.body) as Record<string, unknown> }))
+    .filter((e) => e.body.jobId === jobId);
 }
 
 // ---------------------------------------------------------------- 5. custodian count enforcement
@@ -616,40 +1042,112 @@ describe('verify: the custodian counts evaluations against the bank-signed reque
       claim(u, PROP, 'property_count', 'gte', ['1']), // numeric: never a token evaluation
     ];
     const [eqC, inC, holderC, numC] = claims.map((c) => c.claimId) as [string, string, string, string];
-    const { signed: bankReq } = buildVerifyRequest({ jobId: sh.engine.jobs.newId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: sh.engine.now().toISOString() }, sh.wallet.require(BANK, 'bank').ed25519.secretKey);
+    const { signed: bankReq } = buildVerifyRequest(
+      {
+        jobId: sh.engine.jobs.newId('verify'),
+        bank: BANK,
+        purpose: PURPOSE,
+        claims,
+        requestedAt: sh.engine.now().toISOString(),
+      },
+      sh.wallet.require(BANK, 'bank').ed25519.secretKey,
+    );
     const jobId = bankReq.body.jobId;
     const jobHash = sha256Hex(canonicalize(bankReq));
     const oprfPk = sh.engine.registry.party(PROP)!.oprfPublicKey!;
     const info = tokenInfo(PROP, CERT, TOKEN_EPOCH);
-    const inputs = [tokenInput(u, CERT, normalizeId('certificate', cert)), tokenInput(u, CERT, normalizeId('certificate', fakeCert())), tokenInput(u, CERT, normalizeId('certificate', fakeCert()))];
+    const inputs = [
+      tokenInput(u, CERT, normalizeId('certificate', cert)),
+      tokenInput(u, CERT, normalizeId('certificate', fakeCert())),
+      tokenInput(u, CERT, normalizeId('certificate', fakeCert())),
+    ];
     const blinded = blindInputs(oprfPk, info, inputs);
     const hex = blinded.map((b) => bytesToHex(b.blinded));
     let n = 0;
-    const engineReq = (elements: TokenEvalRequest['elements'], over: Partial<TokenEvalRequest> = {}, key = sh.engine.keys.ed25519.secretKey) =>
-      signJson<TokenEvalRequest>({ type: 'safehouse.custodian.oprf.v1', suite: 'P256-SHA256', mode: 'POPRF', provider: PROP, jobId, jobHash, field: CERT, epoch: TOKEN_EPOCH, label: `test/${++n}`, elements, ...over }, 'engine', key);
-    const refuse = (req: Signed<TokenEvalRequest>, code: string, bank: BankClaims = bankReq) => expect(realProp.evaluateTokens(req, bank)).rejects.toMatchObject(coded(code));
+    const engineReq = (
+      elements: TokenEvalRequest['elements'],
+      over: Partial<TokenEvalRequest> = {},
+      key = sh.engine.keys.ed25519.secretKey,
+    ) =>
+      signJson<TokenEvalRequest>(
+        {
+          type: 'safehouse.custodian.oprf.v1',
+          suite: 'P256-SHA256',
+          mode: 'POPRF',
+          provider: PROP,
+          jobId,
+          jobHash,
+          field: CERT,
+          epoch: TOKEN_EPOCH,
+          label: `test/${++n}`,
+          elements,
+          ...over,
+        },
+        'engine',
+        key,
+      );
+    const refuse = (req: Signed<TokenEvalRequest>, code: string, bank: BankClaims = bankReq) =>
+      expect(realProp.evaluateTokens(req, bank)).rejects.toMatchObject(coded(code));
 
-    await refuse(engineReq([{ claimId: eqC, blinded: hex[0]! }, { claimId: eqC, blinded: hex[1]! }]), 'SH_ERR_CUSTODIAN_BUDGET');
+    await refuse(
+      engineReq([
+        { claimId: eqC, blinded: hex[0]! },
+        { claimId: eqC, blinded: hex[1]! },
+      ]),
+      'SH_ERR_CUSTODIAN_BUDGET',
+    );
     await refuse(engineReq([{ claimId: 'c-not-signed', blinded: hex[0]! }]), 'SH_ERR_CUSTODIAN_BUDGET');
     await refuse(engineReq([{ claimId: numC, blinded: hex[0]! }]), 'SH_ERR_CUSTODIAN_BUDGET');
     await refuse(engineReq([{ claimId: holderC, blinded: hex[0]! }]), 'SH_ERR_CUSTODIAN_BUDGET'); // a holder claim's budget on the cert field
     await refuse(engineReq([{ claimId: eqC, blinded: hex[0]! }], { field: HOLDER }), 'SH_ERR_CUSTODIAN_BUDGET'); // a cert claim evaluated as holder
-    const alteredBank = { ...bankReq, body: { ...bankReq.body, claims: bankReq.body.claims.map((c) => ({ ...c, count: 16 })) } };
-    await refuse(engineReq([{ claimId: eqC, blinded: hex[0]! }], { jobHash: sha256Hex(canonicalize(alteredBank)) }), 'SH_ERR_BAD_SIGNATURE', alteredBank);
-    await refuse(engineReq([{ claimId: eqC, blinded: hex[0]! }], { jobHash: sha256Hex('another request') }), 'SH_ERR_PARAMS_MISMATCH');
+    const alteredBank = {
+      ...bankReq,
+      body: { ...bankReq.body, claims: bankReq.body.claims.map((c) => ({ ...c, count: 16 })) },
+    };
+    await refuse(
+      engineReq([{ claimId: eqC, blinded: hex[0]! }], { jobHash: sha256Hex(canonicalize(alteredBank)) }),
+      'SH_ERR_BAD_SIGNATURE',
+      alteredBank,
+    );
+    await refuse(
+      engineReq([{ claimId: eqC, blinded: hex[0]! }], { jobHash: sha256Hex('another request') }),
+      'SH_ERR_PARAMS_MISMATCH',
+    );
     await refuse(engineReq([{ claimId: eqC, blinded: hex[0]! }], { jobId: `${jobId}x` }), 'SH_ERR_PARAMS_MISMATCH');
-    await refuse(engineReq([{ claimId: eqC, blinded: hex[0]! }], {}, ed25519KeyPair().secretKey), 'SH_ERR_BAD_SIGNATURE');
+    await refuse(
+      engineReq([{ claimId: eqC, blinded: hex[0]! }], {}, ed25519KeyPair().secretKey),
+      'SH_ERR_BAD_SIGNATURE',
+    );
     await refuse(engineReq([{ claimId: inC, blinded: '00' }]), 'SH_ERR_TOKEN_INVALID'); // the identity point
     // One bad element refuses the whole batch: x ≥ p is no point (note 02‖00…00 *is* one: b is a square mod p).
-    await refuse(engineReq([{ claimId: inC, blinded: hex[1]! }, { claimId: inC, blinded: `02${'ff'.repeat(32)}` }]), 'SH_ERR_TOKEN_INVALID');
+    await refuse(
+      engineReq([
+        { claimId: inC, blinded: hex[1]! },
+        { claimId: inC, blinded: `02${'ff'.repeat(32)}` },
+      ]),
+      'SH_ERR_TOKEN_INVALID',
+    );
     await refuse(engineReq([{ claimId: inC, blinded: `05${hex[1]!.slice(2)}` }]), 'SH_ERR_TOKEN_INVALID');
 
     // None of the refusals used up a count: each signed evaluation is still available, exactly once.
     const res = await realProp.evaluateTokens(engineReq([{ claimId: eqC, blinded: hex[0]! }]), bankReq);
-    const [token] = finalizeTokens([inputs[0]!], [blinded[0]!], res.body.evaluated.map(hexToBytes), hexToBytes(res.body.proof), oprfPk, info);
+    const [token] = finalizeTokens(
+      [inputs[0]!],
+      [blinded[0]!],
+      res.body.evaluated.map(hexToBytes),
+      hexToBytes(res.body.proof),
+      oprfPk,
+      info,
+    );
     expect(sh.engine.datasets.hasToken(sh.engine.datasets.withField(PROP, CERT)!.id, CERT, token!)).toBe(true);
     await refuse(engineReq([{ claimId: eqC, blinded: hex[0]! }]), 'SH_ERR_CUSTODIAN_BUDGET'); // counted across requests of the job
-    await realProp.evaluateTokens(engineReq([{ claimId: inC, blinded: hex[1]! }, { claimId: inC, blinded: hex[2]! }]), bankReq);
+    await realProp.evaluateTokens(
+      engineReq([
+        { claimId: inC, blinded: hex[1]! },
+        { claimId: inC, blinded: hex[2]! },
+      ]),
+      bankReq,
+    );
     await refuse(engineReq([{ claimId: inC, blinded: hex[1]! }]), 'SH_ERR_CUSTODIAN_BUDGET');
   });
 
@@ -661,19 +1159,55 @@ describe('verify: the custodian counts evaluations against the bank-signed reque
     const oprfPk = sh.engine.registry.party(PROP)!.oprfPublicKey!;
     const info = tokenInfo(PROP, CERT, TOKEN_EPOCH);
     const [b] = blindInputs(oprfPk, info, [tokenInput(u, CERT, normalizeId('certificate', cert))]);
-    const ask = (custodian: Custodian, bankReq: BankClaims) => custodian.evaluateTokens(signJson<TokenEvalRequest>({
-      type: 'safehouse.custodian.oprf.v1', suite: 'P256-SHA256', mode: 'POPRF', provider: PROP, jobId: bankReq.body.jobId, jobHash: sha256Hex(canonicalize(bankReq)),
-      field: CERT, epoch: TOKEN_EPOCH, label: 'test/restart', elements: [{ claimId: claims[0]!.claimId, blinded: bytesToHex(b!.blinded) }],
-    }, 'engine', sh.engine.keys.ed25519.secretKey), bankReq);
-    const stale = buildVerifyRequest({ jobId: sh.engine.jobs.newId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: new Date(Date.now() - 60 * 60_000).toISOString() }, bankSk).signed;
+    const ask = (custodian: Custodian, bankReq: BankClaims) =>
+      custodian.evaluateTokens(
+        signJson<TokenEvalRequest>(
+          {
+            type: 'safehouse.custodian.oprf.v1',
+            suite: 'P256-SHA256',
+            mode: 'POPRF',
+            provider: PROP,
+            jobId: bankReq.body.jobId,
+            jobHash: sha256Hex(canonicalize(bankReq)),
+            field: CERT,
+            epoch: TOKEN_EPOCH,
+            label: 'test/restart',
+            elements: [{ claimId: claims[0]!.claimId, blinded: bytesToHex(b!.blinded) }],
+          },
+          'engine',
+          sh.engine.keys.ed25519.secretKey,
+        ),
+        bankReq,
+      );
+    const stale = buildVerifyRequest(
+      {
+        jobId: sh.engine.jobs.newId('verify'),
+        bank: BANK,
+        purpose: PURPOSE,
+        claims,
+        requestedAt: new Date(Date.now() - 60 * 60_000).toISOString(),
+      },
+      bankSk,
+    ).signed;
     await expect(ask(realProp, stale)).rejects.toMatchObject(coded('SH_ERR_REQUEST_STALE'));
-    const fresh = buildVerifyRequest({ jobId: sh.engine.jobs.newId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: new Date().toISOString() }, bankSk).signed;
+    const fresh = buildVerifyRequest(
+      {
+        jobId: sh.engine.jobs.newId('verify'),
+        bank: BANK,
+        purpose: PURPOSE,
+        claims,
+        requestedAt: new Date().toISOString(),
+      },
+      bankSk,
+    ).signed;
     await ask(realProp, fresh);
     // A new custodian process with the same keys and log: the signed count is already spent.
-    const restarted = (sh as unknown as { agent(id: string): { custodian(pk: Uint8Array, o: object): Custodian } }).agent(PROP).custodian(sh.engine.keys.ed25519.publicKey, {
-      logFile: join(sh.wallet.providerDir(PROP), 'custodian.log'),
-      bankKey: (id: string) => sh.engine.registry.party(id)?.ed25519,
-    });
+    const restarted = (sh as unknown as { agent(id: string): { custodian(pk: Uint8Array, o: object): Custodian } })
+      .agent(PROP)
+      .custodian(sh.engine.keys.ed25519.publicKey, {
+        logFile: join(sh.wallet.providerDir(PROP), 'custodian.log'),
+        bankKey: (id: string) => sh.engine.registry.party(id)?.ed25519,
+      });
     await expect(ask(restarted, fresh)).rejects.toMatchObject(coded('SH_ERR_CUSTODIAN_BUDGET'));
   });
 });
@@ -685,18 +1219,25 @@ const CONTEXT = new Uint8Array([...ENC.encode('OPRFV1-'), 0x02, ...ENC.encode('-
 const cat = (...xs: Uint8Array[]) => new Uint8Array(xs.flatMap((x) => [...x]));
 const i2osp2 = (n: number) => new Uint8Array([n >>> 8, n & 0xff]);
 /** RFC 9497 HashToGroup for P256-SHA256 (RFC 9380 P256_XMD:SHA-256_SSWU_RO_ with the POPRF DST): the unblinded point. */
-const hashToGroup = (input: Uint8Array) => p256_hasher.hashToCurve(input, { DST: cat(ENC.encode('HashToGroup-'), CONTEXT) });
+const hashToGroup = (input: Uint8Array) =>
+  p256_hasher.hashToCurve(input, { DST: cat(ENC.encode('HashToGroup-'), CONTEXT) });
 /** RFC 9497 POPRF Evaluate written out from the key (only to prove hashToGroup above is the one the protocol uses). */
 function evaluateByHand(sk: Uint8Array, info: Uint8Array, input: Uint8Array): Uint8Array {
   const Fn = p256.Point.Fn;
-  const m = p256_hasher.hashToScalar(cat(ENC.encode('Info'), i2osp2(info.length), info), { DST: cat(ENC.encode('HashToScalar-'), CONTEXT) });
+  const m = p256_hasher.hashToScalar(cat(ENC.encode('Info'), i2osp2(info.length), info), {
+    DST: cat(ENC.encode('HashToScalar-'), CONTEXT),
+  });
   const k = Fn.fromBytes(sk);
-  const n = hashToGroup(input).multiply(Fn.inv(Fn.add(k, m))).toBytes(true);
-  return sha256(cat(i2osp2(input.length), input, i2osp2(info.length), info, i2osp2(n.length), n, ENC.encode('Finalize')));
+  const n = hashToGroup(input)
+    .multiply(Fn.inv(Fn.add(k, m)))
+    .toBytes(true);
+  return sha256(
+    cat(i2osp2(input.length), input, i2osp2(info.length), info, i2osp2(n.length), n, ENC.encode('Finalize')),
+  );
 }
 
 describe('verify: views', () => {
-  it('custodian (numeric): r·d·(x−c) + r\' has the sign of d·(x−c), |v| ≥ |x−c|, v/(x−c) spread over [1, R]; unused slots uniform', async () => {
+  it("custodian (numeric): r·d·(x−c) + r' has the sign of d·(x−c), |v| ≥ |x−c|, v/(x−c) spread over [1, R]; unused slots uniform", async () => {
     const claims: Claim[] = [];
     const plan = new Map<string, Array<{ d: 1n | -1n; c: bigint }>>(); // claimId → comparisons by round
     const f = spec(TAX, 'net_margin_pct');
@@ -709,7 +1250,10 @@ describe('verify: views', () => {
       const lo = inRange(f);
       const hi = inRange(f);
       const c1 = claim(u, TAX, f.name, 'between', [formatFixed(lo, 2), formatFixed(hi, 2)]);
-      plan.set(c1.claimId, [{ d: 1n, c: lo }, { d: -1n, c: hi }]);
+      plan.set(c1.claimId, [
+        { d: 1n, c: lo },
+        { d: -1n, c: hi },
+      ]);
       const th = inRange(g);
       const op = rng() < 0.5 ? 'gte' : 'lte';
       const c2 = claim(u, TAX, g.name, op, [String(th)]);
@@ -745,7 +1289,9 @@ describe('verify: views', () => {
         const val = centered(v.values[slot]!, t);
         expect(val >= 0n, `${c.claimId} sign`).toBe(delta >= 0n);
         if (delta !== 0n) {
-          expect(val < 0n ? -val : val, `${c.claimId} |v| ≥ |x − c|`).toBeGreaterThanOrEqual(delta < 0n ? -delta : delta);
+          expect(val < 0n ? -val : val, `${c.claimId} |v| ≥ |x − c|`).toBeGreaterThanOrEqual(
+            delta < 0n ? -delta : delta,
+          );
           const ratio = Number(val) / Number(delta);
           expect(ratio > 0 && ratio < 2 * R).toBe(true);
           ratios.set(field!, [...(ratios.get(field!) ?? []), ratio]);
@@ -758,7 +1304,11 @@ describe('verify: views', () => {
       }
       let sum = 0;
       let n = 0;
-      for (let i = 0; i < v.values.length; i++) if (!used.has(i)) { sum += Number(v.values[i]!) / Number(t); n++; }
+      for (let i = 0; i < v.values.length; i++)
+        if (!used.has(i)) {
+          sum += Number(v.values[i]!) / Number(t);
+          n++;
+        }
       unusedMeans.push(sum / n);
       expect(Math.abs(sum / n - 0.5), `${v.label}: unused slots mean v/t`).toBeLessThan(0.05);
     }
@@ -773,8 +1323,12 @@ describe('verify: views', () => {
     const q = (p: number) => r[Math.floor(p * (r.length - 1))]!;
     const bins = new Array<number>(10).fill(0);
     for (const x of r) bins[Math.min(9, Math.floor((x / R) * 5))]!++;
-    console.log(`custodian view, ${TAX}/${f.name}: R = ${R}, ${r.length} comparisons with x ≠ c; v/(x−c) in units of R: quartiles ${(q(0.25) / R).toFixed(3)} ${(q(0.5) / R).toFixed(3)} ${(q(0.75) / R).toFixed(3)}`);
-    console.log(`  histogram of v/((x−c)·R) over [0, 2) in 0.2 steps: ${bins.join(' ')}; unused-slot means v/t: ${unusedMeans.map((m) => m.toFixed(4)).join(' ')}`);
+    console.log(
+      `custodian view, ${TAX}/${f.name}: R = ${R}, ${r.length} comparisons with x ≠ c; v/(x−c) in units of R: quartiles ${(q(0.25) / R).toFixed(3)} ${(q(0.5) / R).toFixed(3)} ${(q(0.75) / R).toFixed(3)}`,
+    );
+    console.log(
+      `  histogram of v/((x−c)·R) over [0, 2) in 0.2 steps: ${bins.join(' ')}; unused-slot means v/t: ${unusedMeans.map((m) => m.toFixed(4)).join(' ')}`,
+    );
     // r uniform on [1, R]: quartiles near R/4, R/2, 3R/4 — not concentrated.
     expect(q(0.25) < q(0.5) && q(0.5) < q(0.75)).toBe(true);
     expect(q(0.75) - q(0.25)).toBeGreaterThan(0.3 * R);
@@ -792,7 +1346,9 @@ describe('verify: views', () => {
     // hashToGroup here is the protocol's: evaluating by hand from it gives the provider's uploaded token.
     const info = tokenInfo(PROP, CERT, TOKEN_EPOCH);
     const sk = sh.wallet.readSecret(join(sh.wallet.providerDir(PROP), 'oprf.sk'))!;
-    expect(sh.engine.datasets.hasToken(sh.engine.datasets.withField(PROP, CERT)!.id, CERT, evaluateByHand(sk, info, input))).toBe(true);
+    expect(
+      sh.engine.datasets.hasToken(sh.engine.datasets.withField(PROP, CERT)!.id, CERT, evaluateByHand(sk, info, input)),
+    ).toBe(true);
     const unblinded = bytesToHex(hashToGroup(input).toBytes(true));
 
     const elements: string[] = [];
@@ -808,14 +1364,29 @@ describe('verify: views', () => {
       elements.push(request.body.elements[0]!.blinded);
       // What the custodian is sent, as text: no claimed value, raw or normalized, in any encoding we can think of.
       const text = JSON.stringify({ request, bank });
-      const forms = [raw, norm, cert, fullWidth(cert, /[0-9()]/g), bytesToHex(ENC.encode(norm)), Buffer.from(norm).toString('base64'), bytesToHex(input), Buffer.from(input).toString('base64'),
-        sha256Hex(ENC.encode(norm)), sha256Hex(input), cert.match(/第(\d+)号/)![1]!];
+      const forms = [
+        raw,
+        norm,
+        cert,
+        fullWidth(cert, /[0-9()]/g),
+        bytesToHex(ENC.encode(norm)),
+        Buffer.from(norm).toString('base64'),
+        bytesToHex(input),
+        Buffer.from(input).toString('base64'),
+        sha256Hex(ENC.encode(norm)),
+        sha256Hex(input),
+        cert.match(/第(\d+)号/)![1]!,
+      ];
       for (const s of forms) expect(text.includes(s), s).toBe(false);
     }
     expect(elements[0]).not.toBe(elements[1]);
     for (const e of elements) expect(e).not.toBe(unblinded);
     // Across every request of this file: no element is the unblinded point of any true value we claimed.
-    const known = new Set([...property].flatMap(([s, p]) => p.certs.map((x) => bytesToHex(hashToGroup(tokenInput(s, CERT, x)).toBytes(true)))));
+    const known = new Set(
+      [...property].flatMap(([s, p]) =>
+        p.certs.map((x) => bytesToHex(hashToGroup(tokenInput(s, CERT, x)).toBytes(true))),
+      ),
+    );
     const all = tokenCalls.flatMap((t) => t.request.body.elements.map((x) => x.blinded));
     expect(all.length).toBeGreaterThan(300);
     expect(all.filter((x) => known.has(x))).toEqual([]);
@@ -839,18 +1410,32 @@ describe('verify: views', () => {
     expect(mismatches(claims.slice(0, 5), results)).toEqual([]);
     expect([...results.keys()].sort()).toEqual(claims.map((c) => c.claimId).sort());
 
-    expect(() => openVerifyResult(result, BANK, x25519KeyPair().secretKey)).toThrow(expect.objectContaining(coded('SH_ERR_SEALED_BOX')));
-    expect(() => openVerifyResult(result, OTHER_BANK, sh.wallet.require(OTHER_BANK, 'bank').x25519!.secretKey)).toThrow(expect.objectContaining(coded('SH_ERR_SEALED_BOX')));
-    expect(() => openVerifyResult(result, OTHER_BANK, sh.wallet.require(BANK, 'bank').x25519!.secretKey)).toThrow(expect.objectContaining(coded('SH_ERR_SEALED_BOX')));
-    expect(() => openVerifyResult({ ...result, jobId: `${result.jobId}x` }, BANK, sh.wallet.require(BANK, 'bank').x25519!.secretKey)).toThrow(expect.objectContaining(coded('SH_ERR_SEALED_BOX')));
+    expect(() => openVerifyResult(result, BANK, x25519KeyPair().secretKey)).toThrow(
+      expect.objectContaining(coded('SH_ERR_SEALED_BOX')),
+    );
+    expect(() => openVerifyResult(result, OTHER_BANK, sh.wallet.require(OTHER_BANK, 'bank').x25519!.secretKey)).toThrow(
+      expect.objectContaining(coded('SH_ERR_SEALED_BOX')),
+    );
+    expect(() => openVerifyResult(result, OTHER_BANK, sh.wallet.require(BANK, 'bank').x25519!.secretKey)).toThrow(
+      expect.objectContaining(coded('SH_ERR_SEALED_BOX')),
+    );
+    expect(() =>
+      openVerifyResult(
+        { ...result, jobId: `${result.jobId}x` },
+        BANK,
+        sh.wallet.require(BANK, 'bank').x25519!.secretKey,
+      ),
+    ).toThrow(expect.objectContaining(coded('SH_ERR_SEALED_BOX')));
 
     // The shape is fixed: sealed boxes, where to read each numeric answer, and R per field. Nothing else.
     expect(Object.keys(result).sort()).toEqual(['boxes', 'direct', 'jobHash', 'jobId', 'numeric', 'ranges', 'type']);
     expect(Object.keys(result.direct).sort()).toEqual(['ct', 'epk', 'nonce', 'v']);
-    for (const b of result.boxes) expect(Object.keys(b).sort()).toEqual(['block', 'datasetId', 'field', 'label', 'provider', 'round', 'sealed']);
+    for (const b of result.boxes)
+      expect(Object.keys(b).sort()).toEqual(['block', 'datasetId', 'field', 'label', 'provider', 'round', 'sealed']);
     for (const n of result.numeric) expect(Object.keys(n).sort()).toEqual(['claimId', 'negate', 'parts']);
     const text = JSON.stringify(result);
-    for (const s of [certs[0]!, holder, ...HOLDERS, '12.34', '56.78', margin].filter((s) => s.length >= 4)) expect(text.includes(s), s).toBe(false);
+    for (const s of [certs[0]!, holder, ...HOLDERS, '12.34', '56.78', margin].filter((s) => s.length >= 4))
+      expect(text.includes(s), s).toBe(false);
     const leaves: unknown[] = [];
     const walk = (x: unknown, key = ''): void => {
       if (key === 'parts' || key === 'block' || key === 'round') return; // slot/box indexes, not values
@@ -867,16 +1452,27 @@ describe('verify: views', () => {
 
   it('scan: no unkeyed hash (SHA-256/512, SHA-1, MD5, SHA3-256; hex, base64) of any USCC, id value or token input in the engine store', async () => {
     // A scoring job too, so its records are scanned as well.
-    const MODEL = { id: 'tax-lin', kind: 'linear', intercept: '1', terms: [
-      { provider: TAX, field: 'months_continuous_tax', weight: '0.01' },
-      { provider: TAX, field: 'net_margin_pct', weight: '0.006' },
-      { provider: TAX, field: 'vat_paid_12m', weight: '0.0012' },
-    ] };
+    const MODEL = {
+      id: 'tax-lin',
+      kind: 'linear',
+      intercept: '1',
+      terms: [
+        { provider: TAX, field: 'months_continuous_tax', weight: '0.01' },
+        { provider: TAX, field: 'net_margin_pct', weight: '0.006' },
+        { provider: TAX, field: 'vat_paid_12m', weight: '0.0012' },
+      ],
+    };
     sh.registerModel(BANK, MODEL);
     await sh.approveModel(TAX, MODEL.id);
     const scored = await sh.score(BANK, MODEL.id, PURPOSE, POOL.slice(0, 40));
     expect(scored.rows.filter((r) => r.status === 'OK').length).toBe(40);
-    expect((sh.engine.store.db.prepare("SELECT COUNT(*) AS n FROM jobs WHERE kind = 'verify' AND status = 'completed'").get() as { n: number }).n).toBeGreaterThan(5);
+    expect(
+      (
+        sh.engine.store.db
+          .prepare("SELECT COUNT(*) AS n FROM jobs WHERE kind = 'verify' AND status = 'completed'")
+          .get() as { n: number }
+      ).n,
+    ).toBeGreaterThan(5);
 
     // What to look for: every USCC; every id value as the provider wrote it (cell and parts), normalized, and as
     // claimed; the token input bytes of each.
@@ -897,9 +1493,17 @@ describe('verify: views', () => {
     for (const c of allClaims.filter((x) => x.field === CERT || x.field === HOLDER)) {
       for (const v of c.values) {
         let n: string;
-        try { n = normalizeId(idRuleFor(c.field), v); } catch { continue; }
+        try {
+          n = normalizeId(idRuleFor(c.field), v);
+        } catch {
+          continue;
+        }
         strings.add(v).add(n);
-        try { inputs.push(tokenInput(c.subject, c.field, n)); } catch { /* a bad USCC of a refused claim */ }
+        try {
+          inputs.push(tokenInput(c.subject, c.field, n));
+        } catch {
+          /* a bad USCC of a refused claim */
+        }
       }
     }
     const preimages = [...[...strings].map((s) => ENC.encode(s)), ...inputs];
@@ -921,27 +1525,33 @@ describe('verify: views', () => {
     const scanText = (s: string, where: string) => {
       for (const m of s.matchAll(/[0-9a-fA-F]{32,}/g)) {
         const run = m[0].toLowerCase();
-        for (const L of hexLens) for (let i = 0; i + L <= run.length; i++) if (hex.has(run.slice(i, i + L))) leaks.push(`hex in ${where}`);
+        for (const L of hexLens)
+          for (let i = 0; i + L <= run.length; i++) if (hex.has(run.slice(i, i + L))) leaks.push(`hex in ${where}`);
       }
       for (const m of s.matchAll(/[A-Za-z0-9+/_-]{20,}={0,2}/g)) {
         const run = m[0];
-        for (const L of b64Lens) for (let i = 0; i + L <= run.length; i++) if (b64.has(run.slice(i, i + L))) leaks.push(`base64 in ${where}`);
+        for (const L of b64Lens)
+          for (let i = 0; i + L <= run.length; i++) if (b64.has(run.slice(i, i + L))) leaks.push(`base64 in ${where}`);
       }
     };
     /** No id value in clear either (USCCs are stored by design: the subject index). */
     const clearIds = [...strings].filter((v) => !ALL.includes(v) && [...v].length >= 8);
-    const scanClear = (s: string, where: string) => { for (const v of clearIds) if (s.includes(v)) leaks.push(`clear id value in ${where}`); };
+    const scanClear = (s: string, where: string) => {
+      for (const v of clearIds) if (s.includes(v)) leaks.push(`clear id value in ${where}`);
+    };
     /** For binary payloads: every certificate number and holder name contains one of these (UTF-8 and UTF-16LE). */
     const MARKERS = ['不动产权', '银行', '公司'].flatMap((m) => [Buffer.from(m, 'utf8'), Buffer.from(m, 'utf16le')]);
     const scanBytes = (b: Uint8Array, where: string) => {
       const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
       for (let i = 0; i + 16 <= b.length; i++) {
         const cands = raw.get(view.getUint32(i));
-        if (cands?.some((d) => i + d.length <= b.length && d.every((x, j) => b[i + j] === x))) leaks.push(`raw digest in ${where} at ${i}`);
+        if (cands?.some((d) => i + d.length <= b.length && d.every((x, j) => b[i + j] === x)))
+          leaks.push(`raw digest in ${where} at ${i}`);
       }
       scanText(Buffer.from(b).toString('latin1'), where);
       scanText(Buffer.from(b).toString('utf8'), where);
-      for (const m of MARKERS) if (Buffer.from(b.buffer, b.byteOffset, b.byteLength).indexOf(m) >= 0) leaks.push(`id text in ${where}`);
+      for (const m of MARKERS)
+        if (Buffer.from(b.buffer, b.byteOffset, b.byteLength).indexOf(m) >= 0) leaks.push(`id text in ${where}`);
     };
 
     // The scanner finds what it looks for (upper-case hex, unpadded base64, raw bytes), then starts clean.
@@ -954,15 +1564,21 @@ describe('verify: views', () => {
     leaks.length = 0;
 
     const db = sh.engine.store.db;
-    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Array<{ name: string }>).map((r) => r.name);
-    expect(tables).toEqual(expect.arrayContaining(['tokens', 'verify_budget', 'jobs', 'ledger_entries', 'consents', 'dataset_subjects']));
+    const tables = (
+      db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Array<{ name: string }>
+    ).map((r) => r.name);
+    expect(tables).toEqual(
+      expect.arrayContaining(['tokens', 'verify_budget', 'jobs', 'ledger_entries', 'consents', 'dataset_subjects']),
+    );
     let cells = 0;
     for (const name of tables) {
       for (const row of db.prepare(`SELECT * FROM "${name}"`).all() as Array<Record<string, unknown>>) {
         for (const [col, v] of Object.entries(row)) {
           cells++;
-          if (typeof v === 'string') { scanText(v, `${name}.${col}`); scanClear(v, `${name}.${col}`); }
-          else if (v instanceof Uint8Array) scanBytes(v, `${name}.${col}`);
+          if (typeof v === 'string') {
+            scanText(v, `${name}.${col}`);
+            scanClear(v, `${name}.${col}`);
+          } else if (v instanceof Uint8Array) scanBytes(v, `${name}.${col}`);
         }
       }
     }
@@ -974,11 +1590,18 @@ describe('verify: views', () => {
       for (const e of readdirSync(dir, { withFileTypes: true })) {
         const p = join(dir, e.name);
         if (e.isDirectory()) walkDir(p);
-        else { const b = readFileSync(p); files++; bytes += b.length; scanBytes(b, p.slice(home.length)); }
+        else {
+          const b = readFileSync(p);
+          files++;
+          bytes += b.length;
+          scanBytes(b, p.slice(home.length));
+        }
       }
     };
     walkDir(join(home, 'blobs'));
-    console.log(`scan: ${preimages.length} preimages × 5 hashes; ${tables.length} tables, ${cells} cells; ${files} blob files, ${(bytes / 1e6).toFixed(1)} MB; leaks: ${leaks.length}`);
+    console.log(
+      `scan: ${preimages.length} preimages × 5 hashes; ${tables.length} tables, ${cells} cells; ${files} blob files, ${(bytes / 1e6).toFixed(1)} MB; leaks: ${leaks.length}`,
+    );
     expect(files).toBeGreaterThan(5);
     expect(leaks).toEqual([]);
   });
@@ -1002,17 +1625,43 @@ describe('verify: ledger', () => {
 
     for (const s of [u, NOCONSENT]) {
       const access = sh.engine.ledger.subjectEntries(s);
-      expect(access.filter((e) => e.kind === 'job.requested').map((e) => e.body.jobId), s).toContain(jobId);
+      expect(
+        access.filter((e) => e.kind === 'job.requested').map((e) => e.body.jobId),
+        s,
+      ).toContain(jobId);
     }
     const entries = ledgerOf(jobId);
-    expect(entries.map((e) => e.kind)).toEqual(expect.arrayContaining(['job.requested', 'verify.budget_used', 'custodian.request', 'custodian.response', 'job.completed']));
+    expect(entries.map((e) => e.kind)).toEqual(
+      expect.arrayContaining([
+        'job.requested',
+        'verify.budget_used',
+        'custodian.request',
+        'custodian.response',
+        'job.completed',
+      ]),
+    );
     const req = entries.filter((e) => e.kind === 'custodian.request');
     const res = entries.filter((e) => e.kind === 'custodian.response');
     // One per token batch (one per (provider, field) here) and one per sign box (field, block, round).
-    expect(req.filter((e) => e.body.mode === 'oprf').map((e) => e.body.label).sort()).toEqual([`verify/${PROP}/${CERT}/tokens/0`, `verify/${PROP}/${HOLDER}/tokens/0`].sort());
-    expect(req.filter((e) => e.body.mode === 'sign').map((e) => e.body.label).sort()).toEqual(result.boxes.map((b) => b.label).sort());
+    expect(
+      req
+        .filter((e) => e.body.mode === 'oprf')
+        .map((e) => e.body.label)
+        .sort(),
+    ).toEqual([`verify/${PROP}/${CERT}/tokens/0`, `verify/${PROP}/${HOLDER}/tokens/0`].sort());
+    expect(
+      req
+        .filter((e) => e.body.mode === 'sign')
+        .map((e) => e.body.label)
+        .sort(),
+    ).toEqual(result.boxes.map((b) => b.label).sort());
     // net_margin_pct: between (2 comparisons) + lte (1) at one slot → 3 rounds.
-    expect(result.boxes.map((b) => `${b.field}/${b.round}`).sort()).toEqual(['months_continuous_tax/0', 'net_margin_pct/0', 'net_margin_pct/1', 'net_margin_pct/2']);
+    expect(result.boxes.map((b) => `${b.field}/${b.round}`).sort()).toEqual([
+      'months_continuous_tax/0',
+      'net_margin_pct/0',
+      'net_margin_pct/1',
+      'net_margin_pct/2',
+    ]);
     expect(res.map((e) => e.body.label).sort()).toEqual(req.map((e) => e.body.label).sort());
     // Logged on both sides: every request hash is in the custodian's own log.
     const logs = [TAX, PROP].map((p) => readFileSync(join(sh.wallet.providerDir(p), 'custodian.log'), 'utf8')).join('');
@@ -1026,15 +1675,26 @@ describe('verify: ledger', () => {
 
 describe('verify: block boundaries (8200 subjects, two blocks)', () => {
   const UTIL = 'power_water';
-  const UTIL_SCHEMA = { category: 'utilities', fields: [{ name: 'utility_arrears_months' }, { name: 'utility_arrears' }] };
+  const UTIL_SCHEMA = {
+    category: 'utilities',
+    fields: [{ name: 'utility_arrears_months' }, { name: 'utility_arrears' }],
+  };
   let edge: string[];
 
   beforeAll(async () => {
     const r = seededRng(8192);
     const big = distinctUsccs(8200, r, new Set(ALL));
     const fields = validateSchema(UTIL_SCHEMA).fields;
-    const cellOf = (f: FieldSpec, i: number) => (i === 8191 ? boundCell(f, 'max') : i === 8192 ? boundCell(f, 'min') : randomCell(f, r));
-    const t: PlainTable = { provider: UTIL, schema: UTIL_SCHEMA, csv: buildCsv(fields.map((f) => f.name), big.map((u, i) => ({ uscc: u, cells: Object.fromEntries(fields.map((f) => [f.name, cellOf(f, i)])) }))) };
+    const cellOf = (f: FieldSpec, i: number) =>
+      i === 8191 ? boundCell(f, 'max') : i === 8192 ? boundCell(f, 'min') : randomCell(f, r);
+    const t: PlainTable = {
+      provider: UTIL,
+      schema: UTIL_SCHEMA,
+      csv: buildCsv(
+        fields.map((f) => f.name),
+        big.map((u, i) => ({ uscc: u, cells: Object.fromEntries(fields.map((f) => [f.name, cellOf(f, i)])) })),
+      ),
+    };
     world.add(t);
     await sh.addParty('provider', UTIL);
     const ds = await sh.ingest(UTIL, t.schema, t.csv);
@@ -1052,7 +1712,10 @@ describe('verify: block boundaries (8200 subjects, two blocks)', () => {
         const values = cb.kinds.map((k) => threshold(months, x, k));
         if (values.every((v) => v !== undefined)) claims.push(claim(u, UTIL, months.name, cb.op, values as string[]));
       }
-      claims.push(claim(u, UTIL, 'utility_arrears', 'eq', [world.cell(UTIL, u, 'utility_arrears')!]), claim(u, UTIL, 'utility_arrears', 'ne', ['true']));
+      claims.push(
+        claim(u, UTIL, 'utility_arrears', 'eq', [world.cell(UTIL, u, 'utility_arrears')!]),
+        claim(u, UTIL, 'utility_arrears', 'ne', ['true']),
+      );
     }
     const before = views.length;
     const { results, result } = await verify(claims);
@@ -1061,13 +1724,21 @@ describe('verify: block boundaries (8200 subjects, two blocks)', () => {
     expect(new Set(views.slice(before).map((v) => v.label.split('/')[5]))).toEqual(new Set(['0', '1']));
     const ds = sh.engine.datasets.withField(UTIL, 'utility_arrears')!;
     const slots = sh.engine.datasets.subjectSlots(ds.id, edge);
-    expect(edge.map((u) => [slots.get(u)!.block, slots.get(u)!.slot])).toEqual([[0, 0], [0, 8191], [1, 0], [1, 7]]);
+    expect(edge.map((u) => [slots.get(u)!.block, slots.get(u)!.slot])).toEqual([
+      [0, 0],
+      [0, 8191],
+      [1, 0],
+      [1, 7],
+    ]);
     for (const n of result.numeric) {
       const c = claims.find((x) => x.claimId === n.claimId)!;
       const sl = slots.get(c.subject)!;
-      for (const [box, slot] of n.parts) expect([result.boxes[box]!.block, result.boxes[box]!.field, slot]).toEqual([sl.block, c.field, sl.slot]);
+      for (const [box, slot] of n.parts)
+        expect([result.boxes[box]!.block, result.boxes[box]!.field, slot]).toEqual([sl.block, c.field, sl.slot]);
     }
-    console.log(`block boundaries: ${claims.length} claims, ${result.boxes.length} sign boxes over blocks ${[...new Set(result.boxes.map((b) => b.block))].join(', ')}`);
+    console.log(
+      `block boundaries: ${claims.length} claims, ${result.boxes.length} sign boxes over blocks ${[...new Set(result.boxes.map((b) => b.block))].join(', ')}`,
+    );
   });
 });
 
@@ -1076,15 +1747,37 @@ describe('verify: block boundaries (8200 subjects, two blocks)', () => {
 describe('verify: the bound calculator refuses before any work', () => {
   const SI = 'social_security';
   // A provider-defined field so wide that no R ≥ 2 keeps |r·(x−c) + r'| < t/2: (0..10^10 yuan at 0.01) = 10^12 units.
-  const SI_SCHEMA = { category: 'social_insurance', fields: [
-    { name: 'si_contributors' },
-    { name: 'si_registered_capital', label: '注册资本', type: 'decimal', decimals: 2, min: '0', max: '10000000000', class: 'AUTH_QUERY', unit: '元' },
-  ] };
+  const SI_SCHEMA = {
+    category: 'social_insurance',
+    fields: [
+      { name: 'si_contributors' },
+      {
+        name: 'si_registered_capital',
+        label: '注册资本',
+        type: 'decimal',
+        decimals: 2,
+        min: '0',
+        max: '10000000000',
+        class: 'AUTH_QUERY',
+        unit: '元',
+      },
+    ],
+  };
   const subjects = () => [POOL[20]!, POOL[21]!];
 
   beforeAll(async () => {
     const fields = validateSchema(SI_SCHEMA).fields;
-    const t: PlainTable = { provider: SI, schema: SI_SCHEMA, csv: buildCsv(fields.map((f) => f.name), subjects().map((u, i) => ({ uscc: u, cells: { si_contributors: String(10 + i), si_registered_capital: '5000000.5' } }))) };
+    const t: PlainTable = {
+      provider: SI,
+      schema: SI_SCHEMA,
+      csv: buildCsv(
+        fields.map((f) => f.name),
+        subjects().map((u, i) => ({
+          uscc: u,
+          cells: { si_contributors: String(10 + i), si_registered_capital: '5000000.5' },
+        })),
+      ),
+    };
     world.add(t);
     await sh.addParty('provider', SI);
     await sh.ingest(SI, t.schema, t.csv);
@@ -1093,16 +1786,37 @@ describe('verify: the bound calculator refuses before any work', () => {
 
   it('a field whose range leaves R < minComparisonR: SH_ERR_BOUND_OVERFLOW, no job, no budget spent, no custodian call', async () => {
     const u = subjects()[0]!;
-    expect(() => comparisonRange(sh.engine, spec2(SI, 'si_registered_capital'))).toThrow(expect.objectContaining(coded('SH_ERR_BOUND_OVERFLOW')));
+    expect(() => comparisonRange(sh.engine, spec2(SI, 'si_registered_capital'))).toThrow(
+      expect.objectContaining(coded('SH_ERR_BOUND_OVERFLOW')),
+    );
     const claims = [
       claim(u, PROP, CERT, 'eq', [property.get(u)?.certs[0] ?? fakeCert()]),
       claim(u, SI, 'si_contributors', 'gte', ['10']),
       claim(u, SI, 'si_registered_capital', 'gte', ['1000000']),
     ];
-    const { signed, openings } = buildVerifyRequest({ jobId: sh.engine.jobs.newId('verify'), bank: BANK, purpose: PURPOSE, claims, requestedAt: sh.engine.now().toISOString() }, sh.wallet.require(BANK, 'bank').ed25519.secretKey);
-    const before = { counts: storeCounts(sh), views: views.length, calls: tokenCalls.length, budget: sh.engine.store.db.prepare('SELECT * FROM verify_budget').all() };
+    const { signed, openings } = buildVerifyRequest(
+      {
+        jobId: sh.engine.jobs.newId('verify'),
+        bank: BANK,
+        purpose: PURPOSE,
+        claims,
+        requestedAt: sh.engine.now().toISOString(),
+      },
+      sh.wallet.require(BANK, 'bank').ed25519.secretKey,
+    );
+    const before = {
+      counts: storeCounts(sh),
+      views: views.length,
+      calls: tokenCalls.length,
+      budget: sh.engine.store.db.prepare('SELECT * FROM verify_budget').all(),
+    };
     await expect(runVerifyJob(sh.engine, signed, openings)).rejects.toMatchObject(coded('SH_ERR_BOUND_OVERFLOW'));
-    expect({ counts: storeCounts(sh), views: views.length, calls: tokenCalls.length, budget: sh.engine.store.db.prepare('SELECT * FROM verify_budget').all() }).toEqual(before);
+    expect({
+      counts: storeCounts(sh),
+      views: views.length,
+      calls: tokenCalls.length,
+      budget: sh.engine.store.db.prepare('SELECT * FROM verify_budget').all(),
+    }).toEqual(before);
     // Without the wide field the same claims run.
     const { results } = await verify(claims.slice(0, 2));
     expect(mismatches(claims.slice(0, 2), results)).toEqual([]);
@@ -1123,7 +1837,10 @@ describe('verify: budget per bank, subject, field and epoch', () => {
     const B = BUDGET_B;
     const m = (u: string) => world.cell(TAX, u, 'months_continuous_tax')!;
     const certA = property.get(A)?.certs[0] ?? fakeCert();
-    const job1 = [claim(A, TAX, 'months_continuous_tax', 'gte', ['0']), claim(B, TAX, 'months_continuous_tax', 'eq', [m(B)])];
+    const job1 = [
+      claim(A, TAX, 'months_continuous_tax', 'gte', ['0']),
+      claim(B, TAX, 'months_continuous_tax', 'eq', [m(B)]),
+    ];
     const r1 = await verify(job1);
     expect([...job1.map((c) => r1.results.get(c.claimId))]).toEqual(['yes', 'yes']);
 
@@ -1140,24 +1857,52 @@ describe('verify: budget per bank, subject, field and epoch', () => {
       claim(NOCONSENT, TAX, 'months_continuous_tax', 'gte', ['0']), // refused before the budget is looked at
     ];
     const r2 = await verify(job2);
-    const want2 = ['yes', 'over_budget', 'yes', property.has(A) ? 'yes' : 'no_data', property.has(A) ? 'yes' : 'no_data', 'over_budget', 'yes', 'over_budget', 'refused:NO_CONSENT'];
+    const want2 = [
+      'yes',
+      'over_budget',
+      'yes',
+      property.has(A) ? 'yes' : 'no_data',
+      property.has(A) ? 'yes' : 'no_data',
+      'over_budget',
+      'yes',
+      'over_budget',
+      'refused:NO_CONSENT',
+    ];
     expect(job2.map((c) => r2.results.get(c.claimId))).toEqual(want2);
     const sent = tokenCalls.slice(calls).flatMap((t) => t.request.body.elements.map((e) => e.claimId));
     expect(sent).not.toContain(job2[5]!.claimId);
     expect(r2.result.numeric.map((n) => n.claimId)).not.toContain(job2[1]!.claimId);
 
-    const job3 = [claim(A, TAX, 'months_continuous_tax', 'gte', ['1']), claim(B, TAX, 'net_margin_pct', 'lte', ['100'])];
+    const job3 = [
+      claim(A, TAX, 'months_continuous_tax', 'gte', ['1']),
+      claim(B, TAX, 'net_margin_pct', 'lte', ['100']),
+    ];
     const r3 = await verify(job3);
     expect(job3.map((c) => r3.results.get(c.claimId))).toEqual(['over_budget', 'yes']);
 
-    const exceeded = [r1, r2, r3].map((r) => ledgerOf(r.jobId).filter((e) => e.kind === 'verify.budget_exceeded').map((e) => e.body));
+    const exceeded = [r1, r2, r3].map((r) =>
+      ledgerOf(r.jobId)
+        .filter((e) => e.kind === 'verify.budget_exceeded')
+        .map((e) => e.body),
+    );
     expect(exceeded[0]).toEqual([]);
-    expect(exceeded[1]).toEqual([expect.objectContaining({ code: 'SH_ERR_VERIFY_BUDGET', claims: [job2[1]!.claimId, job2[5]!.claimId, job2[7]!.claimId] })]);
-    expect(exceeded[2]).toEqual([expect.objectContaining({ code: 'SH_ERR_VERIFY_BUDGET', claims: [job3[0]!.claimId] })]);
+    expect(exceeded[1]).toEqual([
+      expect.objectContaining({
+        code: 'SH_ERR_VERIFY_BUDGET',
+        claims: [job2[1]!.claimId, job2[5]!.claimId, job2[7]!.claimId],
+      }),
+    ]);
+    expect(exceeded[2]).toEqual([
+      expect.objectContaining({ code: 'SH_ERR_VERIFY_BUDGET', claims: [job3[0]!.claimId] }),
+    ]);
     expect(sh.engine.ledger.subjectEntries(A).filter((e) => e.kind === 'verify.budget_exceeded').length).toBe(2);
 
     const epoch = budgetEpoch(sh.engine.policy, sh.engine.now());
-    const rows = sh.engine.store.db.prepare('SELECT subject, provider, field, epoch, used FROM verify_budget WHERE bank = ? AND subject IN (?, ?, ?) ORDER BY subject, provider, field').all(BANK, A, B, NOCONSENT);
+    const rows = sh.engine.store.db
+      .prepare(
+        'SELECT subject, provider, field, epoch, used FROM verify_budget WHERE bank = ? AND subject IN (?, ?, ?) ORDER BY subject, provider, field',
+      )
+      .all(BANK, A, B, NOCONSENT);
     const want = [
       { subject: A, provider: PROP, field: CERT, epoch, used: 2 },
       { subject: A, provider: TAX, field: 'months_continuous_tax', epoch, used: 2 },
@@ -1172,10 +1917,17 @@ describe('verify: budget per bank, subject, field and epoch', () => {
     expect(sh.engine.auditVerify()).toMatchObject({ ok: true });
   });
   it('two jobs started together share one budget', async () => {
-    const mk = () => [claim(SPARE, TAX, 'tax_arrears', 'eq', ['true']), claim(SPARE, TAX, 'tax_arrears', 'eq', ['false'])];
+    const mk = () => [
+      claim(SPARE, TAX, 'tax_arrears', 'eq', ['true']),
+      claim(SPARE, TAX, 'tax_arrears', 'eq', ['false']),
+    ];
     const [j1, j2] = await Promise.all([verify(mk()), verify(mk())]);
     expect([...j1.results.values()].sort()).toEqual(['no', 'yes']);
     expect([...j2.results.values()]).toEqual(['over_budget', 'over_budget']);
-    expect(sh.engine.store.db.prepare('SELECT used FROM verify_budget WHERE bank = ? AND subject = ? AND field = ?').get(BANK, SPARE, 'tax_arrears')).toMatchObject({ used: 2 });
+    expect(
+      sh.engine.store.db
+        .prepare('SELECT used FROM verify_budget WHERE bank = ? AND subject = ? AND field = ?')
+        .get(BANK, SPARE, 'tax_arrears'),
+    ).toMatchObject({ used: 2 });
   });
 });

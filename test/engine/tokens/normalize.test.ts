@@ -1,7 +1,14 @@
 // Id normalization before tokenization (engine/tokens/normalize.ts): every rule of the file header with its
 // examples, the refusals, the catalog ⇄ ID_RULES agreement, and idempotence as a property over random strings.
 import { describe, expect, it } from 'vitest';
-import { ID_RULES, MAX_ID_INPUT, MAX_ID_LENGTH, idRuleFor, normalizeId, type IdRule } from '../../../engine/tokens/normalize.ts';
+import {
+  ID_RULES,
+  MAX_ID_INPUT,
+  MAX_ID_LENGTH,
+  idRuleFor,
+  normalizeId,
+  type IdRule,
+} from '../../../engine/tokens/normalize.ts';
 import { CATALOG } from '../../../sandbox/catalog.ts';
 import { mulberry32 } from '../../../core/rng.ts';
 import { isCoded } from '../../../core/errors.ts';
@@ -145,11 +152,61 @@ describe('normalizeId: idempotence (property, seeded)', () => {
   // An adversarial alphabet: everything the rules touch, plus characters whose NFKC forms contain spaces or compose
   // with neighbours once something between them is removed.
   const ALPHABET = [
-    ...'aAzZ09-_./()[]{}<>=', ...'０１ＡＢａｂ（）［］－＿．／', ...'《》〈〉〔〕【】〖〗〘〙﹝﹞︵︶︹︺',
-    ' ', '\t', '\n', '\u00A0', '\u3000', '\u2003', '\u0085', '\u200B', '\u200C', '\u200D', '\uFEFF', '\u2060', '\u00AD',
-    '\u200E', '\u0301', '\u0308', '\u0338', '\u0307', '\u3099', '\u309A', '\uFE00', 'e', 'i', 'ı', 'ß',
-    '\u00A8', '\u00B4', '½', '①', '㍿', '℡', 'ﬁ', 'Ⅻ', 'ｶ', 'ﾞ', 'か', 'ᄀ', 'ᅡ', 'ᆨ', '가', '粤', '第', '号', '号',
-    '\u2010', '\u2014', '\u2212', '〜', '𠀀', 'é', 'Å', '\u212B',
+    ...'aAzZ09-_./()[]{}<>=',
+    ...'０１ＡＢａｂ（）［］－＿．／',
+    ...'《》〈〉〔〕【】〖〗〘〙﹝﹞︵︶︹︺',
+    ' ',
+    '\t',
+    '\n',
+    '\u00A0',
+    '\u3000',
+    '\u2003',
+    '\u0085',
+    '\u200B',
+    '\u200C',
+    '\u200D',
+    '\uFEFF',
+    '\u2060',
+    '\u00AD',
+    '\u200E',
+    '\u0301',
+    '\u0308',
+    '\u0338',
+    '\u0307',
+    '\u3099',
+    '\u309A',
+    '\uFE00',
+    'e',
+    'i',
+    'ı',
+    'ß',
+    '\u00A8',
+    '\u00B4',
+    '½',
+    '①',
+    '㍿',
+    '℡',
+    'ﬁ',
+    'Ⅻ',
+    'ｶ',
+    'ﾞ',
+    'か',
+    'ᄀ',
+    'ᅡ',
+    'ᆨ',
+    '가',
+    '粤',
+    '第',
+    '号',
+    '号',
+    '\u2010',
+    '\u2014',
+    '\u2212',
+    '〜',
+    '𠀀',
+    'é',
+    'Å',
+    '\u212B',
   ];
 
   it.each(RULES)('%s: normalizeId(normalizeId(x)) === normalizeId(x) for 3000 random strings', (rule) => {

@@ -5,8 +5,19 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { p256, p256_oprf } from '@noble/curves/nist.js';
 import {
-  MAX_TOKEN_BATCH, TOKEN_BYTES, TOKEN_MODE, TOKEN_SUITE, blindInputs, evaluateBlinded, evaluateTokens, finalizeTokens,
-  generateOprfKeyPair, tokenInfo, tokenInput, type Blinded, type OprfKeyPair,
+  MAX_TOKEN_BATCH,
+  TOKEN_BYTES,
+  TOKEN_MODE,
+  TOKEN_SUITE,
+  blindInputs,
+  evaluateBlinded,
+  evaluateTokens,
+  finalizeTokens,
+  generateOprfKeyPair,
+  tokenInfo,
+  tokenInput,
+  type Blinded,
+  type OprfKeyPair,
 } from '../../../engine/tokens/oprf.ts';
 import { normalizeId } from '../../../engine/tokens/normalize.ts';
 import { randomUscc } from '../../../sandbox/uscc.ts';
@@ -33,7 +44,8 @@ function fixedScalars(...scalarsHex: string[]): (len?: number) => Uint8Array<Arr
   });
   return (len) => {
     const next = queue.shift();
-    if (next === undefined || next.length !== len) throw new Error(`fixed RNG: expected ${next?.length} bytes, asked ${len}`);
+    if (next === undefined || next.length !== len)
+      throw new Error(`fixed RNG: expected ${next?.length} bytes, asked ${len}`);
     return next;
   };
 }
@@ -71,7 +83,7 @@ const BAD_ELEMENTS: Array<[string, Uint8Array]> = [
   ['a 32-byte string', new Uint8Array(32).fill(7)],
 ];
 
-describe('RFC 9497 Appendix A.3 vectors, P256-SHA256, through noble with the vectors\' blinds', () => {
+describe("RFC 9497 Appendix A.3 vectors, P256-SHA256, through noble with the vectors' blinds", () => {
   const { OPRF, VOPRF, POPRF } = vectors.modes;
 
   it('the suite and mode Safehouse uses are the ones the vectors test', () => {
@@ -101,12 +113,20 @@ describe('RFC 9497 Appendix A.3 vectors, P256-SHA256, through noble with the vec
       const inputs = t.Input.map(unhex);
       const blinds = inputs.map((x, i) => p256_oprf.voprf.blind(x, fixedScalars(t.Blind[i]!)));
       expect(blinds.map((b) => hex(b.blinded))).toEqual(t.BlindedElement);
-      const res = p256_oprf.voprf.blindEvaluateBatch(keys.secretKey, keys.publicKey, blinds.map((b) => b.blinded),
-        fixedScalars(t.ProofRandomScalar));
+      const res = p256_oprf.voprf.blindEvaluateBatch(
+        keys.secretKey,
+        keys.publicKey,
+        blinds.map((b) => b.blinded),
+        fixedScalars(t.ProofRandomScalar),
+      );
       expect(res.evaluated.map(hex)).toEqual(t.EvaluationElement);
       expect(hex(res.proof)).toBe(t.Proof);
-      const items = inputs.map((input, i) => ({ input, blind: unhex(t.Blind[i]!), blinded: unhex(t.BlindedElement[i]!),
-        evaluated: unhex(t.EvaluationElement[i]!) }));
+      const items = inputs.map((input, i) => ({
+        input,
+        blind: unhex(t.Blind[i]!),
+        blinded: unhex(t.BlindedElement[i]!),
+        evaluated: unhex(t.EvaluationElement[i]!),
+      }));
       expect(p256_oprf.voprf.finalizeBatch(items, keys.publicKey, unhex(t.Proof)).map(hex)).toEqual(t.Output);
     }
   });
@@ -120,18 +140,26 @@ describe('RFC 9497 Appendix A.3 vectors, P256-SHA256, through noble with the vec
       const inputs = t.Input.map(unhex);
       const blinds = inputs.map((x, i) => poprf.blind(x, keys.publicKey, fixedScalars(t.Blind[i]!)));
       expect(blinds.map((b) => hex(b.blinded))).toEqual(t.BlindedElement);
-      const res = poprf.blindEvaluateBatch(keys.secretKey, blinds.map((b) => b.blinded), fixedScalars(t.ProofRandomScalar));
+      const res = poprf.blindEvaluateBatch(
+        keys.secretKey,
+        blinds.map((b) => b.blinded),
+        fixedScalars(t.ProofRandomScalar),
+      );
       expect(res.evaluated.map(hex)).toEqual(t.EvaluationElement);
       expect(hex(res.proof)).toBe(t.Proof);
-      const items = inputs.map((input, i) => ({ input, blind: blinds[i]!.blind, blinded: blinds[i]!.blinded,
-        evaluated: res.evaluated[i]! }));
+      const items = inputs.map((input, i) => ({
+        input,
+        blind: blinds[i]!.blind,
+        blinded: blinds[i]!.blinded,
+        evaluated: res.evaluated[i]!,
+      }));
       expect(poprf.finalizeBatch(items, res.proof, blinds[0]!.tweakedKey).map(hex)).toEqual(t.Output);
       expect(inputs.map((x) => hex(poprf.evaluate(keys.secretKey, x)))).toEqual(t.Output);
     }
   });
 });
 
-describe('RFC 9497 A.3.3 POPRF vectors through Safehouse\'s API', () => {
+describe("RFC 9497 A.3.3 POPRF vectors through Safehouse's API", () => {
   const V = vectors.modes.POPRF;
   const sk = unhex(V.skSm);
   const pk = unhex(V.pkSm);
@@ -146,20 +174,31 @@ describe('RFC 9497 A.3.3 POPRF vectors through Safehouse\'s API', () => {
     expect(res.evaluated.map(hex)).toEqual(t.EvaluationElement);
     // the engine finalizes the RFC's own transcript. The tweakedKey carried along is garbage on purpose:
     // finalizeTokens recomputes it from pkSm and Info, so this also checks that derivation against the RFC.
-    const blinded: Blinded[] = t.Blind.map((b, i) => ({ blind: unhex(b), blinded: unhex(t.BlindedElement[i]!),
-      tweakedKey: new Uint8Array(33) }));
-    expect(finalizeTokens(inputs, blinded, t.EvaluationElement.map(unhex), unhex(t.Proof), pk, info).map(hex)).toEqual(t.Output);
+    const blinded: Blinded[] = t.Blind.map((b, i) => ({
+      blind: unhex(b),
+      blinded: unhex(t.BlindedElement[i]!),
+      tweakedKey: new Uint8Array(33),
+    }));
+    expect(finalizeTokens(inputs, blinded, t.EvaluationElement.map(unhex), unhex(t.Proof), pk, info).map(hex)).toEqual(
+      t.Output,
+    );
     expect(finalizeTokens(inputs, blinded, res.evaluated, res.proof, pk, info).map(hex)).toEqual(t.Output);
     // and the RFC's proof does not verify for any other info
-    expectCode(() => finalizeTokens(inputs, blinded, t.EvaluationElement.map(unhex), unhex(t.Proof), pk, utf8('test infO')),
-      'SH_ERR_TOKEN_PROOF');
+    expectCode(
+      () => finalizeTokens(inputs, blinded, t.EvaluationElement.map(unhex), unhex(t.Proof), pk, utf8('test infO')),
+      'SH_ERR_TOKEN_PROOF',
+    );
   });
 });
 
 const rng = mulberry32(9497);
 const SUBJECTS = Array.from({ length: 4 }, () => randomUscc(rng));
-const CERTS = ['《粤（2021）深圳市不动产权第 0123456 号》', '粤〔2020〕广州市不动产权第0000001号', '京(2019)朝阳区不动产权第0000002号',
-  '沪(2022)浦东新区不动产权第0765432号'];
+const CERTS = [
+  '《粤（2021）深圳市不动产权第 0123456 号》',
+  '粤〔2020〕广州市不动产权第0000001号',
+  '京(2019)朝阳区不动产权第0000002号',
+  '沪(2022)浦东新区不动产权第0765432号',
+];
 
 function inputsFor(field = 'property_cert_no'): Uint8Array[] {
   return SUBJECTS.map((s, i) => tokenInput(s, field, normalizeId('certificate', CERTS[i]!)));
@@ -167,12 +206,14 @@ function inputsFor(field = 'property_cert_no'): Uint8Array[] {
 
 describe('tokenInfo and tokenInput', () => {
   it('tokenInfo is the canonical JSON of {t, provider, field, epoch}', () => {
-    expect(new TextDecoder().decode(tokenInfo('registry-sz', 'property_cert_no', 3)))
-      .toBe('{"epoch":3,"field":"property_cert_no","provider":"registry-sz","t":"safehouse.token.v1"}');
+    expect(new TextDecoder().decode(tokenInfo('registry-sz', 'property_cert_no', 3))).toBe(
+      '{"epoch":3,"field":"property_cert_no","provider":"registry-sz","t":"safehouse.token.v1"}',
+    );
   });
 
   it('tokenInfo refuses empty names and epochs that are not non-negative safe integers', () => {
-    for (const epoch of [-1, 1.5, Number.NaN, 2 ** 53]) expectCode(() => tokenInfo('p', 'f', epoch), 'SH_ERR_INVALID_ARGUMENT');
+    for (const epoch of [-1, 1.5, Number.NaN, 2 ** 53])
+      expectCode(() => tokenInfo('p', 'f', epoch), 'SH_ERR_INVALID_ARGUMENT');
     expectCode(() => tokenInfo('', 'f', 0), 'SH_ERR_INVALID_ARGUMENT');
     expectCode(() => tokenInfo('p', '', 0), 'SH_ERR_INVALID_ARGUMENT');
     expectCode(() => tokenInfo('p', 'x'.repeat(129), 0), 'SH_ERR_INVALID_ARGUMENT');
@@ -212,14 +253,32 @@ describe('blind → evaluate → finalize', () => {
     info = tokenInfo('registry-sz', 'property_cert_no', 1);
     inputs = inputsFor();
     blinded = blindInputs(keys.publicKey, info, inputs);
-    ({ evaluated, proof } = evaluateBlinded(keys.secretKey, info, blinded.map((b) => b.blinded)));
+    ({ evaluated, proof } = evaluateBlinded(
+      keys.secretKey,
+      info,
+      blinded.map((b) => b.blinded),
+    ));
     expected = evaluateTokens(keys.secretKey, info, inputs);
   });
 
-  const finalize = (o: Partial<{ inputs: Uint8Array[]; blinded: Blinded[]; evaluated: Uint8Array[]; proof: Uint8Array;
-    publicKey: Uint8Array; info: Uint8Array }> = {}): Uint8Array[] =>
-    finalizeTokens(o.inputs ?? inputs, o.blinded ?? blinded, o.evaluated ?? evaluated, o.proof ?? proof,
-      o.publicKey ?? keys.publicKey, o.info ?? info);
+  const finalize = (
+    o: Partial<{
+      inputs: Uint8Array[];
+      blinded: Blinded[];
+      evaluated: Uint8Array[];
+      proof: Uint8Array;
+      publicKey: Uint8Array;
+      info: Uint8Array;
+    }> = {},
+  ): Uint8Array[] =>
+    finalizeTokens(
+      o.inputs ?? inputs,
+      o.blinded ?? blinded,
+      o.evaluated ?? evaluated,
+      o.proof ?? proof,
+      o.publicKey ?? keys.publicKey,
+      o.info ?? info,
+    );
 
   it('key pairs are a 32-byte scalar and a 33-byte compressed point', () => {
     expect(keys.secretKey).toHaveLength(32);
@@ -228,7 +287,7 @@ describe('blind → evaluate → finalize', () => {
     expect(hex(keys.publicKey)).not.toBe(hex(other.publicKey));
   });
 
-  it('finalized tokens equal the key holder\'s evaluateTokens, 32 bytes each, distinct per input', () => {
+  it("finalized tokens equal the key holder's evaluateTokens, 32 bytes each, distinct per input", () => {
     const tokens = finalize();
     expect(tokens.map(hex)).toEqual(expected.map(hex));
     for (const t of tokens) expect(t).toHaveLength(TOKEN_BYTES);
@@ -238,17 +297,24 @@ describe('blind → evaluate → finalize', () => {
   it('blinding is randomized: the custodian sees fresh points each time, the tokens stay the same', () => {
     const again = blindInputs(keys.publicKey, info, inputs);
     expect(again.map((b) => hex(b.blinded))).not.toEqual(blinded.map((b) => hex(b.blinded)));
-    const res = evaluateBlinded(keys.secretKey, info, again.map((b) => b.blinded));
-    expect(finalizeTokens(inputs, again, res.evaluated, res.proof, keys.publicKey, info).map(hex)).toEqual(expected.map(hex));
+    const res = evaluateBlinded(
+      keys.secretKey,
+      info,
+      again.map((b) => b.blinded),
+    );
+    expect(finalizeTokens(inputs, again, res.evaluated, res.proof, keys.publicKey, info).map(hex)).toEqual(
+      expected.map(hex),
+    );
   });
 
-  it('a batch of one works, and the tweakedKey carried in Blinded is the RFC\'s pkS + m·G', () => {
+  it("a batch of one works, and the tweakedKey carried in Blinded is the RFC's pkS + m·G", () => {
     const b = blindInputs(keys.publicKey, info, inputs.slice(0, 1));
     const noble = p256_oprf.poprf(info).blind(inputs[0]!, keys.publicKey);
     expect(hex(b[0]!.tweakedKey)).toBe(hex(noble.tweakedKey));
     const res = evaluateBlinded(keys.secretKey, info, [b[0]!.blinded]);
-    expect(finalizeTokens(inputs.slice(0, 1), b, res.evaluated, res.proof, keys.publicKey, info).map(hex))
-      .toEqual([hex(expected[0]!)]);
+    expect(finalizeTokens(inputs.slice(0, 1), b, res.evaluated, res.proof, keys.publicKey, info).map(hex)).toEqual([
+      hex(expected[0]!),
+    ]);
   });
 
   describe('a proof that does not fit → SH_ERR_TOKEN_PROOF', () => {
@@ -271,25 +337,43 @@ describe('blind → evaluate → finalize', () => {
     });
 
     it('evaluation and proof by another key, checked against the published key', () => {
-      const res = evaluateBlinded(other.secretKey, info, blinded.map((b) => b.blinded));
+      const res = evaluateBlinded(
+        other.secretKey,
+        info,
+        blinded.map((b) => b.blinded),
+      );
       expectCode(() => finalize({ evaluated: res.evaluated, proof: res.proof }), 'SH_ERR_TOKEN_PROOF');
       // mixing: the right elements with the other key's proof, and the other key's elements with the right proof
       expectCode(() => finalize({ proof: res.proof }), 'SH_ERR_TOKEN_PROOF');
       expectCode(() => finalize({ evaluated: res.evaluated }), 'SH_ERR_TOKEN_PROOF');
       // a Blinded carrying the other key's tweaked key does not help: finalizeTokens recomputes it
-      const forgedTweak = blinded.map((b) => ({ ...b, tweakedKey: blindInputs(other.publicKey, info, inputs.slice(0, 1))[0]!.tweakedKey }));
-      expectCode(() => finalize({ blinded: forgedTweak, evaluated: res.evaluated, proof: res.proof }), 'SH_ERR_TOKEN_PROOF');
+      const forgedTweak = blinded.map((b) => ({
+        ...b,
+        tweakedKey: blindInputs(other.publicKey, info, inputs.slice(0, 1))[0]!.tweakedKey,
+      }));
+      expectCode(
+        () => finalize({ blinded: forgedTweak, evaluated: res.evaluated, proof: res.proof }),
+        'SH_ERR_TOKEN_PROOF',
+      );
       // while the same answer verifies against the key that made it
-      expect(finalize({ evaluated: res.evaluated, proof: res.proof, publicKey: other.publicKey })).toHaveLength(inputs.length);
+      expect(finalize({ evaluated: res.evaluated, proof: res.proof, publicKey: other.publicKey })).toHaveLength(
+        inputs.length,
+      );
     });
 
     it('a proof made for a different batch, or for part of this one', () => {
       const b2 = blindInputs(keys.publicKey, info, inputs);
-      const res2 = evaluateBlinded(keys.secretKey, info, b2.map((b) => b.blinded));
+      const res2 = evaluateBlinded(
+        keys.secretKey,
+        info,
+        b2.map((b) => b.blinded),
+      );
       expectCode(() => finalize({ proof: res2.proof }), 'SH_ERR_TOKEN_PROOF');
       expectCode(() => finalize({ blinded: b2, proof: proof }), 'SH_ERR_TOKEN_PROOF');
-      expectCode(() => finalize({ inputs: inputs.slice(1), blinded: blinded.slice(1), evaluated: evaluated.slice(1) }),
-        'SH_ERR_TOKEN_PROOF');
+      expectCode(
+        () => finalize({ inputs: inputs.slice(1), blinded: blinded.slice(1), evaluated: evaluated.slice(1) }),
+        'SH_ERR_TOKEN_PROOF',
+      );
     });
 
     it('evaluated points swapped between two elements, or whole elements reordered', () => {
@@ -297,16 +381,30 @@ describe('blind → evaluate → finalize', () => {
       [swapped[0], swapped[1]] = [swapped[1]!, swapped[0]!];
       expectCode(() => finalize({ evaluated: swapped }), 'SH_ERR_TOKEN_PROOF');
       const order = [1, 0, 2, 3];
-      expectCode(() => finalize({ inputs: order.map((i) => inputs[i]!), blinded: order.map((i) => blinded[i]!),
-        evaluated: order.map((i) => evaluated[i]!) }), 'SH_ERR_TOKEN_PROOF');
+      expectCode(
+        () =>
+          finalize({
+            inputs: order.map((i) => inputs[i]!),
+            blinded: order.map((i) => blinded[i]!),
+            evaluated: order.map((i) => evaluated[i]!),
+          }),
+        'SH_ERR_TOKEN_PROOF',
+      );
     });
 
     it('a different info: another field, epoch or provider', () => {
-      for (const wrong of [tokenInfo('registry-sz', 'mortgage_holder', 1), tokenInfo('registry-sz', 'property_cert_no', 2),
-        tokenInfo('registry-gz', 'property_cert_no', 1)]) {
+      for (const wrong of [
+        tokenInfo('registry-sz', 'mortgage_holder', 1),
+        tokenInfo('registry-sz', 'property_cert_no', 2),
+        tokenInfo('registry-gz', 'property_cert_no', 1),
+      ]) {
         expectCode(() => finalize({ info: wrong }), 'SH_ERR_TOKEN_PROOF');
         // …and the custodian evaluating under the wrong info is caught the same way
-        const res = evaluateBlinded(keys.secretKey, wrong, blinded.map((b) => b.blinded));
+        const res = evaluateBlinded(
+          keys.secretKey,
+          wrong,
+          blinded.map((b) => b.blinded),
+        );
         expectCode(() => finalize({ evaluated: res.evaluated, proof: res.proof }), 'SH_ERR_TOKEN_PROOF');
       }
     });
@@ -330,7 +428,7 @@ describe('blind → evaluate → finalize', () => {
       expectCode(() => finalize({ blinded: bl }), 'SH_ERR_TOKEN_INVALID');
     });
 
-    it.each(BAD_ELEMENTS)('%s as the provider\'s public key', (_name, bad) => {
+    it.each(BAD_ELEMENTS)("%s as the provider's public key", (_name, bad) => {
       expectCode(() => blindInputs(bad, info, inputs), 'SH_ERR_TOKEN_INVALID');
       expectCode(() => finalize({ publicKey: bad }), 'SH_ERR_TOKEN_INVALID');
     });
@@ -358,7 +456,15 @@ describe('blind → evaluate → finalize', () => {
       expectCode(() => evaluateBlinded(keys.secretKey, info, []), 'SH_ERR_INVALID_ARGUMENT');
       const tooMany = Array.from({ length: MAX_TOKEN_BATCH + 1 }, () => inputs[0]!);
       expectCode(() => blindInputs(keys.publicKey, info, tooMany), 'SH_ERR_INVALID_ARGUMENT');
-      expectCode(() => evaluateBlinded(keys.secretKey, info, tooMany.map(() => blinded[0]!.blinded)), 'SH_ERR_INVALID_ARGUMENT');
+      expectCode(
+        () =>
+          evaluateBlinded(
+            keys.secretKey,
+            info,
+            tooMany.map(() => blinded[0]!.blinded),
+          ),
+        'SH_ERR_INVALID_ARGUMENT',
+      );
       expectCode(() => finalize({ evaluated: evaluated.slice(1) }), 'SH_ERR_INVALID_ARGUMENT');
       expectCode(() => finalize({ blinded: blinded.slice(1) }), 'SH_ERR_INVALID_ARGUMENT');
       expectCode(() => finalize({ inputs: [...inputs, inputs[0]!] }), 'SH_ERR_INVALID_ARGUMENT');
@@ -366,16 +472,29 @@ describe('blind → evaluate → finalize', () => {
     });
 
     it('secret keys and blinds that are not scalars in [1, n−1]; inputs that are not bytes', () => {
-      for (const sk of [keys.secretKey.slice(1), new Uint8Array(32), unhex(N.toString(16)), new Uint8Array(32).fill(0xff)]) {
+      for (const sk of [
+        keys.secretKey.slice(1),
+        new Uint8Array(32),
+        unhex(N.toString(16)),
+        new Uint8Array(32).fill(0xff),
+      ]) {
         expectCode(() => evaluateTokens(sk, info, inputs), 'SH_ERR_INVALID_ARGUMENT');
         expectCode(() => evaluateBlinded(sk, info, [blinded[0]!.blinded]), 'SH_ERR_INVALID_ARGUMENT');
-        expectCode(() => finalize({ blinded: blinded.map((b, i) => (i === 0 ? { ...b, blind: sk } : b)) }),
-          'SH_ERR_INVALID_ARGUMENT');
+        expectCode(
+          () => finalize({ blinded: blinded.map((b, i) => (i === 0 ? { ...b, blind: sk } : b)) }),
+          'SH_ERR_INVALID_ARGUMENT',
+        );
       }
-      expectCode(() => evaluateTokens(keys.secretKey, info, ['abc' as unknown as Uint8Array]), 'SH_ERR_INVALID_ARGUMENT');
+      expectCode(
+        () => evaluateTokens(keys.secretKey, info, ['abc' as unknown as Uint8Array]),
+        'SH_ERR_INVALID_ARGUMENT',
+      );
       expectCode(() => evaluateTokens(keys.secretKey, info, [new Uint8Array(0x10000)]), 'SH_ERR_INVALID_ARGUMENT');
       expectCode(() => finalize({ proof: 'x' as unknown as Uint8Array }), 'SH_ERR_INVALID_ARGUMENT');
-      expectCode(() => finalize({ blinded: [null as unknown as Blinded, ...blinded.slice(1)] }), 'SH_ERR_INVALID_ARGUMENT');
+      expectCode(
+        () => finalize({ blinded: [null as unknown as Blinded, ...blinded.slice(1)] }),
+        'SH_ERR_INVALID_ARGUMENT',
+      );
     });
   });
 
@@ -398,7 +517,9 @@ describe('blind → evaluate → finalize', () => {
 
   it('cost per element (printed, not asserted)', () => {
     const n = 64;
-    const many = Array.from({ length: n }, (_, i) => tokenInput(SUBJECTS[i % SUBJECTS.length]!, 'property_cert_no', `${CERTS.length}X${i}`));
+    const many = Array.from({ length: n }, (_, i) =>
+      tokenInput(SUBJECTS[i % SUBJECTS.length]!, 'property_cert_no', `${CERTS.length}X${i}`),
+    );
     const time = (f: () => unknown): number => {
       const t0 = performance.now();
       f();
@@ -410,11 +531,22 @@ describe('blind → evaluate → finalize', () => {
     const ms = {
       evaluateTokens: time(() => evaluateTokens(keys.secretKey, info, many)),
       blindInputs: time(() => (b = blindInputs(keys.publicKey, info, many))),
-      evaluateBlinded: time(() => (res = evaluateBlinded(keys.secretKey, info, b.map((x) => x.blinded)))),
+      evaluateBlinded: time(
+        () =>
+          (res = evaluateBlinded(
+            keys.secretKey,
+            info,
+            b.map((x) => x.blinded),
+          )),
+      ),
       finalizeTokens: time(() => finalizeTokens(many, b, res.evaluated, res.proof, keys.publicKey, info)),
     };
-    console.log(`RFC 9497 ${TOKEN_SUITE} ${TOKEN_MODE}, batch of ${n}, ms per element: ` +
-      Object.entries(ms).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', '));
+    console.log(
+      `RFC 9497 ${TOKEN_SUITE} ${TOKEN_MODE}, batch of ${n}, ms per element: ` +
+        Object.entries(ms)
+          .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+          .join(', '),
+    );
     expect(Object.values(ms).every((v) => v > 0)).toBe(true);
   });
 });
