@@ -44,7 +44,7 @@ import {
   enterpriseKeys,
   auditVerify,
   accessReport,
-} from './client.ts';
+} from './client/index.ts';
 import type { Role } from './wallet.ts';
 
 export const NETWORK_OPTIONS = {

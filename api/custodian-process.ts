@@ -16,7 +16,7 @@ import { WorkerPool } from '../engine/pool/pool.ts';
 import type { TrainRequest, TrainingPart } from '../engine/protocols/train/messages.ts';
 import { buildCustodianServer, b64 } from './custodian-http.ts';
 import { checkTrainingPart } from '../engine/protocols/train/provider.ts';
-import { Client } from './client.ts';
+import { Client } from './client/index.ts';
 import { providerKeys } from './keys.ts';
 
 export interface CustodianProcess {

@@ -8,6 +8,8 @@
  * Every result is checked against plaintext: scores against the trained scorecard evaluated on the providers' CSVs,
  * claim answers against the predicate on the same values. The e2e test (test/network-e2e.test.ts) runs the same
  * scenario and compares it with embedded mode.
+ * Longer than 400 lines: one scripted run of every process (engine, two custodians, each party's client) in order,
+ * with its checks.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';

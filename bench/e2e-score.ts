@@ -114,16 +114,14 @@ export async function runScoreE2e(opts: ScoreE2eOptions): Promise<E2eResult> {
     t = performance.now();
     for (let i = 0; i < consented.length; i += 5000) {
       sh.grantConsents(
-        consented
-          .slice(i, i + 5000)
-          .map((u) => ({
-            subject: u,
-            bank: BANK,
-            purpose: PURPOSE,
-            categories: PROVIDERS.map((p) => p.category),
-            operations: ['score'],
-            days: 365,
-          })),
+        consented.slice(i, i + 5000).map((u) => ({
+          subject: u,
+          bank: BANK,
+          purpose: PURPOSE,
+          categories: PROVIDERS.map((p) => p.category),
+          operations: ['score'],
+          days: 365,
+        })),
       );
       log(`consents ${Math.min(consented.length, i + 5000)}/${consented.length}`);
     }

@@ -21,6 +21,8 @@
  *
  * Usage: `node bench/e2e-train.ts [subjects] [fields] [iterations] [--pool N]` (default 8192 20 10). Prints the result
  * JSON; `BENCH_E2E_JSON=path` also writes it there.
+ * Longer than 400 lines: one end-to-end run: the data generator, each phase of the job and its plaintext references
+ * share one fixture and one timing log.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
@@ -176,16 +178,14 @@ export async function runTrainE2e(opts: {
     t = performance.now();
     for (let i = 0; i < subjects.length; i += 2000) {
       sh.grantConsents(
-        subjects
-          .slice(i, i + 2000)
-          .map((u) => ({
-            subject: u,
-            bank: BANK,
-            purpose: PURPOSE,
-            categories: ['tax', 'utilities'],
-            operations: ['train' as const],
-            days: 365,
-          })),
+        subjects.slice(i, i + 2000).map((u) => ({
+          subject: u,
+          bank: BANK,
+          purpose: PURPOSE,
+          categories: ['tax', 'utilities'],
+          operations: ['train' as const],
+          days: 365,
+        })),
       );
     }
     lap('setup.consents', t);

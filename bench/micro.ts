@@ -14,6 +14,8 @@
  *  - SHA-256 RFC 6962 leaf (0x00 ‖ ~300-byte body) and node (0x01 ‖ 64 bytes) hashing.
  *
  * Standalone: `node bench/micro.ts [--quick]` prints the table and the cost map as JSON (BENCH_MICRO_JSON=path writes it).
+ * Longer than 400 lines: one benchmark.js suite whose cases share the keys, ciphertexts and vectors built at its
+ * start.
  */
 import {
   createHash,

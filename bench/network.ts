@@ -12,7 +12,7 @@
  * Tiers, each per claim kind:
  * - embedded: `sh.verify` with the in-process `LocalCustodian`s (sequential, then 4 concurrent callers);
  * - embedded engine + HTTP custodians: `sh.verify` after the custodians are moved behind HTTP (isolates their cost);
- * - network, client default polling: api/client.ts `verify` (polls at 50 ms, doubling to 500 ms);
+ * - network, client default polling: api/client/bank.ts `verify` (polls at 50 ms, doubling to 500 ms);
  * - network, 5 ms polling: the same requests, polled every 5 ms, with a per-phase breakdown.
  * The network tiers run sequentially and with 4 concurrent clients.
  *
@@ -31,6 +31,8 @@
  * 200), `BENCH_NETWORK_SECONDS` (time budget in seconds per case on average, default 20; `--quick` makes it 5; the run
  * stops after the pass that reaches it), `BENCH_NETWORK_SUBJECTS` (default 2000), `BENCH_NETWORK_JSON=path` (also write
  * the report as JSON).
+ * Longer than 400 lines: one benchmark script: every phase (embedded, in-process server, HTTP custodians, several
+ * callers) measures the same claim on the same fixture set up once at its start.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -41,7 +43,7 @@ import { demoPlaintext } from '../api/demo.ts';
 import { demoGrants, generateDemo, generateClaims, DEMO_BANK, DEMO_PURPOSE, type DemoClaim } from '../api/demo-data.ts';
 import { buildCustodianServer, HttpCustodian } from '../api/custodian-http.ts';
 import { EngineServer } from '../api/server/index.ts';
-import { Client, verify as clientVerify, newJobId, type JobView } from '../api/client.ts';
+import { Client, verify as clientVerify, newJobId, type JobView } from '../api/client/index.ts';
 import { claimPlain } from '../models/plain.ts';
 import { normalizeId, idRuleFor } from '../engine/tokens/normalize.ts';
 import { ed25519KeyPair } from '../core/sign.ts';

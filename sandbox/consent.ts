@@ -12,6 +12,8 @@
  * Consent ids are content-derived: `'c_' + hex(SHA-256(canonicalBytes({ type, ...statement without id })))[0..32]`
  * (16 bytes). With the random 16-byte nonce, two consents never share an id, and an id cannot be reattached to
  * different content: {@link validateConsentStatement} recomputes it.
+ * Longer than 400 lines: consent statements, their validation and the status rules every job applies are one contract
+ * and are read together.
  */
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { ed25519Verify } from '../core/sign.ts';

@@ -4,7 +4,7 @@
  * and the blobs (fetched by hash) — the job row and the rows it depends on: parties, the datasets and subject slots
  * involved, the columns the job read, token sets, the subjects' signed consents and revocations, the model and its
  * approvals. Rows are the engine database's rows verbatim (engine/store/store.ts `SCHEMA`), because the auditor's
- * client inserts them as they are into its replica (api/client.ts `replayRemote`); signed statements among them are
+ * client inserts them as they are into its replica (api/client/auditor.ts `replayRemote`); signed statements among them are
  * re-verified by the replay, blobs by their hashes.
  */
 import { existsSync } from 'node:fs';

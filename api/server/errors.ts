@@ -9,16 +9,14 @@ import { SafehouseError, ERRORS, type ErrorCode } from '../../core/errors.ts';
 
 /** The router's own refusals (a path parameter over 100 characters, a malformed percent-encoding) are coded too. */
 export const frameworkErrors: FastifyServerOptions['frameworkErrors'] = (err, _req, reply) =>
-  (reply as unknown as FastifyReply)
-    .status(400)
-    .send({
-      code: 'SH_ERR_INVALID_ARGUMENT',
-      message:
-        err.code === 'FST_ERR_MAX_PARAM_LENGTH'
-          ? 'a path parameter is longer than 100 characters'
-          : 'the request URL is malformed',
-      details: {},
-    });
+  (reply as unknown as FastifyReply).status(400).send({
+    code: 'SH_ERR_INVALID_ARGUMENT',
+    message:
+      err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? 'a path parameter is longer than 100 characters'
+        : 'the request URL is malformed',
+    details: {},
+  });
 
 /** The error handler: coded errors as they are (retry-after on a rate limit), fastify's own mapped onto the catalog. */
 export function errorHandler(log: (line: string) => void) {

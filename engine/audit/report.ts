@@ -2,7 +2,7 @@
  * An enterprise's access report (信息主体查询): every consent it signed or revoked and every job that named it
  * — bank, purpose, operation, fields, time, and whether a result was delivered for it or refused (with the consent
  * status) — each with its ledger leaf and an RFC 9162 inclusion proof against the latest signed checkpoint, so the
- * enterprise can check the report without trusting the engine (api/client.ts `accessReport`).
+ * enterprise can check the report without trusting the engine (api/client/enterprise.ts `accessReport`).
  */
 import { existsSync } from 'node:fs';
 import { bytesToHex } from '../../core/sign.ts';

@@ -14,6 +14,8 @@
  *
  * `observe` (tests) receives the residues exactly as the custodian sees them: uniform for `seal`/`sum` because the
  * engine adds a fresh uniform mask, r·(x−c)+r' for `sign`.
+ * Longer than 400 lines: the custodian is the provider's security boundary; its entry points share one admission state
+ * (opened jobs, answered labels, budgets), and every check the key holder makes should be readable in one file.
  */
 import type { Decryptor, PublicKey, SecretKey } from 'node-seal';
 import { fail } from '../../core/errors.ts';

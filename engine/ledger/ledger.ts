@@ -24,6 +24,9 @@
  * checkpoint), not by checkpoint(). The ledger_subjects index is a lookup aid, not itself committed to by the tree:
  * an event that must prove whom it touched should name them in its body. The secret key is held (as a copy) for the
  * Ledger's lifetime; JavaScript cannot guarantee it is wiped.
+ * Longer than 400 lines: one class — appends, the stored tree's node cache and every proof share one invariant (the
+ * cache describes a prefix of the database, re-checked at each call) kept in one place; the pure parts are merkle.ts,
+ * checkpoint.ts and tree.ts.
  */
 import type { DatabaseSync, SQLOutputValue, StatementSync } from 'node:sqlite';
 import { describe, fail, isCoded, type ErrorCode } from '../../core/errors.ts';

@@ -18,7 +18,7 @@ import {
   enterpriseKeys,
   auditVerify,
   accessReport,
-} from '../../api/client.ts';
+} from '../../api/client/index.ts';
 import { keygen, keygenEnterprises, readKeyFile, readPublic } from '../../api/keys.ts';
 import { randomUscc } from '../../sandbox/uscc.ts';
 import { mulberry32 } from '../../core/rng.ts';

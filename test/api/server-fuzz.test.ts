@@ -7,6 +7,8 @@
  * by the right party but saying something the engine must refuse. Every answer must be a 4xx coded error from the
  * catalog (never a 5xx), and nothing may change: the generators always include at least one violation, so a request
  * that was accepted is a bug, not noise. The custodian server gets 1000 malformed engine-signed requests the same way.
+ * Longer than 400 lines: one fuzzing harness — the generators for every route family share the served engine, its
+ * parties and the state snapshot each run is compared with.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, readdirSync, existsSync } from 'node:fs';
@@ -696,25 +698,19 @@ function bankCases(): fc.Arbitrary<Case> {
   const refused = fc
     .oneof(
       // another bank's signed request, or one naming another bank
-      fc
-        .tuple(fc.constantFrom(...kinds), requestBody(jobId))
-        .map(([k, b]) => ({
-          kind: k,
-          request: signJson({ ...b, bank: BANK2, type: types[k] }, BANK2, signer(BANK2).sk),
-        })),
-      fc
-        .tuple(fc.constantFrom(...kinds), requestBody(jobId))
-        .map(([k, b]) => ({
-          kind: k,
-          request: signJson({ ...b, bank: BANK2, type: types[k] }, BANK, signer(BANK).sk),
-        })),
+      fc.tuple(fc.constantFrom(...kinds), requestBody(jobId)).map(([k, b]) => ({
+        kind: k,
+        request: signJson({ ...b, bank: BANK2, type: types[k] }, BANK2, signer(BANK2).sk),
+      })),
+      fc.tuple(fc.constantFrom(...kinds), requestBody(jobId)).map(([k, b]) => ({
+        kind: k,
+        request: signJson({ ...b, bank: BANK2, type: types[k] }, BANK, signer(BANK).sk),
+      })),
       // forged: the bank's name, anyone's signature
-      fc
-        .tuple(fc.constantFrom(...kinds), requestBody(jobId), hex(64))
-        .map(([k, b, sig]) => ({
-          kind: k,
-          request: { body: { ...b, bank: BANK, type: types[k] }, signer: BANK, signature: sig },
-        })),
+      fc.tuple(fc.constantFrom(...kinds), requestBody(jobId), hex(64)).map(([k, b, sig]) => ({
+        kind: k,
+        request: { body: { ...b, bank: BANK, type: types[k] }, signer: BANK, signature: sig },
+      })),
       // signed by the bank, but for another kind of job than the one submitted
       fc
         .tuple(fc.constantFrom(...kinds), fc.constantFrom(...kinds), requestBody(jobId))
@@ -809,13 +805,11 @@ function bankCases(): fc.Arbitrary<Case> {
     fc
       .oneof(
         wrapped('registration', registration),
-        fc
-          .tuple(model, fc.oneof(fc.constant(BANK), fc.constant(BANK2)))
-          .map(([m, b]) =>
-            json({
-              registration: signJson({ type: 'safehouse.model.register.v1', bank: b, model: m }, BANK, signer(BANK).sk),
-            }),
-          ),
+        fc.tuple(model, fc.oneof(fc.constant(BANK), fc.constant(BANK2))).map(([m, b]) =>
+          json({
+            registration: signJson({ type: 'safehouse.model.register.v1', bank: b, model: m }, BANK, signer(BANK).sk),
+          }),
+        ),
       )
       .map(post('/v1/bank/models', as)),
     segment.map((s) => get(`/v1/bank/models/${seg(s)}`, as)),
@@ -912,38 +906,34 @@ function enterpriseCases(): fc.Arbitrary<Case> {
           signature: sig,
         },
       ]),
-      fc
-        .constant(null)
-        .map(() => [
-          createConsent(
-            {
-              subject: ENT,
-              grantee: BANK,
-              purpose: 'fuzz_other',
-              categories: ['tax'],
-              operations: ['score'],
-              notBefore: new Date(),
-              notAfter: new Date(Date.now() + 86_400_000),
-            },
-            signer(ENT2).sk,
-          ),
-        ]),
-      fc
-        .constant(null)
-        .map(() => [
-          createConsent(
-            {
-              subject: ENT,
-              grantee: BANK2 + '_unregistered',
-              purpose: 'fuzz_other',
-              categories: ['tax'],
-              operations: ['score'],
-              notBefore: new Date(),
-              notAfter: new Date(Date.now() + 86_400_000),
-            },
-            sk(),
-          ),
-        ]),
+      fc.constant(null).map(() => [
+        createConsent(
+          {
+            subject: ENT,
+            grantee: BANK,
+            purpose: 'fuzz_other',
+            categories: ['tax'],
+            operations: ['score'],
+            notBefore: new Date(),
+            notAfter: new Date(Date.now() + 86_400_000),
+          },
+          signer(ENT2).sk,
+        ),
+      ]),
+      fc.constant(null).map(() => [
+        createConsent(
+          {
+            subject: ENT,
+            grantee: BANK2 + '_unregistered',
+            purpose: 'fuzz_other',
+            categories: ['tax'],
+            operations: ['score'],
+            notBefore: new Date(),
+            notAfter: new Date(Date.now() + 86_400_000),
+          },
+          sk(),
+        ),
+      ]),
     )
     .map((consents) => json({ consents }));
   const revokeRefused = fc
@@ -1020,15 +1010,13 @@ function blobCases(): fc.Arbitrary<Case> {
     .filter(({ b, h }) => sha256Hex(b) !== h);
   return fc.oneof(
     // bytes that do not hash to the address
-    fc
-      .tuple(as, wrongHash)
-      .map(([who, { b, h }]): Case => ({
-        method: 'PUT',
-        path: `/v1/blobs/${h}`,
-        as: who,
-        body: b,
-        contentType: 'application/octet-stream',
-      })),
+    fc.tuple(as, wrongHash).map(([who, { b, h }]): Case => ({
+      method: 'PUT',
+      path: `/v1/blobs/${h}`,
+      as: who,
+      body: b,
+      contentType: 'application/octet-stream',
+    })),
     // an address that is not a SHA-256 hex digest (the bytes' own hash, upper-cased or cut, or random text)
     fc
       .tuple(

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Safehouse } from '../../api/embedded.ts';
 import { generateDemo, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID, ALL_CATEGORIES } from '../../api/demo-data.ts';
 import { EngineServer } from '../../api/server/index.ts';
-import { Client, newJobId, type JobView } from '../../api/client.ts';
+import { Client, newJobId, type JobView } from '../../api/client/index.ts';
 import { buildScoreRequest, openScoreResult } from '../../engine/protocols/score/bank.ts';
 import { type ScoreResult } from '../../engine/protocols/score/messages.ts';
 import { ed25519KeyPair } from '../../core/sign.ts';

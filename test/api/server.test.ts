@@ -5,6 +5,8 @@
  * bank-signed jobs (forged, stale, unknown job hash, a label answered twice), body limits, malformed and poisoned JSON,
  * strict schemas, media types, unknown routes, per-party rate limits, the OpenAPI document, and a job's life cycle over
  * HTTP giving exactly the embedded scores.
+ * Longer than 400 lines: one served engine with every party registered and a custodian behind HTTP; each defence is a
+ * refusal checked against the same state.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -15,7 +17,7 @@ import type { FastifyInstance } from 'fastify';
 import { Safehouse } from '../../api/embedded.ts';
 import { generateDemo, DEMO_BANK, DEMO_PURPOSE, DEMO_MODEL_ID, ALL_CATEGORIES } from '../../api/demo-data.ts';
 import { EngineServer } from '../../api/server/index.ts';
-import { newJobId } from '../../api/client.ts';
+import { newJobId } from '../../api/client/index.ts';
 import { buildCustodianServer, HttpCustodian } from '../../api/custodian-http.ts';
 import { signRequest } from '../../api/httpsig.ts';
 import { fromJson } from '../../api/wire.ts';

@@ -3,6 +3,8 @@
  * `Safehouse.registerModel`: every refusal carries its code and leaves no row in `models` and no ledger entry; a model
  * exactly at the bound limit |score|·10^scale = (t−1)/2 passes and scores exactly at its extremes (encrypted ==
  * plaintext), one unit more is refused.
+ * Longer than 400 lines: every rule of model parsing, compilation and the bound calculator, each with its refusal,
+ * against one field catalog.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -4,6 +4,8 @@
  * fixed-point and float reference trainers, the scorecard conversion (accepted by compileModel and vetting, scored by
  * evaluatePlain), and the German Credit fixture. The acceptance check: on German Credit (seed fixed, stratified 70/30,
  * 5 quantile bins) the fixed-point model's hold-out AUC is within 0.01 of the float model's.
+ * Longer than 400 lines: the plaintext trainer's properties and the German Credit acceptance share the loaded data set
+ * and the trained reference model.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

@@ -25,16 +25,14 @@ export function providerRoutes({ engine: e, route, staging, custodians }: RouteC
     },
   );
   route('GET', '/v1/provider/datasets', 'provider', "The provider's current datasets", {}, async (req) => ({
-    datasets: e.datasets
-      .current(req.party.id)
-      .map((d) => ({
-        id: d.id,
-        category: d.category,
-        version: d.version,
-        subjects: d.subjects,
-        blocks: d.blocks,
-        fields: d.schema.fields.map((f) => f.name),
-      })),
+    datasets: e.datasets.current(req.party.id).map((d) => ({
+      id: d.id,
+      category: d.category,
+      version: d.version,
+      subjects: d.subjects,
+      blocks: d.blocks,
+      fields: d.schema.fields.map((f) => f.name),
+    })),
   }));
   route<unknown, { id: string }>(
     'GET',

@@ -105,18 +105,16 @@ export function planTraining(engine: Engine, signed: Signed<TrainRequest>): Trai
     return false;
   });
   const cohort = members.map((s) => ({ uscc: s, block: slotMaps[0]!.get(s)!.block, slot: slotMaps[0]!.get(s)!.slot }));
-  const others = parts
-    .slice(1)
-    .map((p, k) => ({
-      provider: p.provider,
-      datasetId: datasets[k + 1]!.id,
-      fields: p.fields,
-      slots: members.map((s) => ({
-        uscc: s,
-        block: slotMaps[k + 1]!.get(s)!.block,
-        slot: slotMaps[k + 1]!.get(s)!.slot,
-      })),
-    }));
+  const others = parts.slice(1).map((p, k) => ({
+    provider: p.provider,
+    datasetId: datasets[k + 1]!.id,
+    fields: p.fields,
+    slots: members.map((s) => ({
+      uscc: s,
+      block: slotMaps[k + 1]!.get(s)!.block,
+      slot: slotMaps[k + 1]!.get(s)!.slot,
+    })),
+  }));
   const dataset = datasets[0];
   if (cohort.length < engine.policy.minTrainingCohort) {
     fail(

@@ -1,5 +1,7 @@
 // The Ledger class (docs/design.md §8): appends, C2SP checkpoints that never contradict an earlier one, RFC 9162 proofs
 // checked with merkle.ts, verify() locating tampering, and the per-USCC access report.
+// Longer than 400 lines: the Ledger's append, checkpoint, proof and tamper-location behaviour, each case on a fresh
+// database built by the same helpers.
 import { DatabaseSync } from 'node:sqlite';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { describe, expect, test } from 'vitest';

@@ -4,6 +4,8 @@
  * block boundaries (0, 1, 8192, 8193+ subjects), and each party's view — the custodian sees uniform residues and
  * never a partial sum, the bank gets nothing for refused subjects and cannot open boxes sealed to someone else, the
  * engine stores no score. Also: approval, model-hash pinning, request signatures, consent signatures and the ledger.
+ * Longer than 400 lines: one protocol's suite over one shared fixture (four providers, every consent status), so the
+ * views, edge cases and attacks run against the same engine state.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';

@@ -8,6 +8,8 @@
  * bound calculator (a field too wide for masked comparison is refused before any work) and concurrent budgets.
  * Budgets: the file runs with verifyBudgetPerEpoch = 1000 (many claims per subject and field) and reopens the same
  * data directory with verifyBudgetPerEpoch = 2 for the budget tests at the end.
+ * Longer than 400 lines: one protocol's suite over one shared fixture (a demo population, four providers and their
+ * tokens, ≈ 30 s to build), so each attack and edge case runs against the same engine state instead of rebuilding it.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from 'node:fs';

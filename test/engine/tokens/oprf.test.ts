@@ -2,6 +2,8 @@
 // rfc9497-p256.json) through noble's API with the vectors' blinds and proof scalars, then through Safehouse's API;
 // the blind → evaluate → finalize round trip against the key holder's own evaluation; the corrupted-proof matrix
 // (SH_ERR_TOKEN_PROOF); invalid elements (SH_ERR_TOKEN_INVALID); domain separation by provider, field and epoch.
+// Longer than 400 lines: the RFC 9497 vectors, the round trip and the corrupted-proof matrix use the same vector file
+// and key fixtures.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { p256, p256_oprf } from '@noble/curves/nist.js';
 import {
