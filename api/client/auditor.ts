@@ -16,6 +16,7 @@ import { leafHash, rootsAtSizes, equalBytes, verifyConsistency } from '../../eng
 import { verifyCheckpoint } from '../../engine/ledger/checkpoint.ts';
 import { writeSecret } from '../keys.ts';
 import { Client } from './http.ts';
+import { BLOB_BATCH, readFrames } from '../wire.ts';
 
 // ---------------------------------------------------------------- auditor
 
@@ -223,11 +224,18 @@ export async function replayRemote(
       db.exec('ROLLBACK');
       throw err;
     }
-    for (const hash of bundle.blobs) {
-      const bytes = await auditor.getBytes(`/v1/auditor/blobs/${hash}`);
-      if (sha256Hex(bytes) !== hash)
-        fail('SH_ERR_BLOB_CORRUPT', `blob ${hash} served by the engine does not hash to its address`);
-      mirror.store.putBlob(bytes);
+    // The blobs in batches (one request per BLOB_BATCH), each frame checked against its hash.
+    for (let i = 0; i < bundle.blobs.length; i += BLOB_BATCH) {
+      const want = bundle.blobs.slice(i, i + BLOB_BATCH);
+      const frames = readFrames(await auditor.getBytes('/v1/auditor/blobs/batch', { hashes: want }));
+      for (const hash of want) {
+        const bytes = frames.get(hash);
+        if (!bytes)
+          fail('SH_ERR_BLOB_MISSING', `the engine did not serve blob ${hash} of job ${jobId}`, { blob: hash });
+        if (sha256Hex(bytes) !== hash)
+          fail('SH_ERR_BLOB_CORRUPT', `blob ${hash} served by the engine does not hash to its address`, { blob: hash });
+        mirror.store.putBlob(bytes);
+      }
     }
     return await replayJob(mirror, jobId, { id: auditor.id, x25519SecretKey: auditor.keys.x25519.secretKey });
   } finally {

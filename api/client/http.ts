@@ -4,7 +4,11 @@
  * details }`), job polling, and the admin's bulk registration.
  */
 import { randomBytes } from 'node:crypto';
-import { SafehouseError, fail, ERRORS, type ErrorCode } from '../../core/errors.ts';
+import { SafehouseError, fail, isCoded, ERRORS, type ErrorCode } from '../../core/errors.ts';
+
+/** How many 429s in a row a call waits out, and the longest single wait it accepts. */
+const MAX_RATE_RETRIES = 8;
+const MAX_RETRY_WAIT_S = 30;
 import { signRequest } from '../httpsig.ts';
 import { toJson, fromJson } from '../wire.ts';
 import { type TrainPlan } from '../../engine/protocols/train/messages.ts';
@@ -47,20 +51,45 @@ export class Client {
     return this.keys.id;
   }
 
-  /** Call a route; JSON bodies are encoded with bigint/bytes tags, Uint8Array bodies go as octet-stream. */
+  /**
+   * Call a route; JSON bodies are encoded with bigint/bytes tags, Uint8Array bodies go as octet-stream. A 429 is
+   * waited out as the server's `retry-after` says (each wait capped at MAX_RETRY_WAIT_S, at most MAX_RATE_RETRIES
+   * times, then the coded SH_ERR_RATE_LIMITED is thrown), so a long auditor replay paces itself instead of failing.
+   */
   async call<T>(method: 'GET' | 'POST' | 'PUT', path: string, payload?: unknown): Promise<T> {
+    return this.paced(() => this.resent(() => this.callOnce<T>(method, path, payload)));
+  }
+
+  /** Retry after 429s, as long as the server asks for a bounded wait. */
+  private async paced<T>(send: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await send();
+      } catch (err) {
+        if (!isCoded(err, 'SH_ERR_RATE_LIMITED') || attempt >= MAX_RATE_RETRIES) throw err;
+        const wait = Number(err.details.retryAfterSeconds ?? 1);
+        await new Promise((r) =>
+          setTimeout(r, 1000 * Math.min(MAX_RETRY_WAIT_S, Number.isFinite(wait) && wait > 0 ? wait : 1)),
+        );
+      }
+    }
+  }
+
+  /**
+   * A pooled keep-alive socket reset before the request went out (e.g. the server closed it after refusing an
+   * oversized body): send once more, freshly signed. A replayed job submission is refused as already existing.
+   */
+  private async resent<T>(send: () => Promise<T>): Promise<T> {
     try {
-      return await this.callOnce<T>(method, path, payload);
+      return await send();
     } catch (err) {
-      // A pooled keep-alive socket reset before the request went out (e.g. the server closed it after refusing an
-      // oversized body): send once more, freshly signed. A replayed job submission is refused as already existing.
       if (
         (err as { code?: string }).code === 'SH_ERR_UNAVAILABLE' &&
         /ECONNRESET|UND_ERR_SOCKET|other side closed/.test(
           String((err as { cause?: { cause?: unknown } }).cause?.cause ?? ''),
         )
       ) {
-        return this.callOnce<T>(method, path, payload);
+        return send();
       }
       throw err;
     }
@@ -107,29 +136,45 @@ export class Client {
     return this.call<T>('GET', path);
   }
 
-  /** GET an `application/octet-stream` body (blobs). */
-  async getBytes(path: string): Promise<Uint8Array> {
+  /** An `application/octet-stream` answer (blobs), GET or POST with a JSON body; paced like `call`. */
+  async getBytes(path: string, payload?: unknown): Promise<Uint8Array> {
+    return this.paced(() => this.bytesOnce(path, payload));
+  }
+
+  private async bytesOnce(path: string, payload?: unknown): Promise<Uint8Array> {
     const url = new URL(path, this.base);
-    const headers = signRequest(
-      { method: 'GET', url: url.href, authority: url.host },
+    const method = payload === undefined ? 'GET' : 'POST';
+    const body = payload === undefined ? undefined : new TextEncoder().encode(toJson(payload));
+    const headers: Record<string, string> = signRequest(
+      { method, url: url.href, authority: url.host, ...(body ? { body } : {}) },
       this.keys.id,
       this.keys.ed25519.secretKey,
     );
-    const res = await fetch(url, { headers }).catch((err: unknown) =>
+    if (body) headers['content-type'] = 'application/json';
+    const res = await fetch(url, { method, headers, ...(body ? { body } : {}) }).catch((err: unknown) =>
       fail('SH_ERR_UNAVAILABLE', `cannot reach ${url.origin}`, {}, err),
     );
     const bytes = new Uint8Array(await res.arrayBuffer());
     if (!res.ok) {
       const e = (() => {
         try {
-          return JSON.parse(new TextDecoder().decode(bytes)) as { code?: string; message?: string };
+          return JSON.parse(new TextDecoder().decode(bytes)) as {
+            code?: string;
+            message?: string;
+            details?: Record<string, string | number | boolean>;
+          };
         } catch {
           return {};
         }
       })();
       throw new SafehouseError(
-        (e.code && e.code in ERRORS ? e.code : 'SH_ERR_INTERNAL') as ErrorCode,
-        e.message ?? `GET ${path} answered ${res.status}`,
+        (e.code && e.code in ERRORS
+          ? e.code
+          : res.status === 429
+            ? 'SH_ERR_RATE_LIMITED'
+            : 'SH_ERR_INTERNAL') as ErrorCode,
+        e.message ?? `${method} ${path} answered ${res.status}`,
+        e.details ?? {},
       );
     }
     return bytes;

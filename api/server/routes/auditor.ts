@@ -8,8 +8,9 @@ import { existsSync } from 'node:fs';
 import { Type } from '@sinclair/typebox';
 import { fail } from '../../../core/errors.ts';
 import { bytesToHex } from '../../../core/sign.ts';
-import { Obj, JobParams, HashParams } from '../schemas.ts';
+import { Obj, JobParams, HashParams, HEX64 } from '../schemas.ts';
 import { auditBundle } from '../bundle.ts';
+import { BLOB_BATCH, blobFrames } from '../../wire.ts';
 import type { RouteContext } from '../route.ts';
 
 const Range = Obj({
@@ -75,6 +76,20 @@ export function auditorRoutes({ engine: e, route }: RouteContext): void {
     async (req) => {
       if (!existsSync(e.store.blobPath(req.params.hash))) fail('SH_ERR_NOT_FOUND', `no blob ${req.params.hash}`);
       return e.store.getBlob(req.params.hash);
+    },
+  );
+  route<{ hashes: string[] }>(
+    'POST',
+    '/v1/auditor/blobs/batch',
+    'auditor',
+    `Up to ${BLOB_BATCH} stored blobs in one answer (application/octet-stream frames: hash, length, bytes)`,
+    { body: Obj({ hashes: Type.Array(Type.String({ pattern: HEX64 }), { minItems: 1, maxItems: BLOB_BATCH }) }) },
+    async (req) => {
+      const blobs = [...new Set(req.body.hashes)].map((hash) => {
+        if (!existsSync(e.store.blobPath(hash))) fail('SH_ERR_NOT_FOUND', `no blob ${hash}`, { blob: hash });
+        return { hash, bytes: e.store.getBlob(hash) };
+      });
+      return blobFrames(blobs);
     },
   );
 
