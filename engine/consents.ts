@@ -10,16 +10,15 @@ import {
   validateRevocationStatement,
   verifyConsentSignature,
   verifyRevocation,
-  consentStatus,
   CONSENT_STATUSES,
   type SignedConsent,
   type SignedRevocation,
-  type ConsentOp,
   type ConsentStatus,
 } from '../sandbox/consent.ts';
 import { SLOT_STRIDE } from './he/params.ts';
 import type { SubjectSlot } from './datasets.ts';
 import type { Registry } from './registry.ts';
+import { ConsentReader, type ConsentRequest } from './consent-reader.ts';
 import { kernelRef } from './pool/kernel.ts';
 import type * as Kernels from './consent-kernels.ts';
 import type { EngineContext } from './context.ts';
@@ -29,20 +28,19 @@ const consentChunk = kernelRef<typeof Kernels.consentChunk>(
   'consentChunk',
 );
 
+/** Subjects per batched read on the engine's thread. */
+const READ_BATCH = 5000;
+
 /** Fewest subjects per consent-check task in the pool (below this, messaging costs more than it spreads). */
 const CONSENT_CHUNK_MIN = 256;
 
-export interface ConsentQuery {
-  bank: string;
-  purpose: string;
-  operation: ConsentOp;
-  categories: string[];
-  at: Date;
-}
+/** What a job asks of each subject's consent: the bank, purpose, operation, categories, as of a time. */
+export type ConsentQuery = ConsentRequest;
 
 export class Consents {
   private readonly ctx: EngineContext;
   private readonly registry: Registry;
+  private reader: ConsentReader | undefined;
 
   constructor(ctx: EngineContext, registry: Registry) {
     this.ctx = ctx;
@@ -210,25 +208,16 @@ export class Consents {
     return { consent, slots };
   }
 
-  /** Per-subject consent status for a job (docs/design.md §6). */
+  /**
+   * Per-subject consent status for a job (docs/design.md §6), judged on this thread in batches with the same reader
+   * the pool's workers use. For the auditor's replay and small jobs; large jobs use {@link statusesParallel}.
+   */
   statuses(req: ConsentQuery, subjects: readonly string[]): Map<string, { status: ConsentStatus; consentId?: string }> {
+    this.reader ??= new ConsentReader(this.ctx.store.db);
     const out = new Map<string, { status: ConsentStatus; consentId?: string }>();
-    const revQ = this.ctx.store.db.prepare('SELECT signed_json FROM revocations WHERE subject = ?');
-    for (const s of subjects) {
-      const party = this.registry.party(s);
-      const candidates = this.of(s, req.bank);
-      const revs = candidates.length
-        ? (revQ.all(s) as Array<{ signed_json: string }>).map((r) => JSON.parse(r.signed_json) as SignedRevocation)
-        : [];
-      out.set(
-        s,
-        consentStatus(
-          { subject: s, ...req },
-          candidates,
-          revs,
-          party?.role === 'enterprise' ? party.ed25519 : undefined,
-        ),
-      );
+    for (let i = 0; i < subjects.length; i += READ_BATCH) {
+      const batch = subjects.slice(i, i + READ_BATCH);
+      this.reader.judge(req, batch).forEach((st, k) => out.set(batch[k]!, st));
     }
     return out;
   }
