@@ -135,6 +135,7 @@ export function writeScenario(dir: string, o: { claims?: number; seed?: number }
   const claimsFile = join(dir, 'claims.csv');
   writeFileSync(claimsFile, toCsv(['claim_id', 'uscc', 'provider', 'field', 'op', 'value', 'value2'], claims));
   const fields = providers.flatMap((p) => p.fields.map((f) => `${p.provider}.${f}`)).join(',');
+  writeFileSync(join(dir, 'fields.txt'), fields + '\n');
   return {
     dir,
     providers: providers.map(({ provider, schemaFile, csvFile, category, schema }) => ({
@@ -232,6 +233,16 @@ export interface NetworkRun {
   audit: string;
   replay: string;
   report: { subject: string; entries: number };
+  /** `safehouse evaluate` on the hold-out subjects `train` wrote, once the providers approved the model. */
+  evaluate: {
+    jobId: string;
+    model: string;
+    holdout: number;
+    scored: number;
+    notScored: Record<string, number>;
+    holdoutAuc: number;
+    holdoutKs: number;
+  };
   seconds: Record<string, number>;
   scenario: Scenario;
 }
@@ -352,6 +363,26 @@ export async function runNetwork(
           'gc-network-v1',
         ]);
     });
+    // Hold-out metrics, the bank's second step of training in network mode (train wrote model.holdout.txt).
+    const evaluated = JSON.parse(
+      await step('hold-out evaluation', () =>
+        cli([
+          'evaluate',
+          ...S,
+          ...bank,
+          '--model',
+          'gc-network-v1',
+          '--labels',
+          sc.labelsFile,
+          '--holdout',
+          join(dir, 'model.holdout.txt'),
+          '--purpose',
+          NET_PURPOSE,
+          '--json',
+        ]),
+      ),
+    ) as NetworkRun['evaluate'];
+    log(`  hold-out AUC ${evaluated.holdoutAuc.toFixed(4)}, KS ${evaluated.holdoutKs.toFixed(4)}`);
     const scoresFile = join(dir, 'scores.csv');
     log(
       '  ' +
@@ -402,6 +433,7 @@ export async function runNetwork(
       audit,
       replay,
       report: { subject: report.subject, entries: report.entries.length },
+      evaluate: evaluated,
       seconds,
       scenario: sc,
     };
@@ -413,17 +445,41 @@ export async function runNetwork(
 
 if (import.meta.main) {
   const { existsSync } = await import('node:fs');
+  const { parseArgs } = await import('node:util');
+  let args: { files?: string; keep?: string };
+  try {
+    args = parseArgs({ options: { files: { type: 'string' }, keep: { type: 'string' } }, strict: true }).values;
+  } catch {
+    process.stderr.write('SH_ERR_INVALID_ARGUMENT: usage: npm run demo:network [-- --files DIR | --keep DIR]\n');
+    process.exit(2);
+  }
   if (!existsSync(GERMAN_PATH)) {
     process.stderr.write(
       `SH_ERR_INVALID_ARGUMENT: the network demo reads ${GERMAN_PATH} (../shared/data); it is not there\n`,
     );
     process.exit(1);
   }
+  if (args.files) {
+    // Only the scenario's input files, for running the parties by hand (README "Network mode").
+    const sc = writeScenario(resolve(args.files));
+    process.stdout.write(
+      `wrote ${sc.dir}: ${sc.providers.map((p) => `${p.provider}.schema.json ${p.provider}.csv`).join(' ')} ` +
+        `subjects.txt consents.csv labels.csv claims.csv fields.txt (${readFileSync(sc.subjectsFile, 'utf8').trim().split('\n').length} subjects)\n`,
+    );
+    process.exit(0);
+  }
+  if (args.keep && existsSync(args.keep)) {
+    process.stderr.write(`SH_ERR_ALREADY_EXISTS: ${args.keep} exists; --keep writes a new directory\n`);
+    process.exit(2);
+  }
   const { evaluatePlain } = await import('../models/plain.ts');
   const { parseModel } = await import('../models/model.ts');
   const { validateSchema } = await import('../sandbox/catalog.ts');
   const t0 = performance.now();
-  const r = await runNetwork({ log: (l) => process.stdout.write(l + '\n') });
+  const r = await runNetwork({
+    log: (l) => process.stdout.write(l + '\n'),
+    ...(args.keep ? { dir: resolve(args.keep) } : {}),
+  });
   // Plaintext checks: the trained scorecard on the providers' own values; the claims' predicates.
   const model = parseModel(r.model);
   const specs = new Map(
@@ -450,7 +506,11 @@ if (import.meta.main) {
   process.stdout.write(
     `claims: ${r.claims.size}, ${claimMismatches} differ from plaintext; access report of ${r.report.subject}: ${r.report.entries} entries\n`,
   );
-  process.stdout.write(`network demo: ${((performance.now() - t0) / 1000).toFixed(1)} s; all processes stopped\n`);
+  process.stdout.write(
+    `network demo: ${((performance.now() - t0) / 1000).toFixed(1)} s; all processes stopped` +
+      (args.keep ? `; kept ${resolve(args.keep)} (data/, engine/, keys/, model.json, scores.csv, results.csv)` : '') +
+      '\n',
+  );
   process.exitCode =
     mismatches === 0 &&
     claimMismatches === 0 &&

@@ -5,9 +5,12 @@
  * have the provider approve it, score every labeled subject through the normal scoring protocol, and compute AUC and
  * KS from the returned scores — the engine never learns a hold-out label. For comparison it also trains the same
  * Taylor-LR on plaintext (embedded mode can read the provider's own table; a real bank cannot) and reports its AUC.
+ * {@link holdoutMetrics} is the bank's computation from returned scores, shared with `safehouse evaluate` (which in
+ * client mode runs once the providers have approved the model themselves) so both print the same numbers.
  */
 import { fail } from '../core/errors.ts';
 import type { Safehouse } from './embedded.ts';
+import type { ScoreProgress, ScoreStatus } from '../engine/protocols/score/messages.ts';
 import type { TrainOutcome, TrainProgress } from '../engine/protocols/train/messages.ts';
 import { binOf, standardizedValue, STD_BITS, type BinSpec } from '../models/features.ts';
 import { toScorecard, toLinear } from '../models/export.ts';
@@ -28,6 +31,70 @@ export interface TrainRunResult {
   plaintextAuc: number;
   seconds: number;
   secondsPerIteration: number;
+  /** The subjects trained on (before consent exclusions) and the hold-out subjects, in label-file order. */
+  training: string[];
+  holdout: string[];
+}
+
+/** A model's scores are a logit (higher = riskier) or PDO points (higher = more creditworthy). */
+export type ScoreScale = 'logit' | 'points';
+
+export interface HoldoutMetrics {
+  auc: number;
+  ks: number;
+  /** Subjects with a score (status OK), and the statuses of those without one (left out of the metrics). */
+  scored: number;
+  notScored: Record<string, number>;
+}
+
+/**
+ * The bank's metrics over `subjects` from the rows the scoring protocol returned: AUC and KS of the scored ones
+ * against their labels (models/metrics.ts: a higher score means more likely bad, so points are negated).
+ * @throws SH_ERR_INVALID_ARGUMENT when fewer than two subjects were scored, or only one class was.
+ */
+export function holdoutMetrics(
+  rows: ReadonlyArray<{ uscc: string; status: ScoreStatus; score: string }>,
+  subjects: readonly string[],
+  labels: ReadonlyMap<string, 0 | 1>,
+  scale: ScoreScale,
+): HoldoutMetrics {
+  const sign = scale === 'points' ? -1 : 1;
+  const score = new Map(rows.filter((x) => x.status === 'OK').map((x) => [x.uscc, sign * Number(x.score)]));
+  const status = new Map(rows.map((x) => [x.uscc, x.status]));
+  const s = subjects.filter((u) => score.has(u));
+  if (s.length < 2)
+    fail(
+      'SH_ERR_INVALID_ARGUMENT',
+      'too few scored subjects for metrics (consent op `score` for the purpose is needed)',
+    );
+  const notScored: Record<string, number> = {};
+  for (const u of subjects)
+    if (!score.has(u))
+      notScored[status.get(u) ?? 'NOT_RETURNED'] = (notScored[status.get(u) ?? 'NOT_RETURNED'] ?? 0) + 1;
+  const xs = s.map((u) => score.get(u)!);
+  const ys = s.map((u) => labels.get(u)!);
+  return { auc: auc(xs, ys), ks: ks(xs, ys), scored: s.length, notScored };
+}
+
+/** `safehouse evaluate` in embedded mode: score the hold-out subjects as the bank, then {@link holdoutMetrics}. */
+export async function runEvaluate(
+  sh: Safehouse,
+  r: {
+    bank: string;
+    modelId: string;
+    purpose: string;
+    holdout: string[];
+    labels: ReadonlyMap<string, 0 | 1>;
+    scale: ScoreScale;
+    onProgress?: (p: ScoreProgress) => void;
+  },
+): Promise<{
+  jobId: string;
+  rows: Array<{ uscc: string; status: ScoreStatus; score: string }>;
+  metrics: HoldoutMetrics;
+}> {
+  const { jobId, rows } = await sh.score(r.bank, r.modelId, r.purpose, r.holdout, r.onProgress);
+  return { jobId, rows, metrics: holdoutMetrics(rows, r.holdout, r.labels, r.scale) };
 }
 
 export async function runTrain(
@@ -77,20 +144,8 @@ export async function runTrain(
   for (const p of [r.provider, ...(r.others ?? []).map((o) => o.provider)]) await sh.approveModel(p, model.id);
   const { rows } = await sh.score(r.bank, model.id, r.purpose, [...train, ...test]);
   // A logit scorecard rises with the risk of default; PDO points rise with creditworthiness.
-  const sign = r.pdo ? -1 : 1;
-  const score = new Map(rows.filter((x) => x.status === 'OK').map((x) => [x.uscc, sign * Number(x.score)]));
-  const metric = (subjects: readonly string[], f: typeof auc) => {
-    const s = subjects.filter((u) => score.has(u));
-    if (s.length < 2)
-      fail(
-        'SH_ERR_INVALID_ARGUMENT',
-        'too few scored subjects for metrics (consent op `score` for the purpose is needed)',
-      );
-    return f(
-      s.map((u) => score.get(u)!),
-      s.map((u) => r.labels.get(u)!),
-    );
-  };
+  const scale: ScoreScale = r.pdo ? 'points' : 'logit';
+  const holdout = holdoutMetrics(rows, test, r.labels, scale);
 
   // The same Taylor-LR on plaintext one-hot data with the same bins (embedded-mode comparison only).
   const tables = new Map(
@@ -120,15 +175,17 @@ export async function runTrain(
     iterations: outcome.iterations,
     cohort: outcome.cohort,
     excluded,
-    trainAuc: metric(train, auc),
-    holdoutAuc: metric(test, auc),
-    holdoutKs: metric(test, ks),
+    trainAuc: holdoutMetrics(rows, train, r.labels, scale).auc,
+    holdoutAuc: holdout.auc,
+    holdoutKs: holdout.ks,
     plaintextAuc: auc(
       plainScores,
       test.map((u) => r.labels.get(u)!),
     ),
     seconds: Number(((performance.now() - t0) / 1000).toFixed(3)),
     secondsPerIteration: Number((trainSeconds / Math.max(1, outcome.iterations)).toFixed(3)),
+    training: train,
+    holdout: test,
   };
 }
 

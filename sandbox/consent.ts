@@ -21,7 +21,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, hexToBytes, randomBytes } from '@noble/hashes/utils.js';
 import { fail, describe } from '../core/errors.ts';
 import { canonicalBytes } from '../core/jcs.ts';
-import { getCategory } from './catalog.ts';
+import { CATALOG, getCategory } from './catalog.ts';
 import { parseUscc } from './uscc.ts';
 import { ed25519Sign } from '../core/sign.ts';
 
@@ -139,12 +139,19 @@ function checkSubject(v: unknown): string {
   return u;
 }
 
-function checkList<T extends string>(path: string, v: unknown, ok: (s: string) => boolean, what: string): T[] {
+/** `item` says what one element must be, listing the valid values where they are few (the message is the guide). */
+function checkList<T extends string>(
+  path: string,
+  v: unknown,
+  ok: (s: string) => boolean,
+  what: string,
+  item = what,
+): T[] {
   if (!Array.isArray(v) || v.length === 0 || v.length > 64 || new Set(v).size !== v.length) {
     invalid(path, `expected 1..64 distinct ${what}, got ${describe(v)}`);
   }
   for (const [i, s] of v.entries())
-    if (typeof s !== 'string' || !ok(s)) invalid(`${path}[${i}]`, `expected ${what}, got ${describe(s)}`);
+    if (typeof s !== 'string' || !ok(s)) invalid(`${path}[${i}]`, `expected ${item}, got ${describe(s)}`);
   return [...(v as T[])];
 }
 
@@ -179,7 +186,13 @@ export function validateConsentStatement(x: unknown): ConsentStatement {
   if (typeof x.purpose !== 'string' || !PURPOSE.test(x.purpose)) {
     invalid('purpose', `expected ^[a-z][a-z0-9_.-]{0,63}$, got ${describe(x.purpose)}`);
   }
-  const categories = checkList<string>('categories', x.categories, knownCategory, 'catalog category ids');
+  const categories = checkList<string>(
+    'categories',
+    x.categories,
+    knownCategory,
+    'catalog category ids',
+    `one of the catalog's category ids (${CATALOG.map((c) => c.id).join(', ')})`,
+  );
   const operations = checkList<ConsentOp>(
     'operations',
     x.operations,

@@ -6,5 +6,5 @@ if (major < 24) {
   process.stderr.write(`SH_ERR_SEAL_RUNTIME: Safehouse needs Node.js >= 24 (this is ${process.version}); see README "Set-up"\n`);
   process.exit(1);
 }
-const { run } = await import('../cli.ts');
+const { run } = await import('../cli/index.ts');
 await run(process.argv.slice(2));

@@ -1,6 +1,7 @@
 /**
  * Client mode, the bank's side: register models, submit signed score / verify / train jobs, poll them and open the
- * sealed results with the bank's own X25519 key; for training, encrypt its labels under the key holder's public key.
+ * sealed results with the bank's own X25519 key; for training, encrypt its labels under the key holder's public key;
+ * and the hold-out evaluation of a trained model once its providers have approved it.
  */
 import { fail } from '../../core/errors.ts';
 import { paramSet } from '../../engine/he/params.ts';
@@ -13,6 +14,7 @@ import { buildTrainRequest, encryptLabels } from '../../engine/protocols/train/b
 import { type TrainOutcome } from '../../engine/protocols/train/messages.ts';
 import { parseModel } from '../../models/model.ts';
 import type { TrainOptions } from '../../models/train.ts';
+import { holdoutMetrics, type HoldoutMetrics, type ScoreScale } from '../train-run.ts';
 import { Client, newJobId } from './http.ts';
 
 // ---------------------------------------------------------------- bank
@@ -52,6 +54,29 @@ export async function score(
   await bank.waitJob(jobId, onProgress ? { onProgress } : {});
   const result = await bank.get<ScoreResult>(`/v1/bank/jobs/${jobId}/result`);
   return { jobId, rows: openScoreResult(result, bank.id, bank.keys.x25519.secretKey) };
+}
+
+/**
+ * Hold-out metrics of an approved model, computed by the bank: score the hold-out subjects through the normal scoring
+ * protocol and take AUC and KS against the bank's own labels (the engine never sees a label).
+ */
+export async function evaluate(
+  bank: Client,
+  r: {
+    modelId: string;
+    purpose: string;
+    holdout: string[];
+    labels: ReadonlyMap<string, 0 | 1>;
+    scale: ScoreScale;
+    onProgress?: Progress;
+  },
+): Promise<{
+  jobId: string;
+  rows: Array<{ uscc: string; status: ScoreStatus; score: string }>;
+  metrics: HoldoutMetrics;
+}> {
+  const { jobId, rows } = await score(bank, r.modelId, r.purpose, r.holdout, r.onProgress);
+  return { jobId, rows, metrics: holdoutMetrics(rows, r.holdout, r.labels, r.scale) };
 }
 
 export async function verify(

@@ -6,6 +6,6 @@
  */
 export { Client, clientFor, newJobId, registerParties, type JobView, type ServerInfo } from './http.ts';
 export { ProviderClient } from './provider.ts';
-export { registerModel, score, verify, train } from './bank.ts';
+export { registerModel, score, evaluate, verify, train } from './bank.ts';
 export { grantConsents, revokeConsents, enterpriseKeys, accessReport } from './enterprise.ts';
 export { auditVerify, jobsOf, replayRemote } from './auditor.ts';

@@ -3,6 +3,7 @@
  * — bank, purpose, operation, fields, time, and whether a result was delivered for it or refused (with the consent
  * status) — each with its ledger leaf and an RFC 9162 inclusion proof against the latest signed checkpoint, so the
  * enterprise can check the report without trusting the engine (api/client/enterprise.ts `accessReport`).
+ * {@link describeEntry} is the one line the CLI prints for an entry, for every kind an enterprise can meet.
  */
 import { existsSync } from 'node:fs';
 import { bytesToHex } from '../../core/sign.ts';
@@ -13,8 +14,8 @@ export interface AccessEntry {
   index: number;
   at: string;
   kind: string;
-  /** consent / revocation / job */
-  what: 'consent' | 'revocation' | 'job';
+  /** What the entry is to the enterprise; `other` for a kind this report does not know (its line gives the kind). */
+  what: 'registration' | 'consent' | 'revocation' | 'job' | 'budget' | 'other';
   bank?: string;
   purpose?: string;
   operation?: string;
@@ -49,7 +50,9 @@ export function accessReport(engine: Engine, subject: string): AccessReport {
       leaf: engine.ledger.leafText(e.index),
       proof: engine.ledger.inclusionProof(e.index, size).map((p) => bytesToHex(p)),
     };
-    if (e.kind === 'consent.granted') {
+    if (e.kind === 'party.registered') {
+      entries.push({ ...base, what: 'registration' });
+    } else if (e.kind === 'consent.granted') {
       entries.push({
         ...base,
         what: 'consent',
@@ -76,10 +79,38 @@ export function accessReport(engine: Engine, subject: string): AccessReport {
         outcome: outcomeOf(engine, String(e.body.job), signed, job?.summary ?? null, subject),
       });
     } else {
-      entries.push({ ...base, what: 'job', ...(typeof e.body.jobId === 'string' ? { jobId: e.body.jobId } : {}) });
+      const jobId = typeof e.body.jobId === 'string' ? { jobId: e.body.jobId } : {};
+      entries.push({ ...base, what: e.kind === 'verify.budget_exceeded' ? 'budget' : 'other', ...jobId });
     }
   }
   return { subject, checkpoint, size, entries };
+}
+
+/**
+ * One line for an entry (without its time and index), whatever its kind: a registration, a consent, a revocation,
+ * a job with its outcome, a spent verification budget; an unknown kind is named as it is.
+ * @example describeEntry({ kind: 'party.registered', what: 'registration', body: { role: 'enterprise' } })
+ *   // 'registered as enterprise'
+ */
+export function describeEntry(e: Omit<AccessEntry, 'leaf' | 'proof' | 'index' | 'at'>): string {
+  const b = e.body;
+  const list = (xs: readonly string[] | undefined) => (xs ?? []).join(', ');
+  switch (e.what) {
+    case 'registration': {
+      const key = typeof b.ed25519 === 'string' ? ` (Ed25519 key ${b.ed25519.slice(0, 16)}…)` : '';
+      return `registered as ${String(b.role ?? 'a party')}${key}`;
+    }
+    case 'consent':
+      return `consent ${e.consentId} to ${e.bank} for ${e.purpose} (${e.operation}; ${list(e.fields)})${typeof b.notAfter === 'string' ? ` until ${b.notAfter}` : ''}`;
+    case 'revocation':
+      return `revocation of consent ${e.consentId}`;
+    case 'job':
+      return `${e.operation} job ${e.jobId} by ${e.bank} for ${e.purpose} [${list(e.fields)}] → ${e.outcome}`;
+    case 'budget':
+      return `verification budget spent in job ${e.jobId}${b.epoch !== undefined ? ` (epoch ${String(b.epoch)})` : ''}: claims beyond it were answered over_budget`;
+    default:
+      return `${e.kind} entry${e.jobId ? ` of job ${e.jobId}` : ''}`;
+  }
 }
 
 /** Fields a job used of this subject: the model's terms (score), the subject's claims (verify), the training fields. */

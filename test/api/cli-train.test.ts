@@ -2,7 +2,8 @@
  * `safehouse train` through the CLI on the German Credit split (UCI Statlog, read from ../shared/data): the bank's
  * labels and a provider's encrypted features give a scorecard whose hold-out AUC, computed from scores returned by the
  * normal scoring protocol, is within 0.01 of the same Taylor-LR on plaintext; the model file registers and scores
- * through `safehouse model register` + `safehouse score` as is.
+ * through `safehouse model register` + `safehouse score` as is; `safehouse evaluate` on the hold-out list train writes
+ * prints the same hold-out AUC and KS, recomputed from the scoring protocol.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
@@ -16,6 +17,8 @@ import { auc } from '../../models/metrics.ts';
 
 const BIN = join(import.meta.dirname, '..', '..', 'api', 'bin', 'safehouse.js');
 let home: string;
+/** What the first (embedded) training printed, for `evaluate` to match. */
+let trained: { holdoutAuc: number; holdoutKs: number; holdout: number; holdoutFile: string; model: string };
 const sh = (...args: string[]) => {
   const r = spawnSync(process.execPath, [BIN, ...args, '--home', home], { encoding: 'utf8', timeout: 300_000 });
   return { code: r.status, out: r.stdout, err: r.stderr };
@@ -88,6 +91,11 @@ describe('safehouse train (German Credit)', () => {
       secondsPerIteration: number;
     };
     console.log('German Credit (CLI):', JSON.stringify(summary));
+    // Progress goes to stderr, so stdout stays the one JSON object parsed above.
+    expect(r.err).toMatch(/^training \d+\/20$/m);
+    trained = summary as unknown as typeof trained;
+    expect(trained.holdoutFile).toBe(join(home, 'gc-model.holdout.txt'));
+    expect(readFileSync(trained.holdoutFile, 'utf8').trim().split('\n').length).toBe(trained.holdout);
     expect(summary.iterations).toBe(20);
     expect(Math.abs(summary.holdoutAuc - summary.plaintextAuc)).toBeLessThanOrEqual(0.01);
     expect(summary.holdoutAuc).toBeGreaterThan(0.7);
@@ -124,6 +132,54 @@ describe('safehouse train (German Credit)', () => {
     );
     expect(all).toBeGreaterThan(0.7);
     expect(sh('audit', 'verify').code).toBe(0);
+  });
+
+  it('evaluate prints the hold-out AUC and KS train printed, from scores of the hold-out subjects only', () => {
+    const args = [
+      'evaluate',
+      '--bank',
+      'bank_gc',
+      '--model',
+      trained.model,
+      '--labels',
+      join(home, 'labels.csv'),
+      '--holdout',
+      trained.holdoutFile,
+      '--purpose',
+      'model_training',
+    ];
+    const r = sh(...args, '--json');
+    expect(r.err).not.toMatch(/SH_ERR/);
+    expect(r.code).toBe(0);
+    const ev = JSON.parse(r.out) as { holdout: number; scored: number; holdoutAuc: number; holdoutKs: number };
+    expect(ev.holdout).toBe(trained.holdout);
+    expect(ev.holdoutAuc).toBe(trained.holdoutAuc);
+    expect(ev.holdoutKs).toBe(trained.holdoutKs);
+    const out = join(home, 'holdout-scores.csv');
+    const text = sh(...args, '--out', out);
+    expect(text.code).toBe(0);
+    expect(text.out).toContain(
+      `hold-out AUC ${trained.holdoutAuc.toFixed(4)}, KS ${trained.holdoutKs.toFixed(4)} → ${out}`,
+    );
+    expect(parseCsv(readFileSync(out, 'utf8')).rows.length).toBe(trained.holdout);
+    // Training again onto the same files is refused before anything runs.
+    const again = sh(
+      'train',
+      '--bank',
+      'bank_gc',
+      '--providers',
+      'gc_provider',
+      '--purpose',
+      'model_training',
+      '--labels',
+      join(home, 'labels.csv'),
+      '--fields',
+      'gc_provider.x',
+      '--out',
+      join(home, 'gc-model.json'),
+    );
+    expect(again.code).toBe(2);
+    expect(again.err).toMatch(/^SH_ERR_ALREADY_EXISTS: .*gc-model\.json already exists/);
   });
 
   it('two providers (--providers p1,p2): features of the second move under the first key by domain transfer', () => {

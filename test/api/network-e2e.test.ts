@@ -1,6 +1,7 @@
 /**
- * Issue 5, done-when: the engine and two custodians run as separate processes on 127.0.0.1, and consent → ingest →
- * joint training → model approval → scoring → verification → audit verify run through the CLI's client mode
+ * The network deployment end to end: the engine and two custodians run as separate processes on 127.0.0.1, and consent → ingest →
+ * joint training → model approval → hold-out evaluation → scoring → verification → audit verify run through the CLI's
+ * client mode
  * (api/demo-network.ts). The same scenario in embedded mode (one process, api/embedded.ts) must give the same trained
  * model, the same scores and the same claim answers; both are also checked against plaintext.
  */
@@ -17,6 +18,7 @@ import {
   type NetworkRun,
 } from '../../api/demo-network.ts';
 import { Safehouse } from '../../api/embedded.ts';
+import { holdoutMetrics } from '../../api/train-run.ts';
 import { parseCsv } from '../../core/csv.ts';
 import { trainTestSplit } from '../../models/german.ts';
 import { toScorecard } from '../../models/export.ts';
@@ -61,10 +63,12 @@ describe('network deployment (engine + 2 custodians as processes, CLI client mod
     expect(net.claims).toEqual(sc.expectedClaims);
     expect(new Set(net.claims.values())).toEqual(new Set(['yes', 'no']));
     expect(net.audit).toMatch(/^ledger intact: \d+ entries/);
-    // Every job (train, score, verify) replayed by the auditor's client on its own replica: all steps match.
+    // Every job (train, the hold-out evaluation's score, score, verify) replayed by the auditor's client on its own
+    // replica: all steps match.
     const replayed = net.replay.split('\n').filter((l) => /^\S+ \((score|verify|train)\): /.test(l));
     expect(replayed.map((l) => l.replace(/^\S+ /, ''))).toEqual([
       '(train): all steps match',
+      '(score): all steps match',
       '(score): all steps match',
       '(verify): all steps match',
     ]);
@@ -99,7 +103,7 @@ describe('network deployment (engine + 2 custodians as processes, CLI client mod
           r[1] === '1' ? (1 as const) : (0 as const),
         ]),
       );
-      const { train } = trainTestSplit([...labels.keys()], labels, { seed: 42, testFraction: 0.3 });
+      const { train, test } = trainTestSplit([...labels.keys()], labels, { seed: 42, testFraction: 0.3 });
       const byProvider = new Map<string, string[]>();
       for (const f of sc.fields.split(',')) {
         const [p, name] = [f.slice(0, f.indexOf('.')), f.slice(f.indexOf('.') + 1)];
@@ -130,6 +134,17 @@ describe('network deployment (engine + 2 custodians as processes, CLI client mod
       const subjects = readFileSync(sc.subjectsFile, 'utf8').split('\n').filter(Boolean);
       const { rows } = await sh.score(NET_BANK, model.id, NET_PURPOSE, subjects);
       expect(new Map(rows.map((r) => [r.uscc, { status: r.status, score: r.score }]))).toEqual(net.scores);
+      // `safehouse evaluate` over the network scored the hold-out subjects train wrote: the same metrics as here.
+      const holdout = holdoutMetrics(rows, test, labels, 'logit');
+      expect(net.evaluate).toEqual({
+        jobId: expect.any(String),
+        model: 'gc-network-v1',
+        holdout: test.length,
+        scored: holdout.scored,
+        notScored: holdout.notScored,
+        holdoutAuc: holdout.auc,
+        holdoutKs: holdout.ks,
+      });
 
       const claims: Claim[] = parseCsv(readFileSync(sc.claimsFile, 'utf8')).rows.map((r) => ({
         claimId: r[0]!,

@@ -1,0 +1,148 @@
+/**
+ * Set-up and the platform operator's commands: `init`, `party add` (embedded: the party's keys made in the wallet;
+ * client mode: the admin registers a party from its public keys), `serve` (the engine server), `keygen` (a party's
+ * own keys for client mode), `retention purge` and `demo`.
+ */
+import { resolve } from 'node:path';
+import { SafehouseError } from '../../core/errors.ts';
+import { Engine } from '../../engine/engine.ts';
+import { BFV_8192_T40 } from '../../engine/he/params.ts';
+import type { PartyRole } from '../../engine/registry.ts';
+import { EngineServer, adminKey } from '../server/index.ts';
+import { keygen, keygenEnterprises, readPublic } from '../keys.ts';
+import { registerParties } from '../client/index.ts';
+import { runDemo } from '../demo.ts';
+import type { Role } from '../wallet.ts';
+import { client, progress, untilSignal, withSafehouse, type Handler } from './context.ts';
+import { subjectList } from './inputs.ts';
+
+export const HANDLERS: Record<string, Handler> = {
+  async init({ args, out }) {
+    return withSafehouse(
+      args,
+      async (sh) => {
+        out(`initialized ${args.home} (parameters ${sh.engine.params.id})`);
+        return 0;
+      },
+      { create: true },
+    );
+  },
+
+  async 'party add'({ args, out }) {
+    if (args.mode === 'client') {
+      const ids = await registerParties(client(args), readPublic(resolve(args.string('public'))));
+      out(ids.length === 1 ? `registered ${ids[0]}` : `registered ${ids.length} parties`);
+      return 0;
+    }
+    const role = args.string('role') as PartyRole;
+    return withSafehouse(args, async (sh) => {
+      await sh.addParty(role, args.string('id'));
+      out(`registered ${role} ${args.string('id')}`);
+      return 0;
+    });
+  },
+
+  async serve({ args, out }) {
+    const pool = args.optNumber('pool-size');
+    const engine = Engine.open({ home: args.home, create: true, ...(pool ? { poolSize: pool } : {}) });
+    const admin = adminKey(args.home);
+    const server = new EngineServer({
+      engine,
+      adminPublicKey: admin.publicKey,
+      log: (l) => process.stderr.write(l + '\n'),
+    });
+    const url = await server.listen(args.number('port'), args.string('host'));
+    out(
+      `safehouse engine listening on ${url} (parameters ${engine.params.id}; admin key ${admin.path}; OpenAPI ${url}/docs)`,
+    );
+    return untilSignal(async () => {
+      await server.close();
+      await engine.close();
+    });
+  },
+
+  async keygen({ args, out }) {
+    const role = args.string('role') as Role;
+    const dest = args.string('out');
+    const ids = args.optString('ids');
+    if (ids !== undefined) {
+      if (role !== 'enterprise')
+        throw new SafehouseError(
+          'SH_ERR_INVALID_ARGUMENT',
+          `--ids is for --role enterprise (one key file per USCC), not ${role}; use --id`,
+          { option: 'ids' },
+        );
+      const pubs = keygenEnterprises(subjectList(ids, 'ids'), resolve(dest));
+      out(`${pubs.length} enterprise key files in ${dest}`);
+      return 0;
+    }
+    // Provider BFV keys are made for the federation's parameter set (the engine refuses others at registration).
+    const pub = await keygen(role, args.string('id'), resolve(dest), BFV_8192_T40);
+    out(JSON.stringify(pub).length > 400 ? `keys for ${role} ${pub.id} in ${dest}` : JSON.stringify(pub));
+    return 0;
+  },
+
+  async 'retention purge'({ args, out }) {
+    return withSafehouse(args, async (sh) => {
+      const days = args.optNumber('days');
+      const r = sh.engine.retention.purge(days);
+      out(
+        `purged ${r.blobs} blob(s) of ${r.jobs.length} job(s) finished more than ${days ?? sh.engine.policy.blobRetentionDays} day(s) ago; the ledger records it`,
+      );
+      return 0;
+    });
+  },
+
+  async demo({ args, out }) {
+    const json = args.flag('json');
+    const bar = new Map<string, (done: number, total: number) => void>();
+    const summary = await runDemo({
+      subjects: args.number('subjects'),
+      ...(args.has('home') ? { home: args.home } : {}),
+      ...(json
+        ? {}
+        : {
+            log: out,
+            progress: (label: string, done: number, total: number) => {
+              if (!bar.has(label)) bar.set(label, progress(label));
+              bar.get(label)!(done, total);
+            },
+          }),
+    });
+    const t = summary.training;
+    const trainOk = !('holdoutAuc' in t) || Math.abs(t.holdoutAuc - t.plaintextAuc) <= 0.01;
+    if (json) out(JSON.stringify(summary));
+    else {
+      const v = summary.verification;
+      out(
+        `scored ${summary.scored}/${summary.subjects}; refused ${JSON.stringify(summary.refused)} (generator made ${JSON.stringify(summary.expectedRefused)})`,
+      );
+      out(
+        `matches plaintext: ${summary.matchesPlaintext}; ledger ${summary.ledger.ok ? 'intact' : 'BROKEN'} (${summary.ledger.size} entries)`,
+      );
+      out(
+        `verification: ${v.claims} claims ${JSON.stringify(v.results)}, matches plaintext: ${v.matchesPlaintext} (${v.seconds}s)`,
+      );
+      out(
+        'holdoutAuc' in t
+          ? `training: ${t.iterations} iterations, hold-out AUC ${t.holdoutAuc.toFixed(4)} (plaintext ${t.plaintextAuc.toFixed(4)}), ${t.seconds}s`
+          : `training: skipped (${t.skipped})`,
+      );
+      out(
+        `encrypted scoring ${summary.encryptedScoringSeconds}s vs plaintext ${summary.plaintextScoringSeconds}s; whole demo ${summary.seconds}s`,
+      );
+      const r = summary.accessReports;
+      out(
+        `audit replay: ${summary.replay.jobs} jobs, ${summary.replay.allMatch ? 'every step matches' : 'NOT ALL MATCH'}; access reports of ${r.subjects} subjects ${r.exact ? 'list exactly the jobs that touched them' : `differ for ${r.mismatches}`}`,
+      );
+    }
+    return summary.matchesPlaintext &&
+      summary.verification.matchesPlaintext &&
+      trainOk &&
+      summary.ledger.ok &&
+      summary.replay.allMatch &&
+      summary.accessReports.exact
+      ? 0
+      : 1;
+  },
+};
