@@ -94,6 +94,16 @@ export const COMMANDS: readonly CommandSpec[] = [
     examples: ['safehouse serve --home engine --port 8700'],
   },
   {
+    name: 'wait',
+    summary: 'wait until an engine server or a custodian answers (for scripts that start them in the background)',
+    ...at('platform', 'platform', 'local'),
+    options: [
+      str('url', 'URL', 'the engine server or custodian', REQ),
+      int('timeout', 'S', [1, 3600], 'seconds to wait before giving up', { default: 60 }),
+    ],
+    examples: ['safehouse wait --url http://127.0.0.1:8700'],
+  },
+  {
     name: 'keygen',
     summary: "make a party's own keys for client mode (the public half goes to the admin)",
     ...at('platform', 'platform', 'local'),

@@ -101,7 +101,10 @@ export const choice = (
 export const flag = (name: string, help: string): OptionSpec => ({ name, type: 'boolean', help });
 export const at = (party: Party, module: CommandSpec['module'], ...modes: Mode[]) => ({ party, module, modes });
 
-export const HOME = str('home', 'DIR', 'the data directory', { default: './.safehouse', ...EMB });
+export const HOME = str('home', 'DIR', 'the data directory', {
+  defaultText: '$SAFEHOUSE_HOME, else ./.safehouse',
+  ...EMB,
+});
 export const SERVER = str('server', 'URL', 'the engine server', { ...REQ, ...CLI });
 export const AS = str('as', 'PARTY', 'your party id, checked against the key file', CLI);
 export const key = (help: string) => str('key', 'FILE', help, { ...REQ, ...CLI });

@@ -76,9 +76,9 @@ export class Args {
     return Array.isArray(v) ? v : [];
   }
 
-  /** The data directory (embedded mode and `serve`). */
+  /** The data directory (embedded mode and `serve`): `--home`, else `$SAFEHOUSE_HOME`, else ./.safehouse. */
   get home(): string {
-    return resolve(this.optString('home') ?? './.safehouse');
+    return resolve(this.optString('home') ?? (process.env.SAFEHOUSE_HOME || './.safehouse'));
   }
 }
 

@@ -61,6 +61,38 @@ export const HANDLERS: Record<string, Handler> = {
     });
   },
 
+  async wait({ args, out }) {
+    const url = args.string('url');
+    let base: URL;
+    try {
+      base = new URL(url);
+    } catch {
+      throw new SafehouseError('SH_ERR_INVALID_ARGUMENT', `"--url" expected a URL, got ${JSON.stringify(url)}`, {
+        option: 'url',
+      });
+    }
+    // An engine answers GET /v1/info, a custodian GET /v1/custodian/info; poll both until one does.
+    const deadline = Date.now() + 1000 * args.number('timeout');
+    for (;;) {
+      for (const path of ['/v1/info', '/v1/custodian/info']) {
+        const ok = await fetch(new URL(path, base), { signal: AbortSignal.timeout(2000) }).then(
+          (r) => r.ok,
+          () => false,
+        );
+        if (ok) {
+          out(`${base.origin} answers ${path}`);
+          return 0;
+        }
+      }
+      if (Date.now() > deadline)
+        throw new SafehouseError(
+          'SH_ERR_UNAVAILABLE',
+          `nothing answered at ${base.origin} within ${args.number('timeout')} s`,
+        );
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  },
+
   async keygen({ args, out }) {
     const role = args.string('role') as Role;
     const dest = args.string('out');
