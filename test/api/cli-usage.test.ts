@@ -163,3 +163,36 @@ describe('suggestions', () => {
     expect(closest('taxes', ['tax', 'utilities'])).toBe('tax');
   });
 });
+
+describe('data directory from $SAFEHOUSE_HOME, and `wait` for a server', () => {
+  it('embedded commands use $SAFEHOUSE_HOME when --home is not given; --home wins over it', () => {
+    const env = mkdtempSync(join(tmpdir(), 'sh-env-home-'));
+    try {
+      const withEnv = (...args: string[]) =>
+        spawnSync(process.execPath, [BIN, ...args], {
+          encoding: 'utf8',
+          env: { ...process.env, SAFEHOUSE_HOME: join(env, 'h') },
+        });
+      const r = withEnv('init');
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toContain(join(env, 'h'));
+      expect(withEnv('audit', 'verify').status).toBe(0);
+      // --home names another, uninitialized directory: refused, and $SAFEHOUSE_HOME is left alone.
+      const other = withEnv('audit', 'verify', '--home', join(env, 'other'));
+      expect(other.status).toBe(2);
+      expect(other.stderr).toMatch(/^SH_ERR_HOME_NOT_INITIALIZED: /);
+    } finally {
+      rmSync(env, { recursive: true, force: true });
+    }
+  });
+
+  it('wait: a bad URL is a usage error (2); nothing answering is SH_ERR_UNAVAILABLE (1) within the timeout', () => {
+    const bad = run('wait', '--url', 'not a url');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/^SH_ERR_INVALID_ARGUMENT: "--url" expected a URL/);
+    const none = run('wait', '--url', 'http://127.0.0.1:9', '--timeout', '1');
+    expect(none.code).toBe(1);
+    expect(none.err).toMatch(/^SH_ERR_UNAVAILABLE: nothing answered at http:\/\/127\.0\.0\.1:9 within 1 s/);
+    expect(run('wait', '--url', 'http://127.0.0.1:9', '--timeout', '0').code).toBe(2);
+  });
+});
