@@ -19,6 +19,8 @@ import type {
   TokenEvalRequest,
   TokenEvalResponse,
   BankClaims,
+  OpenedJob,
+  OpenOptions,
 } from '../engine/custodian/messages.ts';
 import type { Signed } from '../core/sign.ts';
 import { bytesToHex, hexToBytes } from '../core/sign.ts';
@@ -101,18 +103,20 @@ export function buildCustodianServer(
     return v;
   };
   app.post('/v1/custodian/jobs', async (req) => {
-    const b = authed<{ job: BankJob }>(req);
+    const b = authed<{ job: BankJob; skip?: unknown }>(req);
     bankSigned(b.job, 'job');
+    if (b.skip !== undefined && (!Array.isArray(b.skip) || b.skip.some((x) => typeof x !== 'string')))
+      fail('SH_ERR_INVALID_ARGUMENT', '"skip" expected a list of subject or claim ids');
     await resolveBank(b.job.signer);
-    await custodian.openJob(b.job);
-    return { opened: true };
+    const opened = await custodian.openJob(b.job, b.skip ? { skip: b.skip as string[] } : {});
+    return { opened: true, refused: opened.refused };
   });
   app.post('/v1/custodian/decrypt', async (req) => {
-    const b = authed(req as never) as { request: Signed<DecryptRequest>; ciphertext: string };
+    const b = authed<{ request: Signed<DecryptRequest>; ciphertext: string }>(req);
     return { response: await custodian.decrypt(b.request, unb64(b.ciphertext, 'ciphertext')) };
   });
   app.post('/v1/custodian/transfer', async (req) => {
-    const b = authed(req as never) as { request: Signed<TransferRequest>; ciphertext: string; targetPublicKey: string };
+    const b = authed<{ request: Signed<TransferRequest>; ciphertext: string; targetPublicKey: string }>(req);
     const out = await custodian.transfer(
       b.request,
       unb64(b.ciphertext, 'ciphertext'),
@@ -121,7 +125,7 @@ export function buildCustodianServer(
     return { response: out.response, ciphertext: b64(out.ciphertext) };
   });
   app.post('/v1/custodian/tokens', async (req) => {
-    const b = authed(req as never) as { request: Signed<TokenEvalRequest>; bankRequest: BankClaims };
+    const b = authed<{ request: Signed<TokenEvalRequest>; bankRequest: BankClaims }>(req);
     bankSigned(b.bankRequest, 'bankRequest');
     await resolveBank(b.bankRequest.signer);
     return { response: await custodian.evaluateTokens(b.request, b.bankRequest) };
@@ -185,8 +189,12 @@ export class HttpCustodian implements Custodian {
     return json as T;
   }
 
-  async openJob(job: BankJob): Promise<void> {
-    await this.post('/v1/custodian/jobs', { job });
+  async openJob(job: BankJob, opts: OpenOptions = {}): Promise<OpenedJob> {
+    const out = await this.post<{ refused?: unknown }>('/v1/custodian/jobs', {
+      job,
+      ...(opts.skip?.length ? { skip: opts.skip } : {}),
+    });
+    return { refused: Array.isArray(out.refused) ? out.refused.filter((x): x is string => typeof x === 'string') : [] };
   }
 
   async decrypt(request: Signed<DecryptRequest>, ciphertext: Uint8Array): Promise<Signed<DecryptResponse>> {

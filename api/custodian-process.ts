@@ -17,6 +17,7 @@ import type { TrainRequest, TrainingPart } from '../engine/protocols/train/messa
 import { buildCustodianServer, b64 } from './custodian-http.ts';
 import { checkTrainingPart } from '../engine/protocols/train/provider.ts';
 import { Client } from './client/index.ts';
+import type { ProviderPolicy } from '../sandbox/policy.ts';
 import { providerKeys } from './keys.ts';
 
 export interface CustodianProcess {
@@ -32,6 +33,8 @@ export async function startCustodian(o: {
   host?: string;
   engineKey?: string;
   poolSize?: number;
+  /** The provider's limits (sandbox/policy.ts ProviderPolicy); defaults when absent. */
+  policy?: Partial<ProviderPolicy>;
 }): Promise<CustodianProcess> {
   const k = providerKeys(o.keysDir);
   const id = k.party.id;
@@ -60,15 +63,24 @@ export async function startCustodian(o: {
     pool,
   );
   const bankKeys = new Map<string, Uint8Array>();
+  const bankGroups = new Map<string, string>();
   const custodian = agent.custodian(enginePk, {
     logFile: join(o.keysDir, 'custodian.log'),
+    tablesDir: o.keysDir,
     bankKey: (b) => bankKeys.get(b),
+    bankGroup: (b) => bankGroups.get(b),
+    ...(o.policy ? { policy: o.policy } : {}),
   });
   const resolveBank = async (bank: string) => {
     if (bankKeys.has(bank) || !/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(bank)) return;
     try {
-      const p = await client.get<{ role: string; ed25519: string }>(`/v1/parties/${encodeURIComponent(bank)}`);
-      if (p.role === 'bank') bankKeys.set(bank, hexToBytes(p.ed25519));
+      const p = await client.get<{ role: string; ed25519: string; group?: string }>(
+        `/v1/parties/${encodeURIComponent(bank)}`,
+      );
+      if (p.role === 'bank') {
+        bankKeys.set(bank, hexToBytes(p.ed25519));
+        bankGroups.set(bank, p.group ?? bank);
+      }
     } catch {
       // unknown party: openJob then refuses with SH_ERR_BAD_SIGNATURE
     }

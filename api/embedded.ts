@@ -35,13 +35,20 @@ import { createConsent, createRevocation, type ConsentOp, type SignedConsent } f
 import { parseUscc } from '../sandbox/uscc.ts';
 import { parseModel, type CompiledModel } from '../models/model.ts';
 import { Wallet } from './wallet.ts';
-import type { Policy } from '../sandbox/policy.ts';
+import type { Policy, ProviderPolicy } from '../sandbox/policy.ts';
+import { ProviderRecords } from '../engine/provider/records.ts';
+import type { ApprovalReview } from '../engine/protocols/score/provider.ts';
 
 export interface EmbeddedOptions {
   home: string;
   create?: boolean;
   poolSize?: number;
+  /** The engine's policy; its provider limits also apply at every custodian unless `providerPolicy` overrides them. */
   policy?: Partial<Policy>;
+  /** Limits every provider's custodian enforces (sandbox/policy.ts ProviderPolicy). */
+  providerPolicy?: Partial<ProviderPolicy>;
+  /** Clock of the engine and every custodian (tests of sliding windows); default the system clock. */
+  now?: () => Date;
   /** Test hook: every custodian's view of what it decrypts. */
   observe?: (provider: string, view: CustodianView) => void;
 }
@@ -77,6 +84,7 @@ export class Safehouse {
       create: opts.create,
       ...(opts.poolSize ? { poolSize: opts.poolSize } : {}),
       ...(opts.policy ? { policy: opts.policy } : {}),
+      ...(opts.now ? { now: opts.now } : {}),
     });
     const sh = new Safehouse(engine, new Wallet(opts.home), opts);
     for (const p of engine.registry.parties('provider')) sh.connect(p.id);
@@ -138,18 +146,22 @@ export class Safehouse {
     this.engine.registry.connectCustodian(
       a.custodian(this.engine.keys.ed25519.publicKey, {
         logFile: join(this.wallet.providerDir(provider), 'custodian.log'),
-        // The platform's public registry of bank keys, which a networked custodian would fetch.
+        tablesDir: this.wallet.providerDir(provider),
+        // The platform's public registry of bank keys and groups, which a networked custodian would fetch.
         bankKey: (bank: string) => {
           const p = this.engine.registry.party(bank);
           return p?.role === 'bank' ? p.ed25519 : undefined;
         },
+        bankGroup: (bank: string) => this.engine.registry.party(bank)?.group,
+        policy: { ...this.opts.policy, ...this.opts.providerPolicy },
+        ...(this.opts.now ? { now: this.opts.now } : {}),
         ...(observe ? { observe: (v: CustodianView) => observe(provider, v) } : {}),
       }),
     );
   }
 
   /** `safehouse party add`: create the party's keys (in its wallet) and register the public halves. */
-  async addParty(role: PartyRole, id: string): Promise<void> {
+  async addParty(role: PartyRole, id: string, opts: { group?: string } = {}): Promise<void> {
     if (role === 'enterprise') parseUscc(id);
     if (this.engine.registry.party(id))
       fail('SH_ERR_ALREADY_EXISTS', `party ${id} is already registered`, { party: id });
@@ -186,6 +198,7 @@ export class Safehouse {
       role,
       ed25519: k.ed25519.publicKey,
       ...(k.x25519 ? { x25519: k.x25519.publicKey } : {}),
+      ...(opts.group ? { group: opts.group } : {}),
     });
   }
 
@@ -264,7 +277,7 @@ export class Safehouse {
   }
 
   /** `safehouse model approve`: as the provider, review the model, derive its bin columns, sign the approval. */
-  async approveModel(provider: string, modelId: string): Promise<void> {
+  async approveModel(provider: string, modelId: string): Promise<ApprovalReview> {
     const m = this.engine.models.get(modelId);
     if (!m) fail('SH_ERR_NOT_FOUND', `no model ${JSON.stringify(modelId)} is registered`, { model: modelId });
     const agent = this.agent(provider);
@@ -281,8 +294,17 @@ export class Safehouse {
         'SH_ERR_MODEL_STALE',
         `provider ${provider}'s local table is ${table.datasetId}, engine's current dataset is ${ds.id}`,
       );
-    const { approval, blobs } = await agent.approve(m.spec, table, this.engine.policy);
+    // The provider reviews with its own policy and its own record of what it approved for the bank's group.
+    const records = new ProviderRecords(this.wallet.providerDir(provider));
+    const group = this.engine.registry.groupOf(m.bank);
+    const { approval, blobs, review } = await agent.approve(m.spec, table, {
+      policy: records.policy({ ...this.opts.policy, ...this.opts.providerPolicy }),
+      group,
+      earlier: records.approvals(group).map((r) => r.model),
+    });
     this.engine.models.approve(approval, blobs);
+    records.recordApproval({ modelId, modelHash: m.hash, bank: m.bank, group, model: m.spec });
+    return review;
   }
 
   /** `safehouse score`: as the bank, sign the request; the engine runs it; the bank opens the result. */

@@ -68,7 +68,11 @@ export async function runVerifyE2e(opts: {
       home,
       create: true,
       ...(opts.poolSize ? { poolSize: opts.poolSize } : {}),
-      policy: { verifyBudgetPerEpoch: 1_000_000, maxClaimsPerJob: Math.max(200_000, nClaims) },
+      policy: {
+        verifyUnitsPerWindow: 1_000_000,
+        tokenEvaluationsPerWindow: 1_000_000,
+        maxClaimsPerJob: Math.max(200_000, nClaims),
+      },
     });
     await sh.addParty('bank', DEMO_BANK);
     await sh.addParty('auditor', 'auditor_bench');

@@ -325,7 +325,12 @@ export async function runNetwork(
   try {
     // ---- setup: the demo's parties, ingest and consents (api/demo.ts), with a verification budget that cannot run out.
     const data = generateDemo(subjects);
-    sh = await Safehouse.open({ home, create: true, poolSize: 2, policy: { verifyBudgetPerEpoch: 1_000_000 } });
+    sh = await Safehouse.open({
+      home,
+      create: true,
+      poolSize: 2,
+      policy: { verifyUnitsPerWindow: 1_000_000, tokenEvaluationsPerWindow: 1_000_000, scoreModelsPerSubject: 1_000 },
+    });
     await sh.addParty('bank', DEMO_BANK);
     await sh.addParty('auditor', 'auditor_pboc');
     for (const p of Object.values(data.providers)) await sh.addParty('provider', p.provider);

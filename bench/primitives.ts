@@ -137,6 +137,14 @@ export async function runPrimitives(
     rules: CUSTODIAN_RULES,
     enginePublicKey: engineKeys.publicKey,
     bankKey: (b) => (b === 'bench_bank' ? bankSigning.publicKey : undefined),
+    // Every slot of the bench dataset holds one of the job's subjects, so the custodian's per-slot check runs and
+    // overwrites nothing.
+    data: {
+      approvedModel: () => true,
+      fieldType: () => 'numeric',
+      layout: (id) => (id === 'bench' ? (row) => `s${row % 200_000}` : undefined),
+    },
+    policy: { scoreModelsPerSubject: 1 },
   });
   // The custodian answers only for a bank-signed job shown to it, one decryption per label, at most one per subject
   // named: a score job naming enough subjects for every benchmark iteration, each iteration a new label.
@@ -165,7 +173,7 @@ export async function runPrimitives(
         provider: 'bench_provider',
         jobId: 'bench-job',
         jobHash,
-        label: `score/bench_provider/block/${labelNo++}`,
+        label: `score/bench_provider/bench/block/${labelNo++}`,
         mode: 'seal',
         ciphertext: sha256Hex(transferBytes),
         recipient: { party: 'bench_bank', x25519: bytesToHex(bank.publicKey) },

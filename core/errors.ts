@@ -51,7 +51,7 @@ export const ERRORS = {
   SH_ERR_MODEL_EXTRACTION: e(
     'auth',
     403,
-    'A model fails the anti-extraction rules (too few fields, one field dominates).',
+    "A model fails the anti-extraction rules (too few fields, one field dominates, or with the bank group's earlier models a field would be isolated).",
   ),
   SH_ERR_MODEL_NOT_APPROVED: e('auth', 403, 'A model is not approved by every provider it uses.'),
   SH_ERR_MODEL_STALE: e('state', 409, "A provider's derived model features do not match its current dataset."),
@@ -68,11 +68,15 @@ export const ERRORS = {
     403,
     'A claim names a field whose class does not allow verification (e.g. MODEL_ONLY).',
   ),
-  SH_ERR_VERIFY_BUDGET: e('limit', 429, "A bank's verification budget for a subject's field is spent for this epoch."),
+  SH_ERR_VERIFY_BUDGET: e(
+    'limit',
+    429,
+    "A bank group's verification budget for a subject's field is spent (answer units over the sliding window).",
+  ),
   SH_ERR_CUSTODIAN_BUDGET: e(
     'limit',
     429,
-    'A custodian refuses: the request is beyond what the bank-signed job allows (its budget, a label already answered, more token evaluations than signed for).',
+    "A custodian refuses: the request is beyond what the bank-signed job allows (its budget, a label already answered, more token evaluations than signed for) or beyond the provider's own per-subject budgets.",
   ),
   SH_ERR_REQUEST_STALE: e(
     'auth',

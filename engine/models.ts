@@ -3,10 +3,12 @@
  * and may be scored, the bound calculator passes), vetted against the anti-extraction rules, hash-pinned — and each
  * provider's signed approval of that hash, with the scorecard bin-indicator columns it derives from its own records.
  */
-import { fail } from '../core/errors.ts';
+import { fail, isCoded } from '../core/errors.ts';
 import { sha256Hex } from '../core/hash.ts';
 import { requireSignature, type Signed } from '../core/sign.ts';
 import { vetModel } from '../sandbox/vetting.ts';
+import { vetHistory, type HistoryModel } from '../sandbox/history.ts';
+import { historyModel } from '../models/history.ts';
 import {
   parseModel,
   compileModel,
@@ -67,6 +69,13 @@ export class Models {
     const compiled = compileModel(spec, this.datasets.fieldLookup, this.ctx.params.t);
     vetModel(compiled, this.ctx.policy);
     for (const p of new Set(spec.terms.map((t) => t.provider))) this.registry.requireParty(p, 'provider');
+    // The group's whole history counts: with every model its banks registered, no field may be isolated.
+    vetHistory(
+      historyModel(compiled),
+      this.groupHistory(bank.id),
+      this.ctx.policy.minUnexplainedShare,
+      this.registry.groupOf(bank.id),
+    );
     if (this.ctx.store.db.prepare('SELECT 1 FROM models WHERE id = ?').get(spec.id))
       fail('SH_ERR_ALREADY_EXISTS', `model ${spec.id} is already registered; register a new version under a new id`, {
         model: spec.id,
@@ -96,6 +105,32 @@ export class Models {
       });
     });
     return compiled;
+  }
+
+  /**
+   * Every model registered by a bank of `bank`'s group, as the history rule reads it (compiled against the current
+   * datasets; a model that no longer compiles cannot be scored and is left out).
+   */
+  groupHistory(bank: string): HistoryModel[] {
+    const banks = this.registry.banksOf(this.registry.groupOf(bank));
+    const out: HistoryModel[] = [];
+    const rows = this.ctx.store.db
+      .prepare(
+        `SELECT spec_json FROM models WHERE bank IN (${banks.map(() => '?').join(', ')}) ORDER BY created_at, id`,
+      )
+      .all(...banks) as Array<{ spec_json: string }>;
+    for (const r of rows) {
+      try {
+        out.push(
+          historyModel(
+            compileModel(JSON.parse(r.spec_json) as ModelSpec, this.datasets.fieldLookup, this.ctx.params.t),
+          ),
+        );
+      } catch (err) {
+        if (!isCoded(err)) throw err;
+      }
+    }
+    return out;
   }
 
   get(id: string): RegisteredModel | undefined {

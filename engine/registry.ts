@@ -20,12 +20,18 @@ export interface PartyRecord {
   bfvPublicKeyBlob?: string;
   /** RFC 9497 POPRF public key (33-byte compressed P-256 point) of a provider with token fields. */
   oprfPublicKey?: Uint8Array;
+  /**
+   * A bank's group (its legal entity: every branch or identity of one bank shares it); its own id unless registered
+   * with one. Budgets and the model-history rule count per group, so more identities buy nothing (docs/privacy.md).
+   */
+  group?: string;
 }
 
 const PARTY_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
 const ROLES: readonly PartyRole[] = ['provider', 'bank', 'enterprise', 'auditor'];
 
 interface PartyRow {
+  bank_group: string | null;
   role: string;
   ed25519_pub: string;
   x25519_pub: string | null;
@@ -53,6 +59,8 @@ export class Registry {
     x25519?: Uint8Array;
     bfvPublicKey?: Uint8Array;
     oprfPublicKey?: Uint8Array;
+    /** Banks only: the group (legal entity) the bank identity belongs to; default its own id. */
+    group?: string;
   }): PartyRecord {
     if (!PARTY_ID.test(p.id)) fail('SH_ERR_INVALID_ARGUMENT', `"id" expected ${PARTY_ID}, got ${JSON.stringify(p.id)}`);
     if (!ROLES.includes(p.role))
@@ -69,6 +77,12 @@ export class Registry {
     if (p.oprfPublicKey && (p.role !== 'provider' || p.oprfPublicKey.length !== 33))
       fail('SH_ERR_INVALID_ARGUMENT', `"oprfPublicKey" expected a 33-byte P-256 point of a provider`);
     if (p.role === 'enterprise') parseUscc(p.id);
+    if (p.group !== undefined && (p.role !== 'bank' || !PARTY_ID.test(p.group)))
+      fail(
+        'SH_ERR_INVALID_ARGUMENT',
+        `"group" expected a party-id-like name of a bank's group, got ${JSON.stringify(p.group)}`,
+      );
+    const group = p.role === 'bank' ? (p.group ?? p.id) : null;
     const existing = this.party(p.id);
     if (existing) {
       if (existing.role === p.role && bytesToHex(existing.ed25519) === bytesToHex(p.ed25519)) return existing;
@@ -80,7 +94,7 @@ export class Registry {
       const oprf = p.oprfPublicKey ? bytesToHex(p.oprfPublicKey) : null;
       store.db
         .prepare(
-          'INSERT INTO parties (id, role, ed25519_pub, x25519_pub, bfv_pub, params_id, oprf_pub, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+          'INSERT INTO parties (id, role, ed25519_pub, x25519_pub, bfv_pub, params_id, oprf_pub, created_at, bank_group) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
         )
         .run(
           p.id,
@@ -91,6 +105,7 @@ export class Registry {
           bfv ? params.id : null,
           oprf,
           now().toISOString(),
+          group,
         );
       ledger.append(
         'party.registered',
@@ -100,6 +115,7 @@ export class Registry {
           ed25519: bytesToHex(p.ed25519),
           ...(bfv ? { bfvPublicKey: bfv } : {}),
           ...(oprf ? { oprfPublicKey: oprf } : {}),
+          ...(group ? { group } : {}),
         },
         p.role === 'enterprise' ? [p.id] : [],
       );
@@ -134,7 +150,7 @@ export class Registry {
   party(id: string): PartyRecord | undefined {
     if (typeof id !== 'string') return undefined;
     const r = this.ctx.store
-      .stmt('SELECT role, ed25519_pub, x25519_pub, bfv_pub, oprf_pub FROM parties WHERE id = ?')
+      .stmt('SELECT role, ed25519_pub, x25519_pub, bfv_pub, oprf_pub, bank_group FROM parties WHERE id = ?')
       .get(id) as PartyRow | undefined;
     if (!r) return undefined;
     return {
@@ -144,7 +160,22 @@ export class Registry {
       ...(r.x25519_pub ? { x25519: hexToBytes(r.x25519_pub) } : {}),
       ...(r.bfv_pub ? { bfvPublicKeyBlob: r.bfv_pub } : {}),
       ...(r.oprf_pub ? { oprfPublicKey: hexToBytes(r.oprf_pub) } : {}),
+      ...(r.role === 'bank' ? { group: r.bank_group ?? id } : {}),
     };
+  }
+
+  /** A bank's group (its own id unless it was registered with one). @throws SH_ERR_UNKNOWN_PARTY, SH_ERR_PARTY_ROLE */
+  groupOf(bank: string): string {
+    return this.requireParty(bank, 'bank').group!;
+  }
+
+  /** The banks of a group (ids, sorted). */
+  banksOf(group: string): string[] {
+    return (
+      this.ctx.store.db
+        .prepare("SELECT id FROM parties WHERE role = 'bank' AND COALESCE(bank_group, id) = ? ORDER BY id")
+        .all(group) as Array<{ id: string }>
+    ).map((r) => r.id);
   }
 
   /** @throws SH_ERR_UNKNOWN_PARTY, SH_ERR_PARTY_ROLE */

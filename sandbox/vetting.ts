@@ -8,7 +8,7 @@
  *     placed in high digits necessarily dominates the variance.
  */
 import { fail } from '../core/errors.ts';
-import type { Policy } from './policy.ts';
+import type { ProviderPolicy } from './policy.ts';
 
 /**
  * What vetting reads of a compiled model (models/model.ts `CompiledModel` has these members): per term, its provider
@@ -24,7 +24,10 @@ export interface VettingReport {
 }
 
 /** @throws SH_ERR_MODEL_EXTRACTION naming the provider and field. */
-export function vetModel(model: VettableModel, policy: Policy): VettingReport {
+export function vetModel(
+  model: VettableModel,
+  policy: Pick<ProviderPolicy, 'minFieldsPerProvider' | 'maxFieldVarianceShare'>,
+): VettingReport {
   const byProvider = new Map<string, Array<VettableModel['terms'][number]>>();
   for (const t of model.terms) byProvider.set(t.provider, [...(byProvider.get(t.provider) ?? []), t]);
   const providers: VettingReport['providers'] = [];

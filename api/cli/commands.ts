@@ -75,6 +75,9 @@ export const COMMANDS: readonly CommandSpec[] = [
         ...REQ,
         ...CLI,
       }),
+      str('group', 'G', "a bank's group — its legal entity; budgets and model checks count per group", {
+        defaultText: "the bank's own id",
+      }),
     ],
     examples: [
       'safehouse party add --role bank --id bank_icbc_sz',
@@ -290,7 +293,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     ],
     notes: [
       'ops: eq, ne, gte, lte, between (value2), in (tokens and values); result: yes, no, no_data,',
-      'refused:<consent status>, over_budget (the verification budget of the field is spent for this epoch).',
+      "refused:<consent status>, over_budget (the field's verification budget for the subject is spent over the last windowDays, at the engine or the provider).",
     ],
   },
   {

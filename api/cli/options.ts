@@ -126,4 +126,5 @@ export const HOST = str('host', 'ADDR', 'the address to bind', { default: '127.0
 export const LIST = (name: string, arg: string, help: string, values: string[], valuesName: string) =>
   ({ name, type: 'list', arg, help, values, valuesName }) as const satisfies OptionSpec;
 export const LABELS = str('labels', 'FILE', 'CSV uscc,label (1 = default, 0 = good)', REQ);
-export const STATUSES = 'OK, NO_DATA or a consent status (NO_CONSENT, EXPIRED, REVOKED, OUT_OF_SCOPE, BAD_SIGNATURE)';
+export const STATUSES =
+  "OK, NO_DATA, OVER_BUDGET (a provider refused: the subject was scored with too many of your group's models this window) or a consent status (NO_CONSENT, EXPIRED, REVOKED, OUT_OF_SCOPE, BAD_SIGNATURE)";

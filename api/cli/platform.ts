@@ -30,13 +30,19 @@ export const HANDLERS: Record<string, Handler> = {
 
   async 'party add'({ args, out }) {
     if (args.mode === 'client') {
-      const ids = await registerParties(client(args), readPublic(resolve(args.string('public'))));
+      const group = args.optString('group');
+      const ids = await registerParties(
+        client(args),
+        readPublic(resolve(args.string('public'))),
+        group ? { group } : {},
+      );
       out(ids.length === 1 ? `registered ${ids[0]}` : `registered ${ids.length} parties`);
       return 0;
     }
     const role = args.string('role') as PartyRole;
     return withSafehouse(args, async (sh) => {
-      await sh.addParty(role, args.string('id'));
+      const group = args.optString('group');
+      await sh.addParty(role, args.string('id'), group ? { group } : {});
       out(`registered ${role} ${args.string('id')}`);
       return 0;
     });

@@ -3,6 +3,7 @@
  * `model approve` (a bank's model reviewed on its own statistics, the approval signed) and `custodian` (the process
  * that holds its secret keys and answers the engine only for bank-signed jobs, docs/design.md §4.2).
  */
+import type { ApprovalReview } from '../../engine/protocols/score/provider.ts';
 import { resolve } from 'node:path';
 import { SafehouseError, isCoded } from '../../core/errors.ts';
 import { validateSchema } from '../../sandbox/catalog.ts';
@@ -74,16 +75,14 @@ export const HANDLERS: Record<string, Handler> = {
     if (args.mode === 'client') {
       const p = providerClient(args);
       try {
-        await p.approve(model);
-        out(`provider ${p.client.id} approved model ${model}`);
+        printReview(out, p.client.id, model, await p.approve(model));
       } finally {
         await p.close();
       }
       return 0;
     }
     return withSafehouse(args, async (sh) => {
-      await sh.approveModel(args.string('provider'), model);
-      out(`provider ${args.string('provider')} approved model ${model}`);
+      printReview(out, args.string('provider'), model, await sh.approveModel(args.string('provider'), model));
       return 0;
     });
   },
@@ -103,3 +102,24 @@ export const HANDLERS: Record<string, Handler> = {
     return untilSignal(c.close);
   },
 };
+
+/** What the provider's review applied and found (its own policy, the group's history it counted). */
+function printReview(out: (line: string) => void, provider: string, model: string, r: ApprovalReview): void {
+  const p = r.policy;
+  const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
+  out(`provider ${provider} approved model ${model} for group ${r.group}`);
+  out(
+    `  your policy: ≥ ${p.minFieldsPerProvider} fields and ≤ ${pct(p.maxFieldVarianceShare)} of the variance per field in one model; every field keeps ≥ ${pct(p.minUnexplainedShare)} unexplained by all of the group's models together`,
+  );
+  out(
+    `  per subject and bank group over ${p.windowDays} days: ${p.scoreModelsPerSubject} scoring models, ${p.verifyUnitsPerWindow} verification units and ${p.tokenEvaluationsPerWindow} token evaluations per field, training ε ${p.trainSubjectEpsilon} (ε ${p.trainEpsilon}, δ ${p.trainDelta} per job)`,
+  );
+  out(
+    `  counted with ${r.earlier.length} earlier model(s) of the group${r.earlier.length ? `: ${r.earlier.join(', ')}` : ''}`,
+  );
+  const least = [...r.exposure].sort((a, b) => a.unexplained - b.unexplained).slice(0, 3);
+  if (least.length)
+    out(
+      `  least hidden: ${least.map((e) => `${e.field} ${(e.unexplained * 100).toFixed(1)}% unexplained`).join(', ')}`,
+    );
+}

@@ -248,10 +248,15 @@ export function newJobId(kind: string): string {
 
 // ---------------------------------------------------------------- admin
 
-export async function registerParties(admin: Client, pubs: readonly PublicKeys[]): Promise<string[]> {
+export async function registerParties(
+  admin: Client,
+  pubs: readonly PublicKeys[],
+  opts: { group?: string } = {},
+): Promise<string[]> {
   const enterprises = pubs.filter((p) => p.role === 'enterprise');
   const others = pubs.filter((p) => p.role !== 'enterprise');
-  for (const p of others) await admin.post('/v1/admin/parties', p);
+  for (const p of others)
+    await admin.post('/v1/admin/parties', opts.group && p.role === 'bank' ? { ...p, group: opts.group } : p);
   for (let i = 0; i < enterprises.length; i += 5000) {
     await admin.post('/v1/admin/enterprises', {
       enterprises: enterprises.slice(i, i + 5000).map((e) => ({ uscc: e.id, ed25519: e.ed25519 })),

@@ -12,6 +12,8 @@ import { type ProviderTable } from '../../engine/provider/table.ts';
 import { WorkerPool } from '../../engine/pool/pool.ts';
 import { type ModelSpec } from '../../models/model.ts';
 import { providerKeys, writeSecret } from '../keys.ts';
+import { ProviderRecords } from '../../engine/provider/records.ts';
+import type { ApprovalReview } from '../../engine/protocols/score/provider.ts';
 import { Client } from './http.ts';
 
 // ---------------------------------------------------------------- provider
@@ -85,9 +87,11 @@ export class ProviderClient {
     return JSON.parse(readFileSync(p, 'utf8')) as ProviderTable;
   }
 
-  async approve(modelId: string): Promise<void> {
+  async approve(modelId: string): Promise<ApprovalReview> {
     const agent = await this.agent();
-    const { spec } = await this.client.get<{ spec: ModelSpec }>(`/v1/provider/models/${encodeURIComponent(modelId)}`);
+    const { spec, bank, hash } = await this.client.get<{ spec: ModelSpec; bank: string; hash: string }>(
+      `/v1/provider/models/${encodeURIComponent(modelId)}`,
+    );
     const { datasets } = await this.client.get<{ datasets: Array<{ id: string; category: string; fields: string[] }> }>(
       '/v1/provider/datasets',
     );
@@ -100,9 +104,19 @@ export class ProviderClient {
         'SH_ERR_MODEL_STALE',
         `provider ${agent.id}'s local table is ${table.datasetId}, the engine's current dataset is ${ds.id}`,
       );
-    const { policy } = await this.client.info();
-    const { approval, blobs } = await agent.approve(spec, table, policy);
+    // Reviewed with the provider's own policy and its own record of what it approved for the bank's group (the
+    // group from the public registry).
+    const records = new ProviderRecords(this.dir);
+    const party = await this.client.get<{ group?: string }>(`/v1/parties/${encodeURIComponent(bank)}`);
+    const group = party.group ?? bank;
+    const { approval, blobs, review } = await agent.approve(spec, table, {
+      policy: records.policy(),
+      group,
+      earlier: records.approvals(group).map((r) => r.model),
+    });
     await this.client.putBlobs(blobs);
     await this.client.post('/v1/provider/approvals', { approval });
+    records.recordApproval({ modelId, modelHash: hash, bank, group, model: spec });
+    return review;
   }
 }

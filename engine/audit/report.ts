@@ -80,7 +80,8 @@ export function accessReport(engine: Engine, subject: string): AccessReport {
       });
     } else {
       const jobId = typeof e.body.jobId === 'string' ? { jobId: e.body.jobId } : {};
-      entries.push({ ...base, what: e.kind === 'verify.budget_exceeded' ? 'budget' : 'other', ...jobId });
+      const budget = ['verify.budget_exceeded', 'verify.custodian_refused', 'score.custodian_refused'].includes(e.kind);
+      entries.push({ ...base, what: budget ? 'budget' : 'other', ...jobId });
     }
   }
   return { subject, checkpoint, size, entries };
@@ -106,8 +107,14 @@ export function describeEntry(e: Omit<AccessEntry, 'leaf' | 'proof' | 'index' | 
       return `revocation of consent ${e.consentId}`;
     case 'job':
       return `${e.operation} job ${e.jobId} by ${e.bank} for ${e.purpose} [${list(e.fields)}] → ${e.outcome}`;
-    case 'budget':
-      return `verification budget spent in job ${e.jobId}${b.epoch !== undefined ? ` (epoch ${String(b.epoch)})` : ''}: claims beyond it were answered over_budget`;
+    case 'budget': {
+      const window = typeof b.since === 'string' ? ` (window since ${b.since})` : '';
+      if (e.kind === 'score.custodian_refused')
+        return `scoring budget spent in job ${e.jobId}: provider ${list(Object.keys((b.providers ?? {}) as object))} refused to answer for you (OVER_BUDGET)`;
+      if (e.kind === 'verify.custodian_refused')
+        return `verification budget spent at provider ${list(b.providers as string[])} in job ${e.jobId}: its claims were answered over_budget`;
+      return `verification budget spent in job ${e.jobId}${window}: claims beyond it were answered over_budget`;
+    }
     default:
       return `${e.kind} entry${e.jobId ? ` of job ${e.jobId}` : ''}`;
   }

@@ -18,6 +18,7 @@
  * (opened jobs, answered labels, budgets), and every check the key holder makes should be readable in one file.
  */
 import type { Decryptor, PublicKey, SecretKey } from 'node-seal';
+import { randomFillSync } from 'node:crypto';
 import { fail } from '../../core/errors.ts';
 import { canonicalize } from '../../core/jcs.ts';
 import { sha256Hex } from '../../core/hash.ts';
@@ -32,7 +33,9 @@ import type { WorkerPool } from '../pool/pool.ts';
 import type * as Kernels from './kernels.ts';
 import { checkedDecrypt } from './decrypt.ts';
 import { CustodianJournal } from './journal.ts';
-import type { CustodianRules, OpenJob } from './rules.ts';
+import type { CustodianRules, OpenJob, ProviderData } from './rules.ts';
+import { CustodianBudget } from './budget.ts';
+import { providerPolicy, type ProviderPolicy } from '../../sandbox/policy.ts';
 import {
   BANK_REQUEST_TTL_MS,
   type BankClaims,
@@ -43,6 +46,8 @@ import {
   type DecryptMode,
   type DecryptRequest,
   type DecryptResponse,
+  type OpenedJob,
+  type OpenOptions,
   type TokenEvalRequest,
   type TokenEvalResponse,
   type TransferRequest,
@@ -69,6 +74,18 @@ export interface LocalCustodianOptions {
   bankKey?: (bank: string) => Uint8Array | undefined;
   /** The provider's own pool for decryptions and OPRF evaluations; in-process when absent. */
   pool?: WorkerPool;
+  /** The provider's own limits (defaults: sandbox/policy.ts DEFAULT_PROVIDER_POLICY). */
+  policy?: Partial<ProviderPolicy>;
+  /** A bank's group in the public registry (budgets count per group); the bank's own id when absent. */
+  bankGroup?: (bank: string) => string | undefined;
+  /**
+   * The provider's own data as the custodian reads it (field types, each dataset's subject layout) — from the
+   * provider's tables (engine/provider/tables.ts). Without it the custodian cannot tell whose slot is whose and refuses
+   * every answer that needs to (scoring).
+   */
+  data?: ProviderData;
+  /** Clock (tests); default the system clock. */
+  now?: () => Date;
 }
 
 export class LocalCustodian implements Custodian {
@@ -84,6 +101,11 @@ export class LocalCustodian implements Custodian {
   private readonly observe: ((view: CustodianView) => void) | undefined;
   private readonly bankKey: ((bank: string) => Uint8Array | undefined) | undefined;
   private readonly pool: WorkerPool | undefined;
+  readonly policy: ProviderPolicy;
+  private readonly bankGroup: (bank: string) => string | undefined;
+  private readonly data: ProviderData;
+  private readonly now: () => Date;
+  private readonly budgets: CustodianBudget;
   /** Evaluations already answered per job and claim: the bank-signed count bounds their sum (rebuilt from the journal). */
   private evaluations: Map<string, Map<string, number>> | undefined;
   private readonly targetKeys = new Map<string, PublicKey>();
@@ -109,6 +131,11 @@ export class LocalCustodian implements Custodian {
     this.observe = opts.observe;
     this.bankKey = opts.bankKey;
     this.pool = opts.pool;
+    this.policy = providerPolicy(opts.policy);
+    this.bankGroup = opts.bankGroup ?? (() => undefined);
+    this.data = opts.data ?? { fieldType: () => undefined, layout: () => undefined, approvedModel: () => false };
+    this.now = opts.now ?? (() => new Date());
+    this.budgets = new CustodianBudget(this.journal);
   }
 
   private init() {
@@ -128,7 +155,7 @@ export class LocalCustodian implements Custodian {
     return this.jobs;
   }
 
-  async openJob(job: BankJob): Promise<void> {
+  async openJob(job: BankJob, opts: OpenOptions = {}): Promise<OpenedJob> {
     const rules = this.rules.get(job?.body?.type);
     if (!rules)
       fail(
@@ -146,31 +173,56 @@ export class LocalCustodian implements Custodian {
       );
     const jobHash = sha256Hex(canonicalize(job));
     const jobs = this.openJobs();
-    if (jobs.has(jobHash)) return;
+    const known = jobs.get(jobHash);
+    if (known) return { refused: [...known.refused] };
     this.requireFresh(job.body, job.body.jobId);
-    const allowance = rules.allowance(job.body as BankJob['body'] & Record<string, unknown>, this.provider);
+    const now = this.now();
+    const group = this.bankGroup(job.signer) ?? job.signer;
+    const allowance = rules.allowance(job.body as BankJob['body'] & Record<string, unknown>, {
+      provider: this.provider,
+      group,
+      policy: this.policy,
+      budget: this.budgets,
+      now,
+      data: this.data,
+      skip: new Set(Array.isArray(opts.skip) ? opts.skip.filter((x) => typeof x === 'string') : []),
+    });
     if (allowance.budget === 0)
       fail(
         'SH_ERR_PARAMS_MISMATCH',
         `custodian ${this.provider}: job ${job.body.jobId} does not involve provider ${this.provider}`,
       );
-    const open: OpenJob = { jobId: job.body.jobId, kind: rules.kind, used: 0, labels: new Set(), ...allowance };
+    const open: OpenJob = {
+      jobId: job.body.jobId,
+      kind: rules.kind,
+      budget: allowance.budget,
+      state: allowance.state ?? {},
+      refused: allowance.refused ?? [],
+      used: 0,
+      labels: new Set(),
+    };
     jobs.set(jobHash, open);
+    const spent = allowance.spend ?? [];
+    this.budgets.add(spent, now.getTime());
     this.journal.append({
-      at: new Date().toISOString(),
+      at: now.toISOString(),
       opened: jobHash,
       jobId: open.jobId,
       kind: open.kind,
       bank: job.signer,
+      group,
       budget: open.budget,
-      ...open.limits,
+      state: open.state,
+      ...(open.refused.length ? { refused: open.refused } : {}),
+      ...(spent.length ? { spent } : {}),
     });
+    return { refused: [...open.refused] };
   }
 
   /** A bank-signed request is honoured only within BANK_REQUEST_TTL_MS of its signing. @throws SH_ERR_REQUEST_STALE */
   private requireFresh(body: { requestedAt?: unknown }, jobId: string): void {
     const requestedAt = Date.parse(String(body.requestedAt ?? ''));
-    if (!Number.isFinite(requestedAt) || Math.abs(Date.now() - requestedAt) > BANK_REQUEST_TTL_MS) {
+    if (!Number.isFinite(requestedAt) || Math.abs(this.now().getTime() - requestedAt) > BANK_REQUEST_TTL_MS) {
       fail(
         'SH_ERR_REQUEST_STALE',
         `custodian ${this.provider}: the bank request of job ${jobId} is not fresh (requestedAt ${JSON.stringify(body.requestedAt)})`,
@@ -247,6 +299,21 @@ export class LocalCustodian implements Custodian {
     // Joint-training products (feature × residual) arrive unrelinearized (size 3) and are only summed, never returned.
     const values = await this.decryptChecked(ciphertext, req.label, req.mode === 'sum' ? 3 : 2);
     this.observe?.({ label: req.label, mode: req.mode, values: values.slice() });
+    // Slots of subjects outside the job's allowance are overwritten before anything is answered.
+    const blind = this.rulesOf(job).blind?.(job, req.label, this.data, this.params.slots);
+    if (typeof blind === 'string') {
+      values.fill(0n);
+      this.journal.append({
+        at: new Date().toISOString(),
+        jobId: req.jobId,
+        jobHash: req.jobHash,
+        label: req.label,
+        mode: req.mode,
+        refused: 'SH_ERR_PARAMS_MISMATCH',
+      });
+      fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider}: ${blind}`);
+    }
+    if (blind?.length) uniformSlots(values, blind, this.params.t);
 
     // 3. Answer in the requested mode; v itself never leaves.
     const t = this.params.t;
@@ -418,11 +485,14 @@ export class LocalCustodian implements Custodian {
       fail('SH_ERR_PARAMS_MISMATCH', `token request ${req.label} is not bound to the bank-signed request`);
     if (!Array.isArray(req.elements) || req.elements.length === 0 || req.elements.length > 4096)
       fail('SH_ERR_INVALID_ARGUMENT', `"elements" expected 1..4096 blinded points, got ${req.elements?.length}`);
-    const allowed = rules.tokenAllowance(bankRequest, this.provider, req.field);
+    // The bank-signed request opens the job here if the engine has not shown it yet (the same checks as openJob).
+    await this.openJob(bankRequest);
+    const job = this.openJobs().get(bankHash)!;
+    const allowed = rules.tokenAllowance(job, bankRequest, this.provider, req.field);
     // A signed request is honoured only while fresh, and the counts survive restarts (rebuilt from the journal), so one
     // bank-signed request can never buy more evaluations than it names.
     this.requireFresh(bankRequest.body, req.jobId);
-    this.evaluations ??= this.journal.evaluations(Date.now() - 2 * BANK_REQUEST_TTL_MS);
+    this.evaluations ??= this.journal.evaluations(this.now().getTime() - 2 * BANK_REQUEST_TTL_MS);
     const used = this.evaluations.get(req.jobId) ?? new Map<string, number>();
     const next = new Map(used);
     for (const el of req.elements) {
@@ -515,4 +585,23 @@ function sharedKey(key: Uint8Array): { bytes: Uint8Array; hash: string } {
   const bytes = new Uint8Array(new SharedArrayBuffer(key.length));
   bytes.set(key);
   return { bytes, hash: sha256Hex(key) };
+}
+
+/** Overwrite `slots` of `values` with independent uniform values mod t (rejection sampling on 64-bit draws). */
+export function uniformSlots(values: BigUint64Array, slots: readonly number[], t: bigint): void {
+  const limit = (1n << 64n) - ((1n << 64n) % t);
+  const draws = new BigUint64Array(slots.length + 64);
+  let k = draws.length;
+  for (const i of slots) {
+    let r: bigint;
+    do {
+      if (k === draws.length) {
+        randomFillSync(draws);
+        k = 0;
+      }
+      r = draws[k++]!;
+    } while (r >= limit);
+    values[i] = r % t;
+  }
+  draws.fill(0n);
 }

@@ -8,9 +8,10 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { canonicalize } from '../../core/jcs.ts';
 import type { JobKind, OpenJob } from './rules.ts';
+import type { SpendRecord } from './budget.ts';
 
 /** Members of an `opened` line that are not protocol limits. */
-const OPENED_KEYS = new Set(['at', 'opened', 'jobId', 'kind', 'bank', 'budget']);
+const OPENED_KEYS = new Set(['at', 'opened', 'jobId', 'kind', 'bank', 'budget', 'group']);
 
 export class CustodianJournal {
   readonly file: string | undefined;
@@ -45,15 +46,20 @@ export class CustodianJournal {
     const byId = new Map<string, OpenJob>();
     for (const e of this.lines()) {
       if (typeof e.opened === 'string') {
-        const limits: Record<string, number> = {};
-        for (const [k, v] of Object.entries(e)) if (!OPENED_KEYS.has(k) && typeof v === 'number') limits[k] = v;
+        // Protocol state: `state`, or (journals from before it) the numeric limits written beside the job.
+        let state = e.state as Record<string, unknown> | undefined;
+        if (!state || typeof state !== 'object') {
+          state = {};
+          for (const [k, v] of Object.entries(e)) if (!OPENED_KEYS.has(k) && typeof v === 'number') state[k] = v;
+        }
         const j: OpenJob = {
           jobId: String(e.jobId),
           kind: e.kind as JobKind,
           budget: Number(e.budget),
+          state,
+          refused: Array.isArray(e.refused) ? (e.refused as string[]) : [],
           used: 0,
           labels: new Set(),
-          ...(Object.keys(limits).length ? { limits } : {}),
         };
         jobs.set(e.opened, j);
         byId.set(j.jobId, j);
@@ -66,6 +72,16 @@ export class CustodianJournal {
       }
     }
     return jobs;
+  }
+
+  /** Every budget spend the journal holds (written with the jobs that spent them). */
+  spendRecords(): Array<SpendRecord & { at: string }> {
+    const out: Array<SpendRecord & { at: string }> = [];
+    for (const e of this.lines()) {
+      if (typeof e.opened !== 'string' || !Array.isArray(e.spent) || typeof e.at !== 'string') continue;
+      for (const r of e.spent as SpendRecord[]) out.push({ ...r, at: e.at });
+    }
+    return out;
   }
 
   /** Token evaluations answered per job and claim, from entries after `since` (ms since the epoch). */

@@ -115,6 +115,21 @@ export type BankClaims = Signed<
   BankJobBody & { claims: Array<{ claimId: string; provider: string; field: string; op: string; count: number }> }
 >;
 
+/** What the engine tells a custodian when it shows a job (it can only narrow what the custodian answers). */
+export interface OpenOptions {
+  /**
+   * Subjects (scoring) or claim ids (verification) the engine will not ask about — refused for consent, missing
+   * data or its own budget. The custodian neither answers nor counts them.
+   */
+  skip?: readonly string[];
+}
+
+/** A custodian's answer to an opened job. */
+export interface OpenedJob {
+  /** Subjects (scoring, training) or claim ids (verification) it will not answer for, over its own budgets. */
+  refused: string[];
+}
+
 export interface Custodian {
   readonly provider: string;
   readonly paramsId: string;
@@ -126,9 +141,11 @@ export interface Custodian {
    * Show the custodian the bank-signed job a series of requests serves (idempotent). The custodian checks the bank's
    * signature against the public registry, that the request is fresh and that it involves this provider, and derives
    * the job's allowance; decryptions and transfers naming any other job hash are refused.
+   * Answers with what the custodian refuses for this job under its own budgets (subjects, or claims for
+   * verification), which the engine must answer as refused; the same answer every time the job is shown.
    * @throws SH_ERR_BAD_SIGNATURE, SH_ERR_PARAMS_MISMATCH, SH_ERR_REQUEST_STALE
    */
-  openJob(job: BankJob): Promise<void>;
+  openJob(job: BankJob, opts?: OpenOptions): Promise<OpenedJob>;
   decrypt(request: Signed<DecryptRequest>, ciphertext: Uint8Array): Promise<Signed<DecryptResponse>>;
   /**
    * Evaluate blinded token claims in one batch with a DLEQ proof, refusing more evaluations per claim than the

@@ -1,37 +1,82 @@
 /**
  * A protocol's rules at the custodian: which bank-signed request type opens a job, what the job allows this custodian
- * to answer (derived from the bank-signed request alone — never from what the engine says), and whether one request
- * is inside the job. Each protocol writes its rules in its own folder (engine/protocols/<p>/custodian.ts); the
- * generic custodian (custodian.ts) loops over the rules it was given and enforces budgets and answered labels.
+ * to answer (derived from the bank-signed request alone and the custodian's own budgets — never from what the engine
+ * says), and whether one request is inside the job. Each protocol writes its rules in its own folder
+ * (engine/protocols/<p>/custodian.ts); the generic custodian (custodian.ts) loops over the rules it was given and
+ * enforces budgets, answered labels and its journal.
  */
+import type { ProviderPolicy } from '../../sandbox/policy.ts';
+import type { CustodianBudget, SpendRecord } from './budget.ts';
 import type { BankJobBody, BankClaims, DecryptMode } from './messages.ts';
 
 export type JobKind = 'score' | 'verify' | 'train';
 
-/** What a job allows one custodian: a number of decryptions/transfers, and protocol limits kept with it in the log. */
+/** What a job allows one custodian. */
 export interface Allowance {
+  /** Decryptions and transfers it may ask for. */
   budget: number;
-  /** Protocol limits the label checks use (training: iterations, columns, ownColumns); written to the custodian log. */
-  limits?: Record<string, number>;
+  /** Protocol state the label checks read (kept in the custodian's journal, so it survives a restart). */
+  state?: Record<string, unknown>;
+  /** Subjects or claims the custodian refuses for this job (over its own budgets); told to the engine. */
+  refused?: string[];
+  /** What the job spends of the custodian's budgets (journaled when the job is opened). */
+  spend?: SpendRecord[];
 }
 
 /** An opened job as the custodian tracks it. */
-export interface OpenJob extends Allowance {
+export interface OpenJob {
   jobId: string;
   kind: JobKind;
+  budget: number;
+  state: Record<string, unknown>;
+  refused: string[];
   used: number;
   /** Labels already answered: each is answered once. */
   labels: Set<string>;
+}
+
+/**
+ * What a custodian knows of its own provider's data (from the provider's own tables, never from the engine): which
+ * fields are token fields, and the subjects of each dataset in slot order, so it can tell whose value a slot holds.
+ */
+export interface ProviderData {
+  fieldType(field: string): 'id' | 'numeric' | undefined;
+  /**
+   * Which subject row r of a dataset holds (row b·slots + i is slot i of block b; undefined past the last row), or
+   * undefined when it holds no copy of the dataset.
+   */
+  layout(datasetId: string): ((row: number) => string | undefined) | undefined;
+  /** Whether the provider approved a model with this hash (its own record of approvals). */
+  approvedModel(modelHash: string): boolean;
+}
+
+/** What the custodian knows when a job is opened. */
+export interface OpenContext {
+  provider: string;
+  /** The signing bank's group (budgets count per group). */
+  group: string;
+  policy: ProviderPolicy;
+  budget: CustodianBudget;
+  now: Date;
+  data: ProviderData;
+  /** What the engine said it will not ask about (subjects or claim ids): neither answered nor counted. */
+  skip: ReadonlySet<string>;
 }
 
 export interface CustodianRules {
   readonly kind: JobKind;
   /** The bank-signed request type that opens a job of this kind (`safehouse.<kind>.request.v1`). */
   readonly requestType: string;
-  /** The allowance a job gives `provider`'s custodian; budget 0 means the job does not involve it. */
-  allowance(body: BankJobBody & Record<string, unknown>, provider: string): Allowance;
-  /** Why a decryption (`mode`) or transfer (`'transfer'`) with this label is outside the job; undefined if inside. */
+  /** The allowance a job gives this custodian; budget 0 means the job does not involve it. */
+  allowance(body: BankJobBody & Record<string, unknown>, ctx: OpenContext): Allowance;
+  /** Why a decryption (`mode`) or transfer (`'transfer'`) is outside the job; undefined if inside. */
   refuse(job: OpenJob, label: string, mode: DecryptMode | 'transfer', provider: string): string | undefined;
+  /**
+   * Slots of a decrypted block the bank may not learn (subjects outside the job's allowance), which the custodian
+   * overwrites with uniform values mod t before answering; a string is a refusal (it cannot tell whose slots these
+   * are). Absent: every slot of an admitted label may be answered.
+   */
+  blind?(job: OpenJob, label: string, data: ProviderData, slots: number): number[] | string;
   /** Token evaluations the bank signed for, per claim, on one of `provider`'s fields (verification only). */
-  tokenAllowance?(bankRequest: BankClaims, provider: string, field: string): Map<string, number>;
+  tokenAllowance?(job: OpenJob, bankRequest: BankClaims, provider: string, field: string): Map<string, number>;
 }

@@ -13,7 +13,7 @@ import { sha256Hex } from '../../core/hash.ts';
 import { toSlot } from '../../core/fixed.ts';
 import { signJson, type Signed } from '../../core/sign.ts';
 import { validateSchema } from '../../sandbox/catalog.ts';
-import type { Policy } from '../../sandbox/policy.ts';
+import type { ProviderPolicy } from '../../sandbox/policy.ts';
 import type { ModelSpec } from '../../models/model.ts';
 import { heContext, type ParamSet } from '../he/params.ts';
 import { generateBfvKeys } from '../he/block.ts';
@@ -25,12 +25,14 @@ import type { CustodianKeys, CustodianView } from '../custodian/messages.ts';
 import type { UploadManifest } from '../datasets.ts';
 import type { ApprovalStatement } from '../models.ts';
 import { CUSTODIAN_RULES } from '../protocols/index.ts';
-import { approveModel } from '../protocols/score/provider.ts';
+import { approveModel, type ApprovalReview } from '../protocols/score/provider.ts';
 import { prepareTrainingColumns, type TrainingPart } from '../protocols/train/provider.ts';
 import type { TrainColumns } from '../protocols/train/messages.ts';
 import type * as Kernels from './kernels.ts';
 import type { ProviderSide } from './side.ts';
 import { encodeTable, fieldStats, type ProviderTable } from './table.ts';
+import { ProviderTables } from './tables.ts';
+import { ProviderRecords } from './records.ts';
 
 const KERNELS = new URL('./kernels.ts', import.meta.url);
 export const encryptKernel = kernelRef<typeof Kernels.encrypt>(KERNELS, 'encrypt');
@@ -173,9 +175,9 @@ export class ProviderAgent implements ProviderSide {
   approve(
     spec: ModelSpec,
     table: ProviderTable,
-    policy?: Policy,
-  ): Promise<{ approval: Signed<ApprovalStatement>; blobs: Map<string, Uint8Array> }> {
-    return approveModel(this, spec, table, policy);
+    opts: { policy?: ProviderPolicy; group?: string; earlier?: readonly ModelSpec[] } = {},
+  ): Promise<{ approval: Signed<ApprovalStatement>; blobs: Map<string, Uint8Array>; review: ApprovalReview }> {
+    return approveModel(this, spec, table, opts);
   }
 
   /** This provider's part of a planned training job (engine/protocols/train/provider.ts). */
@@ -193,8 +195,15 @@ export class ProviderAgent implements ProviderSide {
       logFile?: string;
       observe?: (v: CustodianView) => void;
       bankKey?: (bank: string) => Uint8Array | undefined;
+      bankGroup?: (bank: string) => string | undefined;
+      /** The folder holding this provider's own tables (`<category>.json`), which its custodian reads. */
+      tablesDir?: string;
+      /** This provider's limits (sandbox/policy.ts). */
+      policy?: Partial<ProviderPolicy>;
+      now?: () => Date;
     } = {},
   ): LocalCustodian {
+    const { tablesDir, policy, ...rest } = opts;
     return new LocalCustodian({
       provider: this.id,
       params: this.params,
@@ -202,7 +211,10 @@ export class ProviderAgent implements ProviderSide {
       rules: CUSTODIAN_RULES,
       enginePublicKey,
       pool: this.pool,
-      ...opts,
+      ...(tablesDir ? { data: new ProviderTables(tablesDir) } : {}),
+      // The provider's own limits: its policy.json (beside its tables) under any explicit overrides.
+      policy: tablesDir ? new ProviderRecords(tablesDir).policy(policy) : (policy ?? {}),
+      ...rest,
     });
   }
 }

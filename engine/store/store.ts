@@ -20,7 +20,7 @@ const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS parties (
   id TEXT PRIMARY KEY, role TEXT NOT NULL, ed25519_pub TEXT NOT NULL, x25519_pub TEXT,
-  bfv_pub TEXT, params_id TEXT, oprf_pub TEXT, created_at TEXT NOT NULL);
+  bfv_pub TEXT, params_id TEXT, oprf_pub TEXT, created_at TEXT NOT NULL, bank_group TEXT);
 CREATE TABLE IF NOT EXISTS datasets (
   id TEXT PRIMARY KEY, provider TEXT NOT NULL, category TEXT NOT NULL, version INTEGER NOT NULL,
   schema_json TEXT NOT NULL, manifest_json TEXT NOT NULL, signature TEXT NOT NULL, params_id TEXT NOT NULL,
@@ -35,9 +35,6 @@ CREATE TABLE IF NOT EXISTS columns (
   PRIMARY KEY (dataset_id, column_name, block));
 CREATE TABLE IF NOT EXISTS tokens (
   dataset_id TEXT NOT NULL, field TEXT NOT NULL, token BLOB NOT NULL, PRIMARY KEY (dataset_id, field, token)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS verify_budget (
-  bank TEXT NOT NULL, subject TEXT NOT NULL, provider TEXT NOT NULL, field TEXT NOT NULL, epoch INTEGER NOT NULL,
-  used INTEGER NOT NULL, PRIMARY KEY (bank, subject, provider, field, epoch));
 CREATE TABLE IF NOT EXISTS consents (
   id TEXT PRIMARY KEY, subject TEXT NOT NULL, grantee TEXT NOT NULL, signed_json TEXT NOT NULL, created_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS consents_subject ON consents(subject, grantee);
@@ -61,6 +58,18 @@ CREATE TABLE IF NOT EXISTS jobs (
  */
 export const SUBJECT_SLOTS_SQL =
   'SELECT d.uscc, d.block, d.slot, d.missing FROM json_each(?) AS j CROSS JOIN dataset_subjects AS d ON d.dataset_id = ? AND d.uscc = j.value';
+
+/** Columns added after a table was first created: added to older data directories when they are opened. */
+const ADDED_COLUMNS: ReadonlyArray<[table: string, column: string, decl: string]> = [['parties', 'bank_group', 'TEXT']];
+
+function migrate(db: DatabaseSync): void {
+  for (const [table, column, decl] of ADDED_COLUMNS) {
+    const have = (db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>).some(
+      (c) => c.name === column,
+    );
+    if (!have) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${decl}`);
+  }
+}
 
 export class Store {
   readonly home: string;
@@ -92,6 +101,7 @@ export class Store {
       'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;',
     );
     db.exec(SCHEMA);
+    migrate(db);
     return new Store(home, db);
   }
 

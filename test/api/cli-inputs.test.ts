@@ -202,7 +202,7 @@ describe('outputs, the access report and audit replay', () => {
     expect(r.out).toMatch(/#\d+ registered as enterprise \(Ed25519 key [0-9a-f]{16}…\)\n/);
     expect(r.out).toMatch(/#\d+ consent c_[0-9a-f]{32} to bank_icbc_sz for sme_credit_line \(score,verify; tax, /);
     expect(r.out).toMatch(/#\d+ verify job verify_\S+ by bank_icbc_sz for sme_credit_line \[sz_tax_bureau\.\S+\] → /);
-    expect(r.out).toMatch(/#\d+ verification budget spent in job verify_\S+ \(epoch \d+\): claims beyond it/);
+    expect(r.out).toMatch(/#\d+ verification budget spent in job verify_\S+ \(window since \S+\): claims beyond it/);
     expect(r.out).toMatch(/#\d+ score job score_\S+ by bank_icbc_sz .* → delivered\n/);
     expect(r.out).toMatch(/\d+ entries, each proven included in the signed checkpoint of \d+ entries\n$/);
   });

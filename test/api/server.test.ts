@@ -30,6 +30,8 @@ import type {
   BankJob,
   Custodian,
   DecryptRequest,
+  OpenedJob,
+  OpenOptions,
   DecryptResponse,
   TokenEvalRequest,
   TransferRequest,
@@ -625,9 +627,9 @@ class Recorder implements Custodian {
     this.bfvPublicKey = inner.bfvPublicKey;
     this.signingPublicKey = inner.signingPublicKey;
   }
-  openJob(job: BankJob): Promise<void> {
+  openJob(job: BankJob, opts?: OpenOptions): Promise<OpenedJob> {
     this.jobs.push(job);
-    return this.inner.openJob(job);
+    return this.inner.openJob(job, opts);
   }
   decrypt(request: Signed<DecryptRequest>, ciphertext: Uint8Array): Promise<Signed<DecryptResponse>> {
     this.decrypts.push({ request, ciphertext });

@@ -566,7 +566,15 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
         jobId: 'job-he-sign',
         bank: 'bank-a',
         requestedAt: now,
-        claims: [{ claimId: 'c1', provider: 'tax', field: 'f', op: 'between', count: 500 }],
+        // One between claim per subject: each subject's slot is answered in rounds 0 and 1 of a block.
+        claims: someSubjects.map((subject, i) => ({
+          claimId: `c${i}`,
+          subject,
+          provider: 'tax',
+          field: 'f',
+          op: 'between',
+          count: 2,
+        })),
       },
       'bank-a',
       bankSigning.secretKey,
@@ -599,7 +607,7 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
         mode === 'seal'
           ? `score/tax/he/block/${n}`
           : mode === 'sign'
-            ? `verify/tax/he/f/block/0/round/${n}`
+            ? `verify/tax/he/f/block/${n >> 1}/round/${n & 1}`
             : `train/job-he-sum/it/0/block/${n}/D`;
       labels.set(key, l);
     }
@@ -621,6 +629,13 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
       enginePublicKey: engineKeys.publicKey,
       observe: (v) => views.push(v),
       bankKey: (b) => (b === 'bank-a' ? bankSigning.publicKey : undefined),
+      // The provider's layout of dataset `he`: every slot holds one of the jobs' subjects, so no slot is overwritten
+      // and these tests see every decrypted value (the overwriting is tested with the protocols and in test/attacks/).
+      data: {
+        approvedModel: () => true,
+        fieldType: () => 'numeric',
+        layout: (id) => (id === 'he' ? (row) => someSubjects[row % 1000] : undefined),
+      },
     });
     for (const job of Object.values(jobs)) await custodian.openJob(job as never);
   });

@@ -140,6 +140,27 @@ beforeAll(async () => {
   );
 });
 
+/**
+ * A bank of its own group, with the same consents: these tests register many models over the same three fields,
+ * which one group may not (the model-history rule, docs/privacy.md) — each such model gets its own bank.
+ */
+let banks = 0;
+async function ownBank(): Promise<string> {
+  const bank = `bank_m${++banks}`;
+  await sh.addParty('bank', bank);
+  sh.grantConsents(
+    SUBJECTS.map((subject) => ({
+      subject,
+      bank,
+      purpose: PURPOSE,
+      categories: ['housing_fund'],
+      operations: ['score' as const],
+      days: 30,
+    })),
+  );
+  return bank;
+}
+
 afterAll(async () => {
   await sh?.close();
   if (home) rmSync(home, { recursive: true, force: true });
@@ -192,7 +213,7 @@ describe('model vetting: refusals change nothing', () => {
     );
   });
 
-  it('more than 6 decimals in a weight, point or intercept → SH_ERR_MODEL_PRECISION', () => {
+  it('more than 6 decimals in a weight, point or intercept → SH_ERR_MODEL_PRECISION', async () => {
     refused(
       lin('seven', [
         [HFP, 'hf_contributors', '0.1234567'],
@@ -284,7 +305,7 @@ describe('model vetting: refusals change nothing', () => {
     );
     // Trailing zeros are not precision: 0.1000000 is 0.1.
     const ok = sh.registerModel(
-      BANK,
+      await ownBank(),
       lin('trailing-zeros', [
         [HFP, 'hf_contributors', '0.0003600000'],
         [HFP, 'hf_months_continuous', '1.0000000'],
@@ -599,11 +620,12 @@ describe('bound limit: a model at exactly (t−1)/2 scores exactly', () => {
     ['at-limit', '549755.74016', AT_LIMIT],
     ['at-limit-neg', '-549755.74016', AT_LIMIT_NEG],
   ])('%s: registered with bound (t−1)/2, max row scores %s, encrypted == plaintext', async (_name, extreme, model) => {
-    const compiled = sh.registerModel(BANK, model);
+    const bank = await ownBank();
+    const compiled = sh.registerModel(bank, model);
     expect(compiled.bound).toBe(HALF);
     expect(compiled.scale).toBe(6);
     await sh.approveModel(HFP, model.id);
-    const { rows } = await sh.score(BANK, model.id, PURPOSE, SUBJECTS);
+    const { rows } = await sh.score(bank, model.id, PURPOSE, SUBJECTS);
     expect(rows).toEqual(world.expected(parseModel(model), SUBJECTS));
     expect(rows[0]).toEqual({ uscc: MAXROW, status: 'OK', score: extreme });
     expect(rows[1]).toEqual({ uscc: MINROW, status: 'OK', score: '0' });
@@ -630,9 +652,10 @@ describe('bound limit: a model at exactly (t−1)/2 scores exactly', () => {
       ]),
     ],
   ])('%s multipliers: max row scores %s, encrypted == plaintext', async (_name, extreme, model) => {
-    sh.registerModel(BANK, model);
+    const bank = await ownBank();
+    sh.registerModel(bank, model);
     await sh.approveModel(HFP, model.id);
-    const { rows } = await sh.score(BANK, model.id, PURPOSE, SUBJECTS);
+    const { rows } = await sh.score(bank, model.id, PURPOSE, SUBJECTS);
     expect(rows).toEqual(world.expected(parseModel(model), SUBJECTS));
     expect(rows[0]!.score).toBe(extreme);
   });

@@ -19,6 +19,7 @@ export function adminRoutes({ engine: e, route }: RouteContext): void {
     x25519?: string;
     bfvPublicKey?: string;
     oprfPublicKey?: string;
+    group?: string;
   }>(
     'POST',
     '/v1/admin/parties',
@@ -33,6 +34,7 @@ export function adminRoutes({ engine: e, route }: RouteContext): void {
         x25519: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
         bfvPublicKey: Type.Optional(Type.String({ maxLength: 2_000_000, pattern: '^[A-Za-z0-9+/]*={0,2}$' })),
         oprfPublicKey: Type.Optional(Type.String({ pattern: '^[0-9a-f]{66}$' })),
+        group: Type.Optional(Type.String({ pattern: PARTY_ID, description: "a bank's group (legal entity)" })),
       }),
     },
     async (req) => {
@@ -46,6 +48,7 @@ export function adminRoutes({ engine: e, route }: RouteContext): void {
         ...(b.x25519 ? { x25519: hexToBytes(b.x25519) } : {}),
         ...(b.bfvPublicKey ? { bfvPublicKey: new Uint8Array(Buffer.from(b.bfvPublicKey, 'base64')) } : {}),
         ...(b.oprfPublicKey ? { oprfPublicKey: hexToBytes(b.oprfPublicKey) } : {}),
+        ...(b.group ? { group: b.group } : {}),
       });
       return partyView(e, b.id);
     },

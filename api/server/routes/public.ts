@@ -22,6 +22,7 @@ export function partyView(e: Engine, id: string) {
     ...(p.x25519 ? { x25519: bytesToHex(p.x25519) } : {}),
     ...(p.bfvPublicKeyBlob ? { bfvPublicKey: b64(e.store.getBlob(p.bfvPublicKeyBlob)) } : {}),
     ...(p.oprfPublicKey ? { oprfPublicKey: bytesToHex(p.oprfPublicKey) } : {}),
+    ...(p.group ? { group: p.group } : {}),
   };
 }
 

@@ -3,27 +3,88 @@
  *
  * Sees: the bank-signed request (bank, model id and pinned hash, purpose, the subject list); per (its dataset, touched
  * block) one ciphertext of Σ w·x + m, re-randomized and switched down, which it decrypts to v + m — uniform mod t,
- * because m is a fresh uniform mask from the job seed it never learns. It never sees a raw partial sum, a score, or
- * which subjects the engine refused.
+ * because m is a fresh uniform mask from the job seed it never learns. It never sees a raw partial sum or a score.
  * Allows: a job opened with the bank's signature (`safehouse.score.request.v1`, fresh, naming the signer), at most one
  * decryption per requested subject, each label of the form `score/<its own provider>/<dataset>/block/<b>` answered
- * once, mode `seal` only — v + m sealed to the party the engine names.
+ * once, mode `seal` only — v + m sealed to the party the engine names — and in that answer only the slots of the
+ * subjects the job allows: every other slot (a subject the bank did not name, or one refused below) is overwritten
+ * with a uniform value mod t, read from the provider's own layout of the dataset. An engine that hands the bank more
+ * unmask values than it should therefore unmasks noise.
+ * Refuses: a job whose model hash is not one the provider approved (its own record of approvals,
+ * SH_ERR_MODEL_NOT_APPROVED); and (its own budget, docs/privacy.md "Scoring") a subject the bank's group has already scored with
+ * `scoreModelsPerSubject` other models within the window; scoring again with a model already counted is free (it
+ * reveals nothing new). The engine answers refused subjects `OVER_BUDGET`.
  */
+import { fail } from '../../../core/errors.ts';
 import type { CustodianRules } from '../../custodian/rules.ts';
 import { SCORE_REQUEST_TYPE, parseScoreLabel } from './messages.ts';
 
 export const scoreRules: CustodianRules = {
   kind: 'score',
   requestType: SCORE_REQUEST_TYPE,
-  allowance(body) {
-    return { budget: Array.isArray(body.subjects) ? body.subjects.length : 0 };
+  allowance(body, ctx) {
+    const named = Array.isArray(body.subjects) ? body.subjects.length : 0;
+    const subjects = [
+      ...new Set(((body.subjects as unknown[] | undefined) ?? []).filter((s) => typeof s === 'string')),
+    ];
+    const model = String(body.modelHash);
+    // Only a model this provider itself approved (its own record, whatever the engine says).
+    if (named > 0 && !ctx.data.approvedModel(model))
+      fail(
+        'SH_ERR_MODEL_NOT_APPROVED',
+        `custodian ${ctx.provider}: model hash ${model.slice(0, 12)}… of job ${String(body.jobId)} is not one this provider approved`,
+        { provider: ctx.provider },
+      );
+    const since = ctx.now.getTime() - ctx.policy.windowDays * 86_400_000;
+    const refused: string[] = [];
+    const allowed: string[] = [];
+    const spent: string[] = [];
+    for (const subject of subjects as string[]) {
+      if (ctx.skip.has(subject)) continue;
+      const models = ctx.budget.distinct('score-models', ctx.group, subject, since);
+      if (models.has(model)) allowed.push(subject);
+      else if (models.size >= ctx.policy.scoreModelsPerSubject) refused.push(subject);
+      else {
+        allowed.push(subject);
+        spent.push(subject);
+      }
+    }
+    return {
+      budget: named,
+      state: { subjects: allowed },
+      refused,
+      spend: spent.length
+        ? [{ kind: 'score-models', group: ctx.group, subjects: spent, field: '', units: 1, ref: model }]
+        : [],
+    };
   },
   refuse(_job, label, mode, provider) {
-    const l = label.startsWith('score/') ? parseScoreLabel(label) : undefined;
     if (!label.startsWith('score/')) return `label ${JSON.stringify(label)} is not a score label`;
     if (mode !== 'seal') return `a score job does not use mode ${mode}`;
+    const l = parseScoreLabel(label);
     if (!l || l.provider !== provider)
       return `label ${JSON.stringify(label)} is not one of provider ${provider}'s score blocks`;
     return undefined;
   },
+  blind(job, label, data, slots) {
+    const l = parseScoreLabel(label)!;
+    const layout = data.layout(l.datasetId);
+    if (!layout)
+      return `the custodian holds no layout of dataset ${l.datasetId}, so it cannot tell whose slots block ${l.block} holds`;
+    let allowed = allowedSets.get(job);
+    if (!allowed) {
+      allowed = new Set(Array.isArray(job.state.subjects) ? (job.state.subjects as string[]) : []);
+      allowedSets.set(job, allowed);
+    }
+    const out: number[] = [];
+    const base = l.block * slots;
+    for (let i = 0; i < slots; i++) {
+      const subject = layout(base + i);
+      if (subject === undefined || !allowed.has(subject)) out.push(i);
+    }
+    return out;
+  },
 };
+
+/** Each open job's allowed subjects as a set, built once per job (a job asks for many blocks). */
+const allowedSets = new WeakMap<object, Set<string>>();

@@ -7,7 +7,8 @@ import type { ConsentStatus } from '../../../sandbox/consent.ts';
 
 export const SCORE_REQUEST_TYPE = 'safehouse.score.request.v1';
 
-export type ScoreStatus = ConsentStatus | 'NO_DATA';
+/** `OVER_BUDGET`: a provider's custodian refused the subject under its own scoring budget (docs/privacy.md). */
+export type ScoreStatus = ConsentStatus | 'NO_DATA' | 'OVER_BUDGET';
 
 export interface ScoreRequest {
   type: 'safehouse.score.request.v1';

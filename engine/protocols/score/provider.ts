@@ -5,11 +5,13 @@
  * one encrypted 0/1 indicator column per bin from its own records, so a scorecard stays a linear sum at scoring time
  * (no comparisons on ciphertexts).
  */
-import { fail } from '../../../core/errors.ts';
+import { fail, isCoded } from '../../../core/errors.ts';
 import { sha256Hex } from '../../../core/hash.ts';
 import { signJson, type Signed } from '../../../core/sign.ts';
 import { vetModel } from '../../../sandbox/vetting.ts';
-import { DEFAULT_POLICY, type Policy } from '../../../sandbox/policy.ts';
+import { vetHistory, type FieldExposure } from '../../../sandbox/history.ts';
+import { providerPolicy, type ProviderPolicy } from '../../../sandbox/policy.ts';
+import { historyModel } from '../../../models/history.ts';
 import {
   modelHash,
   isScorecardTerm,
@@ -22,16 +24,30 @@ import type { ApprovalStatement } from '../../models.ts';
 import type { ProviderSide } from '../../provider/side.ts';
 import { fieldStats, type ProviderTable } from '../../provider/table.ts';
 
+/** What the provider's review found, shown to it when it approves. */
+export interface ApprovalReview {
+  /** The limits applied (the provider's own policy). */
+  policy: ProviderPolicy;
+  group: string;
+  /** The group's models this provider approved before, which the review counted. */
+  earlier: string[];
+  /** Per field of this provider, the variance share no combination of those models and this one explains. */
+  exposure: FieldExposure[];
+}
+
 /**
- * Approve a model as `provider`, with its own table; returns the signed approval and the derived columns' blobs.
- * @throws SH_ERR_INVALID_ARGUMENT when the model does not use this provider or the table lacks a field.
+ * Approve a model as `provider`, with its own table, policy and record of what it approved for the bank's group
+ * before; returns the signed approval, the derived columns' blobs and the review.
+ * @throws SH_ERR_INVALID_ARGUMENT when the model does not use this provider or the table lacks a field;
+ *   SH_ERR_MODEL_EXTRACTION when the model alone or with the group's earlier models would isolate a field.
  */
 export async function approveModel(
   provider: ProviderSide,
   spec: ModelSpec,
   table: ProviderTable,
-  policy: Policy = DEFAULT_POLICY,
-): Promise<{ approval: Signed<ApprovalStatement>; blobs: Map<string, Uint8Array> }> {
+  opts: { policy?: ProviderPolicy; group?: string; earlier?: readonly ModelSpec[] } = {},
+): Promise<{ approval: Signed<ApprovalStatement>; blobs: Map<string, Uint8Array>; review: ApprovalReview }> {
+  const policy = opts.policy ?? providerPolicy();
   const hash = modelHash(spec);
   if (!spec.terms.some((t) => t.provider === provider.id))
     fail('SH_ERR_INVALID_ARGUMENT', `model ${spec.id} does not use provider ${provider.id}`);
@@ -46,7 +62,20 @@ export async function approveModel(
     const f = p === provider.id ? table.schema.fields.find((x) => x.name === name) : undefined;
     return f && stats[name] ? { ...f, std: stats[name].std } : f;
   };
-  vetModel(compileModel(mine, own, provider.params.t), policy);
+  const compiled = compileModel(mine, own, provider.params.t);
+  vetModel(compiled, policy);
+  // The group's history, as this provider recorded it: models that no longer compile on its data are left out.
+  const group = opts.group ?? 'unknown';
+  const earlier = (opts.earlier ?? []).flatMap((m) => {
+    try {
+      const part: ModelSpec = { ...m, intercept: '0', terms: m.terms.filter((t) => t.provider === provider.id) };
+      return part.terms.length ? [historyModel(compileModel(part, own, provider.params.t))] : [];
+    } catch (err) {
+      if (isCoded(err)) return [];
+      throw err;
+    }
+  });
+  const exposure = vetHistory(historyModel(compiled), earlier, policy.minUnexplainedShare, group);
   const slots = provider.params.slots;
   const n = table.subjects.length;
   const blocks = Math.ceil(n / slots);
@@ -87,5 +116,9 @@ export async function approveModel(
     derived,
     approvedAt: new Date().toISOString(),
   };
-  return { approval: signJson(body, provider.id, provider.keys.ed25519SecretKey), blobs };
+  return {
+    approval: signJson(body, provider.id, provider.keys.ed25519SecretKey),
+    blobs,
+    review: { policy, group, earlier: earlier.map((m) => m.id), exposure },
+  };
 }

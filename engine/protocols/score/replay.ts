@@ -7,7 +7,7 @@
  *    revocations; the hash of the consent ids used equals the ledgered one;
  *  - `block <label>`: Σ w·x over the stored columns + the mask from the seed + the logged re-randomizer, switched
  *    down — the bytes must hash to the ciphertext the custodian was sent;
- *  - `result`: the stored result hashes as ledgered, its statuses and unmask values U equal the recomputation (masks
+ *  - `result`: the stored result hashes as ledgered, its statuses (with the custodians' ledgered refusals) and unmask values U equal the recomputation (masks
  *    from the seed, offsets from the model), and its sealed boxes are the custodians' ledgered answers.
  */
 import { canonicalize } from '../../../core/jcs.ts';
@@ -91,6 +91,10 @@ export async function replayScore(ctx: ReplayContext<StoredScore>): Promise<void
   if (sha256Hex(consentIds.join('\n')) !== requested.body.consentIds)
     add('consent', 'mismatch', 'the consents valid at the request time are not the ones the job used');
   else add('consent', 'match');
+  // Subjects a custodian refused under its own budget are OVER_BUDGET in the result (the ledger names them).
+  for (const e of events.filter((e) => e.kind === 'score.custodian_refused'))
+    for (const u of (e.body.refused as string[] | undefined) ?? [])
+      if (status.get(u) === 'OK') status.set(u, 'OVER_BUDGET');
 
   // blocks: recompute the ciphertext each custodian was sent
   const masks = new Map<string, BigUint64Array>();

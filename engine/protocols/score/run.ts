@@ -14,6 +14,29 @@ import { admitBankRequest, escrowHashes, escrowToAuditors, failOnError } from '.
 import { evaluateBlocks, modelGroups, pinnedModel, scoreResult, scoreStatuses, touchedBlocks } from './engine.ts';
 import { SCORE_REQUEST_TYPE, type ScoreProgress, type ScoreRequest, type ScoreResult } from './messages.ts';
 
+/** Show the job to every custodian it touches, with the subjects it will not score; the subjects each refuses. */
+async function openCustodians(
+  engine: Engine,
+  signed: Signed<ScoreRequest>,
+  work: ReadonlyArray<{ g: { provider: string } }>,
+  skip: readonly string[],
+): Promise<Map<string, string[]>> {
+  const refused = new Map<string, string[]>();
+  for (const provider of [...new Set(work.map((w) => w.g.provider))].sort()) {
+    // Subjects the engine already refused are neither answered nor counted by the custodian.
+    const opened = await engine.registry.custodian(provider).openJob(signed, { skip });
+    for (const s of opened.refused ?? []) refused.set(s, [...(refused.get(s) ?? []), provider]);
+  }
+  return refused;
+}
+
+/** Per provider, how many subjects it refused (for the ledger entry; the subjects are its index). */
+function refusalsByProvider(refused: ReadonlyMap<string, string[]>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const ps of refused.values()) for (const p of ps) out[p] = (out[p] ?? 0) + 1;
+  return out;
+}
+
 /**
  * @throws SH_ERR_BAD_SIGNATURE, SH_ERR_NOT_FOUND, SH_ERR_PARAMS_MISMATCH, SH_ERR_MODEL_NOT_APPROVED,
  *   SH_ERR_MODEL_STALE, SH_ERR_JOB_TOO_LARGE, SH_ERR_USCC_*, SH_ERR_REQUEST_STALE (requestedAt not now),
@@ -79,9 +102,25 @@ export async function runScoreJob(
   );
 
   // 4. One masked, re-randomized ciphertext per (dataset, touched block), sealed to the bank by the custodian.
+  // Each custodian judges the job against its own scoring budget first; a subject any of them refuses is answered
+  // OVER_BUDGET (its slots come back as noise from that custodian whatever the engine does).
   const work = touchedBlocks(groups, scored);
-  for (const provider of new Set(work.map((w) => w.g.provider)))
-    await engine.registry.custodian(provider).openJob(signed);
+  const scoredSet = new Set(scored);
+  const skip = subjects.filter((s) => !scoredSet.has(s));
+  const refused = await failOnError(engine, req.jobId, () => openCustodians(engine, signed, work, skip));
+  if (refused.size) {
+    for (const s of refused.keys()) if (judged.status.get(s) === 'OK') judged.status.set(s, 'OVER_BUDGET');
+    engine.ledger.append(
+      'score.custodian_refused',
+      {
+        jobId: req.jobId,
+        code: 'SH_ERR_CUSTODIAN_BUDGET',
+        providers: refusalsByProvider(refused),
+        refused: [...refused.keys()].sort(),
+      },
+      [...refused.keys()],
+    );
+  }
   let done = 0;
   opts.onProgress?.({ phase: 'compute', done, total: work.length });
   const evaluated = await failOnError(engine, req.jobId, () =>

@@ -23,7 +23,8 @@ import { TRAIN_REQUEST_TYPE, parseIterationLabel, parseTransferLabel } from './m
 export const trainRules: CustodianRules = {
   kind: 'train',
   requestType: TRAIN_REQUEST_TYPE,
-  allowance(body, provider) {
+  allowance(body, ctx) {
+    const provider = ctx.provider;
     const subjects = Array.isArray(body.subjects) ? body.subjects.length : 0;
     const parts = [
       { provider: body.provider, fields: body.fields },
@@ -40,12 +41,12 @@ export const trainRules: CustodianRules = {
     const ownColumns = cols(own);
     return {
       budget: holder ? iterations * (columns + 1) * subjects : ownColumns * subjects,
-      limits: { iterations: holder ? iterations : 0, columns, ownColumns: holder ? 0 : ownColumns },
+      state: { iterations: holder ? iterations : 0, columns, ownColumns: holder ? 0 : ownColumns },
     };
   },
   refuse(job, label, mode, provider) {
     if (!label.startsWith('train/')) return `label ${JSON.stringify(label)} is not a train label`;
-    const limits = job.limits ?? {};
+    const limits = job.state as { iterations?: number; columns?: number; ownColumns?: number };
     const it = parseIterationLabel(label);
     const tr = parseTransferLabel(label);
     const ok = it

@@ -11,7 +11,7 @@ import { fail } from '../../../core/errors.ts';
 import { canonicalize } from '../../../core/jcs.ts';
 import { sha256Hex } from '../../../core/hash.ts';
 import { bytesToHex, hexToBytes, type Signed } from '../../../core/sign.ts';
-import { budgetEpoch } from '../../../sandbox/policy.ts';
+import { windowStart } from '../../../sandbox/policy.ts';
 import type { ConsentStatus } from '../../../sandbox/consent.ts';
 import { deriveMaskKey } from '../../he/mask.ts';
 import { tokenInfo, tokenInput, TOKEN_EPOCH } from '../../tokens/oprf.ts';
@@ -24,6 +24,7 @@ import { askCustodian, responseBytes } from '../ask.ts';
 import type * as Kernels from './kernels.ts';
 import { comparisonRange, comparisonVectors, comparisonsFor, type Comparison, type PreparedClaim } from './claims.ts';
 import {
+  claimUnits,
   compareLabel,
   tokensLabel,
   TOKEN_BATCH,
@@ -55,8 +56,10 @@ export interface Judged {
   /** Claims that reach a custodian, in claim order, with their subject's slot. */
   work: PreparedClaim[];
   slotOf: Map<string, { block: number; slot: number }>;
-  epoch: number;
-  spend: Map<string, { key: BudgetKey; used: number }>;
+  /** The start of the budget window (ISO time). */
+  since: string;
+  /** Units this job spends per key (and the total used with them). */
+  spend: Map<string, { key: BudgetKey; used: number; units: number }>;
   exceeded: Array<{ claimId: string; subject: string; field: string }>;
 }
 
@@ -93,8 +96,9 @@ export function judgeClaims(
   at: Date,
 ): Judged {
   const results = new Map<string, ClaimResult>();
-  const epoch = budgetEpoch(engine.policy, at);
-  const spend = new Map<string, { key: BudgetKey; used: number }>();
+  const group = engine.registry.groupOf(bank);
+  const since = windowStart(engine.policy, at);
+  const spend = new Map<string, { key: BudgetKey; used: number; units: number }>();
   const slotOf = new Map<string, { block: number; slot: number }>();
   const work: PreparedClaim[] = [];
   const exceeded: Judged['exceeded'] = [];
@@ -105,15 +109,17 @@ export function judgeClaims(
       results.set(claim.claimId, `refused:${st.status}`);
       continue;
     }
-    const key: BudgetKey = { bank, subject: claim.subject, provider: claim.provider, field: claim.field, epoch };
-    const k = [bank, claim.subject, claim.provider, claim.field, epoch].join('\u0000');
-    const used = spend.get(k)?.used ?? engine.budgets.used(key);
-    if (used >= engine.policy.verifyBudgetPerEpoch) {
+    // A claim costs what it can answer; the budget is the group's, over the window ending at the request.
+    const key: BudgetKey = { group, subject: claim.subject, provider: claim.provider, field: claim.field };
+    const k = [group, claim.subject, claim.provider, claim.field].join('\u0000');
+    const units = claimUnits(claim, p.spec.type === 'id');
+    const before = spend.get(k) ?? { key, used: engine.budgets.used(key, since), units: 0 };
+    if (before.used + units > engine.policy.verifyUnitsPerWindow) {
       results.set(claim.claimId, 'over_budget');
       exceeded.push({ claimId: claim.claimId, subject: claim.subject, field: `${claim.provider}/${claim.field}` });
       continue;
     }
-    spend.set(k, { key, used: used + 1 });
+    spend.set(k, { key, used: before.used + units, units: before.units + units });
     const sl = engine.datasets.subjectSlots(p.dataset.id, [claim.subject]).get(claim.subject);
     if (!sl || sl.missing.has(claim.field)) {
       results.set(claim.claimId, 'no_data');
@@ -122,7 +128,7 @@ export function judgeClaims(
     slotOf.set(claim.claimId, sl);
     work.push(p);
   }
-  return { results, work, slotOf, epoch, spend, exceeded };
+  return { results, work, slotOf, since, spend, exceeded };
 }
 
 /** Token membership for one (provider, field) group: blind → custodian (batched, DLEQ) → finalize → look up. */

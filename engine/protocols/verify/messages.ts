@@ -84,6 +84,16 @@ export const MAX_IN_VALUES = 16;
 /** Blinded elements per custodian token request. */
 export const TOKEN_BATCH = 512;
 
+/**
+ * What a claim costs against the verification budgets (docs/privacy.md "Verification"): what it can answer. A
+ * `gte`/`lte` comparison returns one sign bit (1 unit); `eq`, `ne` and `between` return two (below, inside, above:
+ * 2 units); a token claim is a yes/no for each candidate value (`eq`: 1, `in`: one per value).
+ */
+export function claimUnits(claim: { op: ClaimOp; count: number }, token: boolean): number {
+  if (token) return Math.max(1, claim.count);
+  return claim.op === 'gte' || claim.op === 'lte' ? 1 : 2;
+}
+
 /** The bank's salted commitment to a claim's values: SHA-256(JCS{type, claimId, values, salt}). */
 export function commitment(claimId: string, values: readonly string[], salt: string): string {
   return sha256Hex(canonicalize({ type: 'safehouse.claim.commitment.v1', claimId, values, salt }));

@@ -5,7 +5,7 @@
  * recomputed from the seed, the custodian's signed evaluations finalized with their DLEQ proof and looked up), every
  * numeric block (comparison vectors from the seed for the logged [claim, position] pairs, the logged re-randomizer),
  * the engine-determined answers (MAC keyed from the seed) and the result as sent. Budget refusals are taken from the
- * ledger's `verify.budget_exceeded` entries.
+ * ledger's `verify.budget_exceeded` and `verify.custodian_refused` entries.
  */
 import { canonicalize } from '../../../core/jcs.ts';
 import { isCoded } from '../../../core/errors.ts';
@@ -130,6 +130,15 @@ export async function replayVerify(ctx: ReplayContext<StoredVerify>): Promise<vo
       `${passed} claims pass consent as of the request time, the job let ${String(used.body.claims)} through`,
     );
   else add('consent', 'match');
+  // Claims a custodian refused under its own budgets were answered over_budget (after the engine's judgement).
+  const custodianRefused = new Set(
+    events.filter((e) => e.kind === 'verify.custodian_refused').flatMap((e) => (e.body.claims ?? []) as string[]),
+  );
+  for (let i = work.length - 1; i >= 0; i--)
+    if (custodianRefused.has(work[i]!.claim.claimId)) {
+      results.set(work[i]!.claim.claimId, 'over_budget');
+      work.splice(i, 1);
+    }
 
   // Token batches.
   const requests = new Map(events.filter((e) => e.kind === 'custodian.request').map((e) => [String(e.body.label), e]));

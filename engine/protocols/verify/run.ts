@@ -33,6 +33,37 @@ import {
 } from './messages.ts';
 
 /**
+ * Show the job to the custodian of every provider with claims left to answer; claims a custodian refuses become
+ * over_budget (ledgered with their subjects). Returns the claims still to answer.
+ */
+async function custodianRefusals(engine: Engine, signed: Signed<VerifyRequest>, judged: Judged) {
+  const refused = new Map<string, string>();
+  const asked = new Set(judged.work.map((p) => p.claim.claimId));
+  const skip = signed.body.claims.map((c) => c.claimId).filter((id) => !asked.has(id));
+  for (const provider of [...new Set(judged.work.map((p) => p.claim.provider))].sort()) {
+    // Claims the engine already answered or refused are neither answered nor counted by the custodian.
+    const opened = await engine.registry.custodian(provider).openJob(signed, { skip });
+    for (const c of opened.refused ?? []) refused.set(c, provider);
+  }
+  const work = judged.work.filter((p) => !refused.has(p.claim.claimId));
+  const hit = judged.work.filter((p) => refused.has(p.claim.claimId));
+  if (hit.length) {
+    for (const p of hit) judged.results.set(p.claim.claimId, 'over_budget');
+    engine.ledger.append(
+      'verify.custodian_refused',
+      {
+        jobId: signed.body.jobId,
+        code: 'SH_ERR_CUSTODIAN_BUDGET',
+        claims: hit.map((p) => p.claim.claimId),
+        providers: [...new Set(hit.map((p) => p.claim.provider))].sort(),
+      },
+      [...new Set(hit.map((p) => p.claim.subject))],
+    );
+  }
+  return work;
+}
+
+/**
  * @throws SH_ERR_BAD_SIGNATURE, SH_ERR_CLAIM_INVALID, SH_ERR_VERIFY_FIELD_CLASS, SH_ERR_UNKNOWN_FIELD,
  *   SH_ERR_USCC_*, SH_ERR_JOB_TOO_LARGE, SH_ERR_REQUEST_STALE, SH_ERR_TOKEN_PROOF, SH_ERR_BOUND_OVERFLOW, custodian errors.
  */
@@ -82,23 +113,28 @@ export async function runVerifyJob(
     },
     () => {
       judged = judgeClaims(engine, bank.id, prepared, consent, at);
-      const { results, work, epoch } = judged;
-      engine.budgets.write([...judged.spend.values()].map((s) => [s.key, s.used]));
+      const { results, work, since } = judged;
+      engine.budgets.spend(
+        req.jobId,
+        at.toISOString(),
+        [...judged.spend.values()].map((s) => [s.key, s.units]),
+      );
       engine.ledger.append('verify.budget_used', {
         jobId: req.jobId,
-        epoch,
-        units: judged.spend.size,
+        window: { days: engine.policy.windowDays, since },
+        units: [...judged.spend.values()].reduce((a, s) => a + s.units, 0),
         claims: work.length + [...results.values()].filter((r) => r === 'no_data').length,
       });
       if (judged.exceeded.length)
         engine.ledger.append(
           'verify.budget_exceeded',
-          { jobId: req.jobId, code: 'SH_ERR_VERIFY_BUDGET', epoch, claims: judged.exceeded.map((e) => e.claimId) },
+          { jobId: req.jobId, code: 'SH_ERR_VERIFY_BUDGET', since, claims: judged.exceeded.map((e) => e.claimId) },
           [...new Set(judged.exceeded.map((e) => e.subject))],
         );
     },
   );
-  const { results, work, slotOf } = judged;
+
+  const { results, slotOf } = judged;
 
   // The seed (randomizers of numeric comparisons, token blinds) is escrowed to the auditors so a job can be replayed;
   // the claim openings (the bank's values) are not kept in clear: they are sealed to the auditors with the seed.
@@ -117,7 +153,10 @@ export async function runVerifyJob(
   });
 
   const { boxes, numeric, ranges } = await failOnError(engine, req.jobId, async () => {
-    // 4. Token claims, batched per (provider, field); groups run concurrently (labels do not depend on the order).
+    // 4. Each provider's custodian judges the claims on it against its own budgets; what it refuses is over_budget.
+    const work = await custodianRefusals(engine, signed, judged);
+
+    // 5. Token claims, batched per (provider, field); groups run concurrently (labels do not depend on the order).
     const tokenWork = work.filter((p) => p.spec.type === 'id');
     opts.onProgress?.({ phase: 'tokens', done: 0, total: tokenWork.length });
     let tokensDone = 0;
@@ -130,14 +169,12 @@ export async function runVerifyJob(
       }),
     );
 
-    // 5. Numeric claims: comparisons packed into (dataset, field, block, round) ciphertexts.
+    // 6. Numeric claims: comparisons packed into (dataset, field, block, round) ciphertexts.
     const { tasks, numeric } = compareTasks(
       work.filter((p) => p.spec.type !== 'id'),
       slotOf,
       results,
     );
-    for (const provider of new Set(tasks.map((x) => x.p.claim.provider)))
-      await engine.registry.custodian(provider).openJob(signed);
     let numDone = 0;
     opts.onProgress?.({ phase: 'numeric', done: 0, total: tasks.length });
     const { boxes, ranges } = await compareBlocks(
@@ -150,7 +187,7 @@ export async function runVerifyJob(
     return { boxes, numeric, ranges };
   });
 
-  // 6. Seal what the engine determined; the bank reads numeric answers from the custodians' sealed bits.
+  // 7. Seal what the engine determined; the bank reads numeric answers from the custodians' sealed bits.
   const directJson: Record<string, ClaimResult> = {};
   for (const c of req.claims) {
     const r = results.get(c.claimId);

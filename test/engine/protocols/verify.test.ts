@@ -6,8 +6,8 @@
  * the custodian sees r·(x−c)+r' with r spread over [1, R] and fresh blinded points, the engine stores no unkeyed hash
  * of any USCC or id value, the bank gets one answer per claim and nothing else — the ledger, block boundaries, the
  * bound calculator (a field too wide for masked comparison is refused before any work) and concurrent budgets.
- * Budgets: the file runs with verifyBudgetPerEpoch = 1000 (many claims per subject and field) and reopens the same
- * data directory with verifyBudgetPerEpoch = 2 for the budget tests at the end.
+ * Budgets: the file runs with 1000 units per subject and field (many claims per subject and field) and reopens the same
+ * data directory with 2 units (verifyUnitsPerWindow, tokenEvaluationsPerWindow) for the budget tests at the end.
  * Longer than 400 lines: one protocol's suite over one shared fixture (a demo population, four providers and their
  * tokens, ≈ 30 s to build), so each attack and edge case runs against the same engine state instead of rebuilding it.
  */
@@ -49,7 +49,7 @@ import { claimPlain } from '../../../models/plain.ts';
 import { createConsent, type SignedConsent } from '../../../sandbox/consent.ts';
 import { validateSchema, type FieldSpec } from '../../../sandbox/catalog.ts';
 import { encodeValue } from '../../../sandbox/values.ts';
-import { budgetEpoch } from '../../../sandbox/policy.ts';
+import type { Policy } from '../../../sandbox/policy.ts';
 import {
   boundCell,
   buildCsv,
@@ -318,7 +318,7 @@ function installWrapper(): void {
     paramsId: real.paramsId,
     bfvPublicKey: real.bfvPublicKey,
     signingPublicKey: real.signingPublicKey,
-    openJob: (job) => real.openJob(job),
+    openJob: (job, o) => real.openJob(job, o),
     decrypt: (request, ct) => real.decrypt(request, ct),
     transfer: (request, ct, pk) => real.transfer(request, ct, pk),
     evaluateTokens: async (request, bank) => {
@@ -333,7 +333,7 @@ function installWrapper(): void {
   sh.engine.registry.connectCustodian(wrapper);
 }
 
-const open = (policy: { verifyBudgetPerEpoch: number }) =>
+const open = (policy: Partial<Policy>) =>
   Safehouse.open({ home, create: true, poolSize: 2, policy, observe: (provider, v) => views.push({ provider, ...v }) });
 
 const grant = (subject: string, over: Partial<ConsentGrant> = {}): ConsentGrant => ({
@@ -348,7 +348,7 @@ const grant = (subject: string, over: Partial<ConsentGrant> = {}): ConsentGrant 
 
 beforeAll(async () => {
   home = mkdtempSync(join(tmpdir(), 'sh-verify-'));
-  sh = await open({ verifyBudgetPerEpoch: 1000 });
+  sh = await open({ verifyUnitsPerWindow: 1000, tokenEvaluationsPerWindow: 1000 });
   await sh.addParty('bank', BANK);
   await sh.addParty('bank', OTHER_BANK);
   await sh.addParty('provider', TAX);
@@ -747,9 +747,11 @@ describe('verify: one result per claim', () => {
     const used = (u: string, provider: string, field: string) =>
       (
         sh.engine.store.db
-          .prepare('SELECT used FROM verify_budget WHERE bank = ? AND subject = ? AND provider = ? AND field = ?')
-          .get(BANK, u, provider, field) as { used: number } | undefined
-      )?.used;
+          .prepare(
+            'SELECT SUM(units) AS used FROM verify_spend WHERE bank_group = ? AND subject = ? AND provider = ? AND field = ?',
+          )
+          .get(BANK, u, provider, field) as { used: number | null }
+      ).used ?? undefined;
     for (const u of REFUSED.keys()) expect(used(u, TAX, 'months_continuous_tax'), u).toBeUndefined();
     expect(used(OOS_CAT, TAX, 'months_continuous_tax')).toBeUndefined();
     expect(used(NOWHERE, TAX, 'months_continuous_tax')).toBe(1);
@@ -796,7 +798,7 @@ describe('verify: refusals before any work', () => {
       return existsSync(f) ? readFileSync(f, 'utf8') : '';
     });
   const budget = () =>
-    sh.engine.store.db.prepare('SELECT * FROM verify_budget ORDER BY bank, subject, provider, field').all();
+    sh.engine.store.db.prepare('SELECT * FROM verify_spend ORDER BY bank_group, subject, provider, field, at').all();
   /** Valid claims that would need both custodians, placed before the bad one: the whole batch is checked first. */
   const valid = () => [
     claim(POOL[3]!, TAX, 'net_margin_pct', 'gte', ['0']),
@@ -1570,7 +1572,7 @@ describe('verify: views', () => {
       db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Array<{ name: string }>
     ).map((r) => r.name);
     expect(tables).toEqual(
-      expect.arrayContaining(['tokens', 'verify_budget', 'jobs', 'ledger_entries', 'consents', 'dataset_subjects']),
+      expect.arrayContaining(['tokens', 'verify_spend', 'jobs', 'ledger_entries', 'consents', 'dataset_subjects']),
     );
     let cells = 0;
     for (const name of tables) {
@@ -1810,14 +1812,14 @@ describe('verify: the bound calculator refuses before any work', () => {
       counts: storeCounts(sh),
       views: views.length,
       calls: tokenCalls.length,
-      budget: sh.engine.store.db.prepare('SELECT * FROM verify_budget').all(),
+      budget: sh.engine.store.db.prepare('SELECT * FROM verify_spend').all(),
     };
     await expect(runVerifyJob(sh.engine, signed, openings)).rejects.toMatchObject(coded('SH_ERR_BOUND_OVERFLOW'));
     expect({
       counts: storeCounts(sh),
       views: views.length,
       calls: tokenCalls.length,
-      budget: sh.engine.store.db.prepare('SELECT * FROM verify_budget').all(),
+      budget: sh.engine.store.db.prepare('SELECT * FROM verify_spend').all(),
     }).toEqual(before);
     // Without the wide field the same claims run.
     const { results } = await verify(claims.slice(0, 2));
@@ -1825,59 +1827,58 @@ describe('verify: the bound calculator refuses before any work', () => {
   });
 });
 
-// ---------------------------------------------------------------- 2b. budgets (reopened with verifyBudgetPerEpoch: 2)
+// ---------------------------------------------------------------- 2b. budgets (reopened with 2 units per window)
 
-describe('verify: budget per bank, subject, field and epoch', () => {
+describe('verify: budget per bank group, subject and field over a sliding window; a claim costs what it answers', () => {
   beforeAll(async () => {
     await sh.close();
-    sh = await open({ verifyBudgetPerEpoch: 2 });
+    sh = await open({ verifyUnitsPerWindow: 2, tokenEvaluationsPerWindow: 2 });
     installWrapper();
   });
+  const spent = (subjects: string[]) =>
+    (
+      sh.engine.store.db
+        .prepare(
+          `SELECT subject, provider, field, SUM(units) AS used FROM verify_spend WHERE bank_group = ? AND subject IN (${subjects.map(() => '?').join(', ')}) GROUP BY subject, provider, field ORDER BY subject, provider, field`,
+        )
+        .all(BANK, ...subjects) as Array<Record<string, unknown>>
+    ).map((r) => ({ ...r }));
 
-  it('over_budget across two jobs and within one job; verify.budget_exceeded with SH_ERR_VERIFY_BUDGET; counts in verify_budget', async () => {
+  it('over_budget across two jobs and within one job; gte/lte cost 1, eq/ne/between 2, a token claim one per value; verify.budget_exceeded with SH_ERR_VERIFY_BUDGET', async () => {
     const A = BUDGET_A;
     const B = BUDGET_B;
     const m = (u: string) => world.cell(TAX, u, 'months_continuous_tax')!;
     const certA = property.get(A)?.certs[0] ?? fakeCert();
     const job1 = [
-      claim(A, TAX, 'months_continuous_tax', 'gte', ['0']),
-      claim(B, TAX, 'months_continuous_tax', 'eq', [m(B)]),
+      claim(A, TAX, 'months_continuous_tax', 'gte', ['0']), // 1 unit
+      claim(B, TAX, 'months_continuous_tax', 'eq', [m(B)]), // 2 units: B's budget for the field is spent
     ];
     const r1 = await verify(job1);
     expect([...job1.map((c) => r1.results.get(c.claimId))]).toEqual(['yes', 'yes']);
 
     const calls = tokenCalls.length;
     const job2 = [
-      claim(A, TAX, 'months_continuous_tax', 'lte', ['120']), // A's 2nd: answered
-      claim(A, TAX, 'months_continuous_tax', 'ne', [m(A)]), // A's 3rd: over (across jobs)
+      claim(A, TAX, 'months_continuous_tax', 'lte', ['120']), // A's 2nd unit: answered
+      claim(A, TAX, 'months_continuous_tax', 'ne', [m(A)]), // 2 more: over (across jobs)
       claim(A, TAX, 'net_margin_pct', 'gte', ['-100']), // another field: its own budget
-      claim(A, PROP, CERT, 'eq', [certA]),
-      claim(A, PROP, CERT, 'in', [fakeCert(), certA]),
-      claim(A, PROP, CERT, 'eq', [certA]), // 3rd on the cert field within one job: over, never sent to the custodian
-      claim(B, TAX, 'months_continuous_tax', 'gte', ['0']), // B's 2nd
-      claim(B, TAX, 'months_continuous_tax', 'lte', ['0']), // B's 3rd: over
+      claim(A, PROP, CERT, 'eq', [certA]), // a token claim: 1 unit
+      claim(A, PROP, CERT, 'in', [fakeCert(), certA]), // two values, 2 units: over within the job, never sent
+      claim(A, PROP, CERT, 'eq', [certA]), // the field's 2nd unit
+      claim(B, TAX, 'months_continuous_tax', 'gte', ['0']), // over: B's eq cost 2
+      claim(B, TAX, 'net_margin_pct', 'between', ['-100', '100']), // 2 units on another field
       claim(NOCONSENT, TAX, 'months_continuous_tax', 'gte', ['0']), // refused before the budget is looked at
     ];
     const r2 = await verify(job2);
-    const want2 = [
-      'yes',
-      'over_budget',
-      'yes',
-      property.has(A) ? 'yes' : 'no_data',
-      property.has(A) ? 'yes' : 'no_data',
-      'over_budget',
-      'yes',
-      'over_budget',
-      'refused:NO_CONSENT',
-    ];
+    const has = property.has(A) ? 'yes' : 'no_data';
+    const want2 = ['yes', 'over_budget', 'yes', has, 'over_budget', has, 'over_budget', 'yes', 'refused:NO_CONSENT'];
     expect(job2.map((c) => r2.results.get(c.claimId))).toEqual(want2);
     const sent = tokenCalls.slice(calls).flatMap((t) => t.request.body.elements.map((e) => e.claimId));
-    expect(sent).not.toContain(job2[5]!.claimId);
+    expect(sent).not.toContain(job2[4]!.claimId);
     expect(r2.result.numeric.map((n) => n.claimId)).not.toContain(job2[1]!.claimId);
 
     const job3 = [
       claim(A, TAX, 'months_continuous_tax', 'gte', ['1']),
-      claim(B, TAX, 'net_margin_pct', 'lte', ['100']),
+      claim(A, TAX, 'net_margin_pct', 'lte', ['100']),
     ];
     const r3 = await verify(job3);
     expect(job3.map((c) => r3.results.get(c.claimId))).toEqual(['over_budget', 'yes']);
@@ -1891,28 +1892,29 @@ describe('verify: budget per bank, subject, field and epoch', () => {
     expect(exceeded[1]).toEqual([
       expect.objectContaining({
         code: 'SH_ERR_VERIFY_BUDGET',
-        claims: [job2[1]!.claimId, job2[5]!.claimId, job2[7]!.claimId],
+        claims: [job2[1]!.claimId, job2[4]!.claimId, job2[6]!.claimId],
       }),
     ]);
     expect(exceeded[2]).toEqual([
       expect.objectContaining({ code: 'SH_ERR_VERIFY_BUDGET', claims: [job3[0]!.claimId] }),
     ]);
+    // The job's units and window are in the ledger.
+    const used2 = ledgerOf(r2.jobId).find((e) => e.kind === 'verify.budget_used')!.body;
+    expect(used2).toMatchObject({ units: 1 + 1 + 1 + 1 + 2, window: { days: 30 } });
     expect(sh.engine.ledger.subjectEntries(A).filter((e) => e.kind === 'verify.budget_exceeded').length).toBe(2);
 
-    const epoch = budgetEpoch(sh.engine.policy, sh.engine.now());
-    const rows = sh.engine.store.db
-      .prepare(
-        'SELECT subject, provider, field, epoch, used FROM verify_budget WHERE bank = ? AND subject IN (?, ?, ?) ORDER BY subject, provider, field',
-      )
-      .all(BANK, A, B, NOCONSENT);
     const want = [
-      { subject: A, provider: PROP, field: CERT, epoch, used: 2 },
-      { subject: A, provider: TAX, field: 'months_continuous_tax', epoch, used: 2 },
-      { subject: A, provider: TAX, field: 'net_margin_pct', epoch, used: 1 },
-      { subject: B, provider: TAX, field: 'months_continuous_tax', epoch, used: 2 },
-      { subject: B, provider: TAX, field: 'net_margin_pct', epoch, used: 1 },
+      { subject: A, provider: PROP, field: CERT, used: 2 },
+      { subject: A, provider: TAX, field: 'months_continuous_tax', used: 2 },
+      { subject: A, provider: TAX, field: 'net_margin_pct', used: 2 },
+      { subject: B, provider: TAX, field: 'months_continuous_tax', used: 2 },
+      { subject: B, provider: TAX, field: 'net_margin_pct', used: 2 },
     ].sort((x, y) => (x.subject + x.provider + x.field < y.subject + y.provider + y.field ? -1 : 1));
-    expect(rows.map((r) => ({ ...r }))).toEqual(want);
+    expect(spent([A, B, NOCONSENT])).toEqual(want);
+    // The honest engine refused first, so no custodian had to.
+    expect([r1, r2, r3].flatMap((r) => ledgerOf(r.jobId).filter((e) => e.kind === 'verify.custodian_refused'))).toEqual(
+      [],
+    );
     // Another bank's budget for the same subject and field is its own (it is refused here for lack of consent, not budget).
     const other = await verify([claim(A, TAX, 'months_continuous_tax', 'gte', ['0'])], OTHER_BANK);
     expect([...other.results.values()]).toEqual(['refused:NO_CONSENT']);
@@ -1924,12 +1926,10 @@ describe('verify: budget per bank, subject, field and epoch', () => {
       claim(SPARE, TAX, 'tax_arrears', 'eq', ['false']),
     ];
     const [j1, j2] = await Promise.all([verify(mk()), verify(mk())]);
-    expect([...j1.results.values()].sort()).toEqual(['no', 'yes']);
-    expect([...j2.results.values()]).toEqual(['over_budget', 'over_budget']);
-    expect(
-      sh.engine.store.db
-        .prepare('SELECT used FROM verify_budget WHERE bank = ? AND subject = ? AND field = ?')
-        .get(BANK, SPARE, 'tax_arrears'),
-    ).toMatchObject({ used: 2 });
+    // Each eq costs 2: one claim of the first job is answered, everything else is over budget.
+    const answers = [...j1.results.values(), ...j2.results.values()];
+    expect(answers.filter((a) => a === 'over_budget')).toHaveLength(3);
+    expect(answers.filter((a) => a === 'yes' || a === 'no')).toHaveLength(1);
+    expect(spent([SPARE])).toEqual([{ subject: SPARE, provider: TAX, field: 'tax_arrears', used: 2 }]);
   });
 });

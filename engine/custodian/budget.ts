@@ -1,0 +1,83 @@
+/**
+ * A custodian's own per-subject budgets (docs/privacy.md): what each bank group has been given about each of its
+ * provider's subjects, counted over a sliding window — verification answer units and token evaluations per field,
+ * distinct models a subject was scored with, ε spent in training. The custodian trusts nothing the engine says about
+ * these: it counts from the bank-signed requests it was shown and keeps the count in its own journal, so a restart
+ * (or an engine that forgot) changes nothing.
+ */
+import type { CustodianJournal } from './journal.ts';
+
+export type BudgetKind = 'verify-units' | 'token-evaluations' | 'score-models' | 'train-epsilon';
+
+/** One spend, for each of `subjects` (a 100 000-subject job journals one record, not 100 000). */
+export interface SpendRecord {
+  kind: BudgetKind;
+  group: string;
+  subjects: string[];
+  /** The field (verify, tokens); empty for score and train. */
+  field: string;
+  /** Units spent per subject (ε for training; 1 per model for scoring). */
+  units: number;
+  /** Scoring: the model hash (distinct models are what is counted). */
+  ref?: string;
+}
+
+interface Stored {
+  units: number;
+  ref: string | undefined;
+  at: number;
+}
+
+export class CustodianBudget {
+  /** Records by (kind, group, subject, field): a 100 000-subject job looks each subject up once. */
+  private index: Map<string, Stored[]> | undefined;
+  private readonly journal: CustodianJournal;
+
+  constructor(journal: CustodianJournal) {
+    this.journal = journal;
+  }
+
+  private static key(kind: BudgetKind, group: string, subject: string, field: string): string {
+    return `${kind}\u0000${group}\u0000${subject}\u0000${field}`;
+  }
+
+  private all(): Map<string, Stored[]> {
+    if (!this.index) {
+      this.index = new Map();
+      for (const r of this.journal.spendRecords()) this.push(r, Date.parse(r.at));
+    }
+    return this.index;
+  }
+
+  private push(r: SpendRecord, at: number): void {
+    const stored: Stored = { units: r.units, ref: r.ref, at };
+    for (const subject of r.subjects) {
+      const k = CustodianBudget.key(r.kind, r.group, subject, r.field);
+      const list = this.index!.get(k);
+      if (list) list.push(stored);
+      else this.index!.set(k, [stored]);
+    }
+  }
+
+  /** Units of one kind spent for (group, subject, field) since `since` (ms). */
+  used(kind: BudgetKind, group: string, subject: string, field: string, since: number): number {
+    let n = 0;
+    for (const r of this.all().get(CustodianBudget.key(kind, group, subject, field)) ?? [])
+      if (r.at >= since) n += r.units;
+    return n;
+  }
+
+  /** Distinct refs (models) of one kind for (group, subject) since `since` (ms). */
+  distinct(kind: BudgetKind, group: string, subject: string, since: number): Set<string> {
+    const out = new Set<string>();
+    for (const r of this.all().get(CustodianBudget.key(kind, group, subject, '')) ?? [])
+      if (r.at >= since && r.ref) out.add(r.ref);
+    return out;
+  }
+
+  /** Record a job's spending (in memory; the custodian journals it with the opened job). */
+  add(records: readonly SpendRecord[], at: number): void {
+    this.all();
+    for (const r of records) this.push(r, at);
+  }
+}
