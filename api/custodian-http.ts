@@ -109,7 +109,7 @@ export function buildCustodianServer(
       fail('SH_ERR_INVALID_ARGUMENT', '"skip" expected a list of subject or claim ids');
     await resolveBank(b.job.signer);
     const opened = await custodian.openJob(b.job, b.skip ? { skip: b.skip as string[] } : {});
-    return { opened: true, refused: opened.refused };
+    return { opened: true, refused: opened.refused, ...(opened.privacy ? { privacy: opened.privacy } : {}) };
   });
   app.post('/v1/custodian/decrypt', async (req) => {
     const b = authed<{ request: Signed<DecryptRequest>; ciphertext: string }>(req);
@@ -190,11 +190,16 @@ export class HttpCustodian implements Custodian {
   }
 
   async openJob(job: BankJob, opts: OpenOptions = {}): Promise<OpenedJob> {
-    const out = await this.post<{ refused?: unknown }>('/v1/custodian/jobs', {
-      job,
-      ...(opts.skip?.length ? { skip: opts.skip } : {}),
-    });
-    return { refused: Array.isArray(out.refused) ? out.refused.filter((x): x is string => typeof x === 'string') : [] };
+    const out = await this.post<{ refused?: unknown; privacy?: { epsilon?: unknown; delta?: unknown } }>(
+      '/v1/custodian/jobs',
+      { job, ...(opts.skip?.length ? { skip: opts.skip } : {}) },
+    );
+    const refused = Array.isArray(out.refused) ? out.refused.filter((x): x is string => typeof x === 'string') : [];
+    const p = out.privacy;
+    // The key holder of a training job says what (ε, δ) its noise gives; anything else is no statement.
+    return typeof p?.epsilon === 'number' && typeof p.delta === 'number'
+      ? { refused, privacy: { epsilon: p.epsilon, delta: p.delta } }
+      : { refused };
   }
 
   async decrypt(request: Signed<DecryptRequest>, ciphertext: Uint8Array): Promise<Signed<DecryptResponse>> {

@@ -54,6 +54,7 @@ export interface DemoSummary {
         holdoutAuc: number;
         plaintextAuc: number;
         holdoutKs: number;
+        privacy: { epsilon: number; delta: number };
         cohort: number;
         excluded: Record<string, number>;
         seconds: number;
@@ -277,13 +278,14 @@ export async function runDemo(opts: {
         holdoutAuc: r.holdoutAuc,
         plaintextAuc: r.plaintextAuc,
         holdoutKs: r.holdoutKs,
+        privacy: r.privacy,
         cohort: r.cohort,
         excluded: r.excluded,
         seconds: r.seconds,
         secondsPerIteration: r.secondsPerIteration,
       };
       log(
-        `training on German Credit: ${r.iterations} iterations, hold-out AUC ${r.holdoutAuc.toFixed(4)} vs plaintext ${r.plaintextAuc.toFixed(4)}`,
+        `training on German Credit: ${r.iterations} iterations, hold-out AUC ${r.holdoutAuc.toFixed(4)} vs plaintext ${r.plaintextAuc.toFixed(4)} (privacy noise, ε = ${r.privacy.epsilon})`,
       );
     }
     lap('train', t);

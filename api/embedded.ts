@@ -18,7 +18,8 @@ import { buildScoreRequest, openScoreResult } from '../engine/protocols/score/ba
 import { runScoreJob } from '../engine/protocols/score/run.ts';
 import { type ScoreProgress, type ScoreResult, type ScoreStatus } from '../engine/protocols/score/messages.ts';
 import { buildTrainRequest, encryptLabels } from '../engine/protocols/train/bank.ts';
-import { planTraining } from '../engine/protocols/train/engine.ts';
+import { type TrainObserver } from '../engine/protocols/train/engine.ts';
+import { planTraining } from '../engine/protocols/train/plan.ts';
 import { checkTrainingPart } from '../engine/protocols/train/provider.ts';
 import { runTrainJob } from '../engine/protocols/train/run.ts';
 import type { TrainOutcome, TrainProgress } from '../engine/protocols/train/messages.ts';
@@ -374,6 +375,8 @@ export class Safehouse {
     features?: 'binned' | 'standardized';
     options?: Partial<TrainOptions>;
     onProgress?: (p: TrainProgress) => void;
+    /** Engine-side test hook: each iteration's model and noisy gradient sums (the bank gets only the final model). */
+    observe?: TrainObserver;
   }): Promise<TrainOutcome> {
     const k = this.wallet.require(r.bank, 'bank');
     const jobId = this.engine.jobs.newId('train');
@@ -393,7 +396,7 @@ export class Safehouse {
       },
       k.ed25519.secretKey,
     );
-    const plan = planTraining(this.engine, signed);
+    const plan = await planTraining(this.engine, signed);
     // As the bank: its labels under the key holder's public key, at the cohort's slots.
     const labels = await encryptLabels(
       this.engine.params,
@@ -416,7 +419,7 @@ export class Safehouse {
       this.engine,
       plan,
       { columns, labels: labels.signed, labelBlobs: labels.blobs },
-      r.onProgress ? { onIteration: r.onProgress } : {},
+      { ...(r.onProgress ? { onIteration: r.onProgress } : {}), ...(r.observe ? { observe: r.observe } : {}) },
     );
   }
 

@@ -29,6 +29,8 @@ export interface TrainRunResult {
   holdoutAuc: number;
   holdoutKs: number;
   plaintextAuc: number;
+  /** The differential privacy of the job for each subject's values, as the key holder's custodian gave it. */
+  privacy: { epsilon: number; delta: number };
   seconds: number;
   secondsPerIteration: number;
   /** The subjects trained on (before consent exclusions) and the hold-out subjects, in label-file order. */
@@ -62,15 +64,24 @@ export function holdoutMetrics(
   const score = new Map(rows.filter((x) => x.status === 'OK').map((x) => [x.uscc, sign * Number(x.score)]));
   const status = new Map(rows.map((x) => [x.uscc, x.status]));
   const s = subjects.filter((u) => score.has(u));
-  if (s.length < 2)
-    fail(
-      'SH_ERR_INVALID_ARGUMENT',
-      'too few scored subjects for metrics (consent op `score` for the purpose is needed)',
-    );
   const notScored: Record<string, number> = {};
   for (const u of subjects)
     if (!score.has(u))
       notScored[status.get(u) ?? 'NOT_RETURNED'] = (notScored[status.get(u) ?? 'NOT_RETURNED'] ?? 0) + 1;
+  if (s.length < 2) {
+    // Say why: no consent (op `score` for the purpose) and the scoring budget (docs/privacy.md) need different fixes.
+    const why = Object.entries(notScored)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ');
+    fail(
+      'SH_ERR_INVALID_ARGUMENT',
+      `too few scored subjects for metrics: ${s.length} of ${subjects.length} scored${why ? ` (${why})` : ''}; ` +
+        'NO_CONSENT needs consent op `score` for the purpose, OVER_BUDGET means the bank group scored them with ' +
+        'scoreModelsPerSubject distinct models in the window',
+      notScored,
+    );
+  }
   const xs = s.map((u) => score.get(u)!);
   const ys = s.map((u) => labels.get(u)!);
   return { auc: auc(xs, ys), ks: ks(xs, ys), scored: s.length, notScored };
@@ -97,6 +108,9 @@ export async function runEvaluate(
   return { jobId, rows, metrics: holdoutMetrics(rows, r.holdout, r.labels, r.scale) };
 }
 
+/** Fractional bits for standardized-feature training (the default 16 leaves no room for the privacy noise). */
+export const STANDARDIZED_SCALE_BITS = 8;
+
 export async function runTrain(
   sh: Safehouse,
   r: {
@@ -116,6 +130,12 @@ export async function runTrain(
   },
 ): Promise<TrainRunResult> {
   const t0 = performance.now();
+  // Standardized columns (|X| up to STD_CLIP) need a coarser fixed point for the key holder's privacy noise to fit
+  // below t/2 (docs/privacy.md "Training"); binned columns keep the default.
+  const options: Partial<TrainOptions> = {
+    ...(r.features === 'standardized' ? { scaleBits: STANDARDIZED_SCALE_BITS } : {}),
+    ...r.options,
+  };
   const { train, test } = trainTestSplit([...r.labels.keys()], r.labels, { seed: r.seed ?? 42, testFraction: 0.3 });
   const outcome: TrainOutcome = await sh.train({
     bank: r.bank,
@@ -127,11 +147,11 @@ export async function runTrain(
     subjects: train,
     labels: r.labels,
     bins: r.bins ?? 5,
-    options: r.options ?? {},
+    options,
     ...(r.onProgress ? { onProgress: r.onProgress } : {}),
   });
   const trainSeconds = (performance.now() - t0) / 1000;
-  const opts = trainOptions(r.options);
+  const opts = trainOptions(options);
   const standardized = r.features === 'standardized';
   if (standardized && r.pdo)
     fail('SH_ERR_INVALID_ARGUMENT', 'PDO points apply to scorecards (binned features), not to a linear model');
@@ -175,6 +195,7 @@ export async function runTrain(
     iterations: outcome.iterations,
     cohort: outcome.cohort,
     excluded,
+    privacy: outcome.privacy,
     trainAuc: holdoutMetrics(rows, train, r.labels, scale).auc,
     holdoutAuc: holdout.auc,
     holdoutKs: holdout.ks,

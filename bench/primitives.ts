@@ -141,6 +141,7 @@ export async function runPrimitives(
     // overwrites nothing.
     data: {
       approvedModel: () => true,
+      datasetWith: () => 'bench',
       fieldType: () => 'numeric',
       layout: (id) => (id === 'bench' ? (row) => `s${row % 200_000}` : undefined),
     },

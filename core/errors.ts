@@ -68,6 +68,11 @@ export const ERRORS = {
     403,
     'A claim names a field whose class does not allow verification (e.g. MODEL_ONLY).',
   ),
+  SH_ERR_LABELS_NOT_BINARY: e(
+    'input',
+    422,
+    "A training job's encrypted labels are not all 0 or 1 (the key holder's label check failed).",
+  ),
   SH_ERR_VERIFY_BUDGET: e(
     'limit',
     429,

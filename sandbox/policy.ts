@@ -96,6 +96,13 @@ function check<P extends Partial<Policy>>(p: P): P {
     if (v !== undefined && !(Number.isFinite(v) && v > 0))
       fail('SH_ERR_INVALID_ARGUMENT', `"${k}" expected a positive number, got ${v}`, { field: k });
   }
+  // One job spends trainEpsilon of each subject's trainSubjectEpsilon: a larger job ε could never train anyone.
+  if (p.trainEpsilon !== undefined && p.trainSubjectEpsilon !== undefined && p.trainEpsilon > p.trainSubjectEpsilon)
+    fail(
+      'SH_ERR_INVALID_ARGUMENT',
+      `"trainEpsilon" ${p.trainEpsilon} exceeds "trainSubjectEpsilon" ${p.trainSubjectEpsilon}: no subject could be trained`,
+      { field: 'trainEpsilon' },
+    );
   return p;
 }
 

@@ -148,7 +148,9 @@ export const HANDLERS: Record<string, Handler> = {
           }),
     });
     const t = summary.training;
-    const trainOk = !('holdoutAuc' in t) || Math.abs(t.holdoutAuc - t.plaintextAuc) <= 0.01;
+    // The gradients are exact plus the key holder's journaled noise (the replay checks that); the AUC moves with the
+    // noise (measured −0.03 … +0.02 on German Credit), so only a model the noise ruined fails the demo.
+    const trainOk = !('holdoutAuc' in t) || t.holdoutAuc >= t.plaintextAuc - 0.1;
     if (json) out(JSON.stringify(summary));
     else {
       const v = summary.verification;
@@ -163,7 +165,7 @@ export const HANDLERS: Record<string, Handler> = {
       );
       out(
         'holdoutAuc' in t
-          ? `training: ${t.iterations} iterations, hold-out AUC ${t.holdoutAuc.toFixed(4)} (plaintext ${t.plaintextAuc.toFixed(4)}), ${t.seconds}s`
+          ? `training: ${t.iterations} iterations, hold-out AUC ${t.holdoutAuc.toFixed(4)} (plaintext ${t.plaintextAuc.toFixed(4)}; privacy noise ε = ${t.privacy.epsilon}), ${t.seconds}s`
           : `training: skipped (${t.skipped})`,
       );
       out(

@@ -101,6 +101,7 @@ export const HANDLERS: Record<string, Handler> = {
         holdoutAuc: r.holdoutAuc,
         plaintextAuc: r.plaintextAuc,
         holdoutKs: r.holdoutKs,
+        privacy: r.privacy,
         cohort: r.cohort,
         excluded: r.excluded,
         training: r.training.length,
@@ -114,7 +115,7 @@ export const HANDLERS: Record<string, Handler> = {
       if (json) out(JSON.stringify(summary));
       else {
         out(
-          `job ${r.jobId}: ${r.iterations} iterations on ${r.cohort} subjects; hold-out AUC ${r.holdoutAuc.toFixed(4)} (plaintext ${r.plaintextAuc.toFixed(4)}), KS ${r.holdoutKs.toFixed(4)} → ${q.outFile}`,
+          `job ${r.jobId}: ${r.iterations} iterations on ${r.cohort} subjects; hold-out AUC ${r.holdoutAuc.toFixed(4)} (plaintext ${r.plaintextAuc.toFixed(4)}), KS ${r.holdoutKs.toFixed(4)}; (ε, δ) = (${r.privacy.epsilon}, ${r.privacy.delta}) per subject → ${q.outFile}`,
         );
         out(
           `model ${r.model.id} registered and approved; ${r.holdout.length} hold-out subjects → ${q.holdoutPath} (safehouse evaluate recomputes the hold-out metrics from them)`,

@@ -15,7 +15,7 @@ import { runScoreJob } from '../../engine/protocols/score/run.ts';
 import type { ScoreRequest } from '../../engine/protocols/score/messages.ts';
 import { runVerifyJob } from '../../engine/protocols/verify/run.ts';
 import type { VerifyRequest, ClaimOpenings } from '../../engine/protocols/verify/messages.ts';
-import { planTraining } from '../../engine/protocols/train/engine.ts';
+import { planTraining } from '../../engine/protocols/train/plan.ts';
 import { runTrainJob, type TrainingColumnsSource } from '../../engine/protocols/train/run.ts';
 import type { TrainPlan, TrainRequest, TrainLabels, TrainingPart } from '../../engine/protocols/train/messages.ts';
 import type { HttpCustodian } from '../custodian-http.ts';
@@ -98,7 +98,7 @@ export class JobQueue {
   }
 
   /** Check what can be checked at once (signature, bank, id, training plan), then queue. */
-  submit(bank: string, b: JobSubmission): { jobId: string; status: JobStatus } {
+  async submit(bank: string, b: JobSubmission): Promise<{ jobId: string; status: JobStatus }> {
     const e = this.engine;
     const request = b.request as unknown as Signed<{ type: string; jobId: string; bank: string }>;
     if (request.signer !== bank || request.body.bank !== bank)
@@ -136,7 +136,7 @@ export class JobQueue {
           'SH_ERR_INVALID_ARGUMENT',
           'a training request expected "provider" and "fields" (strings), "others" as a list of { provider, fields } and a "subjects" list',
         );
-      plan = planTraining(e, request as never);
+      plan = await planTraining(e, request as never);
     }
     const status: JobStatus = plan ? 'awaiting-labels' : 'queued';
     e.store.db

@@ -133,7 +133,12 @@ export class LocalCustodian implements Custodian {
     this.pool = opts.pool;
     this.policy = providerPolicy(opts.policy);
     this.bankGroup = opts.bankGroup ?? (() => undefined);
-    this.data = opts.data ?? { fieldType: () => undefined, layout: () => undefined, approvedModel: () => false };
+    this.data = opts.data ?? {
+      fieldType: () => undefined,
+      layout: () => undefined,
+      approvedModel: () => false,
+      datasetWith: () => undefined,
+    };
     this.now = opts.now ?? (() => new Date());
     this.budgets = new CustodianBudget(this.journal);
   }
@@ -174,7 +179,7 @@ export class LocalCustodian implements Custodian {
     const jobHash = sha256Hex(canonicalize(job));
     const jobs = this.openJobs();
     const known = jobs.get(jobHash);
-    if (known) return { refused: [...known.refused] };
+    if (known) return opened(known);
     this.requireFresh(job.body, job.body.jobId);
     const now = this.now();
     const group = this.bankGroup(job.signer) ?? job.signer;
@@ -200,7 +205,9 @@ export class LocalCustodian implements Custodian {
       refused: allowance.refused ?? [],
       used: 0,
       labels: new Set(),
+      zeros: new Set(),
     };
+    if (allowance.privacy) open.state.privacy = allowance.privacy;
     jobs.set(jobHash, open);
     const spent = allowance.spend ?? [];
     this.budgets.add(spent, now.getTime());
@@ -216,7 +223,7 @@ export class LocalCustodian implements Custodian {
       ...(open.refused.length ? { refused: open.refused } : {}),
       ...(spent.length ? { spent } : {}),
     });
-    return { refused: [...open.refused] };
+    return opened(open);
   }
 
   /** A bank-signed request is honoured only within BANK_REQUEST_TTL_MS of its signing. @throws SH_ERR_REQUEST_STALE */
@@ -294,10 +301,24 @@ export class LocalCustodian implements Custodian {
       fail('SH_ERR_INVALID_ARGUMENT', `"groupSize" expected a divisor of ${this.params.slots}, got ${req.groupSize}`);
     }
     const requestHash = sha256Hex(canonicalize(request));
+    let noise: bigint[] | undefined;
 
     // 2. Decrypt, refusing ciphertexts that skipped re-randomization/modulus switching or lack the noise margin.
     // Joint-training products (feature × residual) arrive unrelinearized (size 3) and are only summed, never returned.
-    const values = await this.decryptChecked(ciphertext, req.label, req.mode === 'sum' ? 3 : 2);
+    // The noise of a training sum is fixed before anything is decrypted (a refusal decrypts nothing).
+    const sigma = req.mode === 'sum' ? (this.rulesOf(job).noise?.(job, req.label, req, this.policy) ?? 0) : 0;
+    if (typeof sigma === 'string') {
+      this.journal.append({
+        at: new Date().toISOString(),
+        jobId: req.jobId,
+        jobHash: req.jobHash,
+        label: req.label,
+        mode: req.mode,
+        refused: 'SH_ERR_PARAMS_MISMATCH',
+      });
+      fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider}: ${sigma}`);
+    }
+    const values = await this.decryptChecked(ciphertext, req.label, req.mode === 'sum' || req.mode === 'zero' ? 3 : 2);
     this.observe?.({ label: req.label, mode: req.mode, values: values.slice() });
     // Slots of subjects outside the job's allowance are overwritten before anything is answered.
     const blind = this.rulesOf(job).blind?.(job, req.label, this.data, this.params.slots);
@@ -313,7 +334,12 @@ export class LocalCustodian implements Custodian {
       });
       fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider}: ${blind}`);
     }
-    if (blind?.length) uniformSlots(values, blind, this.params.t);
+    // Sums and the label check are over the job's subjects only (the engine masks only those slots): every other slot
+    // is dropped (0); a sealed or signed answer gets uniform values there instead.
+    if (blind?.length) {
+      if (req.mode === 'sum' || req.mode === 'zero') for (const i of blind) values[i] = 0n;
+      else uniformSlots(values, blind, this.params.t);
+    }
 
     // 3. Answer in the requested mode; v itself never leaves.
     const t = this.params.t;
@@ -343,6 +369,8 @@ export class LocalCustodian implements Custodian {
       const bits = new Uint8Array(Math.ceil(values.length / 8));
       for (let i = 0; i < values.length; i++) if (centered(values[i]!, t) >= 0n) bits[i >> 3]! |= 1 << (i & 7);
       body.sealed = sealTo(hexToBytes(req.recipient!.x25519), bits, boxContext);
+    } else if (req.mode === 'zero') {
+      body.zero = values.every((v) => v === 0n);
     } else {
       const g = req.groupSize!;
       const sums: string[] = [];
@@ -351,11 +379,18 @@ export class LocalCustodian implements Custodian {
         for (let i = s; i < s + g; i++) acc += values[i]!;
         sums.push((acc % t).toString());
       }
+      if (sigma > 0) {
+        noise = gaussianNoise(sums.length, sigma);
+        sums.forEach((v, j) => (sums[j] = ((((BigInt(v) + noise![j]!) % t) + t) % t).toString()));
+        body.sigma = sigma;
+      }
       body.sums = sums;
     }
     values.fill(0n);
     const response = signJson(body, this.provider, this.keys.ed25519SecretKey);
     this.spend(job, req.label);
+    if (body.zero === true) job.zeros.add(req.label);
+    // The noise drawn is the provider's own record (with the engine's noisy sums it would give the exact ones).
     this.journal.append({
       at: new Date().toISOString(),
       jobId: req.jobId,
@@ -364,6 +399,8 @@ export class LocalCustodian implements Custodian {
       mode: req.mode,
       requestHash,
       responseHash: sha256Hex(canonicalize(response)),
+      ...(body.zero !== undefined ? { zero: body.zero } : {}),
+      ...(noise ? { sigma, noise: noise.map(String) } : {}),
     });
     return response;
   }
@@ -405,6 +442,18 @@ export class LocalCustodian implements Custodian {
       )
         fail('SH_ERR_INVALID_ARGUMENT', `"moves" has an invalid or repeated slot pair [${from}, ${to}]`);
       seen.add(to);
+    }
+    const outside = this.rulesOf(job).moves?.(job, req.label, req.moves, this.data, n);
+    if (outside) {
+      this.journal.append({
+        at: new Date().toISOString(),
+        jobId: req.jobId,
+        jobHash: req.jobHash,
+        label: req.label,
+        mode: 'transfer',
+        refused: 'SH_ERR_PARAMS_MISMATCH',
+      });
+      fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider}: ${outside}`);
     }
     const values = await this.decryptChecked(ciphertext, req.label, 2);
     const { ops } = await this.init();
@@ -604,4 +653,31 @@ export function uniformSlots(values: BigUint64Array, slots: readonly number[], t
     values[i] = r % t;
   }
   draws.fill(0n);
+}
+
+/** What openJob answers for an opened job (the same every time it is shown). */
+function opened(job: OpenJob): OpenedJob {
+  const privacy = job.state.privacy as OpenedJob['privacy'];
+  return { refused: [...job.refused], ...(privacy ? { privacy } : {}) };
+}
+
+/**
+ * `n` independent samples of a Gaussian of standard deviation σ rounded to integers (Box–Muller on 53-bit uniforms
+ * from the system CSPRNG), truncated at 12σ (the truncation adds < 10⁻³² to δ).
+ */
+export function gaussianNoise(n: number, sigma: number): bigint[] {
+  const out: bigint[] = [];
+  const u = new BigUint64Array(2);
+  const unit = () => {
+    randomFillSync(u);
+    return [Number(u[0]! >> 11n) / 2 ** 53, Number(u[1]! >> 11n) / 2 ** 53];
+  };
+  while (out.length < n) {
+    const [a, b] = unit();
+    if (a === 0) continue;
+    const r = Math.sqrt(-2 * Math.log(a!));
+    for (const z of [r * Math.cos(2 * Math.PI * b!), r * Math.sin(2 * Math.PI * b!)])
+      if (out.length < n && Math.abs(z) <= 12) out.push(BigInt(Math.round(z * sigma)));
+  }
+  return out;
 }

@@ -60,6 +60,7 @@ export class CustodianJournal {
           refused: Array.isArray(e.refused) ? (e.refused as string[]) : [],
           used: 0,
           labels: new Set(),
+          zeros: new Set(),
         };
         jobs.set(e.opened, j);
         byId.set(j.jobId, j);
@@ -68,6 +69,7 @@ export class CustodianJournal {
         if (j) {
           j.used++;
           j.labels.add(e.label);
+          if (e.zero === true) j.zeros.add(e.label);
         }
       }
     }

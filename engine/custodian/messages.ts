@@ -7,7 +7,11 @@
 import type { Signed } from '../../core/sign.ts';
 import type { SealedBox } from '../../core/sealbox.ts';
 
-export type DecryptMode = 'seal' | 'sum' | 'sign';
+/**
+ * `seal`: the vector sealed to a recipient (scoring); `sign`: sign bits sealed (verification); `sum`: group sums
+ * (training, with the custodian's noise); `zero`: only whether every slot is 0 (training's label check).
+ */
+export type DecryptMode = 'seal' | 'sum' | 'sign' | 'zero';
 
 /** How long a bank-signed request may be shown to a custodian after the bank signed it. */
 export const BANK_REQUEST_TTL_MS = 15 * 60_000;
@@ -26,6 +30,11 @@ export interface DecryptRequest {
   ciphertext: string;
   recipient?: { party: string; x25519: string };
   groupSize?: number;
+  /**
+   * Training `sum` of an iteration: the engine's bound max|D_i| on one subject's residual (decimal), from which the
+   * custodian calibrates its noise (never below the label term 2s it derives itself from the signed request).
+   */
+  bound?: string;
 }
 
 export interface DecryptResponse {
@@ -37,8 +46,12 @@ export interface DecryptResponse {
   requestHash: string;
   mode: DecryptMode;
   sealed?: SealedBox;
-  /** `sum` mode: group sums of (v + m) mod t, as decimal strings. */
+  /** `sum` mode: group sums of (v + m) mod t, plus the custodian's noise, as decimal strings. */
   sums?: string[];
+  /** `sum` mode of a training iteration: the standard deviation of the noise added to each group sum. */
+  sigma?: number;
+  /** `zero` mode: whether every slot decrypted to 0. */
+  zero?: boolean;
 }
 
 /**
@@ -128,6 +141,8 @@ export interface OpenOptions {
 export interface OpenedJob {
   /** Subjects (scoring, training) or claim ids (verification) it will not answer for, over its own budgets. */
   refused: string[];
+  /** Training, the key holder: the (ε, δ) its noise gives each subject of the job (the provider's policy). */
+  privacy?: { epsilon: number; delta: number };
 }
 
 export interface Custodian {

@@ -21,6 +21,8 @@ export interface Allowance {
   refused?: string[];
   /** What the job spends of the custodian's budgets (journaled when the job is opened). */
   spend?: SpendRecord[];
+  /** Training, the key holder: the (ε, δ) its noise gives each subject (told to the engine). */
+  privacy?: { epsilon: number; delta: number };
 }
 
 /** An opened job as the custodian tracks it. */
@@ -33,6 +35,8 @@ export interface OpenJob {
   used: number;
   /** Labels already answered: each is answered once. */
   labels: Set<string>;
+  /** `zero`-mode labels answered "every slot is 0" (training's label check). */
+  zeros: Set<string>;
 }
 
 /**
@@ -48,6 +52,8 @@ export interface ProviderData {
   layout(datasetId: string): ((row: number) => string | undefined) | undefined;
   /** Whether the provider approved a model with this hash (its own record of approvals). */
   approvedModel(modelHash: string): boolean;
+  /** The provider's current dataset holding a field (its own tables), if any. */
+  datasetWith(field: string): string | undefined;
 }
 
 /** What the custodian knows when a job is opened. */
@@ -77,6 +83,19 @@ export interface CustodianRules {
    * are). Absent: every slot of an admitted label may be answered.
    */
   blind?(job: OpenJob, label: string, data: ProviderData, slots: number): number[] | string;
+  /**
+   * `sum` mode: the standard deviation of the noise the custodian adds to each group sum (0: none), or a refusal.
+   * Computed from the signed request, the provider's policy and the request's declared bound only.
+   */
+  noise?(job: OpenJob, label: string, request: { bound?: string }, policy: ProviderPolicy): number | string;
+  /** Transfer: why moving these slots ([from, to]) is outside the job (a `from` slot of a subject it excludes). */
+  moves?(
+    job: OpenJob,
+    label: string,
+    moves: ReadonlyArray<readonly [number, number]>,
+    data: ProviderData,
+    slots: number,
+  ): string | undefined;
   /** Token evaluations the bank signed for, per claim, on one of `provider`'s fields (verification only). */
   tokenAllowance?(job: OpenJob, bankRequest: BankClaims, provider: string, field: string): Map<string, number>;
 }

@@ -78,6 +78,10 @@ export class ProviderTables implements ProviderData {
     return undefined;
   }
 
+  datasetWith(field: string): string | undefined {
+    return this.tables().find((t) => t.types.has(field))?.datasetId;
+  }
+
   layout(datasetId: string): ((row: number) => string | undefined) | undefined {
     const subjects = this.tables().find((t) => t.datasetId === datasetId)?.subjects;
     return subjects ? (row) => subjects[row] : undefined;

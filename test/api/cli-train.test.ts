@@ -1,7 +1,8 @@
 /**
  * `safehouse train` through the CLI on the German Credit split (UCI Statlog, read from ../shared/data): the bank's
  * labels and a provider's encrypted features give a scorecard whose hold-out AUC, computed from scores returned by the
- * normal scoring protocol, is within 0.01 of the same Taylor-LR on plaintext; the model file registers and scores
+ * normal scoring protocol, stays near the same Taylor-LR on plaintext despite the key holder's privacy noise (random
+ * per run: measured −0.03 … +0.02 on this split; bench/RESULTS.md); the model file registers and scores
  * through `safehouse model register` + `safehouse score` as is; `safehouse evaluate` on the hold-out list train writes
  * prints the same hold-out AUC and KS, recomputed from the scoring protocol.
  */
@@ -30,7 +31,7 @@ beforeAll(() => {
 afterAll(() => rmSync(home, { recursive: true, force: true }));
 
 describe('safehouse train (German Credit)', () => {
-  it('trains, reports AUCs within 0.01 of plaintext, and writes a scorecard the scoring path takes as is', () => {
+  it('trains with the privacy noise, reports hold-out AUC within 0.06 of plaintext, and writes a scorecard the scoring path takes as is', () => {
     const gc = germanSplit({ seed: 7, providers: 1 });
     const p = gc.providers[0]!;
     const category = (p.schema as { category: string }).category;
@@ -97,7 +98,8 @@ describe('safehouse train (German Credit)', () => {
     expect(trained.holdoutFile).toBe(join(home, 'gc-model.holdout.txt'));
     expect(readFileSync(trained.holdoutFile, 'utf8').trim().split('\n').length).toBe(trained.holdout);
     expect(summary.iterations).toBe(20);
-    expect(Math.abs(summary.holdoutAuc - summary.plaintextAuc)).toBeLessThanOrEqual(0.01);
+    // The noise is fresh from the custodian's CSPRNG each run, so the bound is a few times the measured spread.
+    expect(Math.abs(summary.holdoutAuc - summary.plaintextAuc)).toBeLessThanOrEqual(0.06);
     expect(summary.holdoutAuc).toBeGreaterThan(0.7);
     expect(summary.excluded).toEqual({ OUT_OF_SCOPE: expect.any(Number) });
 
@@ -233,7 +235,8 @@ describe('safehouse train (German Credit)', () => {
     expect(r.code).toBe(0);
     const summary = JSON.parse(r.out) as { iterations: number; holdoutAuc: number; plaintextAuc: number };
     console.log('German Credit, two providers (CLI):', JSON.stringify(summary));
-    expect(Math.abs(summary.holdoutAuc - summary.plaintextAuc)).toBeLessThanOrEqual(0.01);
+    // The noise is fresh from the custodian's CSPRNG each run, so the bound is a few times the measured spread.
+    expect(Math.abs(summary.holdoutAuc - summary.plaintextAuc)).toBeLessThanOrEqual(0.06);
     const model = parseModel(JSON.parse(readFileSync(join(home, 'gc2.json'), 'utf8')));
     expect(new Set(model.terms.map((x) => x.provider))).toEqual(new Set([p1.provider, p2.provider]));
   });
@@ -258,31 +261,50 @@ describe('safehouse train (German Credit)', () => {
       .map((f) => `${p.provider}.${f.name}`)
       .join(',');
     const out = join(home, 'gc-linear.json');
-    const r = sh(
-      'train',
-      '--bank',
-      'bank_gc',
-      '--providers',
-      p.provider,
-      '--purpose',
-      'model_training',
-      '--labels',
-      join(home, 'labels.csv'),
-      '--fields',
-      fields,
-      '--features',
-      'standardized',
-      '--out',
-      out,
-      '--iterations',
-      '20',
-      '--json',
+    const args = (iterations: string) =>
+      [
+        'train',
+        '--bank',
+        'bank_gc',
+        '--providers',
+        p.provider,
+        '--purpose',
+        'model_training',
+        '--labels',
+        join(home, 'labels.csv'),
+        '--fields',
+        fields,
+        '--features',
+        'standardized',
+        '--out',
+        out,
+        '--iterations',
+        iterations,
+        '--json',
+      ] as const;
+    // These subjects were in two jobs already: each spent ε = 8 of the provider's 16 per 30 days, so its custodian
+    // refuses them all.
+    const spent = sh(...args('6'));
+    expect(spent.code).not.toBe(0);
+    expect(spent.err).toMatch(/SH_ERR_JOB_TOO_LARGE: .*OVER_BUDGET \d+/);
+    // The provider raises its own limits (its policy.json, beside its keys) and the job runs: standardized columns
+    // reach the clip of 8σ, so at the default ε = 8 the noise leaves no signal on 700 applicants (measured hold-out
+    // AUC 0.50–0.56); this provider allows ε = 64 per job (docs/privacy.md "Training", Cost).
+    writeFileSync(
+      join(home, 'wallet', 'providers', p.provider, 'policy.json'),
+      JSON.stringify({ trainSubjectEpsilon: 1000, trainEpsilon: 64 }),
     );
+    const r = sh(...args('6'));
     expect(r.err).not.toMatch(/SH_ERR/);
     expect(r.code).toBe(0);
-    const summary = JSON.parse(r.out) as { holdoutAuc: number; plaintextAuc: number };
+    const summary = JSON.parse(r.out) as {
+      holdoutAuc: number;
+      plaintextAuc: number;
+      privacy: { epsilon: number; delta: number };
+    };
     console.log('German Credit, standardized (CLI):', JSON.stringify(summary));
-    expect(Math.abs(summary.holdoutAuc - summary.plaintextAuc)).toBeLessThanOrEqual(0.01);
+    expect(summary.privacy).toEqual({ epsilon: 64, delta: 1e-5 });
+    expect(summary.holdoutAuc).toBeGreaterThan(0.65);
     const model = parseModel(JSON.parse(readFileSync(out, 'utf8')));
     expect(model.kind).toBe('linear');
     expect(

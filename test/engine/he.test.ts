@@ -14,7 +14,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Ciphertext, Decryptor, Encryptor, PublicKey, SecretKey } from 'node-seal';
@@ -37,6 +37,7 @@ import { evalBlock } from '../../engine/protocols/score/engine.ts';
 import { encryptKernel } from '../../engine/provider/agent.ts';
 import { CUSTODIAN_RULES } from '../../engine/protocols/index.ts';
 import { expectCode } from '../fixtures/expect.ts';
+import { rhoFor } from '../../sandbox/dp.ts';
 
 const T = BFV_8192_T40.t;
 const HALF = (T - 1n) / 2n;
@@ -548,7 +549,8 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
   const now = new Date().toISOString();
   const someSubjects = Array.from({ length: 1000 }, (_, i) => `s${i}`);
   type Mode = DecryptRequest['mode'];
-  const jobs: Record<Mode, Signed<{ type: string; jobId: string; bank: string; requestedAt: string }>> = {
+  const jobs: Partial<Record<Mode, Signed<{ type: string; jobId: string; bank: string; requestedAt: string }>>> &
+    Record<Exclude<Mode, 'zero'>, Signed<{ type: string; jobId: string; bank: string; requestedAt: string }>> = {
     seal: signJson(
       {
         type: 'safehouse.score.request.v1',
@@ -588,13 +590,15 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
         provider: 'tax',
         fields: ['f'],
         bins: 2,
-        options: { iterations: 2 },
+        options: { iterations: 64 },
         subjects: someSubjects,
       },
       'bank-a',
       bankSigning.secretKey,
     ),
   };
+  // The label check (mode `zero`) belongs to the training job.
+  jobs.zero = jobs.sum;
   const jobHashOf = (mode: Mode) => sha256Hex(canonicalize(jobs[mode]));
   /** The tests' label names, mapped to labels of each job's shape (each answered once). */
   const labels = new Map<string, string>();
@@ -608,12 +612,15 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
           ? `score/tax/he/block/${n}`
           : mode === 'sign'
             ? `verify/tax/he/f/block/${n >> 1}/round/${n & 1}`
-            : `train/job-he-sum/it/0/block/${n}/D`;
+            : mode === 'zero'
+              ? 'train/job-he-sum/labels/block/0'
+              : `train/job-he-sum/it/${n}/block/0/D`;
       labels.set(key, l);
     }
     return l;
   };
   let custodian: LocalCustodian;
+  const custodianLog = join(mkdtempSync(join(tmpdir(), 'sh-he-custodian-')), 'custodian.log');
 
   beforeAll(async () => {
     custodian = new LocalCustodian({
@@ -629,16 +636,36 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
       enginePublicKey: engineKeys.publicKey,
       observe: (v) => views.push(v),
       bankKey: (b) => (b === 'bank-a' ? bankSigning.publicKey : undefined),
+      logFile: custodianLog,
       // The provider's layout of dataset `he`: every slot holds one of the jobs' subjects, so no slot is overwritten
       // and these tests see every decrypted value (the overwriting is tested with the protocols and in test/attacks/).
       data: {
         approvedModel: () => true,
+        datasetWith: () => 'he',
         fieldType: () => 'numeric',
         layout: (id) => (id === 'he' ? (row) => someSubjects[row % 1000] : undefined),
       },
     });
-    for (const job of Object.values(jobs)) await custodian.openJob(job as never);
+    for (const job of new Set(Object.values(jobs))) await custodian.openJob(job as never);
+    // Training sums of block 0 are answered only after its labels passed the check: an encryption of zeros does.
+    const zero = enc(new Array<bigint>(N).fill(0n));
+    ops.rerandomizeForTransfer(zero, pk);
+    const bytes = ops.save(zero);
+    zero.delete();
+    const checked = await custodian.decrypt(
+      request(bytes, { label: 'check', mode: 'zero', recipient: undefined }),
+      bytes,
+    );
+    expect(checked.body.zero).toBe(true);
   });
+  /** The noise the custodian journaled for a training sum (its own record; the engine never sees it). */
+  const noiseOf = (label: string): bigint[] => {
+    const lines = readFileSync(custodianLog, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { label?: string; noise?: string[] });
+    return (lines.reverse().find((l) => l.label === label)?.noise ?? []).map(BigInt);
+  };
   afterAll(async () => {
     await custodian?.dispose();
   });
@@ -654,7 +681,7 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
       type: 'safehouse.custodian.decrypt.v1',
       paramsId: BFV_8192_T40.id,
       provider: 'tax',
-      jobId: jobs[mode].body.jobId,
+      jobId: jobs[mode]!.body.jobId,
       jobHash: jobHashOf(mode),
       mode: 'seal',
       ciphertext: sha256Hex(bytes),
@@ -680,7 +707,7 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
 
   function boxContext(label: string, mode: DecryptRequest['mode'], recipient = 'bank-a') {
     return {
-      jobId: jobs[mode].body.jobId,
+      jobId: jobs[mode]!.body.jobId,
       jobHash: jobHashOf(mode),
       provider: 'tax',
       label: L(label, mode),
@@ -730,18 +757,23 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
     );
   });
 
-  it('sum: group sums of v + m mod t minus Σ m per group equal the plaintext group sums', async () => {
+  it('sum: group sums of v + m mod t minus Σ m per group equal the plaintext group sums plus the journaled noise', async () => {
     const x = randVec(N, 1n << 24n);
     for (const g of [64, 1, 8192]) {
       const label = `he/tax/block/sum/${g}`;
       const { bytes, mask, v } = prepare(label, x, 3n);
       const res = await custodian.decrypt(
-        request(bytes, { label, mode: 'sum', groupSize: g, recipient: undefined }),
+        request(bytes, { label, mode: 'sum', groupSize: g, recipient: undefined, bound: '131072' }),
         bytes,
       );
       expect(res.body.sealed).toBeUndefined();
       const sums = res.body.sums!;
       expect(sums.length).toBe(N / g);
+      // σ from (ε, δ) = (8, 1e-5), 64 iterations, one field and the bound B = 2s = 131072: Δ = 2B·√(1 + 1)
+      // (sandbox/dp.ts).
+      expect(res.body.sigma).toBeCloseTo(2 * 131072 * Math.sqrt(2) * Math.sqrt(64 / (2 * rhoFor(8, 1e-5))), 6);
+      const noise = noiseOf(L(label, 'sum'));
+      expect(noise).toHaveLength(N / g);
       for (let k = 0; k < sums.length; k++) {
         let m = 0n;
         let want = 0n;
@@ -750,7 +782,7 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
           want += v[i]!;
         }
         expect(BigInt(sums[k]!) < T).toBe(true);
-        expect(centered(BigInt(sums[k]!) - m, T)).toBe(want);
+        expect(centered(BigInt(sums[k]!) - m - noise[k]!, T)).toBe(want);
       }
     }
   });
@@ -852,12 +884,12 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
     it('sum with a groupSize not dividing 8192, or seal without a recipient → SH_ERR_INVALID_ARGUMENT', async () => {
       for (const groupSize of [100, 0, 3, 16384, 1.5]) {
         await refused(
-          custodian.decrypt(request(good.bytes, { mode: 'sum', groupSize }), good.bytes),
+          custodian.decrypt(request(good.bytes, { mode: 'sum', groupSize, bound: '131072' }), good.bytes),
           'SH_ERR_INVALID_ARGUMENT',
         );
       }
       await refused(
-        custodian.decrypt(request(good.bytes, { mode: 'sum', recipient: undefined }), good.bytes),
+        custodian.decrypt(request(good.bytes, { mode: 'sum', recipient: undefined, bound: '131072' }), good.bytes),
         'SH_ERR_INVALID_ARGUMENT',
       );
       await refused(

@@ -15,40 +15,126 @@
  * own columns × subjects transfers, labels `train/<job>/transfer/<own provider>/<k>/from/<b>/to/<b'>` with
  * k < own columns; each label answered once. Columns are counted from the signed fields: one per standardized field,
  * at most 256 per binned field (the largest enum, sandbox/catalog.ts).
+ * Protects (docs/privacy.md "Training"): each subject the bank named spends `trainEpsilon` of the group's
+ * `trainSubjectEpsilon` per window at every provider whose data it uses — past it the subject is refused
+ * (OVER_BUDGET, out of the cohort); when fewer than the provider's `minTrainingCohort` remain, all are refused and
+ * nothing is spent. The key holder first answers, per block, only whether the engine's
+ * L² − 4s²·T is 0 everywhere (mode `zero`): that is, whether every cohort label is 0/1 (L = ±2s, t prime) and every
+ * other slot has none — no iteration sum of a block is answered before its labels passed. It then adds to every group sum a
+ * rounded Gaussian of σ from the provider's (ε, δ), the job's iterations, the fields and the residual bound the engine
+ * declares (never below the label term 2s), and journals the noise; it sums only the slots of allowed subjects, read
+ * from its own table (the engine masks nothing else), and a transfer custodian moves no other subject's slot.
  */
 import { trainOptions, type TrainOptions } from '../../../models/train.ts';
 import type { CustodianRules } from '../../custodian/rules.ts';
-import { TRAIN_REQUEST_TYPE, parseIterationLabel, parseTransferLabel } from './messages.ts';
+import type { SpendRecord } from '../../custodian/budget.ts';
+import {
+  TRAIN_REQUEST_TYPE,
+  columnBitsOf,
+  iterationSigma,
+  labelCheckLabel,
+  parseIterationLabel,
+  parseLabelCheckLabel,
+  parseTransferLabel,
+} from './messages.ts';
+
+interface TrainState {
+  iterations?: number;
+  columns?: number;
+  ownColumns?: number;
+  /** Subjects this custodian answers for (named by the bank, not skipped by the engine, within its ε budget). */
+  subjects?: string[];
+  /** The provider's own fields in the job, and every field (sensitivity counts one column per field). */
+  ownFields?: string[];
+  fields?: number;
+  features?: 'binned' | 'standardized';
+  /** The label term 2s: the smallest residual bound the custodian accepts. */
+  labelTerm?: string;
+  privacy?: { epsilon: number; delta: number };
+}
+
+/** Each open job's allowed subjects as a set, built once per job. */
+const allowedSets = new WeakMap<object, Set<string>>();
+const allowedOf = (job: { state: Record<string, unknown> }): Set<string> => {
+  let set = allowedSets.get(job);
+  if (!set) {
+    set = new Set(((job.state as TrainState).subjects ?? []) as string[]);
+    allowedSets.set(job, set);
+  }
+  return set;
+};
 
 export const trainRules: CustodianRules = {
   kind: 'train',
   requestType: TRAIN_REQUEST_TYPE,
   allowance(body, ctx) {
     const provider = ctx.provider;
-    const subjects = Array.isArray(body.subjects) ? body.subjects.length : 0;
+    const named = Array.isArray(body.subjects) ? body.subjects.length : 0;
     const parts = [
       { provider: body.provider, fields: body.fields },
       ...(Array.isArray(body.others) ? body.others : []),
     ] as Array<{ provider: string; fields: unknown }>;
     // A binned field has at most `bins` quantile bins, or one column per label of an enum (≤ 256, sandbox/catalog.ts).
     const width = body.features === 'standardized' ? 1 : 256;
-    const cols = (p: { fields: unknown }) => (Array.isArray(p.fields) ? p.fields.length : 0) * width;
-    const columns = parts.reduce((a, p) => a + cols(p), 0);
+    const nFields = (p: { fields: unknown }) => (Array.isArray(p.fields) ? p.fields.length : 0);
+    const columns = parts.reduce((a, p) => a + nFields(p) * width, 0);
     const own = parts.find((p) => p.provider === provider);
     if (!own) return { budget: 0 };
-    const iterations = trainOptions(body.options as Partial<TrainOptions> | undefined).iterations;
+    const options = trainOptions(body.options as Partial<TrainOptions> | undefined);
     const holder = body.provider === provider;
-    const ownColumns = cols(own);
+    const ownColumns = nFields(own) * width;
+    // Each subject spends the job's ε of the group's per-window training budget, at every provider whose data it uses.
+    const epsilon = ctx.policy.trainEpsilon;
+    const since = ctx.now.getTime() - ctx.policy.windowDays * 86_400_000;
+    const subjects: string[] = [];
+    const refused: string[] = [];
+    for (const u of new Set(((body.subjects as unknown[] | undefined) ?? []).filter((x) => typeof x === 'string'))) {
+      if (ctx.skip.has(u as string)) continue;
+      if (
+        ctx.budget.used('train-epsilon', ctx.group, u as string, '', since) + epsilon >
+        ctx.policy.trainSubjectEpsilon + 1e-9
+      )
+        refused.push(u as string);
+      else subjects.push(u as string);
+    }
+    // Below the provider's own cohort minimum the job gets no subject (and spends nothing): whatever the engine
+    // decides, every slot this custodian answers for it is blinded.
+    if (subjects.length < ctx.policy.minTrainingCohort) {
+      refused.push(...subjects);
+      subjects.length = 0;
+    }
+    const spend: SpendRecord[] = subjects.length
+      ? [{ kind: 'train-epsilon', group: ctx.group, subjects, field: '', units: epsilon }]
+      : [];
+    const s = (1n << BigInt(options.scaleBits)) << BigInt(columnBitsOf({ features: body.features as 'binned' }));
+    const state: TrainState = {
+      iterations: holder ? options.iterations : 0,
+      columns,
+      ownColumns: holder ? 0 : ownColumns,
+      subjects,
+      ownFields: (Array.isArray(own.fields) ? own.fields : []) as string[],
+      fields: parts.reduce((a, p) => a + nFields(p), 0),
+      features: body.features === 'standardized' ? 'standardized' : 'binned',
+      labelTerm: (2n * s).toString(),
+    };
     return {
-      budget: holder ? iterations * (columns + 1) * subjects : ownColumns * subjects,
-      state: { iterations: holder ? iterations : 0, columns, ownColumns: holder ? 0 : ownColumns },
+      budget: holder ? options.iterations * (columns + 1) * named + named : ownColumns * named,
+      state: state as Record<string, unknown>,
+      refused,
+      spend,
+      ...(holder ? { privacy: { epsilon, delta: ctx.policy.trainDelta } } : {}),
     };
   },
   refuse(job, label, mode, provider) {
     if (!label.startsWith('train/')) return `label ${JSON.stringify(label)} is not a train label`;
-    const limits = job.state as { iterations?: number; columns?: number; ownColumns?: number };
+    const limits = job.state as TrainState;
     const it = parseIterationLabel(label);
     const tr = parseTransferLabel(label);
+    const check = parseLabelCheckLabel(label);
+    if (check)
+      return check.jobId === job.jobId && mode === 'zero' && (limits.iterations ?? 0) > 0
+        ? undefined
+        : `label ${JSON.stringify(label)} is outside job ${job.jobId} (only the key holder checks labels, mode zero)`;
     const ok = it
       ? it.jobId === job.jobId &&
         mode === 'sum' &&
@@ -60,6 +146,60 @@ export const trainRules: CustodianRules = {
           tr.provider === provider &&
           tr.column < (limits.ownColumns ?? 0)
         : false;
-    return ok ? undefined : `label ${JSON.stringify(label)} is outside job ${job.jobId} (iterations, columns, mode)`;
+    if (!ok) return `label ${JSON.stringify(label)} is outside job ${job.jobId} (iterations, columns, mode)`;
+    // No gradient sum over a block before the bank's labels in it were proven binary.
+    if (it && !job.zeros.has(labelCheckLabel(job.jobId, it.block)))
+      return `block ${it.block} of job ${job.jobId}: the labels were not shown to be 0/1 (label check first)`;
+    return undefined;
+  },
+  blind(job, label, data, slots) {
+    const it = parseIterationLabel(label) ?? parseLabelCheckLabel(label);
+    if (!it) return [];
+    const own = (job.state as TrainState).ownFields ?? [];
+    const datasetId = own.length ? data.datasetWith(own[0]!) : undefined;
+    const layout = datasetId ? data.layout(datasetId) : undefined;
+    if (!layout)
+      return `the custodian holds no table with ${own[0]}, so it cannot tell whose slots block ${it.block} holds`;
+    const allowed = allowedOf(job);
+    const out: number[] = [];
+    for (let i = 0; i < slots; i++) {
+      const u = layout(it.block * slots + i);
+      if (u === undefined || !allowed.has(u)) out.push(i);
+    }
+    return out;
+  },
+  noise(job, label, request, policy) {
+    const st = job.state as TrainState;
+    if (!parseIterationLabel(label)) return 0;
+    const floor = BigInt(st.labelTerm ?? '0');
+    let bound: bigint;
+    try {
+      bound = BigInt(request.bound ?? '');
+    } catch {
+      return `"bound" expected the residual bound max|D| as a decimal integer, got ${JSON.stringify(request.bound)}`;
+    }
+    if (bound < floor) return `"bound" ${bound} is below the label term ${floor} every residual can reach`;
+    return iterationSigma({
+      bound,
+      features: st.features ?? 'binned',
+      fields: st.fields ?? 1,
+      iterations: st.iterations ?? 1,
+      epsilon: policy.trainEpsilon,
+      delta: policy.trainDelta,
+    });
+  },
+  moves(job, _label, moves, data, slots) {
+    const own = (job.state as TrainState).ownFields ?? [];
+    const datasetId = own.length ? data.datasetWith(own[0]!) : undefined;
+    const layout = datasetId ? data.layout(datasetId) : undefined;
+    if (!layout) return `the custodian holds no table with ${own[0]}, so it cannot tell whose slots it would move`;
+    const allowed = allowedOf(job);
+    const tr = parseTransferLabel(_label)!;
+    for (const [from] of moves) {
+      const u = layout(tr.from * slots + from);
+      if (u === undefined || !allowed.has(u))
+        return `slot ${from} of block ${tr.from} holds no subject this job allows`;
+    }
+    return undefined;
   },
 };

@@ -1,166 +1,113 @@
 /**
- * Joint training, the engine's steps (docs/protocols.md "Joint training"): plan the job from the bank-signed request
- * (consent op `train` per subject, data presence, the cohort minimum), store every provider's signed columns and the
- * bank's signed labels, and iterate — per iteration the bound calculator picks a group size g with g·max|D| ≤ (t−1)/2,
- * a worker computes Enc(D) and every Enc(X_b)·Enc(D), masked, re-randomized and switched down, the key holder's
- * custodian answers group sums of v + m, and the engine removes Σ m to get the exact gradient sums G_0 = Σ D_i and
- * G_b = Σ X_ib·D_i — the integers `taylorGradientSums` computes on plaintext — then updates the model (L2,
- * learning-rate decay, early stop). The engine sees gradients over ≥ minTrainingCohort subjects and the model.
+ * Joint training, the engine's steps after the plan (plan.ts; docs/protocols.md "Joint training"): store every
+ * provider's signed columns and the bank's signed labels, have the key holder's custodian show the labels 0/1, and
+ * iterate — per iteration the bound calculator picks a group size g with g·max|D| plus the noise margin ≤ (t−1)/2,
+ * a worker computes Enc(D) and every Enc(X_b)·Enc(D), masked at the cohort's slots, re-randomized and switched down,
+ * the key holder's custodian answers group sums of v + m plus its privacy noise, and the engine removes Σ m to get
+ * G_0 = Σ D_i and G_b = Σ X_ib·D_i — the integers `taylorGradientSums` computes on plaintext, plus that noise — then
+ * updates the model (L2, learning-rate decay, early stop). The engine sees only noisy sums; the bank the final model.
  */
 import { fail } from '../../../core/errors.ts';
 import { canonicalize } from '../../../core/jcs.ts';
 import { sha256Hex } from '../../../core/hash.ts';
 import { centered } from '../../../core/fixed.ts';
 import { requireSignature, type Signed } from '../../../core/sign.ts';
-import { parseSubjectList } from '../../../sandbox/uscc.ts';
-import { classAllows } from '../../../sandbox/catalog.ts';
-import { maxAbsD, sumGroupSize, trainOptions, updateModel, type FixedModel } from '../../../models/train.ts';
+import { maxAbsD, sumGroupSize, updateModel, type FixedModel } from '../../../models/train.ts';
 import { STD_CLIP, type BinSpec } from '../../../models/features.ts';
 import { deriveMaskKey, maskVector } from '../../he/mask.ts';
 import { kernelRef } from '../../pool/kernel.ts';
 import type { Engine } from '../../engine.ts';
-import type { DatasetRecord } from '../../datasets.ts';
 import type { DecryptRequest, DecryptResponse } from '../../custodian/messages.ts';
 import { askCustodian, responseBytes } from '../ask.ts';
-import { admitBankRequest, escrowHashes, escrowToAuditors, failOnError } from '../job.ts';
+import { escrowHashes, escrowToAuditors, failOnError } from '../job.ts';
 import type * as Kernels from './kernels.ts';
 import {
-  TRAIN_REQUEST_TYPE,
   columnBitsOf,
   iterationLabel,
+  iterationSigma,
+  labelCheckLabel,
   planParts,
   type TrainColumns,
   type TrainLabels,
   type TrainOutcome,
   type TrainPlan,
   type TrainProgress,
-  type TrainRequest,
 } from './messages.ts';
 
 const gradBlock = kernelRef<typeof Kernels.gradBlock>(new URL('./kernels.ts', import.meta.url), 'gradBlock');
+const labelCheck = kernelRef<typeof Kernels.labelCheck>(new URL('./kernels.ts', import.meta.url), 'labelCheck');
+
+/** Test hook (engine side, never sent to the bank): each iteration's model and the noisy gradient sums it got. */
+export type TrainObserver = (iteration: number, model: FixedModel, sums: { G0: bigint; G: bigint[] }) => void;
+
+/** A job mask restricted to the cohort's slots (the key holder's custodian sums no other slot). */
+export function cohortMaskVector(key: Uint8Array, t: bigint, cohort: BigUint64Array): BigUint64Array {
+  const m = maskVector(key, t, cohort.length);
+  for (let i = 0; i < m.length; i++) if (!cohort[i]) m[i] = 0n;
+  return m;
+}
+
+/**
+ * Prove the bank's labels binary before any gradient (docs/privacy.md "Training"): per block the key holder decrypts
+ * L² − 4s²·T in mode `zero` and answers only whether every slot is 0 — L = s·(2 − 4y) is ±2s exactly when
+ * y ∈ {0, 1} (t is prime), and 0 outside the cohort. @throws SH_ERR_LABELS_NOT_BINARY
+ */
+async function checkLabels(
+  engine: Engine,
+  plan: TrainPlan,
+  blocks: readonly number[],
+  cohortMask: ReadonlyMap<number, BigUint64Array>,
+  seed: Uint8Array,
+): Promise<void> {
+  const t = engine.params.t;
+  const s = (1n << BigInt(plan.options.scaleBits)) << BigInt(columnBitsOf(plan));
+  const pkBlob = engine.registry.requireParty(plan.provider, 'provider').bfvPublicKeyBlob!;
+  const bad: number[] = [];
+  await engine.pool.all(
+    blocks.map(async (block) => {
+      const label = labelCheckLabel(plan.jobId, block);
+      const labelsBlob = engine.datasets.columnBlob(labelsDataset(plan.jobId), 'labels', block)!;
+      const ct = await engine.pool.run(labelCheck, {
+        paramsId: engine.params.id,
+        publicKey: { path: engine.store.blobPath(pkBlob), hash: pkBlob },
+        labels: { path: engine.store.blobPath(labelsBlob), hash: labelsBlob },
+        cohort: cohortMask.get(block)!.slice(),
+        labelTerm: (2n * s).toString(),
+      });
+      const request: DecryptRequest = {
+        type: 'safehouse.custodian.decrypt.v1',
+        paramsId: engine.params.id,
+        provider: plan.provider,
+        jobId: plan.jobId,
+        jobHash: plan.jobHash,
+        label,
+        mode: 'zero',
+        ciphertext: sha256Hex(ct),
+      };
+      const response = await askCustodian<DecryptRequest, Signed<DecryptResponse>>(engine, {
+        provider: plan.provider,
+        body: request,
+        send: (c, signed) => c.decrypt(signed as Signed<DecryptRequest>, ct),
+        response: (r) => r,
+        complete: (r) => typeof r.body.zero === 'boolean',
+        requestEvent: { mode: 'zero', ciphertext: request.ciphertext },
+        responseEvent: (r) => ({ responseHash: engine.store.putBlob(responseBytes(r)), zero: r.body.zero }),
+      });
+      if (!response.body.zero) bad.push(block);
+    }),
+  );
+  if (bad.length)
+    fail(
+      'SH_ERR_LABELS_NOT_BINARY',
+      `the bank's labels of job ${plan.jobId} are not all 0/1 (block${bad.length > 1 ? 's' : ''} ${bad.sort((a, b) => a - b).join(', ')}); no gradient was computed`,
+      { blocks: bad.join(',') },
+    );
+}
 
 /** Where a job's inputs are stored: the key holder's columns (its own and transferred ones), others' raw columns, the labels. */
 export const heldColumn = (jobId: string, index: number): string => `train/${jobId}/${index}`;
 export const rawColumn = (jobId: string, index: number): string => `train/${jobId}/raw/${index}`;
 export const labelsDataset = (jobId: string): string => `${jobId}:labels`;
-
-/**
- * Step 1: check the request, consents (op `train`) and presence; record the job.
- * @throws SH_ERR_BAD_SIGNATURE, SH_ERR_UNKNOWN_FIELD, SH_ERR_MODEL_FIELD_CLASS, SH_ERR_JOB_TOO_LARGE (cohort below the
- *   minimum, reported as a limit), SH_ERR_USCC_*, SH_ERR_INVALID_ARGUMENT, SH_ERR_REQUEST_STALE
- */
-export function planTraining(engine: Engine, signed: Signed<TrainRequest>): TrainPlan {
-  const { bank, req, jobHash, at } = admitBankRequest(engine, signed, TRAIN_REQUEST_TYPE, 'train', {
-    sealedResults: false,
-  });
-  if (!Array.isArray(req.subjects)) fail('SH_ERR_INVALID_ARGUMENT', '"subjects" expected an array');
-  if (req.others !== undefined && !Array.isArray(req.others))
-    fail('SH_ERR_INVALID_ARGUMENT', '"others" expected a list of { provider, fields }');
-  const options = trainOptions(req.options);
-  if (!Number.isInteger(req.bins) || req.bins < 2 || req.bins > 20)
-    fail('SH_ERR_INVALID_ARGUMENT', `"bins" expected an integer in [2, 20], got ${req.bins}`);
-  const parts = [{ provider: req.provider, fields: req.fields }, ...(req.others ?? [])];
-  if (new Set(parts.map((p) => p.provider)).size !== parts.length)
-    fail('SH_ERR_INVALID_ARGUMENT', '"others" repeats a provider');
-  const datasets = parts.map(({ provider, fields }) => {
-    engine.registry.requireParty(provider, 'provider');
-    if (!Array.isArray(fields) || fields.length === 0)
-      fail('SH_ERR_INVALID_ARGUMENT', `"fields" of ${provider} expected a non-empty list`);
-    let dataset: DatasetRecord | undefined;
-    for (const f of fields) {
-      const ds = engine.datasets.withField(provider, f);
-      const spec = ds?.schema.fields.find((x) => x.name === f);
-      if (!ds || !spec) fail('SH_ERR_UNKNOWN_FIELD', `provider ${provider} has no field ${f}`, { field: f });
-      if (spec.type === 'id' || !classAllows(spec.class, 'train'))
-        fail('SH_ERR_MODEL_FIELD_CLASS', `field ${provider}/${f} is ${spec.class} and may not be used for training`, {
-          field: f,
-        });
-      if (dataset && dataset.id !== ds.id)
-        fail('SH_ERR_INVALID_ARGUMENT', `training fields of ${provider} must come from one of its datasets`);
-      dataset = ds;
-    }
-    return dataset!;
-  });
-  const subjects = parseSubjectList(req.subjects);
-  if (subjects.length > engine.policy.maxSubjectsPerJob)
-    fail(
-      'SH_ERR_JOB_TOO_LARGE',
-      `job names ${subjects.length} subjects; the limit is ${engine.policy.maxSubjectsPerJob}`,
-    );
-  const categories = [...new Set(datasets.map((d) => d.category))].sort();
-  const consent = engine.consents.statuses(
-    { bank: bank.id, purpose: req.purpose, operation: 'train', categories, at },
-    subjects,
-  );
-  const excluded: TrainPlan['excluded'] = {};
-  const ok = subjects.filter((s) => {
-    const st = consent.get(s)!.status;
-    if (st !== 'OK') excluded[s] = st;
-    return st === 'OK';
-  });
-  const slotMaps = datasets.map((d) => engine.datasets.subjectSlots(d.id, ok));
-  const members = ok.filter((s) => {
-    if (slotMaps.every((m) => m.has(s))) return true;
-    excluded[s] = 'NO_DATA';
-    return false;
-  });
-  const cohort = members.map((s) => ({ uscc: s, block: slotMaps[0]!.get(s)!.block, slot: slotMaps[0]!.get(s)!.slot }));
-  const others = parts.slice(1).map((p, k) => ({
-    provider: p.provider,
-    datasetId: datasets[k + 1]!.id,
-    fields: p.fields,
-    slots: members.map((s) => ({
-      uscc: s,
-      block: slotMaps[k + 1]!.get(s)!.block,
-      slot: slotMaps[k + 1]!.get(s)!.slot,
-    })),
-  }));
-  const dataset = datasets[0];
-  if (cohort.length < engine.policy.minTrainingCohort) {
-    fail(
-      'SH_ERR_JOB_TOO_LARGE',
-      `training cohort of ${cohort.length} subjects is below the minimum of ${engine.policy.minTrainingCohort} (excluded: ${Object.keys(excluded).length})`,
-      { cohort: cohort.length, minimum: engine.policy.minTrainingCohort },
-    );
-  }
-  if (req.features !== undefined && req.features !== 'binned' && req.features !== 'standardized')
-    fail('SH_ERR_INVALID_ARGUMENT', `"features" expected binned or standardized, got ${JSON.stringify(req.features)}`);
-  const plan: TrainPlan = {
-    jobId: req.jobId,
-    jobHash,
-    provider: req.provider,
-    datasetId: dataset!.id,
-    fields: req.fields,
-    bins: req.bins,
-    features: req.features ?? 'binned',
-    options,
-    cohort,
-    excluded,
-    others,
-    request: signed,
-  };
-  engine.jobs.record(
-    { id: req.jobId, kind: 'train', bank: bank.id, request: { signed }, status: 'planned' },
-    {
-      event: {
-        jobId: req.jobId,
-        job: 'train',
-        bank: bank.id,
-        provider: req.provider,
-        others: others.map((o) => o.provider),
-        purpose: req.purpose,
-        fields: req.fields,
-        jobHash,
-        subjects: subjects.length,
-        cohort: cohort.length,
-        excluded: Object.keys(excluded).length,
-        signature: signed.signature,
-      },
-      subjects,
-    },
-  );
-  return plan;
-}
 
 /**
  * Steps 2–3 received: store every provider's signed columns (the key holder's first, then `plan.others`
@@ -255,6 +202,7 @@ export async function runIterations(
   plan: TrainPlan,
   bins: readonly BinSpec[],
   onProgress?: (p: TrainProgress) => void,
+  observe?: TrainObserver,
 ): Promise<TrainOutcome> {
   const o = plan.options;
   const t = engine.params.t;
@@ -275,17 +223,45 @@ export async function runIterations(
   });
   engine.ledger.append('job.escrowed', { jobId: plan.jobId, escrow: escrowHashes(escrow) });
   // Replay material: the request, the escrow boxes and the bins of the columns, beside the ledger.
-  engine.jobs.setRequest(plan.jobId, { signed: plan.request, escrow, bins, cohort: plan.cohort.length });
+  const cohortSlots: Record<string, number[]> = {};
+  for (const c of plan.cohort) (cohortSlots[c.block] ??= []).push(c.slot);
+  engine.jobs.setRequest(plan.jobId, {
+    signed: plan.request,
+    escrow,
+    bins,
+    cohort: plan.cohort.length,
+    cohortSlots,
+    privacy: plan.privacy,
+  });
   let model: FixedModel = { W0: 0n, W: new Array<bigint>(nCols).fill(0n) };
-  const history: TrainOutcome['history'] = [];
+  let iterations = 0;
   await engine.registry.custodian(plan.provider).openJob(plan.request);
   engine.jobs.setStatus(plan.jobId, 'running');
   await failOnError(engine, plan.jobId, async () => {
+    // The key holder answers no gradient sum before the bank's labels are shown to be 0/1, block by block.
+    await checkLabels(engine, plan, blocks, cohortMask, seed);
     for (let it = 0; it < o.iterations; it++) {
       // Products X_b·D are bounded by max|X|·max|D| (max|X| = 1 one-hot, STD_CLIP standardized); sums of D by max|D|.
       const cb = columnBitsOf(plan);
       const colMax = cb ? BigInt(STD_CLIP) : 1n;
-      const g = sumGroupSize(maxAbsD(model, groups, o.scaleBits, cb, colMax) * colMax, t, engine.params.slots);
+      const bound = maxAbsD(model, groups, o.scaleBits, cb, colMax);
+      // The custodian's noise (σ from the bound, truncated at 12σ) must not push a group sum past t/2 either.
+      const sigma = iterationSigma({
+        bound,
+        features: plan.features,
+        fields: planParts(plan).reduce((a, p) => a + p.fields.length, 0),
+        iterations: o.iterations,
+        ...plan.privacy,
+      });
+      const margin = 2n * BigInt(Math.ceil(12 * sigma) + 1);
+      if (margin + 2n * bound * colMax >= t)
+        fail(
+          'SH_ERR_BOUND_OVERFLOW',
+          `training: at iteration ${it} the privacy noise (σ ≈ ${sigma.toExponential(2)}) and one subject's term (${bound * colMax}) no longer fit below t/2; lower scaleBits (standardized features need about 12) or train fewer iterations`,
+          { iteration: it },
+        );
+      const g = sumGroupSize(bound * colMax, t - margin, engine.params.slots);
+      const sigmas = new Set<number>();
       const G0acc = { v: 0n };
       const Gacc = new Array<bigint>(nCols).fill(0n);
       // Each block's products are split across the pool; every task recomputes D (cheap) for its share.
@@ -335,6 +311,7 @@ export async function runIterations(
                 mode: 'sum',
                 ciphertext: sha256Hex(ct),
                 groupSize: g,
+                bound: bound.toString(),
               };
               const response = await askCustodian<DecryptRequest, Signed<DecryptResponse>>(engine, {
                 provider: plan.provider,
@@ -342,12 +319,14 @@ export async function runIterations(
                 send: (c, signed) => c.decrypt(signed as Signed<DecryptRequest>, ct),
                 response: (r) => r,
                 complete: (r) => !!r.body.sums,
-                requestEvent: { mode: 'sum', groupSize: g, ciphertext: request.ciphertext },
+                requestEvent: { mode: 'sum', groupSize: g, bound: request.bound, ciphertext: request.ciphertext },
                 // The custodian's signed masked sums are kept (content-addressed by responseHash) for replay.
                 responseEvent: (r) => ({ responseHash: engine.store.putBlob(responseBytes(r)) }),
               });
-              // Remove each group's Σ m; every group's true sum is < t/2 by the bound calculator, so centering is exact.
-              const m = maskVector(maskKeys[k]!, t, engine.params.slots);
+              if (typeof response.body.sigma === 'number') sigmas.add(response.body.sigma);
+              // Remove each group's Σ m (masks cover cohort slots only); every group's noisy sum is < t/2 by the bound
+              // calculator and the noise margin, so centering is exact.
+              const m = cohortMaskVector(maskKeys[k]!, t, cohortMask.get(block)!);
               let total = 0n;
               response.body.sums!.forEach((sv, j) => {
                 let ms = 0n;
@@ -364,13 +343,17 @@ export async function runIterations(
         }),
       );
       const sumsIt = { G0: G0acc.v, G: Gacc };
+      observe?.(it, model, sumsIt);
       const upd = updateModel(model, sumsIt, plan.cohort.length, it, o, cb);
-      history.push({ ...sumsIt, maxGrad: upd.maxGrad });
       model = upd.model;
+      iterations = it + 1;
       engine.ledger.append('train.iteration', {
         jobId: plan.jobId,
         iteration: it,
         groupSize: g,
+        bound: bound.toString(),
+        // The custodian's noise on every sum of the iteration (its signed answers say so; replay checks it).
+        sigma: [...sigmas],
         maxGrad: upd.maxGrad,
         gradientsHash: sha256Hex(canonicalize({ G0: sumsIt.G0.toString(), G: sumsIt.G.map(String) })),
       });
@@ -378,21 +361,22 @@ export async function runIterations(
       if (upd.maxGrad < o.tolerance) break;
     }
   });
+  // What the bank receives: the final model (and the bins it is expressed in), never an intermediate.
   const outcome: TrainOutcome = {
     jobId: plan.jobId,
     bins: [...bins],
     model,
-    iterations: history.length,
-    history,
+    iterations,
     cohort: plan.cohort.length,
     excluded: plan.excluded,
+    privacy: plan.privacy,
   };
   const modelJson = { W0: model.W0.toString(), W: model.W.map(String), scaleBits: o.scaleBits, bins };
   const modelHash = sha256Hex(canonicalize(modelJson));
   engine.jobs.complete(
     plan.jobId,
-    { iterations: history.length, cohort: plan.cohort.length, excluded: Object.keys(plan.excluded).length, modelHash },
-    { job: 'train', bank, iterations: history.length, cohort: plan.cohort.length, modelHash },
+    { iterations, cohort: plan.cohort.length, excluded: Object.keys(plan.excluded).length, modelHash },
+    { job: 'train', bank, iterations, cohort: plan.cohort.length, modelHash, privacy: plan.privacy },
   );
   return outcome;
 }

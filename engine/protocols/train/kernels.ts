@@ -50,7 +50,10 @@ export const gradBlock = defineKernel<GradBlockTask, Uint8Array[]>(async (task) 
         task.cohort.map((v) => (v ? toSlot(w0, t) : 0n)),
       );
     const emit = (ct: Ciphertext, k: number) => {
-      o.addVector(ct, maskVector(task.maskKeys[k]!, t, o.slots));
+      // Masks cover the cohort's slots only: the key holder's custodian sums no other slot.
+      const m = maskVector(task.maskKeys[k]!, t, o.slots);
+      for (let i = 0; i < m.length; i++) if (!task.cohort[i]) m[i] = 0n;
+      o.addVector(ct, m);
       o.rerandomizeForTransfer(ct, pk);
       out.push(o.save(ct));
     };
@@ -71,6 +74,42 @@ export const gradBlock = defineKernel<GradBlockTask, Uint8Array[]>(async (task) 
     d.delete(); // xs and labels belong to the cache
   }
   return out; // structured-cloned: one copy of ~0.3 MB per product
+});
+
+/**
+ * The label check (docs/privacy.md "Training"): L² − (2s)²·T under the key holder's key, re-randomized and switched
+ * down for a `zero` decryption. Every slot is 0 exactly when every cohort label is ±2s (y ∈ {0, 1}; t is prime, so
+ * L² = 4s² only for L = ±2s) and every other slot's label is 0. No plaintext multiplication: each costs ~44 bits of
+ * noise budget, which a product of two ciphertexts cannot spare. An honest bank's check decrypts to zeros only.
+ */
+export interface LabelCheckTask {
+  paramsId: string;
+  publicKey: BlobRef;
+  labels: BlobRef;
+  cohort: BigUint64Array;
+  /** 2s, decimal. */
+  labelTerm: string;
+}
+
+export const labelCheck = defineKernel<LabelCheckTask, Uint8Array>(async (task) => {
+  const o = await blockOps(task.paramsId);
+  const pk = publicKeyFor(o, task.publicKey);
+  const t = o.he.params.t;
+  const labels = loadStored(o, task.labels, 'label ciphertext');
+  const sq = o.multiply(labels, labels);
+  try {
+    const term = BigInt(task.labelTerm) % t;
+    const minusSq = (t - ((term * term) % t)) % t;
+    o.addVector(
+      sq,
+      task.cohort.map((v) => (v ? minusSq : 0n)),
+    );
+    o.rerandomizeForTransfer(sq, pk);
+    return move(o.save(sq));
+  } finally {
+    sq.delete();
+    labels.delete();
+  }
 });
 
 /** Domain transfer, engine side: mask a stored column under its owner's key before the owner's custodian re-encrypts it. */

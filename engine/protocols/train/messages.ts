@@ -5,7 +5,8 @@
  */
 import type { Signed } from '../../../core/sign.ts';
 import type { ConsentStatus } from '../../../sandbox/consent.ts';
-import { STD_BITS, type BinSpec } from '../../../models/features.ts';
+import { STD_BITS, STD_CLIP, type BinSpec } from '../../../models/features.ts';
+import { trainSigma } from '../../../sandbox/dp.ts';
 import { type FixedModel, type TrainOptions } from '../../../models/train.ts';
 
 export const TRAIN_REQUEST_TYPE = 'safehouse.train.request.v1';
@@ -43,8 +44,10 @@ export interface TrainPlan {
   options: TrainOptions;
   /** Cohort subjects with their slots in the provider's layout. */
   cohort: SlotRef[];
-  /** Subjects left out, and why. */
-  excluded: Record<string, ConsentStatus | 'NO_DATA'>;
+  /** Subjects left out, and why (OVER_BUDGET: a provider's custodian refused them under its training budget). */
+  excluded: Record<string, ConsentStatus | 'NO_DATA' | 'OVER_BUDGET'>;
+  /** The (ε, δ) the key holder's noise gives each subject (its custodian's answer, the provider's policy). */
+  privacy: { epsilon: number; delta: number };
   /** Further providers, with their slots for the cohort (same order as `cohort`). */
   others: Array<{ provider: string; datasetId: string; fields: string[]; slots: SlotRef[] }>;
   /** The bank-signed request, shown to each custodian before it is asked for anything (`Custodian.openJob`). */
@@ -91,9 +94,10 @@ export interface TrainOutcome {
   bins: BinSpec[];
   model: FixedModel;
   iterations: number;
-  history: Array<{ G0: bigint; G: bigint[]; maxGrad: number }>;
   cohort: number;
-  excluded: Record<string, ConsentStatus | 'NO_DATA'>;
+  excluded: Record<string, ConsentStatus | 'NO_DATA' | 'OVER_BUDGET'>;
+  /** The (ε, δ)-differential privacy of the model for each cohort subject. */
+  privacy: { epsilon: number; delta: number };
 }
 
 /** Column scale bits: 0 for one-hot, STD_BITS for standardized features (D then carries c = 2^STD_BITS). */
@@ -141,4 +145,39 @@ export function parseTransferLabel(
 ): { jobId: string; provider: string; column: number; from: number; to: number } | undefined {
   const m = /^train\/([^/]+)\/transfer\/([^/]+)\/(\d+)\/from\/(\d+)\/to\/(\d+)$/.exec(label);
   return m ? { jobId: m[1]!, provider: m[2]!, column: Number(m[3]), from: Number(m[4]), to: Number(m[5]) } : undefined;
+}
+
+/** The label check of one block of the bank's labels (mode `zero`): `train/<job>/labels/block/<b>`. */
+export function labelCheckLabel(jobId: string, block: number): string {
+  return `train/${jobId}/labels/block/${block}`;
+}
+
+/** Inverse of {@link labelCheckLabel}; undefined for anything else. */
+export function parseLabelCheckLabel(label: string): { jobId: string; block: number } | undefined {
+  const m = /^train\/([^/]+)\/labels\/block\/(\d+)$/.exec(label);
+  return m ? { jobId: m[1]!, block: Number(m[2]) } : undefined;
+}
+
+/**
+ * The noise a key holder adds to one iteration's sums (sandbox/dp.ts): σ from the residual bound the engine
+ * declares (never below the label term 2s), the columns one subject adds to (the fields for one-hot bins, every
+ * column for standardized features, |X| ≤ STD_CLIP), the job's iterations and the provider's (ε, δ).
+ */
+export function iterationSigma(o: {
+  bound: bigint;
+  features: 'binned' | 'standardized';
+  fields: number;
+  iterations: number;
+  epsilon: number;
+  delta: number;
+}): number {
+  const standardized = o.features === 'standardized';
+  return trainSigma({
+    dBound: Number(o.bound),
+    columnsPerSubject: o.fields,
+    colMax: standardized ? STD_CLIP : 1,
+    iterations: o.iterations,
+    epsilon: o.epsilon,
+    delta: o.delta,
+  });
 }

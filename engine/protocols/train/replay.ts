@@ -2,7 +2,9 @@
  * Joint training, the auditor's replay (docs/protocols.md "Auditor replay"): request and escrow, the cohort size, then
  * every iteration after decryption — the custodian's signed masked group sums (kept as blobs) minus the masks derived
  * from the escrowed seed give the gradient sums, which must hash as ledgered (`train.iteration`), and the fixed-point
- * update gives the next model; the last one must be the delivered model (`job.completed` modelHash). The products'
+ * update gives the next model; the last one must be the delivered model (`job.completed` modelHash). Also: every block
+ * of the bank's labels passed the key holder's 0/1 check before any sum (`labels`), and each iteration's declared
+ * residual bound and the custodian's noise σ are the ones the recomputed model and the job's (ε, δ) give. The products'
  * ciphertexts are not replayed bit for bit: their re-randomizers (iterations × columns × blocks encryptions of zero,
  * ≈ 0.4 MB each) are not kept; nor are domain-transfer ciphertexts.
  */
@@ -13,9 +15,16 @@ import { verifyJson, type Signed } from '../../../core/sign.ts';
 import type { SealedBox } from '../../../core/sealbox.ts';
 import { maxAbsD, sumGroupSize, trainOptions, updateModel, type FixedModel } from '../../../models/train.ts';
 import { STD_CLIP, type BinSpec } from '../../../models/features.ts';
-import { deriveMaskKey, maskVector } from '../../he/mask.ts';
+import { deriveMaskKey } from '../../he/mask.ts';
+import { cohortMaskVector } from './engine.ts';
 import { blobOrMissing, checkRequestAndEscrow, type ReplayContext, type StepStatus } from '../../audit/steps.ts';
-import { columnBitsOf, parseIterationLabel, type TrainRequest } from './messages.ts';
+import {
+  columnBitsOf,
+  iterationSigma,
+  parseIterationLabel,
+  parseLabelCheckLabel,
+  type TrainRequest,
+} from './messages.ts';
 
 /** What a training job keeps for replay. */
 export interface StoredTrain {
@@ -23,6 +32,10 @@ export interface StoredTrain {
   escrow?: Array<{ auditor: string; sealed: SealedBox }>;
   bins?: BinSpec[];
   cohort?: number;
+  /** The cohort's slots in the key holder's layout, per block (masks cover these only). */
+  cohortSlots?: Record<string, number[]>;
+  /** The (ε, δ) the key holder's custodian said its noise gives. */
+  privacy?: { epsilon: number; delta: number };
 }
 
 export async function replayTrain(ctx: ReplayContext<StoredTrain>): Promise<void> {
@@ -48,14 +61,51 @@ export async function replayTrain(ctx: ReplayContext<StoredTrain>): Promise<void
   const responses = new Map(
     events.filter((e) => e.kind === 'custodian.response').map((e) => [String(e.body.label), e]),
   );
+  const cohortMasks = new Map<number, BigUint64Array>();
+  for (const [b, slots] of Object.entries(stored.cohortSlots ?? {})) {
+    const v = new BigUint64Array(engine.params.slots);
+    for (const i of slots) v[i] = 1n;
+    cohortMasks.set(Number(b), v);
+  }
+  // labels: every block of the cohort was shown 0/1 by the key holder before any sum.
+  const checks = [...responses].filter(([label]) => parseLabelCheckLabel(label));
+  const checked = new Set(checks.filter(([, r]) => r.body.zero === true).map(([l]) => parseLabelCheckLabel(l)!.block));
+  const missing = [...cohortMasks.keys()].filter((b) => !checked.has(b));
+  if (missing.length) add('labels', 'mismatch', `label block(s) ${missing.join(', ')} were not shown to be 0/1`);
+  else add('labels', 'match');
+  const fields = [req.fields, ...(req.others ?? []).map((x) => x.fields)].reduce((a, f) => a + f.length, 0);
   let model: FixedModel = { W0: 0n, W: new Array<bigint>(nCols).fill(0n) };
   const iterations = events.filter((e) => e.kind === 'train.iteration');
   for (const ev of iterations) {
     const it = Number(ev.body.iteration);
     const step = `iteration ${it}`;
-    const g = sumGroupSize(maxAbsD(model, groups, o.scaleBits, cb, colMax) * colMax, t, engine.params.slots);
+    const bound = maxAbsD(model, groups, o.scaleBits, cb, colMax);
+    const sigma = stored.privacy
+      ? iterationSigma({
+          bound,
+          features: req.features ?? 'binned',
+          fields,
+          iterations: o.iterations,
+          ...stored.privacy,
+        })
+      : 0;
+    const margin = 2n * BigInt(Math.ceil(12 * sigma) + 1);
+    const g = sumGroupSize(bound * colMax, t - margin, engine.params.slots);
     if (g !== ev.body.groupSize) {
       add(step, 'mismatch', `group size ${g} recomputed, ${String(ev.body.groupSize)} used`);
+      break;
+    }
+    if (String(ev.body.bound) !== bound.toString()) {
+      add(step, 'mismatch', `residual bound ${bound} recomputed, ${String(ev.body.bound)} declared to the custodian`);
+      break;
+    }
+    const used = (ev.body.sigma ?? []) as number[];
+    if (used.length !== 1 || Math.abs(used[0]! - sigma) > 1e-9 * Math.max(1, sigma)) {
+      add(
+        step,
+        'mismatch',
+        `noise σ ${sigma} expected from (ε, δ) and the bound, the custodian added ${used.join(', ')}`,
+      );
       break;
     }
     let G0 = 0n;
@@ -86,7 +136,11 @@ export async function replayTrain(ctx: ReplayContext<StoredTrain>): Promise<void
         problem = ['mismatch', `the stored sums for ${label} are not the custodian's signed answer`];
         break;
       }
-      const mask = maskVector(deriveMaskKey(seed, label), t, engine.params.slots);
+      const mask = cohortMaskVector(
+        deriveMaskKey(seed, label),
+        t,
+        cohortMasks.get(m.block) ?? new BigUint64Array(engine.params.slots),
+      );
       let total = 0n;
       response.body.sums.forEach((sv, j) => {
         let ms = 0n;

@@ -7,7 +7,7 @@
  */
 import type { Signed } from '../../../core/sign.ts';
 import type { Engine } from '../../engine.ts';
-import { acceptTrainingInputs, runIterations } from './engine.ts';
+import { acceptTrainingInputs, runIterations, type TrainObserver } from './engine.ts';
 import { transferTrainingColumns } from './transfer.ts';
 import {
   planParts,
@@ -41,7 +41,12 @@ export async function runTrainJob(
   engine: Engine,
   plan: TrainPlan,
   inputs: { columns: TrainingColumnsSource; labels: Signed<TrainLabels>; labelBlobs: ReadonlyMap<string, Uint8Array> },
-  opts: { onProgress?: (p: TrainRunProgress) => void; onIteration?: (p: TrainProgress) => void } = {},
+  opts: {
+    onProgress?: (p: TrainRunProgress) => void;
+    onIteration?: (p: TrainProgress) => void;
+    /** Engine-side test hook: each iteration's model and noisy sums (nothing of it reaches the bank). */
+    observe?: TrainObserver;
+  } = {},
 ): Promise<TrainOutcome> {
   const parts = planParts(plan);
   const columns: Array<Signed<TrainColumns>> = [];
@@ -66,8 +71,14 @@ export async function runTrainJob(
   for (const [h, bytes] of inputs.labelBlobs) blobs.set(h, bytes);
   const bins = acceptTrainingInputs(engine, plan, columns, inputs.labels, blobs);
   if (plan.others.length) await transferTrainingColumns(engine, plan, columns);
-  return runIterations(engine, plan, bins, (p) => {
-    opts.onProgress?.({ phase: 'iterate', done: p.iteration, total: p.iterations });
-    opts.onIteration?.(p);
-  });
+  return runIterations(
+    engine,
+    plan,
+    bins,
+    (p) => {
+      opts.onProgress?.({ phase: 'iterate', done: p.iteration, total: p.iterations });
+      opts.onIteration?.(p);
+    },
+    opts.observe,
+  );
 }
