@@ -226,6 +226,23 @@ export class LocalCustodian implements Custodian {
     return opened(open);
   }
 
+  /** Log a request the job's rules refuse (the provider's own record) and refuse it. @throws SH_ERR_PARAMS_MISMATCH */
+  private refuseRequest(
+    req: { jobId: string; jobHash: string; label: string },
+    mode: DecryptMode | 'transfer',
+    why: string,
+  ): never {
+    this.journal.append({
+      at: new Date().toISOString(),
+      jobId: req.jobId,
+      jobHash: req.jobHash,
+      label: req.label,
+      mode,
+      refused: 'SH_ERR_PARAMS_MISMATCH',
+    });
+    fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider}: ${why}`);
+  }
+
   /** A bank-signed request is honoured only within BANK_REQUEST_TTL_MS of its signing. @throws SH_ERR_REQUEST_STALE */
   private requireFresh(body: { requestedAt?: unknown }, jobId: string): void {
     const requestedAt = Date.parse(String(body.requestedAt ?? ''));
@@ -308,15 +325,7 @@ export class LocalCustodian implements Custodian {
     // The noise of a training sum is fixed before anything is decrypted (a refusal decrypts nothing).
     const sigma = req.mode === 'sum' ? (this.rulesOf(job).noise?.(job, req.label, req, this.policy) ?? 0) : 0;
     if (typeof sigma === 'string') {
-      this.journal.append({
-        at: new Date().toISOString(),
-        jobId: req.jobId,
-        jobHash: req.jobHash,
-        label: req.label,
-        mode: req.mode,
-        refused: 'SH_ERR_PARAMS_MISMATCH',
-      });
-      fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider}: ${sigma}`);
+      this.refuseRequest(req, req.mode, sigma);
     }
     const values = await this.decryptChecked(ciphertext, req.label, req.mode === 'sum' || req.mode === 'zero' ? 3 : 2);
     this.observe?.({ label: req.label, mode: req.mode, values: values.slice() });
@@ -324,15 +333,7 @@ export class LocalCustodian implements Custodian {
     const blind = this.rulesOf(job).blind?.(job, req.label, this.data, this.params.slots);
     if (typeof blind === 'string') {
       values.fill(0n);
-      this.journal.append({
-        at: new Date().toISOString(),
-        jobId: req.jobId,
-        jobHash: req.jobHash,
-        label: req.label,
-        mode: req.mode,
-        refused: 'SH_ERR_PARAMS_MISMATCH',
-      });
-      fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider}: ${blind}`);
+      this.refuseRequest(req, req.mode, blind);
     }
     // Sums and the label check are over the job's subjects only (the engine masks only those slots): every other slot
     // is dropped (0); a sealed or signed answer gets uniform values there instead.
@@ -445,15 +446,7 @@ export class LocalCustodian implements Custodian {
     }
     const outside = this.rulesOf(job).moves?.(job, req.label, req.moves, this.data, n);
     if (outside) {
-      this.journal.append({
-        at: new Date().toISOString(),
-        jobId: req.jobId,
-        jobHash: req.jobHash,
-        label: req.label,
-        mode: 'transfer',
-        refused: 'SH_ERR_PARAMS_MISMATCH',
-      });
-      fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider}: ${outside}`);
+      this.refuseRequest(req, 'transfer', outside);
     }
     const values = await this.decryptChecked(ciphertext, req.label, 2);
     const { ops } = await this.init();
