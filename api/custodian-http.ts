@@ -22,6 +22,7 @@ import type {
   OpenedJob,
   OpenOptions,
 } from '../engine/custodian/messages.ts';
+import type { LedgerUpdate } from '../engine/custodian/monitor.ts';
 import type { Signed } from '../core/sign.ts';
 import { bytesToHex, hexToBytes } from '../core/sign.ts';
 import { RequestVerifier, signRequest } from './httpsig.ts';
@@ -44,8 +45,6 @@ export function buildCustodianServer(
   enginePublicKey: Uint8Array,
   opts: {
     bodyLimit?: number;
-    /** Make a bank's registered key known to the custodian (a networked custodian fetches it from the engine's registry). */
-    resolveBank?: (bank: string) => Promise<void>;
     /** Extra routes (the custodian process adds training-column preparation). */
     extend?: (app: FastifyInstance, authed: Authed) => void;
   } = {},
@@ -88,9 +87,6 @@ export function buildCustodianServer(
     bfvPublicKey: b64(custodian.bfvPublicKey),
     signingPublicKey: bytesToHex(custodian.signingPublicKey),
   }));
-  const resolveBank = async (bank: unknown) => {
-    if (typeof bank === 'string' && opts.resolveBank) await opts.resolveBank(bank);
-  };
   /** A bank-signed document from the wire: the custodian looks its signer up in the bank registry, so it must be a name. */
   const bankSigned = <T>(v: T, what: string): T => {
     if (
@@ -107,9 +103,26 @@ export function buildCustodianServer(
     bankSigned(b.job, 'job');
     if (b.skip !== undefined && (!Array.isArray(b.skip) || b.skip.some((x) => typeof x !== 'string')))
       fail('SH_ERR_INVALID_ARGUMENT', '"skip" expected a list of subject or claim ids');
-    await resolveBank(b.job.signer);
     const opened = await custodian.openJob(b.job, b.skip ? { skip: b.skip as string[] } : {});
-    return { opened: true, refused: opened.refused, ...(opened.privacy ? { privacy: opened.privacy } : {}) };
+    return {
+      opened: true,
+      refused: opened.refused,
+      ...(opened.reasons ? { reasons: opened.reasons } : {}),
+      ...(opened.privacy ? { privacy: opened.privacy } : {}),
+    };
+  });
+  // The custodian follows the ledger itself (docs/trust.md): leaves it checks against the signed checkpoint.
+  app.post('/v1/custodian/ledger/state', async (req) => {
+    authed<Record<string, never>>(req);
+    return await custodian.ledgerState();
+  });
+  app.post('/v1/custodian/ledger', async (req) => {
+    const b = authed<LedgerUpdate>(req);
+    return await custodian.follow({
+      from: b.from,
+      entries: b.entries,
+      ...(b.checkpoint !== undefined ? { checkpoint: b.checkpoint } : {}),
+    });
   });
   app.post('/v1/custodian/decrypt', async (req) => {
     const b = authed<{ request: Signed<DecryptRequest>; ciphertext: string }>(req);
@@ -127,7 +140,6 @@ export function buildCustodianServer(
   app.post('/v1/custodian/tokens', async (req) => {
     const b = authed<{ request: Signed<TokenEvalRequest>; bankRequest: BankClaims }>(req);
     bankSigned(b.bankRequest, 'bankRequest');
-    await resolveBank(b.bankRequest.signer);
     return { response: await custodian.evaluateTokens(b.request, b.bankRequest) };
   });
   opts.extend?.(app, authed);
@@ -190,16 +202,34 @@ export class HttpCustodian implements Custodian {
   }
 
   async openJob(job: BankJob, opts: OpenOptions = {}): Promise<OpenedJob> {
-    const out = await this.post<{ refused?: unknown; privacy?: { epsilon?: unknown; delta?: unknown } }>(
-      '/v1/custodian/jobs',
-      { job, ...(opts.skip?.length ? { skip: opts.skip } : {}) },
-    );
+    const out = await this.post<{
+      refused?: unknown;
+      reasons?: unknown;
+      privacy?: { epsilon?: unknown; delta?: unknown };
+    }>('/v1/custodian/jobs', { job, ...(opts.skip?.length ? { skip: opts.skip } : {}) });
     const refused = Array.isArray(out.refused) ? out.refused.filter((x): x is string => typeof x === 'string') : [];
+    const reasons: Record<string, string> = {};
+    if (out.reasons && typeof out.reasons === 'object')
+      for (const [k, v] of Object.entries(out.reasons)) if (typeof v === 'string') reasons[k] = v;
     const p = out.privacy;
     // The key holder of a training job says what (ε, δ) its noise gives; anything else is no statement.
-    return typeof p?.epsilon === 'number' && typeof p.delta === 'number'
-      ? { refused, privacy: { epsilon: p.epsilon, delta: p.delta } }
-      : { refused };
+    return {
+      refused,
+      ...(Object.keys(reasons).length ? { reasons } : {}),
+      ...(typeof p?.epsilon === 'number' && typeof p.delta === 'number'
+        ? { privacy: { epsilon: p.epsilon, delta: p.delta } }
+        : {}),
+    };
+  }
+
+  async ledgerState(): Promise<{ size: number }> {
+    const out = await this.post<{ size?: unknown }>('/v1/custodian/ledger/state', {});
+    return { size: Number(out.size) };
+  }
+
+  async follow(update: LedgerUpdate): Promise<{ size: number }> {
+    const out = await this.post<{ size?: unknown }>('/v1/custodian/ledger', update);
+    return { size: Number(out.size) };
   }
 
   async decrypt(request: Signed<DecryptRequest>, ciphertext: Uint8Array): Promise<Signed<DecryptResponse>> {

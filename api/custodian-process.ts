@@ -18,7 +18,8 @@ import { buildCustodianServer, b64 } from './custodian-http.ts';
 import { checkTrainingPart } from '../engine/protocols/train/provider.ts';
 import { Client } from './client/index.ts';
 import type { ProviderPolicy } from '../sandbox/policy.ts';
-import { providerKeys } from './keys.ts';
+import { providerKeys, readPublic } from './keys.ts';
+import { LEDGER_ORIGIN } from '../engine/engine.ts';
 
 export interface CustodianProcess {
   url: string;
@@ -32,6 +33,8 @@ export async function startCustodian(o: {
   port: number;
   host?: string;
   engineKey?: string;
+  /** The registrar's public key file (.pub): the custodian pins it and trusts no bank or enterprise key it did not certify. */
+  registrarKey: string;
   poolSize?: number;
   /** The provider's limits (sandbox/policy.ts ProviderPolicy); defaults when absent. */
   policy?: Partial<ProviderPolicy>;
@@ -62,29 +65,19 @@ export async function startCustodian(o: {
     },
     pool,
   );
-  const bankKeys = new Map<string, Uint8Array>();
-  const bankGroups = new Map<string, string>();
+  const registrar = readPublic(o.registrarKey)[0];
+  if (registrar?.role !== 'registrar' || !/^[0-9a-f]{64}$/.test(registrar.ed25519))
+    fail('SH_ERR_INVALID_ARGUMENT', `"--registrar-key" ${o.registrarKey} is not a registrar's public key file`, {
+      option: 'registrar-key',
+    });
+  // The custodian pins the ledger key (the engine's, --engine-key or what it announced at first start) and the
+  // registrar's; banks, enterprises, consents and jobs come only from the ledger it follows (docs/trust.md).
   const custodian = agent.custodian(enginePk, {
     logFile: join(o.keysDir, 'custodian.log'),
     tablesDir: o.keysDir,
-    bankKey: (b) => bankKeys.get(b),
-    bankGroup: (b) => bankGroups.get(b),
+    trust: { keyName: LEDGER_ORIGIN, publicKey: enginePk, registrarKey: hexToBytes(registrar.ed25519) },
     ...(o.policy ? { policy: o.policy } : {}),
   });
-  const resolveBank = async (bank: string) => {
-    if (bankKeys.has(bank) || !/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(bank)) return;
-    try {
-      const p = await client.get<{ role: string; ed25519: string; group?: string }>(
-        `/v1/parties/${encodeURIComponent(bank)}`,
-      );
-      if (p.role === 'bank') {
-        bankKeys.set(bank, hexToBytes(p.ed25519));
-        bankGroups.set(bank, p.group ?? bank);
-      }
-    } catch {
-      // unknown party: openJob then refuses with SH_ERR_BAD_SIGNATURE
-    }
-  };
   const tableOf = (datasetId: string): ProviderTable => {
     for (const f of readdirSync(o.keysDir)) {
       if (!f.endsWith('.json') || f === 'key.json' || f === 'public.json') continue;
@@ -94,11 +87,9 @@ export async function startCustodian(o: {
     return fail('SH_ERR_MODEL_STALE', `provider ${id} has no local copy of dataset ${datasetId}`);
   };
   const app = buildCustodianServer(custodian, enginePk, {
-    resolveBank,
     extend: (server, authed) => {
       server.post('/v1/custodian/training', async (req) => {
         const b = authed<{ part: TrainingPart; request: Signed<TrainRequest> }>(req);
-        await resolveBank(b.request?.signer);
         await custodian.openJob(b.request);
         const part = b.part;
         checkTrainingPart(id, b.request, part);

@@ -274,15 +274,19 @@ export async function runNetwork(
     const bank = ['--as', NET_BANK, '--key', join(keys, `${NET_BANK}.key`)];
     const auditor = ['--as', NET_AUDITOR, '--key', join(keys, `${NET_AUDITOR}.key`)];
     await step('keys + registration', async () => {
+      // The registrar (real-name registration) certifies the bank's and every enterprise's key; custodians pin it.
+      await cli(['keygen', '--role', 'registrar', '--id', 'registrar', '--out', join(keys, 'registrar.key')]);
+      await cli(['party', 'add', ...S, ...admin, '--public', join(keys, 'registrar.key.pub')]);
       await cli(['keygen', '--role', 'bank', '--id', NET_BANK, '--out', join(keys, `${NET_BANK}.key`)]);
       await cli(['keygen', '--role', 'auditor', '--id', NET_AUDITOR, '--out', join(keys, `${NET_AUDITOR}.key`)]);
       await cli(['keygen', '--role', 'enterprise', '--ids', sc.subjectsFile, '--out', join(keys, 'enterprises')]);
       for (const p of sc.providers)
         await cli(['keygen', '--role', 'provider', '--id', p.provider, '--out', join(keys, p.provider)]);
-      await cli(['party', 'add', ...S, ...admin, '--public', `${join(keys, NET_BANK)}.key.pub`]);
+      const certify = ['--registrar', join(keys, 'registrar.key')];
+      await cli(['party', 'add', ...S, ...admin, '--public', `${join(keys, NET_BANK)}.key.pub`, ...certify]);
       await cli(['party', 'add', ...S, ...admin, '--public', `${join(keys, NET_AUDITOR)}.key.pub`]);
       for (const p of sc.providers) await cli(['party', 'add', ...S, ...admin, '--public', join(keys, p.provider)]);
-      await cli(['party', 'add', ...S, ...admin, '--public', join(keys, 'enterprises')]);
+      await cli(['party', 'add', ...S, ...admin, '--public', join(keys, 'enterprises'), ...certify]);
     });
     await step('custodians start', async () => {
       for (const p of sc.providers)
@@ -295,6 +299,8 @@ export async function runNetwork(
             join(keys, p.provider),
             '--engine',
             engine.url,
+            '--registrar-key',
+            join(keys, 'registrar.key.pub'),
             '--port',
             '0',
           ]),

@@ -2,11 +2,14 @@
  * Embedded mode: one process plays every party over one data directory. Each method acts *as* a party — it loads that
  * party's keys from the wallet, builds the signed message the party would send, and hands it to the engine — so the
  * engine code path is the one a networked deployment uses. The CLI, the demo and the tests all go through here.
+ * Longer than 400 lines: one method per party action (registrar, provider, enterprise, bank), each a thin signed
+ * wrapper over the engine, sharing the wallet and the providers' agents.
  */
 import { join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
 import { fail } from '../core/errors.ts';
-import { Engine } from '../engine/engine.ts';
+import { Engine, LEDGER_ORIGIN } from '../engine/engine.ts';
+import { issueCertificate, type Certificate } from '../sandbox/registrar.ts';
 import type { PartyRole } from '../engine/registry.ts';
 import { ProviderAgent } from '../engine/provider/agent.ts';
 import type { ProviderTable } from '../engine/provider/table.ts';
@@ -39,6 +42,9 @@ import { Wallet } from './wallet.ts';
 import type { Policy, ProviderPolicy } from '../sandbox/policy.ts';
 import { ProviderRecords } from '../engine/provider/records.ts';
 import type { ApprovalReview } from '../engine/protocols/score/provider.ts';
+
+/** The registrar's party id in embedded mode. */
+const REGISTRAR = 'registrar';
 
 export interface EmbeddedOptions {
   home: string;
@@ -88,8 +94,31 @@ export class Safehouse {
       ...(opts.now ? { now: opts.now } : {}),
     });
     const sh = new Safehouse(engine, new Wallet(opts.home), opts);
+    sh.ensureRegistrar();
     for (const p of engine.registry.parties('provider')) sh.connect(p.id);
     return sh;
+  }
+
+  /**
+   * The registrar (real-name registration, sandbox/registrar.ts), played here like every other party: its key in the
+   * wallet, registered with the engine once. Custodians pin this key, not the engine's registry.
+   */
+  private ensureRegistrar(): void {
+    const reg = this.engine.registry.registrar();
+    const k = this.wallet.get(REGISTRAR) ?? this.wallet.create(REGISTRAR, 'registrar');
+    if (!reg) this.engine.registry.registerParty({ id: REGISTRAR, role: 'registrar', ed25519: k.ed25519.publicKey });
+  }
+
+  /** The registrar certifies a bank's or enterprise's keys (its real-name registration). */
+  certify(p: {
+    party: string;
+    role: 'bank' | 'enterprise';
+    ed25519: Uint8Array;
+    x25519?: Uint8Array;
+    group?: string;
+  }): Certificate {
+    const k = this.wallet.require(REGISTRAR, 'registrar');
+    return issueCertificate(p, { id: REGISTRAR, secretKey: k.ed25519.secretKey }, this.engine.now());
   }
 
   async close(): Promise<void> {
@@ -148,12 +177,12 @@ export class Safehouse {
       a.custodian(this.engine.keys.ed25519.publicKey, {
         logFile: join(this.wallet.providerDir(provider), 'custodian.log'),
         tablesDir: this.wallet.providerDir(provider),
-        // The platform's public registry of bank keys and groups, which a networked custodian would fetch.
-        bankKey: (bank: string) => {
-          const p = this.engine.registry.party(bank);
-          return p?.role === 'bank' ? p.ed25519 : undefined;
+        // What the provider pins itself: the ledger's checkpoint key and the registrar's key (docs/trust.md).
+        trust: {
+          keyName: LEDGER_ORIGIN,
+          publicKey: this.engine.keys.ed25519.publicKey,
+          registrarKey: this.wallet.require(REGISTRAR, 'registrar').ed25519.publicKey,
         },
-        bankGroup: (bank: string) => this.engine.registry.party(bank)?.group,
         policy: { ...this.opts.policy, ...this.opts.providerPolicy },
         ...(this.opts.now ? { now: this.opts.now } : {}),
         ...(observe ? { observe: (v: CustodianView) => observe(provider, v) } : {}),
@@ -194,12 +223,24 @@ export class Safehouse {
       this.connect(id);
       return;
     }
+    const certified = role === 'bank' || role === 'enterprise';
     this.engine.registry.registerParty({
       id,
       role,
       ed25519: k.ed25519.publicKey,
       ...(k.x25519 ? { x25519: k.x25519.publicKey } : {}),
       ...(opts.group ? { group: opts.group } : {}),
+      ...(certified
+        ? {
+            certificate: this.certify({
+              party: id,
+              role,
+              ed25519: k.ed25519.publicKey,
+              ...(k.x25519 ? { x25519: k.x25519.publicKey } : {}),
+              ...(opts.group ? { group: opts.group } : {}),
+            }),
+          }
+        : {}),
     });
   }
 
@@ -226,7 +267,12 @@ export class Safehouse {
     const subjects = grants.map((g) => parseUscc(g.subject));
     const keys = this.wallet.ensureEnterprises(subjects);
     this.engine.registry.registerEnterprises(
-      subjects.map((s) => ({ uscc: s, ed25519: keys.get(s)!.ed25519.publicKey })),
+      [...new Set(subjects)]
+        .filter((s) => !this.engine.registry.party(s))
+        .map((s) => {
+          const ed25519 = keys.get(s)!.ed25519.publicKey;
+          return { uscc: s, ed25519, certificate: this.certify({ party: s, role: 'enterprise', ed25519 }) };
+        }),
     );
     const signed = grants.map((g, i) => {
       const nb = g.notBefore ?? this.engine.now();

@@ -16,7 +16,7 @@ import { fail } from '../core/errors.ts';
 import { ed25519KeyPair, bytesToHex, hexToBytes } from '../core/sign.ts';
 import { x25519KeyPair } from '../core/sealbox.ts';
 
-export type Role = 'provider' | 'bank' | 'enterprise' | 'auditor' | 'engine';
+export type Role = 'provider' | 'bank' | 'enterprise' | 'auditor' | 'engine' | 'registrar';
 export const ROLES: readonly Role[] = ['provider', 'bank', 'enterprise', 'auditor'];
 
 export interface PartyKeys {

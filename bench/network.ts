@@ -254,6 +254,8 @@ function timedCustodian(c: Custodian, clock: { ms: number }): Custodian {
     bfvPublicKey: c.bfvPublicKey,
     signingPublicKey: c.signingPublicKey,
     openJob: (job) => time(() => c.openJob(job)),
+    ledgerState: () => time(() => c.ledgerState()),
+    follow: (u) => time(() => c.follow(u)),
     decrypt: (request, ciphertext) => time(() => c.decrypt(request, ciphertext)),
     evaluateTokens: (request, bankRequest) => time(() => c.evaluateTokens(request, bankRequest)),
     transfer: (request, ciphertext, target) => time(() => c.transfer(request, ciphertext, target)),

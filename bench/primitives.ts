@@ -11,6 +11,7 @@
  * Longer than 400 lines: one block's anatomy, measured step by step on one key set so the steps' costs add up to the
  * whole.
  */
+import { trustedLedger } from '../test/helpers/trust.ts';
 import type { Ciphertext, Plaintext } from 'node-seal';
 import { heContext, BFV_8192_T40 } from '../engine/he/params.ts';
 import { BlockOps, generateBfvKeys, type LinearTerm } from '../engine/he/block.ts';
@@ -125,28 +126,6 @@ export async function runPrimitives(
   const custKeys = ed25519KeyPair();
   const bank = x25519KeyPair();
   const bankSigning = ed25519KeyPair();
-  const custodian = new LocalCustodian({
-    provider: 'bench_provider',
-    params,
-    keys: {
-      bfvSecretKey: keys.secretKey.slice(),
-      bfvPublicKey: keys.publicKey,
-      ed25519SecretKey: custKeys.secretKey,
-      ed25519PublicKey: custKeys.publicKey,
-    },
-    rules: CUSTODIAN_RULES,
-    enginePublicKey: engineKeys.publicKey,
-    bankKey: (b) => (b === 'bench_bank' ? bankSigning.publicKey : undefined),
-    // Every slot of the bench dataset holds one of the job's subjects, so the custodian's per-slot check runs and
-    // overwrites nothing.
-    data: {
-      approvedModel: () => true,
-      datasetWith: () => 'bench',
-      fieldType: () => 'numeric',
-      layout: (id) => (id === 'bench' ? (row) => `s${row % 200_000}` : undefined),
-    },
-    policy: { scoreModelsPerSubject: 1 },
-  });
   // The custodian answers only for a bank-signed job shown to it, one decryption per label, at most one per subject
   // named: a score job naming enough subjects for every benchmark iteration, each iteration a new label.
   const job = signJson(
@@ -163,6 +142,39 @@ export async function runPrimitives(
     'bench_bank',
     bankSigning.secretKey,
   );
+  const ledger = trustedLedger({
+    bank: { id: 'bench_bank', ed25519: bankSigning.publicKey, x25519: bank.publicKey },
+    jobs: [job],
+  });
+  const custodian = new LocalCustodian({
+    provider: 'bench_provider',
+    params,
+    keys: {
+      bfvSecretKey: keys.secretKey.slice(),
+      bfvPublicKey: keys.publicKey,
+      ed25519SecretKey: custKeys.secretKey,
+      ed25519PublicKey: custKeys.publicKey,
+    },
+    // The HE cost only: every subject has consent (the custodian's own consent check is a map look-up per subject).
+    rules: CUSTODIAN_RULES.map((r) => ({
+      ...r,
+      allowance: (b, ctx) => r.allowance(b, { ...ctx, consent: () => 'OK' }),
+    })),
+    enginePublicKey: engineKeys.publicKey,
+    trust: ledger.trust,
+    // Every slot of the bench dataset holds one of the job's subjects, so the custodian's per-slot check runs and
+    // overwrites nothing.
+    data: {
+      approvedModel: () => true,
+      datasetWith: () => 'bench',
+      fieldType: () => 'numeric',
+      layout: (id) => (id === 'bench' ? (row) => `s${row % 200_000}` : undefined),
+      categoryOf: () => 'tax',
+      modelFields: () => ['f'],
+    },
+    policy: { scoreModelsPerSubject: 1 },
+  });
+  await custodian.follow(ledger.update);
   await custodian.openJob(job);
   const jobHash = sha256Hex(canonicalize(job));
   let labelNo = 0;

@@ -41,6 +41,11 @@ export const ERRORS = {
   SH_ERR_UNKNOWN_PARTY: e('state', 404, 'No party with this id is registered.'),
   SH_ERR_PARTY_ROLE: e('auth', 403, 'The party does not have the role this action needs.'),
   SH_ERR_BAD_SIGNATURE: e('auth', 401, 'A signature over a request, upload or statement does not verify.'),
+  SH_ERR_CERT_INVALID: e(
+    'auth',
+    403,
+    "A bank's or enterprise's key has no valid certificate from the registrar (real-name registration).",
+  ),
   // --- consent
   SH_ERR_CONSENT_INVALID: e('input', 400, 'A consent or revocation statement is malformed.'),
   SH_ERR_CONSENT_NOT_FOUND: e('state', 404, 'No consent matches the revocation request.'),
@@ -87,6 +92,16 @@ export const ERRORS = {
     'auth',
     401,
     "A bank-signed request is too old (or dated too far ahead) for the engine's or a custodian's clock window.",
+  ),
+  SH_ERR_JOB_NOT_LEDGERED: e(
+    'integrity',
+    409,
+    'A custodian refuses a job whose bank-signed request it has not seen in the ledger, or a ledger update that does not extend the checkpoint it holds.',
+  ),
+  SH_ERR_RECIPIENT: e(
+    'auth',
+    403,
+    'A custodian refuses to seal to anyone but the certified sealing key of the bank that signed the job.',
   ),
   SH_ERR_PARAMS_MISMATCH: e('integrity', 409, 'Peers disagree on the parameter set, job or model hash.'),
   SH_ERR_CIPHERTEXT_SIZE: e('limit', 413, 'A ciphertext is larger than the cap for its parameter set.'),

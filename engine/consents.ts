@@ -91,6 +91,7 @@ export class Consents {
             operations: c.statement.operations,
             notBefore: c.statement.notBefore,
             notAfter: c.statement.notAfter,
+            nonce: c.statement.nonce,
             signature: c.signature,
           },
           subjects: [c.statement.subject],
@@ -119,7 +120,13 @@ export class Consents {
         .run(st.consentId, st.subject, JSON.stringify(r), this.ctx.now().toISOString());
       this.ctx.ledger.append(
         'consent.revoked',
-        { consentId: st.consentId, subject: st.subject, revokedAt: st.revokedAt, signature: r.signature },
+        {
+          consentId: st.consentId,
+          subject: st.subject,
+          revokedAt: st.revokedAt,
+          nonce: st.nonce,
+          signature: r.signature,
+        },
         [st.subject],
       );
     });

@@ -7,10 +7,11 @@ import { fail } from '../core/errors.ts';
 import { sha256Hex } from '../core/hash.ts';
 import { bytesToHex, hexToBytes } from '../core/sign.ts';
 import { parseUscc } from '../sandbox/uscc.ts';
+import { requireCertificate, type Certificate } from '../sandbox/registrar.ts';
 import type { Custodian } from './custodian/messages.ts';
 import type { EngineContext } from './context.ts';
 
-export type PartyRole = 'provider' | 'bank' | 'enterprise' | 'auditor';
+export type PartyRole = 'provider' | 'bank' | 'enterprise' | 'auditor' | 'registrar';
 
 export interface PartyRecord {
   id: string;
@@ -25,10 +26,12 @@ export interface PartyRecord {
    * with one. Budgets and the model-history rule count per group, so more identities buy nothing (docs/privacy.md).
    */
   group?: string;
+  /** Banks and enterprises: the registrar's certificate of this key (sandbox/registrar.ts), when one was given. */
+  certificate?: Certificate;
 }
 
 const PARTY_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
-const ROLES: readonly PartyRole[] = ['provider', 'bank', 'enterprise', 'auditor'];
+const ROLES: readonly PartyRole[] = ['provider', 'bank', 'enterprise', 'auditor', 'registrar'];
 
 interface PartyRow {
   bank_group: string | null;
@@ -37,6 +40,7 @@ interface PartyRow {
   x25519_pub: string | null;
   bfv_pub: string | null;
   oprf_pub: string | null;
+  cert_json: string | null;
 }
 
 export class Registry {
@@ -61,12 +65,14 @@ export class Registry {
     oprfPublicKey?: Uint8Array;
     /** Banks only: the group (legal entity) the bank identity belongs to; default its own id. */
     group?: string;
+    /** Banks and enterprises: the registrar's certificate (required once a registrar is registered). */
+    certificate?: Certificate;
   }): PartyRecord {
     if (!PARTY_ID.test(p.id)) fail('SH_ERR_INVALID_ARGUMENT', `"id" expected ${PARTY_ID}, got ${JSON.stringify(p.id)}`);
     if (!ROLES.includes(p.role))
       fail(
         'SH_ERR_INVALID_ARGUMENT',
-        `"role" expected provider|bank|enterprise|auditor, got ${JSON.stringify(p.role)}`,
+        `"role" expected provider|bank|enterprise|auditor|registrar, got ${JSON.stringify(p.role)}`,
       );
     if (p.ed25519.length !== 32)
       fail('SH_ERR_INVALID_ARGUMENT', `"ed25519" expected 32 bytes, got ${p.ed25519.length}`);
@@ -82,6 +88,17 @@ export class Registry {
         'SH_ERR_INVALID_ARGUMENT',
         `"group" expected a party-id-like name of a bank's group, got ${JSON.stringify(p.group)}`,
       );
+    if (p.role === 'registrar' && this.parties('registrar').length)
+      fail('SH_ERR_ALREADY_EXISTS', 'a registrar is already registered', { party: p.id });
+    const cert =
+      p.role === 'bank' || p.role === 'enterprise'
+        ? this.checkedCertificate(p.certificate, {
+            party: p.id,
+            role: p.role,
+            ed25519: bytesToHex(p.ed25519),
+            ...(p.role === 'bank' ? { x25519: bytesToHex(p.x25519!), group: p.group ?? p.id } : {}),
+          })
+        : undefined;
     const group = p.role === 'bank' ? (p.group ?? p.id) : null;
     const existing = this.party(p.id);
     if (existing) {
@@ -94,7 +111,7 @@ export class Registry {
       const oprf = p.oprfPublicKey ? bytesToHex(p.oprfPublicKey) : null;
       store.db
         .prepare(
-          'INSERT INTO parties (id, role, ed25519_pub, x25519_pub, bfv_pub, params_id, oprf_pub, created_at, bank_group) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+          'INSERT INTO parties (id, role, ed25519_pub, x25519_pub, bfv_pub, params_id, oprf_pub, created_at, bank_group, cert_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
         )
         .run(
           p.id,
@@ -106,6 +123,7 @@ export class Registry {
           oprf,
           now().toISOString(),
           group,
+          cert ? JSON.stringify(cert) : null,
         );
       ledger.append(
         'party.registered',
@@ -115,7 +133,9 @@ export class Registry {
           ed25519: bytesToHex(p.ed25519),
           ...(bfv ? { bfvPublicKey: bfv } : {}),
           ...(oprf ? { oprfPublicKey: oprf } : {}),
+          ...(p.x25519 ? { x25519: bytesToHex(p.x25519) } : {}),
           ...(group ? { group } : {}),
+          ...(cert ? { certificate: cert } : {}),
         },
         p.role === 'enterprise' ? [p.id] : [],
       );
@@ -124,33 +144,66 @@ export class Registry {
   }
 
   /** Register many enterprises at once (bulk consent grants); already-registered ones are skipped. */
-  registerEnterprises(list: ReadonlyArray<{ uscc: string; ed25519: Uint8Array }>): void {
+  registerEnterprises(list: ReadonlyArray<{ uscc: string; ed25519: Uint8Array; certificate?: Certificate }>): void {
     // A subject named twice in one batch (several consents) is registered once, with its first key.
     const seen = new Set<string>();
     const fresh = list.filter((e) => !seen.has(e.uscc) && (seen.add(e.uscc), !this.party(e.uscc)));
     for (const e of fresh) parseUscc(e.uscc);
     if (fresh.length === 0) return;
+    const certs = fresh.map((e) =>
+      this.checkedCertificate(e.certificate, { party: e.uscc, role: 'enterprise', ed25519: bytesToHex(e.ed25519) }),
+    );
     const { store, ledger, now } = this.ctx;
     store.transaction(() => {
       const ins = store.db.prepare(
-        "INSERT INTO parties (id, role, ed25519_pub, created_at) VALUES (?, 'enterprise', ?, ?)",
+        "INSERT INTO parties (id, role, ed25519_pub, created_at, cert_json) VALUES (?, 'enterprise', ?, ?, ?)",
       );
       const at = now().toISOString();
-      for (const e of fresh) ins.run(e.uscc, bytesToHex(e.ed25519), at);
+      fresh.forEach((e, i) => ins.run(e.uscc, bytesToHex(e.ed25519), at, certs[i] ? JSON.stringify(certs[i]) : null));
       ledger.appendMany(
-        fresh.map((e) => ({
+        fresh.map((e, i) => ({
           kind: 'party.registered',
-          event: { party: e.uscc, role: 'enterprise', ed25519: bytesToHex(e.ed25519) },
+          event: {
+            party: e.uscc,
+            role: 'enterprise',
+            ed25519: bytesToHex(e.ed25519),
+            ...(certs[i] ? { certificate: certs[i] } : {}),
+          },
           subjects: [e.uscc],
         })),
       );
     });
   }
 
+  /**
+   * The certificate to store with a bank's or enterprise's key: once a registrar is registered, one it signed for
+   * exactly this party, role and keys is required (custodians check it again with the registrar key they pin).
+   * @throws SH_ERR_CERT_INVALID
+   */
+  private checkedCertificate(
+    cert: Certificate | undefined,
+    want: { party: string; role: 'bank' | 'enterprise'; ed25519: string; x25519?: string; group?: string },
+  ): Certificate | undefined {
+    const registrar = this.registrar();
+    if (!registrar) return cert;
+    requireCertificate(cert, registrar.ed25519, want);
+    if (cert!.signer !== registrar.id)
+      fail(
+        'SH_ERR_CERT_INVALID',
+        `${want.role} ${want.party}: certificate signed by ${cert!.signer}, not the registrar`,
+      );
+    return cert;
+  }
+
+  /** The registered registrar (real-name registration authority), if any. */
+  registrar(): PartyRecord | undefined {
+    return this.parties('registrar')[0];
+  }
+
   party(id: string): PartyRecord | undefined {
     if (typeof id !== 'string') return undefined;
     const r = this.ctx.store
-      .stmt('SELECT role, ed25519_pub, x25519_pub, bfv_pub, oprf_pub, bank_group FROM parties WHERE id = ?')
+      .stmt('SELECT role, ed25519_pub, x25519_pub, bfv_pub, oprf_pub, bank_group, cert_json FROM parties WHERE id = ?')
       .get(id) as PartyRow | undefined;
     if (!r) return undefined;
     return {
@@ -161,6 +214,7 @@ export class Registry {
       ...(r.bfv_pub ? { bfvPublicKeyBlob: r.bfv_pub } : {}),
       ...(r.oprf_pub ? { oprfPublicKey: hexToBytes(r.oprf_pub) } : {}),
       ...(r.role === 'bank' ? { group: r.bank_group ?? id } : {}),
+      ...(r.cert_json ? { certificate: JSON.parse(r.cert_json) as Certificate } : {}),
     };
   }
 

@@ -445,6 +445,16 @@ function candidateStatus(
   } catch {
     return 'BAD_SIGNATURE';
   }
+  return scopeStatus(st, req, at, revoked);
+}
+
+/** A validly signed statement's status for a request: scope, revocation, time window. */
+function scopeStatus(
+  st: ConsentStatement,
+  req: ConsentRequest,
+  at: number,
+  revoked: ReadonlySet<string>,
+): ConsentStatus {
   if (
     st.purpose !== req.purpose ||
     !st.operations.includes(req.operation) ||
@@ -455,4 +465,29 @@ function candidateStatus(
   if (Date.parse(st.notAfter) <= at) return 'EXPIRED';
   if (Date.parse(st.notBefore) > at) return 'NO_CONSENT';
   return 'OK';
+}
+
+/**
+ * As {@link consentStatus}, for statements whose signatures were checked once already (a custodian's own copy, kept
+ * from the ledger it follows), with the revocation time of each revoked consent id. Same ranking, same answers.
+ */
+export function checkedConsentStatus(
+  req: ConsentRequest,
+  statements: readonly ConsentStatement[],
+  revokedAt: ReadonlyMap<string, number>,
+): { status: ConsentStatus; consentId?: string } {
+  const { subject, at } = checkRequest(req);
+  const revoked = new Set<string>();
+  for (const st of statements) {
+    const r = revokedAt.get(st.id);
+    if (r !== undefined && r <= at) revoked.add(st.id);
+  }
+  let best: { status: ConsentStatus; consentId?: string } = { status: 'NO_CONSENT' };
+  for (const st of statements) {
+    if (st.grantee !== req.bank || st.subject !== subject) continue;
+    const status = scopeStatus(st, req, at, revoked);
+    if (status === 'OK') return { status, consentId: st.id };
+    if (RANK[status] > RANK[best.status]) best = status === 'NO_CONSENT' ? { status } : { status, consentId: st.id };
+  }
+  return best;
 }

@@ -7,6 +7,8 @@
  * Modes: `embedded` (one process plays every party on a data directory, `--home`), `client` (one party against an
  * engine server: `--server URL --as PARTY --key FILE`, README "Network mode") and `local` (a process of its own that
  * needs neither: the engine server, a custodian, key generation).
+ * Longer than 400 lines: it is the one table every command reads from; splitting it would split what the help pages
+ * and the parser must agree on.
  */
 import {
   AS,
@@ -78,6 +80,14 @@ export const COMMANDS: readonly CommandSpec[] = [
       str('group', 'G', "a bank's group — its legal entity; budgets and model checks count per group", {
         defaultText: "the bank's own id",
       }),
+      str(
+        'registrar',
+        'FILE',
+        "client mode: the registrar's key file — it certifies each bank's and enterprise's key",
+        {
+          ...CLI,
+        },
+      ),
     ],
     examples: [
       'safehouse party add --role bank --id bank_icbc_sz',
@@ -111,7 +121,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: "make a party's own keys for client mode (the public half goes to the admin)",
     ...at('platform', 'platform', 'local'),
     options: [
-      choice('role', 'ROLE', ROLES, "the party's role", REQ),
+      choice('role', 'ROLE', [...ROLES, 'registrar'], "the party's role", REQ),
       str('id', 'ID', "the party's id"),
       str('ids', 'FILE', 'enterprises: a file of USCCs, one a line (one <USCC>.key each)'),
       str('out', 'PATH', 'the key file (FILE and FILE.pub), or for a provider or --ids a directory', REQ),
@@ -182,12 +192,13 @@ export const COMMANDS: readonly CommandSpec[] = [
       str('provider', 'ID', 'the provider (checked against the keys)'),
       str('keys', 'DIR', "the provider's key directory", REQ),
       str('engine', 'URL', 'the engine server', REQ),
+      str('registrar-key', 'FILE', "the registrar's public key file (.pub) this custodian pins", REQ),
       PORT,
       HOST,
       { ...ENGINE_KEY, mode: 'local' },
     ],
     examples: [
-      'safehouse custodian --provider gc_provider --keys gc_provider/ --engine http://127.0.0.1:8700 --port 8701',
+      'safehouse custodian --provider gc_provider --keys gc_provider/ --registrar-key registrar.key.pub --engine http://127.0.0.1:8700 --port 8701',
     ],
   },
   // ------------------------------------------------------------------ enterprise

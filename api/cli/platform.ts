@@ -9,7 +9,7 @@ import { Engine } from '../../engine/engine.ts';
 import { BFV_8192_T40 } from '../../engine/he/params.ts';
 import type { PartyRole } from '../../engine/registry.ts';
 import { EngineServer, adminKey } from '../server/index.ts';
-import { keygen, keygenEnterprises, readPublic } from '../keys.ts';
+import { keygen, keygenEnterprises, readKeyFile, readPublic } from '../keys.ts';
 import { registerParties } from '../client/index.ts';
 import { runDemo } from '../demo.ts';
 import type { Role } from '../wallet.ts';
@@ -31,11 +31,11 @@ export const HANDLERS: Record<string, Handler> = {
   async 'party add'({ args, out }) {
     if (args.mode === 'client') {
       const group = args.optString('group');
-      const ids = await registerParties(
-        client(args),
-        readPublic(resolve(args.string('public'))),
-        group ? { group } : {},
-      );
+      const registrar = args.optString('registrar');
+      const ids = await registerParties(client(args), readPublic(resolve(args.string('public'))), {
+        ...(group ? { group } : {}),
+        ...(registrar ? { registrar: readKeyFile(resolve(registrar)) } : {}),
+      });
       out(ids.length === 1 ? `registered ${ids[0]}` : `registered ${ids.length} parties`);
       return 0;
     }

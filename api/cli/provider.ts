@@ -94,6 +94,7 @@ export const HANDLERS: Record<string, Handler> = {
       ...(provider ? { provider } : {}),
       keysDir: resolve(args.string('keys')),
       engine: args.string('engine'),
+      registrarKey: resolve(args.string('registrar-key')),
       port: args.number('port'),
       host: args.string('host'),
       ...(engineKey ? { engineKey } : {}),

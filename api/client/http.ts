@@ -9,12 +9,14 @@ import { SafehouseError, fail, isCoded, ERRORS, type ErrorCode } from '../../cor
 /** How many 429s in a row a call waits out, and the longest single wait it accepts. */
 const MAX_RATE_RETRIES = 8;
 const MAX_RETRY_WAIT_S = 30;
+import { hexToBytes } from '../../core/sign.ts';
 import { signRequest } from '../httpsig.ts';
 import { toJson, fromJson } from '../wire.ts';
 import { type TrainPlan } from '../../engine/protocols/train/messages.ts';
 import type { Policy } from '../../sandbox/policy.ts';
 import { readKeyFile, type PublicKeys } from '../keys.ts';
 import type { PartyKeys } from '../wallet.ts';
+import { issueCertificate } from '../../sandbox/registrar.ts';
 
 export interface ServerInfo {
   paramsId: string;
@@ -248,18 +250,41 @@ export function newJobId(kind: string): string {
 
 // ---------------------------------------------------------------- admin
 
+/**
+ * As the admin, register parties from their public keys. With `registrar` (the registrar's key: real-name
+ * registration, sandbox/registrar.ts), each bank's and enterprise's key is certified first — custodians ignore keys
+ * without a registrar certificate.
+ */
 export async function registerParties(
   admin: Client,
   pubs: readonly PublicKeys[],
-  opts: { group?: string } = {},
+  opts: { group?: string; registrar?: PartyKeys } = {},
 ): Promise<string[]> {
+  const certify = (p: PublicKeys, group?: string) => {
+    const r = opts.registrar;
+    if (!r || (p.role !== 'bank' && p.role !== 'enterprise')) return {};
+    return {
+      certificate: issueCertificate(
+        {
+          party: p.id,
+          role: p.role,
+          ed25519: hexToBytes(p.ed25519),
+          ...(p.x25519 ? { x25519: hexToBytes(p.x25519) } : {}),
+          ...(group ? { group } : {}),
+        },
+        { id: r.id, secretKey: r.ed25519.secretKey },
+      ),
+    };
+  };
   const enterprises = pubs.filter((p) => p.role === 'enterprise');
   const others = pubs.filter((p) => p.role !== 'enterprise');
-  for (const p of others)
-    await admin.post('/v1/admin/parties', opts.group && p.role === 'bank' ? { ...p, group: opts.group } : p);
+  for (const p of others) {
+    const group = opts.group && p.role === 'bank' ? opts.group : undefined;
+    await admin.post('/v1/admin/parties', { ...p, ...(group ? { group } : {}), ...certify(p, group) });
+  }
   for (let i = 0; i < enterprises.length; i += 5000) {
     await admin.post('/v1/admin/enterprises', {
-      enterprises: enterprises.slice(i, i + 5000).map((e) => ({ uscc: e.id, ed25519: e.ed25519 })),
+      enterprises: enterprises.slice(i, i + 5000).map((e) => ({ uscc: e.id, ed25519: e.ed25519, ...certify(e) })),
     });
   }
   return pubs.map((p) => p.id);

@@ -35,6 +35,7 @@ import { checkedDecrypt } from './decrypt.ts';
 import { CustodianJournal } from './journal.ts';
 import type { CustodianRules, OpenJob, ProviderData } from './rules.ts';
 import { CustodianBudget } from './budget.ts';
+import { LedgerMonitor, type LedgerTrust, type LedgerUpdate } from './monitor.ts';
 import { providerPolicy, type ProviderPolicy } from '../../sandbox/policy.ts';
 import {
   BANK_REQUEST_TTL_MS,
@@ -70,14 +71,16 @@ export interface LocalCustodianOptions {
   logFile?: string;
   /** Test hook: receives the custodian's view of every decryption. */
   observe?: (view: CustodianView) => void;
-  /** Looks up a bank's registered Ed25519 key (the platform's public registry) to check bank-signed requests. */
-  bankKey?: (bank: string) => Uint8Array | undefined;
+  /**
+   * What the custodian pins (docs/trust.md): the ledger's checkpoint key and the registrar's key. It follows the
+   * ledger itself and takes banks, enterprises, consents and ledgered jobs only from it; without a pin it answers
+   * no job.
+   */
+  trust?: LedgerTrust;
   /** The provider's own pool for decryptions and OPRF evaluations; in-process when absent. */
   pool?: WorkerPool;
   /** The provider's own limits (defaults: sandbox/policy.ts DEFAULT_PROVIDER_POLICY). */
   policy?: Partial<ProviderPolicy>;
-  /** A bank's group in the public registry (budgets count per group); the bank's own id when absent. */
-  bankGroup?: (bank: string) => string | undefined;
   /**
    * The provider's own data as the custodian reads it (field types, each dataset's subject layout) — from the
    * provider's tables (engine/provider/tables.ts). Without it the custodian cannot tell whose slot is whose and refuses
@@ -99,10 +102,10 @@ export class LocalCustodian implements Custodian {
   private readonly enginePublicKey: Uint8Array;
   private readonly journal: CustodianJournal;
   private readonly observe: ((view: CustodianView) => void) | undefined;
-  private readonly bankKey: ((bank: string) => Uint8Array | undefined) | undefined;
+  private monitor: LedgerMonitor | undefined;
+  private readonly trust: LedgerTrust | undefined;
   private readonly pool: WorkerPool | undefined;
   readonly policy: ProviderPolicy;
-  private readonly bankGroup: (bank: string) => string | undefined;
   private readonly data: ProviderData;
   private readonly now: () => Date;
   private readonly budgets: CustodianBudget;
@@ -129,15 +132,16 @@ export class LocalCustodian implements Custodian {
     this.enginePublicKey = opts.enginePublicKey;
     this.journal = new CustodianJournal(opts.logFile);
     this.observe = opts.observe;
-    this.bankKey = opts.bankKey;
+    this.trust = opts.trust;
     this.pool = opts.pool;
     this.policy = providerPolicy(opts.policy);
-    this.bankGroup = opts.bankGroup ?? (() => undefined);
     this.data = opts.data ?? {
       fieldType: () => undefined,
       layout: () => undefined,
       approvedModel: () => false,
       datasetWith: () => undefined,
+      categoryOf: () => undefined,
+      modelFields: () => [],
     };
     this.now = opts.now ?? (() => new Date());
     this.budgets = new CustodianBudget(this.journal);
@@ -160,6 +164,43 @@ export class LocalCustodian implements Custodian {
     return this.jobs;
   }
 
+  /** The custodian's copy of the ledger (rebuilt from leaf 0 after a restart, through the last root it accepted). */
+  private ledger(): LedgerMonitor {
+    if (!this.trust)
+      fail(
+        'SH_ERR_JOB_NOT_LEDGERED',
+        `custodian ${this.provider} pins no ledger key and registrar: it follows no ledger`,
+      );
+    this.monitor ??= new LedgerMonitor(this.trust, {
+      ...(this.journal.lastLedger() ? { expected: this.journal.lastLedger()! } : {}),
+      onAccept: (size, root) => this.journal.append({ at: new Date().toISOString(), ledger: { size, root } }),
+    });
+    return this.monitor;
+  }
+
+  /** How many ledger leaves this custodian has accepted (the engine sends the rest). */
+  async ledgerState(): Promise<{ size: number }> {
+    return this.ledger().state();
+  }
+
+  /**
+   * Follow the ledger: the next leaves and, on the last batch, a signed checkpoint they must hash to.
+   * @throws SH_ERR_LEDGER_INCONSISTENT, SH_ERR_BAD_SIGNATURE, SH_ERR_INVALID_ARGUMENT
+   */
+  async follow(update: LedgerUpdate): Promise<{ size: number }> {
+    try {
+      return this.ledger().follow(update);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SH_ERR_LEDGER_INCONSISTENT')
+        this.journal.append({
+          at: new Date().toISOString(),
+          refused: 'SH_ERR_LEDGER_INCONSISTENT',
+          from: update?.from,
+        });
+      throw err;
+    }
+  }
+
   async openJob(job: BankJob, opts: OpenOptions = {}): Promise<OpenedJob> {
     const rules = this.rules.get(job?.body?.type);
     if (!rules)
@@ -167,10 +208,15 @@ export class LocalCustodian implements Custodian {
         'SH_ERR_PARAMS_MISMATCH',
         `custodian ${this.provider}: ${JSON.stringify(job?.body?.type)} is not a bank job request`,
       );
-    const bankKey = this.bankKey?.(job.signer);
-    if (!bankKey)
-      fail('SH_ERR_BAD_SIGNATURE', `custodian ${this.provider}: unknown bank ${JSON.stringify(job.signer)}`);
-    requireSignature(job, bankKey, job.body.type, `custodian ${this.provider}: bank job`);
+    const ledger = this.ledger();
+    // The bank as the registrar certified it (key, sealing key, group), from the custodian's own copy of the ledger.
+    const bank = ledger.bank(job.signer);
+    if (!bank)
+      fail(
+        'SH_ERR_CERT_INVALID',
+        `custodian ${this.provider}: ${JSON.stringify(job.signer)} is no bank the registrar certified (in the ledger it follows)`,
+      );
+    requireSignature(job, bank.ed25519, job.body.type, `custodian ${this.provider}: bank job`);
     if (job.body.bank !== job.signer)
       fail(
         'SH_ERR_BAD_SIGNATURE',
@@ -181,11 +227,23 @@ export class LocalCustodian implements Custodian {
     const known = jobs.get(jobHash);
     if (known) return opened(known);
     this.requireFresh(job.body, job.body.jobId);
+    if (!ledger.caughtUp() || !ledger.ledgered(jobHash))
+      fail(
+        'SH_ERR_JOB_NOT_LEDGERED',
+        `custodian ${this.provider}: the bank request of job ${job.body.jobId} is not in the ledger it follows (${ledger.state().size} leaves)`,
+        { job: job.body.jobId },
+      );
     const now = this.now();
-    const group = this.bankGroup(job.signer) ?? job.signer;
+    const group = bank.group;
+    const at = new Date(job.body.requestedAt);
+    const purpose = String((job.body as { purpose?: unknown }).purpose ?? '');
     const allowance = rules.allowance(job.body as BankJob['body'] & Record<string, unknown>, {
       provider: this.provider,
       group,
+      consent: (subject, operation, categories) =>
+        categories.length === 0
+          ? 'OUT_OF_SCOPE'
+          : ledger.consent({ subject, bank: job.signer, purpose, operation, categories, at }),
       policy: this.policy,
       budget: this.budgets,
       now,
@@ -206,6 +264,8 @@ export class LocalCustodian implements Custodian {
       used: 0,
       labels: new Set(),
       zeros: new Set(),
+      recipient: { party: job.signer, x25519: bank.x25519 },
+      ...(allowance.reasons && Object.keys(allowance.reasons).length ? { reasons: allowance.reasons } : {}),
     };
     if (allowance.privacy) open.state.privacy = allowance.privacy;
     jobs.set(jobHash, open);
@@ -220,7 +280,9 @@ export class LocalCustodian implements Custodian {
       group,
       budget: open.budget,
       state: open.state,
+      recipient: open.recipient,
       ...(open.refused.length ? { refused: open.refused } : {}),
+      ...(open.reasons ? { reasons: open.reasons } : {}),
       ...(spent.length ? { spent } : {}),
     });
     return opened(open);
@@ -311,6 +373,25 @@ export class LocalCustodian implements Custodian {
       fail('SH_ERR_CIPHERTEXT_INVALID', `"ciphertext" does not match the hash in the signed request (${req.label})`);
     if ((req.mode === 'seal' || req.mode === 'sign') && !req.recipient)
       fail('SH_ERR_INVALID_ARGUMENT', `"recipient" is required for mode ${req.mode}`);
+    // Only the bank that signed the job, at the sealing key the registrar certified for it.
+    if (
+      (req.mode === 'seal' || req.mode === 'sign') &&
+      (!job.recipient || req.recipient!.party !== job.recipient.party || req.recipient!.x25519 !== job.recipient.x25519)
+    ) {
+      this.journal.append({
+        at: new Date().toISOString(),
+        jobId: req.jobId,
+        jobHash: req.jobHash,
+        label: req.label,
+        mode: req.mode,
+        refused: 'SH_ERR_RECIPIENT',
+      });
+      fail(
+        'SH_ERR_RECIPIENT',
+        `custodian ${this.provider}: ${req.label} names recipient ${JSON.stringify(req.recipient!.party)}; it seals only to the certified key of bank ${job.recipient?.party}`,
+        { job: req.jobId },
+      );
+    }
     if (
       req.mode === 'sum' &&
       !(Number.isInteger(req.groupSize) && req.groupSize! >= 1 && this.params.slots % req.groupSize! === 0)
@@ -323,18 +404,17 @@ export class LocalCustodian implements Custodian {
     // 2. Decrypt, refusing ciphertexts that skipped re-randomization/modulus switching or lack the noise margin.
     // Joint-training products (feature × residual) arrive unrelinearized (size 3) and are only summed, never returned.
     // The noise of a training sum is fixed before anything is decrypted (a refusal decrypts nothing).
-    const sigma = req.mode === 'sum' ? (this.rulesOf(job).noise?.(job, req.label, req, this.policy) ?? 0) : 0;
+    const sigma =
+      req.mode === 'sum' ? (this.rulesOf(job).noise?.(job, req.label, req, this.policy, this.params) ?? 0) : 0;
     if (typeof sigma === 'string') {
       this.refuseRequest(req, req.mode, sigma);
     }
+    // Slots of subjects outside the job's allowance are overwritten before anything is answered; a label whose block
+    // holds none of them is refused before anything is decrypted.
+    const blind = this.rulesOf(job).blind?.(job, req.label, this.data, this.params.slots);
+    if (typeof blind === 'string') this.refuseRequest(req, req.mode, blind);
     const values = await this.decryptChecked(ciphertext, req.label, req.mode === 'sum' || req.mode === 'zero' ? 3 : 2);
     this.observe?.({ label: req.label, mode: req.mode, values: values.slice() });
-    // Slots of subjects outside the job's allowance are overwritten before anything is answered.
-    const blind = this.rulesOf(job).blind?.(job, req.label, this.data, this.params.slots);
-    if (typeof blind === 'string') {
-      values.fill(0n);
-      this.refuseRequest(req, req.mode, blind);
-    }
     // Sums and the label check are over the job's subjects only (the engine masks only those slots): every other slot
     // is dropped (0); a sealed or signed answer gets uniform values there instead.
     if (blind?.length) {
@@ -427,6 +507,18 @@ export class LocalCustodian implements Custodian {
       fail('SH_ERR_CIPHERTEXT_INVALID', `"ciphertext" does not match the hash in the signed request (${req.label})`);
     if (sha256Hex(targetPublicKey) !== req.target.bfvPublicKey)
       fail('SH_ERR_PARAMS_MISMATCH', `target public key does not match the signed request (${req.label})`);
+    // Only to the key holder the bank named, under the BFV key that provider registered (the custodian's ledger copy).
+    const holder = job.state.holder;
+    if (
+      typeof holder !== 'string' ||
+      req.target.provider !== holder ||
+      this.ledger().providerKey(holder) !== req.target.bfvPublicKey
+    )
+      this.refuseRequest(
+        req,
+        'transfer',
+        `transfer ${req.label} targets ${JSON.stringify(req.target.provider)}'s key ${String(req.target.bfvPublicKey).slice(0, 12)}…; the job's key holder is ${String(holder)} with the key it registered`,
+      );
     const n = this.params.slots;
     const seen = new Set<number>();
     if (!Array.isArray(req.moves) || req.moves.length === 0)
@@ -516,10 +608,13 @@ export class LocalCustodian implements Custodian {
     // A job's batches all carry the same bank request: in process it is the same object, checked (signature, hash) once.
     let bankHash = this.checkedBankRequests.get(bankRequest);
     if (bankHash === undefined) {
-      const bankKey = this.bankKey?.(bankRequest?.signer);
-      if (!bankKey)
-        fail('SH_ERR_BAD_SIGNATURE', `custodian ${this.provider}: unknown bank ${JSON.stringify(bankRequest?.signer)}`);
-      requireSignature(bankRequest, bankKey, rules.requestType, `custodian ${this.provider}: bank request`);
+      const bank = this.ledger().bank(bankRequest?.signer);
+      if (!bank)
+        fail(
+          'SH_ERR_CERT_INVALID',
+          `custodian ${this.provider}: ${JSON.stringify(bankRequest?.signer)} is no bank the registrar certified`,
+        );
+      requireSignature(bankRequest, bank.ed25519, rules.requestType, `custodian ${this.provider}: bank request`);
       bankHash = sha256Hex(canonicalize(bankRequest));
       this.checkedBankRequests.set(bankRequest, bankHash);
     }
@@ -651,7 +746,11 @@ export function uniformSlots(values: BigUint64Array, slots: readonly number[], t
 /** What openJob answers for an opened job (the same every time it is shown). */
 function opened(job: OpenJob): OpenedJob {
   const privacy = job.state.privacy as OpenedJob['privacy'];
-  return { refused: [...job.refused], ...(privacy ? { privacy } : {}) };
+  return {
+    refused: [...job.refused],
+    ...(job.reasons ? { reasons: { ...job.reasons } } : {}),
+    ...(privacy ? { privacy } : {}),
+  };
 }
 
 /**

@@ -62,6 +62,10 @@ export class CustodianJournal {
           labels: new Set(),
           zeros: new Set(),
         };
+        const r = e.recipient as { party?: unknown; x25519?: unknown } | undefined;
+        if (typeof r?.party === 'string' && typeof r.x25519 === 'string')
+          j.recipient = { party: r.party, x25519: r.x25519 };
+        if (e.reasons && typeof e.reasons === 'object') j.reasons = e.reasons as Record<string, string>;
         jobs.set(e.opened, j);
         byId.set(j.jobId, j);
       } else if (typeof e.responseHash === 'string' && typeof e.label === 'string' && e.mode !== 'oprf') {
@@ -74,6 +78,16 @@ export class CustodianJournal {
       }
     }
     return jobs;
+  }
+
+  /** The last ledger (size, root) the custodian accepted (its monitor must pass through it again after a restart). */
+  lastLedger(): { size: number; root: string } | undefined {
+    let last: { size: number; root: string } | undefined;
+    for (const e of this.lines()) {
+      const l = e.ledger as { size?: unknown; root?: unknown } | undefined;
+      if (l && typeof l.size === 'number' && typeof l.root === 'string') last = { size: l.size, root: l.root };
+    }
+    return last;
   }
 
   /** Every budget spend the journal holds (written with the jobs that spent them). */

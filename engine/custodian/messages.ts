@@ -6,6 +6,7 @@
  */
 import type { Signed } from '../../core/sign.ts';
 import type { SealedBox } from '../../core/sealbox.ts';
+import type { LedgerUpdate } from './monitor.ts';
 
 /**
  * `seal`: the vector sealed to a recipient (scoring); `sign`: sign bits sealed (verification); `sum`: group sums
@@ -139,8 +140,10 @@ export interface OpenOptions {
 
 /** A custodian's answer to an opened job. */
 export interface OpenedJob {
-  /** Subjects (scoring, training) or claim ids (verification) it will not answer for, over its own budgets. */
+  /** Subjects (scoring, training) or claim ids (verification) it will not answer for: its own consent check and budgets. */
   refused: string[];
+  /** For refusals that are not budget: the consent status the custodian found itself (NO_CONSENT, REVOKED, …). */
+  reasons?: Record<string, string>;
   /** Training, the key holder: the (ε, δ) its noise gives each subject of the job (the provider's policy). */
   privacy?: { epsilon: number; delta: number };
 }
@@ -161,6 +164,13 @@ export interface Custodian {
    * @throws SH_ERR_BAD_SIGNATURE, SH_ERR_PARAMS_MISMATCH, SH_ERR_REQUEST_STALE
    */
   openJob(job: BankJob, opts?: OpenOptions): Promise<OpenedJob>;
+  /** How many ledger leaves the custodian has accepted (docs/trust.md). */
+  ledgerState(): Promise<{ size: number }>;
+  /**
+   * Send the custodian the next ledger leaves, with a signed checkpoint on the last batch: it accepts them only if they
+   * extend the checkpoint it holds to that root. @throws SH_ERR_LEDGER_INCONSISTENT
+   */
+  follow(update: LedgerUpdate): Promise<{ size: number }>;
   decrypt(request: Signed<DecryptRequest>, ciphertext: Uint8Array): Promise<Signed<DecryptResponse>>;
   /**
    * Evaluate blinded token claims in one batch with a DLEQ proof, refusing more evaluations per claim than the

@@ -17,8 +17,10 @@ export interface Allowance {
   budget: number;
   /** Protocol state the label checks read (kept in the custodian's journal, so it survives a restart). */
   state?: Record<string, unknown>;
-  /** Subjects or claims the custodian refuses for this job (over its own budgets); told to the engine. */
+  /** Subjects or claims the custodian refuses for this job (its own consent check, its own budgets); told to the engine. */
   refused?: string[];
+  /** Why, for refusals that are not budget (a consent status from the custodian's own ledger copy). */
+  reasons?: Record<string, string>;
   /** What the job spends of the custodian's budgets (journaled when the job is opened). */
   spend?: SpendRecord[];
   /** Training, the key holder: the (ε, δ) its noise gives each subject (told to the engine). */
@@ -37,6 +39,9 @@ export interface OpenJob {
   labels: Set<string>;
   /** `zero`-mode labels answered "every slot is 0" (training's label check). */
   zeros: Set<string>;
+  /** The signing bank and the X25519 key its registrar certificate names: the only recipient of sealed answers. */
+  recipient?: { party: string; x25519: string };
+  reasons?: Record<string, string>;
 }
 
 /**
@@ -54,13 +59,22 @@ export interface ProviderData {
   approvedModel(modelHash: string): boolean;
   /** The provider's current dataset holding a field (its own tables), if any. */
   datasetWith(field: string): string | undefined;
+  /** The category of the provider's dataset holding a field (its own tables), if any. */
+  categoryOf(field: string): string | undefined;
+  /** The fields of this provider's data that the approved model with this hash uses (its own approval records). */
+  modelFields(modelHash: string): string[];
 }
 
 /** What the custodian knows when a job is opened. */
 export interface OpenContext {
   provider: string;
-  /** The signing bank's group (budgets count per group). */
+  /** The signing bank's group as the registrar certified it (budgets count per group). */
   group: string;
+  /**
+   * The subject's consent for the signing bank, the job's purpose, this operation and these categories, as of the
+   * request's time — judged by the custodian from its own copy of the ledger (certified keys, checked signatures).
+   */
+  consent(subject: string, operation: 'score' | 'verify' | 'train', categories: string[]): string;
   policy: ProviderPolicy;
   budget: CustodianBudget;
   now: Date;
@@ -87,7 +101,13 @@ export interface CustodianRules {
    * `sum` mode: the standard deviation of the noise the custodian adds to each group sum (0: none), or a refusal.
    * Computed from the signed request, the provider's policy and the request's declared bound only.
    */
-  noise?(job: OpenJob, label: string, request: { bound?: string }, policy: ProviderPolicy): number | string;
+  noise?(
+    job: OpenJob,
+    label: string,
+    request: { bound?: string; groupSize?: number },
+    policy: ProviderPolicy,
+    params: { t: bigint; slots: number },
+  ): number | string;
   /** Transfer: why moving these slots ([from, to]) is outside the job (a `from` slot of a subject it excludes). */
   moves?(
     job: OpenJob,

@@ -9,7 +9,7 @@ import { sealTo, type SealedBox } from '../../core/sealbox.ts';
 import { requireSignature, type Signed } from '../../core/sign.ts';
 import type { Engine } from '../engine.ts';
 import type { PartyRecord } from '../registry.ts';
-import type { BankJobBody } from '../custodian/messages.ts';
+import type { BankJobBody, Custodian, OpenedJob, OpenOptions } from '../custodian/messages.ts';
 
 /** Largest difference between a request's `requestedAt` and the engine's clock that a job accepts. */
 export const MAX_REQUEST_SKEW_MS = 5 * 60_000;
@@ -86,4 +86,58 @@ export async function failOnError<T>(engine: Engine, jobId: string, work: () => 
     engine.jobs.fail(jobId, err);
     throw err;
   }
+}
+
+/** Ledger leaves per update sent to a custodian (it refuses more than MAX_UPDATE_ENTRIES). */
+const FOLLOW_BATCH = 2000;
+
+/** One ledger feed at a time per custodian (concurrent jobs would interleave their batches). */
+const feeding = new WeakMap<object, Promise<unknown>>();
+
+/**
+ * Bring a custodian's copy of the ledger up to the latest checkpoint (checkpointing first if entries are newer):
+ * every leaf from the size it holds, in batches, the signed checkpoint with the last (docs/trust.md).
+ * @throws SH_ERR_LEDGER_INCONSISTENT when the custodian holds more than the ledger (a rewritten ledger)
+ */
+export async function feedCustodian(
+  engine: Engine,
+  provider: string,
+  c: Custodian = engine.registry.custodian(provider),
+): Promise<void> {
+  const run = async () => {
+    let cp = engine.ledger.latestCheckpoint();
+    if (!cp || cp.size < engine.ledger.size()) {
+      engine.ledger.checkpoint();
+      cp = engine.ledger.latestCheckpoint()!;
+    }
+    const { size } = await c.ledgerState();
+    if (size > cp.size)
+      fail(
+        'SH_ERR_LEDGER_INCONSISTENT',
+        `custodian ${provider} holds ${size} ledger leaves, more than the engine's ${cp.size}: the ledger was rolled back`,
+      );
+    for (let from = size; from < cp.size; from += FOLLOW_BATCH) {
+      const n = Math.min(FOLLOW_BATCH, cp.size - from);
+      const entries = engine.ledger.leafTexts(from, n).map((l) => l.body);
+      await c.follow({ from, entries, ...(from + n >= cp.size ? { checkpoint: cp.note } : {}) });
+    }
+  };
+  const prev = feeding.get(c) ?? Promise.resolve();
+  const next = prev.then(run, run);
+  feeding.set(
+    c,
+    next.catch(() => undefined),
+  );
+  await next;
+}
+
+/** Show a bank-signed job to a provider's custodian once its copy of the ledger holds the job's request. */
+export async function openAtCustodian(
+  engine: Engine,
+  provider: string,
+  signed: Signed<BankJobBody>,
+  opts: OpenOptions = {},
+): Promise<OpenedJob> {
+  await feedCustodian(engine, provider);
+  return engine.registry.custodian(provider).openJob(signed, opts);
 }

@@ -22,6 +22,7 @@ import { kernelRef } from '../pool/kernel.ts';
 import type { WorkerPool } from '../pool/pool.ts';
 import { LocalCustodian } from '../custodian/custodian.ts';
 import type { CustodianKeys, CustodianView } from '../custodian/messages.ts';
+import type { LedgerTrust } from '../custodian/monitor.ts';
 import type { UploadManifest } from '../datasets.ts';
 import type { ApprovalStatement } from '../models.ts';
 import { CUSTODIAN_RULES } from '../protocols/index.ts';
@@ -194,8 +195,8 @@ export class ProviderAgent implements ProviderSide {
     opts: {
       logFile?: string;
       observe?: (v: CustodianView) => void;
-      bankKey?: (bank: string) => Uint8Array | undefined;
-      bankGroup?: (bank: string) => string | undefined;
+      /** What the custodian pins: the ledger's checkpoint key and the registrar's key (docs/trust.md). */
+      trust?: LedgerTrust;
       /** The folder holding this provider's own tables (`<category>.json`), which its custodian reads. */
       tablesDir?: string;
       /** This provider's limits (sandbox/policy.ts). */

@@ -15,6 +15,7 @@ interface Loaded {
   mtimeMs: number;
   size: number;
   datasetId: string;
+  category: string;
   subjects: readonly string[];
   types: Map<string, 'id' | 'numeric'>;
 }
@@ -56,6 +57,7 @@ export class ProviderTables implements ProviderData {
           mtimeMs: st.mtimeMs,
           size: st.size,
           datasetId: t.datasetId,
+          category: String(t.category),
           subjects: t.subjects,
           types: new Map(t.schema.fields.map((f) => [f.name, f.type === 'id' ? 'id' : 'numeric'] as const)),
         };
@@ -80,6 +82,14 @@ export class ProviderTables implements ProviderData {
 
   datasetWith(field: string): string | undefined {
     return this.tables().find((t) => t.types.has(field))?.datasetId;
+  }
+
+  categoryOf(field: string): string | undefined {
+    return this.tables().find((t) => t.types.has(field))?.category;
+  }
+
+  modelFields(modelHash: string): string[] {
+    return this.records.modelFields(modelHash).filter((f) => this.tables().some((t) => t.types.has(f)));
   }
 
   layout(datasetId: string): ((row: number) => string | undefined) | undefined {

@@ -20,7 +20,7 @@ const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS parties (
   id TEXT PRIMARY KEY, role TEXT NOT NULL, ed25519_pub TEXT NOT NULL, x25519_pub TEXT,
-  bfv_pub TEXT, params_id TEXT, oprf_pub TEXT, created_at TEXT NOT NULL, bank_group TEXT);
+  bfv_pub TEXT, params_id TEXT, oprf_pub TEXT, created_at TEXT NOT NULL, bank_group TEXT, cert_json TEXT);
 CREATE TABLE IF NOT EXISTS datasets (
   id TEXT PRIMARY KEY, provider TEXT NOT NULL, category TEXT NOT NULL, version INTEGER NOT NULL,
   schema_json TEXT NOT NULL, manifest_json TEXT NOT NULL, signature TEXT NOT NULL, params_id TEXT NOT NULL,
@@ -60,7 +60,10 @@ export const SUBJECT_SLOTS_SQL =
   'SELECT d.uscc, d.block, d.slot, d.missing FROM json_each(?) AS j CROSS JOIN dataset_subjects AS d ON d.dataset_id = ? AND d.uscc = j.value';
 
 /** Columns added after a table was first created: added to older data directories when they are opened. */
-const ADDED_COLUMNS: ReadonlyArray<[table: string, column: string, decl: string]> = [['parties', 'bank_group', 'TEXT']];
+const ADDED_COLUMNS: ReadonlyArray<[table: string, column: string, decl: string]> = [
+  ['parties', 'bank_group', 'TEXT'],
+  ['parties', 'cert_json', 'TEXT'],
+];
 
 function migrate(db: DatabaseSync): void {
   for (const [table, column, decl] of ADDED_COLUMNS) {

@@ -10,6 +10,7 @@
  * Longer than 400 lines: one fuzzing harness — the generators for every route family share the served engine, its
  * parties and the state snapshot each run is compared with.
  */
+import { feedCustodian } from '../../engine/protocols/job.ts';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, readdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -95,6 +96,8 @@ beforeAll(async () => {
     bodyLimit: 64 * 1024,
   });
   custodianUrl = await custodianApp.listen({ host: '127.0.0.1', port: 0 });
+  // The custodian knows banks from the ledger it follows: bring its copy up to date, as the engine does before a job.
+  await feedCustodian(sh.engine, PROVIDER);
   sh.engine.ledger.checkpoint();
   latest = sh.engine.ledger.latestCheckpoint()!.size;
   ownEntries = new Set(sh.engine.ledger.subjectEntries(ENT).map((e) => e.index));

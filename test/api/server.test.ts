@@ -8,6 +8,9 @@
  * Longer than 400 lines: one served engine with every party registered and a custodian behind HTTP; each defence is a
  * refusal checked against the same state.
  */
+import { canonicalize } from '../../core/jcs.ts';
+import { feedCustodian } from '../../engine/protocols/job.ts';
+import type { LedgerUpdate } from '../../engine/custodian/monitor.ts';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -631,6 +634,12 @@ class Recorder implements Custodian {
     this.jobs.push(job);
     return this.inner.openJob(job, opts);
   }
+  ledgerState(): Promise<{ size: number }> {
+    return this.inner.ledgerState();
+  }
+  follow(u: LedgerUpdate): Promise<{ size: number }> {
+    return this.inner.follow(u);
+  }
   decrypt(request: Signed<DecryptRequest>, ciphertext: Uint8Array): Promise<Signed<DecryptResponse>> {
     this.decrypts.push({ request, ciphertext });
     return this.inner.decrypt(request, ciphertext);
@@ -675,6 +684,9 @@ describe('custodians answer only bank-signed jobs', () => {
     expect(await codeOf(local.decrypt(req, ct))).toBe('SH_ERR_PARAMS_MISMATCH');
     // A real, opened job's id with a made-up hash: the same.
     const job = scoreRequest(DEMO_BANK, data.subjects.slice(0, 4)) as unknown as BankJob;
+    // The custodian opens only jobs it finds in the ledger: ledger it as the engine would, and feed the custodian.
+    sh.engine.ledger.append('job.requested', { jobId: job.body.jobId, jobHash: sha256Hex(canonicalize(job)) });
+    await feedCustodian(sh.engine, TAX);
     await remote.openJob(job);
     const forgedHash = engineSigned(decryptBody(job.body.jobId, randomBytes(32).toString('hex'), ct));
     expect(await codeOf(remote.decrypt(forgedHash, ct))).toBe('SH_ERR_PARAMS_MISMATCH');
@@ -713,7 +725,7 @@ describe('custodians answer only bank-signed jobs', () => {
       { ...body, bank: 'bank_nowhere' },
       ed25519KeyPair().secretKey,
     ) as unknown as BankJob;
-    expect(await codeOf(remote.openJob(unknownBank))).toBe('SH_ERR_BAD_SIGNATURE');
+    expect(await codeOf(remote.openJob(unknownBank))).toBe('SH_ERR_CERT_INVALID'); // no registrar certificate
     const stale = buildScoreRequest(
       { ...body, jobId: newJobId('score'), requestedAt: new Date(Date.now() - 3_600_000).toISOString() },
       keysOf(DEMO_BANK).ed25519.secretKey,

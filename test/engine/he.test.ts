@@ -12,6 +12,7 @@
  * Longer than 400 lines: the HE primitives, the custodian's refusals and the pool share one SEAL context and key set
  * (key generation dominates the setup); the describe blocks follow docs/design.md §4.
  */
+import { trustedLedger } from '../helpers/trust.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes, randomInt } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -620,6 +621,10 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
     return l;
   };
   let custodian: LocalCustodian;
+  const ledger = trustedLedger({
+    bank: { id: 'bank-a', ed25519: bankSigning.publicKey, x25519: bank.publicKey },
+    jobs: [jobs.seal, jobs.sign, jobs.sum],
+  });
   const custodianLog = join(mkdtempSync(join(tmpdir(), 'sh-he-custodian-')), 'custodian.log');
 
   beforeAll(async () => {
@@ -632,10 +637,15 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
         ed25519SecretKey: custodianSigning.secretKey,
         ed25519PublicKey: custodianSigning.publicKey,
       },
-      rules: CUSTODIAN_RULES,
+      // These tests check the HE path; the custodian's own consent check is tested with the protocols and in
+      // test/attacks/malicious-engine.test.ts, so every subject here has consent.
+      rules: CUSTODIAN_RULES.map((r) => ({
+        ...r,
+        allowance: (b, ctx) => r.allowance(b, { ...ctx, consent: () => 'OK' }),
+      })),
       enginePublicKey: engineKeys.publicKey,
       observe: (v) => views.push(v),
-      bankKey: (b) => (b === 'bank-a' ? bankSigning.publicKey : undefined),
+      trust: ledger.trust,
       logFile: custodianLog,
       // The provider's layout of dataset `he`: every slot holds one of the jobs' subjects, so no slot is overwritten
       // and these tests see every decrypted value (the overwriting is tested with the protocols and in test/attacks/).
@@ -644,8 +654,11 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
         datasetWith: () => 'he',
         fieldType: () => 'numeric',
         layout: (id) => (id === 'he' ? (row) => someSubjects[row % 1000] : undefined),
+        categoryOf: () => 'tax',
+        modelFields: () => ['f'],
       },
     });
+    await custodian.follow(ledger.update);
     for (const job of new Set(Object.values(jobs))) await custodian.openJob(job as never);
     // Training sums of block 0 are answered only after its labels passed the check: an encryption of zeros does.
     const zero = enc(new Array<bigint>(N).fill(0n));

@@ -10,6 +10,17 @@ import { ADMIN_ID } from '../auth.ts';
 import { Obj, PARTY_ID } from '../schemas.ts';
 import type { RouteContext } from '../route.ts';
 import { partyView } from './public.ts';
+import type { Certificate } from '../../../sandbox/registrar.ts';
+
+/** A registrar certificate (sandbox/registrar.ts): checked by the registry with the registered registrar's key. */
+const Certificate = Type.Object(
+  {
+    body: Type.Object({ type: Type.Literal('safehouse.registrar.certificate.v1') }, { additionalProperties: true }),
+    signer: Type.String({ pattern: PARTY_ID }),
+    signature: Type.String({ pattern: '^[0-9a-f]{128}$' }),
+  },
+  { additionalProperties: false, description: 'safehouse.registrar.certificate.v1 (sandbox/registrar.ts)' },
+);
 
 export function adminRoutes({ engine: e, route }: RouteContext): void {
   route<{
@@ -20,6 +31,7 @@ export function adminRoutes({ engine: e, route }: RouteContext): void {
     bfvPublicKey?: string;
     oprfPublicKey?: string;
     group?: string;
+    certificate?: unknown;
   }>(
     'POST',
     '/v1/admin/parties',
@@ -29,12 +41,13 @@ export function adminRoutes({ engine: e, route }: RouteContext): void {
       status: 201,
       body: Obj({
         id: Type.String({ pattern: PARTY_ID }),
-        role: Type.Union(['provider', 'bank', 'enterprise', 'auditor'].map((r) => Type.Literal(r))),
+        role: Type.Union(['provider', 'bank', 'enterprise', 'auditor', 'registrar'].map((r) => Type.Literal(r))),
         ed25519: Type.String({ pattern: '^[0-9a-f]{64}$' }),
         x25519: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
         bfvPublicKey: Type.Optional(Type.String({ maxLength: 2_000_000, pattern: '^[A-Za-z0-9+/]*={0,2}$' })),
         oprfPublicKey: Type.Optional(Type.String({ pattern: '^[0-9a-f]{66}$' })),
         group: Type.Optional(Type.String({ pattern: PARTY_ID, description: "a bank's group (legal entity)" })),
+        certificate: Type.Optional(Certificate),
       }),
     },
     async (req) => {
@@ -49,11 +62,12 @@ export function adminRoutes({ engine: e, route }: RouteContext): void {
         ...(b.bfvPublicKey ? { bfvPublicKey: new Uint8Array(Buffer.from(b.bfvPublicKey, 'base64')) } : {}),
         ...(b.oprfPublicKey ? { oprfPublicKey: hexToBytes(b.oprfPublicKey) } : {}),
         ...(b.group ? { group: b.group } : {}),
+        ...(b.certificate ? { certificate: b.certificate as Certificate } : {}),
       });
       return partyView(e, b.id);
     },
   );
-  route<{ enterprises: Array<{ uscc: string; ed25519: string }> }>(
+  route<{ enterprises: Array<{ uscc: string; ed25519: string; certificate?: unknown }> }>(
     'POST',
     '/v1/admin/enterprises',
     'admin',
@@ -64,6 +78,7 @@ export function adminRoutes({ engine: e, route }: RouteContext): void {
           Obj({
             uscc: Type.String({ minLength: 18, maxLength: 18 }),
             ed25519: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+            certificate: Type.Optional(Certificate),
           }),
           { maxItems: 100_000 },
         ),
@@ -71,7 +86,11 @@ export function adminRoutes({ engine: e, route }: RouteContext): void {
     },
     async (req) => {
       e.registry.registerEnterprises(
-        req.body.enterprises.map((x) => ({ uscc: x.uscc, ed25519: hexToBytes(x.ed25519) })),
+        req.body.enterprises.map((x) => ({
+          uscc: x.uscc,
+          ed25519: hexToBytes(x.ed25519),
+          ...(x.certificate ? { certificate: x.certificate as Certificate } : {}),
+        })),
       );
       return { registered: req.body.enterprises.length };
     },

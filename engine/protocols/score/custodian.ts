@@ -10,6 +10,9 @@
  * subjects the job allows: every other slot (a subject the bank did not name, or one refused below) is overwritten
  * with a uniform value mod t, read from the provider's own layout of the dataset. An engine that hands the bank more
  * unmask values than it should therefore unmasks noise.
+ * Consent: each subject's own, for the signing bank, the job's purpose, `score` and the categories of this provider's
+ * data the model reads, judged from the custodian's own copy of the ledger (engine/custodian/monitor.ts); a subject
+ * without it is refused (its slots blinded) whatever the engine says.
  * Refuses: a job whose model hash is not one the provider approved (its own record of approvals,
  * SH_ERR_MODEL_NOT_APPROVED); and (its own budget, docs/privacy.md "Scoring") a subject the bank's group has already scored with
  * `scoreModelsPerSubject` other models within the window; scoring again with a model already counted is free (it
@@ -37,10 +40,20 @@ export const scoreRules: CustodianRules = {
       );
     const since = ctx.now.getTime() - ctx.policy.windowDays * 86_400_000;
     const refused: string[] = [];
+    const reasons: Record<string, string> = {};
     const allowed: string[] = [];
     const spent: string[] = [];
+    // The categories of this provider's data the approved model reads (its own approval record and tables).
+    const categories = [...new Set(ctx.data.modelFields(model).flatMap((f) => ctx.data.categoryOf(f) ?? []))].sort();
     for (const subject of subjects as string[]) {
       if (ctx.skip.has(subject)) continue;
+      // The subject's own consent, judged by the custodian from the ledger it follows — not the engine's word.
+      const consent = ctx.consent(subject, 'score', categories);
+      if (consent !== 'OK') {
+        refused.push(subject);
+        reasons[subject] = consent;
+        continue;
+      }
       const models = ctx.budget.distinct('score-models', ctx.group, subject, since);
       if (models.has(model)) allowed.push(subject);
       else if (models.size >= ctx.policy.scoreModelsPerSubject) refused.push(subject);
@@ -53,6 +66,7 @@ export const scoreRules: CustodianRules = {
       budget: named,
       state: { subjects: allowed },
       refused,
+      reasons,
       spend: spent.length
         ? [{ kind: 'score-models', group: ctx.group, subjects: spent, field: '', units: 1, ref: model }]
         : [],
@@ -82,6 +96,8 @@ export const scoreRules: CustodianRules = {
       const subject = layout(base + i);
       if (subject === undefined || !allowed.has(subject)) out.push(i);
     }
+    // A block with none of the job's subjects answers nothing the bank may learn: the label itself is outside the job.
+    if (out.length === slots) return `block ${l.block} of dataset ${l.datasetId} holds none of the job's subjects`;
     return out;
   },
 };

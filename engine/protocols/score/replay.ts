@@ -68,9 +68,10 @@ export async function replayScore(ctx: ReplayContext<StoredScore>): Promise<void
         terms: model.terms.filter((t) => t.provider === e.body.provider),
       });
   }
-  const categories = [
-    ...new Set([...datasets.keys()].map((id) => engine.datasets.get(id)?.category).filter((c): c is string => !!c)),
-  ].sort();
+  // The categories of the datasets the job read; with no block asked (every subject refused), those of the model's.
+  const read = [...datasets.keys()].map((id) => engine.datasets.get(id)?.category);
+  const modelCategories = (model?.terms ?? []).map((t) => engine.datasets.withField(t.provider, t.field)?.category);
+  const categories = [...new Set((read.length ? read : modelCategories).filter((c): c is string => !!c))].sort();
   const consent = engine.consents.statuses(
     { bank: req.bank, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) },
     subjects,
@@ -91,10 +92,13 @@ export async function replayScore(ctx: ReplayContext<StoredScore>): Promise<void
   if (sha256Hex(consentIds.join('\n')) !== requested.body.consentIds)
     add('consent', 'mismatch', 'the consents valid at the request time are not the ones the job used');
   else add('consent', 'match');
-  // Subjects a custodian refused under its own budget are OVER_BUDGET in the result (the ledger names them).
-  for (const e of events.filter((e) => e.kind === 'score.custodian_refused'))
+  // Subjects a custodian refused are OVER_BUDGET in the result, or the consent status the custodian found itself
+  // (the ledger names them and the reasons).
+  for (const e of events.filter((e) => e.kind === 'score.custodian_refused')) {
+    const reasons = (e.body.reasons ?? {}) as Record<string, string>;
     for (const u of (e.body.refused as string[] | undefined) ?? [])
-      if (status.get(u) === 'OK') status.set(u, 'OVER_BUDGET');
+      if (status.get(u) === 'OK') status.set(u, reasons[u] ?? 'OVER_BUDGET');
+  }
 
   // blocks: recompute the ciphertext each custodian was sent
   const masks = new Map<string, BigUint64Array>();

@@ -10,9 +10,15 @@ import { sha256Hex } from '../../../core/hash.ts';
 import type { Signed } from '../../../core/sign.ts';
 import { parseSubjectList } from '../../../sandbox/uscc.ts';
 import type { Engine } from '../../engine.ts';
-import { admitBankRequest, escrowHashes, escrowToAuditors, failOnError } from '../job.ts';
+import { admitBankRequest, escrowHashes, escrowToAuditors, failOnError, openAtCustodian } from '../job.ts';
 import { evaluateBlocks, modelGroups, pinnedModel, scoreResult, scoreStatuses, touchedBlocks } from './engine.ts';
-import { SCORE_REQUEST_TYPE, type ScoreProgress, type ScoreRequest, type ScoreResult } from './messages.ts';
+import {
+  SCORE_REQUEST_TYPE,
+  type ScoreProgress,
+  type ScoreRequest,
+  type ScoreResult,
+  type ScoreStatus,
+} from './messages.ts';
 
 /** Show the job to every custodian it touches, with the subjects it will not score; the subjects each refuses. */
 async function openCustodians(
@@ -20,14 +26,19 @@ async function openCustodians(
   signed: Signed<ScoreRequest>,
   work: ReadonlyArray<{ g: { provider: string } }>,
   skip: readonly string[],
-): Promise<Map<string, string[]>> {
+): Promise<{ refused: Map<string, string[]>; reasons: Map<string, string> }> {
   const refused = new Map<string, string[]>();
+  const reasons = new Map<string, string>();
   for (const provider of [...new Set(work.map((w) => w.g.provider))].sort()) {
     // Subjects the engine already refused are neither answered nor counted by the custodian.
-    const opened = await engine.registry.custodian(provider).openJob(signed, { skip });
-    for (const s of opened.refused ?? []) refused.set(s, [...(refused.get(s) ?? []), provider]);
+    const opened = await openAtCustodian(engine, provider, signed, { skip });
+    for (const s of opened.refused ?? []) {
+      refused.set(s, [...(refused.get(s) ?? []), provider]);
+      const why = opened.reasons?.[s];
+      if (why && !reasons.has(s)) reasons.set(s, why);
+    }
   }
-  return refused;
+  return { refused, reasons };
 }
 
 /** Per provider, how many subjects it refused (for the ledger entry; the subjects are its index). */
@@ -104,12 +115,23 @@ export async function runScoreJob(
   // 4. One masked, re-randomized ciphertext per (dataset, touched block), sealed to the bank by the custodian.
   // Each custodian judges the job against its own scoring budget first; a subject any of them refuses is answered
   // OVER_BUDGET (its slots come back as noise from that custodian whatever the engine does).
-  const work = touchedBlocks(groups, scored);
+  const touched = touchedBlocks(groups, scored);
   const scoredSet = new Set(scored);
   const skip = subjects.filter((s) => !scoredSet.has(s));
-  const refused = await failOnError(engine, req.jobId, () => openCustodians(engine, signed, work, skip));
+  const { refused, reasons } = await failOnError(engine, req.jobId, () =>
+    openCustodians(engine, signed, touched, skip),
+  );
+  // Only blocks that still hold a subject every custodian allows are computed (a custodian refuses the others).
+  const work = refused.size
+    ? touchedBlocks(
+        groups,
+        scored.filter((s) => !refused.has(s)),
+      )
+    : touched;
   if (refused.size) {
-    for (const s of refused.keys()) if (judged.status.get(s) === 'OK') judged.status.set(s, 'OVER_BUDGET');
+    // A custodian's own consent check (its ledger copy) gives the status it found; otherwise its budget refused.
+    for (const s of refused.keys())
+      if (judged.status.get(s) === 'OK') judged.status.set(s, (reasons.get(s) ?? 'OVER_BUDGET') as ScoreStatus);
     engine.ledger.append(
       'score.custodian_refused',
       {
@@ -117,6 +139,7 @@ export async function runScoreJob(
         code: 'SH_ERR_CUSTODIAN_BUDGET',
         providers: refusalsByProvider(refused),
         refused: [...refused.keys()].sort(),
+        ...(reasons.size ? { reasons: Object.fromEntries([...reasons].sort()) } : {}),
       },
       [...refused.keys()],
     );

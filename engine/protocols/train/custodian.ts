@@ -25,7 +25,8 @@
  * declares (never below the label term 2s), and journals the noise; it sums only the slots of allowed subjects, read
  * from its own table (the engine masks nothing else), and a transfer custodian moves no other subject's slot.
  */
-import { trainOptions, type TrainOptions } from '../../../models/train.ts';
+import { sumGroupSize, trainOptions, type TrainOptions } from '../../../models/train.ts';
+import { STD_CLIP } from '../../../models/features.ts';
 import type { CustodianRules } from '../../custodian/rules.ts';
 import type { SpendRecord } from '../../custodian/budget.ts';
 import {
@@ -46,6 +47,8 @@ interface TrainState {
   subjects?: string[];
   /** The provider's own fields in the job, and every field (sensitivity counts one column per field). */
   ownFields?: string[];
+  /** The key holder the bank named: the only provider a transfer may target. */
+  holder?: string;
   fields?: number;
   features?: 'binned' | 'standardized';
   /** The label term 2s: the smallest residual bound the custodian accepts. */
@@ -88,8 +91,18 @@ export const trainRules: CustodianRules = {
     const since = ctx.now.getTime() - ctx.policy.windowDays * 86_400_000;
     const subjects: string[] = [];
     const refused: string[] = [];
+    const ownFields = (Array.isArray(own.fields) ? own.fields : []) as string[];
+    const categories = [...new Set(ownFields.flatMap((f) => ctx.data.categoryOf(String(f)) ?? []))].sort();
+    const reasons: Record<string, string> = {};
     for (const u of new Set(((body.subjects as unknown[] | undefined) ?? []).filter((x) => typeof x === 'string'))) {
       if (ctx.skip.has(u as string)) continue;
+      // The subject's own consent to training on this provider's categories (the custodian's ledger copy).
+      const consent = ctx.consent(u as string, 'train', categories);
+      if (consent !== 'OK') {
+        refused.push(u as string);
+        reasons[u as string] = consent;
+        continue;
+      }
       if (
         ctx.budget.used('train-epsilon', ctx.group, u as string, '', since) + epsilon >
         ctx.policy.trainSubjectEpsilon + 1e-9
@@ -112,7 +125,8 @@ export const trainRules: CustodianRules = {
       columns,
       ownColumns: holder ? 0 : ownColumns,
       subjects,
-      ownFields: (Array.isArray(own.fields) ? own.fields : []) as string[],
+      ownFields,
+      holder: String(body.provider),
       fields: parts.reduce((a, p) => a + nFields(p), 0),
       features: body.features === 'standardized' ? 'standardized' : 'binned',
       labelTerm: (2n * s).toString(),
@@ -121,6 +135,7 @@ export const trainRules: CustodianRules = {
       budget: holder ? options.iterations * (columns + 1) * named + named : ownColumns * named,
       state: state as Record<string, unknown>,
       refused,
+      reasons,
       spend,
       ...(holder ? { privacy: { epsilon, delta: ctx.policy.trainDelta } } : {}),
     };
@@ -168,7 +183,7 @@ export const trainRules: CustodianRules = {
     }
     return out;
   },
-  noise(job, label, request, policy) {
+  noise(job, label, request, policy, params) {
     const st = job.state as TrainState;
     if (!parseIterationLabel(label)) return 0;
     const floor = BigInt(st.labelTerm ?? '0');
@@ -179,7 +194,7 @@ export const trainRules: CustodianRules = {
       return `"bound" expected the residual bound max|D| as a decimal integer, got ${JSON.stringify(request.bound)}`;
     }
     if (bound < floor) return `"bound" ${bound} is below the label term ${floor} every residual can reach`;
-    return iterationSigma({
+    const sigma = iterationSigma({
       bound,
       features: st.features ?? 'binned',
       fields: st.fields ?? 1,
@@ -187,6 +202,20 @@ export const trainRules: CustodianRules = {
       epsilon: policy.trainEpsilon,
       delta: policy.trainDelta,
     });
+    // The group size is the protocol's, not the engine's choice: the largest that keeps a group sum of the declared
+    // bound and 12σ of noise below t/2 (the engine and the auditor's replay compute the same). A smaller group (down
+    // to one subject) would answer finer sums than the bound requires.
+    const colMax = st.features === 'standardized' ? BigInt(STD_CLIP) : 1n;
+    const margin = 2n * BigInt(Math.ceil(12 * sigma) + 1);
+    let g: number;
+    try {
+      g = sumGroupSize(bound * colMax, params.t - margin, params.slots);
+    } catch {
+      return `"bound" ${bound} leaves no group size below t/2 with the privacy noise`;
+    }
+    if (request.groupSize !== g)
+      return `group size ${String(request.groupSize)} of ${label}: the protocol fixes ${g} for the declared bound ${bound}`;
+    return sigma;
   },
   moves(job, _label, moves, data, slots) {
     const own = (job.state as TrainState).ownFields ?? [];

@@ -19,7 +19,7 @@ import { kernelRef } from '../../pool/kernel.ts';
 import type { Engine } from '../../engine.ts';
 import type { DecryptRequest, DecryptResponse } from '../../custodian/messages.ts';
 import { askCustodian, responseBytes } from '../ask.ts';
-import { escrowHashes, escrowToAuditors, failOnError } from '../job.ts';
+import { escrowHashes, escrowToAuditors, failOnError, openAtCustodian } from '../job.ts';
 import type * as Kernels from './kernels.ts';
 import {
   columnBitsOf,
@@ -235,7 +235,7 @@ export async function runIterations(
   });
   let model: FixedModel = { W0: 0n, W: new Array<bigint>(nCols).fill(0n) };
   let iterations = 0;
-  await engine.registry.custodian(plan.provider).openJob(plan.request);
+  await openAtCustodian(engine, plan.provider, plan.request);
   engine.jobs.setStatus(plan.jobId, 'running');
   await failOnError(engine, plan.jobId, async () => {
     // The key holder answers no gradient sum before the bank's labels are shown to be 0/1, block by block.

@@ -12,7 +12,7 @@ import { classAllows } from '../../../sandbox/catalog.ts';
 import { trainOptions } from '../../../models/train.ts';
 import type { Engine } from '../../engine.ts';
 import type { DatasetRecord } from '../../datasets.ts';
-import { admitBankRequest } from '../job.ts';
+import { admitBankRequest, failOnError, openAtCustodian } from '../job.ts';
 import { TRAIN_REQUEST_TYPE, type TrainPlan, type TrainRequest } from './messages.ts';
 
 /** ` — OVER_BUDGET 687, OUT_OF_SCOPE 13`: why subjects were left out, most frequent first. */
@@ -95,18 +95,39 @@ export async function planTraining(engine: Engine, signed: Signed<TrainRequest>)
   if (present.length < engine.policy.minTrainingCohort) tooSmall(present.length);
   // Every provider's custodian judges the subjects against its own training budget (it is told whom the engine already
   // left out); a subject any of them refuses is OVER_BUDGET. The key holder says what privacy its noise gives.
+  // The request is ledgered before any custodian sees it: each custodian answers only jobs it finds in the ledger.
+  engine.jobs.record(
+    { id: req.jobId, kind: 'train', bank: bank.id, request: { signed }, status: 'planned' },
+    {
+      event: {
+        jobId: req.jobId,
+        job: 'train',
+        bank: bank.id,
+        provider: req.provider,
+        others: parts.slice(1).map((p) => p.provider),
+        purpose: req.purpose,
+        fields: req.fields,
+        jobHash,
+        subjects: subjects.length,
+        signature: signed.signature,
+      },
+      subjects,
+    },
+  );
   let privacy: TrainPlan['privacy'] | undefined;
-  const refused = new Set<string>();
-  for (const p of parts) {
-    const opened = await engine.registry.custodian(p.provider).openJob(signed, { skip: Object.keys(excluded) });
-    for (const u of opened.refused ?? []) refused.add(u);
-    if (p.provider === req.provider) privacy = opened.privacy;
-  }
+  const refused = new Map<string, string>();
+  await failOnError(engine, req.jobId, async () => {
+    for (const p of parts) {
+      const opened = await openAtCustodian(engine, p.provider, signed, { skip: Object.keys(excluded) });
+      for (const u of opened.refused ?? []) if (!refused.has(u)) refused.set(u, opened.reasons?.[u] ?? 'OVER_BUDGET');
+      if (p.provider === req.provider) privacy = opened.privacy;
+    }
+  });
   if (!privacy)
     fail('SH_ERR_PARAMS_MISMATCH', `the custodian of ${req.provider} did not say what privacy its noise gives`);
   const members = present.filter((s) => {
     if (!refused.has(s)) return true;
-    excluded[s] = 'OVER_BUDGET';
+    excluded[s] = refused.get(s) as (typeof excluded)[string];
     return false;
   });
   const cohort = members.map((s) => ({ uscc: s, block: slotMaps[0]!.get(s)!.block, slot: slotMaps[0]!.get(s)!.slot }));
@@ -121,7 +142,8 @@ export async function planTraining(engine: Engine, signed: Signed<TrainRequest>)
     })),
   }));
   const dataset = datasets[0];
-  if (cohort.length < engine.policy.minTrainingCohort) tooSmall(cohort.length);
+  if (cohort.length < engine.policy.minTrainingCohort)
+    await failOnError(engine, req.jobId, async () => tooSmall(cohort.length));
   const plan: TrainPlan = {
     jobId: req.jobId,
     jobHash,
@@ -137,27 +159,13 @@ export async function planTraining(engine: Engine, signed: Signed<TrainRequest>)
     others,
     request: signed,
   };
-  engine.jobs.record(
-    { id: req.jobId, kind: 'train', bank: bank.id, request: { signed }, status: 'planned' },
-    {
-      event: {
-        jobId: req.jobId,
-        job: 'train',
-        bank: bank.id,
-        provider: req.provider,
-        others: others.map((o) => o.provider),
-        purpose: req.purpose,
-        fields: req.fields,
-        jobHash,
-        subjects: subjects.length,
-        cohort: cohort.length,
-        excluded: Object.keys(excluded).length,
-        overBudget: Object.values(excluded).filter((x) => x === 'OVER_BUDGET').length,
-        privacy,
-        signature: signed.signature,
-      },
-      subjects,
-    },
-  );
+  // What the custodians' answers decided, after the request itself was ledgered.
+  engine.ledger.append('train.planned', {
+    jobId: req.jobId,
+    cohort: cohort.length,
+    excluded: Object.keys(excluded).length,
+    overBudget: Object.values(excluded).filter((x) => x === 'OVER_BUDGET').length,
+    privacy,
+  });
   return plan;
 }

@@ -45,8 +45,10 @@ export async function replayTrain(ctx: ReplayContext<StoredTrain>): Promise<void
     add('iterations', 'missing', 'no seed or stored bins to replay with');
     return;
   }
-  if (stored.cohort !== requested.body.cohort)
-    add('cohort', 'mismatch', `stored cohort ${stored.cohort}, ledgered ${String(requested.body.cohort)}`);
+  // The cohort is ledgered once the custodians answered (`train.planned`; in the request entry before that existed).
+  const ledgered = events.find((e) => e.kind === 'train.planned')?.body.cohort ?? requested.body.cohort;
+  if (stored.cohort !== ledgered)
+    add('cohort', 'mismatch', `stored cohort ${stored.cohort}, ledgered ${String(ledgered)}`);
   else add('cohort', 'match');
   const req = stored.signed.body;
   const o = trainOptions(req.options);

@@ -5,6 +5,7 @@
  * decrypts v + m (uniform to it), moves the cohort's slots and encrypts under the key holder's public key, and the
  * engine subtracts the moved mask. No one sees a feature value.
  */
+import { openAtCustodian } from '../job.ts';
 import { fail } from '../../../core/errors.ts';
 import { canonicalize } from '../../../core/jcs.ts';
 import { sha256Hex } from '../../../core/hash.ts';
@@ -39,7 +40,7 @@ export async function transferTrainingColumns(
   let offset = columns[0]!.body.bins.reduce((a, b) => a + b.bins.length, 0);
   // Transfer masks are never replayed (docs/protocols.md "Auditor replay"): a fresh seed, not escrowed.
   const seed = engine.jobs.newSeed();
-  for (const part of plan.others) await engine.registry.custodian(part.provider).openJob(plan.request);
+  for (const part of plan.others) await openAtCustodian(engine, part.provider, plan.request);
   for (const [k, part] of plan.others.entries()) {
     const src = engine.registry.requireParty(part.provider, 'provider');
     const nCols = columns[k + 1]!.body.bins.reduce((a, b) => a + b.bins.length, 0);

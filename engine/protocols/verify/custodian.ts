@@ -46,11 +46,20 @@ export const verifyRules: CustodianRules = {
     const spend: SpendRecord[] = [];
     const job = new Map<string, number>();
     let values = 0;
+    const reasons: Record<string, string> = {};
     for (const c of claims) {
       if (ctx.skip.has(c.claimId as string)) continue;
       const count = Number.isInteger(c.count) && (c.count as number) > 0 ? (c.count as number) : 0;
       const field = c.field as string;
       const subject = String(c.subject);
+      // The subject's own consent to verification of this field's category (the custodian's ledger copy).
+      const category = ctx.data.categoryOf(field);
+      const consent = ctx.consent(subject, 'verify', category ? [category] : []);
+      if (consent !== 'OK') {
+        refused.push(c.claimId as string);
+        reasons[c.claimId as string] = consent;
+        continue;
+      }
       // The provider's own schema says which fields are token fields; `in` is only ever a token op.
       const type = ctx.data.fieldType(field);
       const token = type === 'id' || (type === undefined && c.op === 'in');
@@ -77,6 +86,7 @@ export const verifyRules: CustodianRules = {
       budget: claims.length ? Math.max(1, 2 * values) : 0,
       state: { claims: allowed, comparisons },
       refused,
+      reasons,
       spend,
     };
   },
@@ -100,6 +110,8 @@ export const verifyRules: CustodianRules = {
       const subject = layout(base + i);
       if (subject === undefined || !((need[subject] ?? 0) > l.round)) out.push(i);
     }
+    if (out.length === slots)
+      return `block ${l.block} round ${l.round} of ${l.field} holds no comparison the job's claims need`;
     return out;
   },
   tokenAllowance(job, bankRequest, provider, field) {

@@ -131,12 +131,16 @@ export async function replayVerify(ctx: ReplayContext<StoredVerify>): Promise<vo
     );
   else add('consent', 'match');
   // Claims a custodian refused under its own budgets were answered over_budget (after the engine's judgement).
-  const custodianRefused = new Set(
-    events.filter((e) => e.kind === 'verify.custodian_refused').flatMap((e) => (e.body.claims ?? []) as string[]),
-  );
+  // Or refused:<status> when the custodian's own consent check refused it (the ledger entry names the reasons).
+  const custodianRefused = new Map<string, string | undefined>();
+  for (const e of events.filter((e) => e.kind === 'verify.custodian_refused')) {
+    const reasons = (e.body.reasons ?? {}) as Record<string, string>;
+    for (const c of (e.body.claims ?? []) as string[]) custodianRefused.set(c, reasons[c]);
+  }
   for (let i = work.length - 1; i >= 0; i--)
     if (custodianRefused.has(work[i]!.claim.claimId)) {
-      results.set(work[i]!.claim.claimId, 'over_budget');
+      const why = custodianRefused.get(work[i]!.claim.claimId);
+      results.set(work[i]!.claim.claimId, why ? (`refused:${why}` as ClaimResult) : 'over_budget');
       work.splice(i, 1);
     }
 

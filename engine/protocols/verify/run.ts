@@ -11,7 +11,7 @@ import { canonicalize } from '../../../core/jcs.ts';
 import { sealTo } from '../../../core/sealbox.ts';
 import type { Signed } from '../../../core/sign.ts';
 import type { Engine } from '../../engine.ts';
-import { admitBankRequest, escrowHashes, escrowToAuditors, failOnError } from '../job.ts';
+import { admitBankRequest, escrowHashes, escrowToAuditors, failOnError, openAtCustodian } from '../job.ts';
 import { prepareClaim } from './claims.ts';
 import {
   claimConsents,
@@ -38,17 +38,25 @@ import {
  */
 async function custodianRefusals(engine: Engine, signed: Signed<VerifyRequest>, judged: Judged) {
   const refused = new Map<string, string>();
+  const reasons = new Map<string, string>();
   const asked = new Set(judged.work.map((p) => p.claim.claimId));
   const skip = signed.body.claims.map((c) => c.claimId).filter((id) => !asked.has(id));
   for (const provider of [...new Set(judged.work.map((p) => p.claim.provider))].sort()) {
     // Claims the engine already answered or refused are neither answered nor counted by the custodian.
-    const opened = await engine.registry.custodian(provider).openJob(signed, { skip });
-    for (const c of opened.refused ?? []) refused.set(c, provider);
+    const opened = await openAtCustodian(engine, provider, signed, { skip });
+    for (const c of opened.refused ?? []) {
+      refused.set(c, provider);
+      if (opened.reasons?.[c]) reasons.set(c, opened.reasons[c]!);
+    }
   }
   const work = judged.work.filter((p) => !refused.has(p.claim.claimId));
   const hit = judged.work.filter((p) => refused.has(p.claim.claimId));
   if (hit.length) {
-    for (const p of hit) judged.results.set(p.claim.claimId, 'over_budget');
+    // A custodian's own consent check gives refused:<status>; otherwise its budget refused the claim.
+    for (const p of hit) {
+      const why = reasons.get(p.claim.claimId);
+      judged.results.set(p.claim.claimId, why ? (`refused:${why}` as ClaimResult) : 'over_budget');
+    }
     engine.ledger.append(
       'verify.custodian_refused',
       {
@@ -56,6 +64,7 @@ async function custodianRefusals(engine: Engine, signed: Signed<VerifyRequest>, 
         code: 'SH_ERR_CUSTODIAN_BUDGET',
         claims: hit.map((p) => p.claim.claimId),
         providers: [...new Set(hit.map((p) => p.claim.provider))].sort(),
+        ...(reasons.size ? { reasons: Object.fromEntries([...reasons].sort()) } : {}),
       },
       [...new Set(hit.map((p) => p.claim.subject))],
     );

@@ -354,7 +354,14 @@ beforeAll(async () => {
   sh.revoke({ subject: REVOKED!, bank: BANK });
   // BAD_SIGNATURE: the subject is registered, but its only consent row was altered in the engine's store.
   const keys = sh.wallet.ensureEnterprises([BADSIG!]);
-  sh.engine.registry.registerEnterprises([{ uscc: BADSIG!, ed25519: keys.get(BADSIG!)!.ed25519.publicKey }]);
+  const badsigKey = keys.get(BADSIG!)!.ed25519.publicKey;
+  sh.engine.registry.registerEnterprises([
+    {
+      uscc: BADSIG!,
+      ed25519: badsigKey,
+      certificate: sh.certify({ party: BADSIG!, role: 'enterprise', ed25519: badsigKey }),
+    },
+  ]);
   const bad = tamperedConsent(BADSIG!);
   sh.engine.store.db
     .prepare('INSERT INTO consents (id, subject, grantee, signed_json, created_at) VALUES (?, ?, ?, ?, ?)')

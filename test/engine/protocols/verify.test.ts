@@ -11,6 +11,8 @@
  * Longer than 400 lines: one protocol's suite over one shared fixture (a demo population, four providers and their
  * tokens, ≈ 30 s to build), so each attack and edge case runs against the same engine state instead of rebuilding it.
  */
+import { feedCustodian } from '../../../engine/protocols/job.ts';
+import { LEDGER_ORIGIN } from '../../../engine/engine.ts';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -319,6 +321,8 @@ function installWrapper(): void {
     bfvPublicKey: real.bfvPublicKey,
     signingPublicKey: real.signingPublicKey,
     openJob: (job, o) => real.openJob(job, o),
+    ledgerState: () => real.ledgerState(),
+    follow: (u) => real.follow(u),
     decrypt: (request, ct) => real.decrypt(request, ct),
     transfer: (request, ct, pk) => real.transfer(request, ct, pk),
     evaluateTokens: async (request, bank) => {
@@ -368,7 +372,14 @@ beforeAll(async () => {
   sh.revoke({ subject: REVOKED, bank: BANK });
   // BAD_SIGNATURE: a registered subject whose only consent row was altered in the engine's store after signing.
   const keys = sh.wallet.ensureEnterprises([BADSIG]);
-  sh.engine.registry.registerEnterprises([{ uscc: BADSIG, ed25519: keys.get(BADSIG)!.ed25519.publicKey }]);
+  const badsigKey = keys.get(BADSIG)!.ed25519.publicKey;
+  sh.engine.registry.registerEnterprises([
+    {
+      uscc: BADSIG,
+      ed25519: badsigKey,
+      certificate: sh.certify({ party: BADSIG, role: 'enterprise', ed25519: badsigKey }),
+    },
+  ]);
   const c = createConsent(
     {
       subject: BADSIG,
@@ -1035,6 +1046,12 @@ function ledgerOf(jobId: string): Array<{ kind: string; body: Record<string, unk
 
 // ---------------------------------------------------------------- 5. custodian count enforcement
 
+/** Ledger a bank-signed request the way the engine does before showing it to a custodian, and feed the custodian. */
+async function ledgerJob(bankReq: BankClaims): Promise<void> {
+  sh.engine.ledger.append('job.requested', { jobId: bankReq.body.jobId, jobHash: sha256Hex(canonicalize(bankReq)) });
+  await feedCustodian(sh.engine, PROP);
+}
+
 describe('verify: the custodian counts evaluations against the bank-signed request', () => {
   it('more elements than signed, unknown claims, other fields, altered bank request, unbound jobHash, identity points', async () => {
     const u = WITH_PROPERTY[7]!;
@@ -1058,6 +1075,8 @@ describe('verify: the custodian counts evaluations against the bank-signed reque
     );
     const jobId = bankReq.body.jobId;
     const jobHash = sha256Hex(canonicalize(bankReq));
+    // Asked directly (not through runVerifyJob), so the test ledgers the request as the engine would.
+    await ledgerJob(bankReq);
     const oprfPk = sh.engine.registry.party(PROP)!.oprfPublicKey!;
     const info = tokenInfo(PROP, CERT, TOKEN_EPOCH);
     const inputs = [
@@ -1204,14 +1223,21 @@ describe('verify: the custodian counts evaluations against the bank-signed reque
       },
       bankSk,
     ).signed;
+    await ledgerJob(fresh);
     await ask(realProp, fresh);
     // A new custodian process with the same keys and log: the signed count is already spent.
     const restarted = (sh as unknown as { agent(id: string): { custodian(pk: Uint8Array, o: object): Custodian } })
       .agent(PROP)
       .custodian(sh.engine.keys.ed25519.publicKey, {
         logFile: join(sh.wallet.providerDir(PROP), 'custodian.log'),
-        bankKey: (id: string) => sh.engine.registry.party(id)?.ed25519,
+        trust: {
+          keyName: LEDGER_ORIGIN,
+          publicKey: sh.engine.keys.ed25519.publicKey,
+          registrarKey: sh.wallet.require('registrar', 'registrar').ed25519.publicKey,
+        },
       });
+    // It rebuilds its copy of the ledger from leaf 0, through the root it accepted before the restart.
+    await feedCustodian(sh.engine, PROP, restarted);
     await expect(ask(restarted, fresh)).rejects.toMatchObject(coded('SH_ERR_CUSTODIAN_BUDGET'));
   });
 });

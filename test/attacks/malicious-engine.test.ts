@@ -1,0 +1,176 @@
+/**
+ * A malicious platform operator (docs/trust.md): it holds the engine's keys and database and may collude with a bank.
+ * Each attack goes through the real custodian interface with requests signed by the engine's key, or edits the
+ * engine's own store as an insider would; the provider's custodian must refuse from its own state:
+ *  1. a bank-signed job the engine never ledgered → SH_ERR_JOB_NOT_LEDGERED;
+ *  2. sealing to the operator's own X25519 key instead of the bank's certified one → SH_ERR_RECIPIENT;
+ *  3. a score label for a block that holds none of the job's subjects → refused;
+ *  4. an enterprise key the operator registered itself (no registrar certificate) and a consent signed with it →
+ *     the engine says OK, the custodian says NO_CONSENT and blinds the slot, so the unmask value decodes noise;
+ *  5. a revocation the operator hides from the engine's consent check → the custodian saw it in the ledger: REVOKED;
+ *  6. a ledger copy with the revocation leaf dropped → SH_ERR_LEDGER_INCONSISTENT.
+ * Before this issue the custodian took bank keys and consents on the engine's word, sealed to any recipient named,
+ * accepted any group size and block number, and answered any job shown to it: each of these attacks got values.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { canonicalize } from '../../core/jcs.ts';
+import { sha256Hex } from '../../core/hash.ts';
+import { bytesToHex, ed25519KeyPair, signJson, type Signed } from '../../core/sign.ts';
+import { x25519KeyPair } from '../../core/sealbox.ts';
+import { createConsent } from '../../sandbox/consent.ts';
+import { buildScoreRequest } from '../../engine/protocols/score/bank.ts';
+import { feedCustodian } from '../../engine/protocols/job.ts';
+import { LEDGER_ORIGIN } from '../../engine/engine.ts';
+import type { Custodian, DecryptRequest } from '../../engine/custodian/messages.ts';
+import { BANK, PURPOSE, TAX, codeOf, linear, openWorld, type World } from './fixture.ts';
+
+let w: World;
+let tax: Custodian;
+const MODEL = linear('me-1', { vat_paid_12m: '0.001', cit_paid_12m: '0.002', taxable_sales_12m: '0.0001' });
+
+beforeAll(async () => {
+  w = await openWorld({ subjects: 60 });
+  w.sh.registerModel(BANK, MODEL);
+  await w.sh.approveModel(TAX, MODEL.id);
+  tax = w.sh.engine.registry.custodian(TAX);
+}, 120_000);
+afterAll(async () => w?.close());
+
+const bankKey = () => w.sh.wallet.require(BANK, 'bank').ed25519.secretKey;
+const scoreRequest = (subjects: string[]) =>
+  buildScoreRequest(
+    {
+      jobId: w.sh.engine.jobs.newId('score'),
+      bank: BANK,
+      modelId: MODEL.id,
+      modelHash: w.sh.engine.models.get(MODEL.id)!.hash,
+      purpose: PURPOSE,
+      subjects,
+      requestedAt: w.sh.engine.now().toISOString(),
+    },
+    bankKey(),
+  );
+/** The operator ledgers a request itself (as the engine would) and feeds the custodian. */
+async function ledger(job: Signed<{ jobId: string }>): Promise<string> {
+  const jobHash = sha256Hex(canonicalize(job));
+  w.sh.engine.ledger.append('job.requested', { jobId: job.body.jobId, jobHash });
+  await feedCustodian(w.sh.engine, TAX);
+  return jobHash;
+}
+const datasetId = () => w.sh.engine.datasets.withField(TAX, 'vat_paid_12m')!.id;
+const engineSigned = (body: Omit<DecryptRequest, 'type' | 'paramsId' | 'provider'>) =>
+  signJson<DecryptRequest>(
+    { type: 'safehouse.custodian.decrypt.v1', paramsId: w.sh.engine.params.id, provider: TAX, ...body },
+    'engine',
+    w.sh.engine.keys.ed25519.secretKey,
+  );
+
+describe('a malicious engine against the provider’s custodian', () => {
+  it('a fresh bank-signed job that is not in the ledger is not opened', async () => {
+    const job = scoreRequest(w.subjects.slice(0, 5));
+    await feedCustodian(w.sh.engine, TAX);
+    expect(await codeOf(() => tax.openJob(job))).toBe('SH_ERR_JOB_NOT_LEDGERED');
+    await ledger(job);
+    expect(await codeOf(() => tax.openJob(job))).toBeUndefined();
+  });
+
+  it("seals only to the signing bank's certified key; a block without the job's subjects is refused", async () => {
+    const job = scoreRequest(w.subjects.slice(0, 5));
+    const jobHash = await ledger(job);
+    await tax.openJob(job);
+    const operator = x25519KeyPair();
+    const ct = new Uint8Array(randomBytes(64)); // never parsed: the recipient is checked first
+    const req = (label: string, recipient: { party: string; x25519: string }) =>
+      engineSigned({
+        jobId: job.body.jobId,
+        jobHash,
+        label,
+        mode: 'seal',
+        ciphertext: sha256Hex(ct),
+        recipient,
+      });
+    const own = req(`score/${TAX}/${datasetId()}/block/0`, { party: BANK, x25519: bytesToHex(operator.publicKey) });
+    expect(await codeOf(() => tax.decrypt(own, ct))).toBe('SH_ERR_RECIPIENT');
+    const renamed = req(`score/${TAX}/${datasetId()}/block/0`, {
+      party: 'operator',
+      x25519: bytesToHex(operator.publicKey),
+    });
+    expect(await codeOf(() => tax.decrypt(renamed, ct))).toBe('SH_ERR_RECIPIENT');
+    // The bank's certified key, but a block with none of the job's subjects (60 subjects: all in block 0).
+    const elsewhere = req(`score/${TAX}/${datasetId()}/block/3`, {
+      party: BANK,
+      x25519: bytesToHex(w.sh.wallet.require(BANK, 'bank').x25519!.publicKey),
+    });
+    expect(await codeOf(() => tax.decrypt(elsewhere, ct))).toBe('SH_ERR_PARAMS_MISMATCH');
+    // The custodian's log says so (the provider's own evidence).
+    const log = (await import('node:fs')).readFileSync(`${w.sh.wallet.providerDir(TAX)}/custodian.log`, 'utf8');
+    expect(log).toContain('"refused":"SH_ERR_RECIPIENT"');
+  });
+
+  it('an enterprise key the operator registered itself buys no consent: the custodian blinds the subject', async () => {
+    // The operator swaps a subject's key in its own registry and signs a consent for a new purpose with it.
+    const u = w.subjects[10]!;
+    const fake = ed25519KeyPair();
+    w.sh.engine.store.db.prepare('UPDATE parties SET ed25519_pub = ? WHERE id = ?').run(bytesToHex(fake.publicKey), u);
+    const now = w.sh.engine.now();
+    const forged = createConsent(
+      {
+        subject: u,
+        grantee: BANK,
+        purpose: 'operator_purpose',
+        categories: ['tax'],
+        operations: ['score'],
+        notBefore: now,
+        notAfter: new Date(now.getTime() + 86_400_000),
+      },
+      fake.secretKey,
+    );
+    w.sh.engine.consents.add([forged]); // the engine's own check passes: the key is the one it holds
+    const res = await w.sh.score(BANK, MODEL.id, 'operator_purpose', [u, w.subjects[11]!]);
+    const row = res.rows.find((r) => r.uscc === u)!;
+    // The engine alone would have scored it; the custodian found no consent signed by a certified key.
+    expect(row.status).toBe('OUT_OF_SCOPE'); // its real consents (certified key) cover another purpose
+    expect(row.score).toBe('');
+  });
+
+  it('a revocation hidden from the engine is still seen by the custodian (its own ledger copy)', async () => {
+    const u = w.subjects[20]!;
+    w.sh.revoke({ subject: u, bank: BANK });
+    // The operator deletes the revocation from the engine's consent tables (the ledger leaf stays: it is signed).
+    w.sh.engine.store.db.prepare('DELETE FROM revocations WHERE subject = ?').run(u);
+    const res = await w.sh.score(BANK, MODEL.id, PURPOSE, [u, w.subjects[21]!]);
+    expect(res.rows.find((r) => r.uscc === u)!.status).toBe('REVOKED');
+    expect(res.rows.find((r) => r.uscc === w.subjects[21]!)!.status).toBe('OK');
+  });
+
+  it('a ledger copy without the revocation leaf does not reach the signed root: SH_ERR_LEDGER_INCONSISTENT', async () => {
+    // A new custodian of the same provider (its own log), pinned like the real one, fed by a withholding engine.
+    const fresh = (w.sh as unknown as { agent(id: string): { custodian(pk: Uint8Array, o: object): Custodian } })
+      .agent(TAX)
+      .custodian(w.sh.engine.keys.ed25519.publicKey, {
+        trust: {
+          keyName: LEDGER_ORIGIN,
+          publicKey: w.sh.engine.keys.ed25519.publicKey,
+          registrarKey: w.sh.wallet.require('registrar', 'registrar').ed25519.publicKey,
+        },
+      });
+    w.sh.engine.ledger.checkpoint();
+    const cp = w.sh.engine.ledger.latestCheckpoint()!;
+    const leaves = w.sh.engine.ledger.leafTexts(0, cp.size).map((l) => l.body);
+    const withheld = leaves.filter((l) => !l.includes('"kind":"consent.revoked"'));
+    expect(withheld.length).toBeLessThan(leaves.length);
+    let code: string | undefined;
+    for (let from = 0; from < withheld.length; from += 2000) {
+      const entries = withheld.slice(from, from + 2000);
+      code = await codeOf(() =>
+        fresh.follow({ from, entries, ...(from + 2000 >= withheld.length ? { checkpoint: cp.note } : {}) }),
+      );
+    }
+    expect(code).toBe('SH_ERR_LEDGER_INCONSISTENT');
+    expect((await fresh.ledgerState()).size).toBe(0);
+    // Sent honestly, the same custodian accepts every leaf.
+    await feedCustodian(w.sh.engine, TAX, fresh);
+    expect((await fresh.ledgerState()).size).toBe(cp.size);
+  });
+});
