@@ -158,6 +158,7 @@ export async function runPrimitives(
     // The HE cost only: every subject has consent (the custodian's own consent check is a map look-up per subject).
     rules: CUSTODIAN_RULES.map((r) => ({
       ...r,
+      verify: undefined,
       allowance: (b, ctx) => r.allowance(b, { ...ctx, consent: () => 'OK' }),
     })),
     enginePublicKey: engineKeys.publicKey,
@@ -171,6 +172,7 @@ export async function runPrimitives(
       layout: (id) => (id === 'bench' ? (row) => `s${row % 200_000}` : undefined),
       categoryOf: () => 'tax',
       modelFields: () => ['f'],
+      partialScore: () => undefined,
     },
     policy: { scoreModelsPerSubject: 1 },
   });

@@ -80,6 +80,11 @@ export class Registry {
       fail('SH_ERR_INVALID_ARGUMENT', `"x25519" expected 32 bytes for a ${p.role}`);
     if (p.role === 'provider' && !p.bfvPublicKey)
       fail('SH_ERR_INVALID_ARGUMENT', '"bfvPublicKey" is required for a provider');
+    if (p.bfvPublicKey && p.bfvPublicKey.length > this.ctx.params.maxPublicKeyBytes)
+      fail(
+        'SH_ERR_INVALID_ARGUMENT',
+        `"bfvPublicKey" expected at most ${this.ctx.params.maxPublicKeyBytes} bytes, got ${p.bfvPublicKey.length}`,
+      );
     if (p.oprfPublicKey && (p.role !== 'provider' || p.oprfPublicKey.length !== 33))
       fail('SH_ERR_INVALID_ARGUMENT', `"oprfPublicKey" expected a 33-byte P-256 point of a provider`);
     if (p.role === 'enterprise') parseUscc(p.id);

@@ -142,6 +142,7 @@ export class LocalCustodian implements Custodian {
       datasetWith: () => undefined,
       categoryOf: () => undefined,
       modelFields: () => [],
+      partialScore: () => undefined,
     };
     this.now = opts.now ?? (() => new Date());
     this.budgets = new CustodianBudget(this.journal);
@@ -415,6 +416,21 @@ export class LocalCustodian implements Custodian {
     if (typeof blind === 'string') this.refuseRequest(req, req.mode, blind);
     const values = await this.decryptChecked(ciphertext, req.label, req.mode === 'sum' || req.mode === 'zero' ? 3 : 2);
     this.observe?.({ label: req.label, mode: req.mode, values: values.slice() });
+    // What was decrypted must be what the job computes on the slots answered (scoring: the approved model's partial).
+    const hidden = blind?.length ? new Set(blind) : undefined;
+    const wrong = this.rulesOf(job).verify?.(
+      job,
+      req.label,
+      values,
+      (i) => !hidden?.has(i),
+      req,
+      this.data,
+      this.params,
+    );
+    if (wrong) {
+      values.fill(0n);
+      this.refuseRequest(req, req.mode, wrong);
+    }
     // Sums and the label check are over the job's subjects only (the engine masks only those slots): every other slot
     // is dropped (0); a sealed or signed answer gets uniform values there instead.
     if (blind?.length) {

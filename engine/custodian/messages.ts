@@ -30,6 +30,12 @@ export interface DecryptRequest {
   /** SHA-256 (hex) of the serialized ciphertext sent with the request. */
   ciphertext: string;
   recipient?: { party: string; x25519: string };
+  /**
+   * Scoring: the block's mask key (hex; HKDF from the job seed, docs/design.md §4.2). The key holder derives the mask,
+   * checks that every slot it answers is the approved model's partial score on its own records, and only then seals
+   * v + m — so a column or any other function of its data cannot be sent under a score label.
+   */
+  maskKey?: string;
   groupSize?: number;
   /**
    * Training `sum` of an iteration: the engine's bound max|D_i| on one subject's residual (decimal), from which the

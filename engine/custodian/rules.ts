@@ -63,6 +63,11 @@ export interface ProviderData {
   categoryOf(field: string): string | undefined;
   /** The fields of this provider's data that the approved model with this hash uses (its own approval records). */
   modelFields(modelHash: string): string[];
+  /**
+   * The approved model's partial score of each row of one of its datasets, from its own records and its own
+   * compilation of its own terms (engine/provider/tables.ts); undefined when it cannot compute it.
+   */
+  partialScore(modelHash: string, datasetId: string): ((row: number) => bigint) | undefined;
 }
 
 /** What the custodian knows when a job is opened. */
@@ -108,6 +113,19 @@ export interface CustodianRules {
     policy: ProviderPolicy,
     params: { t: bigint; slots: number },
   ): number | string;
+  /**
+   * After decrypting, before answering: why these values (v + m, mod t) are not what the job computes on the slots it
+   * answers (`answered`), or undefined. Scoring checks each against the approved model on the provider's own records.
+   */
+  verify?(
+    job: OpenJob,
+    label: string,
+    values: BigUint64Array,
+    answered: (slot: number) => boolean,
+    request: { maskKey?: string },
+    data: ProviderData,
+    params: { t: bigint; slots: number },
+  ): string | undefined;
   /** Transfer: why moving these slots ([from, to]) is outside the job (a `from` slot of a subject it excludes). */
   moves?(
     job: OpenJob,

@@ -256,8 +256,13 @@ export class BlockOps {
     }
   }
 
-  /** Load a BFV public key (as published by a provider). @throws SH_ERR_INVALID_ARGUMENT */
+  /** Load a BFV public key (as published by a provider), size-capped before SEAL parses it. @throws SH_ERR_INVALID_ARGUMENT */
   loadPublicKey(bytes: Uint8Array): PublicKey {
+    if (bytes.length > this.he.params.maxPublicKeyBytes)
+      fail(
+        'SH_ERR_INVALID_ARGUMENT',
+        `"bfvPublicKey" expected at most ${this.he.params.maxPublicKeyBytes} bytes, got ${bytes.length}`,
+      );
     const pk = new this.he.seal.PublicKey();
     sealCall('SH_ERR_INVALID_ARGUMENT', 'BFV public key', () => pk.loadFromArray(this.he.context, bytes));
     return pk;

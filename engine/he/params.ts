@@ -27,6 +27,8 @@ export interface ParamSet {
   readonly minNoiseBudget: number;
   /** Largest serialized ciphertext accepted, in bytes (fresh public-key encryption, uncompressed, plus slack). */
   readonly maxCiphertextBytes: number;
+  /** Largest serialized BFV public key accepted (two polynomials over every prime, the special one included, plus slack). */
+  readonly maxPublicKeyBytes: number;
 }
 
 export const BFV_8192_T40: ParamSet = Object.freeze({
@@ -38,6 +40,7 @@ export const BFV_8192_T40: ParamSet = Object.freeze({
   transferChainIndex: 1,
   minNoiseBudget: 8,
   maxCiphertextBytes: 2 * 8192 * 4 * 8 + 4096,
+  maxPublicKeyBytes: 2 * 8192 * 5 * 8 + 4096,
 });
 
 export const PARAM_SETS: ReadonlyMap<string, ParamSet> = new Map([[BFV_8192_T40.id, BFV_8192_T40]]);

@@ -212,7 +212,7 @@ export class ProviderAgent implements ProviderSide {
       rules: CUSTODIAN_RULES,
       enginePublicKey,
       pool: this.pool,
-      ...(tablesDir ? { data: new ProviderTables(tablesDir) } : {}),
+      ...(tablesDir ? { data: new ProviderTables(tablesDir, this.params.t, this.id) } : {}),
       // The provider's own limits: its policy.json (beside its tables) under any explicit overrides.
       policy: tablesDir ? new ProviderRecords(tablesDir).policy(policy) : (policy ?? {}),
       ...rest,

@@ -22,7 +22,7 @@ export interface ApprovalRecord {
 
 export class ProviderRecords {
   readonly dir: string;
-  private cache: { mtimeMs: number; size: number; hashes: Set<string>; fields: Map<string, string[]> } | undefined;
+  private cache: { mtimeMs: number; size: number; hashes: Set<string>; specs: Map<string, ModelSpec> } | undefined;
 
   constructor(dir: string) {
     this.dir = dir;
@@ -73,23 +73,22 @@ export class ProviderRecords {
     if (!st) return new Set();
     if (this.cache?.mtimeMs !== st.mtimeMs || this.cache.size !== st.size) {
       const hashes = new Set<string>();
-      const fields = new Map<string, string[]>();
+      const specs = new Map<string, ModelSpec>();
       for (const line of readFileSync(file, 'utf8').split('\n')) {
         if (!line.trim()) continue;
         const r = JSON.parse(line) as ApprovalRecord;
         hashes.add(String(r.modelHash));
-        const terms = Array.isArray(r.model?.terms) ? r.model.terms : [];
-        fields.set(String(r.modelHash), [...new Set(terms.map((t) => String((t as { field?: unknown }).field)))]);
+        if (r.model) specs.set(String(r.modelHash), r.model);
       }
-      this.cache = { mtimeMs: st.mtimeMs, size: st.size, hashes, fields };
+      this.cache = { mtimeMs: st.mtimeMs, size: st.size, hashes, specs };
     }
     return this.cache.hashes;
   }
 
-  /** The fields an approved model's terms name (the model as the provider reviewed it). */
-  modelFields(modelHash: string): string[] {
+  /** An approved model as the provider reviewed it. */
+  model(modelHash: string): ModelSpec | undefined {
     this.approvedHashes();
-    return this.cache?.fields.get(modelHash) ?? [];
+    return this.cache?.specs.get(modelHash);
   }
 
   /** Record an approval once the engine accepted it. */

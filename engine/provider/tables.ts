@@ -10,10 +10,12 @@ import { join } from 'node:path';
 import type { ProviderData } from '../custodian/rules.ts';
 import type { ProviderTable } from './table.ts';
 import { ProviderRecords } from './records.ts';
+import { binIndex, compileModel, isScorecardTerm, type CompiledModel, type ModelSpec } from '../../models/model.ts';
 
 interface Loaded {
   mtimeMs: number;
   size: number;
+  table: ProviderTable;
   datasetId: string;
   category: string;
   subjects: readonly string[];
@@ -25,10 +27,49 @@ export class ProviderTables implements ProviderData {
   private readonly loaded = new Map<string, Loaded>();
 
   private readonly records: ProviderRecords;
+  private readonly t: bigint;
+  private readonly provider: string;
 
-  constructor(dir: string) {
+  constructor(dir: string, t: bigint, provider: string) {
     this.dir = dir;
+    this.t = t;
+    this.provider = provider;
     this.records = new ProviderRecords(dir);
+  }
+
+  /**
+   * The approved model's partial score of each row of a dataset, from the provider's own records: its own terms
+   * compiled against its own schema (intercept 0), on the values it uploaded — a scorecard term gives the points of
+   * the row's bin, a missing value 0 (its points go in the engine's unmask offset, as in the encrypted column).
+   */
+  partialScore(modelHash: string, datasetId: string): ((row: number) => bigint) | undefined {
+    const spec = this.records.model(modelHash);
+    const table = this.tables().find((t) => t.datasetId === datasetId)?.table;
+    if (!spec || !table) return undefined;
+    const mine: ModelSpec = { ...spec, intercept: '0', terms: spec.terms.filter((t) => t.provider === this.provider) };
+    if (mine.terms.length === 0) return undefined;
+    let compiled: CompiledModel;
+    try {
+      compiled = compileModel(mine, (_p, name) => table.schema.fields.find((f) => f.name === name), this.t);
+    } catch {
+      return undefined;
+    }
+    const terms = compiled.terms.map((term, i) => {
+      const values = table.values[term.field] ?? [];
+      const src = mine.terms[i]!;
+      if (!isScorecardTerm(src)) {
+        const m = term.columns[0]!.multiplier;
+        return (row: number) => (values[row] == null ? 0n : m * BigInt(values[row]!));
+      }
+      const pts = term.columns.map((c) => c.multiplier);
+      return (row: number) => {
+        const v = values[row];
+        if (v == null) return 0n;
+        const j = binIndex(src.bins, BigInt(v), term.spec.decimals);
+        return j < 0 ? 0n : pts[j]!;
+      };
+    });
+    return (row) => terms.reduce((acc, f) => acc + f(row), 0n);
   }
 
   private tables(): Loaded[] {
@@ -56,6 +97,7 @@ export class ProviderTables implements ProviderData {
         l = {
           mtimeMs: st.mtimeMs,
           size: st.size,
+          table: t,
           datasetId: t.datasetId,
           category: String(t.category),
           subjects: t.subjects,
@@ -89,7 +131,9 @@ export class ProviderTables implements ProviderData {
   }
 
   modelFields(modelHash: string): string[] {
-    return this.records.modelFields(modelHash).filter((f) => this.tables().some((t) => t.types.has(f)));
+    const spec = this.records.model(modelHash);
+    if (!spec) return [];
+    return [...new Set(spec.terms.filter((t) => t.provider === this.provider).map((t) => t.field))];
   }
 
   layout(datasetId: string): ((row: number) => string | undefined) | undefined {

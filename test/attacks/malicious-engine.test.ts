@@ -8,7 +8,11 @@
  *  4. an enterprise key the operator registered itself (no registrar certificate) and a consent signed with it →
  *     the engine says OK, the custodian says NO_CONSENT and blinds the slot, so the unmask value decodes noise;
  *  5. a revocation the operator hides from the engine's consent check → the custodian saw it in the ledger: REVOKED;
- *  6. a ledger copy with the revocation leaf dropped → SH_ERR_LEDGER_INCONSISTENT.
+ *  6. a ledger copy with the revocation leaf dropped → SH_ERR_LEDGER_INCONSISTENT;
+ *  7. a training sum over groups of one subject → refused (the protocol fixes the size from the declared bound);
+ *  8. a domain transfer re-encrypting a provider's column under the operator's own BFV key → refused;
+ *  9. a raw column sent under a score label to the bank's own certified key (engine + bank colluding) → refused:
+ *     the custodian checks every answered slot against the approved model's partial score on its own records.
  * Before this issue the custodian took bank keys and consents on the engine's word, sealed to any recipient named,
  * accepted any group size and block number, and answered any job shown to it: each of these attacks got values.
  */
@@ -22,7 +26,12 @@ import { createConsent } from '../../sandbox/consent.ts';
 import { buildScoreRequest } from '../../engine/protocols/score/bank.ts';
 import { feedCustodian } from '../../engine/protocols/job.ts';
 import { LEDGER_ORIGIN } from '../../engine/engine.ts';
-import type { Custodian, DecryptRequest } from '../../engine/custodian/messages.ts';
+import type { Custodian, DecryptRequest, TransferRequest } from '../../engine/custodian/messages.ts';
+import { BlockOps } from '../../engine/he/block.ts';
+import { heContext } from '../../engine/he/params.ts';
+import { ProviderAgent } from '../../engine/provider/agent.ts';
+import { iterationLabel, labelCheckLabel, transferLabel } from '../../engine/protocols/train/messages.ts';
+import { PROPERTY } from './fixture.ts';
 import { BANK, PURPOSE, TAX, codeOf, linear, openWorld, type World } from './fixture.ts';
 
 let w: World;
@@ -30,7 +39,8 @@ let tax: Custodian;
 const MODEL = linear('me-1', { vat_paid_12m: '0.001', cit_paid_12m: '0.002', taxable_sales_12m: '0.0001' });
 
 beforeAll(async () => {
-  w = await openWorld({ subjects: 60 });
+  // A training cohort of 60 is allowed here (the provider's minimum, 200 by default, is tested in test/attacks/train).
+  w = await openWorld({ subjects: 60, policy: { minTrainingCohort: 20 } });
   w.sh.registerModel(BANK, MODEL);
   await w.sh.approveModel(TAX, MODEL.id);
   tax = w.sh.engine.registry.custodian(TAX);
@@ -172,5 +182,138 @@ describe('a malicious engine against the provider’s custodian', () => {
     // Sent honestly, the same custodian accepts every leaf.
     await feedCustodian(w.sh.engine, TAX, fresh);
     expect((await fresh.ledgerState()).size).toBe(cp.size);
+  });
+
+  it('training: groups of one subject are refused; so is a transfer to a key the bank did not name', async () => {
+    const jobId = w.sh.engine.jobs.newId('train');
+    const job = signJson(
+      {
+        type: 'safehouse.train.request.v1',
+        jobId,
+        bank: BANK,
+        purpose: PURPOSE,
+        provider: TAX,
+        fields: ['vat_paid_12m', 'cit_paid_12m', 'taxable_sales_12m'],
+        others: [{ provider: PROPERTY, fields: ['property_count'] }],
+        bins: 4,
+        options: { iterations: 10 },
+        subjects: w.subjects,
+        requestedAt: w.sh.engine.now().toISOString(),
+      },
+      BANK,
+      bankKey(),
+    );
+    const jobHash = await ledger(job);
+    await feedCustodian(w.sh.engine, PROPERTY);
+    await tax.openJob(job);
+    const prop = w.sh.engine.registry.custodian(PROPERTY);
+    await prop.openJob(job);
+    // A valid ciphertext under the tax bureau's key (an encryption of zero, switched down as the engine does).
+    const he = await heContext(w.sh.engine.params);
+    const ops = new BlockOps(he);
+    const pk = ops.loadPublicKey(w.sh.engine.registry.bfvPublicKey(TAX));
+    const zero = () => {
+      const ct = new he.seal.Ciphertext();
+      const enc = new he.seal.Encryptor(he.context, pk);
+      enc.encryptZero(ct);
+      enc.delete();
+      ops.rerandomizeForTransfer(ct, pk);
+      const bytes = ops.save(ct);
+      ct.delete();
+      return bytes;
+    };
+    const check = zero();
+    const checked = await tax.decrypt(
+      engineSigned({
+        jobId,
+        jobHash,
+        label: labelCheckLabel(jobId, 0),
+        mode: 'zero',
+        ciphertext: sha256Hex(check),
+      }),
+      check,
+    );
+    expect(checked.body.zero).toBe(true);
+    const sum = zero();
+    const perSubject = engineSigned({
+      jobId,
+      jobHash,
+      label: iterationLabel(jobId, 0, 0),
+      mode: 'sum',
+      ciphertext: sha256Hex(sum),
+      groupSize: 1,
+      bound: (1n << 18n).toString(),
+    });
+    let err: unknown;
+    await tax.decrypt(perSubject, sum).catch((e) => (err = e));
+    expect(err).toMatchObject({ code: 'SH_ERR_PARAMS_MISMATCH' });
+    expect((err as Error).message).toMatch(/group size 1 .*the protocol fixes \d+/);
+
+    // The property registry's custodian re-encrypts its column only under the key holder's registered key.
+    const operatorKeys = await ProviderAgent.generateBfvKeys(w.sh.engine.params);
+    const ct = new Uint8Array(randomBytes(64));
+    const transfer = (target: { provider: string; bfvPublicKey: string }) =>
+      signJson<TransferRequest>(
+        {
+          type: 'safehouse.custodian.transfer.v1',
+          paramsId: w.sh.engine.params.id,
+          provider: PROPERTY,
+          jobId,
+          jobHash,
+          label: transferLabel(jobId, PROPERTY, 0, 0, 0),
+          ciphertext: sha256Hex(ct),
+          target,
+          moves: [[0, 0]],
+        },
+        'engine',
+        w.sh.engine.keys.ed25519.secretKey,
+      );
+    for (const target of [
+      { provider: TAX, bfvPublicKey: sha256Hex(operatorKeys.publicKey) },
+      { provider: 'operator', bfvPublicKey: sha256Hex(operatorKeys.publicKey) },
+    ]) {
+      const refused = await prop.transfer(transfer(target), ct, operatorKeys.publicKey).catch((e: Error) => e);
+      expect(refused).toMatchObject({ code: 'SH_ERR_PARAMS_MISMATCH' });
+      expect((refused as Error).message).toMatch(
+        /the job's key holder is attack_tax_bureau with the key it registered/,
+      );
+    }
+    pk.delete();
+    ops.dispose();
+  });
+
+  it('a raw column under a score label, even to the bank itself, is refused after the custodian checks it', async () => {
+    const job = scoreRequest(w.subjects.slice(0, 30));
+    const jobHash = await ledger(job);
+    await tax.openJob(job);
+    const ds = datasetId();
+    // The operator takes the stored vat_paid_12m column of block 0, re-randomizes and switches it down as the engine
+    // would, and names the bank's real key: the bank would read 30 raw values (on the code before this issue, 60 of 60
+    // came back to the operator's own key).
+    const he = await heContext(w.sh.engine.params);
+    const ops = new BlockOps(he);
+    const pk = ops.loadPublicKey(w.sh.engine.registry.bfvPublicKey(TAX));
+    const ct = ops.load(w.sh.engine.store.getBlob(w.sh.engine.datasets.columnBlob(ds, 'vat_paid_12m', 0)!));
+    ops.rerandomizeForTransfer(ct, pk);
+    const bytes = ops.save(ct);
+    ct.delete();
+    pk.delete();
+    ops.dispose();
+    const raw = engineSigned({
+      jobId: job.body.jobId,
+      jobHash,
+      label: `score/${TAX}/${ds}/block/0`,
+      mode: 'seal',
+      ciphertext: sha256Hex(bytes),
+      recipient: { party: BANK, x25519: bytesToHex(w.sh.wallet.require(BANK, 'bank').x25519!.publicKey) },
+      maskKey: bytesToHex(randomBytes(32)),
+    });
+    const refused = await tax.decrypt(raw, bytes).catch((e: Error) => e);
+    expect(refused).toMatchObject({ code: 'SH_ERR_PARAMS_MISMATCH' });
+    expect((refused as Error).message).toMatch(/is not the approved model's partial score/);
+    // Without a mask key the custodian cannot check, so it does not answer either.
+    const { maskKey: _k, ...noKey } = raw.body;
+    const unchecked = engineSigned({ ...noKey, label: `score/${TAX}/${ds}/block/0` });
+    expect(await codeOf(() => tax.decrypt(unchecked, bytes))).toBe('SH_ERR_PARAMS_MISMATCH');
   });
 });

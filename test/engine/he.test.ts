@@ -637,10 +637,11 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
         ed25519SecretKey: custodianSigning.secretKey,
         ed25519PublicKey: custodianSigning.publicKey,
       },
-      // These tests check the HE path; the custodian's own consent check is tested with the protocols and in
+      // These tests check the HE path; the custodian's own consent and partial-score checks are tested with the protocols and in
       // test/attacks/malicious-engine.test.ts, so every subject here has consent.
       rules: CUSTODIAN_RULES.map((r) => ({
         ...r,
+        verify: undefined,
         allowance: (b, ctx) => r.allowance(b, { ...ctx, consent: () => 'OK' }),
       })),
       enginePublicKey: engineKeys.publicKey,
@@ -656,6 +657,7 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
         layout: (id) => (id === 'he' ? (row) => someSubjects[row % 1000] : undefined),
         categoryOf: () => 'tax',
         modelFields: () => ['f'],
+        partialScore: () => undefined,
       },
     });
     await custodian.follow(ledger.update);
@@ -772,7 +774,18 @@ describe('LocalCustodian: masked decryption in each mode, and every refusal (doc
 
   it('sum: group sums of v + m mod t minus Σ m per group equal the plaintext group sums plus the journaled noise', async () => {
     const x = randVec(N, 1n << 24n);
-    for (const g of [64, 1, 8192]) {
+    // The group size is the protocol's for the declared bound (here one group of 8192); a finer one is refused.
+    for (const g of [64, 1]) {
+      const label = `he/tax/block/sum/${g}`;
+      const { bytes } = prepare(label, x, 3n);
+      await expect(
+        custodian.decrypt(
+          request(bytes, { label, mode: 'sum', groupSize: g, recipient: undefined, bound: '131072' }),
+          bytes,
+        ),
+      ).rejects.toThrow(new RegExp(`group size ${g} .*the protocol fixes 8192`));
+    }
+    for (const g of [8192]) {
       const label = `he/tax/block/sum/${g}`;
       const { bytes, mask, v } = prepare(label, x, 3n);
       const res = await custodian.decrypt(

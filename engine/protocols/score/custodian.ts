@@ -13,6 +13,9 @@
  * Consent: each subject's own, for the signing bank, the job's purpose, `score` and the categories of this provider's
  * data the model reads, judged from the custodian's own copy of the ledger (engine/custodian/monitor.ts); a subject
  * without it is refused (its slots blinded) whatever the engine says.
+ * Checks: before sealing, that every slot it answers is the approved model's partial score on the provider's own
+ * records (it derives the block's mask from the key the engine sends and compiles its own terms itself), so a raw
+ * column or any other function of its data sent under a score label is refused, whoever the recipient.
  * Refuses: a job whose model hash is not one the provider approved (its own record of approvals,
  * SH_ERR_MODEL_NOT_APPROVED); and (its own budget, docs/privacy.md "Scoring") a subject the bank's group has already scored with
  * `scoreModelsPerSubject` other models within the window; scoring again with a model already counted is free (it
@@ -20,6 +23,8 @@
  */
 import { fail } from '../../../core/errors.ts';
 import type { CustodianRules } from '../../custodian/rules.ts';
+import { hexToBytes } from '../../../core/sign.ts';
+import { maskVector } from '../../he/mask.ts';
 import { SCORE_REQUEST_TYPE, parseScoreLabel } from './messages.ts';
 
 export const scoreRules: CustodianRules = {
@@ -64,7 +69,7 @@ export const scoreRules: CustodianRules = {
     }
     return {
       budget: named,
-      state: { subjects: allowed },
+      state: { subjects: allowed, modelHash: model },
       refused,
       reasons,
       spend: spent.length
@@ -78,6 +83,37 @@ export const scoreRules: CustodianRules = {
     const l = parseScoreLabel(label);
     if (!l || l.provider !== provider)
       return `label ${JSON.stringify(label)} is not one of provider ${provider}'s score blocks`;
+    return undefined;
+  },
+  verify(job, label, values, answered, request, data, { t, slots }) {
+    const l = parseScoreLabel(label)!;
+    if (typeof request.maskKey !== 'string' || !/^[0-9a-f]{64}$/.test(request.maskKey))
+      return `${label}: no mask key, so the custodian cannot check what it would seal`;
+    const partial = data.partialScore(String(job.state.modelHash), l.datasetId);
+    if (!partial)
+      return `the custodian cannot compute model ${String(job.state.modelHash).slice(0, 12)}… on dataset ${l.datasetId}`;
+    const m = maskVector(hexToBytes(request.maskKey), t, slots);
+    // v = (v + m) − m; the engine's multipliers are the provider's own times 10^k (the model's scale counts every
+    // provider's decimals), so v must be 10^k · partial for one k at every answered slot.
+    let factor: bigint | undefined;
+    const base = l.block * slots;
+    for (let i = 0; i < slots; i++) {
+      if (!answered(i)) continue;
+      const v = (values[i]! + t - m[i]!) % t;
+      const p = ((partial(base + i) % t) + t) % t;
+      if (factor === undefined) {
+        if (p === 0n) {
+          if (v !== 0n)
+            return `${label}: slot ${i} is not the approved model's partial score on the provider's records`;
+          continue;
+        }
+        for (let k = 0n, f = 1n; k <= 24n && factor === undefined; k++, f *= 10n) if ((p * f) % t === v) factor = f;
+        if (factor === undefined)
+          return `${label}: slot ${i} is not the approved model's partial score on the provider's records`;
+      } else if ((p * factor) % t !== v)
+        return `${label}: slot ${i} is not the approved model's partial score on the provider's records`;
+    }
+    m.fill(0n);
     return undefined;
   },
   blind(job, label, data, slots) {

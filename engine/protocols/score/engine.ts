@@ -163,6 +163,8 @@ export async function evaluateBlocks(
       mode: 'seal',
       ciphertext: sha256Hex(ct),
       recipient: { party: job.bank.id, x25519: bytesToHex(job.bank.x25519!) },
+      // The key holder checks v against its own records before it seals v + m (engine/protocols/score/custodian.ts).
+      maskKey: bytesToHex(maskKey),
     };
     const response = await askCustodian<DecryptRequest, Signed<DecryptResponse>>(engine, {
       provider: g.provider,
