@@ -19,6 +19,7 @@ import { generateOprfKeyPair } from '../engine/tokens/oprf.ts';
 import { signJson } from '../core/sign.ts';
 import { buildScoreRequest, openScoreResult } from '../engine/protocols/score/bank.ts';
 import { runScoreJob } from '../engine/protocols/score/run.ts';
+import { feedCustodian } from '../engine/protocols/job.ts';
 import { type ScoreProgress, type ScoreResult, type ScoreStatus } from '../engine/protocols/score/messages.ts';
 import { buildTrainRequest, encryptLabels } from '../engine/protocols/train/bank.ts';
 import { type TrainObserver } from '../engine/protocols/train/engine.ts';
@@ -107,6 +108,16 @@ export class Safehouse {
     const reg = this.engine.registry.registrar();
     const k = this.wallet.get(REGISTRAR) ?? this.wallet.create(REGISTRAR, 'registrar');
     if (!reg) this.engine.registry.registerParty({ id: REGISTRAR, role: 'registrar', ed25519: k.ed25519.publicKey });
+  }
+
+  /**
+   * Bring every custodian's copy of the ledger up to date now (docs/trust.md). Jobs do this themselves before they
+   * show a request; a custodian that follows the ledger as it grows spares the next job a bulk import's catch-up (one
+   * signature verification per new consent, at each custodian).
+   */
+  async syncCustodians(): Promise<void> {
+    for (const p of this.engine.registry.parties('provider'))
+      if (this.engine.registry.hasCustodian(p.id)) await feedCustodian(this.engine, p.id);
   }
 
   /** The registrar certifies a bank's or enterprise's keys (its real-name registration). */

@@ -340,6 +340,7 @@ export async function runNetwork(
     const grants: ConsentGrant[] = demoGrants(data, sh.engine.now());
     for (let i = 0; i < grants.length; i += 2000) sh.grantConsents(grants.slice(i, i + 2000));
     for (const u of data.subjects) if (data.plan.get(u) === 'REVOKED') sh.revoke({ subject: u, bank: DEMO_BANK });
+    await sh.syncCustodians(); // each custodian follows the ledger as it grows
 
     // ---- claims: only subjects whose consent is OK, so every claim reaches the cryptographic path.
     const all = generateClaims(data, 20_000);

@@ -1,15 +1,20 @@
 /**
  * The one way consents are read and judged for a job (docs/design.md §6): for a list of subjects, three batched
  * queries — each subject's registered key, its consents to the bank (in the order they were recorded) and its
- * revocations — then `consentStatus` per subject, Ed25519 signature checks included. The engine's thread uses it on
+ * revocations — then each subject's status by `consentStatus`'s rules, each signature verified once (when recorded). The engine's thread uses it on
  * its own connection (small jobs, the auditor's replay); pool workers use it on their own read-only connections
  * (consent-kernels.ts), so both give the same answers by construction.
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { hexToBytes } from '../core/sign.ts';
+import { sha256Hex } from '../core/hash.ts';
 import {
-  consentStatus,
+  checkedConsentStatus,
+  validateConsentStatement,
+  verifyConsentSignature,
+  verifyRevocation,
   type ConsentOp,
+  type ConsentStatement,
   type ConsentStatus,
   type SignedConsent,
   type SignedRevocation,
@@ -23,6 +28,15 @@ export interface ConsentRequest {
   at: Date;
 }
 
+/**
+ * What a consent or revocation row records once its signature was verified (at `Consents.add`/`revoke`): the hash of
+ * the stored statement and the key it verified with. A row whose hash still matches needs no second Ed25519
+ * verification; one that does not (edited in the store, or the subject's key changed) is verified again.
+ */
+export function checkedHash(signedJson: string, keyHex: string): string {
+  return sha256Hex(`${signedJson}\n${keyHex}`);
+}
+
 export class ConsentReader {
   private readonly keys: StatementSync;
   private readonly consents: StatementSync;
@@ -34,40 +48,68 @@ export class ConsentReader {
       "SELECT p.id, p.ed25519_pub FROM json_each(?) AS j CROSS JOIN parties AS p ON p.id = j.value WHERE p.role = 'enterprise'",
     );
     this.consents = db.prepare(
-      'SELECT c.subject, c.signed_json FROM json_each(?) AS j CROSS JOIN consents AS c ON c.subject = j.value AND c.grantee = ? ORDER BY c.rowid',
+      'SELECT c.subject, c.signed_json, c.checked FROM json_each(?) AS j CROSS JOIN consents AS c ON c.subject = j.value AND c.grantee = ? ORDER BY c.rowid',
     );
     this.revocations = db.prepare(
-      'SELECT r.subject, r.signed_json FROM json_each(?) AS j CROSS JOIN revocations AS r ON r.subject = j.value',
+      'SELECT r.subject, r.signed_json, r.checked FROM json_each(?) AS j CROSS JOIN revocations AS r ON r.subject = j.value',
     );
   }
 
-  /** Each subject's status (and the consent that covers it), in the order of `subjects`. */
+  /**
+   * Each subject's status (and the consent that covers it), in the order of `subjects`: `consentStatus`'s answers,
+   * with each signature verified once — rows whose recorded hash matches were verified when they were added.
+   */
   judge(req: ConsentRequest, subjects: readonly string[]): Array<{ status: ConsentStatus; consentId?: string }> {
     const list = JSON.stringify(subjects);
     const keys = new Map(
       (this.keys.all(list) as Array<{ id: string; ed25519_pub: string }>).map((r) => [r.id, r.ed25519_pub]),
     );
-    const consents = new Map<string, SignedConsent[]>();
-    for (const r of this.consents.all(list, req.bank) as Array<{ subject: string; signed_json: string }>) {
+    type Row = { subject: string; signed_json: string; checked: string | null };
+    const consents = new Map<string, Row[]>();
+    for (const r of this.consents.all(list, req.bank) as Row[]) {
       const l = consents.get(r.subject);
-      if (l) l.push(JSON.parse(r.signed_json) as SignedConsent);
-      else consents.set(r.subject, [JSON.parse(r.signed_json) as SignedConsent]);
+      if (l) l.push(r);
+      else consents.set(r.subject, [r]);
     }
-    const revs = new Map<string, SignedRevocation[]>();
-    for (const r of this.revocations.all(list) as Array<{ subject: string; signed_json: string }>) {
+    const revs = new Map<string, Row[]>();
+    for (const r of this.revocations.all(list) as Row[]) {
       if (!consents.has(r.subject)) continue; // a subject with no consent to this bank is NO_CONSENT either way
       const l = revs.get(r.subject);
-      if (l) l.push(JSON.parse(r.signed_json) as SignedRevocation);
-      else revs.set(r.subject, [JSON.parse(r.signed_json) as SignedRevocation]);
+      if (l) l.push(r);
+      else revs.set(r.subject, [r]);
     }
     return subjects.map((s) => {
       const key = keys.get(s);
-      return consentStatus(
-        { subject: s, ...req },
-        consents.get(s) ?? [],
-        revs.get(s) ?? [],
-        key === undefined ? undefined : hexToBytes(key),
-      );
+      const rows = consents.get(s) ?? [];
+      if (key === undefined) return rows.length ? { status: 'BAD_SIGNATURE' } : { status: 'NO_CONSENT' };
+      let pk: Uint8Array | undefined;
+      const keyBytes = () => (pk ??= hexToBytes(key));
+      const statements: ConsentStatement[] = [];
+      let bad = 0;
+      for (const r of rows) {
+        const c = JSON.parse(r.signed_json) as SignedConsent;
+        if (r.checked === checkedHash(r.signed_json, key)) statements.push(c.statement);
+        else {
+          let ok = false;
+          try {
+            ok = verifyConsentSignature(c, keyBytes()) && validateConsentStatement(c.statement) !== undefined;
+          } catch {
+            ok = false;
+          }
+          if (ok) statements.push(c.statement);
+          else if (c?.statement?.grantee === req.bank && c.statement.subject === s) bad++;
+        }
+      }
+      const revokedAt = new Map<string, number>();
+      for (const r of revs.get(s) ?? []) {
+        const v = JSON.parse(r.signed_json) as SignedRevocation;
+        const ok = r.checked === checkedHash(r.signed_json, key) || verifyRevocation(v, keyBytes());
+        if (!ok || v.statement.subject !== s) continue;
+        const at = Date.parse(v.statement.revokedAt);
+        const before = revokedAt.get(v.statement.consentId);
+        if (before === undefined || at < before) revokedAt.set(v.statement.consentId, at);
+      }
+      return checkedConsentStatus({ subject: s, ...req }, statements, revokedAt, bad);
     });
   }
 }

@@ -18,7 +18,8 @@ import {
 import { SLOT_STRIDE } from './he/params.ts';
 import type { SubjectSlot } from './datasets.ts';
 import type { Registry } from './registry.ts';
-import { ConsentReader, type ConsentRequest } from './consent-reader.ts';
+import { ConsentReader, checkedHash, type ConsentRequest } from './consent-reader.ts';
+import { bytesToHex } from '../core/sign.ts';
 import { kernelRef } from './pool/kernel.ts';
 import type * as Kernels from './consent-kernels.ts';
 import type { EngineContext } from './context.ts';
@@ -53,6 +54,7 @@ export class Consents {
    * @throws SH_ERR_CONSENT_INVALID, SH_ERR_BAD_SIGNATURE, SH_ERR_UNKNOWN_PARTY, SH_ERR_ALREADY_EXISTS
    */
   add(list: readonly SignedConsent[]): void {
+    const keys: string[] = [];
     for (const c of list) {
       const st = validateConsentStatement(c.statement);
       const subject = this.registry.requireParty(st.subject, 'enterprise');
@@ -61,15 +63,18 @@ export class Consents {
         fail('SH_ERR_BAD_SIGNATURE', `consent ${st.id} is not signed by ${st.subject}'s registered key`, {
           consent: st.id,
         });
+      keys.push(bytesToHex(subject.ed25519));
     }
     this.ctx.store.transaction(() => {
       const ins = this.ctx.store.db.prepare(
-        'INSERT INTO consents (id, subject, grantee, signed_json, created_at) VALUES (?, ?, ?, ?, ?)',
+        'INSERT INTO consents (id, subject, grantee, signed_json, created_at, checked) VALUES (?, ?, ?, ?, ?, ?)',
       );
       const at = this.ctx.now().toISOString();
-      for (const c of list) {
+      for (const [i, c] of list.entries()) {
+        const json = JSON.stringify(c);
         try {
-          ins.run(c.statement.id, c.statement.subject, c.statement.grantee, JSON.stringify(c), at);
+          // Verified above: recorded with its hash, so no job verifies this signature again.
+          ins.run(c.statement.id, c.statement.subject, c.statement.grantee, json, at, checkedHash(json, keys[i]!));
         } catch (err) {
           fail(
             'SH_ERR_ALREADY_EXISTS',
@@ -115,9 +120,18 @@ export class Consents {
     if (!verifyRevocation(r, subject.ed25519))
       fail('SH_ERR_BAD_SIGNATURE', `revocation of ${st.consentId} is not signed by ${st.subject}'s registered key`);
     this.ctx.store.transaction(() => {
+      const json = JSON.stringify(r);
       this.ctx.store.db
-        .prepare('INSERT INTO revocations (consent_id, subject, signed_json, created_at) VALUES (?, ?, ?, ?)')
-        .run(st.consentId, st.subject, JSON.stringify(r), this.ctx.now().toISOString());
+        .prepare(
+          'INSERT INTO revocations (consent_id, subject, signed_json, created_at, checked) VALUES (?, ?, ?, ?, ?)',
+        )
+        .run(
+          st.consentId,
+          st.subject,
+          json,
+          this.ctx.now().toISOString(),
+          checkedHash(json, bytesToHex(subject.ed25519)),
+        );
       this.ctx.ledger.append(
         'consent.revoked',
         {

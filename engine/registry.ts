@@ -155,8 +155,13 @@ export class Registry {
     const fresh = list.filter((e) => !seen.has(e.uscc) && (seen.add(e.uscc), !this.party(e.uscc)));
     for (const e of fresh) parseUscc(e.uscc);
     if (fresh.length === 0) return;
+    const registrar = this.registrar();
     const certs = fresh.map((e) =>
-      this.checkedCertificate(e.certificate, { party: e.uscc, role: 'enterprise', ed25519: bytesToHex(e.ed25519) }),
+      this.checkedCertificate(
+        e.certificate,
+        { party: e.uscc, role: 'enterprise', ed25519: bytesToHex(e.ed25519) },
+        registrar,
+      ),
     );
     const { store, ledger, now } = this.ctx;
     store.transaction(() => {
@@ -188,8 +193,8 @@ export class Registry {
   private checkedCertificate(
     cert: Certificate | undefined,
     want: { party: string; role: 'bank' | 'enterprise'; ed25519: string; x25519?: string; group?: string },
+    registrar: PartyRecord | undefined = this.registrar(),
   ): Certificate | undefined {
-    const registrar = this.registrar();
     if (!registrar) return cert;
     requireCertificate(cert, registrar.ed25519, want);
     if (cert!.signer !== registrar.id)
@@ -202,7 +207,9 @@ export class Registry {
 
   /** The registered registrar (real-name registration authority), if any. */
   registrar(): PartyRecord | undefined {
-    return this.parties('registrar')[0];
+    const row = this.ctx.store.stmt("SELECT id FROM parties WHERE role = 'registrar' LIMIT 1").get() as
+      { id: string } | undefined;
+    return row ? this.party(row.id) : undefined;
   }
 
   party(id: string): PartyRecord | undefined {

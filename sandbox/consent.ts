@@ -475,6 +475,8 @@ export function checkedConsentStatus(
   req: ConsentRequest,
   statements: readonly ConsentStatement[],
   revokedAt: ReadonlyMap<string, number>,
+  /** Candidates whose signatures did not verify (they rank as BAD_SIGNATURE, as in consentStatus). */
+  badSignatures = 0,
 ): { status: ConsentStatus; consentId?: string } {
   const { subject, at } = checkRequest(req);
   const revoked = new Set<string>();
@@ -482,12 +484,15 @@ export function checkedConsentStatus(
     const r = revokedAt.get(st.id);
     if (r !== undefined && r <= at) revoked.add(st.id);
   }
-  let best: { status: ConsentStatus; consentId?: string } = { status: 'NO_CONSENT' };
+  let best: { status: ConsentStatus; consentId?: string } = {
+    status: badSignatures > 0 ? 'BAD_SIGNATURE' : 'NO_CONSENT',
+  };
   for (const st of statements) {
     if (st.grantee !== req.bank || st.subject !== subject) continue;
     const status = scopeStatus(st, req, at, revoked);
     if (status === 'OK') return { status, consentId: st.id };
-    if (RANK[status] > RANK[best.status]) best = status === 'NO_CONSENT' ? { status } : { status, consentId: st.id };
+    if (RANK[status] > RANK[best.status])
+      best = status === 'NO_CONSENT' || status === 'BAD_SIGNATURE' ? { status } : { status, consentId: st.id };
   }
   return best;
 }

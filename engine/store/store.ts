@@ -33,13 +33,15 @@ CREATE TABLE IF NOT EXISTS dataset_subjects (
 CREATE TABLE IF NOT EXISTS columns (
   dataset_id TEXT NOT NULL, column_name TEXT NOT NULL, block INTEGER NOT NULL, blob TEXT NOT NULL,
   PRIMARY KEY (dataset_id, column_name, block));
+CREATE INDEX IF NOT EXISTS parties_role ON parties(role);
 CREATE TABLE IF NOT EXISTS tokens (
   dataset_id TEXT NOT NULL, field TEXT NOT NULL, token BLOB NOT NULL, PRIMARY KEY (dataset_id, field, token)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS consents (
-  id TEXT PRIMARY KEY, subject TEXT NOT NULL, grantee TEXT NOT NULL, signed_json TEXT NOT NULL, created_at TEXT NOT NULL);
+  id TEXT PRIMARY KEY, subject TEXT NOT NULL, grantee TEXT NOT NULL, signed_json TEXT NOT NULL, created_at TEXT NOT NULL,
+  checked TEXT);
 CREATE INDEX IF NOT EXISTS consents_subject ON consents(subject, grantee);
 CREATE TABLE IF NOT EXISTS revocations (
-  consent_id TEXT NOT NULL, subject TEXT NOT NULL, signed_json TEXT NOT NULL, created_at TEXT NOT NULL);
+  consent_id TEXT NOT NULL, subject TEXT NOT NULL, signed_json TEXT NOT NULL, created_at TEXT NOT NULL, checked TEXT);
 CREATE INDEX IF NOT EXISTS revocations_subject ON revocations(subject);
 CREATE TABLE IF NOT EXISTS models (
   id TEXT PRIMARY KEY, bank TEXT NOT NULL, kind TEXT NOT NULL, spec_json TEXT NOT NULL, hash TEXT NOT NULL,
@@ -63,6 +65,8 @@ export const SUBJECT_SLOTS_SQL =
 const ADDED_COLUMNS: ReadonlyArray<[table: string, column: string, decl: string]> = [
   ['parties', 'bank_group', 'TEXT'],
   ['parties', 'cert_json', 'TEXT'],
+  ['consents', 'checked', 'TEXT'],
+  ['revocations', 'checked', 'TEXT'],
 ];
 
 function migrate(db: DatabaseSync): void {
