@@ -6,6 +6,7 @@
  * fails with its coded error). Jobs run one at a time, through the same protocol pipelines as embedded mode
  * (engine/protocols/<score|verify|train>/run.ts, docs/design.md §10).
  */
+import { feedCustodian } from '../../engine/protocols/job.ts';
 import { join } from 'node:path';
 import { mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { SafehouseError, fail, ERRORS, isCoded, type ErrorCode } from '../../core/errors.ts';
@@ -302,8 +303,11 @@ export class JobQueue {
         // Each provider's columns from its custodian (unless a source was given), the bank's labels as it uploaded them.
         const columns =
           this.trainingColumns ??
-          ((provider: string, part: TrainingPart, request: Signed<TrainRequest>) =>
-            (this.engine.registry.custodian(provider) as HttpCustodian).trainingColumns(part, request));
+          (async (provider: string, part: TrainingPart, request: Signed<TrainRequest>) => {
+            // A custodian restarted since the plan rebuilds its ledger copy first (it opens the job again).
+            await feedCustodian(this.engine, provider);
+            return (this.engine.registry.custodian(provider) as HttpCustodian).trainingColumns(part, request);
+          });
         const labels = submitted.labels!;
         const dir = this.inputsDir(id);
         const labelBlobs = new Map(
