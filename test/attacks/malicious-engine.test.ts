@@ -31,7 +31,7 @@ import { BlockOps } from '../../engine/he/block.ts';
 import { heContext } from '../../engine/he/params.ts';
 import { ProviderAgent } from '../../engine/provider/agent.ts';
 import { iterationLabel, labelCheckLabel, transferLabel } from '../../engine/protocols/train/messages.ts';
-import { PROPERTY } from './fixture.ts';
+import { PROPERTY, SECRET, replay } from './fixture.ts';
 import { BANK, PURPOSE, TAX, codeOf, linear, openWorld, type World } from './fixture.ts';
 
 let w: World;
@@ -152,6 +152,28 @@ describe('a malicious engine against the provider’s custodian', () => {
     const res = await w.sh.score(BANK, MODEL.id, PURPOSE, [u, w.subjects[21]!]);
     expect(res.rows.find((r) => r.uscc === u)!.status).toBe('REVOKED');
     expect(res.rows.find((r) => r.uscc === w.subjects[21]!)!.status).toBe('OK');
+    // The auditor's replay reads the custodian's reason from the ledger and agrees with the result.
+    expect(await replay(w.sh, res.jobId)).toMatchObject({ ok: true });
+  });
+
+  it('verification: a hidden revocation is refused by the custodian too (refused:REVOKED), and the replay agrees', async () => {
+    const u = w.subjects[30]!;
+    w.sh.revoke({ subject: u, bank: BANK });
+    w.sh.engine.store.db.prepare('DELETE FROM revocations WHERE subject = ?').run(u);
+    const claim = (subject: string, id: string) => ({
+      claimId: id,
+      subject,
+      provider: TAX,
+      field: SECRET,
+      op: 'gte' as const,
+      values: ['0'],
+    });
+    const { results, jobId } = await w.sh.verify(BANK, PURPOSE, [claim(u, 'hidden'), claim(w.subjects[31]!, 'other')]);
+    expect(results.get('hidden')).toBe('refused:REVOKED');
+    expect(results.get('other')).toBe('yes');
+    const ledgered = w.sh.engine.ledger.jobEntries(jobId).find((e) => e.kind === 'verify.custodian_refused');
+    expect(ledgered?.body.reasons).toEqual({ hidden: 'REVOKED' });
+    expect(await replay(w.sh, jobId)).toMatchObject({ ok: true });
   });
 
   it('a ledger copy without the revocation leaf does not reach the signed root: SH_ERR_LEDGER_INCONSISTENT', async () => {
