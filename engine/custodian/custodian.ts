@@ -289,11 +289,15 @@ export class LocalCustodian implements Custodian {
     return opened(open);
   }
 
-  /** Log a request the job's rules refuse (the provider's own record) and refuse it. @throws SH_ERR_PARAMS_MISMATCH */
+  /**
+   * Log a request the job's rules refuse (the provider's own record) and refuse it.
+   * @throws SH_ERR_PARAMS_MISMATCH, or the code given
+   */
   private refuseRequest(
     req: { jobId: string; jobHash: string; label: string },
     mode: DecryptMode | 'transfer',
     why: string,
+    code: 'SH_ERR_PARAMS_MISMATCH' | 'SH_ERR_RECIPIENT' = 'SH_ERR_PARAMS_MISMATCH',
   ): never {
     this.journal.append({
       at: new Date().toISOString(),
@@ -301,9 +305,9 @@ export class LocalCustodian implements Custodian {
       jobHash: req.jobHash,
       label: req.label,
       mode,
-      refused: 'SH_ERR_PARAMS_MISMATCH',
+      refused: code,
     });
-    fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider}: ${why}`);
+    fail(code, `custodian ${this.provider}: ${why}`, { job: req.jobId });
   }
 
   /** A bank-signed request is honoured only within BANK_REQUEST_TTL_MS of its signing. @throws SH_ERR_REQUEST_STALE */
@@ -378,21 +382,13 @@ export class LocalCustodian implements Custodian {
     if (
       (req.mode === 'seal' || req.mode === 'sign') &&
       (!job.recipient || req.recipient!.party !== job.recipient.party || req.recipient!.x25519 !== job.recipient.x25519)
-    ) {
-      this.journal.append({
-        at: new Date().toISOString(),
-        jobId: req.jobId,
-        jobHash: req.jobHash,
-        label: req.label,
-        mode: req.mode,
-        refused: 'SH_ERR_RECIPIENT',
-      });
-      fail(
+    )
+      this.refuseRequest(
+        req,
+        req.mode,
+        `${req.label} names recipient ${JSON.stringify(req.recipient!.party)}; it seals only to the certified key of bank ${job.recipient?.party}`,
         'SH_ERR_RECIPIENT',
-        `custodian ${this.provider}: ${req.label} names recipient ${JSON.stringify(req.recipient!.party)}; it seals only to the certified key of bank ${job.recipient?.party}`,
-        { job: req.jobId },
       );
-    }
     if (
       req.mode === 'sum' &&
       !(Number.isInteger(req.groupSize) && req.groupSize! >= 1 && this.params.slots % req.groupSize! === 0)
