@@ -172,8 +172,10 @@ export class LocalCustodian implements Custodian {
         'SH_ERR_JOB_NOT_LEDGERED',
         `custodian ${this.provider} pins no ledger key and registrar: it follows no ledger`,
       );
-    this.monitor ??= new LedgerMonitor(this.trust, {
-      ...(this.journal.lastLedger() ? { expected: this.journal.lastLedger()! } : {}),
+    if (this.monitor) return this.monitor;
+    const expected = this.journal.lastLedger();
+    this.monitor = new LedgerMonitor(this.trust, {
+      ...(expected ? { expected } : {}),
       onAccept: (size, root) => this.journal.append({ at: new Date().toISOString(), ledger: { size, root } }),
     });
     return this.monitor;

@@ -23,7 +23,7 @@ import {
   checkedConsentStatus,
   verifyConsentSignature,
   verifyRevocation,
-  type ConsentOp,
+  type ConsentRequest,
   type ConsentStatement,
   type ConsentStatus,
   type SignedConsent,
@@ -175,14 +175,7 @@ export class LedgerMonitor {
   }
 
   /** A subject's consent status, judged from the custodian's own copy (sandbox/consent.ts, same rules as the engine). */
-  consent(q: {
-    subject: string;
-    bank: string;
-    purpose: string;
-    operation: ConsentOp;
-    categories: string[];
-    at: Date;
-  }): ConsentStatus {
+  consent(q: ConsentRequest): ConsentStatus {
     if (!this.enterprises.has(q.subject)) return 'NO_CONSENT';
     try {
       return checkedConsentStatus(q, this.consents.get(q.subject) ?? [], this.revokedAt).status;

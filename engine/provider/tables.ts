@@ -16,6 +16,8 @@ interface Loaded {
   mtimeMs: number;
   size: number;
   table: ProviderTable;
+  /** Partial scores per approved model hash, computed once per load of the table. */
+  partials: Map<string, BigInt64Array | undefined>;
   datasetId: string;
   category: string;
   subjects: readonly string[];
@@ -43,9 +45,21 @@ export class ProviderTables implements ProviderData {
    * the row's bin, a missing value 0 (its points go in the engine's unmask offset, as in the encrypted column).
    */
   partialScore(modelHash: string, datasetId: string): ((row: number) => bigint) | undefined {
+    const loaded = this.tables().find((t) => t.datasetId === datasetId);
+    if (!loaded) return undefined;
+    // Computed once per (model, load of the table): every block of every job with the model reads the same vector.
+    let partials = loaded.partials.get(modelHash);
+    if (!loaded.partials.has(modelHash)) {
+      partials = this.computePartials(modelHash, loaded.table);
+      loaded.partials.set(modelHash, partials);
+    }
+    const p = partials;
+    return p ? (row) => (row < p.length ? p[row]! : 0n) : undefined;
+  }
+
+  private computePartials(modelHash: string, table: ProviderTable): BigInt64Array | undefined {
     const spec = this.records.model(modelHash);
-    const table = this.tables().find((t) => t.datasetId === datasetId)?.table;
-    if (!spec || !table) return undefined;
+    if (!spec) return undefined;
     const mine: ModelSpec = { ...spec, intercept: '0', terms: spec.terms.filter((t) => t.provider === this.provider) };
     if (mine.terms.length === 0) return undefined;
     let compiled: CompiledModel;
@@ -54,22 +68,23 @@ export class ProviderTables implements ProviderData {
     } catch {
       return undefined;
     }
-    const terms = compiled.terms.map((term, i) => {
+    // |partial| ≤ the compiled bound ≤ (t − 1)/2 < 2^63: a signed 64-bit vector holds it exactly.
+    const out = new BigInt64Array(table.subjects.length);
+    compiled.terms.forEach((term, i) => {
       const values = table.values[term.field] ?? [];
       const src = mine.terms[i]!;
-      if (!isScorecardTerm(src)) {
-        const m = term.columns[0]!.multiplier;
-        return (row: number) => (values[row] == null ? 0n : m * BigInt(values[row]!));
-      }
       const pts = term.columns.map((c) => c.multiplier);
-      return (row: number) => {
+      for (let row = 0; row < out.length; row++) {
         const v = values[row];
-        if (v == null) return 0n;
-        const j = binIndex(src.bins, BigInt(v), term.spec.decimals);
-        return j < 0 ? 0n : pts[j]!;
-      };
+        if (v == null) continue;
+        if (!isScorecardTerm(src)) out[row]! += pts[0]! * BigInt(v);
+        else {
+          const j = binIndex(src.bins, BigInt(v), term.spec.decimals);
+          if (j >= 0) out[row]! += pts[j]!;
+        }
+      }
     });
-    return (row) => terms.reduce((acc, f) => acc + f(row), 0n);
+    return out;
   }
 
   private tables(): Loaded[] {
@@ -98,6 +113,7 @@ export class ProviderTables implements ProviderData {
           mtimeMs: st.mtimeMs,
           size: st.size,
           table: t,
+          partials: new Map(),
           datasetId: t.datasetId,
           category: String(t.category),
           subjects: t.subjects,

@@ -13,6 +13,10 @@ import { generateDemo } from '../../api/demo-data.ts';
 import { mulberry32 } from '../../core/rng.ts';
 import type { Policy } from '../../sandbox/policy.ts';
 import { replayJob, type ReplayReport } from '../../engine/audit/replay.ts';
+import { centered } from '../../core/fixed.ts';
+import { openSealed } from '../../core/sealbox.ts';
+import { deriveMaskKey, maskVector } from '../../engine/he/mask.ts';
+import type { ScoreResult } from '../../engine/protocols/score/messages.ts';
 
 export const TAX = 'attack_tax_bureau';
 export const PROPERTY = 'sz_property_registry';
@@ -138,4 +142,49 @@ export function linear(id: string, weights: Record<string, string>) {
     intercept: '0',
     terms: Object.entries(weights).map(([field, weight]) => ({ provider: TAX, field, weight })),
   };
+}
+
+/** Play the operator: capture the job seed the engine draws, so every slot's mask can be derived. */
+export function captureSeeds(w: World): Uint8Array[] {
+  const seeds: Uint8Array[] = [];
+  const jobs = w.sh.engine.jobs as unknown as { newSeed(): Uint8Array };
+  const draw = jobs.newSeed.bind(jobs);
+  jobs.newSeed = () => {
+    const s = draw();
+    seeds.push(s.slice());
+    return s;
+  };
+  return seeds;
+}
+
+/** What bank + operator read from every slot of every box: centered(v + m − m) = Σ w·x of the slot's row. */
+export function readEverySlot(w: World, bank: string, result: ScoreResult, seed: Uint8Array): Map<number, bigint> {
+  const t = BigInt(result.t);
+  const k = w.sh.wallet.require(bank, 'bank');
+  const out = new Map<number, bigint>();
+  for (const b of result.boxes) {
+    const bytes = new Uint8Array(
+      openSealed(k.x25519!.secretKey, b.sealed, {
+        jobId: result.jobId,
+        jobHash: result.jobHash,
+        provider: b.provider,
+        label: b.label,
+        mode: 'seal',
+        recipient: bank,
+      }),
+    );
+    const v = new BigUint64Array(bytes.buffer, 0, bytes.length / 8);
+    const m = maskVector(deriveMaskKey(seed, `${result.jobId}/${b.label}`), t, v.length);
+    for (let i = 0; i < v.length; i++) out.set(b.block * v.length + i, centered((v[i]! - m[i]! + t) % t, t));
+  }
+  return out;
+}
+
+/** The true Σ w·x at scale 10^8 (weights ·10^6, amounts ·10^2) for subject `u` of the tax table. */
+export function truth(w: World, weights: Record<string, string>, u: string): bigint {
+  const t = w.tax.get(u)!;
+  let s = 0n;
+  for (const [f, wt] of Object.entries(weights))
+    s += BigInt(Math.round(Number(wt) * 1e6)) * BigInt(Math.round(t[f]! * 100));
+  return s;
 }

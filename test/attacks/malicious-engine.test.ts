@@ -31,12 +31,13 @@ import { BlockOps } from '../../engine/he/block.ts';
 import { heContext } from '../../engine/he/params.ts';
 import { ProviderAgent } from '../../engine/provider/agent.ts';
 import { iterationLabel, labelCheckLabel, transferLabel } from '../../engine/protocols/train/messages.ts';
-import { PROPERTY, SECRET, replay } from './fixture.ts';
+import { PROPERTY, SECRET, captureSeeds, readEverySlot, replay, truth } from './fixture.ts';
 import { BANK, PURPOSE, TAX, codeOf, linear, openWorld, type World } from './fixture.ts';
 
 let w: World;
 let tax: Custodian;
-const MODEL = linear('me-1', { vat_paid_12m: '0.001', cit_paid_12m: '0.002', taxable_sales_12m: '0.0001' });
+const WEIGHTS = { vat_paid_12m: '0.001', cit_paid_12m: '0.002', taxable_sales_12m: '0.0001' };
+const MODEL = linear('me-1', WEIGHTS);
 
 beforeAll(async () => {
   // A training cohort of 60 is allowed here (the provider's minimum, 200 by default, is tested in test/attacks/train).
@@ -137,11 +138,15 @@ describe('a malicious engine against the provider’s custodian', () => {
       fake.secretKey,
     );
     w.sh.engine.consents.add([forged]); // the engine's own check passes: the key is the one it holds
+    const seeds = captureSeeds(w);
     const res = await w.sh.score(BANK, MODEL.id, 'operator_purpose', [u, w.subjects[11]!]);
     const row = res.rows.find((r) => r.uscc === u)!;
     // The engine alone would have scored it; the custodian found no consent signed by a certified key.
     expect(row.status).toBe('OUT_OF_SCOPE'); // its real consents (certified key) cover another purpose
     expect(row.score).toBe('');
+    // Nothing was asked of the custodian for it (no subject of the job is allowed): no box, nothing to unmask.
+    expect(res.result.boxes).toHaveLength(0);
+    expect(readEverySlot(w, BANK, res.result, seeds.at(-1)!).size).toBe(0);
   });
 
   it('a revocation hidden from the engine is still seen by the custodian (its own ledger copy)', async () => {
@@ -149,9 +154,16 @@ describe('a malicious engine against the provider’s custodian', () => {
     w.sh.revoke({ subject: u, bank: BANK });
     // The operator deletes the revocation from the engine's consent tables (the ledger leaf stays: it is signed).
     w.sh.engine.store.db.prepare('DELETE FROM revocations WHERE subject = ?').run(u);
+    const seeds = captureSeeds(w);
     const res = await w.sh.score(BANK, MODEL.id, PURPOSE, [u, w.subjects[21]!]);
     expect(res.rows.find((r) => r.uscc === u)!.status).toBe('REVOKED');
     expect(res.rows.find((r) => r.uscc === w.subjects[21]!)!.status).toBe('OK');
+    // The operator hands the bank every mask of the block (it has the job seed): the revoked subject's slot is noise,
+    // the consented one decodes to its true partial score.
+    const slots = readEverySlot(w, BANK, res.result, seeds.at(-1)!);
+    const row = (s: string) => w.subjects.indexOf(s);
+    expect(slots.get(row(w.subjects[21]!))).toBe(truth(w, WEIGHTS, w.subjects[21]!));
+    expect(slots.get(row(u))).not.toBe(truth(w, WEIGHTS, u));
     // The auditor's replay reads the custodian's reason from the ledger and agrees with the result.
     expect(await replay(w.sh, res.jobId)).toMatchObject({ ok: true });
   });

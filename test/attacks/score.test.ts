@@ -12,12 +12,21 @@
  * On the code before issue 13 every one of these recovers the exact values (the assertions print what was recovered).
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { centered } from '../../core/fixed.ts';
-import { openSealed } from '../../core/sealbox.ts';
 import { compileModel, modelHash, parseModel } from '../../models/model.ts';
-import { deriveMaskKey, maskVector } from '../../engine/he/mask.ts';
-import type { ScoreResult } from '../../engine/protocols/score/messages.ts';
-import { BANK, BRANCH, PURPOSE, TAX, codeOf, linear, openWorld, replay, type World } from './fixture.ts';
+import {
+  BANK,
+  BRANCH,
+  PURPOSE,
+  TAX,
+  captureSeeds,
+  codeOf,
+  linear,
+  openWorld,
+  readEverySlot,
+  replay,
+  truth,
+  type World,
+} from './fixture.ts';
 
 const M1 = { vat_paid_12m: '0.001', cit_paid_12m: '0.001', taxable_sales_12m: '0.0001' };
 const M2 = { vat_paid_12m: '0.0015', cit_paid_12m: '0.001', taxable_sales_12m: '0.0001' };
@@ -112,59 +121,14 @@ describe('attack: scoring by differencing models', () => {
   });
 });
 
-/** Play the operator: capture the job seed the engine draws, so every slot's mask can be derived. */
-function captureSeeds(): Uint8Array[] {
-  const seeds: Uint8Array[] = [];
-  const jobs = w.sh.engine.jobs as unknown as { newSeed(): Uint8Array };
-  const draw = jobs.newSeed.bind(jobs);
-  jobs.newSeed = () => {
-    const s = draw();
-    seeds.push(s.slice());
-    return s;
-  };
-  return seeds;
-}
-
-/** What bank + operator read from every slot of every box: centered(v + m − m) = Σ w·x of the slot's row. */
-function readEverySlot(bank: string, result: ScoreResult, seed: Uint8Array): Map<number, bigint> {
-  const t = BigInt(result.t);
-  const k = w.sh.wallet.require(bank, 'bank');
-  const out = new Map<number, bigint>();
-  for (const b of result.boxes) {
-    const bytes = new Uint8Array(
-      openSealed(k.x25519!.secretKey, b.sealed, {
-        jobId: result.jobId,
-        jobHash: result.jobHash,
-        provider: b.provider,
-        label: b.label,
-        mode: 'seal',
-        recipient: bank,
-      }),
-    );
-    const v = new BigUint64Array(bytes.buffer, 0, bytes.length / 8);
-    const m = maskVector(deriveMaskKey(seed, `${result.jobId}/${b.label}`), t, v.length);
-    for (let i = 0; i < v.length; i++) out.set(b.block * v.length + i, centered((v[i]! - m[i]! + t) % t, t));
-  }
-  return out;
-}
-
-/** The true Σ w·x at scale 10^8 (weights ·10^6, amounts ·10^2) for row `i` of the tax table. */
-function truth(weights: Record<string, string>, u: string): bigint {
-  const t = w.tax.get(u)!;
-  let s = 0n;
-  for (const [f, wt] of Object.entries(weights))
-    s += BigInt(Math.round(Number(wt) * 1e6)) * BigInt(Math.round(t[f]! * 100));
-  return s;
-}
-
 describe('attack: the operator hands the bank every mask', () => {
   it('only the subjects the bank named (and the custodian allowed) decode; every other slot is noise', async () => {
-    const seeds = captureSeeds();
+    const seeds = captureSeeds(w);
     const named = w.subjects.slice(0, 10);
     const { result } = await w.sh.score(BANK, 'diff-1', PURPOSE, named);
-    const slots = readEverySlot(BANK, result, seeds.at(-1)!);
+    const slots = readEverySlot(w, BANK, result, seeds.at(-1)!);
     const rowOf = new Map(w.subjects.map((u, i) => [u, i]));
-    const right = (u: string) => slots.get(rowOf.get(u)!) === truth(M1, u);
+    const right = (u: string) => slots.get(rowOf.get(u)!) === truth(w, M1, u);
     expect(named.filter(right)).toEqual(named);
     const others = w.subjects.slice(10);
     const leaked = others.filter(right).length;
@@ -174,7 +138,7 @@ describe('attack: the operator hands the bank every mask', () => {
 
 describe("attack: many models on one subject (the custodian's own budget of distinct models)", () => {
   it('a second distinct model of the group within the window is OVER_BUDGET, and its slot is noise even for a colluding operator', async () => {
-    const seeds = captureSeeds();
+    const seeds = captureSeeds(w);
     const target = w.subjects.slice(20, 25);
     // A model over fields disjoint from diff-1's: it passes the history rule on its own merits. Registered by the
     // branch: the budget is the group's.
@@ -191,7 +155,7 @@ describe("attack: many models on one subject (the custodian's own budget of dist
       target.map(() => 'OK'),
     );
     // The operator decodes the refused job's block anyway: the custodian overwrote those slots.
-    const slots = readEverySlot(BRANCH, b.result, seeds.at(-2)!);
+    const slots = readEverySlot(w, BRANCH, b.result, seeds.at(-2)!);
     const rowOf = new Map(w.subjects.map((u, i) => [u, i]));
     const scaled = (u: string) => {
       const t = w.tax.get(u)!;

@@ -163,6 +163,34 @@ describe('consentStatusesParallel', () => {
     expect(okOnly.slots[0]!.size).toBeLessThan(want.size);
   });
 
+  it("each signature is verified once: a recorded row counts only while its statement and the subject's key are unchanged", async () => {
+    const req = {
+      bank: BANK,
+      purpose: 'sme_credit_line',
+      operation: 'score' as const,
+      categories: ['tax', 'utilities'],
+      at: sh.engine.now(),
+    };
+    const u = subjects.find((_, i) => i % 7 === 6)!;
+    expect(sh.engine.consents.statuses(req, [u]).get(u)!.status).toBe('OK');
+    // The operator swaps the subject's key in the registry: the row's recorded hash no longer matches, the signature
+    // is checked again against the new key, and fails.
+    const row = sh.engine.store.db.prepare('SELECT ed25519_pub FROM parties WHERE id = ?').get(u) as {
+      ed25519_pub: string;
+    };
+    const other = sh.engine.store.db.prepare('SELECT ed25519_pub FROM parties WHERE id = ?').get(subjects[1]!) as {
+      ed25519_pub: string;
+    };
+    sh.engine.store.db.prepare('UPDATE parties SET ed25519_pub = ? WHERE id = ?').run(other.ed25519_pub, u);
+    try {
+      expect(sh.engine.consents.statuses(req, [u]).get(u)!.status).toBe('BAD_SIGNATURE');
+      expect((await sh.engine.consents.statusesParallel(req, [u])).get(u)!.status).toBe('BAD_SIGNATURE');
+    } finally {
+      sh.engine.store.db.prepare('UPDATE parties SET ed25519_pub = ? WHERE id = ?').run(row.ed25519_pub, u);
+    }
+    expect(sh.engine.consents.statuses(req, [u]).get(u)!.status).toBe('OK');
+  });
+
   it('an empty subject list', async () => {
     expect(
       (

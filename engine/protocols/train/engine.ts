@@ -74,16 +74,7 @@ async function checkLabels(
         cohort: cohortMask.get(block)!.slice(),
         labelTerm: (2n * s).toString(),
       });
-      const request: DecryptRequest = {
-        type: 'safehouse.custodian.decrypt.v1',
-        paramsId: engine.params.id,
-        provider: plan.provider,
-        jobId: plan.jobId,
-        jobHash: plan.jobHash,
-        label,
-        mode: 'zero',
-        ciphertext: sha256Hex(ct),
-      };
+      const request = keyHolderRequest(engine, plan, label, 'zero', ct);
       const response = await askCustodian<DecryptRequest, Signed<DecryptResponse>>(engine, {
         provider: plan.provider,
         body: request,
@@ -302,14 +293,7 @@ export async function runIterations(
           const sums = await Promise.all(
             cts.map(async (ct, k) => {
               const request: DecryptRequest = {
-                type: 'safehouse.custodian.decrypt.v1',
-                paramsId: engine.params.id,
-                provider: plan.provider,
-                jobId: plan.jobId,
-                jobHash: plan.jobHash,
-                label: labels[k]!,
-                mode: 'sum',
-                ciphertext: sha256Hex(ct),
+                ...keyHolderRequest(engine, plan, labels[k]!, 'sum', ct),
                 groupSize: g,
                 bound: bound.toString(),
               };
@@ -379,4 +363,24 @@ export async function runIterations(
     { job: 'train', bank, iterations, cohort: plan.cohort.length, modelHash, privacy: plan.privacy },
   );
   return outcome;
+}
+
+/** A decryption request to the key holder's custodian for this job (label check or iteration sum). */
+function keyHolderRequest(
+  engine: Engine,
+  plan: TrainPlan,
+  label: string,
+  mode: 'zero' | 'sum',
+  ct: Uint8Array,
+): DecryptRequest {
+  return {
+    type: 'safehouse.custodian.decrypt.v1',
+    paramsId: engine.params.id,
+    provider: plan.provider,
+    jobId: plan.jobId,
+    jobHash: plan.jobHash,
+    label,
+    mode,
+    ciphertext: sha256Hex(ct),
+  };
 }
