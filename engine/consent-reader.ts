@@ -1,9 +1,9 @@
 /**
  * The one way consents are read and judged for a job (docs/design.md §6): for a list of subjects, three batched
  * queries — each subject's registered key, its consents to the bank (in the order they were recorded) and its
- * revocations — then each subject's status by `consentStatus`'s rules, each signature verified once (when recorded). The engine's thread uses it on
- * its own connection (small jobs, the auditor's replay); pool workers use it on their own read-only connections
- * (consent-kernels.ts), so both give the same answers by construction.
+ * revocations — then each subject's status by `consentStatus`'s rules, each signature verified once (when recorded). The auditor's replay and
+ * training use it on the engine's connection; jobs judge from the in-memory index (consent-index.ts), which applies
+ * the same rules to the same rows (test/engine/consents.test.ts compares them).
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { hexToBytes } from '../core/sign.ts';

@@ -1,8 +1,8 @@
 /**
  * Consents (授权, docs/design.md §6): enterprise-signed consent statements and revocations, and each subject's status
  * for a job — valid signature by its registered key, grantee, purpose, operation, categories, time window, not
- * revoked. Large jobs judge their subjects in the worker pool (`statusesParallel`, `subjectsParallel`: the workers
- * read the statements through their own read-only connections), with the same answers as `statuses`.
+ * revoked. Jobs judge their subjects from the in-memory consent index (`jobStatuses`, `jobSubjects`;
+ * engine/consent-index.ts), with the same answers as `statuses`, which reads the rows from SQLite (the auditor's replay).
  */
 import { fail } from '../core/errors.ts';
 import {
@@ -10,30 +10,19 @@ import {
   validateRevocationStatement,
   verifyConsentSignature,
   verifyRevocation,
-  CONSENT_STATUSES,
   type SignedConsent,
   type SignedRevocation,
   type ConsentStatus,
 } from '../sandbox/consent.ts';
-import { SLOT_STRIDE } from './he/params.ts';
-import type { SubjectSlot } from './datasets.ts';
+import type { Datasets, SubjectSlot } from './datasets.ts';
 import type { Registry } from './registry.ts';
 import { ConsentReader, checkedHash, type ConsentRequest } from './consent-reader.ts';
+import { ConsentIndex } from './consent-index.ts';
 import { bytesToHex } from '../core/sign.ts';
-import { kernelRef } from './pool/kernel.ts';
-import type * as Kernels from './consent-kernels.ts';
 import type { EngineContext } from './context.ts';
-
-const consentChunk = kernelRef<typeof Kernels.consentChunk>(
-  new URL('./consent-kernels.ts', import.meta.url),
-  'consentChunk',
-);
 
 /** Subjects per batched read on the engine's thread. */
 const READ_BATCH = 5000;
-
-/** Fewest subjects per consent-check task in the pool (below this, messaging costs more than it spreads). */
-const CONSENT_CHUNK_MIN = 256;
 
 /** What a job asks of each subject's consent: the bank, purpose, operation, categories, as of a time. */
 export type ConsentQuery = ConsentRequest;
@@ -42,10 +31,18 @@ export class Consents {
   private readonly ctx: EngineContext;
   private readonly registry: Registry;
   private reader: ConsentReader | undefined;
+  private readonly index: ConsentIndex;
+  private datasets: Datasets | undefined;
 
   constructor(ctx: EngineContext, registry: Registry) {
     this.ctx = ctx;
     this.registry = registry;
+    this.index = new ConsentIndex(ctx.store.db);
+  }
+
+  /** Where {@link jobSubjects} reads slots (set once by the engine; the two classes are built side by side). */
+  useDatasets(datasets: Datasets): void {
+    this.datasets = datasets;
   }
 
   /**
@@ -65,7 +62,11 @@ export class Consents {
         });
       keys.push(bytesToHex(subject.ed25519));
     }
+    this.index.fresh();
+    const keyOf = new Map(list.map((c, i) => [c.statement.subject, keys[i]!]));
+    let before = 0;
     this.ctx.store.transaction(() => {
+      before = this.index.currentVersion();
       const ins = this.ctx.store.db.prepare(
         'INSERT INTO consents (id, subject, grantee, signed_json, created_at, checked) VALUES (?, ?, ?, ?, ?, ?)',
       );
@@ -103,6 +104,7 @@ export class Consents {
         })),
       );
     });
+    this.index.recorded(before, this.index.currentVersion(), { consents: list, keyHex: (s) => keyOf.get(s)! });
     // A bulk import is checkpointed now, so the next job's checkpoint hashes only that job's own entries.
     this.ctx.ledger.checkpoint();
   }
@@ -119,7 +121,11 @@ export class Consents {
     const subject = this.registry.requireParty(st.subject, 'enterprise');
     if (!verifyRevocation(r, subject.ed25519))
       fail('SH_ERR_BAD_SIGNATURE', `revocation of ${st.consentId} is not signed by ${st.subject}'s registered key`);
+    this.index.fresh();
+    const keyHex = bytesToHex(subject.ed25519);
+    let before = 0;
     this.ctx.store.transaction(() => {
+      before = this.index.currentVersion();
       const json = JSON.stringify(r);
       this.ctx.store.db
         .prepare(
@@ -144,6 +150,7 @@ export class Consents {
         [st.subject],
       );
     });
+    this.index.recorded(before, this.index.currentVersion(), { revocations: [r], keyHex: () => keyHex });
   }
 
   /** A subject's consents (to one bank, or to any), in the order they were recorded. */
@@ -159,79 +166,40 @@ export class Consents {
   }
 
   /**
-   * Per-subject consent status for a job (docs/design.md §6), for many subjects: rows are read in batches and each subject's
-   * statements (signature checks included) are judged by `consentStatus` in the worker pool, in parallel. Same
-   * answers as {@link statuses} (test/engine/consents.test.ts).
+   * Per-subject consent status for a job (docs/design.md §6), from the in-memory index (engine/consent-index.ts: every
+   * recorded statement, its signature verified once): the same answers as {@link statuses}, which reads and judges the
+   * rows in SQLite (test/engine/consents.test.ts).
    */
-  async statusesParallel(
+  jobStatuses(
     req: ConsentQuery,
     subjects: readonly string[],
-  ): Promise<Map<string, { status: ConsentStatus; consentId?: string }>> {
-    return (await this.subjectsParallel(req, subjects, [])).consent;
+  ): Map<string, { status: ConsentStatus; consentId?: string }> {
+    const judged = this.index.judge(req, subjects);
+    return new Map(subjects.map((s, i) => [s, judged[i]!]));
   }
 
   /**
-   * Consent statuses as {@link statusesParallel}, plus each subject's slot in each of `datasetIds` (as
-   * Datasets.subjectSlots; with `slotsOf: 'OK'` only for subjects whose consent is OK), all read and judged in the pool: every per-subject step of a large job runs on the workers
-   * (their own read-only connections to this database; WAL: committed data only), this thread only hands out lists.
+   * Consent statuses as {@link jobStatuses}, plus each subject's slot in each of `datasetIds` (as
+   * Datasets.subjectSlots; with `slotsOf: 'OK'` only for subjects whose consent is OK), in request order.
    */
-  async subjectsParallel(
+  jobSubjects(
     req: ConsentQuery,
     subjects: readonly string[],
     datasetIds: readonly string[],
     opts: { slotsOf?: 'all' | 'OK' } = {},
-  ): Promise<{
+  ): {
     consent: Map<string, { status: ConsentStatus; consentId?: string }>;
     slots: Array<Map<string, SubjectSlot>>;
-  }> {
-    const request = {
-      bank: req.bank,
-      purpose: req.purpose,
-      operation: req.operation,
-      categories: req.categories,
-      at: req.at.toISOString(),
-    };
-    const chunks: Array<Promise<Kernels.ConsentAnswer>> = [];
-    // A multiple of the pool size in equal chunks, so no worker is left alone with the last one.
-    const chunkSize = Math.max(CONSENT_CHUNK_MIN, Math.ceil(subjects.length / (this.ctx.pool.size * 8)));
-    for (let i = 0; i < subjects.length; i += chunkSize) {
-      chunks.push(
-        this.ctx.pool.run(consentChunk, {
-          dbPath: this.ctx.store.dbPath,
-          request,
-          subjects: subjects.slice(i, i + chunkSize),
-          datasets: [...datasetIds],
-          slotsOfOkOnly: opts.slotsOf === 'OK',
-        }),
-      );
-    }
-    const consent = new Map<string, { status: ConsentStatus; consentId?: string }>();
-    const slots = datasetIds.map(() => new Map<string, SubjectSlot>());
-    const none = new Set<string>();
-    (await this.ctx.pool.all(chunks)).forEach((r, c) => {
-      const ids = r.ids.split('\n');
-      r.codes.forEach((code, j) => {
-        const status = CONSENT_STATUSES[code]!;
-        consent.set(subjects[c * chunkSize + j]!, ids[j] ? { status, consentId: ids[j] } : { status });
-      });
-      r.slots.forEach(({ pos, missing }, d) =>
-        pos.forEach((p, j) => {
-          if (p < 0) return;
-          const m = missing[j];
-          slots[d]!.set(subjects[c * chunkSize + j]!, {
-            block: Math.floor(p / SLOT_STRIDE),
-            slot: p % SLOT_STRIDE,
-            missing: m ? new Set(m.split(';')) : none,
-          });
-        }),
-      );
-    });
+  } {
+    const consent = this.jobStatuses(req, subjects);
+    const of = opts.slotsOf === 'OK' ? subjects.filter((s) => consent.get(s)!.status === 'OK') : subjects;
+    const slots = datasetIds.map((d) => this.datasets!.subjectSlots(d, of));
     return { consent, slots };
   }
 
   /**
-   * Per-subject consent status for a job (docs/design.md §6), judged on this thread in batches with the same reader
-   * the pool's workers use. For the auditor's replay and small jobs; large jobs use {@link statusesParallel}.
+   * Per-subject consent status (docs/design.md §6), read and judged from the stored rows in batches (ConsentReader):
+   * for the auditor's replay, which must not trust a cache; jobs use {@link jobStatuses}.
    */
   statuses(req: ConsentQuery, subjects: readonly string[]): Map<string, { status: ConsentStatus; consentId?: string }> {
     this.reader ??= new ConsentReader(this.ctx.store.db);

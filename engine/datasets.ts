@@ -11,7 +11,6 @@ import { sha256Hex } from '../core/hash.ts';
 import { requireSignature, type Signed } from '../core/sign.ts';
 import { validateSchema, type DatasetSchema, type FieldSpec } from '../sandbox/catalog.ts';
 import { parseUscc } from '../sandbox/uscc.ts';
-import { SUBJECT_SLOTS_SQL } from './store/store.ts';
 import type { Registry } from './registry.ts';
 import type { EngineContext } from './context.ts';
 
@@ -51,8 +50,8 @@ export interface SubjectSlot {
   missing: Set<string>;
 }
 
-/** Subjects per batched SQL query (json_each list). */
-const SQL_CHUNK = 5000;
+/** Datasets whose subject index is kept in memory (a job reads the current dataset of each provider it uses). */
+const SLOT_INDEXES = 8;
 
 export class Datasets {
   private readonly ctx: EngineContext;
@@ -118,7 +117,7 @@ export class Datasets {
 
     const written: string[] = [];
     try {
-      return this.ctx.store.transaction(() => {
+      const accepted = this.ctx.store.transaction(() => {
         for (const hash of [m.subjectsBlob, ...m.columns.map((c) => c.blob), ...(m.tokens ?? []).map((t) => t.blob)]) {
           if (!existsSync(this.ctx.store.blobPath(hash))) written.push(hash);
           this.ctx.store.putBlob(blobs.get(hash)!);
@@ -173,6 +172,9 @@ export class Datasets {
         });
         return this.get(m.datasetId)!;
       });
+      // The first job on the new dataset finds its subject index in memory already.
+      this.keepSlotIndex(m.datasetId, this.slotIndexFrom(index));
+      return accepted;
     } catch (err) {
       for (const h of written) this.ctx.store.dropBlob(h);
       throw err;
@@ -210,23 +212,51 @@ export class Datasets {
     return std === undefined ? f : { ...f, std };
   };
 
+  /**
+   * Each listed subject's slot in a dataset (subjects it does not hold are left out), in the order of `usccs`. A
+   * dataset's subject index never changes once accepted, so it is read once into memory (the last few datasets used).
+   */
   subjectSlots(datasetId: string, usccs: readonly string[]): Map<string, SubjectSlot> {
+    const all = this.slotIndex(datasetId);
     const out = new Map<string, SubjectSlot>();
-    // Batched: one query per chunk of subjects (a point query per subject costs ~10 µs each at 100 000 subjects).
-    const q = this.ctx.store.stmt(SUBJECT_SLOTS_SQL);
-    const none = new Set<string>();
-    for (let i = 0; i < usccs.length; i += SQL_CHUNK) {
-      for (const r of q.all(JSON.stringify(usccs.slice(i, i + SQL_CHUNK)), datasetId) as Array<{
-        uscc: string;
-        block: number;
-        slot: number;
-        missing: string;
-      }>) {
-        out.set(r.uscc, { block: r.block, slot: r.slot, missing: r.missing ? new Set(r.missing.split(';')) : none });
-      }
+    for (const u of usccs) {
+      const sl = all.get(u);
+      if (sl) out.set(u, sl);
     }
-    // Callers iterate in request order.
-    return new Map(usccs.filter((u) => out.has(u)).map((u) => [u, out.get(u)!]));
+    return out;
+  }
+
+  private readonly slotIndexes = new Map<string, Map<string, SubjectSlot>>();
+
+  private slotIndex(datasetId: string): Map<string, SubjectSlot> {
+    const m = this.slotIndexes.get(datasetId);
+    if (m) {
+      this.slotIndexes.delete(datasetId); // most recently used last
+      this.slotIndexes.set(datasetId, m);
+      return m;
+    }
+    const rows = this.ctx.store
+      .stmt('SELECT uscc, block, slot, missing FROM dataset_subjects WHERE dataset_id = ?')
+      .all(datasetId) as Array<{ uscc: string; block: number; slot: number; missing: string }>;
+    const read = this.slotIndexFrom(rows);
+    // An unknown dataset is not kept (it may be accepted later under that id).
+    if (read.size > 0) this.keepSlotIndex(datasetId, read);
+    return read;
+  }
+
+  private slotIndexFrom(
+    rows: Iterable<{ uscc: string; block: number; slot: number; missing: string }>,
+  ): Map<string, SubjectSlot> {
+    const none = new Set<string>();
+    const m = new Map<string, SubjectSlot>();
+    for (const r of rows)
+      m.set(r.uscc, { block: r.block, slot: r.slot, missing: r.missing ? new Set(r.missing.split(';')) : none });
+    return m;
+  }
+
+  private keepSlotIndex(datasetId: string, m: Map<string, SubjectSlot>): void {
+    this.slotIndexes.set(datasetId, m);
+    while (this.slotIndexes.size > SLOT_INDEXES) this.slotIndexes.delete(this.slotIndexes.keys().next().value!);
   }
 
   /** Whether a finalized token is in a dataset's token set for a field. */

@@ -77,6 +77,7 @@ export class Engine implements EngineContext {
     this.registry = new Registry(this);
     this.datasets = new Datasets(this, this.registry);
     this.consents = new Consents(this, this.registry);
+    this.consents.useDatasets(this.datasets);
     this.models = new Models(this, this.registry, this.datasets);
     this.jobs = new Jobs(this);
     this.budgets = new VerifyBudgets(this);

@@ -1,7 +1,7 @@
 /**
  * The pool's own kernel: load SEAL and a parameter set's context in a worker before the first job needs it.
  * Protocol kernels live with their protocols (engine/protocols/<p>/kernels.ts), the custodian's in
- * engine/custodian/kernels.ts, the provider's in engine/provider/kernels.ts, consent checks in engine/consent-kernels.ts.
+ * engine/custodian/kernels.ts, the provider's in engine/provider/kernels.ts.
  */
 import { defineKernel } from './kernel.ts';
 import { blockOps } from './worker-cache.ts';

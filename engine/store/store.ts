@@ -16,6 +16,13 @@ import { randomBytes } from 'node:crypto';
 import { fail } from '../../core/errors.ts';
 import { sha256Hex } from '../../core/hash.ts';
 
+/**
+ * Every write that can change a consent judgement (a consent or revocation row, an enterprise's key) counts in
+ * `meta.consent_version`, whichever connection makes it: the engine's in-memory consent index (engine/consent-index.ts)
+ * is rebuilt when the count is not the one it was built at.
+ */
+const BUMP = "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'consent_version';";
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS parties (
@@ -52,14 +59,19 @@ CREATE TABLE IF NOT EXISTS approvals (
 CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, kind TEXT NOT NULL, bank TEXT NOT NULL, request_json TEXT NOT NULL, status TEXT NOT NULL,
   summary_json TEXT, created_at TEXT NOT NULL, finished_at TEXT);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('consent_version', '0');
+CREATE TRIGGER IF NOT EXISTS consents_written_i AFTER INSERT ON consents BEGIN ${BUMP} END;
+CREATE TRIGGER IF NOT EXISTS consents_written_u AFTER UPDATE ON consents BEGIN ${BUMP} END;
+CREATE TRIGGER IF NOT EXISTS consents_written_d AFTER DELETE ON consents BEGIN ${BUMP} END;
+CREATE TRIGGER IF NOT EXISTS revocations_written_i AFTER INSERT ON revocations BEGIN ${BUMP} END;
+CREATE TRIGGER IF NOT EXISTS revocations_written_u AFTER UPDATE ON revocations BEGIN ${BUMP} END;
+CREATE TRIGGER IF NOT EXISTS revocations_written_d AFTER DELETE ON revocations BEGIN ${BUMP} END;
+CREATE TRIGGER IF NOT EXISTS enterprise_key_i AFTER INSERT ON parties
+  WHEN NEW.role = 'enterprise' AND EXISTS (SELECT 1 FROM consents WHERE subject = NEW.id) BEGIN ${BUMP} END;
+CREATE TRIGGER IF NOT EXISTS enterprise_key_u AFTER UPDATE OF ed25519_pub, role ON parties
+  WHEN OLD.role = 'enterprise' OR NEW.role = 'enterprise' BEGIN ${BUMP} END;
+CREATE TRIGGER IF NOT EXISTS enterprise_key_d AFTER DELETE ON parties WHEN OLD.role = 'enterprise' BEGIN ${BUMP} END;
 `;
-
-/**
- * Slots of a list of subjects in a dataset: ? = JSON array of USCCs, ? = dataset id. The list drives the loop (CROSS
- * JOIN: one index lookup per subject; with `IN (json_each)` SQLite scanned the whole dataset once per list).
- */
-export const SUBJECT_SLOTS_SQL =
-  'SELECT d.uscc, d.block, d.slot, d.missing FROM json_each(?) AS j CROSS JOIN dataset_subjects AS d ON d.dataset_id = ? AND d.uscc = j.value';
 
 /** Columns added after a table was first created: added to older data directories when they are opened. */
 const ADDED_COLUMNS: ReadonlyArray<[table: string, column: string, decl: string]> = [

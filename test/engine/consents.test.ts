@@ -1,13 +1,15 @@
 /**
- * Engine.consentStatusesParallel (batched reads, statements judged in the worker pool) gives exactly the answers of
- * the one-subject-at-a-time Engine.consentStatuses for every status (docs/design.md §6): OK, NO_CONSENT, EXPIRED, REVOKED,
- * OUT_OF_SCOPE, BAD_SIGNATURE (a stored statement altered behind the engine), unregistered subjects, several consents
- * per subject, and chunk boundaries (more subjects than one pool task takes).
+ * Consents.jobStatuses (the in-memory consent index, engine/consent-index.ts) gives exactly the answers of
+ * Consents.statuses (rows read and judged in SQLite) for every status (docs/design.md §6): OK, NO_CONSENT, EXPIRED,
+ * REVOKED, OUT_OF_SCOPE, BAD_SIGNATURE (a stored statement altered behind the engine), unregistered subjects, several
+ * consents per subject; and it stays coherent with the store — the engine's own grants and revocations applied in
+ * place, any other connection's writes (rows, keys) seen by the next job.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { Safehouse } from '../../api/embedded.ts';
 import { randomUscc } from '../../sandbox/uscc.ts';
 import { mulberry32 } from '../../core/rng.ts';
@@ -67,7 +69,7 @@ afterAll(async () => {
   rmSync(home, { recursive: true, force: true });
 });
 
-describe('consentStatusesParallel', () => {
+describe('the consent index', () => {
   it('equals consentStatuses for every subject and status, across chunk boundaries', async () => {
     const req = {
       bank: BANK,
@@ -78,7 +80,7 @@ describe('consentStatusesParallel', () => {
     };
     const stranger = randomUscc(mulberry32(99));
     const list = [...subjects, stranger];
-    const par = await sh.engine.consents.statusesParallel(req, list);
+    const par = sh.engine.consents.jobStatuses(req, list);
     const seq = sh.engine.consents.statuses(req, list);
     expect([...par.keys()]).toEqual(list);
     expect(par).toEqual(seq);
@@ -126,11 +128,11 @@ describe('consentStatusesParallel', () => {
       },
     ]) {
       const some = subjects.slice(0, 300);
-      expect(await sh.engine.consents.statusesParallel(req, some)).toEqual(sh.engine.consents.statuses(req, some));
+      expect(sh.engine.consents.jobStatuses(req, some)).toEqual(sh.engine.consents.statuses(req, some));
     }
   });
 
-  it('subjectsParallel: the same statuses, and the same slots as subjectSlots (rows present, missing cells, absent subjects)', async () => {
+  it('jobSubjects: the same statuses, and the same slots as subjectSlots (rows present, missing cells, absent subjects)', async () => {
     await sh.addParty('provider', 'tax_p');
     const rows = subjects.filter((_, i) => i % 5 !== 1); // some subjects have no row
     const csv =
@@ -150,14 +152,14 @@ describe('consentStatusesParallel', () => {
       categories: ['tax', 'utilities'],
       at: sh.engine.now(),
     };
-    const got = await sh.engine.consents.subjectsParallel(req, subjects, [up.datasetId, up.datasetId]);
+    const got = sh.engine.consents.jobSubjects(req, subjects, [up.datasetId, up.datasetId]);
     expect(got.consent).toEqual(sh.engine.consents.statuses(req, subjects));
     const want = sh.engine.datasets.subjectSlots(up.datasetId, subjects);
     expect(want.size).toBe(rows.length);
     expect([...want.values()].some((x) => x.missing.size > 0)).toBe(true);
     for (const slots of got.slots) expect(slots).toEqual(want);
     // slotsOf 'OK': the same slots, for subjects whose consent is OK only.
-    const okOnly = await sh.engine.consents.subjectsParallel(req, subjects, [up.datasetId], { slotsOf: 'OK' });
+    const okOnly = sh.engine.consents.jobSubjects(req, subjects, [up.datasetId], { slotsOf: 'OK' });
     const okSubjects = subjects.filter((u) => got.consent.get(u)!.status === 'OK');
     expect(okOnly.slots[0]).toEqual(new Map([...want].filter(([u]) => okSubjects.includes(u))));
     expect(okOnly.slots[0]!.size).toBeLessThan(want.size);
@@ -184,20 +186,54 @@ describe('consentStatusesParallel', () => {
     sh.engine.store.db.prepare('UPDATE parties SET ed25519_pub = ? WHERE id = ?').run(other.ed25519_pub, u);
     try {
       expect(sh.engine.consents.statuses(req, [u]).get(u)!.status).toBe('BAD_SIGNATURE');
-      expect((await sh.engine.consents.statusesParallel(req, [u])).get(u)!.status).toBe('BAD_SIGNATURE');
+      expect(sh.engine.consents.jobStatuses(req, [u]).get(u)!.status).toBe('BAD_SIGNATURE');
     } finally {
       sh.engine.store.db.prepare('UPDATE parties SET ed25519_pub = ? WHERE id = ?').run(row.ed25519_pub, u);
     }
     expect(sh.engine.consents.statuses(req, [u]).get(u)!.status).toBe('OK');
   });
 
+  it("stays coherent: the engine's own grants and revocations, and another connection's writes, reach the next job", async () => {
+    const req = {
+      bank: BANK,
+      purpose: 'sme_credit_line',
+      operation: 'score' as const,
+      categories: ['tax'],
+      at: new Date(sh.engine.now().getTime() + 60_000), // after the grant below
+    };
+    const u = subjects[0]!; // no consent in the fixture
+    expect(sh.engine.consents.jobStatuses(req, [u]).get(u)!.status).toBe('NO_CONSENT');
+    sh.grantConsents([
+      { subject: u, bank: BANK, purpose: 'sme_credit_line', categories: ['tax'], operations: ['score'], days: 30 },
+    ]);
+    expect(sh.engine.consents.jobStatuses(req, [u]).get(u)!.status).toBe('OK');
+    sh.revoke({ subject: u, bank: BANK });
+    expect(sh.engine.consents.jobStatuses(req, [u]).get(u)!.status).toBe('REVOKED');
+    // Another connection (another engine process on the same store) deletes the revocation and alters a consent.
+    const v = subjects.find((_, i) => i % 7 === 6)!;
+    expect(sh.engine.consents.jobStatuses(req, [v]).get(v)!.status).toBe('OK');
+    const other = new DatabaseSync(sh.engine.store.dbPath);
+    try {
+      other.prepare('DELETE FROM revocations WHERE subject = ?').run(u);
+      other
+        .prepare(
+          'UPDATE consents SET signed_json = replace(signed_json, \'"purpose":"sme_credit_line"\', \'"purpose":"sme_credit_lin"\') WHERE subject = ?',
+        )
+        .run(v);
+    } finally {
+      other.close();
+    }
+    const after = sh.engine.consents.jobStatuses(req, [u, v]);
+    expect(after).toEqual(sh.engine.consents.statuses(req, [u, v]));
+    expect(after.get(u)!.status).toBe('OK');
+    expect(after.get(v)!.status).toBe('BAD_SIGNATURE');
+  });
+
   it('an empty subject list', async () => {
     expect(
-      (
-        await sh.engine.consents.statusesParallel(
-          { bank: BANK, purpose: 'sme_credit_line', operation: 'score', categories: ['tax'], at: sh.engine.now() },
-          [],
-        )
+      sh.engine.consents.jobStatuses(
+        { bank: BANK, purpose: 'sme_credit_line', operation: 'score', categories: ['tax'], at: sh.engine.now() },
+        [],
       ).size,
     ).toBe(0);
   });

@@ -5,7 +5,6 @@
  * its hash. A failure after the job was recorded fails it in the ledger.
  */
 import { fail } from '../../../core/errors.ts';
-import { canonicalize } from '../../../core/jcs.ts';
 import { sha256Hex } from '../../../core/hash.ts';
 import type { Signed } from '../../../core/sign.ts';
 import { parseSubjectList } from '../../../sandbox/uscc.ts';
@@ -14,6 +13,7 @@ import { admitBankRequest, escrowHashes, escrowToAuditors, failOnError, openAtCu
 import { evaluateBlocks, modelGroups, pinnedModel, scoreResult, scoreStatuses, touchedBlocks } from './engine.ts';
 import {
   SCORE_REQUEST_TYPE,
+  canonicalScoreResult,
   type ScoreProgress,
   type ScoreRequest,
   type ScoreResult,
@@ -29,11 +29,13 @@ async function openCustodians(
 ): Promise<{ refused: Map<string, string[]>; reasons: Map<string, string> }> {
   const refused = new Map<string, string[]>();
   const reasons = new Map<string, string>();
-  for (const provider of [...new Set(work.map((w) => w.g.provider))].sort()) {
-    // Subjects the engine already refused are neither answered nor counted by the custodian.
-    const opened = await openAtCustodian(engine, provider, signed, { skip });
+  const providers = [...new Set(work.map((w) => w.g.provider))].sort();
+  // Every custodian at once (separate services in network mode). Subjects the engine already refused are neither
+  // answered nor counted by the custodian.
+  const answers = await Promise.all(providers.map((p) => openAtCustodian(engine, p, signed, { skip })));
+  for (const [i, opened] of answers.entries()) {
     for (const s of opened.refused ?? []) {
-      refused.set(s, [...(refused.get(s) ?? []), provider]);
+      refused.set(s, [...(refused.get(s) ?? []), providers[i]!]);
       const why = opened.reasons?.[s];
       if (why && !reasons.has(s)) reasons.set(s, why);
     }
@@ -70,12 +72,12 @@ export async function runScoreJob(
     );
   const subjects = parseSubjectList(req.subjects);
 
-  // 2. Which datasets, and each subject's status: consent first, then data availability — every per-subject step
-  // (consent statements, signature checks, slots) in the pool.
+  // 2. Which datasets, and each subject's status: consent first (the engine's consent index: no signature is verified
+  // in a job), then data availability.
   const groups = modelGroups(engine, model);
   const categories = [...new Set(groups.map((g) => g.dataset.category))].sort();
   opts.onProgress?.({ phase: 'consent', done: 0, total: subjects.length });
-  const plan = await engine.consents.subjectsParallel(
+  const plan = engine.consents.jobSubjects(
     { bank: bank.id, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) },
     subjects,
     groups.map((g) => g.dataset.id),
@@ -84,7 +86,7 @@ export async function runScoreJob(
   const consent = plan.consent;
   groups.forEach((g, i) => {
     g.slots = plan.slots[i]!;
-  }); // the pool returned slots of OK subjects only
+  }); // slots of OK subjects only
   const judged = scoreStatuses(model, groups, subjects, consent);
   const scored = subjects.filter((s) => consent.get(s)!.status === 'OK' && judged.status.get(s) === 'OK');
 
@@ -157,7 +159,7 @@ export async function runScoreJob(
   const result = scoreResult(engine, { jobId: req.jobId, jobHash, req, model }, subjects, groups, judged, evaluated);
   const counts: Record<string, number> = {};
   for (const s of result.subjects) counts[s.status] = (counts[s.status] ?? 0) + 1;
-  const resultBlob = engine.store.putBlob(new TextEncoder().encode(canonicalize(result)));
+  const resultBlob = engine.store.putBlob(new TextEncoder().encode(canonicalScoreResult(result)));
   // The blob's address is the SHA-256 of the same canonical bytes.
   engine.jobs.complete(
     req.jobId,

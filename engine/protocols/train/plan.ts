@@ -67,7 +67,7 @@ export async function planTraining(engine: Engine, signed: Signed<TrainRequest>)
       `job names ${subjects.length} subjects; the limit is ${engine.policy.maxSubjectsPerJob}`,
     );
   const categories = [...new Set(datasets.map((d) => d.category))].sort();
-  const consent = engine.consents.statuses(
+  const consent = engine.consents.jobStatuses(
     { bank: bank.id, purpose: req.purpose, operation: 'train', categories, at },
     subjects,
   );

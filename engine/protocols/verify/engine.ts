@@ -63,24 +63,22 @@ export interface Judged {
   exceeded: Array<{ claimId: string; subject: string; field: string }>;
 }
 
-/** Consent per (subject, category), judged in the pool, the categories concurrently: `<category>/<subject>` → status. */
-export async function claimConsents(
+/** Consent per (subject, category), from the engine's consent index: `<category>/<subject>` → status. */
+export function claimConsents(
   engine: Engine,
   bank: string,
   req: VerifyRequest,
   prepared: readonly PreparedClaim[],
   at: Date,
-): Promise<Map<string, { status: ConsentStatus; consentId?: string }>> {
+): Map<string, { status: ConsentStatus; consentId?: string }> {
   const consent = new Map<string, { status: ConsentStatus; consentId?: string }>();
-  await engine.pool.all(
-    [...groupBy(prepared, (p) => p.dataset.category)].map(async ([category, ps]) => {
-      const st = await engine.consents.statusesParallel(
-        { bank, purpose: req.purpose, operation: 'verify', categories: [category], at },
-        [...new Set(ps.map((p) => p.claim.subject))],
-      );
-      for (const [s, v] of st) consent.set(`${category}/${s}`, v);
-    }),
-  );
+  for (const [category, ps] of groupBy(prepared, (p) => p.dataset.category)) {
+    const st = engine.consents.jobStatuses(
+      { bank, purpose: req.purpose, operation: 'verify', categories: [category], at },
+      [...new Set(ps.map((p) => p.claim.subject))],
+    );
+    for (const [s, v] of st) consent.set(`${category}/${s}`, v);
+  }
   return consent;
 }
 

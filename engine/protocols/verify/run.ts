@@ -99,7 +99,7 @@ export async function runVerifyJob(
   opts.onProgress?.({ phase: 'check', done: 0, total: prepared.length });
 
   // 2. Consent per (subject, category), judged in the pool.
-  const consent = await claimConsents(engine, bank.id, req, prepared, at);
+  const consent = claimConsents(engine, bank.id, req, prepared, at);
 
   // 3. Budget and data presence in claim order, judged in the transaction that records the request (with every
   // subject, for access reports) and the budget spent, before any custodian call.
