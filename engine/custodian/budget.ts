@@ -29,19 +29,19 @@ interface Stored {
 }
 
 export class CustodianBudget {
-  /** Records by (kind, group, subject, field): a 100 000-subject job looks each subject up once. */
-  private index: Map<string, Stored[]> | undefined;
+  /** Records by (kind, group, field), then subject: a 100 000-subject job looks each subject up once. */
+  private index: Map<string, Map<string, Stored[]>> | undefined;
   private readonly journal: CustodianJournal;
 
   constructor(journal: CustodianJournal) {
     this.journal = journal;
   }
 
-  private static key(kind: BudgetKind, group: string, subject: string, field: string): string {
-    return `${kind}\u0000${group}\u0000${subject}\u0000${field}`;
+  private static key(kind: BudgetKind, group: string, field: string): string {
+    return `${kind}\u0000${group}\u0000${field}`;
   }
 
-  private all(): Map<string, Stored[]> {
+  private all(): Map<string, Map<string, Stored[]>> {
     if (!this.index) {
       this.index = new Map();
       for (const r of this.journal.spendRecords()) this.push(r, Date.parse(r.at));
@@ -51,18 +51,22 @@ export class CustodianBudget {
 
   private push(r: SpendRecord, at: number): void {
     const stored: Stored = { units: r.units, ref: r.ref, at };
+    const k = CustodianBudget.key(r.kind, r.group, r.field);
+    let bySubject = this.index!.get(k);
+    if (!bySubject) this.index!.set(k, (bySubject = new Map()));
     for (const subject of r.subjects) {
-      const k = CustodianBudget.key(r.kind, r.group, subject, r.field);
-      const list = this.index!.get(k);
+      const list = bySubject.get(subject);
       if (list) list.push(stored);
-      else this.index!.set(k, [stored]);
+      else bySubject.set(subject, [stored]);
     }
   }
 
   /** Units of one kind spent for (group, subject, field) since `since` (ms). */
   used(kind: BudgetKind, group: string, subject: string, field: string, since: number): number {
     let n = 0;
-    for (const r of this.all().get(CustodianBudget.key(kind, group, subject, field)) ?? [])
+    for (const r of this.all()
+      .get(CustodianBudget.key(kind, group, field))
+      ?.get(subject) ?? [])
       if (r.at >= since) n += r.units;
     return n;
   }
@@ -70,7 +74,9 @@ export class CustodianBudget {
   /** Distinct refs (models) of one kind for (group, subject) since `since` (ms). */
   distinct(kind: BudgetKind, group: string, subject: string, since: number): Set<string> {
     const out = new Set<string>();
-    for (const r of this.all().get(CustodianBudget.key(kind, group, subject, '')) ?? [])
+    for (const r of this.all()
+      .get(CustodianBudget.key(kind, group, ''))
+      ?.get(subject) ?? [])
       if (r.at >= since && r.ref) out.add(r.ref);
     return out;
   }

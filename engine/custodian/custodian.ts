@@ -192,7 +192,10 @@ export class LocalCustodian implements Custodian {
    */
   async follow(update: LedgerUpdate): Promise<{ size: number }> {
     try {
-      return this.ledger().follow(update);
+      const out = this.ledger().follow(update);
+      // The ledger announces uploads and approvals: the provider's tables are re-read here if they changed, not in a job.
+      this.data.warm?.();
+      return out;
     } catch (err) {
       if ((err as { code?: string }).code === 'SH_ERR_LEDGER_INCONSISTENT')
         this.journal.append({

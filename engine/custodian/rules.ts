@@ -55,6 +55,10 @@ export interface ProviderData {
    * undefined when it holds no copy of the dataset.
    */
   layout(datasetId: string): ((row: number) => string | undefined) | undefined;
+  /** The inverse of `layout`: each subject's row in a dataset (built once per load of the table), if it holds one. */
+  rows?(datasetId: string): ReadonlyMap<string, number> | undefined;
+  /** Read the provider's tables and prepare what jobs will ask of them (approved models' partial scores), ahead. */
+  warm?(): void;
   /** Whether the provider approved a model with this hash (its own record of approvals). */
   approvedModel(modelHash: string): boolean;
   /** The provider's current dataset holding a field (its own tables), if any. */

@@ -21,6 +21,7 @@ interface Loaded {
   datasetId: string;
   category: string;
   subjects: readonly string[];
+  rows?: Map<string, number>;
   types: Map<string, 'id' | 'numeric'>;
 }
 
@@ -150,6 +151,20 @@ export class ProviderTables implements ProviderData {
     const spec = this.records.model(modelHash);
     if (!spec) return [];
     return [...new Set(spec.terms.filter((t) => t.provider === this.provider).map((t) => t.field))];
+  }
+
+  rows(datasetId: string): ReadonlyMap<string, number> | undefined {
+    const l = this.tables().find((t) => t.datasetId === datasetId);
+    if (!l) return undefined;
+    return (l.rows ??= new Map(l.subjects.map((s, i) => [s, i])));
+  }
+
+  /** Every table read (a changed file again) and, for every model this provider approved, its partial scores. */
+  warm(): void {
+    for (const l of this.tables()) {
+      this.rows(l.datasetId);
+      for (const hash of this.records.approvedHashes()) this.partialScore(hash, l.datasetId);
+    }
   }
 
   layout(datasetId: string): ((row: number) => string | undefined) | undefined {

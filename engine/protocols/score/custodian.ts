@@ -22,7 +22,7 @@
  * reveals nothing new). The engine answers refused subjects `OVER_BUDGET`.
  */
 import { fail } from '../../../core/errors.ts';
-import type { CustodianRules } from '../../custodian/rules.ts';
+import type { CustodianRules, OpenJob, ProviderData } from '../../custodian/rules.ts';
 import { hexToBytes } from '../../../core/sign.ts';
 import { maskVector } from '../../he/mask.ts';
 import { SCORE_REQUEST_TYPE, parseScoreLabel } from './messages.ts';
@@ -121,16 +121,17 @@ export const scoreRules: CustodianRules = {
     const layout = data.layout(l.datasetId);
     if (!layout)
       return `the custodian holds no layout of dataset ${l.datasetId}, so it cannot tell whose slots block ${l.block} holds`;
-    let allowed = allowedSets.get(job);
-    if (!allowed) {
-      allowed = new Set(Array.isArray(job.state.subjects) ? (job.state.subjects as string[]) : []);
-      allowedSets.set(job, allowed);
-    }
     const out: number[] = [];
     const base = l.block * slots;
-    for (let i = 0; i < slots; i++) {
-      const subject = layout(base + i);
-      if (subject === undefined || !allowed.has(subject)) out.push(i);
+    const bits = allowedRows(job, l.datasetId, data);
+    if (bits) {
+      for (let i = 0; i < slots; i++) if (bits[base + i] !== 1) out.push(i);
+    } else {
+      const allowed = allowedSet(job);
+      for (let i = 0; i < slots; i++) {
+        const subject = layout(base + i);
+        if (subject === undefined || !allowed.has(subject)) out.push(i);
+      }
     }
     // A block with none of the job's subjects answers nothing the bank may learn: the label itself is outside the job.
     if (out.length === slots) return `block ${l.block} of dataset ${l.datasetId} holds none of the job's subjects`;
@@ -140,3 +141,31 @@ export const scoreRules: CustodianRules = {
 
 /** Each open job's allowed subjects as a set, built once per job (a job asks for many blocks). */
 const allowedSets = new WeakMap<object, Set<string>>();
+
+function allowedSet(job: OpenJob): Set<string> {
+  let allowed = allowedSets.get(job);
+  if (!allowed) {
+    allowed = new Set(Array.isArray(job.state.subjects) ? (job.state.subjects as string[]) : []);
+    allowedSets.set(job, allowed);
+  }
+  return allowed;
+}
+
+/** Per open job and dataset, 1 at each row of an allowed subject (from the provider's own row index), built once. */
+const allowedBits = new WeakMap<object, Map<string, Uint8Array>>();
+
+function allowedRows(job: OpenJob, datasetId: string, data: ProviderData): Uint8Array | undefined {
+  let perDataset = allowedBits.get(job);
+  let bits = perDataset?.get(datasetId);
+  if (bits) return bits;
+  const rows = data.rows?.(datasetId);
+  if (!rows) return undefined;
+  bits = new Uint8Array(rows.size);
+  for (const s of Array.isArray(job.state.subjects) ? (job.state.subjects as string[]) : []) {
+    const r = rows.get(s);
+    if (r !== undefined && r < bits.length) bits[r] = 1;
+  }
+  if (!perDataset) allowedBits.set(job, (perDataset = new Map()));
+  perDataset.set(datasetId, bits);
+  return bits;
+}
