@@ -25,7 +25,9 @@ import {
   verify as nodeVerify,
   randomBytes,
 } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Ciphertext } from 'node-seal';
 import { ed25519 } from '@noble/curves/ed25519.js';
@@ -34,6 +36,8 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { heContext, BFV_8192_T40 } from '../engine/he/params.ts';
 import { BlockOps, generateBfvKeys } from '../engine/he/block.ts';
 import { toSlot } from '../core/fixed.ts';
+import { sha256Hex } from '../core/hash.ts';
+import { readBlobVerified } from '../engine/store/store.ts';
 import { x25519KeyPair, sealTo, openSealed } from '../core/sealbox.ts';
 import { generateOprfKeyPair, tokenInfo } from '../engine/tokens/oprf.ts';
 import { mulberry32 } from '../core/rng.ts';
@@ -58,6 +62,8 @@ export const OP_NAMES = [
   'seal.modSwitchToTransfer',
   'seal.decrypt',
   'seal.decrypt3',
+  'seal.load',
+  'seal.save',
   'oprf.blind',
   'oprf.evaluate',
   'oprf.finalize',
@@ -124,6 +130,18 @@ export async function runMicro(
     data.delete();
     return id;
   })();
+  // A stored column as a provider uploads it (symmetric, seeded, zstd) in a blob file: what a job reads per column.
+  const storedDir = mkdtempSync(join(tmpdir(), 'safehouse-micro-'));
+  const stored = (() => {
+    const ser = encryptor.encryptSymmetricSerializable(ptA);
+    try {
+      return ser.saveToArray(seal.ComprModeType.zstd) as Uint8Array;
+    } finally {
+      ser.delete();
+    }
+  })();
+  const storedRef = { path: join(storedDir, 'column'), hash: sha256Hex(stored) };
+  writeFileSync(storedRef.path, stored);
   const atTransfer = new seal.Ciphertext();
   ev.cipherModSwitchTo(a, transferParms, atTransfer);
   const product = new seal.Ciphertext();
@@ -311,6 +329,22 @@ export async function runMicro(
       note: 'size 2 at the transfer level',
     },
     {
+      name: 'seal.load',
+      group: 'seal',
+      fn: () => {
+        ops.load(readBlobVerified(storedRef.path, storedRef.hash), 'column').delete();
+      },
+      note: 'a stored column: read, SHA-256 checked, deserialized',
+    },
+    {
+      name: 'seal.save',
+      group: 'seal',
+      fn: () => {
+        ops.save(atTransfer);
+      },
+      note: 'serialize (zstd) at the transfer level',
+    },
+    {
       name: 'seal.decrypt3',
       group: 'seal',
       fn: () => {
@@ -427,6 +461,7 @@ export async function runMicro(
     },
   ];
   const results = await runBenchmarks(cases, { maxTime, minSamples, log });
+  rmSync(storedDir, { recursive: true, force: true });
   const mean = (name: string) => results.find((r) => r.name === name)!.meanMs;
   const costs = Object.fromEntries(OP_NAMES.map((op) => [op, mean(op)])) as Record<OpName, number>;
   for (const op of ['oprf.evaluate', 'oprf.finalize'] as const) costs[op] /= OPRF_BATCH;
