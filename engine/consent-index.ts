@@ -2,7 +2,7 @@
  * The engine's consents in memory, for jobs (docs/design.md §6): every recorded consent statement whose signature was
  * verified (once, when it was recorded — or again here when its row no longer matches the hash recorded then), per
  * subject and grantee in the order recorded, with each subject's revocations. A job judges its subjects from here with
- * `checkedConsentStatus`, the rules `ConsentReader` applies to the same rows read from SQLite (test/engine/consents.test.ts
+ * `checkedConsentJudge`, the rules `ConsentReader` applies to the same rows read from SQLite (test/engine/consents.test.ts
  * compares the two): no job reads, parses or hashes 100 000 consent rows.
  *
  * Coherence: triggers (engine/store/store.ts) count every write to `consents`, `revocations` and an enterprise's key
@@ -13,7 +13,7 @@
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { hexToBytes } from '../core/sign.ts';
 import {
-  checkedConsentStatus,
+  checkedConsentJudge,
   validateConsentStatement,
   verifyConsentSignature,
   verifyRevocation,
@@ -63,17 +63,13 @@ export class ConsentIndex {
   /** Each subject's status, in the order of `subjects` — the answers `ConsentReader.judge` gives on the same rows. */
   judge(req: ConsentRequest, subjects: readonly string[]): Array<{ status: ConsentStatus; consentId?: string }> {
     this.fresh();
+    const judge = checkedConsentJudge(req);
     return subjects.map((s) => {
       const e = this.subjects.get(s);
       if (!e) return { status: 'NO_CONSENT' };
       if (e.key === undefined)
         return (e.rows.get(req.bank) ?? 0) > 0 ? { status: 'BAD_SIGNATURE' } : { status: 'NO_CONSENT' };
-      return checkedConsentStatus(
-        { subject: s, ...req },
-        e.statements.get(req.bank) ?? [],
-        e.revokedAt ?? NO_REVOCATIONS,
-        e.bad?.get(req.bank) ?? 0,
-      );
+      return judge(s, e.statements.get(req.bank) ?? [], e.revokedAt ?? NO_REVOCATIONS, e.bad?.get(req.bank) ?? 0);
     });
   }
 

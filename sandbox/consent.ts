@@ -356,6 +356,12 @@ function arg(path: string, msg: string): never {
 function checkRequest(req: ConsentRequest): { subject: string; at: number } {
   if (!isRecord(req)) arg('req', `expected an object, got ${describe(req)}`);
   const subject = parseUscc(req.subject);
+  return { subject, at: checkRequestTerms(req) };
+}
+
+/** Everything of a request but its subject (checked once for a job's many subjects); its time in ms. */
+function checkRequestTerms(req: Omit<ConsentRequest, 'subject'>): number {
+  if (!isRecord(req)) arg('req', `expected an object, got ${describe(req)}`);
   if (typeof req.bank !== 'string' || req.bank === '')
     arg('req.bank', `expected a party id, got ${describe(req.bank)}`);
   if (typeof req.purpose !== 'string') arg('req.purpose', `expected a string, got ${describe(req.purpose)}`);
@@ -370,7 +376,7 @@ function checkRequest(req: ConsentRequest): { subject: string; at: number } {
   }
   const at = req.at instanceof Date ? req.at.getTime() : NaN;
   if (!Number.isFinite(at)) arg('req.at', `expected a valid Date, got ${describe(req.at)}`);
-  return { subject, at };
+  return at;
 }
 
 /**
@@ -478,21 +484,54 @@ export function checkedConsentStatus(
   /** Candidates whose signatures did not verify (they rank as BAD_SIGNATURE, as in consentStatus). */
   badSignatures = 0,
 ): { status: ConsentStatus; consentId?: string } {
-  const { subject, at } = checkRequest(req);
-  const revoked = new Set<string>();
-  for (const st of statements) {
-    const r = revokedAt.get(st.id);
-    if (r !== undefined && r <= at) revoked.add(st.id);
-  }
-  let best: { status: ConsentStatus; consentId?: string } = {
-    status: badSignatures > 0 ? 'BAD_SIGNATURE' : 'NO_CONSENT',
+  const { subject } = checkRequest(req);
+  return checkedConsentJudge(req)(subject, statements, revokedAt, badSignatures);
+}
+
+/** A canonical USCC as parseUscc returns it (anything else is parsed, and so normalized or refused). */
+const CANONICAL_USCC = /^[0-9A-HJ-NPQRTUWXY]{18}$/;
+
+/**
+ * {@link checkedConsentStatus} for many subjects of one request: the request's terms are checked once, each subject
+ * then judged on its own statements. A subject that is not a valid USCC is NO_CONSENT (no statement can name it).
+ * @throws SH_ERR_INVALID_ARGUMENT for malformed request terms (when the judge is made)
+ */
+export function checkedConsentJudge(
+  terms: Omit<ConsentRequest, 'subject'>,
+): (
+  subject: string,
+  statements: readonly ConsentStatement[],
+  revokedAt: ReadonlyMap<string, number>,
+  badSignatures?: number,
+) => { status: ConsentStatus; consentId?: string } {
+  const at = checkRequestTerms(terms);
+  const req = terms as ConsentRequest;
+  return (raw, statements, revokedAt, badSignatures = 0) => {
+    let best: { status: ConsentStatus; consentId?: string } = {
+      status: badSignatures > 0 ? 'BAD_SIGNATURE' : 'NO_CONSENT',
+    };
+    if (statements.length === 0) return best;
+    let subject = raw;
+    if (!CANONICAL_USCC.test(raw)) {
+      try {
+        subject = parseUscc(raw);
+      } catch {
+        return best;
+      }
+    }
+    const revoked = new Set<string>();
+    if (revokedAt.size > 0)
+      for (const st of statements) {
+        const r = revokedAt.get(st.id);
+        if (r !== undefined && r <= at) revoked.add(st.id);
+      }
+    for (const st of statements) {
+      if (st.grantee !== req.bank || st.subject !== subject) continue;
+      const status = scopeStatus(st, req, at, revoked);
+      if (status === 'OK') return { status, consentId: st.id };
+      if (RANK[status] > RANK[best.status])
+        best = status === 'NO_CONSENT' || status === 'BAD_SIGNATURE' ? { status } : { status, consentId: st.id };
+    }
+    return best;
   };
-  for (const st of statements) {
-    if (st.grantee !== req.bank || st.subject !== subject) continue;
-    const status = scopeStatus(st, req, at, revoked);
-    if (status === 'OK') return { status, consentId: st.id };
-    if (RANK[status] > RANK[best.status])
-      best = status === 'NO_CONSENT' || status === 'BAD_SIGNATURE' ? { status } : { status, consentId: st.id };
-  }
-  return best;
 }

@@ -243,13 +243,21 @@ export class LocalCustodian implements Custodian {
     const group = bank.group;
     const at = new Date(job.body.requestedAt);
     const purpose = String((job.body as { purpose?: unknown }).purpose ?? '');
+    // One judge per (operation, categories) asked: the request's terms are checked once, not per subject.
+    const judges = new Map<string, (subject: string) => string>();
     const allowance = rules.allowance(job.body as BankJob['body'] & Record<string, unknown>, {
       provider: this.provider,
       group,
-      consent: (subject, operation, categories) =>
-        categories.length === 0
-          ? 'OUT_OF_SCOPE'
-          : ledger.consent({ subject, bank: job.signer, purpose, operation, categories, at }),
+      consent: (subject, operation, categories) => {
+        if (categories.length === 0) return 'OUT_OF_SCOPE';
+        const key = `${operation}\u0000${categories.join('\u0000')}`;
+        let judge = judges.get(key);
+        if (!judge) {
+          judge = ledger.consentJudge({ bank: job.signer, purpose, operation, categories, at });
+          judges.set(key, judge);
+        }
+        return judge(subject);
+      },
       policy: this.policy,
       budget: this.budgets,
       now,

@@ -20,7 +20,7 @@
 import { fail } from '../../core/errors.ts';
 import { bytesToHex, hexToBytes } from '../../core/sign.ts';
 import {
-  checkedConsentStatus,
+  checkedConsentJudge,
   verifyConsentSignature,
   verifyRevocation,
   type ConsentRequest,
@@ -176,12 +176,23 @@ export class LedgerMonitor {
 
   /** A subject's consent status, judged from the custodian's own copy (sandbox/consent.ts, same rules as the engine). */
   consent(q: ConsentRequest): ConsentStatus {
-    if (!this.enterprises.has(q.subject)) return 'NO_CONSENT';
     try {
-      return checkedConsentStatus(q, this.consents.get(q.subject) ?? [], this.revokedAt).status;
+      return this.consentJudge(q)(q.subject);
     } catch {
       return 'NO_CONSENT';
     }
+  }
+
+  /**
+   * {@link consent} for many subjects of one request (its terms checked once).
+   * @throws SH_ERR_INVALID_ARGUMENT for malformed terms
+   */
+  consentJudge(terms: Omit<ConsentRequest, 'subject'>): (subject: string) => ConsentStatus {
+    const judge = checkedConsentJudge(terms);
+    return (subject) =>
+      this.enterprises.has(subject)
+        ? judge(subject, this.consents.get(subject) ?? [], this.revokedAt).status
+        : 'NO_CONSENT';
   }
 
   private skip(kind: string): void {
