@@ -138,9 +138,9 @@ export class Safehouse {
     this.wallet.close();
   }
 
-  /** Load SEAL in every worker of the engine's and the providers' pools now (a server does this at start). */
+  /** Prepare the engine (consent and subject indexes, SEAL in every worker) and the providers' pools now, as a server does at start. */
   async warmUp(): Promise<void> {
-    await Promise.all([this.engine.pool.warmUp(this.engine.params.id), this.pool.warmUp(this.engine.params.id)]);
+    await Promise.all([this.engine.warmUp(), this.pool.warmUp(this.engine.params.id)]);
   }
 
   /** SEAL WASM memory of every worker, engine pool and providers' pool (WorkerPool.wasmBytes). */

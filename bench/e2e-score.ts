@@ -285,7 +285,9 @@ export async function runScoreE2e(opts: ScoreE2eOptions): Promise<E2eResult> {
           times[which].push((performance.now() - t) / 1000);
           consentTimes[which].push((mark - t) / 1000);
           for (const r of again.rows) if (r.status === 'OK' && r.score !== expected.get(r.uscc)) mismatches++;
-          log(`scaling ${scalingSubjects} subjects, pool ${size}: ${times[which].at(-1)!.toFixed(2)} s`);
+          log(
+            `scaling ${scalingSubjects} subjects, pool ${size}: ${times[which].at(-1)!.toFixed(2)} s (before the first block ${consentTimes[which].at(-1)!.toFixed(2)} s)`,
+          );
         }
       }
     }

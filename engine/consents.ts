@@ -40,6 +40,11 @@ export class Consents {
     this.index = new ConsentIndex(ctx.store.db);
   }
 
+  /** Build (or bring up to date) the consent index now rather than in the next job. */
+  warm(): void {
+    this.index.fresh();
+  }
+
   /** Where {@link jobSubjects} reads slots (set once by the engine; the two classes are built side by side). */
   useDatasets(datasets: Datasets): void {
     this.datasets = datasets;

@@ -110,6 +110,16 @@ export class Engine implements EngineContext {
     }
   }
 
+  /**
+   * Prepare what every job reads, before the first one: the consent index and the subject index of each current
+   * dataset, and SEAL in every worker. A server does this when it starts; a job would otherwise pay it.
+   */
+  async warmUp(): Promise<void> {
+    this.consents.warm();
+    this.datasets.warm();
+    await this.pool.warmUp(this.params.id);
+  }
+
   get pool(): WorkerPool {
     this.poolInstance ??= new WorkerPool(this.poolSize === undefined ? {} : { size: this.poolSize });
     return this.poolInstance;

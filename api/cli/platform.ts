@@ -57,6 +57,8 @@ export const HANDLERS: Record<string, Handler> = {
       adminPublicKey: admin.publicKey,
       log: (l) => process.stderr.write(l + '\n'),
     });
+    // Consent and subject indexes in memory, SEAL in every worker: the first job does not pay for them.
+    await engine.warmUp();
     const url = await server.listen(args.number('port'), args.string('host'));
     out(
       `safehouse engine listening on ${url} (parameters ${engine.params.id}; admin key ${admin.path}; OpenAPI ${url}/docs)`,

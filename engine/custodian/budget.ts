@@ -61,6 +61,11 @@ export class CustodianBudget {
     }
   }
 
+  /** Rebuild the index from the journal now (after a restart) rather than in the next job. */
+  warm(): void {
+    this.all();
+  }
+
   /** Units of one kind spent for (group, subject, field) since `since` (ms). */
   used(kind: BudgetKind, group: string, subject: string, field: string, since: number): number {
     let n = 0;

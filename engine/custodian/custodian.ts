@@ -193,8 +193,11 @@ export class LocalCustodian implements Custodian {
   async follow(update: LedgerUpdate): Promise<{ size: number }> {
     try {
       const out = this.ledger().follow(update);
-      // The ledger announces uploads and approvals: the provider's tables are re-read here if they changed, not in a job.
+      // The ledger announces uploads and approvals: the provider's tables are re-read here if they changed, not in a
+      // job; after a restart the journal's opened jobs and budgets are rebuilt here too.
       this.data.warm?.();
+      this.openJobs();
+      this.budgets.warm();
       return out;
     } catch (err) {
       if ((err as { code?: string }).code === 'SH_ERR_LEDGER_INCONSISTENT')
