@@ -148,6 +148,12 @@ export async function runDemo(opts: {
       `model ${DEMO_MODEL_ID} (${compiled.terms.length} terms) registered, hash ${compiled.hash.slice(0, 16)}…, approved by all providers`,
     );
 
+    // Each provider's custodian follows the ledger as it grows, as a running one does: it verifies every consent's
+    // signature itself, once, before any job asks (docs/trust.md).
+    t = performance.now();
+    await sh.syncCustodians();
+    lap('custodians', t);
+
     t = performance.now();
     const { rows, jobId: scoreJobId } = await sh.score(DEMO_BANK, DEMO_MODEL_ID, DEMO_PURPOSE, data.subjects, (p) =>
       opts.progress?.(`score:${p.phase}`, p.done, p.total),
