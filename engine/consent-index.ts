@@ -11,18 +11,14 @@
  * engine's own writes never force a rebuild.
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { hexToBytes } from '../core/sign.ts';
 import {
   checkedConsentJudge,
-  validateConsentStatement,
-  verifyConsentSignature,
-  verifyRevocation,
   type ConsentStatement,
   type ConsentStatus,
   type SignedConsent,
   type SignedRevocation,
 } from '../sandbox/consent.ts';
-import { checkedHash, type ConsentRequest } from './consent-reader.ts';
+import { acceptConsentRow, acceptRevocationRow, type ConsentRequest } from './consent-reader.ts';
 
 /** One subject's consents as the reader would judge them. */
 interface SubjectEntry {
@@ -114,7 +110,7 @@ export class ConsentIndex {
     return e;
   }
 
-  /** Every row again, with the reader's rules: a row whose recorded hash matches is taken, any other is verified. */
+  /** Every row again, with the reader's row rules (acceptConsentRow, acceptRevocationRow). */
   private rebuild(version: number): void {
     const subjects = new Map<string, SubjectEntry>();
     const keys = new Map(
@@ -139,40 +135,17 @@ export class ConsentIndex {
       const e = entry(r.subject);
       bump(e.rows, r.grantee);
       if (e.key === undefined) continue;
-      let c: SignedConsent;
-      try {
-        c = JSON.parse(r.signed_json) as SignedConsent;
-      } catch {
-        continue; // unreadable: neither a statement nor a candidate (as the reader, which could not parse it either)
-      }
-      let ok: boolean;
-      if (r.checked === checkedHash(r.signed_json, e.key)) ok = true;
-      else {
-        try {
-          ok = verifyConsentSignature(c, hexToBytes(e.key)) && validateConsentStatement(c.statement) !== undefined;
-        } catch {
-          ok = false;
-        }
-      }
-      if (ok) push(e.statements, r.grantee, c.statement);
-      else if (c?.statement?.grantee === r.grantee && c.statement.subject === r.subject)
-        bump((e.bad ??= new Map()), r.grantee);
+      const st = acceptConsentRow(r, r.grantee, e.key);
+      if (st === 'bad') bump((e.bad ??= new Map()), r.grantee);
+      else if (st) push(e.statements, r.grantee, st);
     }
     for (const r of this.db
       .prepare('SELECT subject, signed_json, checked FROM revocations ORDER BY rowid')
       .all() as RevocationRow[]) {
       const e = subjects.get(r.subject);
       if (!e || e.key === undefined) continue; // no consent of that subject: nothing to revoke
-      let v: SignedRevocation;
-      let ok: boolean;
-      try {
-        v = JSON.parse(r.signed_json) as SignedRevocation;
-        ok = r.checked === checkedHash(r.signed_json, e.key) || verifyRevocation(v, hexToBytes(e.key));
-      } catch {
-        continue;
-      }
-      if (!ok || v.statement.subject !== r.subject) continue;
-      revoke(e, v.statement.consentId, Date.parse(v.statement.revokedAt));
+      const v = acceptRevocationRow(r, e.key);
+      if (v) revoke(e, v.consentId, v.at);
     }
     this.subjects = subjects;
     this.version = version;

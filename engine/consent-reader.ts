@@ -37,6 +37,48 @@ export function checkedHash(signedJson: string, keyHex: string): string {
   return sha256Hex(`${signedJson}\n${keyHex}`);
 }
 
+/**
+ * One stored consent row, judged as every reader of the store does: its statement when the recorded hash matches (it
+ * was verified when added) or its signature verifies now with the subject's key; `bad` when it does not but names this
+ * grantee and subject (it ranks BAD_SIGNATURE); `undefined` for a row that names neither or cannot be read.
+ */
+export function acceptConsentRow(
+  row: { subject: string; signed_json: string; checked: string | null },
+  grantee: string,
+  keyHex: string,
+): ConsentStatement | 'bad' | undefined {
+  let c: SignedConsent;
+  try {
+    c = JSON.parse(row.signed_json) as SignedConsent;
+  } catch {
+    return undefined;
+  }
+  if (row.checked === checkedHash(row.signed_json, keyHex)) return c.statement;
+  let ok = false;
+  try {
+    ok = verifyConsentSignature(c, hexToBytes(keyHex)) && validateConsentStatement(c.statement) !== undefined;
+  } catch {
+    ok = false;
+  }
+  if (ok) return c.statement;
+  return c?.statement?.grantee === grantee && c.statement.subject === row.subject ? 'bad' : undefined;
+}
+
+/** One stored revocation row of `row.subject`, as every reader judges it: the consent id and time it revokes, if valid. */
+export function acceptRevocationRow(
+  row: { subject: string; signed_json: string; checked: string | null },
+  keyHex: string,
+): { consentId: string; at: number } | undefined {
+  try {
+    const v = JSON.parse(row.signed_json) as SignedRevocation;
+    const ok = row.checked === checkedHash(row.signed_json, keyHex) || verifyRevocation(v, hexToBytes(keyHex));
+    if (!ok || v.statement.subject !== row.subject) return undefined;
+    return { consentId: v.statement.consentId, at: Date.parse(v.statement.revokedAt) };
+  } catch {
+    return undefined;
+  }
+}
+
 export class ConsentReader {
   private readonly keys: StatementSync;
   private readonly consents: StatementSync;
@@ -82,32 +124,19 @@ export class ConsentReader {
       const key = keys.get(s);
       const rows = consents.get(s) ?? [];
       if (key === undefined) return rows.length ? { status: 'BAD_SIGNATURE' } : { status: 'NO_CONSENT' };
-      let pk: Uint8Array | undefined;
-      const keyBytes = () => (pk ??= hexToBytes(key));
       const statements: ConsentStatement[] = [];
       let bad = 0;
       for (const r of rows) {
-        const c = JSON.parse(r.signed_json) as SignedConsent;
-        if (r.checked === checkedHash(r.signed_json, key)) statements.push(c.statement);
-        else {
-          let ok = false;
-          try {
-            ok = verifyConsentSignature(c, keyBytes()) && validateConsentStatement(c.statement) !== undefined;
-          } catch {
-            ok = false;
-          }
-          if (ok) statements.push(c.statement);
-          else if (c?.statement?.grantee === req.bank && c.statement.subject === s) bad++;
-        }
+        const st = acceptConsentRow(r, req.bank, key);
+        if (st === 'bad') bad++;
+        else if (st) statements.push(st);
       }
       const revokedAt = new Map<string, number>();
       for (const r of revs.get(s) ?? []) {
-        const v = JSON.parse(r.signed_json) as SignedRevocation;
-        const ok = r.checked === checkedHash(r.signed_json, key) || verifyRevocation(v, keyBytes());
-        if (!ok || v.statement.subject !== s) continue;
-        const at = Date.parse(v.statement.revokedAt);
-        const before = revokedAt.get(v.statement.consentId);
-        if (before === undefined || at < before) revokedAt.set(v.statement.consentId, at);
+        const v = acceptRevocationRow(r, key);
+        if (!v) continue;
+        const before = revokedAt.get(v.consentId);
+        if (before === undefined || v.at < before) revokedAt.set(v.consentId, v.at);
       }
       return checkedConsentStatus({ subject: s, ...req }, statements, revokedAt, bad);
     });
