@@ -142,6 +142,12 @@ export function buildCustodianServer(
     bankSigned(b.bankRequest, 'bankRequest');
     return { response: await custodian.evaluateTokens(b.request, b.bankRequest) };
   });
+  app.post('/v1/custodian/answered', async (req) => {
+    const b = authed<{ jobHash?: unknown; label?: unknown }>(req);
+    if (typeof b.jobHash !== 'string' || typeof b.label !== 'string')
+      fail('SH_ERR_INVALID_ARGUMENT', '"jobHash" and "label" expected strings');
+    return { answer: (await custodian.answered?.(b.jobHash, b.label)) ?? null };
+  });
   opts.extend?.(app, authed);
   return app;
 }
@@ -269,6 +275,17 @@ export class HttpCustodian implements Custodian {
     const blobs = new Map<string, Uint8Array>();
     for (const [h, b] of Object.entries(out.blobs)) blobs.set(h, unb64(b, 'blob'));
     return { signed: out.signed, blobs };
+  }
+
+  async answered(
+    jobHash: string,
+    label: string,
+  ): Promise<{ request: unknown; response: unknown; ciphertext?: string } | undefined> {
+    const out = await this.post<{ answer?: { request: unknown; response: unknown; ciphertext?: string } | null }>(
+      '/v1/custodian/answered',
+      { jobHash, label },
+    );
+    return out.answer ?? undefined;
   }
 
   async evaluateTokens(request: Signed<TokenEvalRequest>, bankRequest: BankClaims): Promise<Signed<TokenEvalResponse>> {

@@ -138,6 +138,12 @@ export const ERRORS = {
     "A job's result was asked for before the job finished, or a job step came out of order.",
   ),
   SH_ERR_UNAVAILABLE: e('state', 503, "The server is shutting down, or a provider's custodian cannot be reached."),
+  SH_ERR_INTERRUPTED: e(
+    'state',
+    503,
+    'A job was cut off by a crash or restart at a step it cannot resume from; it failed once, its budget given back where nothing was released.',
+  ),
+  SH_ERR_STORAGE_FULL: e('limit', 507, 'The disk holding the data directory is full; nothing of the request was kept.'),
 } as const satisfies Record<string, CatalogEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;

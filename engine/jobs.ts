@@ -33,11 +33,51 @@ interface JobRow {
   finished_at: string | null;
 }
 
+/**
+ * What a running job needs to resume after a crash (docs/operations.md "Crash safety"): its seed (masks, blinds and
+ * randomizers derive from it, so the resumed job asks the custodians exactly what the first run asked) and the state
+ * it decided before its first custodian call. Kept in `job_secrets` only while the job runs: removed when it finishes.
+ */
+export interface JobSecret {
+  seed: Uint8Array;
+  state: Record<string, unknown>;
+}
+
 export class Jobs {
   private readonly ctx: EngineContext;
+  /** Jobs being resumed in this process: their custodian steps take answers already given (engine/protocols/ask.ts). */
+  readonly resuming = new Set<string>();
 
   constructor(ctx: EngineContext) {
     this.ctx = ctx;
+    ctx.store.db.exec(
+      'CREATE TABLE IF NOT EXISTS job_secrets (job_id TEXT PRIMARY KEY, seed BLOB NOT NULL, state_json TEXT NOT NULL);',
+    );
+  }
+
+  /** Keep a running job's seed and decided state (inside the transaction that records the job, or just after). */
+  keepSecret(id: string, secret: JobSecret): void {
+    this.ctx.store.db
+      .prepare(
+        'INSERT INTO job_secrets (job_id, seed, state_json) VALUES (?, ?, ?) ON CONFLICT(job_id) DO UPDATE SET seed = excluded.seed, state_json = excluded.state_json',
+      )
+      .run(id, secret.seed, JSON.stringify(secret.state));
+  }
+
+  /** A running job's kept seed and state, if it has them. */
+  secret(id: string): JobSecret | undefined {
+    const r = this.ctx.store.stmt('SELECT seed, state_json FROM job_secrets WHERE job_id = ?').get(id) as
+      { seed: Uint8Array; state_json: string } | undefined;
+    return r ? { seed: new Uint8Array(r.seed), state: JSON.parse(r.state_json) as Record<string, unknown> } : undefined;
+  }
+
+  /** Ids of jobs recorded and not finished (a crash cut them off, or they run now), oldest first. */
+  unfinished(): string[] {
+    return (
+      this.ctx.store.db
+        .prepare("SELECT id FROM jobs WHERE status IN ('running', 'ready') ORDER BY created_at, id")
+        .all() as Array<{ id: string }>
+    ).map((r) => r.id);
   }
 
   /** A fresh job id: `<kind>_<UTC yyyymmddhhmmss>_<8 hex>`. */
@@ -106,16 +146,41 @@ export class Jobs {
         .prepare("UPDATE jobs SET status = 'completed', summary_json = ?, finished_at = ? WHERE id = ?")
         .run(JSON.stringify(summary), now().toISOString(), id);
       ledger.append('job.completed', { jobId: id, ...completed });
+      store.db.prepare('DELETE FROM job_secrets WHERE job_id = ?').run(id);
     });
     ledger.checkpoint();
   }
 
-  /** Fail a job with the error's code (`SH_ERR_INTERNAL` for an uncoded one), its `job.failed` leaf, a checkpoint. */
+  /**
+   * Fail a job once with the error's code (`SH_ERR_INTERNAL` for an uncoded one): its status, the engine-side
+   * verification budget it spent given back (the bank receives nothing of a failed job), its `job.failed` leaf naming
+   * the units refunded — one transaction — then a checkpoint. A job already finished is left as it is. Each custodian
+   * refunds its own budget when it reads the leaf, only if it answered nothing for the job (engine/custodian/).
+   */
   fail(id: string, err: unknown): void {
     const { store, ledger, now } = this.ctx;
-    store.db.prepare("UPDATE jobs SET status = 'failed', finished_at = ? WHERE id = ?").run(now().toISOString(), id);
-    ledger.append('job.failed', { jobId: id, code: isCoded(err) ? err.code : 'SH_ERR_INTERNAL' });
-    ledger.checkpoint();
+    let failed = false;
+    store.transaction(() => {
+      const row = store.db.prepare('SELECT status FROM jobs WHERE id = ?').get(id) as { status: string } | undefined;
+      if (!row || row.status === 'completed' || row.status === 'failed' || row.status === 'purged') return;
+      const units = Number(
+        (
+          store.db.prepare('SELECT COALESCE(SUM(units), 0) AS u FROM verify_spend WHERE job_id = ?').get(id) as {
+            u: number;
+          }
+        ).u,
+      );
+      store.db.prepare('DELETE FROM verify_spend WHERE job_id = ?').run(id);
+      store.db.prepare('DELETE FROM job_secrets WHERE job_id = ?').run(id);
+      store.db.prepare("UPDATE jobs SET status = 'failed', finished_at = ? WHERE id = ?").run(now().toISOString(), id);
+      ledger.append('job.failed', {
+        jobId: id,
+        code: isCoded(err) ? err.code : 'SH_ERR_INTERNAL',
+        ...(units ? { refunded: { verifyUnits: units } } : {}),
+      });
+      failed = true;
+    });
+    if (failed) ledger.checkpoint();
   }
 
   get(id: string): JobRecord | undefined {

@@ -43,6 +43,8 @@ export class Retention {
     );
     const hashes = new Set<string>();
     for (const id of jobs) {
+      const outcome = this.jobs.get(id)?.summary?.outcomeBlob; // a training job's delivered outcome
+      if (typeof outcome === 'string' && /^[0-9a-f]{64}$/.test(outcome)) hashes.add(outcome);
       for (const e of ledger.jobEntries(id)) {
         for (const k of REPLAY_BLOB_KEYS) {
           const h = e.body[k];

@@ -21,6 +21,8 @@ import { runTrainJob, type TrainingColumnsSource } from '../../engine/protocols/
 import type { TrainPlan, TrainRequest, TrainLabels, TrainingPart } from '../../engine/protocols/train/messages.ts';
 import type { HttpCustodian } from '../custodian-http.ts';
 import { toJson, fromJson } from '../wire.ts';
+import { canonicalize } from '../../core/jcs.ts';
+import type { TrainOutcome } from '../../engine/protocols/train/messages.ts';
 import { JOB_ID } from './schemas.ts';
 import type { Custodians } from './custodians.ts';
 
@@ -113,10 +115,16 @@ export class JobQueue {
     const jobId = request.body.jobId;
     if (typeof jobId !== 'string' || !new RegExp(JOB_ID).test(jobId))
       fail('SH_ERR_INVALID_ARGUMENT', '"jobId" expected 1..96 characters [A-Za-z0-9_.:-]');
-    if (
-      e.store.db.prepare('SELECT 1 FROM api_jobs WHERE id = ? UNION SELECT 1 FROM jobs WHERE id = ?').get(jobId, jobId)
-    )
-      fail('SH_ERR_ALREADY_EXISTS', `job ${jobId} already exists`, { job: jobId });
+    // The same signed request again (a client that lost the answer, or resubmits after a crash) is the same job.
+    const known = e.store.db.prepare('SELECT kind, status, submit_json FROM api_jobs WHERE id = ?').get(jobId) as
+      { kind: string; status: JobStatus; submit_json: string } | undefined;
+    if (known) {
+      const before = JSON.parse(known.submit_json) as { request: unknown };
+      if (known.kind === b.kind && canonicalize(before.request) === canonicalize(b.request))
+        return { jobId, status: known.status };
+      fail('SH_ERR_ALREADY_EXISTS', `job ${jobId} already exists with another request`, { job: jobId });
+    }
+    if (e.jobs.get(jobId)) fail('SH_ERR_ALREADY_EXISTS', `job ${jobId} already exists`, { job: jobId });
     if (b.kind === 'verify' && !b.openings) fail('SH_ERR_INVALID_ARGUMENT', '"openings" is required for a verify job');
     let plan: TrainPlan | undefined;
     if (b.kind === 'train') {
@@ -236,6 +244,17 @@ export class JobQueue {
     return fromJson(readFileSync(join(this.resultsDir, `${job.id}.json`), 'utf8'));
   }
 
+  /** A finished job's result from what the engine kept of it (the server crashed before it wrote its copy). */
+  private delivered(kind: JobKind, summary: Record<string, unknown>): unknown {
+    const blob = kind === 'train' ? summary.outcomeBlob : summary.resultHash;
+    if (typeof blob !== 'string' || !this.engine.store.hasBlob(blob))
+      fail('SH_ERR_BLOB_MISSING', `the result of this ${kind} job is no longer kept`);
+    const kept = JSON.parse(new TextDecoder().decode(this.engine.store.getBlob(blob))) as Record<string, unknown>;
+    if (kind !== 'train') return kept;
+    const m = kept.model as { W0: string; W: string[] };
+    return { ...kept, model: { W0: BigInt(m.W0), W: m.W.map((w) => BigInt(w)) } } as TrainOutcome;
+  }
+
   private inputsDir(id: string): string {
     return join(this.resultsDir, `${id}.inputs`);
   }
@@ -283,18 +302,42 @@ export class JobQueue {
         openings?: ClaimOpenings;
         labels?: Signed<TrainLabels>;
       };
+      // A job the engine recorded before a crash: deliver it if it finished, resume it if it can, else fail it once.
+      const recorded = this.engine.jobs.get(id);
+      const resume = !!recorded && recorded.status !== 'planned';
       let result: unknown;
-      if (row.kind === 'score') {
+      if (recorded?.status === 'completed' || recorded?.status === 'purged') {
+        result = this.delivered(recorded.kind, recorded.summary ?? {});
+      } else if (recorded?.status === 'failed') {
+        const failed = this.engine.ledger.jobEntries(id).find((x) => x.kind === 'job.failed');
+        const code = String(failed?.body.code ?? 'SH_ERR_INTERNAL');
+        throw new SafehouseError(
+          (code in ERRORS ? code : 'SH_ERR_INTERNAL') as ErrorCode,
+          `job ${id} failed (${code}) before the server restarted`,
+          { job: id },
+        );
+      } else if (resume && row.kind === 'train') {
+        // Training keeps no resumable state between iterations: it fails once; custodians refund what they did not answer.
+        const err = new SafehouseError(
+          'SH_ERR_INTERRUPTED',
+          `training job ${id} was cut off by a restart at ${recorded!.status === 'ready' ? 'its inputs' : 'its iterations'}`,
+          { job: id },
+        );
+        this.engine.jobs.fail(id, err);
+        throw err;
+      } else if (row.kind === 'score') {
         const req = submitted.request as unknown as Signed<ScoreRequest>;
         const m = this.engine.models.get(req.body.modelId);
         if (m) await this.custodians.ensure(m.spec.terms.map((t) => t.provider));
         result = await runScoreJob(this.engine, req, {
+          resume,
           onProgress: (p) => progress({ phase: p.phase, done: p.done, total: p.total }),
         });
       } else if (row.kind === 'verify') {
         const req = submitted.request as unknown as Signed<VerifyRequest>;
         await this.custodians.ensure(req.body.claims.map((c) => c.provider));
         result = await runVerifyJob(this.engine, req, submitted.openings ?? {}, {
+          resume,
           onProgress: (p) => progress({ phase: p.phase, done: p.done, total: p.total }),
         });
       } else {

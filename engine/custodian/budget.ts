@@ -86,6 +86,11 @@ export class CustodianBudget {
     return out;
   }
 
+  /** Forget the index: it is rebuilt from the journal (after a refund) at the next use. */
+  reload(): void {
+    this.index = undefined;
+  }
+
   /** Record a job's spending (in memory; the custodian journals it with the opened job). */
   add(records: readonly SpendRecord[], at: number): void {
     this.all();

@@ -19,6 +19,7 @@
  */
 import type { Decryptor, PublicKey, SecretKey } from 'node-seal';
 import { randomFillSync } from 'node:crypto';
+import { dirname, join } from 'node:path';
 import { fail } from '../../core/errors.ts';
 import { canonicalize } from '../../core/jcs.ts';
 import { sha256Hex } from '../../core/hash.ts';
@@ -33,6 +34,7 @@ import type { WorkerPool } from '../pool/pool.ts';
 import type * as Kernels from './kernels.ts';
 import { checkedDecrypt } from './decrypt.ts';
 import { CustodianJournal } from './journal.ts';
+import { AnswerStore, type StoredAnswer } from './answers.ts';
 import type { CustodianRules, OpenJob, ProviderData } from './rules.ts';
 import { CustodianBudget } from './budget.ts';
 import { LedgerMonitor, type LedgerTrust, type LedgerUpdate } from './monitor.ts';
@@ -109,6 +111,8 @@ export class LocalCustodian implements Custodian {
   private readonly data: ProviderData;
   private readonly now: () => Date;
   private readonly budgets: CustodianBudget;
+  /** Answers of running jobs, given again (not recomputed) to an engine resuming a job after a crash. */
+  private readonly answers: AnswerStore;
   /** Evaluations already answered per job and claim: the bank-signed count bounds their sum (rebuilt from the journal). */
   private evaluations: Map<string, Map<string, number>> | undefined;
   private readonly targetKeys = new Map<string, PublicKey>();
@@ -146,6 +150,7 @@ export class LocalCustodian implements Custodian {
     };
     this.now = opts.now ?? (() => new Date());
     this.budgets = new CustodianBudget(this.journal);
+    this.answers = new AnswerStore(opts.logFile ? join(dirname(opts.logFile), 'answers') : undefined);
   }
 
   private init() {
@@ -197,6 +202,7 @@ export class LocalCustodian implements Custodian {
       // job; after a restart the journal's opened jobs and budgets are rebuilt here too.
       this.data.warm?.();
       this.openJobs();
+      this.settle();
       this.budgets.warm();
       return out;
     } catch (err) {
@@ -355,7 +361,7 @@ export class LocalCustodian implements Custodian {
         ? this.rulesOf(job).refuse(job, label, mode, this.provider)
         : `label ${JSON.stringify(label)} is not a string`;
     if (outside) return refuse('SH_ERR_PARAMS_MISMATCH', outside);
-    if (job.labels.has(label))
+    if (job.labels.has(label) || this.answers.has(jobHash, label))
       return refuse('SH_ERR_CUSTODIAN_BUDGET', `label ${label} of job ${jobId} was already answered`);
     if (job.used >= job.budget)
       return refuse('SH_ERR_CUSTODIAN_BUDGET', `job ${jobId} has used its ${job.budget} decryption(s)`);
@@ -497,6 +503,7 @@ export class LocalCustodian implements Custodian {
     }
     values.fill(0n);
     const response = signJson(body, this.provider, this.keys.ed25519SecretKey);
+    this.answers.put(req.jobHash, req.label, { request, response });
     this.spend(job, req.label);
     if (body.zero === true) job.zeros.add(req.label);
     // The noise drawn is the provider's own record (with the engine's noisy sums it would give the exact ones).
@@ -603,6 +610,11 @@ export class LocalCustodian implements Custodian {
       ciphertext: sha256Hex(bytes),
     };
     const response = signJson(body, this.provider, this.keys.ed25519SecretKey);
+    this.answers.put(req.jobHash, req.label, {
+      request,
+      response,
+      ciphertext: Buffer.from(bytes).toString('base64'),
+    });
     this.spend(job, req.label);
     this.journal.append({
       at: new Date().toISOString(),
@@ -700,6 +712,7 @@ export class LocalCustodian implements Custodian {
       proof: bytesToHex(out.proof),
     };
     const response = signJson(body, this.provider, this.keys.ed25519SecretKey);
+    this.answers.put(req.jobHash, req.label, { request, response });
     const perClaim: Record<string, number> = {};
     for (const el of req.elements) perClaim[el.claimId] = (perClaim[el.claimId] ?? 0) + 1;
     this.journal.append({
@@ -713,6 +726,39 @@ export class LocalCustodian implements Custodian {
       responseHash: sha256Hex(canonicalize(response)),
     });
     return response;
+  }
+
+  /**
+   * The answer already given to `label` of an opened, unfinished job — the same request and response (and a
+   * transfer's ciphertext), for an engine that crashed before it recorded them. Nothing is decrypted again.
+   */
+  async answered(jobHash: string, label: string): Promise<StoredAnswer | undefined> {
+    if (typeof jobHash !== 'string' || typeof label !== 'string' || !this.openJobs().has(jobHash)) return undefined;
+    return this.answers.get(jobHash, label);
+  }
+
+  /**
+   * Jobs the ledger shows finished: their kept answers are dropped, and a failed job this custodian released
+   * nothing for (no decryption, transfer or evaluation answered) gets its budget back — it bought nothing here.
+   * Idempotent: a restarted custodian re-reads the whole ledger and settles the same jobs the same way.
+   */
+  private settle(): void {
+    const finished = this.ledger().drainFinished();
+    if (!finished.size) return;
+    const refunded = this.journal.refunded();
+    let changed = false;
+    let answeredIds: Set<string> | undefined;
+    for (const [hash, job] of this.openJobs()) {
+      const end = finished.get(job.jobId);
+      if (!end) continue;
+      this.answers.drop(hash);
+      if (!end.failed || refunded.has(hash)) continue;
+      answeredIds ??= this.journal.answeredJobIds();
+      if (job.used > 0 || answeredIds.has(job.jobId)) continue;
+      this.journal.append({ at: new Date().toISOString(), refunded: hash, jobId: job.jobId, code: end.code });
+      changed = true;
+    }
+    if (changed) this.budgets.reload();
   }
 
   /** Decrypt with the key holder's checks: in the provider's own pool when it has one, else on this thread. */

@@ -90,14 +90,35 @@ export class CustodianJournal {
     return last;
   }
 
-  /** Every budget spend the journal holds (written with the jobs that spent them). */
+  /** Every budget spend the journal holds (written with the jobs that spent them), less the jobs refunded. */
   spendRecords(): Array<SpendRecord & { at: string }> {
     const out: Array<SpendRecord & { at: string }> = [];
-    for (const e of this.lines()) {
+    const lines = this.lines();
+    const refunded = new Set(lines.filter((e) => typeof e.refunded === 'string').map((e) => e.refunded as string));
+    for (const e of lines) {
       if (typeof e.opened !== 'string' || !Array.isArray(e.spent) || typeof e.at !== 'string') continue;
+      if (refunded.has(e.opened)) continue;
       for (const r of e.spent as SpendRecord[]) out.push({ ...r, at: e.at });
     }
     return out;
+  }
+
+  /** Job hashes whose budget was given back (a failed job this custodian answered nothing for). */
+  refunded(): Set<string> {
+    return new Set(
+      this.lines()
+        .filter((e) => typeof e.refunded === 'string')
+        .map((e) => e.refunded as string),
+    );
+  }
+
+  /** Ids of jobs with at least one answer given (decryption, transfer or token evaluation). */
+  answeredJobIds(): Set<string> {
+    return new Set(
+      this.lines()
+        .filter((e) => typeof e.responseHash === 'string')
+        .map((e) => String(e.jobId)),
+    );
   }
 
   /** Token evaluations answered per job and claim, from entries after `since` (ms since the epoch). */

@@ -36,6 +36,11 @@ export interface DecryptRequest {
    * v + m — so a column or any other function of its data cannot be sent under a score label.
    */
   maskKey?: string;
+  /**
+   * SHA-256 of the engine's re-randomizer blob for this ciphertext (the auditor's replay material; the custodian does
+   * not use it): a job resumed after a crash that takes the first run's answer ledgers the first run's blob.
+   */
+  rerandomizer?: string;
   groupSize?: number;
   /**
    * Training `sum` of an iteration: the engine's bound max|D_i| on one subject's residual (decimal), from which the
@@ -183,6 +188,15 @@ export interface Custodian {
    * bank-signed request allows (SH_ERR_CUSTODIAN_BUDGET) and identity or invalid points (SH_ERR_TOKEN_INVALID).
    */
   evaluateTokens(request: Signed<TokenEvalRequest>, bankRequest: BankClaims): Promise<Signed<TokenEvalResponse>>;
+  /**
+   * The answer this custodian already gave to `label` of a running job: the engine-signed request it answered, its
+   * signed response and (transfer) the ciphertext — what an engine resuming a job after a crash takes instead of
+   * asking again (a label is answered once). Undefined when the label was not answered.
+   */
+  answered?(
+    jobHash: string,
+    label: string,
+  ): Promise<{ request: unknown; response: unknown; ciphertext?: string } | undefined>;
   /** Domain transfer with relayout (docs/design.md §4.3): returns Enc_target(π(v + m)) and a signed receipt. */
   transfer(
     request: Signed<TransferRequest>,

@@ -77,6 +77,8 @@ export class LedgerMonitor {
   private readonly consents = new Map<string, ConsentStatement[]>();
   private readonly revokedAt = new Map<string, number>();
   private readonly jobs = new Set<string>();
+  /** Jobs seen finishing since the last `drainFinished` (job id → failed?, code). */
+  private finished = new Map<string, { failed: boolean; code: string }>();
   /** Leaves the monitor could not trust (uncertified keys, bad signatures), by kind: the provider's evidence. */
   readonly ignored: Record<string, number> = {};
 
@@ -87,6 +89,13 @@ export class LedgerMonitor {
     this.trust = trust;
     this.expected = opts.expected;
     this.onAccept = opts.onAccept ?? (() => {});
+  }
+
+  /** Jobs whose `job.completed` or `job.failed` leaf was accepted since the last call. */
+  drainFinished(): Map<string, { failed: boolean; code: string }> {
+    const out = this.finished;
+    this.finished = new Map();
+    return out;
   }
 
   /** The accepted prefix: the engine sends leaves from here. */
@@ -209,6 +218,9 @@ export class LedgerMonitor {
     const kind = String(e.kind);
     if (kind === 'job.requested') {
       if (typeof e.jobHash === 'string') this.jobs.add(e.jobHash);
+    } else if (kind === 'job.completed' || kind === 'job.failed') {
+      if (typeof e.jobId === 'string')
+        this.finished.set(e.jobId, { failed: kind === 'job.failed', code: String(e.code ?? '') });
     } else if (kind === 'party.registered') {
       const party = String(e.party);
       if (e.role === 'provider') {

@@ -35,7 +35,7 @@ export function admitBankRequest<T extends BankJobBody>(
   signed: Signed<T>,
   type: T['type'],
   what: string,
-  opts: { sealedResults: boolean },
+  opts: { sealedResults: boolean; resume?: boolean },
 ): Admitted<T> {
   const bank = engine.registry.requireParty(signed.signer, 'bank');
   requireSignature(signed, bank.ed25519, type, `${what} request by ${signed.signer}`);
@@ -46,6 +46,17 @@ export function admitBankRequest<T extends BankJobBody>(
   const at = new Date(req.requestedAt);
   if (!Number.isFinite(at.getTime()))
     fail('SH_ERR_INVALID_ARGUMENT', `"requestedAt" expected an ISO 8601 time, got ${JSON.stringify(req.requestedAt)}`);
+  const jobHash = sha256Hex(canonicalize(signed));
+  if (opts.resume) {
+    // Resuming after a crash: the job was admitted (fresh, new) when it was recorded; it must be that very request.
+    const job = engine.jobs.get(req.jobId);
+    const recorded = job?.request.signed;
+    if (!job || job.status !== 'running' || !recorded || sha256Hex(canonicalize(recorded)) !== jobHash)
+      fail('SH_ERR_INVALID_ARGUMENT', `job ${req.jobId} is not a recorded running job of this request to resume`, {
+        job: req.jobId,
+      });
+    return { bank, req, jobHash, at };
+  }
   if (Math.abs(at.getTime() - engine.now().getTime()) > MAX_REQUEST_SKEW_MS) {
     fail(
       'SH_ERR_REQUEST_STALE',
@@ -53,7 +64,7 @@ export function admitBankRequest<T extends BankJobBody>(
     );
   }
   engine.jobs.requireNew(req.jobId);
-  return { bank, req, jobHash: sha256Hex(canonicalize(signed)), at };
+  return { bank, req, jobHash, at };
 }
 
 export interface EscrowBox {

@@ -197,6 +197,10 @@ export class Store {
   }
 
   /** Remove a blob (used only to roll back an upload that failed before its metadata committed). */
+  hasBlob(hash: string): boolean {
+    return existsSync(this.blobPath(hash));
+  }
+
   dropBlob(hash: string): void {
     rmSync(this.blobPath(hash), { force: true });
   }

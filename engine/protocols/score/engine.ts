@@ -162,6 +162,7 @@ export async function evaluateBlocks(
       label,
       mode: 'seal',
       ciphertext: sha256Hex(ct),
+      rerandomizer,
       recipient: { party: job.bank.id, x25519: bytesToHex(job.bank.x25519!) },
       // The key holder checks v against its own records before it seals v + m (engine/protocols/score/custodian.ts).
       maskKey: bytesToHex(maskKey),
@@ -173,6 +174,7 @@ export async function evaluateBlocks(
       response: (r) => r,
       complete: (r) => !!r.body.sealed,
       requestEvent: { mode: 'seal', ciphertext: request.ciphertext, rerandomizer },
+      discard: () => engine.store.dropBlob(rerandomizer),
       responseEvent: (r) => ({
         responseHash: sha256Hex(canonicalize(r)),
         sealed: sha256Hex(canonicalize(r.body.sealed)),

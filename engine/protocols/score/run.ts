@@ -4,7 +4,7 @@
  * reports) and escrow its seed before any custodian call, evaluate the touched blocks, deliver the result and record
  * its hash. A failure after the job was recorded fails it in the ledger.
  */
-import { fail } from '../../../core/errors.ts';
+import { SafehouseError, fail } from '../../../core/errors.ts';
 import { sha256Hex } from '../../../core/hash.ts';
 import type { Signed } from '../../../core/sign.ts';
 import { parseSubjectList } from '../../../sandbox/uscc.ts';
@@ -43,6 +43,25 @@ async function openCustodians(
   return { refused, reasons };
 }
 
+/**
+ * What a resumed job takes from its first run: the seed, provided the subjects it scores are the ones it recorded
+ * (the hash of their consent ids in `job.requested`). Otherwise the job fails once with SH_ERR_INTERRUPTED.
+ */
+function resumeState(engine: Engine, jobId: string, consentIds: string): { seed: Uint8Array } {
+  const secret = engine.jobs.secret(jobId);
+  const requested = engine.ledger.jobEntries(jobId).find((e) => e.kind === 'job.requested');
+  if (!secret || requested?.body.consentIds !== consentIds) {
+    const err = new SafehouseError(
+      'SH_ERR_INTERRUPTED',
+      `job ${jobId} was cut off and cannot resume: ${secret ? 'the consents it recorded changed' : 'its seed was not kept'}`,
+      { job: jobId },
+    );
+    engine.jobs.fail(jobId, err);
+    throw err;
+  }
+  return { seed: secret.seed };
+}
+
 /** Per provider, how many subjects it refused (for the ledger entry; the subjects are its index). */
 function refusalsByProvider(refused: ReadonlyMap<string, string[]>): Record<string, number> {
   const out: Record<string, number> = {};
@@ -58,10 +77,34 @@ function refusalsByProvider(refused: ReadonlyMap<string, string[]>): Record<stri
 export async function runScoreJob(
   engine: Engine,
   signed: Signed<ScoreRequest>,
-  opts: { onProgress?: (p: ScoreProgress) => void } = {},
+  opts: {
+    onProgress?: (p: ScoreProgress) => void;
+    /** Resume this recorded, running job after a crash (docs/operations.md "Crash safety"). */
+    resume?: boolean;
+  } = {},
+): Promise<ScoreResult> {
+  if (!opts.resume) return scoreJob(engine, signed, opts);
+  engine.jobs.resuming.add(signed.body.jobId);
+  try {
+    return await scoreJob(engine, signed, opts);
+  } catch (err) {
+    engine.jobs.fail(signed.body.jobId, err); // once: a job failed already stays as it was
+    throw err;
+  } finally {
+    engine.jobs.resuming.delete(signed.body.jobId);
+  }
+}
+
+async function scoreJob(
+  engine: Engine,
+  signed: Signed<ScoreRequest>,
+  opts: { onProgress?: (p: ScoreProgress) => void; resume?: boolean },
 ): Promise<ScoreResult> {
   // 1. Who asks, for what, under which pinned model.
-  const { bank, req, jobHash } = admitBankRequest(engine, signed, SCORE_REQUEST_TYPE, 'score', { sealedResults: true });
+  const { bank, req, jobHash } = admitBankRequest(engine, signed, SCORE_REQUEST_TYPE, 'score', {
+    sealedResults: true,
+    resume: opts.resume,
+  });
   const model = pinnedModel(engine, req, bank.id);
   if (!Array.isArray(req.subjects)) fail('SH_ERR_INVALID_ARGUMENT', '"subjects" expected an array');
   if (req.subjects.length > engine.policy.maxSubjectsPerJob)
@@ -91,28 +134,32 @@ export async function runScoreJob(
   const scored = subjects.filter((s) => consent.get(s)!.status === 'OK' && judged.status.get(s) === 'OK');
 
   // 3. Record the request before any custodian call, with every requested subject for their access reports.
-  const seed = engine.jobs.newSeed();
-  const escrow = escrowToAuditors(engine, seed, { type: 'safehouse.escrow.v1', jobId: req.jobId, jobHash });
   const consentIds = scored.map((s) => consent.get(s)!.consentId!).sort();
-  engine.jobs.record(
-    { id: req.jobId, kind: 'score', bank: bank.id, request: { signed, escrow }, status: 'running' },
-    {
-      event: {
-        jobId: req.jobId,
-        job: 'score',
-        bank: bank.id,
-        modelId: req.modelId,
-        modelHash: model.hash,
-        purpose: req.purpose,
-        jobHash,
-        subjects: subjects.length,
-        consentIds: sha256Hex(consentIds.join('\n')),
-        signature: signed.signature,
-        escrow: escrowHashes(escrow),
+  const resumed = opts.resume ? resumeState(engine, req.jobId, sha256Hex(consentIds.join('\n'))) : undefined;
+  const seed = resumed?.seed ?? engine.jobs.newSeed();
+  if (!resumed) {
+    const escrow = escrowToAuditors(engine, seed, { type: 'safehouse.escrow.v1', jobId: req.jobId, jobHash });
+    engine.jobs.record(
+      { id: req.jobId, kind: 'score', bank: bank.id, request: { signed, escrow }, status: 'running' },
+      {
+        event: {
+          jobId: req.jobId,
+          job: 'score',
+          bank: bank.id,
+          modelId: req.modelId,
+          modelHash: model.hash,
+          purpose: req.purpose,
+          jobHash,
+          subjects: subjects.length,
+          consentIds: sha256Hex(consentIds.join('\n')),
+          signature: signed.signature,
+          escrow: escrowHashes(escrow),
+        },
+        subjects,
       },
-      subjects,
-    },
-  );
+      () => engine.jobs.keepSecret(req.jobId, { seed, state: {} }),
+    );
+  }
 
   // 4. One masked, re-randomized ciphertext per (dataset, touched block), sealed to the bank by the custodian.
   // Each custodian judges the job against its own scoring budget first; a subject any of them refuses is answered
@@ -134,17 +181,18 @@ export async function runScoreJob(
     // A custodian's own consent check (its ledger copy) gives the status it found; otherwise its budget refused.
     for (const s of refused.keys())
       if (judged.status.get(s) === 'OK') judged.status.set(s, (reasons.get(s) ?? 'OVER_BUDGET') as ScoreStatus);
-    engine.ledger.append(
-      'score.custodian_refused',
-      {
-        jobId: req.jobId,
-        code: 'SH_ERR_CUSTODIAN_BUDGET',
-        providers: refusalsByProvider(refused),
-        refused: [...refused.keys()].sort(),
-        ...(reasons.size ? { reasons: Object.fromEntries([...reasons].sort()) } : {}),
-      },
-      [...refused.keys()],
-    );
+    if (!resumed || !engine.ledger.jobEntries(req.jobId).some((e) => e.kind === 'score.custodian_refused'))
+      engine.ledger.append(
+        'score.custodian_refused',
+        {
+          jobId: req.jobId,
+          code: 'SH_ERR_CUSTODIAN_BUDGET',
+          providers: refusalsByProvider(refused),
+          refused: [...refused.keys()].sort(),
+          ...(reasons.size ? { reasons: Object.fromEntries([...reasons].sort()) } : {}),
+        },
+        [...refused.keys()],
+      );
   }
   let done = 0;
   opts.onProgress?.({ phase: 'compute', done, total: work.length });

@@ -357,9 +357,13 @@ export async function runIterations(
   };
   const modelJson = { W0: model.W0.toString(), W: model.W.map(String), scaleBits: o.scaleBits, bins };
   const modelHash = sha256Hex(canonicalize(modelJson));
+  // The outcome as the bank receives it, kept so a server that crashed before delivering it can still deliver it.
+  const outcomeBlob = engine.store.putBlob(
+    new TextEncoder().encode(canonicalize({ ...outcome, model: { W0: modelJson.W0, W: modelJson.W } })),
+  );
   engine.jobs.complete(
     plan.jobId,
-    { iterations, cohort: plan.cohort.length, excluded: Object.keys(plan.excluded).length, modelHash },
+    { iterations, cohort: plan.cohort.length, excluded: Object.keys(plan.excluded).length, modelHash, outcomeBlob },
     { job: 'train', bank, iterations, cohort: plan.cohort.length, modelHash, privacy: plan.privacy },
   );
   return outcome;

@@ -291,6 +291,7 @@ export async function compareBlocks(
         label,
         mode: 'sign',
         ciphertext: sha256Hex(ct),
+        rerandomizer,
         recipient: { party: job.bank.id, x25519: bytesToHex(job.bank.x25519!) },
       };
       const response = await askCustodian<DecryptRequest, Signed<DecryptResponse>>(engine, {
@@ -306,6 +307,7 @@ export async function compareBlocks(
           rerandomizer,
           comparisons: comparisons.map((c) => [c.claimId, c.k!]),
         },
+        discard: () => engine.store.dropBlob(rerandomizer),
         responseEvent: (r) => ({
           responseHash: sha256Hex(canonicalize(r)),
           sealed: sha256Hex(canonicalize(r.body.sealed)),

@@ -12,7 +12,8 @@ import { sealTo } from '../../../core/sealbox.ts';
 import type { Signed } from '../../../core/sign.ts';
 import type { Engine } from '../../engine.ts';
 import { admitBankRequest, escrowHashes, escrowToAuditors, failOnError, openAtCustodian } from '../job.ts';
-import { prepareClaim } from './claims.ts';
+import { prepareClaim, type PreparedClaim } from './claims.ts';
+import { windowStart } from '../../../sandbox/policy.ts';
 import {
   claimConsents,
   compareBlocks,
@@ -57,17 +58,21 @@ async function custodianRefusals(engine: Engine, signed: Signed<VerifyRequest>, 
       const why = reasons.get(p.claim.claimId);
       judged.results.set(p.claim.claimId, why ? (`refused:${why}` as ClaimResult) : 'over_budget');
     }
-    engine.ledger.append(
-      'verify.custodian_refused',
-      {
-        jobId: signed.body.jobId,
-        code: 'SH_ERR_CUSTODIAN_BUDGET',
-        claims: hit.map((p) => p.claim.claimId),
-        providers: [...new Set(hit.map((p) => p.claim.provider))].sort(),
-        ...(reasons.size ? { reasons: Object.fromEntries([...reasons].sort()) } : {}),
-      },
-      [...new Set(hit.map((p) => p.claim.subject))],
-    );
+    const once =
+      !engine.jobs.resuming.has(signed.body.jobId) ||
+      !engine.ledger.jobEntries(signed.body.jobId).some((e) => e.kind === 'verify.custodian_refused');
+    if (once)
+      engine.ledger.append(
+        'verify.custodian_refused',
+        {
+          jobId: signed.body.jobId,
+          code: 'SH_ERR_CUSTODIAN_BUDGET',
+          claims: hit.map((p) => p.claim.claimId),
+          providers: [...new Set(hit.map((p) => p.claim.provider))].sort(),
+          ...(reasons.size ? { reasons: Object.fromEntries([...reasons].sort()) } : {}),
+        },
+        [...new Set(hit.map((p) => p.claim.subject))],
+      );
   }
   return work;
 }
@@ -80,11 +85,54 @@ export async function runVerifyJob(
   engine: Engine,
   signed: Signed<VerifyRequest>,
   openings: ClaimOpenings,
-  opts: { onProgress?: (p: VerifyProgress) => void } = {},
+  opts: {
+    onProgress?: (p: VerifyProgress) => void;
+    /** Resume this recorded, running job after a crash (docs/operations.md "Crash safety"). */
+    resume?: boolean;
+  } = {},
+): Promise<VerifyResult> {
+  if (!opts.resume) return verifyJob(engine, signed, openings, opts);
+  engine.jobs.resuming.add(signed.body.jobId);
+  try {
+    return await verifyJob(engine, signed, openings, opts);
+  } catch (err) {
+    engine.jobs.fail(signed.body.jobId, err); // once: a job failed already stays as it was
+    throw err;
+  } finally {
+    engine.jobs.resuming.delete(signed.body.jobId);
+  }
+}
+
+/** A resumed job's judgement as its first run recorded it (answers known, claims that reach a custodian). */
+function restoreJudged(
+  engine: Engine,
+  prepared: readonly PreparedClaim[],
+  state: Record<string, unknown>,
+  at: Date,
+): Judged {
+  const results = new Map(Object.entries((state.results ?? {}) as Record<string, ClaimResult>));
+  const asked = new Set((state.work ?? []) as string[]);
+  const work = prepared.filter((p) => asked.has(p.claim.claimId));
+  const slotOf = new Map<string, { block: number; slot: number }>();
+  for (const p of work) {
+    const sl = engine.datasets.subjectSlots(p.dataset.id, [p.claim.subject]).get(p.claim.subject);
+    if (!sl || sl.missing.has(p.claim.field))
+      fail('SH_ERR_INTERRUPTED', `job cut off and cannot resume: the data of claim ${p.claim.claimId} changed`);
+    slotOf.set(p.claim.claimId, sl);
+  }
+  return { results, work, slotOf, since: windowStart(engine.policy, at), spend: new Map(), exceeded: [] };
+}
+
+async function verifyJob(
+  engine: Engine,
+  signed: Signed<VerifyRequest>,
+  openings: ClaimOpenings,
+  opts: { onProgress?: (p: VerifyProgress) => void; resume?: boolean },
 ): Promise<VerifyResult> {
   // 1. Who asks; the whole batch is validated before any work.
   const { bank, req, jobHash, at } = admitBankRequest(engine, signed, VERIFY_REQUEST_TYPE, 'verify', {
     sealedResults: true,
+    resume: opts.resume,
   });
   if (!Array.isArray(req.claims)) fail('SH_ERR_CLAIM_INVALID', '"claims" expected an array');
   if (req.claims.length > engine.policy.maxClaimsPerJob)
@@ -104,62 +152,77 @@ export async function runVerifyJob(
   // 3. Budget and data presence in claim order, judged in the transaction that records the request (with every
   // subject, for access reports) and the budget spent, before any custodian call.
   const subjects = [...new Set(req.claims.map((c) => c.subject))];
+  // The seed (randomizers of numeric comparisons, token blinds) is kept with the judgement while the job runs, so a
+  // job cut off by a crash resumes asking exactly what it asked.
+  const resumed = opts.resume ? engine.jobs.secret(req.jobId) : undefined;
+  if (opts.resume && !resumed)
+    fail('SH_ERR_INTERRUPTED', `job ${req.jobId} was cut off and cannot resume: its seed was not kept`);
+  const seed = resumed?.seed ?? engine.jobs.newSeed();
   let judged!: Judged;
-  engine.jobs.record(
-    { id: req.jobId, kind: 'verify', bank: bank.id, request: { signed }, status: 'running' },
-    {
-      event: {
-        jobId: req.jobId,
-        job: 'verify',
-        bank: bank.id,
-        purpose: req.purpose,
-        jobHash,
-        claims: req.claims.length,
-        subjects: subjects.length,
-        signature: signed.signature,
+  if (resumed) judged = restoreJudged(engine, prepared, resumed.state, at);
+  else
+    engine.jobs.record(
+      { id: req.jobId, kind: 'verify', bank: bank.id, request: { signed }, status: 'running' },
+      {
+        event: {
+          jobId: req.jobId,
+          job: 'verify',
+          bank: bank.id,
+          purpose: req.purpose,
+          jobHash,
+          claims: req.claims.length,
+          subjects: subjects.length,
+          signature: signed.signature,
+        },
+        subjects,
       },
-      subjects,
-    },
-    () => {
-      judged = judgeClaims(engine, bank.id, prepared, consent, at);
-      const { results, work, since } = judged;
-      engine.budgets.spend(
-        req.jobId,
-        at.toISOString(),
-        [...judged.spend.values()].map((s) => [s.key, s.units]),
-      );
-      engine.ledger.append('verify.budget_used', {
-        jobId: req.jobId,
-        window: { days: engine.policy.windowDays, since },
-        units: [...judged.spend.values()].reduce((a, s) => a + s.units, 0),
-        claims: work.length + [...results.values()].filter((r) => r === 'no_data').length,
-      });
-      if (judged.exceeded.length)
-        engine.ledger.append(
-          'verify.budget_exceeded',
-          { jobId: req.jobId, code: 'SH_ERR_VERIFY_BUDGET', since, claims: judged.exceeded.map((e) => e.claimId) },
-          [...new Set(judged.exceeded.map((e) => e.subject))],
+      () => {
+        judged = judgeClaims(engine, bank.id, prepared, consent, at);
+        const { results, work, since } = judged;
+        engine.budgets.spend(
+          req.jobId,
+          at.toISOString(),
+          [...judged.spend.values()].map((s) => [s.key, s.units]),
         );
-    },
-  );
+        engine.ledger.append('verify.budget_used', {
+          jobId: req.jobId,
+          window: { days: engine.policy.windowDays, since },
+          units: [...judged.spend.values()].reduce((a, s) => a + s.units, 0),
+          claims: work.length + [...results.values()].filter((r) => r === 'no_data').length,
+        });
+        if (judged.exceeded.length)
+          engine.ledger.append(
+            'verify.budget_exceeded',
+            { jobId: req.jobId, code: 'SH_ERR_VERIFY_BUDGET', since, claims: judged.exceeded.map((e) => e.claimId) },
+            [...new Set(judged.exceeded.map((e) => e.subject))],
+          );
+        engine.jobs.keepSecret(req.jobId, {
+          seed,
+          state: { results: Object.fromEntries(results), work: work.map((p) => p.claim.claimId) },
+        });
+      },
+    );
 
   const { results, slotOf } = judged;
 
-  // The seed (randomizers of numeric comparisons, token blinds) is escrowed to the auditors so a job can be replayed;
-  // the claim openings (the bank's values) are not kept in clear: they are sealed to the auditors with the seed.
-  const seed = engine.jobs.newSeed();
-  const escrow = escrowToAuditors(engine, seed, { type: 'safehouse.escrow.v1', jobId: req.jobId, jobHash });
-  const openingsEscrow = escrowToAuditors(engine, new TextEncoder().encode(canonicalize(openings)), {
-    type: 'safehouse.escrow.openings.v1',
-    jobId: req.jobId,
-    jobHash,
-  });
-  engine.jobs.setRequest(req.jobId, { signed, escrow, openingsEscrow });
-  engine.ledger.append('job.escrowed', {
-    jobId: req.jobId,
-    escrow: escrowHashes(escrow),
-    openings: escrowHashes(openingsEscrow),
-  });
+  // The seed is escrowed to the auditors so a job can be replayed; the claim openings (the bank's values) are not
+  // kept in clear: they are sealed to the auditors with the seed. Once, before any custodian call.
+  if (!resumed || !engine.ledger.jobEntries(req.jobId).some((e) => e.kind === 'job.escrowed')) {
+    const escrow = escrowToAuditors(engine, seed, { type: 'safehouse.escrow.v1', jobId: req.jobId, jobHash });
+    const openingsEscrow = escrowToAuditors(engine, new TextEncoder().encode(canonicalize(openings)), {
+      type: 'safehouse.escrow.openings.v1',
+      jobId: req.jobId,
+      jobHash,
+    });
+    engine.store.transaction(() => {
+      engine.jobs.setRequest(req.jobId, { signed, escrow, openingsEscrow });
+      engine.ledger.append('job.escrowed', {
+        jobId: req.jobId,
+        escrow: escrowHashes(escrow),
+        openings: escrowHashes(openingsEscrow),
+      });
+    });
+  }
 
   const { boxes, numeric, ranges } = await failOnError(engine, req.jobId, async () => {
     // 4. Each provider's custodian judges the claims on it against its own budgets; what it refuses is over_budget.
