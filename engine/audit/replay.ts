@@ -28,15 +28,52 @@ export async function replayJob(engine: Engine, jobId: string, auditor: Auditor)
     steps.add('request', 'missing', `replay of ${job.kind} jobs is not implemented`);
     return steps.report(jobId, job.kind);
   }
-  await replay({
-    engine,
-    jobId,
-    auditor,
-    stored: job.request as never,
-    events,
-    requested,
-    add: steps.add,
-    steps: () => steps.steps,
-  });
+  try {
+    await replay({
+      engine,
+      jobId,
+      auditor,
+      stored: job.request as never,
+      events,
+      requested,
+      add: steps.add,
+      steps: () => steps.steps,
+    });
+  } catch (err) {
+    // One job that cannot be replayed is that job's finding, not the end of an `--all` run.
+    const code = (err as { code?: string }).code ?? 'SH_ERR_INTERNAL';
+    steps.add('replay', 'mismatch', `the replay stopped: ${code} ${(err as Error).message ?? ''}`.trim());
+  }
+  outcome(steps, job.kind, events);
   return steps.report(jobId, job.kind);
+}
+
+/** What a replay expects of a job's ending. */
+const OUTCOME_STEPS = new Set(['result', 'answers']);
+
+/**
+ * A failed job delivered nothing: the steps after its failure (result, answers, a trained model) are not expected,
+ * so their absence is dropped and the failure is a step of its own, matching when it is ledgered once with its code.
+ * A job with no ending at all (cut off and never resumed or failed) is `missing`.
+ */
+function outcome(steps: Steps, kind: string, events: ReadonlyArray<{ kind: string; body: Record<string, unknown> }>) {
+  const completed = events.filter((e) => e.kind === 'job.completed');
+  const failed = events.filter((e) => e.kind === 'job.failed');
+  if (completed.length + failed.length === 0) {
+    steps.add('outcome', 'missing', 'the job has not finished (no job.completed or job.failed)');
+    return;
+  }
+  if (completed.length + failed.length > 1) {
+    steps.add('outcome', 'mismatch', `the job finished ${completed.length + failed.length} times`);
+    return;
+  }
+  if (!failed.length) return;
+  const dropped = steps.drop(
+    (s) => s.status === 'missing' && (OUTCOME_STEPS.has(s.step) || (kind === 'train' && s.step === 'model')),
+  );
+  steps.add(
+    'outcome',
+    'match',
+    `failed with ${String(failed[0]!.body.code)}; nothing was delivered${dropped ? ` (${dropped} step(s) after the failure not expected)` : ''}`,
+  );
 }

@@ -58,6 +58,14 @@ export class Steps {
   add = (step: string, status: StepStatus, detail?: string): void => {
     this.steps.push({ step, status, ...(detail ? { detail } : {}) });
   };
+  /** Remove the steps `which` selects; how many were removed. */
+  drop(which: (s: ReplayStep) => boolean): number {
+    const kept = this.steps.filter((s) => !which(s));
+    const n = this.steps.length - kept.length;
+    this.steps.splice(0, this.steps.length, ...kept);
+    return n;
+  }
+
   report(jobId: string, kind: string): ReplayReport {
     return { jobId, kind, ok: this.steps.every((s) => s.status === 'match'), steps: this.steps };
   }

@@ -250,6 +250,9 @@ describe('a job failed after a crash gives back what it did not use', () => {
     const third = await restart();
     await third.syncCustodians();
     expect(journal(third, TAX, jobId).filter((e) => e.refunded)).toHaveLength(1);
+    const a = third.wallet.require(AUDITOR, 'auditor');
+    const report = await replayJob(third.engine, jobId, { id: AUDITOR, x25519SecretKey: a.x25519!.secretKey });
+    expect(report.steps.filter((s) => s.status !== 'match')).toEqual([]);
     await third.close();
     await again.close();
   }, 120_000);
@@ -276,10 +279,34 @@ describe('a job failed after a crash gives back what it did not use', () => {
     const lines = journal(again, TAX, jobId);
     expect(lines.some((e) => e.responseHash)).toBe(true);
     expect(lines.filter((e) => e.refunded)).toHaveLength(0);
+    const a = again.wallet.require(AUDITOR, 'auditor');
+    const report = await replayJob(again.engine, jobId, { id: AUDITOR, x25519SecretKey: a.x25519!.secretKey });
+    expect(report.steps.filter((s) => s.status !== 'match')).toEqual([]);
+    expect(report.steps.at(-1)).toMatchObject({ step: 'outcome', status: 'match' });
     // Its kept answer is dropped once the job is finished: nothing to hand out again.
     const hash = (lines.find((e) => e.opened)!.opened as string) ?? '';
     const cust = again.engine.registry.custodian(TAX);
     expect(await cust.answered!(hash, String(lines.find((e) => e.responseHash)!.label))).toBeUndefined();
     await again.close();
   }, 120_000);
+});
+
+describe("an auditor's replay of failed jobs", () => {
+  it('a job that failed before any custodian answered replays, the failure a step of its own', async () => {
+    const sh = await restart();
+    const c = sh.engine.registry.custodian(TAX) as unknown as { openJob: (...a: unknown[]) => Promise<unknown> };
+    c.openJob = async () => {
+      throw new SafehouseError('SH_ERR_UNAVAILABLE', 'test: custodian down');
+    };
+    const signed = scoreRequest(w.subjects.slice(0, 5));
+    await expect(runScoreJob(sh.engine, signed)).rejects.toMatchObject({ code: 'SH_ERR_UNAVAILABLE' });
+    const failed = sh.engine.ledger.jobEntries(signed.body.jobId).filter((e) => e.kind === 'job.failed');
+    expect(failed.map((e) => e.body.code)).toEqual(['SH_ERR_UNAVAILABLE']);
+    const a = sh.wallet.require(AUDITOR, 'auditor');
+    const report = await replayJob(sh.engine, signed.body.jobId, { id: AUDITOR, x25519SecretKey: a.x25519!.secretKey });
+    expect(report.steps.filter((s) => s.status !== 'match')).toEqual([]);
+    expect(report.steps.find((s) => s.step === 'outcome')).toMatchObject({ status: 'match' });
+    expect(report.ok).toBe(true);
+    await sh.close();
+  }, 60_000);
 });
