@@ -152,6 +152,9 @@ export function buildCustodianServer(
   return app;
 }
 
+/** A 503 from the custodian (starting up, shutting down): worth another attempt. */
+class RetryableStatus extends Error {}
+
 /** `GET /v1/custodian/info`: who the custodian is and its public keys. */
 interface CustodianInfo {
   provider: string;
@@ -160,51 +163,162 @@ interface CustodianInfo {
   signingPublicKey: string;
 }
 
+/**
+ * How the engine treats a custodian that is slow or gone (docs/operations.md "Custodian outages"): every call has a
+ * timeout; a call that did not get an answer (refused connection, reset, timeout, a 503) is retried with exponential
+ * backoff and jitter for up to `retryForMs` — every custodian call is idempotent: a job shown again is the same job,
+ * ledger leaves sent again are taken from where the custodian stands, and a label answered already is given again by
+ * `answered` — after which the call fails with SH_ERR_UNAVAILABLE naming the custodian. Then the circuit opens: for
+ * `cooldownMs` calls fail at once (no job waits on a custodian known to be down), and one trial call closes it again.
+ */
+export interface CustodianClientOptions {
+  /** Per-call timeout (training columns get `longTimeoutMs`). */
+  timeoutMs: number;
+  longTimeoutMs: number;
+  retryForMs: number;
+  cooldownMs: number;
+}
+
+/** Defaults, each overridable by environment (SAFEHOUSE_CUSTODIAN_TIMEOUT_MS, …_RETRY_MS, …_COOLDOWN_MS). */
+export function custodianClientOptions(env: NodeJS.ProcessEnv = process.env): CustodianClientOptions {
+  const num = (name: string, dflt: number) => {
+    const v = Number(env[name]);
+    return Number.isFinite(v) && v > 0 ? v : dflt;
+  };
+  return {
+    timeoutMs: num('SAFEHOUSE_CUSTODIAN_TIMEOUT_MS', 30_000),
+    longTimeoutMs: num('SAFEHOUSE_CUSTODIAN_LONG_TIMEOUT_MS', 600_000),
+    retryForMs: num('SAFEHOUSE_CUSTODIAN_RETRY_MS', 20_000),
+    cooldownMs: num('SAFEHOUSE_CUSTODIAN_COOLDOWN_MS', 15_000),
+  };
+}
+
+/** What the engine measured of a custodian's calls (Prometheus metrics, api/server/metrics.ts). */
+export interface CustodianCallStats {
+  calls: number;
+  errors: number;
+  retries: number;
+  /** Seconds spent per call, summed (with `calls`, the mean latency). */
+  seconds: number;
+  breakerOpen: boolean;
+}
+
 /** Engine side: a remote custodian behind the `Custodian` interface. */
 export class HttpCustodian implements Custodian {
   readonly provider: string;
   readonly paramsId: string;
   readonly bfvPublicKey: Uint8Array;
   readonly signingPublicKey: Uint8Array;
+  readonly stats: CustodianCallStats = { calls: 0, errors: 0, retries: 0, seconds: 0, breakerOpen: false };
   private readonly base: URL;
   private readonly engineKey: Uint8Array;
+  private readonly opts: CustodianClientOptions;
+  /** Circuit breaker: open until this time (ms since the epoch); 0 = closed. */
+  private openUntil = 0;
 
-  private constructor(base: URL, info: CustodianInfo, engineKey: Uint8Array) {
+  private constructor(base: URL, info: CustodianInfo, engineKey: Uint8Array, opts: CustodianClientOptions) {
     this.base = base;
     this.provider = info.provider;
     this.paramsId = info.paramsId;
     this.bfvPublicKey = unb64(info.bfvPublicKey, 'bfvPublicKey');
     this.signingPublicKey = hexToBytes(info.signingPublicKey);
     this.engineKey = engineKey;
+    this.opts = opts;
   }
 
-  /** Fetch the custodian's public info; the engine then checks it against the registry (`connectCustodian`). */
-  static async connect(url: string, engineSecretKey: Uint8Array): Promise<HttpCustodian> {
+  /**
+   * Fetch the custodian's public info; the engine then checks it against the registry (`connectCustodian`).
+   * @throws SH_ERR_UNAVAILABLE when nothing answers at `url` within the timeout
+   */
+  static async connect(
+    url: string,
+    engineSecretKey: Uint8Array,
+    opts: CustodianClientOptions = custodianClientOptions(),
+  ): Promise<HttpCustodian> {
     const base = new URL(url);
-    const res = await fetch(new URL('/v1/custodian/info', base));
+    let res: Response;
+    try {
+      res = await fetch(new URL('/v1/custodian/info', base), { signal: AbortSignal.timeout(opts.timeoutMs) });
+    } catch (err) {
+      return fail('SH_ERR_UNAVAILABLE', `the custodian at ${url} cannot be reached`, {}, err);
+    }
     if (!res.ok) fail('SH_ERR_UNKNOWN_PARTY', `custodian at ${url} answered ${res.status}`);
-    return new HttpCustodian(base, (await res.json()) as CustodianInfo, engineSecretKey);
+    return new HttpCustodian(base, (await res.json()) as CustodianInfo, engineSecretKey, opts);
   }
 
-  async post<T>(path: string, payload: unknown): Promise<T> {
+  private unavailable(why: string, cause?: unknown): never {
+    return fail(
+      'SH_ERR_UNAVAILABLE',
+      `custodian of ${this.provider} at ${this.base.origin} is unavailable: ${why}`,
+      { provider: this.provider },
+      cause,
+    );
+  }
+
+  async post<T>(path: string, payload: unknown, timeoutMs = this.opts.timeoutMs): Promise<T> {
+    const now = Date.now();
+    if (this.openUntil > now)
+      this.unavailable(
+        `it failed its last calls; the engine tries again in ${Math.ceil((this.openUntil - now) / 1000)} s`,
+      );
     const url = new URL(path, this.base);
     const body = new TextEncoder().encode(JSON.stringify(payload));
-    const headers = signRequest({ method: 'POST', url: url.href, authority: url.host, body }, 'engine', this.engineKey);
-    const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
-    const json = (await res.json()) as {
-      code?: string;
-      message?: string;
-      details?: Record<string, string | number | boolean>;
-    };
-    if (!res.ok) {
-      const code = (json.code && json.code in ERRORS ? json.code : 'SH_ERR_INTERNAL') as ErrorCode;
-      throw new SafehouseError(
-        code,
-        `custodian ${this.provider}: ${json.message ?? res.statusText}`,
-        json.details ?? {},
-      );
+    const deadline = now + this.opts.retryForMs;
+    let lastErr: unknown;
+    for (let attempt = 0; ; attempt++) {
+      const t0 = performance.now();
+      this.stats.calls++;
+      try {
+        // Signed afresh per attempt: the custodian refuses a signature it has seen (replay protection).
+        const headers = signRequest(
+          { method: 'POST', url: url.href, authority: url.host, body },
+          'engine',
+          this.engineKey,
+        );
+        const res = await fetch(url, {
+          method: 'POST',
+          body,
+          headers: { 'content-type': 'application/json', ...headers },
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+        const json = (await res.json()) as {
+          code?: string;
+          message?: string;
+          details?: Record<string, string | number | boolean>;
+        };
+        this.stats.seconds += (performance.now() - t0) / 1000;
+        if (res.status === 503) throw new RetryableStatus(json.message ?? 'the custodian is not ready');
+        this.openUntil = 0;
+        this.stats.breakerOpen = false;
+        if (!res.ok) {
+          this.stats.errors++;
+          const code = (json.code && json.code in ERRORS ? json.code : 'SH_ERR_INTERNAL') as ErrorCode;
+          throw new SafehouseError(
+            code,
+            `custodian ${this.provider}: ${json.message ?? res.statusText}`,
+            json.details ?? {},
+          );
+        }
+        return json as T;
+      } catch (err) {
+        if (err instanceof SafehouseError) throw err;
+        this.stats.seconds += (performance.now() - t0) / 1000;
+        lastErr = err;
+      }
+      const wait = Math.min(5_000, 200 * 2 ** attempt) * (0.5 + Math.random() / 2);
+      if (Date.now() + wait >= deadline) break;
+      this.stats.retries++;
+      await new Promise((r) => setTimeout(r, wait));
     }
-    return json as T;
+    this.stats.errors++;
+    this.openUntil = Date.now() + this.opts.cooldownMs;
+    this.stats.breakerOpen = true;
+    const e = lastErr as { name?: string; message?: string; cause?: { code?: string } };
+    const why =
+      e?.name === 'TimeoutError'
+        ? `no answer within ${Math.round(timeoutMs / 1000)} s`
+        : (e?.cause?.code ?? e?.message ?? 'no answer');
+    return this.unavailable(`${why} (for ${Math.round(this.opts.retryForMs / 1000)} s of retries)`, lastErr);
   }
 
   async openJob(job: BankJob, opts: OpenOptions = {}): Promise<OpenedJob> {
@@ -271,6 +385,7 @@ export class HttpCustodian implements Custodian {
     const out = await this.post<{ signed: Signed<TrainColumns>; blobs: Record<string, string> }>(
       '/v1/custodian/training',
       { part, request },
+      this.opts.longTimeoutMs,
     );
     const blobs = new Map<string, Uint8Array>();
     for (const [h, b] of Object.entries(out.blobs)) blobs.set(h, unb64(b, 'blob'));

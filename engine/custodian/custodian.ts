@@ -120,6 +120,8 @@ export class LocalCustodian implements Custodian {
   private readonly checkedBankRequests = new WeakMap<object, string>();
   /** The BFV secret key for this custodian's own pool: in shared memory (tasks share it, not copy 270 KB each), hashed once. */
   private poolKey: { bytes: Uint8Array; hash: string } | undefined;
+  /** (job hash, label) of decryptions and transfers admitted and still being answered. */
+  private readonly inflight = new Set<string>();
   /** Bank-signed jobs shown by the engine, by job hash (rebuilt from the journal after a restart, on first use). */
   private readonly jobs = new Map<string, OpenJob>();
   private jobsLoaded = false;
@@ -348,7 +350,13 @@ export class LocalCustodian implements Custodian {
    * A decryption or transfer must name an opened bank-signed job, have a label its protocol's rules admit, not
    * answered before, and stay within the job's budget. @throws SH_ERR_PARAMS_MISMATCH, SH_ERR_CUSTODIAN_BUDGET
    */
-  private admit(jobHash: string, jobId: string, label: string, mode: DecryptMode | 'transfer'): OpenJob {
+  private admit(
+    jobHash: string,
+    jobId: string,
+    label: string,
+    mode: DecryptMode | 'transfer',
+    held: { key?: string },
+  ): OpenJob {
     const job = this.openJobs().get(jobHash);
     const refuse = (code: 'SH_ERR_PARAMS_MISMATCH' | 'SH_ERR_CUSTODIAN_BUDGET', why: string): never => {
       this.journal.append({ at: new Date().toISOString(), jobId, jobHash, label, mode, refused: code });
@@ -363,9 +371,21 @@ export class LocalCustodian implements Custodian {
     if (outside) return refuse('SH_ERR_PARAMS_MISMATCH', outside);
     if (job.labels.has(label) || this.answers.has(jobHash, label))
       return refuse('SH_ERR_CUSTODIAN_BUDGET', `label ${label} of job ${jobId} was already answered`);
-    if (job.used >= job.budget)
+    // Two requests for one label at once would both pass the check above before either is answered.
+    if (this.inflight.has(`${jobHash}\u0000${label}`))
+      return refuse('SH_ERR_CUSTODIAN_BUDGET', `label ${label} of job ${jobId} is being answered`);
+    if (job.used + this.inflightOf(jobHash) >= job.budget)
       return refuse('SH_ERR_CUSTODIAN_BUDGET', `job ${jobId} has used its ${job.budget} decryption(s)`);
+    held.key = `${jobHash}\u0000${label}`;
+    this.inflight.add(held.key);
     return job;
+  }
+
+  /** Labels of a job admitted and not yet answered or refused. */
+  private inflightOf(jobHash: string): number {
+    let n = 0;
+    for (const k of this.inflight) if (k.startsWith(`${jobHash}\u0000`)) n++;
+    return n;
   }
 
   private rulesOf(job: OpenJob): CustodianRules {
@@ -379,6 +399,19 @@ export class LocalCustodian implements Custodian {
   }
 
   async decrypt(request: Signed<DecryptRequest>, ciphertext: Uint8Array): Promise<Signed<DecryptResponse>> {
+    const held: { key?: string } = {};
+    try {
+      return await this.decryptHeld(request, ciphertext, held);
+    } finally {
+      if (held.key) this.inflight.delete(held.key);
+    }
+  }
+
+  private async decryptHeld(
+    request: Signed<DecryptRequest>,
+    ciphertext: Uint8Array,
+    held: { key?: string },
+  ): Promise<Signed<DecryptResponse>> {
     // 1. Who is asking, and do we agree on what is computed — all before SEAL sees the ciphertext.
     requireSignature(request, this.enginePublicKey, 'safehouse.custodian.decrypt.v1', `custodian ${this.provider}`);
     const req = request.body;
@@ -388,7 +421,7 @@ export class LocalCustodian implements Custodian {
     if (req.provider !== this.provider)
       fail('SH_ERR_PARAMS_MISMATCH', `request for ${req.provider} sent to custodian ${this.provider}`);
     if (!/^[0-9a-f]{64}$/.test(req.jobHash)) fail('SH_ERR_PARAMS_MISMATCH', `"jobHash" expected a SHA-256 hex digest`);
-    const job = this.admit(req.jobHash, req.jobId, req.label, req.mode);
+    const job = this.admit(req.jobHash, req.jobId, req.label, req.mode, held);
     if (ciphertext.length > this.params.maxCiphertextBytes) {
       fail(
         'SH_ERR_CIPHERTEXT_SIZE',
@@ -526,13 +559,27 @@ export class LocalCustodian implements Custodian {
     ciphertext: Uint8Array,
     targetPublicKey: Uint8Array,
   ): Promise<{ response: Signed<TransferResponse>; ciphertext: Uint8Array }> {
+    const held: { key?: string } = {};
+    try {
+      return await this.transferHeld(request, ciphertext, targetPublicKey, held);
+    } finally {
+      if (held.key) this.inflight.delete(held.key);
+    }
+  }
+
+  private async transferHeld(
+    request: Signed<TransferRequest>,
+    ciphertext: Uint8Array,
+    targetPublicKey: Uint8Array,
+    held: { key?: string },
+  ): Promise<{ response: Signed<TransferResponse>; ciphertext: Uint8Array }> {
     requireSignature(request, this.enginePublicKey, 'safehouse.custodian.transfer.v1', `custodian ${this.provider}`);
     const req = request.body;
     if (req.paramsId !== this.paramsId)
       fail('SH_ERR_PARAMS_MISMATCH', `custodian ${this.provider} uses ${this.paramsId}, request names ${req.paramsId}`);
     if (req.provider !== this.provider)
       fail('SH_ERR_PARAMS_MISMATCH', `transfer for ${req.provider} sent to custodian ${this.provider}`);
-    const job = this.admit(req.jobHash, req.jobId, req.label, 'transfer');
+    const job = this.admit(req.jobHash, req.jobId, req.label, 'transfer', held);
     if (ciphertext.length > this.params.maxCiphertextBytes)
       fail(
         'SH_ERR_CIPHERTEXT_SIZE',

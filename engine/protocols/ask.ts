@@ -52,10 +52,14 @@ export async function askCustodian<B, T>(engine: Engine, ask: Ask<B, T>): Promis
   try {
     answer = await ask.send(custodian, signed);
   } catch (err) {
-    // The first run's request may have reached the custodian after we asked above: take its answer.
-    if (resuming && (err as { code?: string }).code === 'SH_ERR_CUSTODIAN_BUDGET') {
-      const kept = await takeAnswered(engine, ask, custodian);
-      if (kept) return kept;
+    // "Already answered" or "being answered": an earlier attempt reached the custodian (a retry after a lost answer,
+    // or the first run's request of a resumed job) — take that answer once it is there.
+    if ((err as { code?: string }).code === 'SH_ERR_CUSTODIAN_BUDGET') {
+      for (let i = 0; i < 6; i++) {
+        const kept = await takeAnswered(engine, ask, custodian);
+        if (kept) return kept;
+        await new Promise((r) => setTimeout(r, 250 * 2 ** i));
+      }
     }
     throw err;
   }

@@ -316,6 +316,58 @@ describe('a malicious engine against the provider’s custodian', () => {
     ops.dispose();
   });
 
+  it('one label asked twice at once (two ciphertexts, two noise draws) is answered once; the answer kept is the same bytes', async () => {
+    const jobId = w.sh.engine.jobs.newId('train');
+    const job = signJson(
+      {
+        type: 'safehouse.train.request.v1',
+        jobId,
+        bank: BANK,
+        purpose: PURPOSE,
+        provider: TAX,
+        fields: ['vat_paid_12m'],
+        bins: 4,
+        options: { iterations: 10 },
+        subjects: w.subjects,
+        requestedAt: w.sh.engine.now().toISOString(),
+      },
+      BANK,
+      bankKey(),
+    );
+    const jobHash = await ledger(job);
+    await tax.openJob(job);
+    const he = await heContext(w.sh.engine.params);
+    const ops = new BlockOps(he);
+    const pk = ops.loadPublicKey(w.sh.engine.registry.bfvPublicKey(TAX));
+    const zero = () => {
+      const ct = new he.seal.Ciphertext();
+      const enc = new he.seal.Encryptor(he.context, pk);
+      enc.encryptZero(ct);
+      enc.delete();
+      ops.rerandomizeForTransfer(ct, pk);
+      const bytes = ops.save(ct);
+      ct.delete();
+      return bytes;
+    };
+    const label = labelCheckLabel(jobId, 0);
+    const ask = (ct: Uint8Array) =>
+      tax.decrypt(engineSigned({ jobId, jobHash, label, mode: 'zero', ciphertext: sha256Hex(ct) }), ct);
+    const [a, b] = await Promise.allSettled([ask(zero()), ask(zero())]);
+    const answered = [a, b].filter((r) => r.status === 'fulfilled');
+    const refused = [a, b].filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
+    expect(answered).toHaveLength(1);
+    expect(refused.map((r) => (r.reason as { code?: string }).code)).toEqual(['SH_ERR_CUSTODIAN_BUDGET']);
+    expect(String((refused[0]!.reason as Error).message)).toMatch(/being answered/);
+    // Later attempts are refused too; what the custodian gives again is the answer it gave, byte for byte.
+    expect(await codeOf(() => ask(zero()))).toBe('SH_ERR_CUSTODIAN_BUDGET');
+    const kept = await tax.answered!(jobHash, label);
+    expect(canonicalize(kept!.response)).toBe(
+      canonicalize((answered[0] as PromiseFulfilledResult<unknown>).value as object),
+    );
+    pk.delete();
+    ops.dispose();
+  });
+
   it('a raw column under a score label, even to the bank itself, is refused after the custodian checks it', async () => {
     const job = scoreRequest(w.subjects.slice(0, 30));
     const jobHash = await ledger(job);
