@@ -99,16 +99,21 @@ export async function startCustodian(o: {
     },
   });
   const host = o.host ?? '127.0.0.1';
-  await app.listen({ port: o.port, host });
-  const addr = app.server.address();
-  const url = `http://${host}:${typeof addr === 'object' && addr ? addr.port : o.port}`;
-  await client.post('/v1/provider/custodian', { url });
-  return {
-    url,
-    close: async () => {
-      await app.close();
-      await custodian.dispose();
-      await pool.close();
-    },
+  const close = async () => {
+    await app.close();
+    await custodian.dispose();
+    await pool.close();
   };
+  let url: string;
+  try {
+    await app.listen({ port: o.port, host });
+    const addr = app.server.address();
+    url = `http://${host}:${typeof addr === 'object' && addr ? addr.port : o.port}`;
+    // A custodian the engine does not know answers no job: if it cannot register, it does not keep its port either.
+    await client.post('/v1/provider/custodian', { url });
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { url, close };
 }

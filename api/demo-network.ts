@@ -267,7 +267,7 @@ export async function runNetwork(
   };
   const servers: Array<{ stop: () => Promise<void> }> = [];
   try {
-    const engine = await step('engine start', () => startServer(['serve', '--home', home, '--port', '0']));
+    const engine = await step('engine start', () => startServer(['serve', '--home', home, '--port', '0', '--init']));
     servers.push(engine);
     const S = ['--server', engine.url];
     const admin = ['--as', 'admin', '--key', join(home, 'admin.key')];

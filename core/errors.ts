@@ -144,9 +144,32 @@ export const ERRORS = {
     'A job was cut off by a crash or restart at a step it cannot resume from; it failed once, its budget given back where nothing was released.',
   ),
   SH_ERR_STORAGE_FULL: e('limit', 507, 'The disk holding the data directory is full; nothing of the request was kept.'),
+  SH_ERR_STORE_DAMAGED: e(
+    'integrity',
+    500,
+    "The engine's database is empty, not a database, or fails SQLite's integrity check: the server does not start on it.",
+  ),
+  SH_ERR_KEY_FILE: e('input', 400, 'A key file is missing, is not JSON, or lacks a key of the right size.'),
 } as const satisfies Record<string, CatalogEntry>;
 
 export type ErrorCode = keyof typeof ERRORS;
+
+/**
+ * A write that failed because the disk is full (ENOSPC, EDQUOT from the file system; SQLITE_FULL from SQLite) as
+ * SH_ERR_STORAGE_FULL; anything else undefined. The transaction that hit it rolled back: nothing was kept.
+ */
+export function storageFull(err: unknown): SafehouseError | undefined {
+  if (err instanceof SafehouseError) return err.code === 'SH_ERR_STORAGE_FULL' ? err : undefined;
+  const e = err as { code?: unknown; errcode?: unknown; message?: unknown } | undefined;
+  const full =
+    e?.code === 'ENOSPC' ||
+    e?.code === 'EDQUOT' ||
+    e?.errcode === 13 ||
+    /database or disk is full|ENOSPC|no space left on device/i.test(String(e?.message ?? ''));
+  return full
+    ? new SafehouseError('SH_ERR_STORAGE_FULL', 'the disk holding the data directory is full', {}, { cause: err })
+    : undefined;
+}
 
 /** The error every Safehouse module throws for a condition a user can meet. */
 export class SafehouseError extends Error {

@@ -36,6 +36,32 @@ export interface EngineOptions {
 /** The ledger's checkpoint origin (C2SP tlog-checkpoint) and signed-note key name. */
 export const LEDGER_ORIGIN = 'safehouse.local/ledger';
 
+/**
+ * The engine's signing key (`<home>/engine.key`): made with a new data directory; for one that already has a ledger,
+ * a missing or unreadable key is refused — a new key would not verify the ledger's checkpoints or match what every
+ * custodian pinned. @throws SH_ERR_KEY_FILE
+ */
+function engineKey(store: Store): Uint8Array {
+  const keyFile = join(store.home, 'engine.key');
+  if (!existsSync(keyFile)) {
+    if (store.getMeta('params'))
+      fail('SH_ERR_KEY_FILE', `${keyFile} is missing; this data directory's ledger is signed with it`, {
+        file: 'engine.key',
+      });
+    const kp = ed25519KeyPair();
+    writeFileSync(keyFile, JSON.stringify({ ed25519: bytesToHex(kp.secretKey) }), { mode: 0o600 });
+  }
+  let hex: unknown;
+  try {
+    hex = (JSON.parse(readFileSync(keyFile, 'utf8')) as { ed25519?: unknown }).ed25519;
+  } catch (err) {
+    return fail('SH_ERR_KEY_FILE', `${keyFile} is not a JSON key file`, { file: 'engine.key' }, err);
+  }
+  if (typeof hex !== 'string' || !/^[0-9a-f]{64}$/.test(hex))
+    fail('SH_ERR_KEY_FILE', `${keyFile}: "ed25519" expected 32 bytes of hex`, { file: 'engine.key' });
+  return hexToBytes(hex as string);
+}
+
 export class Engine implements EngineContext {
   readonly store: Store;
   readonly ledger: Ledger;
@@ -59,12 +85,7 @@ export class Engine implements EngineContext {
     this.policy = fillPolicy(opts.policy);
     this.now = opts.now ?? (() => new Date());
     this.poolSize = opts.poolSize;
-    const keyFile = join(store.home, 'engine.key');
-    if (!existsSync(keyFile)) {
-      const kp = ed25519KeyPair();
-      writeFileSync(keyFile, JSON.stringify({ ed25519: bytesToHex(kp.secretKey) }), { mode: 0o600 });
-    }
-    const sk = hexToBytes((JSON.parse(readFileSync(keyFile, 'utf8')) as { ed25519: string }).ed25519);
+    const sk = engineKey(store);
     const kp = { secretKey: sk, publicKey: ed25519PublicKey(sk) };
     this.keys = { ed25519: kp };
     this.ledger = new Ledger(store.db, {
@@ -130,6 +151,22 @@ export class Engine implements EngineContext {
     await this.poolInstance?.close();
     this.poolInstance = undefined;
     this.store.close();
+  }
+
+  /**
+   * What a server checks before it listens (docs/operations.md "Start-up checks"): SQLite's quick_check, then the
+   * whole ledger — every leaf hash, tree node and checkpoint signature — so a damaged or rewritten store is refused at
+   * start rather than found by the first request.
+   * @throws SH_ERR_STORE_DAMAGED, SH_ERR_LEDGER_TAMPERED
+   */
+  startupCheck(): { ledgerSize: number } {
+    this.store.quickCheck();
+    const r = this.ledger.verify();
+    if (!r.ok)
+      fail('SH_ERR_LEDGER_TAMPERED', `the ledger does not verify: ${r.reason}`, {
+        ...(r.index !== undefined ? { index: r.index } : {}),
+      });
+    return { ledgerSize: r.size };
   }
 
   /** Ledger verification (auditor): recompute the tree, check every checkpoint signature. */

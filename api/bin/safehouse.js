@@ -3,7 +3,9 @@
 // WASM needs WebAssembly exception handling: both need Node.js 24.
 const major = Number(process.versions.node.split('.')[0]);
 if (major < 24) {
-  process.stderr.write(`SH_ERR_SEAL_RUNTIME: Safehouse needs Node.js >= 24 (this is ${process.version}); see README "Set-up"\n`);
+  process.stderr.write(
+    `SH_ERR_SEAL_RUNTIME: Safehouse needs Node.js >= 24 (this is ${process.version}); see README "Set-up"\n`,
+  );
   process.exit(1);
 }
 const { run } = await import('../cli/index.ts');

@@ -103,8 +103,9 @@ export const COMMANDS: readonly CommandSpec[] = [
       PORT,
       HOST,
       int('pool-size', 'N', [1, 256], 'worker threads', { defaultText: 'the number of cores' }),
+      flag('init', 'create the data directory if it has no engine database (a new engine with an empty ledger)'),
     ],
-    examples: ['safehouse serve --home engine --port 8700'],
+    examples: ['safehouse serve --home engine --port 8700 --init', 'safehouse serve --home engine --port 8700'],
   },
   {
     name: 'wait',

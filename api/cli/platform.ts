@@ -50,7 +50,14 @@ export const HANDLERS: Record<string, Handler> = {
 
   async serve({ args, out }) {
     const pool = args.optNumber('pool-size');
-    const engine = Engine.open({ home: args.home, create: true, ...(pool ? { poolSize: pool } : {}) });
+    // A missing or empty engine.db is never silently a new engine (a new, empty ledger): --init says it is meant.
+    const engine = Engine.open({ home: args.home, create: args.flag('init'), ...(pool ? { poolSize: pool } : {}) });
+    try {
+      engine.startupCheck();
+    } catch (err) {
+      await engine.close();
+      throw err;
+    }
     const admin = adminKey(args.home);
     const server = new EngineServer({
       engine,

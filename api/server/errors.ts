@@ -5,7 +5,7 @@
  * may name files or runtime state, so they go to the log and the caller gets the catalog's summary.
  */
 import type { FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
-import { SafehouseError, ERRORS, type ErrorCode } from '../../core/errors.ts';
+import { SafehouseError, ERRORS, storageFull, type ErrorCode } from '../../core/errors.ts';
 
 /** The router's own refusals (a path parameter over 100 characters, a malformed percent-encoding) are coded too. */
 export const frameworkErrors: FastifyServerOptions['frameworkErrors'] = (err, _req, reply) =>
@@ -20,7 +20,9 @@ export const frameworkErrors: FastifyServerOptions['frameworkErrors'] = (err, _r
 
 /** The error handler: coded errors as they are (retry-after on a rate limit), fastify's own mapped onto the catalog. */
 export function errorHandler(log: (line: string) => void) {
-  return (err: unknown, req: FastifyRequest, reply: FastifyReply) => {
+  return (raw: unknown, req: FastifyRequest, reply: FastifyReply) => {
+    // A full disk is the operator's to fix; the request changed nothing (its transaction rolled back).
+    const err = storageFull(raw) ?? raw;
     const e = err as Error & { statusCode?: number; code?: string; validation?: unknown[]; validationContext?: string };
     if (err instanceof SafehouseError) {
       if (err.kind === 'internal')

@@ -49,6 +49,8 @@ export interface ServerOptions {
   /** Token bucket per client address, applied before authentication. */
   ipRateLimit?: BucketSize;
   trainingColumns?: TrainingColumnsSource;
+  /** Jobs run at once (default 3): one stuck on a slow custodian holds one lane, bounded by the client's timeouts. */
+  jobLanes?: number;
   log?: (line: string) => void;
 }
 
@@ -65,7 +67,11 @@ export class EngineServer {
     this.opts = opts;
     this.log = opts.log ?? (() => {});
     this.custodians = new Custodians(opts.engine);
-    this.jobs = new JobQueue(opts.engine, this.custodians, { trainingColumns: opts.trainingColumns, log: this.log });
+    this.jobs = new JobQueue(opts.engine, this.custodians, {
+      trainingColumns: opts.trainingColumns,
+      log: this.log,
+      ...(opts.jobLanes ? { lanes: opts.jobLanes } : {}),
+    });
     this.app = this.build();
     this.jobs.resume();
   }
@@ -155,6 +161,16 @@ export function adminKey(home: string): { secretKey: Uint8Array; publicKey: Uint
       { mode: 0o600 },
     );
   }
-  const k = JSON.parse(readFileSync(path, 'utf8')) as { ed25519: { secretKey: string; publicKey: string } };
-  return { secretKey: hexToBytes(k.ed25519.secretKey), publicKey: hexToBytes(k.ed25519.publicKey), path };
+  let k: { ed25519?: { secretKey?: unknown; publicKey?: unknown } };
+  try {
+    k = JSON.parse(readFileSync(path, 'utf8')) as typeof k;
+  } catch (err) {
+    return fail('SH_ERR_KEY_FILE', `${path} is not a JSON key file`, { file: 'admin.key' }, err);
+  }
+  const hex = (v: unknown, what: string) => {
+    if (typeof v !== 'string' || !/^[0-9a-f]{64}$/.test(v))
+      fail('SH_ERR_KEY_FILE', `${path}: "ed25519.${what}" expected 32 bytes of hex`, { file: 'admin.key' });
+    return hexToBytes(v as string);
+  };
+  return { secretKey: hex(k.ed25519?.secretKey, 'secretKey'), publicKey: hex(k.ed25519?.publicKey, 'publicKey'), path };
 }

@@ -3,13 +3,15 @@
  * (status, progress) → `GET /v1/bank/jobs/{id}/result`. Records live in the engine database (the server's own
  * `api_jobs` table) and results under `<home>/results/`, so a restart loses nothing; on shutdown the running job
  * finishes and queued jobs are parked, then resumed at the next start (a request that went stale meanwhile then
- * fails with its coded error). Jobs run one at a time, through the same protocol pipelines as embedded mode
- * (engine/protocols/<score|verify|train>/run.ts, docs/design.md §10).
+ * fails with its coded error). A job the engine recorded before a crash is delivered if it finished, resumed if it
+ * can be (scoring, verification), or failed once (training) — docs/operations.md "Crash safety". Jobs run a few at a
+ * time (lanes), through the same protocol pipelines as embedded mode (engine/protocols/<score|verify|train>/run.ts,
+ * docs/design.md §10).
  */
 import { feedCustodian } from '../../engine/protocols/job.ts';
 import { join } from 'node:path';
 import { mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
-import { SafehouseError, fail, ERRORS, isCoded, type ErrorCode } from '../../core/errors.ts';
+import { SafehouseError, fail, ERRORS, isCoded, storageFull, type ErrorCode } from '../../core/errors.ts';
 import { requireSignature, type Signed } from '../../core/sign.ts';
 import type { Engine } from '../../engine/engine.ts';
 import { runScoreJob } from '../../engine/protocols/score/run.ts';
@@ -58,14 +60,17 @@ export class JobQueue {
   private readonly log: (line: string) => void;
   private readonly resultsDir: string;
   private readonly queue: string[] = [];
-  private running: Promise<void> | undefined;
+  /** Jobs run in `lanes` at once: a job stuck on a slow custodian (bounded by its timeouts) holds one lane only. */
+  private readonly lanes: number;
+  private readonly active = new Set<Promise<void>>();
   private stopped = false;
 
   constructor(
     engine: Engine,
     custodians: Custodians,
-    opts: { trainingColumns?: TrainingColumnsSource | undefined; log: (line: string) => void },
+    opts: { trainingColumns?: TrainingColumnsSource | undefined; log: (line: string) => void; lanes?: number },
   ) {
+    this.lanes = Math.max(1, opts.lanes ?? 3);
     this.engine = engine;
     this.custodians = custodians;
     this.trainingColumns = opts.trainingColumns;
@@ -95,9 +100,19 @@ export class JobQueue {
     for (const id of parked) park.run(id);
   }
 
-  /** Settles when the running job (if any) has finished. */
+  /** Settles when the running jobs (if any) have finished. */
   idle(): Promise<void> | undefined {
-    return this.running;
+    return this.active.size ? Promise.all([...this.active]).then(() => undefined) : undefined;
+  }
+
+  /** Jobs waiting for a lane. */
+  depth(): number {
+    return this.queue.length;
+  }
+
+  /** Jobs running now. */
+  runningCount(): number {
+    return this.active.size;
   }
 
   /** Check what can be checked at once (signature, bank, id, training plan), then queue. */
@@ -264,16 +279,20 @@ export class JobQueue {
     this.engine.store.db
       .prepare("UPDATE api_jobs SET status = 'queued' WHERE id = ? AND status IN ('parked', 'running')")
       .run(id);
+    if (this.queue.includes(id)) return;
     this.queue.push(id);
-    this.running ??= this.drain().finally(() => {
-      this.running = undefined;
-    });
+    this.fill();
   }
 
-  private async drain(): Promise<void> {
-    while (!this.stopped && this.queue.length) {
+  /** Start queued jobs while a lane is free. */
+  private fill(): void {
+    while (!this.stopped && this.queue.length && this.active.size < this.lanes) {
       const id = this.queue.shift()!;
-      await this.run(id);
+      const p: Promise<void> = this.run(id).finally(() => {
+        this.active.delete(p);
+        this.fill();
+      });
+      this.active.add(p);
     }
   }
 
@@ -368,16 +387,24 @@ export class JobQueue {
       writeFileSync(`${file}.tmp`, toJson(result));
       renameSync(`${file}.tmp`, file);
       db.prepare("UPDATE api_jobs SET status = 'done', finished_at = ? WHERE id = ?").run(new Date().toISOString(), id);
-    } catch (err) {
+    } catch (raw) {
+      const err = storageFull(raw) ?? raw;
       const pub = isCoded(err)
         ? err.toPublic()
         : { code: 'SH_ERR_INTERNAL', message: ERRORS.SH_ERR_INTERNAL.summary, details: {} };
       if (!isCoded(err) || err.kind === 'internal') this.log(`job ${id}: ${(err as Error)?.stack ?? String(err)}`);
-      db.prepare("UPDATE api_jobs SET status = 'failed', error_json = ?, finished_at = ? WHERE id = ?").run(
-        JSON.stringify(pub),
-        new Date().toISOString(),
-        id,
-      );
+      try {
+        // A recorded job the protocol did not fail yet (the disk filled mid-step) is failed once, as every other.
+        if (this.engine.jobs.get(id)?.status === 'running') this.engine.jobs.fail(id, err);
+        db.prepare("UPDATE api_jobs SET status = 'failed', error_json = ?, finished_at = ? WHERE id = ?").run(
+          JSON.stringify(pub),
+          new Date().toISOString(),
+          id,
+        );
+      } catch (again) {
+        // Nothing can be written (a full disk): the job stays as it was and is settled at the next start.
+        this.log(`job ${id}: its failure could not be recorded: ${(again as Error)?.message ?? String(again)}`);
+      }
     }
   }
 }

@@ -10,10 +10,10 @@
  * read re-hashes the bytes before anyone deserializes them.
  */
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { mkdirSync, existsSync, readFileSync, writeFileSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, existsSync, readFileSync, writeFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { fail } from '../../core/errors.ts';
+import { SafehouseError, fail, storageFull } from '../../core/errors.ts';
 import { sha256Hex } from '../../core/hash.ts';
 
 /**
@@ -107,21 +107,53 @@ export class Store {
    */
   static open(home: string, opts: { create?: boolean } = {}): Store {
     const dbPath = join(home, 'engine.db');
-    if (!existsSync(dbPath) && !opts.create) {
+    const exists = existsSync(dbPath);
+    if (!exists && !opts.create) {
       fail(
         'SH_ERR_HOME_NOT_INITIALIZED',
         `no Safehouse data directory at ${home} (run \`safehouse init --home ${home}\`)`,
       );
     }
+    // SQLite takes an empty file for a new database: an engine.db truncated to nothing would start a new ledger.
+    if (exists && statSync(dbPath).size === 0 && !opts.create)
+      fail('SH_ERR_STORE_DAMAGED', `${dbPath} is empty (0 bytes): restore it from a backup`, { file: 'engine.db' });
     mkdirSync(join(home, 'blobs'), { recursive: true });
-    const db = new DatabaseSync(dbPath);
-    // A 64 MiB page cache (default 2 MiB): a 100 000-subject job inserts its subject index in random key order.
-    db.exec(
-      'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;',
-    );
-    db.exec(SCHEMA);
-    migrate(db);
+    let db: DatabaseSync | undefined;
+    try {
+      db = new DatabaseSync(dbPath);
+      // A 64 MiB page cache (default 2 MiB): a 100 000-subject job inserts its subject index in random key order.
+      db.exec(
+        'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;',
+      );
+      if (exists && !opts.create && !db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'meta'").get())
+        fail('SH_ERR_STORE_DAMAGED', `${dbPath} is an SQLite database but not an engine's (no meta table)`, {
+          file: 'engine.db',
+        });
+      db.exec(SCHEMA);
+      migrate(db);
+    } catch (err) {
+      if (db?.isOpen) db.close();
+      throw damaged(err, dbPath);
+    }
     return new Store(home, db);
+  }
+
+  /**
+   * SQLite's `PRAGMA quick_check` (page structure, record formats, index order — not index contents).
+   * @throws SH_ERR_STORE_DAMAGED naming the first problem found
+   */
+  quickCheck(): void {
+    let rows: Array<Record<string, unknown>>;
+    try {
+      rows = this.db.prepare('PRAGMA quick_check(5)').all() as Array<Record<string, unknown>>;
+    } catch (err) {
+      throw damaged(err, this.dbPath);
+    }
+    const found = rows.map((r) => String(Object.values(r)[0]));
+    if (found.length !== 1 || found[0] !== 'ok')
+      fail('SH_ERR_STORE_DAMAGED', `${this.dbPath} fails SQLite's quick_check: ${found.join('; ').slice(0, 300)}`, {
+        file: 'engine.db',
+      });
   }
 
   close(): void {
@@ -172,15 +204,25 @@ export class Store {
     }
   }
 
-  /** Store bytes under their SHA-256 (hex). Idempotent. */
+  /**
+   * Store bytes under their SHA-256 (hex). Idempotent. Written aside and renamed: a blob is whole or absent.
+   * @throws SH_ERR_STORAGE_FULL when the disk is full (the partial file is removed)
+   */
   putBlob(bytes: Uint8Array): string {
     const hash = sha256Hex(bytes);
     const path = this.blobPath(hash);
     if (!existsSync(path)) {
-      mkdirSync(join(this.blobDir, hash.slice(0, 2)), { recursive: true });
       const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-      writeFileSync(tmp, bytes);
-      renameSync(tmp, path);
+      try {
+        mkdirSync(join(this.blobDir, hash.slice(0, 2)), { recursive: true });
+        writeFileSync(tmp, bytes);
+        renameSync(tmp, path);
+      } catch (err) {
+        rmSync(tmp, { force: true });
+        const full = storageFull(err);
+        if (full) fail('SH_ERR_STORAGE_FULL', `no room for a ${bytes.length}-byte blob in ${this.blobDir}`, {}, err);
+        throw err;
+      }
     }
     return hash;
   }
@@ -204,6 +246,22 @@ export class Store {
   dropBlob(hash: string): void {
     rmSync(this.blobPath(hash), { force: true });
   }
+}
+
+/** An SQLite error that says the file is not a (sound) database, as SH_ERR_STORE_DAMAGED; others as they are. */
+function damaged(err: unknown, path: string): unknown {
+  const e = err as { errcode?: unknown; message?: unknown; code?: unknown };
+  if (e?.code === 'SH_ERR_STORE_DAMAGED' || e?.code === 'SH_ERR_HOME_NOT_INITIALIZED') return err;
+  // SQLITE_CORRUPT (11), SQLITE_NOTADB (26), and their extended codes.
+  const code = typeof e?.errcode === 'number' ? e.errcode & 0xff : -1;
+  if (code === 11 || code === 26 || /malformed|not a database|corrupt/i.test(String(e?.message ?? '')))
+    return new SafehouseError(
+      'SH_ERR_STORE_DAMAGED',
+      `${path} is damaged (${String(e?.message ?? err)}): restore it from a backup`,
+      { file: 'engine.db' },
+      { cause: err },
+    );
+  return err;
 }
 
 /** Read a content-addressed file and verify its hash (usable from workers, which have no Store). */

@@ -59,7 +59,8 @@ const statuses = () =>
 
 describe('engine server job life cycle', () => {
   it('shutdown finishes the running job and parks the queued ones; a restarted server resumes them', async () => {
-    const server = new EngineServer({ engine: sh.engine, adminPublicKey: admin.publicKey });
+    // One lane, so that shutdown finds queued jobs to park.
+    const server = new EngineServer({ engine: sh.engine, adminPublicKey: admin.publicKey, jobLanes: 1 });
     const url = await server.listen(0);
     const bank = new Client(url, sh.wallet.get(DEMO_BANK)!);
     const hash = sh.engine.models.get(DEMO_MODEL_ID)!.hash;

@@ -942,10 +942,16 @@ describe('a job over HTTP', () => {
     const rows = openScoreResult(result.json as ScoreResult, DEMO_BANK, keysOf(DEMO_BANK).x25519!.secretKey);
     expect(rows).toEqual(embedded);
     expect(rows.filter((r) => r.status === 'OK').length).toBeGreaterThan(20);
-    // A signed request runs once: submitting it again is a 409 and queues nothing.
+    // A signed request runs once: submitting it again (a client that lost the answer, or after a crash) is the same
+    // job — its id and status — and queues nothing; another request under the same job id is a 409.
     const before = snapshot();
+    const again = await send({ path: '/v1/bank/jobs', as: as(DEMO_BANK), body: json({ kind: 'score', request }) });
+    expect(again.json).toEqual({ jobId, status: 'done' });
+    expect(snapshot()).toEqual(before);
+    const other = { ...request, body: { ...request.body, subjects: request.body.subjects.slice(1) } };
+    const resigned = signJson(other.body, DEMO_BANK, keysOf(DEMO_BANK).ed25519.secretKey);
     expectCoded(
-      await send({ path: '/v1/bank/jobs', as: as(DEMO_BANK), body: json({ kind: 'score', request }) }),
+      await send({ path: '/v1/bank/jobs', as: as(DEMO_BANK), body: json({ kind: 'score', request: resigned }) }),
       'SH_ERR_ALREADY_EXISTS',
     );
     expect(snapshot()).toEqual(before);
