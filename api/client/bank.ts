@@ -3,7 +3,7 @@
  * sealed results with the bank's own X25519 key; for training, encrypt its labels under the key holder's public key;
  * and the hold-out evaluation of a trained model once its providers have approved it.
  */
-import { fail } from '../../core/errors.ts';
+import { fail, isCoded } from '../../core/errors.ts';
 import { paramSet } from '../../engine/he/params.ts';
 import { signJson } from '../../core/sign.ts';
 import { buildScoreRequest, openScoreResult } from '../../engine/protocols/score/bank.ts';
@@ -50,7 +50,7 @@ export async function score(
     { jobId, bank: bank.id, modelId, modelHash: m.hash, purpose, subjects, requestedAt: new Date().toISOString() },
     bank.keys.ed25519.secretKey,
   );
-  await bank.post('/v1/bank/jobs', { kind: 'score', request: signed });
+  await submitJob(bank, { kind: 'score', request: signed });
   await bank.waitJob(jobId, onProgress ? { onProgress } : {});
   const result = await bank.get<ScoreResult>(`/v1/bank/jobs/${jobId}/result`);
   return { jobId, rows: openScoreResult(result, bank.id, bank.keys.x25519.secretKey) };
@@ -92,7 +92,7 @@ export async function verify(
     { jobId, bank: bank.id, purpose, claims, requestedAt: new Date().toISOString() },
     bank.keys.ed25519.secretKey,
   );
-  await bank.post('/v1/bank/jobs', { kind: 'verify', request: signed, openings });
+  await submitJob(bank, { kind: 'verify', request: signed, openings });
   await bank.waitJob(jobId, onProgress ? { onProgress } : {});
   const result = await bank.get<VerifyResult>(`/v1/bank/jobs/${jobId}/result`);
   return {
@@ -143,7 +143,7 @@ export async function train(
     },
     bank.keys.ed25519.secretKey,
   );
-  await bank.post('/v1/bank/jobs', { kind: 'train', request: signed });
+  await submitJob(bank, { kind: 'train', request: signed });
   const view = await bank.waitJob(jobId, { until: ['awaiting-labels', 'done'] });
   if (!view.plan) fail('SH_ERR_JOB_NOT_READY', `job ${jobId} has no training plan`);
   const holder = await bank.get<{ bfvPublicKey?: string }>(`/v1/parties/${encodeURIComponent(view.plan.provider)}`);
@@ -161,4 +161,21 @@ export async function train(
   await bank.post(`/v1/bank/jobs/${jobId}/labels`, { labels: enc.signed });
   await bank.waitJob(jobId, r.onProgress ? { onProgress: r.onProgress } : {});
   return bank.get<TrainOutcome>(`/v1/bank/jobs/${jobId}/result`);
+}
+
+/**
+ * Submit a signed job, through a server restart: the same signed request again is the same job (never "already
+ * exists"), so a submission whose answer was lost is simply sent again, for up to a minute.
+ */
+export async function submitJob(bank: Client, submission: Record<string, unknown>): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      await bank.post('/v1/bank/jobs', submission);
+      return;
+    } catch (err) {
+      if (!isCoded(err, 'SH_ERR_UNAVAILABLE') || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 500 + Math.random() * 500));
+    }
+  }
 }

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { SafehouseError, fail, isCoded, ERRORS, type ErrorCode } from '../../core/errors.ts';
 
 /** How many 429s in a row a call waits out, and the longest single wait it accepts. */
-const MAX_RATE_RETRIES = 8;
+const MAX_RATE_RETRIES = 30;
 const MAX_RETRY_WAIT_S = 30;
 import { hexToBytes } from '../../core/sign.ts';
 import { signRequest } from '../httpsig.ts';
@@ -55,8 +55,9 @@ export class Client {
 
   /**
    * Call a route; JSON bodies are encoded with bigint/bytes tags, Uint8Array bodies go as octet-stream. A 429 is
-   * waited out as the server's `retry-after` says (each wait capped at MAX_RETRY_WAIT_S, at most MAX_RATE_RETRIES
-   * times, then the coded SH_ERR_RATE_LIMITED is thrown), so a long auditor replay paces itself instead of failing.
+   * waited out as the server's `retry-after` says, plus up to half as much again at random so that callers refused
+   * together do not return together (each wait capped at MAX_RETRY_WAIT_S, at most MAX_RATE_RETRIES times, then the
+   * coded SH_ERR_RATE_LIMITED is thrown), so many concurrent clients and a long auditor replay pace themselves.
    */
   async call<T>(method: 'GET' | 'POST' | 'PUT', path: string, payload?: unknown): Promise<T> {
     return this.paced(() => this.resent(() => this.callOnce<T>(method, path, payload)));
@@ -69,10 +70,9 @@ export class Client {
         return await send();
       } catch (err) {
         if (!isCoded(err, 'SH_ERR_RATE_LIMITED') || attempt >= MAX_RATE_RETRIES) throw err;
-        const wait = Number(err.details.retryAfterSeconds ?? 1);
-        await new Promise((r) =>
-          setTimeout(r, 1000 * Math.min(MAX_RETRY_WAIT_S, Number.isFinite(wait) && wait > 0 ? wait : 1)),
-        );
+        const asked = Number(err.details.retryAfterSeconds ?? 1);
+        const wait = Math.min(MAX_RETRY_WAIT_S, Number.isFinite(asked) && asked > 0 ? asked : 1);
+        await new Promise((r) => setTimeout(r, 1000 * wait * (1 + Math.random() / 2)));
       }
     }
   }
@@ -217,7 +217,15 @@ export class Client {
     const deadline = Date.now() + (opts.timeoutMs ?? 6 * 3600_000);
     let delay = 50;
     for (;;) {
-      const v = await this.get<JobView>(`/v1/bank/jobs/${encodeURIComponent(jobId)}`);
+      let v: JobView;
+      try {
+        v = await this.get<JobView>(`/v1/bank/jobs/${encodeURIComponent(jobId)}`);
+      } catch (err) {
+        // The server restarting (refused connections, 503 while it shuts down): the job is kept; poll on.
+        if (!isCoded(err, 'SH_ERR_UNAVAILABLE') || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 500 + Math.random() * 500));
+        continue;
+      }
       if (v.progress) opts.onProgress?.(v.progress);
       if (v.status === 'failed' && v.error)
         throw new SafehouseError(

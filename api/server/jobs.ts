@@ -393,18 +393,25 @@ export class JobQueue {
         ? err.toPublic()
         : { code: 'SH_ERR_INTERNAL', message: ERRORS.SH_ERR_INTERNAL.summary, details: {} };
       if (!isCoded(err) || err.kind === 'internal') this.log(`job ${id}: ${(err as Error)?.stack ?? String(err)}`);
-      try {
-        // A recorded job the protocol did not fail yet (the disk filled mid-step) is failed once, as every other.
-        if (this.engine.jobs.get(id)?.status === 'running') this.engine.jobs.fail(id, err);
-        db.prepare("UPDATE api_jobs SET status = 'failed', error_json = ?, finished_at = ? WHERE id = ?").run(
-          JSON.stringify(pub),
-          new Date().toISOString(),
-          id,
-        );
-      } catch (again) {
-        // Nothing can be written (a full disk): the job stays as it was and is settled at the next start.
-        this.log(`job ${id}: its failure could not be recorded: ${(again as Error)?.message ?? String(again)}`);
-      }
+      this.recordFailure(id, err, pub, 0);
+    }
+  }
+
+  /**
+   * Fail a job once, in the engine (a recorded job the protocol did not fail yet: the disk filled mid-step) and in the
+   * queue. When nothing can be written (a full disk) it is tried again every 5 s for 10 minutes; a server restarted
+   * meanwhile settles the job at its start.
+   */
+  private recordFailure(id: string, err: unknown, pub: Record<string, unknown>, attempt: number): void {
+    try {
+      if (this.engine.jobs.get(id)?.status === 'running') this.engine.jobs.fail(id, err);
+      this.engine.store.db
+        .prepare("UPDATE api_jobs SET status = 'failed', error_json = ?, finished_at = ? WHERE id = ?")
+        .run(JSON.stringify(pub), new Date().toISOString(), id);
+    } catch (again) {
+      this.log(`job ${id}: its failure could not be recorded yet: ${(again as Error)?.message ?? String(again)}`);
+      if (attempt < 120 && !this.stopped)
+        setTimeout(() => this.recordFailure(id, err, pub, attempt + 1), 5_000).unref();
     }
   }
 }
