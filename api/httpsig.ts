@@ -87,9 +87,40 @@ export function signRequest(
   };
 }
 
+/**
+ * Where a verifier remembers the nonces it accepted. `claim` records one and says whether it was new; `forget` drops
+ * those created before a time (UNIX seconds). The engine server keeps them in its database, so a request captured
+ * before a restart is still refused after it (api/server/auth.ts).
+ */
+export interface NonceStore {
+  claim(id: string, created: number): boolean;
+  forget(before: number): void;
+}
+
+/** Nonces in memory (a process that restarts forgets them: use a persistent store where that matters). */
+export class MemoryNonces implements NonceStore {
+  private readonly seen = new Map<string, number>();
+
+  claim(id: string, created: number): boolean {
+    if (this.seen.has(id)) return false;
+    this.seen.set(id, created);
+    return true;
+  }
+
+  forget(before: number): void {
+    // Insertion order is close to creation order: stop at the first nonce still in the window.
+    for (const [n, at] of this.seen) {
+      if (at >= before) break;
+      this.seen.delete(n);
+    }
+  }
+}
+
 export interface VerifierOptions {
   /** Public key of a registered party, or undefined. */
   keyOf: (keyid: string) => Uint8Array | undefined;
+  /** Accepted nonces (default: in memory). */
+  nonces?: NonceStore;
   /** Largest accepted |now − created|, seconds. Default 300. */
   maxSkewSeconds?: number;
   now?: () => Date;
@@ -103,10 +134,12 @@ export class RequestVerifier {
   private readonly keyOf: (keyid: string) => Uint8Array | undefined;
   private readonly maxSkew: number;
   private readonly now: () => Date;
-  private readonly seen = new Map<string, number>();
+  private readonly nonces: NonceStore;
+  private lastForget = 0;
 
   constructor(opts: VerifierOptions) {
     this.keyOf = opts.keyOf;
+    this.nonces = opts.nonces ?? new MemoryNonces();
     this.maxSkew = opts.maxSkewSeconds ?? 300;
     this.now = opts.now ?? (() => new Date());
     if (!Number.isInteger(this.maxSkew) || this.maxSkew < 1)
@@ -144,11 +177,12 @@ export class RequestVerifier {
     );
     if (!ed25519Verify(new Uint8Array(Buffer.from(sm[1]!, 'base64')), new TextEncoder().encode(base), key!))
       bad(`signature by ${keyid} does not verify`);
-    // Replay: a nonce is accepted once while its signature could still be fresh.
-    for (const [n, at] of this.seen) if (at < now - 2 * this.maxSkew) this.seen.delete(n);
-    const id = `${keyid}\u0000${nonce}`;
-    if (this.seen.has(id)) bad('nonce already used (replayed request)');
-    this.seen.set(id, created);
+    // Replay: a nonce is accepted once while its signature could still be fresh (older ones are forgotten each minute).
+    if (now - this.lastForget >= 60) {
+      this.nonces.forget(now - 2 * this.maxSkew);
+      this.lastForget = now;
+    }
+    if (!this.nonces.claim(`${keyid}\u0000${nonce}`, created)) bad('nonce already used (replayed request)');
     return keyid;
   }
 }

@@ -4,10 +4,10 @@
  * limit, then the route's role check — all before the schema validation and the handler (docs/design.md §9).
  */
 import type { FastifyInstance } from 'fastify';
-import { fail } from '../../core/errors.ts';
+import { fail, storageFull } from '../../core/errors.ts';
 import type { Engine } from '../../engine/engine.ts';
 import type { PartyRole } from '../../engine/registry.ts';
-import { RequestVerifier } from '../httpsig.ts';
+import { MemoryNonces, RequestVerifier, type NonceStore } from '../httpsig.ts';
 
 /** The admin's key id: the admin is not a registered party; its public key is given to the server. */
 export const ADMIN_ID = 'admin';
@@ -30,6 +30,7 @@ export function authenticate(
   const { engine } = opts;
   const verifier = new RequestVerifier({
     keyOf: (id) => (id === ADMIN_ID ? opts.adminPublicKey : engine.registry.party(id)?.ed25519),
+    nonces: storedNonces(engine),
   });
   app.addHook('preValidation', async (req) => {
     const cfg = req.routeOptions.config as { role?: string } | undefined;
@@ -54,4 +55,36 @@ export function authenticate(
         { party: id },
       );
   });
+}
+
+/**
+ * Accepted nonces in the engine's database (`api_nonces`), so a signed request captured before a restart is refused
+ * after it as well: the restarted server still knows every nonce of the last 2 × skew window.
+ */
+function storedNonces(engine: Engine): NonceStore {
+  const db = engine.store.db;
+  db.exec('CREATE TABLE IF NOT EXISTS api_nonces (id TEXT PRIMARY KEY, created INTEGER NOT NULL) WITHOUT ROWID;');
+  const claim = db.prepare('INSERT INTO api_nonces (id, created) VALUES (?, ?) ON CONFLICT(id) DO NOTHING');
+  const forget = db.prepare('DELETE FROM api_nonces WHERE created < ?');
+  // A full disk must not stop reads (job status, results): nonces then go to memory until writes work again.
+  const spill = new MemoryNonces();
+  return {
+    claim: (id, created) => {
+      if (!spill.claim(id, created)) return false;
+      try {
+        return Number(claim.run(id, created).changes) === 1;
+      } catch (err) {
+        if (storageFull(err)) return true;
+        throw err;
+      }
+    },
+    forget: (before) => {
+      spill.forget(before);
+      try {
+        forget.run(before);
+      } catch (err) {
+        if (!storageFull(err)) throw err;
+      }
+    },
+  };
 }

@@ -14,6 +14,7 @@ import { Client, newJobId, type JobView } from '../../api/client/index.ts';
 import { buildScoreRequest, openScoreResult } from '../../engine/protocols/score/bank.ts';
 import { type ScoreResult } from '../../engine/protocols/score/messages.ts';
 import { ed25519KeyPair } from '../../core/sign.ts';
+import { signRequest } from '../../api/httpsig.ts';
 
 let home: string;
 let sh: Safehouse;
@@ -104,6 +105,28 @@ describe('engine server job life cycle', () => {
         const result = await bank2.get<ScoreResult>(`/v1/bank/jobs/${id}/result`);
         expect(openScoreResult(result, DEMO_BANK, bank2.keys.x25519!.secretKey)).toEqual(embedded);
       }
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('a signed request replayed after a restart is still refused (nonces are kept in the database)', async () => {
+    const first = new EngineServer({ engine: sh.engine, adminPublicKey: admin.publicKey });
+    const url = await first.listen(0);
+    const u = new URL('/v1/admin/parties', url);
+    const headers = signRequest({ method: 'GET', url: u.href, authority: u.host }, 'admin', admin.secretKey);
+    expect((await fetch(u, { headers })).status).toBe(200);
+    await first.close();
+    // The same address, a new server process's worth of state: the captured headers are a replay.
+    const again = new EngineServer({ engine: sh.engine, adminPublicKey: admin.publicKey });
+    await again.listen(Number(u.port));
+    try {
+      const res = await fetch(u, { headers });
+      expect(res.status).toBe(401);
+      expect(((await res.json()) as { message: string }).message).toMatch(/replayed/);
+      // A fresh signature is served.
+      const fresh = signRequest({ method: 'GET', url: u.href, authority: u.host }, 'admin', admin.secretKey);
+      expect((await fetch(u, { headers: fresh })).status).toBe(200);
     } finally {
       await again.close();
     }
