@@ -90,10 +90,10 @@ export class ConsentReader {
       "SELECT p.id, p.ed25519_pub FROM json_each(?) AS j CROSS JOIN parties AS p ON p.id = j.value WHERE p.role = 'enterprise'",
     );
     this.consents = db.prepare(
-      'SELECT c.subject, c.signed_json, c.checked FROM json_each(?) AS j CROSS JOIN consents AS c ON c.subject = j.value AND c.grantee = ? ORDER BY c.rowid',
+      'SELECT c.subject, c.signed_json, c.checked, c.created_at FROM json_each(?) AS j CROSS JOIN consents AS c ON c.subject = j.value AND c.grantee = ? ORDER BY c.rowid',
     );
     this.revocations = db.prepare(
-      'SELECT r.subject, r.signed_json, r.checked FROM json_each(?) AS j CROSS JOIN revocations AS r ON r.subject = j.value',
+      'SELECT r.subject, r.signed_json, r.checked, r.created_at FROM json_each(?) AS j CROSS JOIN revocations AS r ON r.subject = j.value',
     );
   }
 
@@ -101,20 +101,26 @@ export class ConsentReader {
    * Each subject's status (and the consent that covers it), in the order of `subjects`: `consentStatus`'s answers,
    * with each signature verified once — rows whose recorded hash matches were verified when they were added.
    */
-  judge(req: ConsentRequest, subjects: readonly string[]): Array<{ status: ConsentStatus; consentId?: string }> {
+  judge(
+    req: ConsentRequest,
+    subjects: readonly string[],
+    /** Only consents and revocations the engine had recorded by this time (ISO): a replay judges as the job did. */
+    recordedBy?: string,
+  ): Array<{ status: ConsentStatus; consentId?: string }> {
     const list = JSON.stringify(subjects);
     const keys = new Map(
       (this.keys.all(list) as Array<{ id: string; ed25519_pub: string }>).map((r) => [r.id, r.ed25519_pub]),
     );
-    type Row = { subject: string; signed_json: string; checked: string | null };
+    type Row = { subject: string; signed_json: string; checked: string | null; created_at: string };
+    const known = (r: Row) => recordedBy === undefined || r.created_at <= recordedBy;
     const consents = new Map<string, Row[]>();
-    for (const r of this.consents.all(list, req.bank) as Row[]) {
+    for (const r of (this.consents.all(list, req.bank) as Row[]).filter(known)) {
       const l = consents.get(r.subject);
       if (l) l.push(r);
       else consents.set(r.subject, [r]);
     }
     const revs = new Map<string, Row[]>();
-    for (const r of this.revocations.all(list) as Row[]) {
+    for (const r of (this.revocations.all(list) as Row[]).filter(known)) {
       if (!consents.has(r.subject)) continue; // a subject with no consent to this bank is NO_CONSENT either way
       const l = revs.get(r.subject);
       if (l) l.push(r);

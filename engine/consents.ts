@@ -206,12 +206,17 @@ export class Consents {
    * Per-subject consent status (docs/design.md §6), read and judged from the stored rows in batches (ConsentReader):
    * for the auditor's replay, which must not trust a cache; jobs use {@link jobStatuses}.
    */
-  statuses(req: ConsentQuery, subjects: readonly string[]): Map<string, { status: ConsentStatus; consentId?: string }> {
+  statuses(
+    req: ConsentQuery,
+    subjects: readonly string[],
+    /** Judge with the consents and revocations recorded by this time only (a replay: what the job knew). */
+    recordedBy?: string,
+  ): Map<string, { status: ConsentStatus; consentId?: string }> {
     this.reader ??= new ConsentReader(this.ctx.store.db);
     const out = new Map<string, { status: ConsentStatus; consentId?: string }>();
     for (let i = 0; i < subjects.length; i += READ_BATCH) {
       const batch = subjects.slice(i, i + READ_BATCH);
-      this.reader.judge(req, batch).forEach((st, k) => out.set(batch[k]!, st));
+      this.reader.judge(req, batch, recordedBy).forEach((st, k) => out.set(batch[k]!, st));
     }
     return out;
   }

@@ -194,6 +194,9 @@ export const COMMANDS: readonly CommandSpec[] = [
       str('keys', 'DIR', "the provider's key directory", REQ),
       str('engine', 'URL', 'the engine server', REQ),
       str('registrar-key', 'FILE', "the registrar's public key file (.pub) this custodian pins", REQ),
+      str('policy', 'FILE', "the provider's own limits (JSON: budgets, windows, cohort minimum; docs/privacy.md)", {
+        defaultText: 'the defaults of sandbox/policy.ts',
+      }),
       PORT,
       HOST,
       { ...ENGINE_KEY, mode: 'local' },

@@ -5,6 +5,8 @@
  */
 import type { ApprovalReview } from '../../engine/protocols/score/provider.ts';
 import { resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { providerPolicy, type ProviderPolicy } from '../../sandbox/policy.ts';
 import { SafehouseError, isCoded } from '../../core/errors.ts';
 import { validateSchema } from '../../sandbox/catalog.ts';
 import { ProviderClient } from '../client/index.ts';
@@ -90,7 +92,23 @@ export const HANDLERS: Record<string, Handler> = {
   async custodian({ args, out }) {
     const provider = args.optString('provider');
     const engineKey = args.optString('engine-key');
+    const policyFile = args.optString('policy');
+    let policy: Partial<ProviderPolicy> | undefined;
+    if (policyFile !== undefined) {
+      try {
+        policy = JSON.parse(readFileSync(resolve(policyFile), 'utf8')) as Partial<ProviderPolicy>;
+      } catch (err) {
+        throw new SafehouseError(
+          'SH_ERR_INVALID_ARGUMENT',
+          `"--policy" ${policyFile} is not a JSON file of the provider's limits`,
+          { option: 'policy' },
+          { cause: err },
+        );
+      }
+      providerPolicy(policy); // checked before the custodian starts: a bad limit is a coded error, not a late one
+    }
     const c = await startCustodian({
+      ...(policy ? { policy } : {}),
       ...(provider ? { provider } : {}),
       keysDir: resolve(args.string('keys')),
       engine: args.string('engine'),

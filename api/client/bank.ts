@@ -157,8 +157,24 @@ export async function train(
     bank.id,
     bank.keys.ed25519.secretKey,
   );
-  await bank.putBlobs(enc.blobs);
-  await bank.post(`/v1/bank/jobs/${jobId}/labels`, { labels: enc.signed });
+  // Through a server restart: blobs staged before it are gone, so both are sent again until the labels are taken
+  // (a job no longer awaiting labels took them).
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      await bank.putBlobs(enc.blobs);
+      await bank.post(`/v1/bank/jobs/${jobId}/labels`, { labels: enc.signed });
+      break;
+    } catch (err) {
+      if (!isCoded(err, 'SH_ERR_UNAVAILABLE') && !isCoded(err, 'SH_ERR_BLOB_MISSING')) {
+        const now = await bank.get<{ status: string }>(`/v1/bank/jobs/${jobId}`).catch(() => undefined);
+        if (now && now.status !== 'awaiting-labels') break;
+        throw err;
+      }
+      if (Date.now() > deadline) throw err;
+      await new Promise((res) => setTimeout(res, 500 + Math.random() * 500));
+    }
+  }
   await bank.waitJob(jobId, r.onProgress ? { onProgress: r.onProgress } : {});
   return bank.get<TrainOutcome>(`/v1/bank/jobs/${jobId}/result`);
 }

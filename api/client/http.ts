@@ -60,7 +60,18 @@ export class Client {
    * coded SH_ERR_RATE_LIMITED is thrown), so many concurrent clients and a long auditor replay pace themselves.
    */
   async call<T>(method: 'GET' | 'POST' | 'PUT', path: string, payload?: unknown): Promise<T> {
-    return this.paced(() => this.resent(() => this.callOnce<T>(method, path, payload)));
+    const once = () => this.paced(() => this.resent(() => this.callOnce<T>(method, path, payload)));
+    if (method !== 'GET') return once();
+    // A read is safe to repeat: through a server restart (refused connections, 503) it is sent again for a minute.
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      try {
+        return await once();
+      } catch (err) {
+        if (!isCoded(err, 'SH_ERR_UNAVAILABLE') || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 300 + Math.random() * 700));
+      }
+    }
   }
 
   /** Retry after 429s, as long as the server asks for a bounded wait. */

@@ -160,6 +160,9 @@ export class JobQueue {
           'SH_ERR_INVALID_ARGUMENT',
           'a training request expected "provider" and "fields" (strings), "others" as a list of { provider, fields } and a "subjects" list',
         );
+      // The plan shows the job to every provider's custodian: after a restart they are reconnected first.
+      const others = (t.others ?? []) as Array<{ provider: string }>;
+      await this.custodians.ensure([t.provider as string, ...others.map((o) => o.provider)]);
       plan = await planTraining(e, request as never);
     }
     const status: JobStatus = plan ? 'awaiting-labels' : 'queued';

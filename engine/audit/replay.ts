@@ -44,19 +44,16 @@ export async function replayJob(engine: Engine, jobId: string, auditor: Auditor)
     const code = (err as { code?: string }).code ?? 'SH_ERR_INTERNAL';
     steps.add('replay', 'mismatch', `the replay stopped: ${code} ${(err as Error).message ?? ''}`.trim());
   }
-  outcome(steps, job.kind, events);
+  outcome(steps, events);
   return steps.report(jobId, job.kind);
 }
 
-/** What a replay expects of a job's ending. */
-const OUTCOME_STEPS = new Set(['result', 'answers']);
-
 /**
- * A failed job delivered nothing: the steps after its failure (result, answers, a trained model) are not expected,
- * so their absence is dropped and the failure is a step of its own, matching when it is ledgered once with its code.
+ * A failed job delivered nothing: the material of the steps after its failure (escrow, iterations, result, answers,
+ * a trained model) is not expected, so its absence is dropped and the failure is a step of its own, matching when it is ledgered once with its code.
  * A job with no ending at all (cut off and never resumed or failed) is `missing`.
  */
-function outcome(steps: Steps, kind: string, events: ReadonlyArray<{ kind: string; body: Record<string, unknown> }>) {
+function outcome(steps: Steps, events: ReadonlyArray<{ kind: string; body: Record<string, unknown> }>) {
   const completed = events.filter((e) => e.kind === 'job.completed');
   const failed = events.filter((e) => e.kind === 'job.failed');
   if (completed.length + failed.length === 0) {
@@ -68,9 +65,8 @@ function outcome(steps: Steps, kind: string, events: ReadonlyArray<{ kind: strin
     return;
   }
   if (!failed.length) return;
-  const dropped = steps.drop(
-    (s) => s.status === 'missing' && (OUTCOME_STEPS.has(s.step) || (kind === 'train' && s.step === 'model')),
-  );
+  // Material the job would have made after the point it failed at (escrow, iterations, result) is not expected.
+  const dropped = steps.drop((s) => s.status === 'missing' && s.step !== 'request');
   steps.add(
     'outcome',
     'match',

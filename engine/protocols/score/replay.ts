@@ -75,6 +75,8 @@ export async function replayScore(ctx: ReplayContext<StoredScore>): Promise<void
   const consent = engine.consents.statuses(
     { bank: req.bank, purpose: req.purpose, operation: 'score', categories, at: new Date(req.requestedAt) },
     subjects,
+    // What the engine knew when it recorded the job: a consent granted later (even out of scope) changes nothing.
+    String(requested.body.at),
   );
   const ok = subjects.filter((s) => consent.get(s)?.status === 'OK');
   const groups = [...datasets].map(([datasetId, d]) => ({

@@ -95,6 +95,7 @@ export async function replayVerify(ctx: ReplayContext<StoredVerify>): Promise<vo
     for (const [u, v] of engine.consents.statuses(
       { bank: req.bank, purpose: req.purpose, operation: 'verify', categories: [category], at },
       [...subjects],
+      String(requested.body.at), // what the engine knew when it recorded the job
     ))
       consent.set(`${category}/${u}`, v);
   }
