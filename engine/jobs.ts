@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { fail, isCoded } from '../core/errors.ts';
+import { sha256Hex } from '../core/hash.ts';
 import type { EngineContext } from './context.ts';
 
 export type JobKind = 'score' | 'verify' | 'train';
@@ -51,8 +52,33 @@ export class Jobs {
   constructor(ctx: EngineContext) {
     this.ctx = ctx;
     ctx.store.db.exec(
-      'CREATE TABLE IF NOT EXISTS job_secrets (job_id TEXT PRIMARY KEY, seed BLOB NOT NULL, state_json TEXT NOT NULL);',
+      `CREATE TABLE IF NOT EXISTS job_secrets (job_id TEXT PRIMARY KEY, seed BLOB NOT NULL, state_json TEXT NOT NULL);
+       CREATE TABLE IF NOT EXISTS job_blobs (job_id TEXT NOT NULL, blob TEXT NOT NULL, PRIMARY KEY (job_id, blob)) WITHOUT ROWID;`,
     );
+  }
+
+  /**
+   * Store a blob a running job makes for its replay (a re-randomizer), noted first as the job's: when the job finishes,
+   * those its ledger entries do not name — made by a run a crash cut off before it asked — are deleted.
+   */
+  putJobBlob(jobId: string, bytes: Uint8Array): string {
+    const hash = sha256Hex(bytes);
+    this.ctx.store.db.prepare('INSERT OR IGNORE INTO job_blobs (job_id, blob) VALUES (?, ?)').run(jobId, hash);
+    return this.ctx.store.putBlob(bytes);
+  }
+
+  /** After a job finished: delete the blobs it made that none of its ledger entries names. */
+  private sweepBlobs(id: string): void {
+    const { store, ledger } = this.ctx;
+    const made = (
+      store.db.prepare('SELECT blob FROM job_blobs WHERE job_id = ?').all(id) as Array<{ blob: string }>
+    ).map((r) => r.blob);
+    if (!made.length) return;
+    const named = new Set<string>();
+    for (const e of ledger.jobEntries(id))
+      for (const v of Object.values(e.body)) if (typeof v === 'string') named.add(v);
+    for (const b of made) if (!named.has(b)) store.dropBlob(b);
+    store.db.prepare('DELETE FROM job_blobs WHERE job_id = ?').run(id);
   }
 
   /** Keep a running job's seed and decided state (inside the transaction that records the job, or just after). */
@@ -148,6 +174,7 @@ export class Jobs {
       ledger.append('job.completed', { jobId: id, ...completed });
       store.db.prepare('DELETE FROM job_secrets WHERE job_id = ?').run(id);
     });
+    this.sweepBlobs(id);
     ledger.checkpoint();
   }
 
@@ -180,7 +207,10 @@ export class Jobs {
       });
       failed = true;
     });
-    if (failed) ledger.checkpoint();
+    if (failed) {
+      this.sweepBlobs(id);
+      ledger.checkpoint();
+    }
   }
 
   get(id: string): JobRecord | undefined {

@@ -118,6 +118,7 @@ export class LedgerMonitor {
       fail(
         'SH_ERR_INVALID_ARGUMENT',
         `"from" expected ${this.accepted} (or ${this.accepted + this.pending.length} to continue), got ${u.from}`,
+        { expectedFrom: this.accepted },
       );
     for (const e of u.entries)
       if (typeof e !== 'string' || e.length > MAX_LEAF_BYTES)

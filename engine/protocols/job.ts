@@ -115,7 +115,20 @@ export async function feedCustodian(
   provider: string,
   c: Custodian = engine.registry.custodian(provider),
 ): Promise<void> {
+  // A custodian restarted between the state it reported and the leaves sent holds fewer leaves than it said: it says
+  // where it stands (`expectedFrom`) and the feed starts again from there.
   const run = async () => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await feed();
+      } catch (err) {
+        const e = err as { code?: string; details?: { expectedFrom?: unknown } };
+        if (attempt >= 3 || e.code !== 'SH_ERR_INVALID_ARGUMENT' || typeof e.details?.expectedFrom !== 'number')
+          throw err;
+      }
+    }
+  };
+  const feed = async () => {
     let cp = engine.ledger.latestCheckpoint();
     if (!cp || cp.size < engine.ledger.size()) {
       engine.ledger.checkpoint();

@@ -9,14 +9,14 @@
  * auditor's `audit replay --all` exits 0. The tally is printed; the exit code is 0 only when every check held.
  *
  * Bounded: every wait has a deadline; a round that does not finish within it is a failure, not a hang.
- * Longer than 400 lines: one scripted deployment, five operations and their checks, and the final audit.
+ * Longer than 400 lines: five operations and their checks, the rounds, and the final audit.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { NET_AUDITOR, NET_BANK, NET_PURPOSE, cli, writeScenario } from '../../api/demo-network.ts';
+import { NET_AUDITOR, NET_BANK, NET_PURPOSE, cli } from '../../api/demo-network.ts';
+import { INGEST, MODEL_ID, deploy } from './deployment.ts';
 import { Client, newJobId } from '../../api/client/http.ts';
 import { ProviderClient } from '../../api/client/provider.ts';
 import { enterpriseKeys } from '../../api/client/enterprise.ts';
@@ -33,186 +33,25 @@ import { evaluatePlain } from '../../models/plain.ts';
 import { parseModel } from '../../models/model.ts';
 import { validateSchema } from '../../sandbox/catalog.ts';
 
-const BIN = resolve(import.meta.dirname, '../../api/bin/safehouse.js');
 const ENGINE_KILLS = Number(process.env.CRASH_ENGINE_KILLS ?? 50);
 const CUSTODIAN_KILLS = Number(process.env.CRASH_CUSTODIAN_KILLS ?? 20);
 const PORT = Number(process.env.CRASH_PORT ?? 18710);
 const ROUND_DEADLINE_MS = 240_000;
-const MODEL_ID = 'gc-crash-v1';
 /** Codes a job may end with after a crash, as docs/operations.md states them (training does not resume). */
 const STATED = new Set(['SH_ERR_INTERRUPTED', 'SH_ERR_UNAVAILABLE']);
 
 const rnd = mulberry32(Number(process.env.CRASH_SEED ?? 20261204));
 const dir = process.env.CRASH_DIR ? resolve(process.env.CRASH_DIR) : mkdtempSync(join(tmpdir(), 'sh-crash-'));
 mkdirSync(dir, { recursive: true });
-const logs = join(dir, 'logs');
-mkdirSync(logs, { recursive: true });
 const say = (l: string) => process.stdout.write(l + '\n');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A server process (engine or custodian) that can be killed and started again with the same arguments. */
-class Proc {
-  child: ChildProcess | undefined;
-  starts = 0;
-  readonly name: string;
-  readonly args: () => string[];
-  constructor(name: string, args: () => string[]) {
-    this.name = name;
-    this.args = args;
-  }
-
-  start(timeoutMs = 120_000): Promise<void> {
-    this.starts++;
-    const args = this.args();
-    return new Promise((done, reject) => {
-      const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-      this.child = child;
-      const log = join(logs, `${this.name}.log`);
-      appendFileSync(log, `--- start ${this.starts}: ${args.join(' ')}\n`);
-      let out = '';
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        reject(new Error(`${this.name} did not start within ${timeoutMs} ms`));
-      }, timeoutMs);
-      child.stderr!.on('data', (d: Buffer) => appendFileSync(log, d));
-      child.stdout!.on('data', (d: Buffer) => {
-        appendFileSync(log, d);
-        out += d.toString();
-        if (/listening on/.test(out)) {
-          clearTimeout(timer);
-          done();
-        }
-      });
-      child.on('exit', (code, signal) => {
-        clearTimeout(timer);
-        if (!/listening on/.test(out)) reject(new Error(`${this.name} exited ${code ?? signal} before listening`));
-      });
-    });
-  }
-
-  kill9(): Promise<void> {
-    const c = this.child!;
-    return new Promise((done) => {
-      if (c.exitCode !== null || c.signalCode !== null) return done();
-      c.once('exit', () => done());
-      c.kill('SIGKILL');
-    });
-  }
-
-  stop(): Promise<void> {
-    const c = this.child;
-    return new Promise((done) => {
-      if (!c || c.exitCode !== null || c.signalCode !== null) return done();
-      const t = setTimeout(() => c.kill('SIGKILL'), 30_000);
-      c.once('exit', () => {
-        clearTimeout(t);
-        done();
-      });
-      c.kill('SIGTERM');
-    });
-  }
-}
-
 // ---------------------------------------------------------------- the deployment
 
-const sc = writeScenario(join(dir, 'data'), { claims: 800 });
-const home = join(dir, 'engine');
-const keys = join(dir, 'keys');
-mkdirSync(keys, { recursive: true });
-const url = `http://127.0.0.1:${PORT}`;
-const S = ['--server', url];
-const engine: Proc = new Proc('engine', (): string[] => [
-  'serve',
-  '--home',
-  home,
-  '--port',
-  String(PORT),
-  '--pool-size',
-  '2',
-  ...(engine.starts === 1 ? ['--init'] : []),
-]);
-// The custodians' own limits: room for every round's jobs (the defaults would refuse later rounds by design).
-const policyFile = join(dir, 'provider-policy.json');
-writeFileSync(
-  policyFile,
-  JSON.stringify({ trainSubjectEpsilon: 1000, verifyUnitsPerWindow: 1000, tokenEvaluationsPerWindow: 1000 }),
-);
-const custodians = sc.providers.map(
-  (p, i) =>
-    new Proc(`custodian-${p.provider}`, () => [
-      'custodian',
-      '--provider',
-      p.provider,
-      '--keys',
-      join(keys, p.provider),
-      '--engine',
-      url,
-      '--registrar-key',
-      join(keys, 'registrar.key.pub'),
-      '--policy',
-      policyFile,
-      '--port',
-      String(PORT + 1 + i),
-    ]),
-);
-const INGEST = 'crash_ingest';
-
 const t0 = performance.now();
-await engine.start();
-const admin = ['--as', 'admin', '--key', join(home, 'admin.key')];
-await cli(['keygen', '--role', 'registrar', '--id', 'registrar', '--out', join(keys, 'registrar.key')]);
-await cli(['party', 'add', ...S, ...admin, '--public', join(keys, 'registrar.key.pub')]);
-await cli(['keygen', '--role', 'bank', '--id', NET_BANK, '--out', join(keys, `${NET_BANK}.key`)]);
-await cli(['keygen', '--role', 'auditor', '--id', NET_AUDITOR, '--out', join(keys, `${NET_AUDITOR}.key`)]);
-await cli(['keygen', '--role', 'enterprise', '--ids', sc.subjectsFile, '--out', join(keys, 'enterprises')]);
-for (const p of [...sc.providers.map((x) => x.provider), INGEST])
-  await cli(['keygen', '--role', 'provider', '--id', p, '--out', join(keys, p)]);
-const certify = ['--registrar', join(keys, 'registrar.key')];
-await cli(['party', 'add', ...S, ...admin, '--public', `${join(keys, NET_BANK)}.key.pub`, ...certify]);
-await cli(['party', 'add', ...S, ...admin, '--public', `${join(keys, NET_AUDITOR)}.key.pub`]);
-for (const p of [...sc.providers.map((x) => x.provider), INGEST])
-  await cli(['party', 'add', ...S, ...admin, '--public', join(keys, p)]);
-await cli(['party', 'add', ...S, ...admin, '--public', join(keys, 'enterprises'), ...certify]);
-for (const c of custodians) await c.start();
-for (const p of sc.providers)
-  await cli([
-    'provider',
-    'ingest',
-    ...S,
-    '--as',
-    p.provider,
-    '--key',
-    join(keys, p.provider),
-    '--schema',
-    p.schemaFile,
-    '--csv',
-    p.csvFile,
-  ]);
-await cli(['consent', 'grant', ...S, '--key', join(keys, 'enterprises'), '--file', sc.consentsFile]);
-const bankArgs = ['--as', NET_BANK, '--key', join(keys, `${NET_BANK}.key`)];
-const modelFile = join(dir, 'model.json');
-await cli([
-  'train',
-  ...S,
-  ...bankArgs,
-  '--providers',
-  sc.providers.map((p) => p.provider).join(','),
-  '--purpose',
-  NET_PURPOSE,
-  '--labels',
-  sc.labelsFile,
-  '--fields',
-  sc.fields,
-  '--out',
-  modelFile,
-  '--iterations',
-  '4',
-  '--model-id',
-  MODEL_ID,
-]);
-await cli(['model', 'register', ...S, ...bankArgs, '--file', modelFile]);
-for (const p of sc.providers)
-  await cli(['model', 'approve', ...S, '--as', p.provider, '--key', join(keys, p.provider), '--model', MODEL_ID]);
+const d = await deploy(dir, { port: PORT });
+const { sc, home, keys, url, engine, custodians, modelFile, logs } = d;
+const S = ['--server', url];
 say(`set-up: ${((performance.now() - t0) / 1000).toFixed(1)} s (engine, 2 custodians, ${sc.values.size} subjects)`);
 
 // ---------------------------------------------------------------- the plaintext truth
@@ -334,7 +173,9 @@ async function opTrain(): Promise<Outcome> {
 let consentRound = 0;
 async function opConsent(): Promise<Outcome> {
   const k = consentRound++;
-  const who = Array.from({ length: 8 }, (_, i) => subjects[(k * 8 + i) % subjects.length]!);
+  // Subjects that gave the bank no consent stay without one (a consent for another purpose would make them OUT_OF_SCOPE).
+  const consenting = subjects.filter((u) => !noConsent.has(u));
+  const who = Array.from({ length: 8 }, (_, i) => consenting[(k * 8 + i) % consenting.length]!);
   const signed = who.map((u) =>
     createConsent(
       {
@@ -467,7 +308,7 @@ try {
 } catch (err) {
   checks.push(['audit replay --all', false, String((err as Error).message).slice(0, 400)]);
 }
-await Promise.all([...custodians, engine].map((p) => p.stop()));
+await d.stop();
 
 const db = new DatabaseSync(join(home, 'engine.db'), { readOnly: true });
 const all = <T>(sql: string, ...a: Array<string | number>) => db.prepare(sql).all(...a) as T[];

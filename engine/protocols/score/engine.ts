@@ -152,7 +152,7 @@ export async function evaluateBlocks(
     })) as { ciphertext: Uint8Array; rerandomizer: Uint8Array };
     const ct = res.ciphertext;
     // The fresh encryption of zero is kept so an auditor can replay this block bit for bit.
-    const rerandomizer = engine.store.putBlob(res.rerandomizer);
+    const rerandomizer = engine.jobs.putJobBlob(job.jobId, res.rerandomizer);
     const request: DecryptRequest = {
       type: 'safehouse.custodian.decrypt.v1',
       paramsId: engine.params.id,

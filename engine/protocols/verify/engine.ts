@@ -281,7 +281,7 @@ export async function compareBlocks(
         [multipliers.buffer as ArrayBuffer, offsets.buffer as ArrayBuffer],
       )) as { ciphertext: Uint8Array; rerandomizer: Uint8Array };
       const ct = out.ciphertext;
-      const rerandomizer = engine.store.putBlob(out.rerandomizer);
+      const rerandomizer = engine.jobs.putJobBlob(job.jobId, out.rerandomizer);
       const request: DecryptRequest = {
         type: 'safehouse.custodian.decrypt.v1',
         paramsId: engine.params.id,
