@@ -47,9 +47,28 @@ export function buildCustodianServer(
     bodyLimit?: number;
     /** Extra routes (the custodian process adds training-column preparation). */
     extend?: (app: FastifyInstance, authed: Authed) => void;
+    /** Structured logs (pino JSON on stderr) at this level: route, status, code, duration — never a body. */
+    logLevel?: string;
   } = {},
 ): FastifyInstance {
-  const app = Fastify({ bodyLimit: opts.bodyLimit ?? 8 * 1024 * 1024, logger: false });
+  const app = Fastify({
+    bodyLimit: opts.bodyLimit ?? 8 * 1024 * 1024,
+    logger: opts.logLevel && opts.logLevel !== 'silent' ? { level: opts.logLevel, stream: process.stderr } : false,
+    disableRequestLogging: true,
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    req.log.info(
+      {
+        route: req.routeOptions.url ?? 'unmatched',
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+        ...((reply as unknown as { shCode?: string }).shCode
+          ? { code: (reply as unknown as { shCode?: string }).shCode }
+          : {}),
+      },
+      'request',
+    );
+  });
   const verifier = new RequestVerifier({ keyOf: (id) => (id === 'engine' ? enginePublicKey : undefined) });
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   const authed: Authed = <T>(req: FastifyRequest): T => {
@@ -73,7 +92,10 @@ export function buildCustodianServer(
     return body as T;
   };
   app.setErrorHandler((err, _req, reply) => {
-    if (err instanceof SafehouseError) return reply.status(err.status).send(err.toPublic());
+    if (err instanceof SafehouseError) {
+      (reply as unknown as { shCode?: string }).shCode = err.code;
+      return reply.status(err.status).send(err.toPublic());
+    }
     const status = (err as { statusCode?: number }).statusCode;
     if (status === 413)
       return reply.status(413).send({ code: 'SH_ERR_BODY_TOO_LARGE', message: 'request body too large', details: {} });

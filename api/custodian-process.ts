@@ -38,6 +38,8 @@ export async function startCustodian(o: {
   poolSize?: number;
   /** The provider's limits (sandbox/policy.ts ProviderPolicy); defaults when absent. */
   policy?: Partial<ProviderPolicy>;
+  /** Structured request logs on stderr at this level (the `custodian` command: SAFEHOUSE_LOG_LEVEL, default info). */
+  logLevel?: string;
 }): Promise<CustodianProcess> {
   const k = providerKeys(o.keysDir);
   const id = k.party.id;
@@ -87,6 +89,7 @@ export async function startCustodian(o: {
     return fail('SH_ERR_MODEL_STALE', `provider ${id} has no local copy of dataset ${datasetId}`);
   };
   const app = buildCustodianServer(custodian, enginePk, {
+    ...(o.logLevel ? { logLevel: o.logLevel } : {}),
     extend: (server, authed) => {
       server.post('/v1/custodian/training', async (req) => {
         const b = authed<{ part: TrainingPart; request: Signed<TrainRequest> }>(req);

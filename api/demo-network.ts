@@ -12,7 +12,7 @@
  * with its checks.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { germanSplit, GERMAN_PATH } from '../models/german.ts';
@@ -189,9 +189,15 @@ export function cli(args: string[], opts: { timeoutMs?: number } = {}): Promise<
 export function startServer(
   args: string[],
   timeoutMs = 60_000,
+  logFile?: string,
 ): Promise<{ url: string; child: ChildProcess; stop: () => Promise<void> }> {
   return new Promise((done, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // The server's own output (its structured logs are on stderr), kept for the operator when a file is given.
+    if (logFile) {
+      child.stdout.on('data', (d: Buffer) => appendFileSync(logFile, d));
+      child.stderr.on('data', (d: Buffer) => appendFileSync(logFile, d));
+    }
     let out = '';
     let err = '';
     const timer = setTimeout(() => {
@@ -257,6 +263,8 @@ export async function runNetwork(
   const home = join(dir, 'engine');
   const keys = join(dir, 'keys');
   mkdirSync(keys, { recursive: true });
+  const logs = join(dir, 'logs');
+  mkdirSync(logs, { recursive: true });
   const seconds: Record<string, number> = {};
   const step = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
     const t = performance.now();
@@ -267,7 +275,9 @@ export async function runNetwork(
   };
   const servers: Array<{ stop: () => Promise<void> }> = [];
   try {
-    const engine = await step('engine start', () => startServer(['serve', '--home', home, '--port', '0', '--init']));
+    const engine = await step('engine start', () =>
+      startServer(['serve', '--home', home, '--port', '0', '--init'], 60_000, join(logs, 'engine.log')),
+    );
     servers.push(engine);
     const S = ['--server', engine.url];
     const admin = ['--as', 'admin', '--key', join(home, 'admin.key')];
@@ -291,19 +301,23 @@ export async function runNetwork(
     await step('custodians start', async () => {
       for (const p of sc.providers)
         servers.push(
-          await startServer([
-            'custodian',
-            '--provider',
-            p.provider,
-            '--keys',
-            join(keys, p.provider),
-            '--engine',
-            engine.url,
-            '--registrar-key',
-            join(keys, 'registrar.key.pub'),
-            '--port',
-            '0',
-          ]),
+          await startServer(
+            [
+              'custodian',
+              '--provider',
+              p.provider,
+              '--keys',
+              join(keys, p.provider),
+              '--engine',
+              engine.url,
+              '--registrar-key',
+              join(keys, 'registrar.key.pub'),
+              '--port',
+              '0',
+            ],
+            60_000,
+            join(logs, `custodian-${p.provider}.log`),
+          ),
         );
     });
     await step('provider ingest', async () => {
@@ -514,7 +528,7 @@ if (import.meta.main) {
   );
   process.stdout.write(
     `network demo: ${((performance.now() - t0) / 1000).toFixed(1)} s; all processes stopped` +
-      (args.keep ? `; kept ${resolve(args.keep)} (data/, engine/, keys/, model.json, scores.csv, results.csv)` : '') +
+      (args.keep ? `; kept ${resolve(args.keep)} (data/, engine/, keys/, logs/, model.json, scores.csv, results.csv)` : '') +
       '\n',
   );
   process.exitCode =

@@ -62,7 +62,8 @@ export const HANDLERS: Record<string, Handler> = {
     const server = new EngineServer({
       engine,
       adminPublicKey: admin.publicKey,
-      log: (l) => process.stderr.write(l + '\n'),
+      // JSON lines on stderr (docs/operations.md "Logs, health and metrics"); SAFEHOUSE_LOG_LEVEL=silent turns them off.
+      logLevel: process.env.SAFEHOUSE_LOG_LEVEL ?? 'info',
     });
     // Consent and subject indexes in memory, SEAL in every worker: the first job does not pay for them.
     await engine.warmUp();

@@ -109,6 +109,7 @@ export const HANDLERS: Record<string, Handler> = {
     }
     const c = await startCustodian({
       ...(policy ? { policy } : {}),
+      logLevel: process.env.SAFEHOUSE_LOG_LEVEL ?? 'info',
       ...(provider ? { provider } : {}),
       keysDir: resolve(args.string('keys')),
       engine: args.string('engine'),

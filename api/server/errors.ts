@@ -27,14 +27,17 @@ export function errorHandler(log: (line: string) => void) {
     if (err instanceof SafehouseError) {
       if (err.kind === 'internal')
         log(
-          `${req.method} ${req.url}: ${err.code} ${err.message}${err.cause ? ` (${String((err.cause as Error).message ?? err.cause)})` : ''}`,
+          `${req.method} ${req.routeOptions.url ?? 'unmatched'}: ${err.code} ${err.message}${err.cause ? ` (${String((err.cause as Error).message ?? err.cause)})` : ''}`,
         );
       if (err.code === 'SH_ERR_RATE_LIMITED')
         void reply.header('retry-after', String(err.details.retryAfterSeconds ?? 1));
+      (reply as unknown as { shCode?: string }).shCode = err.code; // the request log names the code, not the message
       return reply.status(err.status).send(err.toPublic());
     }
-    const pub = (code: ErrorCode, message: string, details: Record<string, string | number | boolean> = {}) =>
-      reply.status(ERRORS[code].status).send({ code, message, details });
+    const pub = (code: ErrorCode, message: string, details: Record<string, string | number | boolean> = {}) => {
+      (reply as unknown as { shCode?: string }).shCode = code;
+      return reply.status(ERRORS[code].status).send({ code, message, details });
+    };
     if (e.validation)
       return pub(
         'SH_ERR_INVALID_ARGUMENT',
@@ -51,7 +54,7 @@ export function errorHandler(log: (line: string) => void) {
     if (e.statusCode === 503) return pub('SH_ERR_UNAVAILABLE', 'the server is shutting down');
     if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500)
       return pub('SH_ERR_INVALID_ARGUMENT', `malformed request: ${e.message}`.slice(0, 300));
-    log(`${req.method} ${req.url}: uncoded ${e.stack ?? e.message}`);
+    log(`${req.method} ${req.routeOptions.url ?? 'unmatched'}: uncoded ${e.stack ?? e.message}`);
     return pub('SH_ERR_INTERNAL', ERRORS.SH_ERR_INTERNAL.summary);
   };
 }

@@ -26,6 +26,7 @@ import { docsRoute } from './openapi.ts';
 import { Staging } from './staging.ts';
 import { Custodians } from './custodians.ts';
 import { JobQueue } from './jobs.ts';
+import { Metrics, jobMetrics, logParty, observe } from './observe.ts';
 import { publicRoutes } from './routes/public.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { blobRoutes } from './routes/blobs.ts';
@@ -51,6 +52,8 @@ export interface ServerOptions {
   trainingColumns?: TrainingColumnsSource;
   /** Jobs run at once (default 3): one stuck on a slow custodian holds one lane, bounded by the client's timeouts. */
   jobLanes?: number;
+  /** Structured logs (pino, JSON lines on stderr) at this level; none when absent ('silent'). `serve` gives 'info'. */
+  logLevel?: string;
   log?: (line: string) => void;
 }
 
@@ -61,16 +64,22 @@ export class EngineServer {
   private readonly jobs: JobQueue;
   private readonly custodians: Custodians;
   private readonly staging = new Staging();
+  private readonly metrics = new Metrics();
   private closing = false;
 
   constructor(opts: ServerOptions) {
     this.opts = opts;
-    this.log = opts.log ?? (() => {});
+    // Internal errors (their stacks): to the caller's function, else to the structured log.
+    this.log = opts.log ?? ((line) => this.app?.log.error({ event: 'internal' }, line));
     this.custodians = new Custodians(opts.engine);
     this.jobs = new JobQueue(opts.engine, this.custodians, {
       trainingColumns: opts.trainingColumns,
       log: this.log,
       ...(opts.jobLanes ? { lanes: opts.jobLanes } : {}),
+      onEvent: (e) => {
+        jobMetrics(this.metrics, e);
+        this.app?.log.info({ ...e, bank: logParty(e.bank) }, e.event);
+      },
     });
     this.app = this.build();
     this.jobs.resume();
@@ -94,7 +103,12 @@ export class EngineServer {
     // here are strict (`additionalProperties: false`, strings stay strings), so an extra key or a wrong type is a 400.
     const app = Fastify({
       bodyLimit: this.opts.bodyLimit ?? 16 * 1024 * 1024,
-      logger: false,
+      logger:
+        this.opts.logLevel && this.opts.logLevel !== 'silent'
+          ? { level: this.opts.logLevel, stream: process.stderr }
+          : false,
+      // Fastify's own request lines carry the raw URL (a path parameter may be a USCC): observe.ts logs instead.
+      disableRequestLogging: true,
       onProtoPoisoning: 'error',
       onConstructorPoisoning: 'error',
       return503OnClosing: true,
@@ -124,6 +138,12 @@ export class EngineServer {
     const limits = rateLimits(app, { perAddress: this.opts.ipRateLimit, perParty: this.opts.rateLimit });
     authenticate(app, { engine, adminPublicKey: this.opts.adminPublicKey, limitParty: limits.party });
     app.setErrorHandler(errorHandler(this.log));
+    observe(app, {
+      engine,
+      metrics: this.metrics,
+      queue: () => ({ queued: this.jobs.depth(), running: this.jobs.runningCount() }),
+      closing: () => this.closing,
+    });
     app.setNotFoundHandler(notFound);
     const { route, routes } = router(app);
     const ctx: RouteContext = { engine, route, staging: this.staging, jobs: this.jobs, custodians: this.custodians };

@@ -27,6 +27,7 @@ import { canonicalize } from '../../core/jcs.ts';
 import type { TrainOutcome } from '../../engine/protocols/train/messages.ts';
 import { JOB_ID } from './schemas.ts';
 import type { Custodians } from './custodians.ts';
+import type { JobEvent } from './observe.ts';
 
 export type JobKind = 'score' | 'verify' | 'train';
 export type JobStatus = 'queued' | 'running' | 'awaiting-labels' | 'done' | 'failed' | 'parked';
@@ -58,6 +59,7 @@ export class JobQueue {
   private readonly custodians: Custodians;
   private readonly trainingColumns: TrainingColumnsSource | undefined;
   private readonly log: (line: string) => void;
+  private readonly onEvent: (e: JobEvent) => void;
   private readonly resultsDir: string;
   private readonly queue: string[] = [];
   /** Jobs run in `lanes` at once: a job stuck on a slow custodian (bounded by its timeouts) holds one lane only. */
@@ -68,13 +70,20 @@ export class JobQueue {
   constructor(
     engine: Engine,
     custodians: Custodians,
-    opts: { trainingColumns?: TrainingColumnsSource | undefined; log: (line: string) => void; lanes?: number },
+    opts: {
+      trainingColumns?: TrainingColumnsSource | undefined;
+      log: (line: string) => void;
+      lanes?: number;
+      /** Job started / finished (structured logs and metrics, api/server/observe.ts). */
+      onEvent?: (e: JobEvent) => void;
+    },
   ) {
     this.lanes = Math.max(1, opts.lanes ?? 3);
     this.engine = engine;
     this.custodians = custodians;
     this.trainingColumns = opts.trainingColumns;
     this.log = opts.log;
+    this.onEvent = opts.onEvent ?? (() => {});
     this.resultsDir = join(engine.store.home, 'results');
     mkdirSync(this.resultsDir, { recursive: true });
     engine.store.db
@@ -301,16 +310,40 @@ export class JobQueue {
 
   private async run(id: string): Promise<void> {
     const db = this.engine.store.db;
-    const row = db.prepare('SELECT kind, submit_json, plan_json FROM api_jobs WHERE id = ?').get(id) as {
+    const row = db.prepare('SELECT kind, bank, submit_json, plan_json FROM api_jobs WHERE id = ?').get(id) as {
       kind: JobKind;
+      bank: string;
       submit_json: string;
       plan_json: string | null;
     };
     db.prepare("UPDATE api_jobs SET status = 'running' WHERE id = ?").run(id);
+    const t0 = performance.now();
+    const phases: Record<string, number> = {};
+    let phase: { name: string; at: number } | undefined;
+    this.onEvent({ event: 'job.started', job: id, kind: row.kind, bank: row.bank });
+    const finish = (status: string, code?: string) => {
+      const now = performance.now();
+      if (phase) phases[phase.name] = (phases[phase.name] ?? 0) + (now - phase.at) / 1000;
+      this.onEvent({
+        event: 'job.finished',
+        job: id,
+        kind: row.kind,
+        bank: row.bank,
+        status,
+        ...(code ? { code } : {}),
+        seconds: (now - t0) / 1000,
+        phases: Object.fromEntries(Object.entries(phases).map(([k, v]) => [k, Math.round(v * 1000) / 1000])),
+        refusals: refusalsOf(this.engine, id),
+      });
+    };
     // Progress goes to the database at most every 200 ms, and always when a phase completes.
     let last = 0;
     const progress = (p: { phase: string; done: number; total: number }) => {
       const now = performance.now();
+      if (phase?.name !== p.phase) {
+        if (phase) phases[phase.name] = (phases[phase.name] ?? 0) + (now - phase.at) / 1000;
+        phase = { name: p.phase, at: now };
+      }
       if (now - last < 200 && p.done !== p.total) return;
       last = now;
       db.prepare('UPDATE api_jobs SET progress_json = ? WHERE id = ?').run(
@@ -390,6 +423,7 @@ export class JobQueue {
       writeFileSync(`${file}.tmp`, toJson(result));
       renameSync(`${file}.tmp`, file);
       db.prepare("UPDATE api_jobs SET status = 'done', finished_at = ? WHERE id = ?").run(new Date().toISOString(), id);
+      finish('done');
     } catch (raw) {
       const err = storageFull(raw) ?? raw;
       const pub = isCoded(err)
@@ -397,6 +431,7 @@ export class JobQueue {
         : { code: 'SH_ERR_INTERNAL', message: ERRORS.SH_ERR_INTERNAL.summary, details: {} };
       if (!isCoded(err) || err.kind === 'internal') this.log(`job ${id}: ${(err as Error)?.stack ?? String(err)}`);
       this.recordFailure(id, err, pub, 0);
+      finish('failed', String(pub.code));
     }
   }
 
@@ -417,4 +452,22 @@ export class JobQueue {
         setTimeout(() => this.recordFailure(id, err, pub, attempt + 1), 5_000).unref();
     }
   }
+}
+
+/** Subjects and claims a job had refused for budget, by where (the engine's budget, a custodian's). */
+function refusalsOf(engine: Engine, id: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  let entries: ReturnType<Engine['ledger']['jobEntries']>;
+  try {
+    entries = engine.ledger.jobEntries(id);
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    const n = (k: string) => (Array.isArray(e.body[k]) ? (e.body[k] as unknown[]).length : 0);
+    if (e.kind === 'verify.budget_exceeded') out.engine = (out.engine ?? 0) + n('claims');
+    else if (e.kind === 'verify.custodian_refused') out.custodian = (out.custodian ?? 0) + n('claims');
+    else if (e.kind === 'score.custodian_refused') out.custodian = (out.custodian ?? 0) + n('refused');
+  }
+  return out;
 }

@@ -6,7 +6,7 @@
  * model, the same scores and the same claim answers; both are also checked against plaintext.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -38,6 +38,36 @@ beforeAll(async () => {
   net = await runNetwork({ dir: join(dir, 'net'), iterations: ITERATIONS, claims: 30 });
 }, 600_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('the servers’ logs of the whole run', () => {
+  it('are structured lines naming routes, statuses and jobs — never a USCC, a value or a score in clear', () => {
+    const logDir = join(dir, 'net', 'logs');
+    const text = readdirSync(logDir)
+      .map((f) => readFileSync(join(logDir, f), 'utf8'))
+      .join('\n');
+    const lines = text.split('\n').filter((l) => l.startsWith('{'));
+    const records = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    // There is something to read: one line per request and per job, with what an operator needs.
+    const requests = records.filter((r) => r.msg === 'request');
+    expect(requests.length).toBeGreaterThan(100);
+    for (const r of requests)
+      expect(Object.keys(r)).toEqual(expect.arrayContaining(['reqId', 'route', 'status', 'ms']));
+    expect(records.some((r) => r.msg === 'job.finished' && r.kind === 'score' && r.status === 'done')).toBe(true);
+    expect(requests.some((r) => typeof r.party === 'string' && String(r.party).startsWith('enterprise#'))).toBe(true);
+    // Nothing the data, the consents or the results hold appears anywhere in them.
+    const sc = net.scenario;
+    const leaked: string[] = [];
+    for (const u of sc.values.keys()) if (text.includes(u)) leaked.push(u);
+    const distinctive = new Set<string>();
+    for (const row of sc.values.values())
+      for (const v of row.values()) if (/^\d{4,}(\.\d+)?$/.test(v) || /^\d+\.\d{2,}$/.test(v)) distinctive.add(v);
+    for (const s of net.scores.values()) if (s.score.length >= 6) distinctive.add(s.score);
+    // A value is leaked when it appears as a JSON value, not as a digit run inside a hash or a time.
+    for (const v of distinctive) if (new RegExp(`[":,\\s]${v.replace('.', '\\.')}["},\\s]`).test(text)) leaked.push(v);
+    expect(leaked).toEqual([]);
+    expect(distinctive.size).toBeGreaterThan(50);
+  });
+});
 
 describe('network deployment (engine + 2 custodians as processes, CLI client mode)', () => {
   it('scores, claim answers and refusals equal plaintext; the auditor verifies the ledger on its side', () => {

@@ -131,4 +131,43 @@ describe('engine server job life cycle', () => {
       await again.close();
     }
   });
+
+  it('health, readiness and Prometheus metrics: counts of what ran, no party or subject as a label', async () => {
+    const server = new EngineServer({ engine: sh.engine, adminPublicKey: admin.publicKey });
+    const url = await server.listen(0);
+    try {
+      const bank = new Client(url, sh.wallet.get(DEMO_BANK)!);
+      const jobId = newJobId('score');
+      const request = buildScoreRequest(
+        {
+          jobId,
+          bank: DEMO_BANK,
+          modelId: DEMO_MODEL_ID,
+          modelHash: sh.engine.models.get(DEMO_MODEL_ID)!.hash,
+          purpose: DEMO_PURPOSE,
+          subjects: data.subjects.slice(0, 50),
+          requestedAt: new Date().toISOString(),
+        },
+        bank.keys.ed25519.secretKey,
+      );
+      await bank.post('/v1/bank/jobs', { kind: 'score', request });
+      await bank.waitJob(jobId, { timeoutMs: 120_000 });
+      expect(await (await fetch(new URL('/healthz', url))).json()).toEqual({ status: 'ok' });
+      const ready = await fetch(new URL('/readyz', url));
+      expect(ready.status).toBe(200);
+      expect(await ready.json()).toMatchObject({ status: 'ready', problems: [], queued: 0, running: 0 });
+      const res = await fetch(new URL('/metrics', url));
+      expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+      const text = await res.text();
+      expect(text).toMatch(/^safehouse_jobs_queued 0$/m);
+      expect(text).toMatch(/^safehouse_job_seconds_count\{kind="score",status="done"\} 1$/m);
+      expect(text).toMatch(/^safehouse_job_phase_seconds_count\{kind="score",phase="compute"\} 1$/m);
+      expect(text).toMatch(/^safehouse_http_requests_total\{route="\/v1\/bank\/jobs",method="POST",status="202"\} 1$/m);
+      expect(text).toMatch(/^safehouse_ledger_entries \d+$/m);
+      expect(text).not.toContain(DEMO_BANK);
+      for (const u of data.subjects) expect(text).not.toContain(u);
+    } finally {
+      await server.close();
+    }
+  });
 });
