@@ -528,7 +528,9 @@ if (import.meta.main) {
   );
   process.stdout.write(
     `network demo: ${((performance.now() - t0) / 1000).toFixed(1)} s; all processes stopped` +
-      (args.keep ? `; kept ${resolve(args.keep)} (data/, engine/, keys/, logs/, model.json, scores.csv, results.csv)` : '') +
+      (args.keep
+        ? `; kept ${resolve(args.keep)} (data/, engine/, keys/, logs/, model.json, scores.csv, results.csv)`
+        : '') +
       '\n',
   );
   process.exitCode =

@@ -145,6 +145,20 @@ export const COMMANDS: readonly CommandSpec[] = [
     examples: ['safehouse retention purge --days 365'],
   },
   {
+    name: 'backup',
+    summary: "copy the engine's data directory while it runs (SQLite online backup, then blobs, keys and results)",
+    ...at('platform', 'platform', 'local'),
+    options: [{ ...HOME, mode: 'local' }, str('out', 'DIR', 'a new directory for the backup', REQ)],
+    examples: ['safehouse backup --home engine --out backups/2026-12-04'],
+  },
+  {
+    name: 'restore',
+    summary: 'make a data directory from a backup, then check it as `serve` would (quick_check, the whole ledger)',
+    ...at('platform', 'platform', 'local'),
+    options: [{ ...HOME, mode: 'local' }, str('from', 'DIR', 'the backup directory', REQ)],
+    examples: ['safehouse restore --from backups/2026-12-04 --home engine'],
+  },
+  {
     name: 'demo',
     summary: 'the whole flow on synthetic data, checked against plaintext (exit 1 if any check fails)',
     ...at('platform', 'platform', 'embedded'),

@@ -1,11 +1,12 @@
 /**
  * Set-up and the platform operator's commands: `init`, `party add` (embedded: the party's keys made in the wallet;
  * client mode: the admin registers a party from its public keys), `serve` (the engine server), `keygen` (a party's
- * own keys for client mode), `retention purge` and `demo`.
+ * own keys for client mode), `retention purge`, `backup`, `restore` and `demo`.
  */
 import { resolve } from 'node:path';
 import { SafehouseError } from '../../core/errors.ts';
 import { Engine } from '../../engine/engine.ts';
+import { backupHome, restoreHome } from '../../engine/store/backup.ts';
 import { BFV_8192_T40 } from '../../engine/he/params.ts';
 import type { PartyRole } from '../../engine/registry.ts';
 import { EngineServer, adminKey } from '../server/index.ts';
@@ -139,6 +140,29 @@ export const HANDLERS: Record<string, Handler> = {
       );
       return 0;
     });
+  },
+
+  async backup({ args, out }) {
+    const m = await backupHome(resolve(args.home), resolve(args.string('out')));
+    out(
+      `backup ${resolve(args.string('out'))}: ${m.ledgerEntries} ledger entries, ${m.blobs} blobs (${m.files.join(', ')}); check it with \`safehouse audit verify --home ${resolve(args.string('out'))}\``,
+    );
+    return 0;
+  },
+
+  async restore({ args, out }) {
+    const home = resolve(args.home);
+    restoreHome(resolve(args.string('from')), home);
+    const engine = Engine.open({ home, poolSize: 1 });
+    try {
+      const { ledgerSize } = engine.startupCheck();
+      out(
+        `restored ${home}: database sound, ledger of ${ledgerSize} entries verifies; start it with \`safehouse serve --home ${home}\``,
+      );
+    } finally {
+      await engine.close();
+    }
+    return 0;
   },
 
   async demo({ args, out }) {
