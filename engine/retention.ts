@@ -4,7 +4,8 @@
  * `blobRetentionDays`, and the purge itself is a ledger leaf (`retention.purged`: the jobs, the blob count and a hash
  * of the purged list). Ledger entries are never deleted; a replay of a purged job reports `missing`, not `mismatch`.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { fail } from '../core/errors.ts';
 import { sha256Hex } from '../core/hash.ts';
 import type { EngineContext } from './context.ts';
@@ -30,9 +31,32 @@ export class Retention {
   purge(days: number = this.ctx.policy.blobRetentionDays): { jobs: string[]; blobs: number } {
     if (!Number.isFinite(days) || days < 0)
       fail('SH_ERR_INVALID_ARGUMENT', `"days" expected a number ≥ 0, got ${days}`);
-    const { store, ledger, now } = this.ctx;
-    const cutoff = new Date(now().getTime() - days * 86_400_000).toISOString();
-    const jobs = this.jobs.finishedBefore(cutoff);
+    const cutoff = new Date(this.ctx.now().getTime() - days * 86_400_000).toISOString();
+    return this.purgeJobs(this.jobs.finishedBefore(cutoff), cutoff);
+  }
+
+  /**
+   * Size-based retention: while the blob directory holds more than `maxBytes`, purge the replay material of the
+   * oldest finished jobs (in steps of 50), however recent. Dataset columns and keys are never purged, so the floor
+   * is what the current datasets need. @returns the purged jobs and blob count
+   */
+  purgeToSize(maxBytes: number): { jobs: string[]; blobs: number } {
+    if (!Number.isFinite(maxBytes) || maxBytes < 0)
+      fail('SH_ERR_INVALID_ARGUMENT', `"maxBytes" expected a number ≥ 0, got ${maxBytes}`);
+    const all = { jobs: [] as string[], blobs: 0 };
+    const now = this.ctx.now().toISOString();
+    while (blobBytes(this.ctx.store.home) > maxBytes) {
+      const next = this.jobs.finishedBefore(now).slice(0, 50);
+      if (!next.length) break;
+      const r = this.purgeJobs(next, now);
+      all.jobs.push(...r.jobs);
+      all.blobs += r.blobs;
+    }
+    return all;
+  }
+
+  private purgeJobs(jobs: string[], cutoff: string): { jobs: string[]; blobs: number } {
+    const { store, ledger } = this.ctx;
     if (jobs.length === 0) return { jobs, blobs: 0 };
     const kept = new Set(
       (
@@ -70,4 +94,14 @@ export class Retention {
     ledger.checkpoint();
     return { jobs, blobs: purged.length };
   }
+}
+
+/** Bytes of the finished blob files of a data directory. */
+export function blobBytes(home: string): number {
+  const dir = join(home, 'blobs');
+  if (!existsSync(dir)) return 0;
+  let n = 0;
+  for (const e of readdirSync(dir, { recursive: true, withFileTypes: true }))
+    if (e.isFile()) n += statSync(join(e.parentPath, e.name)).size;
+  return n;
 }

@@ -65,6 +65,13 @@ export const HANDLERS: Record<string, Handler> = {
       adminPublicKey: admin.publicKey,
       // JSON lines on stderr (docs/operations.md "Logs, health and metrics"); SAFEHOUSE_LOG_LEVEL=silent turns them off.
       logLevel: process.env.SAFEHOUSE_LOG_LEVEL ?? 'info',
+      // Replay blobs older than the policy's retention, hourly; SAFEHOUSE_BLOB_BUDGET_BYTES adds a size limit.
+      retention: {
+        everyMs: 3_600_000,
+        ...(Number(process.env.SAFEHOUSE_BLOB_BUDGET_BYTES) > 0
+          ? { maxBlobBytes: Number(process.env.SAFEHOUSE_BLOB_BUDGET_BYTES) }
+          : {}),
+      },
     });
     // Consent and subject indexes in memory, SEAL in every worker: the first job does not pay for them.
     await engine.warmUp();

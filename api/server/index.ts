@@ -54,6 +54,11 @@ export interface ServerOptions {
   jobLanes?: number;
   /** Structured logs (pino, JSON lines on stderr) at this level; none when absent ('silent'). `serve` gives 'info'. */
   logLevel?: string;
+  /**
+   * Blob retention while the server runs (`serve`: hourly): the policy's age limit, and with `maxBlobBytes` a size
+   * limit — the oldest finished jobs' replay material goes first. Each purge is a ledger leaf.
+   */
+  retention?: { everyMs: number; maxBlobBytes?: number };
   log?: (line: string) => void;
 }
 
@@ -66,6 +71,7 @@ export class EngineServer {
   private readonly staging = new Staging();
   private readonly metrics = new Metrics();
   private closing = false;
+  private retentionTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: ServerOptions) {
     this.opts = opts;
@@ -86,12 +92,38 @@ export class EngineServer {
   }
 
   async listen(port: number, host = '127.0.0.1'): Promise<string> {
-    return this.app.listen({ port, host });
+    const url = await this.app.listen({ port, host });
+    const r = this.opts.retention;
+    if (r) {
+      this.retain();
+      this.retentionTimer = setInterval(() => this.retain(), r.everyMs);
+      this.retentionTimer.unref();
+    }
+    return url;
+  }
+
+  /** One retention pass (age, then size); its outcome is logged, a failure too — it never takes the server down. */
+  retain(): { jobs: number; blobs: number } {
+    const e = this.opts.engine;
+    try {
+      const byAge = e.retention.purge();
+      const bySize =
+        this.opts.retention?.maxBlobBytes !== undefined
+          ? e.retention.purgeToSize(this.opts.retention.maxBlobBytes)
+          : { jobs: [], blobs: 0 };
+      const out = { jobs: byAge.jobs.length + bySize.jobs.length, blobs: byAge.blobs + bySize.blobs };
+      if (out.jobs) this.app.log.info({ event: 'retention.purged', ...out }, 'retention.purged');
+      return out;
+    } catch (err) {
+      this.log(`retention: ${(err as Error)?.stack ?? String(err)}`);
+      return { jobs: 0, blobs: 0 };
+    }
   }
 
   /** Graceful shutdown: refuse new requests, finish the running job, park the queued ones. */
   async close(): Promise<void> {
     this.closing = true;
+    if (this.retentionTimer) clearInterval(this.retentionTimer);
     this.jobs.park();
     await this.app.close();
     await this.jobs.idle();

@@ -15,6 +15,7 @@ import { buildScoreRequest, openScoreResult } from '../../engine/protocols/score
 import { type ScoreResult } from '../../engine/protocols/score/messages.ts';
 import { ed25519KeyPair } from '../../core/sign.ts';
 import { signRequest } from '../../api/httpsig.ts';
+import { blobBytes } from '../../engine/retention.ts';
 
 let home: string;
 let sh: Safehouse;
@@ -166,6 +167,47 @@ describe('engine server job life cycle', () => {
       expect(text).toMatch(/^safehouse_ledger_entries \d+$/m);
       expect(text).not.toContain(DEMO_BANK);
       for (const u of data.subjects) expect(text).not.toContain(u);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('blob retention runs in the server too: over a size limit the oldest jobs’ replay blobs go, datasets stay', async () => {
+    const before = blobBytes(sh.engine.store.home);
+    const finished = sh.engine.jobs.finishedBefore(new Date().toISOString()).length;
+    expect(finished).toBeGreaterThan(0);
+    const server = new EngineServer({
+      engine: sh.engine,
+      adminPublicKey: admin.publicKey,
+      retention: { everyMs: 3_600_000, maxBlobBytes: 0 },
+    });
+    const url = await server.listen(0); // a pass runs at start
+    try {
+      const after = blobBytes(sh.engine.store.home);
+      expect(after).toBeLessThan(before);
+      expect(sh.engine.jobs.finishedBefore(new Date().toISOString())).toEqual([]);
+      const purged = sh.engine.ledger.entriesOfKind('retention.purged', 0);
+      expect(purged.length).toBeGreaterThan(0);
+      // Dataset columns are never purged: the next job still scores, equal to embedded scoring.
+      const bank = new Client(url, sh.wallet.get(DEMO_BANK)!);
+      const jobId = newJobId('score');
+      const request = buildScoreRequest(
+        {
+          jobId,
+          bank: DEMO_BANK,
+          modelId: DEMO_MODEL_ID,
+          modelHash: sh.engine.models.get(DEMO_MODEL_ID)!.hash,
+          purpose: DEMO_PURPOSE,
+          subjects: data.subjects,
+          requestedAt: new Date().toISOString(),
+        },
+        bank.keys.ed25519.secretKey,
+      );
+      await bank.post('/v1/bank/jobs', { kind: 'score', request });
+      await bank.waitJob(jobId, { timeoutMs: 120_000 });
+      const result = await bank.get<ScoreResult>(`/v1/bank/jobs/${jobId}/result`);
+      expect(openScoreResult(result, DEMO_BANK, bank.keys.x25519!.secretKey)).toEqual(embedded);
+      expect(sh.engine.auditVerify().ok).toBe(true);
     } finally {
       await server.close();
     }
