@@ -101,7 +101,7 @@ type Phases = Record<string, number>;
 export interface CaseResult {
   name: string;
   kind: Kind;
-  tier: 'embedded' | 'embedded+http-custodians' | 'network-default-poll' | 'network-5ms-poll';
+  tier: 'embedded' | 'embedded+http-custodians' | 'network-default-poll' | 'network-5ms-poll' | 'network-crowd';
   concurrency: number;
   roundTrips: number;
   seconds: number;
@@ -128,6 +128,11 @@ export interface NetworkReport {
   /** Cost of a ledger checkpoint (re-read every leaf hash, Merkle root, consistency proof) before each pass. */
   checkpoints: Array<{ pass: number; ledgerSize: number; checkpointMs: number }>;
   cases: CaseResult[];
+  /**
+   * 64 stock clients (api/client, unchanged) at once against a server with the default rate limits: the clients wait
+   * out every 429 (retry-after + jitter), so none may throw; latency includes those waits.
+   */
+  crowd: { clients: number; roundTrips: number; thrown: number; codes: Record<string, number>; case: CaseResult };
   ratios: Array<{ kind: Kind; name: string; value: number; formula: string }>;
   mismatches: number;
   totalSeconds: number;
@@ -323,6 +328,7 @@ export async function runNetwork(
   const home = mkdtempSync(join(tmpdir(), 'safehouse-bench-network-'));
   const servers: FastifyInstance[] = [];
   let server: EngineServer | undefined;
+  let limited: EngineServer | undefined;
   let sh: Safehouse | undefined;
   try {
     // ---- setup: the demo's parties, ingest and consents (api/demo.ts), with a verification budget that cannot run out.
@@ -511,6 +517,62 @@ export async function runNetwork(
       );
     }
     checkpoints.push({ pass, ledgerSize: ledgerSize(), checkpointMs: checkpointMs() });
+
+    // ---- 64 stock clients at once, against a second server on the same engine with the default rate limits.
+    for (const cu of remote)
+      if (s.engine.registry.custodian(cu.provider) !== cu) s.engine.registry.connectCustodian(cu);
+    limited = new EngineServer({ engine: s.engine, adminPublicKey: ed25519KeyPair().publicKey });
+    const limitedUrl = await limited.listen(0);
+    const CROWD = 64;
+    const crowdClients = Array.from({ length: CROWD }, () => new Client(limitedUrl, keys));
+    let turn = 0;
+    let thrown = 0;
+    const codes: Record<string, number> = {};
+    const crowdRt: RoundTrip = async (c) => {
+      const cl = crowdClients[turn++ % CROWD]!;
+      try {
+        return { answer: (await clientVerify(cl, DEMO_PURPOSE, [c])).results.get(c.claimId)! };
+      } catch (err) {
+        thrown++;
+        const code = (err as { code?: string }).code ?? 'uncoded';
+        codes[code] = (codes[code] ?? 0) + 1;
+        return { answer: `error:${code}` as unknown as ClaimResult };
+      }
+    };
+    const crowdState: CaseState = {
+      name: `numeric: network, ${CROWD} stock clients, default rate limits`,
+      kind: 'numeric',
+      tier: 'network-crowd',
+      concurrency: CROWD,
+      custodians: 'http',
+      rt: crowdRt,
+      lat: [],
+      answers: {},
+      mismatches: 0,
+      spentMs: 0,
+      sums: {},
+      withPhases: 0,
+      ledgerFirst: 0,
+      ledgerLast: 0,
+    };
+    await runSlice(crowdState, {
+      count: CROWD * 3,
+      warmup: 0,
+      claims: pools.numeric,
+      next: next.numeric,
+      want,
+      ledgerSize,
+    });
+    const crowd = {
+      clients: CROWD,
+      roundTrips: crowdState.lat.length,
+      thrown,
+      codes,
+      case: caseResult(crowdState),
+    };
+    log(
+      `  ${crowdState.name}: ${crowd.roundTrips} round trips, ${thrown} thrown, p50 ${fmt(crowd.case.latency.p50Ms)} ms, p99 ${fmt(crowd.case.latency.p99Ms)} ms`,
+    );
     const cases = states.map(caseResult);
     for (const c of cases)
       log(
@@ -564,14 +626,16 @@ export async function runNetwork(
       passes: pass,
       checkpoints,
       cases,
+      crowd,
       ratios,
-      mismatches: cases.reduce((a, c) => a + c.mismatches, 0),
+      mismatches: cases.reduce((a, c) => a + c.mismatches, 0) + crowd.case.mismatches,
       totalSeconds: (performance.now() - tStart) / 1000,
       setupSeconds,
       loadAtStart,
       machine: machineFacts(),
     };
   } finally {
+    await limited?.close();
     await server?.close();
     for (const s of servers) await s.close();
     await sh?.close();
@@ -634,6 +698,18 @@ export function printNetwork(r: NetworkReport, out: (s: string) => void = consol
       ),
     );
   }
+  const cr = r.crowd.case;
+  out(
+    `\n${r.crowd.clients} stock clients at once, default rate limits: ${r.crowd.roundTrips} round trips, ${r.crowd.thrown} thrown` +
+      `${
+        r.crowd.thrown
+          ? ` (${Object.entries(r.crowd.codes)
+              .map(([k, v]) => `${v} ${k}`)
+              .join(', ')})`
+          : ''
+      }, ` +
+      `${fmt(cr.perSecond)}/s, p50 ${fmt(cr.latency.p50Ms)} ms, p99 ${fmt(cr.latency.p99Ms)} ms, max ${fmt(cr.latency.maxMs)} ms, mismatches ${cr.mismatches}`,
+  );
   const net = r.cases.filter((c) => c.breakdown && c.tier === 'network-5ms-poll');
   if (net.length) {
     out(

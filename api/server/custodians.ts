@@ -30,6 +30,8 @@ export class Custodians {
   /** Reconnect custodians registered in an earlier run (lazily, before a job needs them). */
   async ensure(providers: Iterable<string>): Promise<void> {
     for (const p of new Set(providers)) {
+      // Not a provider at all is the caller's mistake, coded as such (SH_ERR_UNKNOWN_PARTY / SH_ERR_PARTY_ROLE).
+      this.engine.registry.requireParty(p, 'provider');
       try {
         this.engine.registry.custodian(p);
         continue;

@@ -8,26 +8,21 @@
  * time (lanes), through the same protocol pipelines as embedded mode (engine/protocols/<score|verify|train>/run.ts,
  * docs/design.md §10).
  */
-import { feedCustodian } from '../../engine/protocols/job.ts';
 import { join } from 'node:path';
 import { mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { SafehouseError, fail, ERRORS, isCoded, storageFull, type ErrorCode } from '../../core/errors.ts';
 import { requireSignature, type Signed } from '../../core/sign.ts';
 import type { Engine } from '../../engine/engine.ts';
-import { runScoreJob } from '../../engine/protocols/score/run.ts';
-import type { ScoreRequest } from '../../engine/protocols/score/messages.ts';
-import { runVerifyJob } from '../../engine/protocols/verify/run.ts';
-import type { VerifyRequest, ClaimOpenings } from '../../engine/protocols/verify/messages.ts';
+import type { ClaimOpenings } from '../../engine/protocols/verify/messages.ts';
 import { planTraining } from '../../engine/protocols/train/plan.ts';
-import { runTrainJob, type TrainingColumnsSource } from '../../engine/protocols/train/run.ts';
-import type { TrainPlan, TrainRequest, TrainLabels, TrainingPart } from '../../engine/protocols/train/messages.ts';
-import type { HttpCustodian } from '../custodian-http.ts';
+import type { TrainingColumnsSource } from '../../engine/protocols/train/run.ts';
+import type { TrainPlan, TrainLabels } from '../../engine/protocols/train/messages.ts';
 import { toJson, fromJson } from '../wire.ts';
 import { canonicalize } from '../../core/jcs.ts';
-import type { TrainOutcome } from '../../engine/protocols/train/messages.ts';
 import { JOB_ID } from './schemas.ts';
 import type { Custodians } from './custodians.ts';
 import type { JobEvent } from './observe.ts';
+import { executeJob, refusalsOf } from './job-run.ts';
 
 export type JobKind = 'score' | 'verify' | 'train';
 export type JobStatus = 'queued' | 'running' | 'awaiting-labels' | 'done' | 'failed' | 'parked';
@@ -271,17 +266,6 @@ export class JobQueue {
     return fromJson(readFileSync(join(this.resultsDir, `${job.id}.json`), 'utf8'));
   }
 
-  /** A finished job's result from what the engine kept of it (the server crashed before it wrote its copy). */
-  private delivered(kind: JobKind, summary: Record<string, unknown>): unknown {
-    const blob = kind === 'train' ? summary.outcomeBlob : summary.resultHash;
-    if (typeof blob !== 'string' || !this.engine.store.hasBlob(blob))
-      fail('SH_ERR_BLOB_MISSING', `the result of this ${kind} job is no longer kept`);
-    const kept = JSON.parse(new TextDecoder().decode(this.engine.store.getBlob(blob))) as Record<string, unknown>;
-    if (kind !== 'train') return kept;
-    const m = kept.model as { W0: string; W: string[] };
-    return { ...kept, model: { W0: BigInt(m.W0), W: m.W.map((w) => BigInt(w)) } } as TrainOutcome;
-  }
-
   private inputsDir(id: string): string {
     return join(this.resultsDir, `${id}.inputs`);
   }
@@ -357,67 +341,11 @@ export class JobQueue {
         openings?: ClaimOpenings;
         labels?: Signed<TrainLabels>;
       };
-      // A job the engine recorded before a crash: deliver it if it finished, resume it if it can, else fail it once.
-      const recorded = this.engine.jobs.get(id);
-      const resume = !!recorded && recorded.status !== 'planned';
-      let result: unknown;
-      if (recorded?.status === 'completed' || recorded?.status === 'purged') {
-        result = this.delivered(recorded.kind, recorded.summary ?? {});
-      } else if (recorded?.status === 'failed') {
-        const failed = this.engine.ledger.jobEntries(id).find((x) => x.kind === 'job.failed');
-        const code = String(failed?.body.code ?? 'SH_ERR_INTERNAL');
-        throw new SafehouseError(
-          (code in ERRORS ? code : 'SH_ERR_INTERNAL') as ErrorCode,
-          `job ${id} failed (${code}) before the server restarted`,
-          { job: id },
-        );
-      } else if (resume && row.kind === 'train') {
-        // Training keeps no resumable state between iterations: it fails once; custodians refund what they did not answer.
-        const err = new SafehouseError(
-          'SH_ERR_INTERRUPTED',
-          `training job ${id} was cut off by a restart at ${recorded!.status === 'ready' ? 'its inputs' : 'its iterations'}`,
-          { job: id },
-        );
-        this.engine.jobs.fail(id, err);
-        throw err;
-      } else if (row.kind === 'score') {
-        const req = submitted.request as unknown as Signed<ScoreRequest>;
-        const m = this.engine.models.get(req.body.modelId);
-        if (m) await this.custodians.ensure(m.spec.terms.map((t) => t.provider));
-        result = await runScoreJob(this.engine, req, {
-          resume,
-          onProgress: (p) => progress({ phase: p.phase, done: p.done, total: p.total }),
-        });
-      } else if (row.kind === 'verify') {
-        const req = submitted.request as unknown as Signed<VerifyRequest>;
-        await this.custodians.ensure(req.body.claims.map((c) => c.provider));
-        result = await runVerifyJob(this.engine, req, submitted.openings ?? {}, {
-          resume,
-          onProgress: (p) => progress({ phase: p.phase, done: p.done, total: p.total }),
-        });
-      } else {
-        const plan = fromJson(row.plan_json!) as TrainPlan;
-        await this.custodians.ensure([plan.provider, ...plan.others.map((o) => o.provider)]);
-        // Each provider's columns from its custodian (unless a source was given), the bank's labels as it uploaded them.
-        const columns =
-          this.trainingColumns ??
-          (async (provider: string, part: TrainingPart, request: Signed<TrainRequest>) => {
-            // A custodian restarted since the plan rebuilds its ledger copy first (it opens the job again).
-            await feedCustodian(this.engine, provider);
-            return (this.engine.registry.custodian(provider) as HttpCustodian).trainingColumns(part, request);
-          });
-        const labels = submitted.labels!;
-        const dir = this.inputsDir(id);
-        const labelBlobs = new Map(
-          labels.body.blocks.map((b) => [b.blob, new Uint8Array(readFileSync(join(dir, b.blob)))] as const),
-        );
-        result = await runTrainJob(
-          this.engine,
-          plan,
-          { columns, labels, labelBlobs },
-          { onProgress: (p) => progress(p) },
-        );
-      }
+      const result = await executeJob(
+        { engine: this.engine, custodians: this.custodians, trainingColumns: this.trainingColumns },
+        { id, kind: row.kind, planJson: row.plan_json, submitted, inputsDir: this.inputsDir(id) },
+        progress,
+      );
       // Written aside and renamed, so a result file is never seen half-written.
       const file = join(this.resultsDir, `${id}.json`);
       writeFileSync(`${file}.tmp`, toJson(result));
@@ -452,22 +380,4 @@ export class JobQueue {
         setTimeout(() => this.recordFailure(id, err, pub, attempt + 1), 5_000).unref();
     }
   }
-}
-
-/** Subjects and claims a job had refused for budget, by where (the engine's budget, a custodian's). */
-function refusalsOf(engine: Engine, id: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  let entries: ReturnType<Engine['ledger']['jobEntries']>;
-  try {
-    entries = engine.ledger.jobEntries(id);
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    const n = (k: string) => (Array.isArray(e.body[k]) ? (e.body[k] as unknown[]).length : 0);
-    if (e.kind === 'verify.budget_exceeded') out.engine = (out.engine ?? 0) + n('claims');
-    else if (e.kind === 'verify.custodian_refused') out.custodian = (out.custodian ?? 0) + n('claims');
-    else if (e.kind === 'score.custodian_refused') out.custodian = (out.custodian ?? 0) + n('refused');
-  }
-  return out;
 }

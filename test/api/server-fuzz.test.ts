@@ -188,6 +188,9 @@ function snapshot(): Record<string, number> {
     .all() as Array<{ name: string }>) {
     // Reading a report or a proof signs a checkpoint at the current size: that is not a change of state.
     if (name === 'ledger_checkpoints') continue;
+    // A signed request's nonce is kept even when the request is refused, so that it cannot be replayed after a
+    // restart (docs/operations.md "Nonces"): recording it is the replay defence, not a change the request made.
+    if (name === 'api_nonces') continue;
     out[name] = Number((db.prepare(`SELECT COUNT(*) AS n FROM "${name}"`).get() as { n: number }).n);
   }
   out.staged = (server as unknown as { staging: Staging }).staging.size;
